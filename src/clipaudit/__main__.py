@@ -1,0 +1,3 @@
+from clipaudit.cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""The ``clipaudit`` command: a thin typer app; each command calls one public API function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from clipaudit.errors import ClipauditError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Curate image-caption datasets, evaluate CLIP-style models, and report on both.",
+)
+console = Console(stderr=True)
+
+FormatOpt = Annotated[
+    Optional[str],
+    typer.Option("--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."),
+]
+ImageCol = Annotated[Optional[str], typer.Option(help="Column holding image bytes.")]
+PathCol = Annotated[Optional[str], typer.Option(help="Column holding image file paths.")]
+CaptionCol = Annotated[Optional[str], typer.Option(help="Column or field holding the caption.")]
+IdCol = Annotated[Optional[str], typer.Option(help="Column holding sample ids.")]
+UrlCol = Annotated[Optional[str], typer.Option(help="Column holding source urls.")]
+SplitOpt = Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict.")]
+
+
+def _open(path: str, fmt: str | None, image_column: str | None, path_column: str | None,
+          caption_column: str | None, id_column: str | None, url_column: str | None,
+          split: str | None):  # type: ignore[no-untyped-def]
+    from clipaudit.data import ReadOptions, open_dataset
+
+    opts = ReadOptions(id_column=id_column, image_column=image_column, path_column=path_column,
+                       caption_column=caption_column, url_column=url_column, split=split)
+    return open_dataset(path, format=fmt, options=opts)
+
+
+@app.command()
+def info(
+    dataset: Annotated[str, typer.Argument(help="Dataset path (folder, file or shard pattern).")],
+    format: FormatOpt = None,
+    image_column: ImageCol = None,
+    path_column: PathCol = None,
+    caption_column: CaptionCol = None,
+    id_column: IdCol = None,
+    url_column: UrlCol = None,
+    split: SplitOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show a dataset's format, shards, sample count, columns and a few captions."""
+    from clipaudit.data.info import dataset_info
+
+    ds = _open(dataset, format, image_column, path_column, caption_column, id_column, url_column,
+               split)
+    result = dataset_info(ds)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    out = Console()
+    out.print(f"[bold]{result.source}[/bold]")
+    out.print(f"format   {result.format}")
+    out.print(f"shards   {result.shards}")
+    out.print(f"samples  {result.samples}")
+    out.print(f"columns  {', '.join(result.columns)}")
+    if result.reader_errors:
+        out.print(f"unreadable  {result.reader_errors}")
+    for cap in result.captions:
+        out.print(f"  caption: {cap[:200]!r}", markup=False)
+
+
+@app.command()
+def embed(
+    dataset: Annotated[str, typer.Argument(help="Dataset path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the embeddings.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec, e.g. bundled:NAME.")]
+    = "random:clipaudit-tiny",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: auto).")]
+    = None,
+    format: FormatOpt = None,
+    image_column: ImageCol = None,
+    path_column: PathCol = None,
+    caption_column: CaptionCol = None,
+    id_column: IdCol = None,
+    url_column: UrlCol = None,
+    split: SplitOpt = None,
+) -> None:
+    """Embed images and captions into the clip-retrieval layout (img_emb, text_emb, metadata)."""
+    from clipaudit.models import load_clip
+    from clipaudit.models.embed import embed_dataset
+
+    ds = _open(dataset, format, image_column, path_column, caption_column, id_column, url_column,
+               split)
+    clip = load_clip(model, device=device)
+    summary = embed_dataset(ds, clip, out, batch_size=batch_size,
+                            show_progress=sys.stderr.isatty())
+    Console().print(
+        f"embedded {summary.images_embedded}/{summary.samples} images and "
+        f"{summary.texts_embedded} captions in {summary.shards} shards → {summary.out}"
+        + (f"; not embedded: {summary.errors}" if summary.errors else "")
+    )
+
+
+@app.command()
+def example(
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the dataset.")],
+    n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 64,
+    format: Annotated[str, typer.Option("--format", "-f")] = "webdataset",
+    shard_size: Annotated[int, typer.Option(min=1)] = 32,
+    seed: int = 0,
+) -> None:
+    """Write a small seeded example dataset of coloured shapes with captions."""
+    from clipaudit.data import write_dataset
+    from clipaudit.data.example import example_samples
+
+    files = write_dataset(example_samples(n, seed), out, format, shard_size=shard_size)
+    Console().print(f"wrote {n} samples in {len(files)} files → {out}")
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(prog_name="clipaudit", standalone_mode=False)
+    except ClipauditError as err:
+        console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)

@@ -1,0 +1,92 @@
+"""Decode image bytes into an RGB picture, or a reason code saying why not.
+
+Web data is full of bad bytes, so decoding never raises for content: it returns a
+``Decoded`` with either an image or an error code from :data:`DECODE_ERRORS`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we refuse
+# anything over this many pixels outright, before the pixels are decoded.
+MAX_PIXELS = 89_478_485
+
+DECODE_ERRORS: dict[str, str] = {
+    "missing_image": "the sample has no image bytes",
+    "empty_image": "the image file is zero bytes long",
+    "decode_error": "the bytes are not a decodable image (corrupt, truncated or unsupported)",
+    "image_too_large": "the image declares more pixels than the decompression-bomb limit",
+}
+
+# How transparency and odd modes are flattened; recorded with every score so that
+# embeddings can be reproduced (a bare .convert("RGB") would expose hidden pixels).
+DECODE_CHAIN = (
+    "PIL decode; EXIF orientation applied; first frame of animations; 16-bit scaled to 8-bit; "
+    "alpha composited on white; CMYK/palette/grayscale converted to RGB"
+)
+
+
+@dataclass
+class Decoded:
+    image: Image.Image | None
+    error: str | None = None
+    detail: str | None = None
+    # Size as stored, before EXIF rotation (width, height).
+    stored_size: tuple[int, int] | None = None
+    mode: str | None = None
+    format: str | None = None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.uint32)
+        # 16-bit data: keep the top 8 bits, the usual display mapping.
+        shift = 8 if arr.max(initial=0) > 255 else 0
+        im = Image.fromarray((arr >> shift).clip(0, 255).astype(np.uint8), mode="L")
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        im = Image.fromarray(np.nan_to_num(arr).clip(0, 255).astype(np.uint8), mode="L")
+    if im.mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+    if im.mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        bg = Image.new("RGB", im.size, (255, 255, 255))
+        bg.paste(im, mask=im.getchannel("A"))
+        return bg
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """Decode ``data`` to an RGB image with EXIF orientation applied."""
+    if data is None:
+        return Decoded(None, "missing_image")
+    if len(data) == 0:
+        return Decoded(None, "empty_image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            stored = im.size
+            fmt = im.format
+            if stored[0] * stored[1] > max_pixels or stored[0] <= 0 or stored[1] <= 0:
+                return Decoded(None, "image_too_large", f"{stored[0]}x{stored[1]}", stored)
+            mode = im.mode
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            rgb = _to_rgb(im)
+            rgb.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Decoded(None, "image_too_large", str(exc)[:200])
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-sample reason
+        return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
+    return Decoded(rgb, None, None, stored, mode, fmt)

@@ -1,0 +1,234 @@
+"""The dataset format registry: detection, opening and writing by format name.
+
+Each format module registers one :class:`DatasetFormat` subclass with
+:func:`register_format`; :func:`open_dataset` and :func:`write_dataset` look formats up by
+name or detect them from the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from clipaudit.data.sample import Sample
+from clipaudit.errors import DatasetError, DuplicateIdError
+
+
+@dataclass
+class ReadOptions:
+    """Column names and sharding for readers; ``None`` means "detect"."""
+
+    id_column: str | None = None
+    image_column: str | None = None
+    path_column: str | None = None
+    caption_column: str | None = None
+    url_column: str | None = None
+    meta_column: str = "meta"
+    split: str | None = None
+    # Rows per shard for formats whose files are not shards themselves.
+    shard_size: int = 10_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Column-name guesses, in order, used when a ReadOptions field is None.
+ID_CANDIDATES = ("id", "key", "sample_id", "uid")
+IMAGE_CANDIDATES = ("image", "jpg", "png", "webp", "image_bytes", "img")
+PATH_CANDIDATES = ("path", "image_path", "file_name", "filepath", "file")
+CAPTION_CANDIDATES = ("caption", "text", "txt", "TEXT", "alt", "title")
+URL_CANDIDATES = ("url", "URL", "image_url")
+
+
+def pick_column(names: Iterable[str], wanted: str | None, candidates: tuple[str, ...],
+                role: str, where: str) -> str | None:
+    """Return the column to use for ``role``: the one asked for, or the first candidate."""
+    present = list(names)
+    if wanted is not None:
+        if wanted not in present:
+            raise DatasetError(
+                f"The {role} column {wanted!r} is not in {where}; its columns are "
+                f"{', '.join(present) or 'none'}."
+            )
+        return wanted
+    return next((c for c in candidates if c in present), None)
+
+
+def parse_meta_value(value: Any) -> dict[str, Any]:
+    """A ``meta`` column holds a JSON object (string) or a struct; anything else is kept as-is."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, (str, bytes)):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return {"meta": value if isinstance(value, str) else value.decode("utf-8", "replace")}
+        return parsed if isinstance(parsed, dict) else {"meta": parsed}
+    return {"meta": value}
+
+
+def clean_text(value: Any) -> str | None:
+    """Captions and urls arrive as str, bytes, NaN or numbers; normalise to str or None."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else str(value)
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    # default=str keeps non-JSON values (dates, bytes) readable rather than failing the write.
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+
+
+class Dataset(ABC):
+    """An opened dataset: a list of shards, each read as a stream of samples."""
+
+    format: ClassVar[str]
+
+    def __init__(self, source: Any, options: ReadOptions) -> None:
+        self.source = source
+        self.options = options
+
+    @abstractmethod
+    def shards(self) -> list[str]:
+        """Shard names, in a stable order; each can be read on its own."""
+
+    @abstractmethod
+    def read_shard(self, shard: str) -> Iterator[Sample]:
+        """Yield the samples of one shard, in stored order."""
+
+    @abstractmethod
+    def columns(self) -> list[str]:
+        """The fields a sample of this dataset carries, as stored."""
+
+    def describe(self) -> str:
+        return str(self.source)
+
+    def __iter__(self) -> Iterator[Sample]:
+        """All samples of all shards; a repeated id is an error that names it."""
+        seen: set[str] = set()
+        for shard in self.shards():
+            for sample in self.read_shard(shard):
+                if sample.id in seen:
+                    raise DuplicateIdError([sample.id], self.describe())
+                seen.add(sample.id)
+                yield sample
+
+
+class DatasetFormat(ABC):
+    """One on-disk format: how to recognise it, open it and write it."""
+
+    name: ClassVar[str]
+    # Lower runs first when detecting; specific layouts before generic folders.
+    detect_priority: ClassVar[int] = 50
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, path: Path) -> bool:
+        """True when ``path`` looks like this format."""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, path: Path, options: ReadOptions) -> Dataset:
+        """Open ``path`` for reading."""
+
+    @classmethod
+    @abstractmethod
+    def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
+        """Write ``samples`` under ``out`` in shards of ``shard_size``; return the files."""
+
+
+FORMATS: dict[str, type[DatasetFormat]] = {}
+F = TypeVar("F", bound=type[DatasetFormat])
+
+
+def register_format(name: str) -> Callable[[F], F]:
+    def deco(cls: F) -> F:
+        cls.name = name
+        FORMATS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_format(name: str) -> type[DatasetFormat]:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DatasetError(
+            f"Unknown dataset format {name!r}; use one of: {', '.join(sorted(FORMATS))}."
+        ) from None
+
+
+def detect_format(path: Path) -> str:
+    if not path.exists() and not _looks_like_brace(str(path)):
+        raise DatasetError(f"The dataset path {str(path)!r} does not exist; check the path.")
+    for fmt in sorted(FORMATS.values(), key=lambda f: f.detect_priority):
+        if fmt.detect(path):
+            return fmt.name
+    raise DatasetError(
+        f"Cannot tell the format of {str(path)!r}; pass --format with one of: "
+        f"{', '.join(sorted(FORMATS))}."
+    )
+
+
+def _looks_like_brace(s: str) -> bool:
+    return "{" in s and ".." in s and "}" in s
+
+
+def open_dataset(source: Any, format: str | None = None,
+                 options: ReadOptions | None = None) -> Dataset:
+    """Open a dataset from a path (format detected unless given) or a ``datasets.Dataset``."""
+    options = options or ReadOptions()
+    if not isinstance(source, (str, os.PathLike)):
+        return get_format("hf").open(source, options)
+    path = Path(source)
+    name = format or detect_format(path)
+    return get_format(name).open(path, options)
+
+
+def write_dataset(samples: Iterable[Sample], out: str | os.PathLike[str], format: str,
+                  shard_size: int = 1000) -> list[Path]:
+    """Write samples in ``format`` under ``out`` (created; must be empty if it exists)."""
+    if shard_size < 1:
+        raise DatasetError(f"shard_size must be at least 1, got {shard_size}.")
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()):
+        raise DatasetError(
+            f"The output folder {str(out_path)!r} is not empty; choose a new folder."
+        )
+    out_path.mkdir(parents=True, exist_ok=True)
+    return get_format(format).write(samples, out_path, shard_size)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+    batch: list[Sample] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

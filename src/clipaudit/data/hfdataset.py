@@ -1,0 +1,145 @@
+"""Hugging Face ``datasets``: a folder written by ``save_to_disk`` or an in-memory Dataset.
+
+Images are read undecoded (``Image(decode=False)``) so the stored bytes pass through as-is.
+Shards are contiguous row ranges of ``ReadOptions.shard_size``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from clipaudit.data.formats import Dataset, DatasetFormat, ReadOptions, meta_json, register_format
+from clipaudit.data.sample import GeneratedIds, Sample
+from clipaudit.data.tabular import ColumnMap, row_to_sample
+from clipaudit.errors import DatasetError
+
+
+def _load(source: Any, split: str | None) -> Any:
+    import datasets
+
+    if isinstance(source, (str, Path)):
+        try:
+            obj = datasets.load_from_disk(str(source))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DatasetError(
+                f"{str(source)!r} is not a dataset saved with save_to_disk ({exc})."
+            ) from exc
+    else:
+        obj = source
+    if isinstance(obj, datasets.DatasetDict):
+        names = list(obj)
+        if split is None:
+            if len(names) == 1 or "train" in names:
+                split = "train" if "train" in names else names[0]
+            else:
+                raise DatasetError(
+                    f"The dataset has splits {', '.join(names)}; pass --split with one of them."
+                )
+        if split not in obj:
+            raise DatasetError(f"No split {split!r}; the splits are {', '.join(names)}.")
+        obj = obj[split]
+    if not isinstance(obj, datasets.Dataset):
+        raise DatasetError(
+            f"Expected a datasets.Dataset or DatasetDict, got {type(obj).__name__}."
+        )
+    return obj
+
+
+class HFDataset(Dataset):
+    format = "hf"
+
+    def __init__(self, source: Any, options: ReadOptions) -> None:
+        import datasets
+
+        super().__init__(source, options)
+        ds = _load(source, options.split)
+        image_cols = [n for n, f in ds.features.items() if isinstance(f, datasets.Image)]
+        for name in image_cols:
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+        self.ds = ds
+        self._labels = {
+            n: f for n, f in ds.features.items() if isinstance(f, datasets.ClassLabel)
+        }
+        where = repr(str(source)) if isinstance(source, (str, Path)) else "the dataset"
+        hint = image_cols[0] if image_cols and options.image_column is None else None
+        self.cols = ColumnMap.resolve(list(ds.column_names), options, where, image_hint=hint)
+        self.base_dir = Path(source) if isinstance(source, (str, Path)) else None
+        size = max(1, options.shard_size)
+        n = len(ds)
+        self._shards = {f"rows-{i:08d}": (i, min(i + size, n)) for i in range(0, n, size)}
+
+    def describe(self) -> str:
+        return str(self.source) if isinstance(self.source, (str, Path)) else "the dataset"
+
+    def shards(self) -> list[str]:
+        return list(self._shards)
+
+    def columns(self) -> list[str]:
+        return list(self.ds.column_names)
+
+    def read_shard(self, shard: str) -> Iterator[Sample]:
+        lo, hi = self._shards[shard]
+        ids = GeneratedIds()
+        for start in range(lo, hi, 256):
+            batch = self.ds[start:min(start + 256, hi)]
+            names = list(batch)
+            for i in range(len(batch[names[0]]) if names else 0):
+                row = {k: batch[k][i] for k in names}
+                sample = row_to_sample(row, self.cols, self.base_dir, ids)
+                # ClassLabel ints are kept, with their names beside them for readability.
+                for col, feature in self._labels.items():
+                    value = row.get(col)
+                    if col in sample.meta and isinstance(value, int) and value >= 0:
+                        sample.meta[f"{col}_name"] = feature.int2str(value)
+                yield sample
+
+
+@register_format("hf")
+class HFFormat(DatasetFormat):
+    detect_priority = 5
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return path.is_dir() and any(
+            (path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json")
+        )
+
+    @classmethod
+    def open(cls, path: Path | Any, options: ReadOptions) -> Dataset:
+        return HFDataset(path, options)
+
+    @classmethod
+    def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
+        import datasets
+
+        features = datasets.Features(
+            {
+                "id": datasets.Value("string"),
+                "image": datasets.Image(),
+                "image_ext": datasets.Value("string"),
+                "caption": datasets.Value("string"),
+                "url": datasets.Value("string"),
+                "meta": datasets.Value("string"),
+            }
+        )
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for s in samples:
+                yield {
+                    "id": s.id,
+                    "image": {"bytes": s.image, "path": None} if s.image is not None else None,
+                    "image_ext": s.image_ext,
+                    "caption": s.caption,
+                    "url": s.url,
+                    "meta": meta_json(s.meta),
+                }
+
+        with tempfile.TemporaryDirectory(prefix="clipaudit-hf-") as cache:
+            ds = datasets.Dataset.from_generator(
+                rows, features=features, cache_dir=cache, keep_in_memory=False
+            )
+            ds.save_to_disk(str(out), max_shard_size="500MB")
+        return sorted(out.glob("*.arrow"))

@@ -1,0 +1,184 @@
+"""Image folders in the Hugging Face convention: images plus ``metadata.jsonl`` or ``.csv``.
+
+Each metadata row has ``file_name`` (relative to the metadata file) and a caption field;
+other fields become sample metadata. Without a metadata file, every image under the folder
+is a sample, captioned by a same-stem ``.txt`` file when one exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from clipaudit.data.formats import (
+    CAPTION_CANDIDATES,
+    URL_CANDIDATES,
+    Dataset,
+    DatasetFormat,
+    ReadOptions,
+    atomic_write_bytes,
+    clean_text,
+    meta_json,
+    parse_meta_value,
+    register_format,
+)
+from clipaudit.data.sample import IMAGE_EXTS, Sample, sniff_image_ext
+from clipaudit.errors import DatasetError
+
+METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
+RESERVED = ("file_name", "id", "caption", "url", "image_ext")
+
+
+def _load_rows(meta_file: Path) -> list[dict[str, Any]]:
+    text = meta_file.read_text(encoding="utf-8", errors="replace")
+    if meta_file.suffix == ".csv":
+        return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise DatasetError(
+                f"Line {n} of {str(meta_file)!r} is not valid JSON; fix or remove that line."
+            ) from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"Line {n} of {str(meta_file)!r} is not a JSON object.")
+        rows.append(row)
+    return rows
+
+
+def inside(root: Path, rel: str) -> Path | None:
+    """Resolve ``rel`` under ``root``; None when it would leave the folder."""
+    candidate = (root / rel).resolve()
+    try:
+        candidate.relative_to(root.resolve())
+    except ValueError:
+        return None
+    return candidate
+
+
+class ImageFolderDataset(Dataset):
+    format = "imagefolder"
+
+    def __init__(self, source: Path, options: ReadOptions) -> None:
+        super().__init__(source, options)
+        if not source.is_dir():
+            raise DatasetError(f"The image folder {str(source)!r} is not a folder.")
+        self.root = source
+        metas = sorted(p for n in METADATA_NAMES for p in source.rglob(n))
+        self._rows: list[tuple[Path, dict[str, Any]]] = []
+        if metas:
+            for m in metas:
+                self._rows.extend((m.parent, r) for r in _load_rows(m))
+            self._fields = sorted({k for _, r in self._rows for k in r})
+            if self._rows and "file_name" not in self._fields:
+                raise DatasetError(
+                    f"The metadata in {str(source)!r} has no 'file_name' field; add it."
+                )
+        else:
+            for p in sorted(source.rglob("*")):
+                if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTS:
+                    self._rows.append((source, {"file_name": p.relative_to(source).as_posix()}))
+            self._fields = ["file_name"]
+        size = max(1, options.shard_size)
+        self._shards = {
+            f"rows-{i:08d}": (i, min(i + size, len(self._rows)))
+            for i in range(0, len(self._rows), size)
+        }
+        fields = self._fields
+        self.caption_field = options.caption_column or next(
+            (c for c in CAPTION_CANDIDATES if c in fields), None)
+        self.url_field = options.url_column or next((c for c in URL_CANDIDATES if c in fields), None)
+        self.id_field = options.id_column or ("id" if "id" in fields else None)
+
+    def shards(self) -> list[str]:
+        return list(self._shards)
+
+    def columns(self) -> list[str]:
+        return list(self._fields)
+
+    def read_shard(self, shard: str) -> Iterator[Sample]:
+        lo, hi = self._shards[shard]
+        for base, row in self._rows[lo:hi]:
+            yield self._sample(base, row)
+
+    def _sample(self, base: Path, row: dict[str, Any]) -> Sample:
+        file_name = clean_text(row.get("file_name")) or ""
+        rel = (base / file_name).relative_to(self.root).as_posix() if file_name else ""
+        sample_id = clean_text(row.get(self.id_field)) if self.id_field else None
+        sample_id = sample_id or rel or "<no file_name>"
+        used = {"file_name", "image_ext", self.id_field, self.caption_field, self.url_field}
+        meta: dict[str, Any] = {}
+        for k, v in row.items():
+            if k == "meta":
+                meta.update(parse_meta_value(v))
+            elif k not in used:
+                meta[k] = v
+        caption = clean_text(row.get(self.caption_field)) if self.caption_field else None
+        path = inside(self.root, rel) if file_name else None
+        image: bytes | None = None
+        error: str | None = None
+        if path is None:
+            error = "unsafe_path" if file_name else "missing_image"
+        elif not path.is_file():
+            error = "missing_image"
+        else:
+            image = path.read_bytes()
+            if caption is None and self.caption_field is None:
+                side = path.with_suffix(".txt")
+                if side.is_file():
+                    caption = side.read_text(encoding="utf-8", errors="replace").strip()
+        ext = clean_text(row.get("image_ext")) or (path.suffix.lstrip(".").lower() if path else None)
+        url = clean_text(row.get(self.url_field)) if self.url_field else None
+        return Sample(sample_id, image, caption, url, meta, ext or None, error)
+
+
+@register_format("imagefolder")
+class ImageFolderFormat(DatasetFormat):
+    detect_priority = 90  # the generic fallback for a folder
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        if not path.is_dir():
+            return False
+        if any((path / n).is_file() for n in METADATA_NAMES):
+            return True
+        return any(p.suffix.lower().lstrip(".") in IMAGE_EXTS for p in path.rglob("*"))
+
+    @classmethod
+    def open(cls, path: Path, options: ReadOptions) -> Dataset:
+        return ImageFolderDataset(path, options)
+
+    @classmethod
+    def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
+        lines: list[str] = []
+        used: set[str] = set()
+        for n, sample in enumerate(samples):
+            row: dict[str, Any] = {"id": sample.id}
+            if sample.image is not None:
+                ext = sample.image_ext or sniff_image_ext(sample.image)
+                # Files are numbered, never named from the id: ids are untrusted text.
+                name = f"images/{n // shard_size:05d}/{n:08d}.{ext}"
+                atomic_write_bytes(out / name, sample.image)
+                row["file_name"] = name
+                row["image_ext"] = ext
+            else:
+                row["file_name"] = ""
+            row["caption"] = sample.caption
+            row["url"] = sample.url
+            clash = [k for k in sample.meta if k in RESERVED or k == "meta"]
+            if clash:
+                row["meta"] = sample.meta
+            else:
+                row.update(sample.meta)
+            used.add(sample.id)
+            lines.append(meta_json(row))
+        target = out / "metadata.jsonl"
+        atomic_write_bytes(target, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
+        return [target]

@@ -1,0 +1,80 @@
+"""The Sample record every reader yields and every writer takes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+# Extensions a reader recognises as the image of a sample, in order of preference.
+IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+
+
+@dataclass
+class Sample:
+    """One image-caption pair.
+
+    ``image`` holds the encoded bytes exactly as stored (decoding is lazy and lives in
+    :mod:`clipaudit.data.decode`); ``image_ext`` is the extension the bytes were stored under,
+    so writers can round-trip them. ``error`` is a reader-level reason code (e.g.
+    ``missing_image``, ``unsafe_path``) for a sample that exists but could not be read whole.
+    """
+
+    id: str
+    image: bytes | None
+    caption: str | None = None
+    url: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_ext: str | None = None
+    error: str | None = None
+
+    def image_sha256(self) -> str | None:
+        return hashlib.sha256(self.image).hexdigest() if self.image is not None else None
+
+
+def sniff_image_ext(data: bytes | None) -> str:
+    """Guess a file extension from magic bytes; ``bin`` when unknown."""
+    if not data:
+        return "bin"
+    magic = {
+        b"\xff\xd8\xff": "jpg",
+        b"\x89PNG\r\n\x1a\n": "png",
+        b"GIF87a": "gif",
+        b"GIF89a": "gif",
+        b"BM": "bmp",
+        b"II*\x00": "tif",
+        b"MM\x00*": "tif",
+    }
+    for prefix, ext in magic.items():
+        if data.startswith(prefix):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def content_id(image: bytes | None, caption: str | None, url: str | None) -> str:
+    """A stable id for a sample that has no key: a hash of what it holds."""
+    h = hashlib.sha256()
+    for part in (image or b"", (caption or "").encode("utf-8"), (url or "").encode("utf-8")):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()[:20]
+
+
+class GeneratedIds:
+    """Content-hash ids made unique deterministically: the n-th repeat gets ``-n``.
+
+    Only ids the dataset itself supplies can be duplicates (an error); ids we derive from
+    content must not turn an exact duplicate image into a fatal error, since finding those
+    is the curation pipeline's job.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def make(self, image: bytes | None, caption: str | None, url: str | None) -> str:
+        base = content_id(image, caption, url)
+        n = self._seen.get(base, 0) + 1
+        self._seen[base] = n
+        return base if n == 1 else f"{base}-{n}"

@@ -1,0 +1,99 @@
+"""Turning table rows (parquet, Hugging Face datasets) into samples, shared by both readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipaudit.data.formats import (
+    CAPTION_CANDIDATES,
+    ID_CANDIDATES,
+    IMAGE_CANDIDATES,
+    PATH_CANDIDATES,
+    URL_CANDIDATES,
+    ReadOptions,
+    clean_text,
+    parse_meta_value,
+    pick_column,
+)
+from clipaudit.data.sample import GeneratedIds, Sample, sniff_image_ext
+from clipaudit.errors import DatasetError
+
+
+@dataclass
+class ColumnMap:
+    id: str | None
+    image: str | None
+    path: str | None
+    caption: str | None
+    url: str | None
+    meta: str | None
+    others: list[str]
+
+    @classmethod
+    def resolve(cls, names: list[str], opts: ReadOptions, where: str,
+                image_hint: str | None = None) -> ColumnMap:
+        image = pick_column(names, opts.image_column or image_hint, IMAGE_CANDIDATES, "image", where)
+        path = pick_column(names, opts.path_column, PATH_CANDIDATES, "path", where)
+        if image is None and path is None:
+            raise DatasetError(
+                f"No image column in {where}: pass --image-column (bytes) or --path-column "
+                f"(file paths); the columns are {', '.join(names)}."
+            )
+        ident = pick_column(names, opts.id_column, ID_CANDIDATES, "id", where)
+        caption = pick_column(names, opts.caption_column, CAPTION_CANDIDATES, "caption", where)
+        url = pick_column(names, opts.url_column, URL_CANDIDATES, "url", where)
+        meta = opts.meta_column if opts.meta_column in names else None
+        used = {ident, image, path, caption, url, meta, "image_ext"}
+        others = [n for n in names if n not in used]
+        return cls(ident, image, path, caption, url, meta, others)
+
+
+def image_from_cell(value: Any) -> tuple[bytes | None, str | None]:
+    """An image cell is raw bytes or a Hugging Face ``{"bytes", "path"}`` struct."""
+    if value is None:
+        return None, None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), None
+    if isinstance(value, dict):
+        data = value.get("bytes")
+        return (bytes(data) if data is not None else None), value.get("path")
+    return None, None
+
+
+def row_to_sample(row: dict[str, Any], cols: ColumnMap, base_dir: Path | None,
+                  ids: GeneratedIds) -> Sample:
+    image, inner_path = image_from_cell(row.get(cols.image)) if cols.image else (None, None)
+    path_value = clean_text(row.get(cols.path)) if cols.path else None
+    error: str | None = None
+    if image is None:
+        file_ref = path_value or inner_path
+        if file_ref:
+            image, error = read_path(file_ref, base_dir)
+        else:
+            error = "missing_image"
+    caption = clean_text(row.get(cols.caption)) if cols.caption else None
+    url = clean_text(row.get(cols.url)) if cols.url else None
+    meta: dict[str, Any] = parse_meta_value(row.get(cols.meta)) if cols.meta else {}
+    for name in cols.others:
+        meta.setdefault(name, row.get(name))
+    given = clean_text(row.get(cols.id)) if cols.id else None
+    sample_id = given or path_value or ids.make(image, caption, url)
+    ext = clean_text(row.get("image_ext")) or (sniff_image_ext(image) if image else None)
+    return Sample(sample_id, image, caption, url, meta, ext, error)
+
+
+def read_path(ref: str, base_dir: Path | None) -> tuple[bytes | None, str | None]:
+    """Read an image named by a path column; a failure is a reason code, not an exception."""
+    if "://" in ref:
+        return None, "remote_path"  # never fetched: reading a dataset makes no requests
+    p = Path(ref)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    try:
+        if not p.is_file():
+            return None, "missing_image"
+        return p.read_bytes(), None
+    except OSError:
+        return None, "missing_image"

@@ -1,0 +1,229 @@
+"""WebDataset tar shards in the img2dataset layout: ``{key}.jpg``, ``{key}.txt``, ``{key}.json``.
+
+Members are streamed, never extracted, so a hostile member name cannot write anywhere; such
+a member still becomes a sample with the reason code ``unsafe_path`` so nothing goes missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from clipaudit.data.formats import (
+    Dataset,
+    DatasetFormat,
+    ReadOptions,
+    batched,
+    meta_json,
+    register_format,
+)
+from clipaudit.data.sample import IMAGE_EXTS, Sample, sniff_image_ext
+from clipaudit.errors import DatasetError, DuplicateIdError
+
+_BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Expand one ``{000..009}`` range the way webdataset and img2dataset name shards."""
+    m = _BRACE.search(pattern)
+    if not m:
+        return [pattern]
+    lo, hi = m.group(1), m.group(2)
+    width = len(lo)
+    return [
+        pattern[: m.start()] + str(i).zfill(width) + pattern[m.end():]
+        for i in range(int(lo), int(hi) + 1)
+    ]
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """``dir/abc.seg.png`` → (``dir/abc``, ``seg.png``): the key ends at the basename's first dot."""
+    p = PurePosixPath(name)
+    base, dot, ext = p.name.partition(".")
+    key = str(p.parent / base) if str(p.parent) != "." else base
+    return key, ext.lower() if dot else ""
+
+
+def unsafe_member(name: str) -> bool:
+    p = PurePosixPath(name)
+    return p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]
+
+
+class WebDataset(Dataset):
+    format = "webdataset"
+
+    def __init__(self, source: Path, options: ReadOptions) -> None:
+        super().__init__(source, options)
+        text = str(source)
+        if "{" in text:
+            files = [Path(p) for p in expand_braces(text)]
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                raise DatasetError(
+                    f"The shard {missing[0]!r} named by {text!r} does not exist; fix the range."
+                )
+        elif source.is_dir():
+            files = sorted(source.rglob("*.tar"))
+        else:
+            files = [source]
+        if not files:
+            raise DatasetError(f"No .tar shards under {text!r}; is this a WebDataset folder?")
+        self.root = source if source.is_dir() else source.parent
+        self._files = {self._name(f): f for f in files}
+
+    def _name(self, f: Path) -> str:
+        try:
+            return f.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(f)
+
+    def shards(self) -> list[str]:
+        return list(self._files)
+
+    def columns(self) -> list[str]:
+        exts: set[str] = set()
+        for shard in self.shards()[:1]:
+            with tarfile.open(self._files[shard], mode="r|*") as tar:
+                for i, member in enumerate(tar):
+                    if i > 200:
+                        break
+                    exts.add(split_member(member.name)[1])
+        return sorted(e for e in exts if e)
+
+    def read_shard(self, shard: str) -> Iterator[Sample]:
+        path = self._files[shard]
+        seen: set[str] = set()
+        key: str | None = None
+        parts: dict[str, bytes] = {}
+        unsafe = False
+        try:
+            tar = tarfile.open(path, mode="r|*")
+        except (tarfile.TarError, OSError) as exc:
+            raise DatasetError(f"The shard {str(path)!r} is not a readable tar file ({exc}).") from exc
+        with tar:
+            try:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    mkey, ext = split_member(member.name)
+                    if mkey != key:
+                        if key is not None:
+                            yield self._sample(key, parts, unsafe, shard)
+                        if mkey in seen:
+                            raise DuplicateIdError([mkey], f"shard {str(path)!r}")
+                        seen.add(mkey)
+                        key, parts, unsafe = mkey, {}, False
+                    if unsafe_member(member.name):
+                        unsafe = True
+                        continue
+                    fh = tar.extractfile(member)
+                    if fh is not None and ext not in parts:
+                        parts[ext] = fh.read()
+            except (tarfile.TarError, OSError, EOFError):
+                # A truncated shard: the sample being read when the bytes ran out is kept
+                # with what it had, marked, and reading stops there.
+                if key is not None:
+                    yield self._sample(key, parts, unsafe, shard, truncated=True)
+                    key = None
+            if key is not None:
+                yield self._sample(key, parts, unsafe, shard)
+
+    def _sample(self, key: str, parts: dict[str, bytes], unsafe: bool, shard: str,
+                truncated: bool = False) -> Sample:
+        meta: dict[str, Any] = {}
+        error: str | None = None
+        sample_id = key
+        if "json" in parts:
+            try:
+                loaded = json.loads(parts["json"])
+                meta = loaded if isinstance(loaded, dict) else {"json": loaded}
+            except (ValueError, UnicodeDecodeError):
+                error = "bad_metadata"
+        stored_key = meta.pop("key", None)
+        if isinstance(stored_key, str) and stored_key:
+            sample_id = stored_key
+        url = meta.pop("url", None)
+        json_caption = meta.pop("caption", None)
+        caption: str | None = None
+        if "txt" in parts:
+            caption = parts["txt"].decode("utf-8", errors="replace")
+        elif isinstance(json_caption, str):
+            caption = json_caption
+        image_ext = next((e for e in IMAGE_EXTS if e in parts), None)
+        image = parts.get(image_ext) if image_ext else None
+        if unsafe:
+            error, image = "unsafe_path", None
+        elif image is None and error is None:
+            error = "truncated_shard" if truncated else "missing_image"
+        return Sample(
+            id=sample_id,
+            image=image,
+            caption=caption,
+            url=url if isinstance(url, str) else None,
+            meta=meta,
+            image_ext=image_ext,
+            error=error,
+        )
+
+
+@register_format("webdataset")
+class WebDatasetFormat(DatasetFormat):
+    detect_priority = 10
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        text = str(path)
+        if text.endswith(".tar") or ("{" in text and ".tar" in text):
+            return True
+        return path.is_dir() and any(path.glob("*.tar"))
+
+    @classmethod
+    def open(cls, path: Path, options: ReadOptions) -> Dataset:
+        return WebDataset(path, options)
+
+    @classmethod
+    def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
+        files: list[Path] = []
+        for n, batch in enumerate(batched(samples, shard_size)):
+            final = out / f"{n:05d}.tar"
+            tmp = out / f".{n:05d}.tar.tmp"
+            used: set[str] = set()
+            with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for sample in batch:
+                    member_key = _member_key(sample.id, used)
+                    meta = {"key": sample.id, **sample.meta}
+                    if sample.url is not None:
+                        meta["url"] = sample.url
+                    entries: list[tuple[str, bytes]] = []
+                    if sample.image is not None:
+                        ext = sample.image_ext or sniff_image_ext(sample.image)
+                        entries.append((ext, sample.image))
+                    if sample.caption is not None:
+                        entries.append(("txt", sample.caption.encode("utf-8")))
+                    entries.append(("json", meta_json(meta).encode("utf-8")))
+                    for ext, data in entries:
+                        info = tarfile.TarInfo(f"{member_key}.{ext}")
+                        info.size = len(data)
+                        info.mtime = 0  # stable bytes for the same content
+                        info.mode = 0o644
+                        tar.addfile(info, io.BytesIO(data))
+            tmp.replace(final)
+            files.append(final)
+        return files
+
+
+def _member_key(sample_id: str, used: set[str]) -> str:
+    """A member key that survives the first-dot split; the true id travels in the json."""
+    key = _UNSAFE_KEY.sub("_", sample_id) or "sample"
+    candidate, n = key, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{key}_{n}"
+    used.add(candidate)
+    return candidate
