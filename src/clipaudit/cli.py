@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 from rich.console import Console
 
 from clipaudit.errors import ClipauditError
+
+if TYPE_CHECKING:
+    from clipaudit.data import Dataset
 
 app = typer.Typer(
     add_completion=False,
@@ -22,24 +25,39 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 FormatOpt = Annotated[
-    Optional[str],
-    typer.Option("--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."),
+    str | None,
+    typer.Option(
+        "--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."
+    ),
 ]
-ImageCol = Annotated[Optional[str], typer.Option(help="Column holding image bytes.")]
-PathCol = Annotated[Optional[str], typer.Option(help="Column holding image file paths.")]
-CaptionCol = Annotated[Optional[str], typer.Option(help="Column or field holding the caption.")]
-IdCol = Annotated[Optional[str], typer.Option(help="Column holding sample ids.")]
-UrlCol = Annotated[Optional[str], typer.Option(help="Column holding source urls.")]
-SplitOpt = Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict.")]
+ImageCol = Annotated[str | None, typer.Option(help="Column holding image bytes.")]
+PathCol = Annotated[str | None, typer.Option(help="Column holding image file paths.")]
+CaptionCol = Annotated[str | None, typer.Option(help="Column or field holding the caption.")]
+IdCol = Annotated[str | None, typer.Option(help="Column holding sample ids.")]
+UrlCol = Annotated[str | None, typer.Option(help="Column holding source urls.")]
+SplitOpt = Annotated[str | None, typer.Option(help="Split of a saved DatasetDict.")]
 
 
-def _open(path: str, fmt: str | None, image_column: str | None, path_column: str | None,
-          caption_column: str | None, id_column: str | None, url_column: str | None,
-          split: str | None):  # type: ignore[no-untyped-def]
+def _open(
+    path: str,
+    fmt: str | None,
+    image_column: str | None,
+    path_column: str | None,
+    caption_column: str | None,
+    id_column: str | None,
+    url_column: str | None,
+    split: str | None,
+) -> Dataset:
     from clipaudit.data import ReadOptions, open_dataset
 
-    opts = ReadOptions(id_column=id_column, image_column=image_column, path_column=path_column,
-                       caption_column=caption_column, url_column=url_column, split=split)
+    opts = ReadOptions(
+        id_column=id_column,
+        image_column=image_column,
+        path_column=path_column,
+        caption_column=caption_column,
+        url_column=url_column,
+        split=split,
+    )
     return open_dataset(path, format=fmt, options=opts)
 
 
@@ -58,8 +76,9 @@ def info(
     """Show a dataset's format, shards, sample count, columns and a few captions."""
     from clipaudit.data.info import dataset_info
 
-    ds = _open(dataset, format, image_column, path_column, caption_column, id_column, url_column,
-               split)
+    ds = _open(
+        dataset, format, image_column, path_column, caption_column, id_column, url_column, split
+    )
     result = dataset_info(ds)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -80,11 +99,11 @@ def info(
 def embed(
     dataset: Annotated[str, typer.Argument(help="Dataset path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the embeddings.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model spec, e.g. bundled:NAME.")]
-    = "random:clipaudit-tiny",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model spec, e.g. bundled:NAME.")
+    ] = "random:clipaudit-tiny",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: auto).")]
-    = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
     format: FormatOpt = None,
     image_column: ImageCol = None,
     path_column: PathCol = None,
@@ -97,11 +116,11 @@ def embed(
     from clipaudit.models import load_clip
     from clipaudit.models.embed import embed_dataset
 
-    ds = _open(dataset, format, image_column, path_column, caption_column, id_column, url_column,
-               split)
+    ds = _open(
+        dataset, format, image_column, path_column, caption_column, id_column, url_column, split
+    )
     clip = load_clip(model, device=device)
-    summary = embed_dataset(ds, clip, out, batch_size=batch_size,
-                            show_progress=sys.stderr.isatty())
+    summary = embed_dataset(ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty())
     Console().print(
         f"embedded {summary.images_embedded}/{summary.samples} images and "
         f"{summary.texts_embedded} captions in {summary.shards} shards → {summary.out}"

@@ -74,9 +74,9 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             stored = im.size
-            fmt = im.format
+            fmt = getattr(im, "format", None)
             if stored[0] * stored[1] > max_pixels or stored[0] <= 0 or stored[1] <= 0:
                 return Decoded(None, "image_too_large", f"{stored[0]}x{stored[1]}", stored)
             mode = im.mode
@@ -87,6 +87,6 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
             rgb.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Decoded(None, "image_too_large", str(exc)[:200])
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-sample reason
+    except Exception as exc:
         return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
     return Decoded(rgb, None, None, stored, mode, fmt)

@@ -15,8 +15,14 @@ from PIL import Image, ImageDraw
 
 from clipaudit.data.sample import Sample
 
-COLORS = {"red": (220, 30, 30), "green": (30, 160, 60), "blue": (30, 60, 220),
-          "yellow": (240, 210, 30), "purple": (140, 40, 170), "orange": (245, 130, 20)}
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 210, 30),
+    "purple": (140, 40, 170),
+    "orange": (245, 130, 20),
+}
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -54,6 +60,10 @@ def example_samples(n: int = 64, seed: int = 0, size: int = 96) -> Iterator[Samp
             image=buf.getvalue(),
             caption=f"{'an' if cname[0] in 'aeiou' else 'a'} {cname} {shape}",
             url=f"https://example.org/img/{i:06d}.jpg",
-            meta={"color": cname, "shape": shape, "headers": json.loads('{"content-type": "image/jpeg"}')},
+            meta={
+                "color": cname,
+                "shape": shape,
+                "headers": json.loads('{"content-type": "image/jpeg"}'),
+            },
             image_ext="jpg",
         )

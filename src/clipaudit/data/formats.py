@@ -44,8 +44,9 @@ CAPTION_CANDIDATES = ("caption", "text", "txt", "TEXT", "alt", "title")
 URL_CANDIDATES = ("url", "URL", "image_url")
 
 
-def pick_column(names: Iterable[str], wanted: str | None, candidates: tuple[str, ...],
-                role: str, where: str) -> str | None:
+def pick_column(
+    names: Iterable[str], wanted: str | None, candidates: tuple[str, ...], role: str, where: str
+) -> str | None:
     """Return the column to use for ``role``: the one asked for, or the first candidate."""
     present = list(names)
     if wanted is not None:
@@ -185,8 +186,9 @@ def _looks_like_brace(s: str) -> bool:
     return "{" in s and ".." in s and "}" in s
 
 
-def open_dataset(source: Any, format: str | None = None,
-                 options: ReadOptions | None = None) -> Dataset:
+def open_dataset(
+    source: Any, format: str | None = None, options: ReadOptions | None = None
+) -> Dataset:
     """Open a dataset from a path (format detected unless given) or a ``datasets.Dataset``."""
     options = options or ReadOptions()
     if not isinstance(source, (str, os.PathLike)):
@@ -196,8 +198,9 @@ def open_dataset(source: Any, format: str | None = None,
     return get_format(name).open(path, options)
 
 
-def write_dataset(samples: Iterable[Sample], out: str | os.PathLike[str], format: str,
-                  shard_size: int = 1000) -> list[Path]:
+def write_dataset(
+    samples: Iterable[Sample], out: str | os.PathLike[str], format: str, shard_size: int = 1000
+) -> list[Path]:
     """Write samples in ``format`` under ``out`` (created; must be empty if it exists)."""
     if shard_size < 1:
         raise DatasetError(f"shard_size must be at least 1, got {shard_size}.")

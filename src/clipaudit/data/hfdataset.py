@@ -42,9 +42,7 @@ def _load(source: Any, split: str | None) -> Any:
             raise DatasetError(f"No split {split!r}; the splits are {', '.join(names)}.")
         obj = obj[split]
     if not isinstance(obj, datasets.Dataset):
-        raise DatasetError(
-            f"Expected a datasets.Dataset or DatasetDict, got {type(obj).__name__}."
-        )
+        raise DatasetError(f"Expected a datasets.Dataset or DatasetDict, got {type(obj).__name__}.")
     return obj
 
 
@@ -60,9 +58,7 @@ class HFDataset(Dataset):
         for name in image_cols:
             ds = ds.cast_column(name, datasets.Image(decode=False))
         self.ds = ds
-        self._labels = {
-            n: f for n, f in ds.features.items() if isinstance(f, datasets.ClassLabel)
-        }
+        self._labels = {n: f for n, f in ds.features.items() if isinstance(f, datasets.ClassLabel)}
         where = repr(str(source)) if isinstance(source, (str, Path)) else "the dataset"
         hint = image_cols[0] if image_cols and options.image_column is None else None
         self.cols = ColumnMap.resolve(list(ds.column_names), options, where, image_hint=hint)
@@ -84,7 +80,7 @@ class HFDataset(Dataset):
         lo, hi = self._shards[shard]
         ids = GeneratedIds()
         for start in range(lo, hi, 256):
-            batch = self.ds[start:min(start + 256, hi)]
+            batch = self.ds[start : min(start + 256, hi)]
             names = list(batch)
             for i in range(len(batch[names[0]]) if names else 0):
                 row = {k: batch[k][i] for k in names}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import posixpath
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,11 @@ class ImageFolderDataset(Dataset):
         }
         fields = self._fields
         self.caption_field = options.caption_column or next(
-            (c for c in CAPTION_CANDIDATES if c in fields), None)
-        self.url_field = options.url_column or next((c for c in URL_CANDIDATES if c in fields), None)
+            (c for c in CAPTION_CANDIDATES if c in fields), None
+        )
+        self.url_field = options.url_column or next(
+            (c for c in URL_CANDIDATES if c in fields), None
+        )
         self.id_field = options.id_column or ("id" if "id" in fields else None)
 
     def shards(self) -> list[str]:
@@ -110,7 +114,9 @@ class ImageFolderDataset(Dataset):
 
     def _sample(self, base: Path, row: dict[str, Any]) -> Sample:
         file_name = clean_text(row.get("file_name")) or ""
-        rel = (base / file_name).relative_to(self.root).as_posix() if file_name else ""
+        # Normalised as text, never resolved yet: the name is untrusted until inside() agrees.
+        base_rel = base.relative_to(self.root).as_posix()
+        rel = posixpath.normpath(posixpath.join(base_rel, file_name)) if file_name else ""
         sample_id = clean_text(row.get(self.id_field)) if self.id_field else None
         sample_id = sample_id or rel or "<no file_name>"
         used = {"file_name", "image_ext", self.id_field, self.caption_field, self.url_field}
@@ -134,7 +140,9 @@ class ImageFolderDataset(Dataset):
                 side = path.with_suffix(".txt")
                 if side.is_file():
                     caption = side.read_text(encoding="utf-8", errors="replace").strip()
-        ext = clean_text(row.get("image_ext")) or (path.suffix.lstrip(".").lower() if path else None)
+        ext = clean_text(row.get("image_ext")) or (
+            path.suffix.lstrip(".").lower() if path else None
+        )
         url = clean_text(row.get(self.url_field)) if self.url_field else None
         return Sample(sample_id, image, caption, url, meta, ext or None, error)
 

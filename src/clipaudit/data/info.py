@@ -45,5 +45,13 @@ def dataset_info(dataset: Dataset, n_captions: int = 3) -> DatasetInfo:
     dups = sorted(i for i, c in counts.items() if c > 1)
     if dups:
         raise DuplicateIdError(dups, dataset.describe())
-    return DatasetInfo(dataset.format, dataset.describe(), len(dataset.shards()), len(ids),
-                       dataset.columns(), captions, ids, dict(errors))
+    return DatasetInfo(
+        dataset.format,
+        dataset.describe(),
+        len(dataset.shards()),
+        len(ids),
+        dataset.columns(),
+        captions,
+        ids,
+        dict(errors),
+    )

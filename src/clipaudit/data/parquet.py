@@ -62,12 +62,15 @@ class ParquetDataset(Dataset):
             pf = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(f"{str(path)!r} is not a readable parquet file ({exc}).") from exc
-        missing = [c for c in (self.cols.image, self.cols.path, self.cols.caption)
-                   if c and c not in pf.schema_arrow.names]
+        missing = [
+            c
+            for c in (self.cols.image, self.cols.path, self.cols.caption)
+            if c and c not in pf.schema_arrow.names
+        ]
         if missing:
             raise DatasetError(
-                f"The shard {str(path)!r} lacks the column {missing[0]!r} that the first shard has; "
-                "all shards must share one schema."
+                f"The shard {str(path)!r} lacks the column {missing[0]!r} that the first "
+                "shard has; all shards must share one schema."
             )
         for batch in pf.iter_batches(batch_size=256):
             for row in batch.to_pylist():

@@ -32,9 +32,12 @@ class ColumnMap:
     others: list[str]
 
     @classmethod
-    def resolve(cls, names: list[str], opts: ReadOptions, where: str,
-                image_hint: str | None = None) -> ColumnMap:
-        image = pick_column(names, opts.image_column or image_hint, IMAGE_CANDIDATES, "image", where)
+    def resolve(
+        cls, names: list[str], opts: ReadOptions, where: str, image_hint: str | None = None
+    ) -> ColumnMap:
+        image = pick_column(
+            names, opts.image_column or image_hint, IMAGE_CANDIDATES, "image", where
+        )
         path = pick_column(names, opts.path_column, PATH_CANDIDATES, "path", where)
         if image is None and path is None:
             raise DatasetError(
@@ -62,8 +65,9 @@ def image_from_cell(value: Any) -> tuple[bytes | None, str | None]:
     return None, None
 
 
-def row_to_sample(row: dict[str, Any], cols: ColumnMap, base_dir: Path | None,
-                  ids: GeneratedIds) -> Sample:
+def row_to_sample(
+    row: dict[str, Any], cols: ColumnMap, base_dir: Path | None, ids: GeneratedIds
+) -> Sample:
     image, inner_path = image_from_cell(row.get(cols.image)) if cols.image else (None, None)
     path_value = clean_text(row.get(cols.path)) if cols.path else None
     error: str | None = None

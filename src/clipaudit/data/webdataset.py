@@ -37,13 +37,13 @@ def expand_braces(pattern: str) -> list[str]:
     lo, hi = m.group(1), m.group(2)
     width = len(lo)
     return [
-        pattern[: m.start()] + str(i).zfill(width) + pattern[m.end():]
+        pattern[: m.start()] + str(i).zfill(width) + pattern[m.end() :]
         for i in range(int(lo), int(hi) + 1)
     ]
 
 
 def split_member(name: str) -> tuple[str, str]:
-    """``dir/abc.seg.png`` → (``dir/abc``, ``seg.png``): the key ends at the basename's first dot."""
+    """``dir/abc.seg.png`` → (``dir/abc``, ``seg.png``): keys end at the basename's first dot."""
     p = PurePosixPath(name)
     base, dot, ext = p.name.partition(".")
     key = str(p.parent / base) if str(p.parent) != "." else base
@@ -103,9 +103,11 @@ class WebDataset(Dataset):
         parts: dict[str, bytes] = {}
         unsafe = False
         try:
-            tar = tarfile.open(path, mode="r|*")
+            tar = tarfile.open(path, mode="r|*")  # noqa: SIM115 - closed by the with below
         except (tarfile.TarError, OSError) as exc:
-            raise DatasetError(f"The shard {str(path)!r} is not a readable tar file ({exc}).") from exc
+            raise DatasetError(
+                f"The shard {str(path)!r} is not a readable tar file ({exc})."
+            ) from exc
         with tar:
             try:
                 for member in tar:
@@ -134,8 +136,9 @@ class WebDataset(Dataset):
             if key is not None:
                 yield self._sample(key, parts, unsafe, shard)
 
-    def _sample(self, key: str, parts: dict[str, bytes], unsafe: bool, shard: str,
-                truncated: bool = False) -> Sample:
+    def _sample(
+        self, key: str, parts: dict[str, bytes], unsafe: bool, shard: str, truncated: bool = False
+    ) -> Sample:
         meta: dict[str, Any] = {}
         error: str | None = None
         sample_id = key

@@ -44,8 +44,13 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def embed_dataset(dataset: Dataset, clip: LoadedClip, out: str | Path, batch_size: int = 64,
-                  show_progress: bool = True) -> EmbedSummary:
+def embed_dataset(
+    dataset: Dataset,
+    clip: LoadedClip,
+    out: str | Path,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> EmbedSummary:
     """Embed every sample of ``dataset`` with ``clip`` and write the clip-retrieval layout."""
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()):
@@ -60,16 +65,22 @@ def embed_dataset(dataset: Dataset, clip: LoadedClip, out: str | Path, batch_siz
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    progress = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("shards · {task.fields[n]} samples"),
-                        disable=not show_progress, transient=False)
+    progress = Progress(
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("shards · {task.fields[n]} samples"),
+        disable=not show_progress,
+        transient=False,
+    )
     with progress:
         task = progress.add_task("embed", total=len(shards), n=0)
         for n, shard in enumerate(shards):
             img_rows: list[np.ndarray] = []
             txt_rows: list[np.ndarray] = []
-            meta: dict[str, list[Any]] = {k: [] for k in
-                                          ("id", "caption", "url", "image_ok", "text_ok", "error")}
+            meta: dict[str, list[Any]] = {
+                k: [] for k in ("id", "caption", "url", "image_ok", "text_ok", "error")
+            }
             for batch in batched(dataset.read_shard(shard), batch_size):
                 img = np.zeros((len(batch), dim), np.float32)
                 txt = np.zeros((len(batch), dim), np.float32)
@@ -112,9 +123,19 @@ def embed_dataset(dataset: Dataset, clip: LoadedClip, out: str | Path, batch_siz
             txt_all = np.concatenate(txt_rows) if txt_rows else np.zeros((0, dim), np.float32)
             atomic_write_bytes(out_path / "img_emb" / f"img_emb_{n}.npy", _npy_bytes(img_all))
             atomic_write_bytes(out_path / "text_emb" / f"text_emb_{n}.npy", _npy_bytes(txt_all))
-            table = pa.Table.from_pydict(meta, schema=pa.schema([
-                ("id", pa.string()), ("caption", pa.string()), ("url", pa.string()),
-                ("image_ok", pa.bool_()), ("text_ok", pa.bool_()), ("error", pa.string())]))
+            table = pa.Table.from_pydict(
+                meta,
+                schema=pa.schema(
+                    [
+                        ("id", pa.string()),
+                        ("caption", pa.string()),
+                        ("url", pa.string()),
+                        ("image_ok", pa.bool_()),
+                        ("text_ok", pa.bool_()),
+                        ("error", pa.string()),
+                    ]
+                ),
+            )
             buf = io.BytesIO()
             pq.write_table(table, buf)
             atomic_write_bytes(out_path / "metadata" / f"metadata_{n}.parquet", buf.getvalue())
@@ -123,9 +144,14 @@ def embed_dataset(dataset: Dataset, clip: LoadedClip, out: str | Path, batch_siz
     record = {
         "summary": summary.to_dict(),
         "model": clip.provenance.to_dict(),
-        "dataset": {"format": dataset.format, "source": dataset.describe(),
-                    "shards": shards, "ids_sha256": fingerprint.hexdigest()},
+        "dataset": {
+            "format": dataset.format,
+            "source": dataset.describe(),
+            "shards": shards,
+            "ids_sha256": fingerprint.hexdigest(),
+        },
     }
-    atomic_write_bytes(out_path / "embed.json",
-                       json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))
+    atomic_write_bytes(
+        out_path / "embed.json", json.dumps(record, indent=2, sort_keys=True).encode("utf-8")
+    )
     return summary

@@ -74,7 +74,7 @@ class LoadedClip:
         """L2-normalised float32 embeddings, one row per image."""
         out = [np.zeros((0, self.provenance.embed_dim), np.float32)]
         for i in range(0, len(images), batch_size):
-            batch = torch.stack([self.preprocess(im) for im in images[i:i + batch_size]])
+            batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
             out.append(self._encode_pixels(batch))
         return np.concatenate(out)
 
@@ -92,7 +92,7 @@ class LoadedClip:
         """L2-normalised float32 embeddings, one row per text."""
         out = [np.zeros((0, self.provenance.embed_dim), np.float32)]
         for i in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)
+            tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
             feats = self.model.encode_text(tokens, normalize=True)
             out.append(feats.float().cpu().numpy().astype(np.float32, copy=False))
         return np.concatenate(out)
@@ -150,9 +150,10 @@ def _random(spec: str, rest: str) -> Resolved:
     if (CONFIG_DIR / f"{rest}.json").is_file():
         open_clip.add_model_config(CONFIG_DIR / f"{rest}.json")
     if name not in open_clip.list_models():
+        ours = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
         raise ModelError(
             f"Unknown architecture {rest!r} in {spec!r}; use an open_clip name such as "
-            f"'ViT-B-32' or one of clipaudit's: {', '.join(p.stem for p in CONFIG_DIR.glob('*.json'))}."
+            f"'ViT-B-32' or one of clipaudit's: {ours}."
         )
     return Resolved(name, None, "random", None, seed=0)
 
@@ -166,7 +167,11 @@ def _local_dir(spec: str, rest: str) -> Resolved:
             "holding open_clip_config.json and its weights."
         )
     weights = next(
-        (p for pat in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in sorted(folder.glob(pat))),
+        (
+            p
+            for pat in ("*.safetensors", "*.bin", "*.pth", "*.pt")
+            for p in sorted(folder.glob(pat))
+        ),
         None,
     )
     if weights is None:
@@ -286,7 +291,8 @@ def load_clip(spec: str, device: str | None = None) -> LoadedClip:
     prov = ModelProvenance(
         spec=spec,
         source=resolved.source,
-        arch=resolved.model_name if not resolved.model_name.startswith("local-dir:")
+        arch=resolved.model_name
+        if not resolved.model_name.startswith("local-dir:")
         else str(cfg.get("_name", Path(resolved.model_name[10:]).name)),
         pretrained=resolved.pretrained,
         weights_sha256=weights_sha,
@@ -301,7 +307,9 @@ def load_clip(spec: str, device: str | None = None) -> LoadedClip:
         context_length=int(getattr(model, "context_length", 77)),
         device=str(dev),
         precision=precision,
-        preprocess=" | ".join(str(t).replace("\n", " ") for t in getattr(preprocess, "transforms", [])),
+        preprocess=" | ".join(
+            str(t).replace("\n", " ") for t in getattr(preprocess, "transforms", [])
+        ),
     )
     return LoadedClip(model, preprocess, tokenizer, prov, dev)
 

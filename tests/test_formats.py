@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clipaudit.data import FORMATS, Sample, detect_format, open_dataset, write_dataset
+from clipaudit.data.info import dataset_info
+from clipaudit.errors import DatasetError, DuplicateIdError
+
+ALL = ("webdataset", "parquet", "imagefolder", "hf")
+
+
+def _key(s: Sample) -> tuple:
+    return (s.id, s.caption, s.url, s.meta, s.image)
+
+
+def test_registry_lists_the_four_formats() -> None:
+    assert set(ALL) <= set(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", ALL)
+def test_write_then_detect_and_info(tmp_path: Path, zoo_samples: list[Sample], fmt: str) -> None:
+    out = tmp_path / fmt
+    write_dataset(zoo_samples, out, fmt, shard_size=4)
+    assert detect_format(out) == fmt
+    info = dataset_info(open_dataset(out))
+    assert info.format == fmt
+    assert info.samples == len(zoo_samples)
+    assert info.ids == [s.id for s in zoo_samples]
+
+
+def test_info_reports_the_same_ids_in_every_format(
+    tmp_path: Path, zoo_samples: list[Sample]
+) -> None:
+    seen = {}
+    for fmt in ALL:
+        write_dataset(zoo_samples, tmp_path / fmt, fmt, shard_size=5)
+        info = dataset_info(open_dataset(tmp_path / fmt))
+        seen[fmt] = (info.samples, sorted(info.ids))
+    assert len(set(map(repr, seen.values()))) == 1, seen
+    assert seen["parquet"][0] == 11
+
+
+@pytest.mark.parametrize("src", ALL)
+@pytest.mark.parametrize("dst", ALL)
+def test_round_trip_between_formats(
+    tmp_path: Path, zoo_samples: list[Sample], src: str, dst: str
+) -> None:
+    write_dataset(zoo_samples, tmp_path / "a", src, shard_size=3)
+    first = list(open_dataset(tmp_path / "a"))
+    write_dataset(first, tmp_path / "b", dst, shard_size=4)
+    second = list(open_dataset(tmp_path / "b"))
+    assert [_key(s) for s in first] == [_key(s) for s in zoo_samples]
+    assert [_key(s) for s in second] == [_key(s) for s in zoo_samples]
+
+
+def test_hf_dataset_object_in_python_api(zoo_samples: list[Sample]) -> None:
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": s.image, "path": None} for s in zoo_samples],
+            "text": [s.caption for s in zoo_samples],
+            "label": [i % 3 for i in range(len(zoo_samples))],
+        },
+        features=datasets.Features(
+            {
+                "image": datasets.Image(),
+                "text": datasets.Value("string"),
+                "label": datasets.ClassLabel(names=["a", "b", "c"]),
+            }
+        ),
+    )
+    got = list(open_dataset(ds))
+    assert [s.image for s in got] == [s.image for s in zoo_samples]
+    assert [s.caption for s in got] == [s.caption for s in zoo_samples]
+    assert got[4].meta == {"label": 1, "label_name": "b"}
+    # No id column: ids are content hashes, stable across reads and unique.
+    assert [s.id for s in got] == [s.id for s in open_dataset(ds)]
+    assert len({s.id for s in got}) == len(got)
+
+
+def test_duplicate_ids_are_an_error_naming_them(tmp_path: Path, zoo_samples: list[Sample]) -> None:
+    zoo_samples[3].id = zoo_samples[7].id
+    for fmt in ("parquet", "imagefolder"):
+        write_dataset(zoo_samples, tmp_path / fmt, fmt, shard_size=4)
+        with pytest.raises(DuplicateIdError) as err:
+            dataset_info(open_dataset(tmp_path / fmt))
+        assert repr(zoo_samples[7].id) in str(err.value)
+
+
+def test_webdataset_duplicate_key_in_one_shard(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    path = tmp_path / "x.tar"
+    with tarfile.open(path, "w") as tar:
+        for name in ("a.txt", "b.txt", "a.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DuplicateIdError, match="'a'"):
+        list(open_dataset(path))
+
+
+def test_webdataset_reads_img2dataset_layout_and_braces(tmp_path: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    for n in range(2):
+        with tarfile.open(tmp_path / f"{n:05d}.tar", "w") as tar:
+            for k in range(3):
+                key = f"{n:05d}{k:04d}"
+                meta = {
+                    "url": f"http://x/{key}",
+                    "caption": "c",
+                    "key": key,
+                    "status": "success",
+                    "width": 10,
+                }
+                for ext, data in (
+                    ("jpg", b"\xff\xd8\xff"),
+                    ("txt", f"cap {key}".encode()),
+                    ("json", json.dumps(meta).encode()),
+                ):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    ds = open_dataset(str(tmp_path / "{00000..00001}.tar"))
+    got = list(ds)
+    assert [s.id for s in got] == [
+        "000000000",
+        "000000001",
+        "000000002",
+        "000010000",
+        "000010001",
+        "000010002",
+    ]
+    assert got[1].caption == "cap 000000001"
+    assert got[1].url == "http://x/000000001"
+    assert got[1].meta == {"status": "success", "width": 10}
+
+
+def test_imagefolder_without_metadata_uses_paths_and_sidecar_captions(
+    tmp_path: Path, zoo: dict
+) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.jpg").write_bytes(zoo["jpeg"][0])
+    (tmp_path / "sub" / "x.txt").write_text("a sidecar caption\n")
+    (tmp_path / "y.png").write_bytes(zoo["gray"][0])
+    got = list(open_dataset(tmp_path))
+    assert [(s.id, s.caption) for s in got] == [("sub/x.jpg", "a sidecar caption"), ("y.png", None)]
+
+
+def test_imagefolder_refuses_paths_outside_the_folder(tmp_path: Path, zoo: dict) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    (tmp_path / "secret.jpg").write_bytes(zoo["jpeg"][0])
+    (root / "ok.jpg").write_bytes(zoo["jpeg"][0])
+    (root / "metadata.csv").write_text(
+        "file_name,caption\nok.jpg,fine\n../secret.jpg,escape\n/etc/passwd,abs\nnope.jpg,gone\n"
+    )
+    got = {s.id: s for s in open_dataset(root)}
+    assert got["ok.jpg"].error is None and got["ok.jpg"].image == zoo["jpeg"][0]
+    assert got["../secret.jpg"].error == "unsafe_path" and got["../secret.jpg"].image is None
+    assert got["/etc/passwd"].error == "unsafe_path"
+    assert got["nope.jpg"].error == "missing_image"
+    assert len(got) == 4
+
+
+def test_parquet_with_path_column_and_custom_names(tmp_path: Path, zoo: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.webp").write_bytes(zoo["webp"][0])
+    table = pa.table(
+        {
+            "filepath": ["img/a.webp", "img/missing.jpg"],
+            "alt_text": ["x", None],
+            "score": [0.5, float("nan")],
+        }
+    )
+    pq.write_table(table, tmp_path / "t.parquet")
+    from clipaudit.data import ReadOptions
+
+    ds = open_dataset(tmp_path / "t.parquet", options=ReadOptions(caption_column="alt_text"))
+    got = list(ds)
+    assert got[0].id == "img/a.webp" and got[0].image == zoo["webp"][0]
+    assert got[0].caption == "x" and got[0].meta == {"score": 0.5}
+    assert got[1].error == "missing_image" and got[1].caption is None
+    with pytest.raises(DatasetError, match="'nope' is not in"):
+        open_dataset(tmp_path / "t.parquet", options=ReadOptions(caption_column="nope"))
+
+
+def test_unknown_format_and_missing_path_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="Unknown dataset format 'zip'; use one of: hf, "):
+        open_dataset(tmp_path, format="zip")
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_dataset(tmp_path / "nothing")
+    (tmp_path / "notes.md").write_text("hi")
+    with pytest.raises(DatasetError, match="Cannot tell the format"):
+        open_dataset(tmp_path)
