@@ -1,0 +1,1 @@
+"""clipaudit.curate: see ../shared/design/architecture.md; filled by later work."""

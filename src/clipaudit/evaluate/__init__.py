@@ -1,0 +1,1 @@
+"""clipaudit.evaluate: see ../shared/design/architecture.md; filled by later work."""

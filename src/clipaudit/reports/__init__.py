@@ -1,0 +1,1 @@
+"""clipaudit.reports: see ../shared/design/architecture.md; filled by later work."""

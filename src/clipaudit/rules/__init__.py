@@ -1,0 +1,1 @@
+"""clipaudit.rules: see ../shared/design/architecture.md; filled by later work."""

@@ -1,0 +1,1 @@
+"""clipaudit.world: see ../shared/design/architecture.md; filled by later work."""
