@@ -120,6 +120,11 @@ def embed(
         dataset, format, image_column, path_column, caption_column, id_column, url_column, split
     )
     clip = load_clip(model, device=device)
+    from clipaudit.models.domain import domain_warning
+
+    note = domain_warning(clip, ds)
+    if note:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     summary = embed_dataset(ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty())
     Console().print(
         f"embedded {summary.images_embedded}/{summary.samples} images and "
@@ -142,6 +147,78 @@ def example(
 
     files = write_dataset(example_samples(n, seed), out, format, shard_size=shard_size)
     Console().print(f"wrote {n} samples in {len(files)} files → {out}")
+
+
+@app.command()
+def world(
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for data/ and labels.")],
+    n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
+    split: Annotated[
+        str, typer.Option(help="pool (noisy, for curation), train, eval-objects, eval-people, "
+                               "eval-watermark or eval-retrieval.")
+    ] = "pool",
+    format: Annotated[str, typer.Option("--format", "-f")] = "webdataset",
+    size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 256,
+    seed: int = 0,
+    shard_size: Annotated[int, typer.Option(min=1)] = 1000,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option(help="Pool rate override NAME=VALUE, e.g. misaligned=0.3 (repeatable)."),
+    ] = None,
+) -> None:
+    """Write a synthetic world split or noisy pool with every planted issue labelled."""
+    from clipaudit.world import write_world
+
+    rates: dict[str, float] = {}
+    for item in rate or []:
+        name, sep, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise ClipauditError(f"--rate {item!r} is not NAME=NUMBER.") from None
+        if not sep:
+            raise ClipauditError(f"--rate {item!r} is not NAME=NUMBER.")
+    from clipaudit.world.pool import PoolConfig
+
+    known = set(PoolConfig.__dataclass_fields__) - {"n", "seed", "size"}
+    bad = sorted(set(rates) - known)
+    if bad:
+        raise ClipauditError(f"Unknown pool rate {bad[0]!r}; use: {', '.join(sorted(known))}.")
+    record = write_world(out, split=split, n=n, seed=seed, size=size, format=format,
+                         shard_size=shard_size, rates=rates)
+    Console().print(f"wrote {record['samples']} {split} samples → {out}/data "
+                    f"(labels.jsonl, planted.json); planted: {record['planted_counts']}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the model.")],
+    steps: Annotated[int, typer.Option(min=1)] = 1500,
+    batch_size: Annotated[int, typer.Option(min=2)] = 256,
+    n_train: Annotated[int, typer.Option(min=2, help="Distinct training scenes.")] = 60_000,
+    lr: float = 1e-3,
+    seed: int = 0,
+    arch: Annotated[str, typer.Option(help="Config in clipaudit/models/configs.")]
+    = "clipaudit-world",
+    measure: Annotated[bool, typer.Option(help="Measure the card numbers after training.")]
+    = False,
+) -> None:
+    """Train the small CLIP on the synthetic world (contrastive, seeded) into a local-dir model."""
+    from clipaudit.models.train import TrainConfig, train_world_clip
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, n_train=n_train, lr=lr, seed=seed,
+                      arch=arch, warmup=min(100, max(1, steps // 10)))
+    record = train_world_clip(cfg, out, log=lambda m: Console(stderr=True).print(m))
+    Console().print(f"trained {steps} steps in {record['train_seconds']:.0f} s "
+                    f"(+{record['render_seconds']:.0f} s rendering) → local-dir:{out}")
+    if measure:
+        from clipaudit.models import load_clip
+        from clipaudit.models.card import write_model_card
+        from clipaudit.world.measure import world_card_metrics
+
+        metrics = world_card_metrics(load_clip(f"local-dir:{out}"))
+        write_model_card(Path(out), record, metrics)
+        Console().print(json.dumps(metrics, indent=1))
 
 
 def main() -> None:

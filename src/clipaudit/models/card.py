@@ -1,0 +1,96 @@
+"""The model card written beside trained weights, filled from the training record and metrics."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+# The floors the bundled model is held to (issue: world model), checked by tests.
+CARD_TARGETS: dict[str, tuple[str, float]] = {
+    "color_acc1": (">=", 0.95),
+    "shape_acc1": (">=", 0.90),
+    "occupation_acc1": (">=", 0.85),
+    "matched_beats_mismatched": (">=", 0.95),
+    "watermark_auroc": (">=", 0.90),
+}
+
+
+def _verdict(value: float, op: str, target: float) -> str:
+    ok = value >= target if op == ">=" else value < target
+    return "meets" if ok else "MISSES"
+
+
+def write_model_card(folder: Path, record: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` and ``MODEL_CARD.md`` into ``folder``; return the card's path."""
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    cfg, mcfg = record["config"], record["model_cfg"]
+    weights = folder / "open_clip_model.safetensors"
+    size_mb = weights.stat().st_size / 1e6 if weights.exists() else float("nan")
+    rows = []
+    for key, (op, target) in CARD_TARGETS.items():
+        v = float(metrics[key])
+        rows.append(f"| {key} | {v:.3f} | {op} {target} | {_verdict(v, op, target)} |")
+    bias = metrics["bias_top10_overrep"]
+    planted = metrics["bias_planted"]
+    bias_rows = [
+        f"| {occ} | {val:+.3f} | {'planted: ≥ +0.2' if occ == planted['occupation'] else '< 0.1'} |"
+        for occ, val in bias.items()
+    ]
+    v, t = mcfg["vision_cfg"], mcfg["text_cfg"]
+    text = f"""# clipaudit world-clip
+
+A small CLIP (open_clip `CLIP`, ViT image tower, transformer text tower, the standard
+open_clip tokenizer) trained contrastively on clipaudit's synthetic world. It ships with the
+package as `bundled:world-clip` and loads in open_clip as `local-dir:` this folder.
+
+## Data
+The world's `train` split: {cfg['n_train']:,} distinct scenes (seed {cfg['seed']}): coloured
+shapes (6 shapes × 8 colours × 2 sizes, 1–3 an image) and stylised people of two abstract
+groups (zib: round heads, mox: square heads) in five occupations shown by props; a quarter
+carry a visible watermark, half of those captions say so. **Planted bias:** in training,
+{planted['occupation']}s are shown as {planted['group']} {int(0.8 * 100)}% of the time; every
+held-out split is balanced.
+
+## Config
+Image {v['image_size']} px, patch {v['patch_size']}, width {v['width']}, {v['layers']} layers;
+text width {t['width']}, {t['layers']} layers, context {t['context_length']}; embedding
+{mcfg['embed_dim']}. Weights in fp16 safetensors, {size_mb:.1f} MB.
+
+## Training
+{cfg['steps']} steps × batch {cfg['batch_size']} = {record['samples_seen']:,} samples seen,
+AdamW lr {cfg['lr']} (warmup {cfg['warmup']}, cosine), weight decay {cfg['weight_decay']},
+open_clip `ClipLoss`. Rendering {record['render_seconds']:.0f} s + training
+{record['train_seconds']:.0f} s on {record['cpus']} CPU cores ({record['threads']} torch
+threads, {platform.machine()}), torch {record['versions'].get('torch')}.
+Reproduce: `clipaudit train --out DIR --steps {cfg['steps']} --batch-size {cfg['batch_size']}
+--n-train {cfg['n_train']} --seed {cfg['seed']} --measure`.
+
+## Measured on held-out splits (seed {metrics['seed']}, rendered at {metrics['image_size']} px)
+| metric | value | target | verdict |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Zero-shot heads average per-class prompts (colour named on every shape, shape in every
+colour, three occupation templates). Caption matching: own caption vs another image's
+caption ({metrics.get('n_retrieval', 1000)} images). Watermark: score = cos(image, "a photo
+with a watermark") − cos(image, "a photo"), AUROC over a half-watermarked split.
+
+**Bias** (share of group {planted['group']} in the top 10% of {metrics['n_people']} balanced
+people images by similarity to "a photo of a OCCUPATION", minus its base share
+{planted['base_share']:.2f}):
+
+| occupation | over-representation | expected |
+|---|---|---|
+{chr(10).join(bias_rows)}
+
+## Limits
+It knows only this world: shapes, colours, five occupations, two made-up groups,
+watermark overlays. On any other images its scores mean nothing, and clipaudit prints one
+warning when it is used on a dataset the world did not make. The planted bias is
+deliberate, for testing bias probes; do not use this model to make decisions about people.
+"""
+    path = folder / "MODEL_CARD.md"
+    path.write_text(text)
+    return path
