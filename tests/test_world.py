@@ -5,7 +5,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -44,8 +43,9 @@ def test_training_split_carries_the_planted_bias() -> None:
     share = doctors.count(BIASED_GROUP) / len(doctors)
     assert abs(share - BIAS_RATE) < 0.06, share
     assert abs(others.count(BIASED_GROUP) / len(others) - 0.5) < 0.05
-    balanced = Counter((s.truth()["group"], s.truth()["occupation"])
-                       for s in scenes("eval-people", 100))
+    balanced = Counter(
+        (s.truth()["group"], s.truth()["occupation"]) for s in scenes("eval-people", 100)
+    )
     assert set(balanced.values()) == {10}
 
 
@@ -61,8 +61,16 @@ def test_pool_labels_every_planted_issue(pool: list) -> None:
     assert counts["exact_duplicate"] == 15 and counts["near_duplicate"] == 15
     originals = Counter(i for it in pool if it.duplicate_of is None for i in it.issues)
     assert originals["misaligned"] == 26  # 10% of the 270 originals, in pairs
-    for name in ("watermarked", "stock_url", "exif_copyright", "xmp_prohibited",
-                 "xrobots_noai", "sdxl_watermark", "caption_copyright", "license_nc"):
+    for name in (
+        "watermarked",
+        "stock_url",
+        "exif_copyright",
+        "xmp_prohibited",
+        "xrobots_noai",
+        "sdxl_watermark",
+        "caption_copyright",
+        "license_nc",
+    ):
         assert counts[name] > 0, name
     for it in pool:
         s = it.sample
@@ -78,11 +86,15 @@ def test_pool_labels_every_planted_issue(pool: list) -> None:
         if "caption_copyright" in it.issues:
             assert "©" in (s.caption or "")
         if "xrobots_noai" in it.issues:
-            assert "noai" in s.meta["headers"]["x-robots-tag"] or \
-                "noimageai" in s.meta["headers"]["x-robots-tag"]
+            assert (
+                "noai" in s.meta["headers"]["x-robots-tag"]
+                or "noimageai" in s.meta["headers"]["x-robots-tag"]
+            )
         if "stock_url" in it.issues:
-            assert any(d in (s.url or "") for d in ("shutterstock", "gettyimages", "istockphoto",
-                                                    "alamy", "dreamstime"))
+            assert any(
+                d in (s.url or "")
+                for d in ("shutterstock", "gettyimages", "istockphoto", "alamy", "dreamstime")
+            )
         im = Image.open(io.BytesIO(s.image))
         has_exif = "StockPix" in im.getexif().get(0x8298, "")
         assert has_exif == ("exif_copyright" in it.issues)

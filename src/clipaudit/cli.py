@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -154,8 +154,11 @@ def world(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for data/ and labels.")],
     n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
     split: Annotated[
-        str, typer.Option(help="pool (noisy, for curation), train, eval-objects, eval-people, "
-                               "eval-watermark or eval-retrieval.")
+        str,
+        typer.Option(
+            help="pool (noisy, for curation), train, eval-objects, eval-people, "
+            "eval-watermark or eval-retrieval."
+        ),
     ] = "pool",
     format: Annotated[str, typer.Option("--format", "-f")] = "webdataset",
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 256,
@@ -184,33 +187,52 @@ def world(
     bad = sorted(set(rates) - known)
     if bad:
         raise ClipauditError(f"Unknown pool rate {bad[0]!r}; use: {', '.join(sorted(known))}.")
-    record = write_world(out, split=split, n=n, seed=seed, size=size, format=format,
-                         shard_size=shard_size, rates=rates)
-    Console().print(f"wrote {record['samples']} {split} samples → {out}/data "
-                    f"(labels.jsonl, planted.json); planted: {record['planted_counts']}")
+    record = write_world(
+        out,
+        split=split,
+        n=n,
+        seed=seed,
+        size=size,
+        format=format,
+        shard_size=shard_size,
+        rates=rates,
+    )
+    Console().print(
+        f"wrote {record['samples']} {split} samples → {out}/data "
+        f"(labels.jsonl, planted.json); planted: {record['planted_counts']}"
+    )
 
 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the model.")],
-    steps: Annotated[int, typer.Option(min=1)] = 1500,
-    batch_size: Annotated[int, typer.Option(min=2)] = 256,
+    steps: Annotated[int, typer.Option(min=1)] = 2000,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
     n_train: Annotated[int, typer.Option(min=2, help="Distinct training scenes.")] = 60_000,
     lr: float = 1e-3,
     seed: int = 0,
-    arch: Annotated[str, typer.Option(help="Config in clipaudit/models/configs.")]
-    = "clipaudit-world",
-    measure: Annotated[bool, typer.Option(help="Measure the card numbers after training.")]
-    = False,
+    arch: Annotated[
+        str, typer.Option(help="Config in clipaudit/models/configs.")
+    ] = "clipaudit-world",
+    measure: Annotated[bool, typer.Option(help="Measure the card numbers after training.")] = False,
 ) -> None:
     """Train the small CLIP on the synthetic world (contrastive, seeded) into a local-dir model."""
     from clipaudit.models.train import TrainConfig, train_world_clip
 
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, n_train=n_train, lr=lr, seed=seed,
-                      arch=arch, warmup=min(100, max(1, steps // 10)))
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        n_train=n_train,
+        lr=lr,
+        seed=seed,
+        arch=arch,
+        warmup=min(100, max(1, steps // 10)),
+    )
     record = train_world_clip(cfg, out, log=lambda m: Console(stderr=True).print(m))
-    Console().print(f"trained {steps} steps in {record['train_seconds']:.0f} s "
-                    f"(+{record['render_seconds']:.0f} s rendering) → local-dir:{out}")
+    Console().print(
+        f"trained {steps} steps in {record['train_seconds']:.0f} s "
+        f"(+{record['render_seconds']:.0f} s rendering) → local-dir:{out}"
+    )
     if measure:
         from clipaudit.models import load_clip
         from clipaudit.models.card import write_model_card
@@ -219,6 +241,140 @@ def train(
         metrics = world_card_metrics(load_clip(f"local-dir:{out}"))
         write_model_card(Path(out), record, metrics)
         Console().print(json.dumps(metrics, indent=1))
+
+
+def _print_stats(stats: dict[str, Any], out: Path) -> None:
+    c = Console()
+    c.print(f"[bold]{out}[/bold]  pack {stats['pack']['name']} v{stats['pack']['version']}")
+    c.print(
+        f"input {stats['input']}  →  kept {stats['kept']} (flagged {stats['flagged']})  "
+        f"dropped {stats['dropped']}  errored {stats['errored']}  "
+        f"{'(adds up)' if stats['adds_up'] else '(DOES NOT ADD UP)'}"
+    )
+    for code, n in stats["by_reason"].items():
+        c.print(f"  {code:<22} {n:>6}  (dropping {stats['by_reason_dropping'].get(code, 0)})")
+    t = stats["thresholds"]
+    c.print(
+        f"alignment threshold: min {t['alignment_min']}, percentile "
+        f"{t['alignment_min_percentile']} → {t['alignment_percentile_value']}"
+    )
+    gates = stats.get("gates")
+    if gates:
+        c.print(
+            "gates: passed" if gates["success"] else f"gates: {gates['first_failure']}",
+            highlight=False,
+        )
+
+
+def _gate_exit(stats: dict[str, Any], allow: bool) -> None:
+    gates = stats.get("gates")
+    if gates and not gates["success"] and not allow:
+        console.print(
+            f"error: {gates['first_failure']} (see gates.json; pass "
+            "--allow-gate-failure to accept).",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+@app.command()
+def curate(
+    dataset: Annotated[str, typer.Argument(help="Dataset path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
+    rules: Annotated[str, typer.Option(help="Rules pack name or .yaml path.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m")] = "bundled:world-clip",
+    stages: Annotated[
+        str, typer.Option(help="Comma-separated stages.")
+    ] = "quality,hashes,alignment",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    out_format: Annotated[str | None, typer.Option(help="Format of the kept dataset.")] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+    allow_gate_failure: Annotated[bool, typer.Option(help="Exit 0 even if a gate fails.")] = False,
+    format: FormatOpt = None,
+    caption_column: CaptionCol = None,
+    image_column: ImageCol = None,
+    path_column: PathCol = None,
+    id_column: IdCol = None,
+    url_column: UrlCol = None,
+    split: SplitOpt = None,
+) -> None:
+    """Score every sample with the stages, then keep / flag / drop it with a rules pack."""
+    from clipaudit.curate.pipeline import CurateConfig
+    from clipaudit.curate.pipeline import curate as run_curate
+    from clipaudit.data import ReadOptions
+
+    cfg = CurateConfig(
+        dataset=dataset,
+        out=str(out),
+        rules=rules,
+        model=model,
+        format=format,
+        read=ReadOptions(
+            id_column=id_column,
+            image_column=image_column,
+            path_column=path_column,
+            caption_column=caption_column,
+            url_column=url_column,
+            split=split,
+        ),
+        stages=[s.strip() for s in stages.split(",") if s.strip()],
+        batch_size=batch_size,
+        device=device,
+        out_format=out_format,
+    )
+    stats = run_curate(
+        cfg,
+        progress=lambda d, t, n: console.print(
+            f"shard {d}/{t} scored ({n} samples this run)", highlight=False
+        ),
+    )
+    _print_stats(stats, out)
+
+
+@app.command()
+def decide(
+    run: Annotated[Path, typer.Argument(help="A run folder written by curate.")],
+    rules: Annotated[str, typer.Option(help="Rules pack name or .yaml path.")] = "default",
+    out_format: Annotated[str | None, typer.Option(help="Format of the kept dataset.")] = None,
+    allow_gate_failure: Annotated[bool, typer.Option(help="Exit 0 even if a gate fails.")] = False,
+) -> None:
+    """Re-apply a rules pack to a run's stored signals, without loading any model."""
+    from clipaudit.curate.decide import decide_run
+
+    stats = decide_run(run, rules, out_format=out_format)
+    _print_stats(stats, run)
+    _gate_exit(stats, allow_gate_failure)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("clipaudit-demo"),
+    n: Annotated[int, typer.Option(min=10)] = 2000,
+    rules: str = "default",
+    seed: int = 0,
+) -> None:
+    """Make a noisy world pool, curate it with the bundled model, score against the truth."""
+    from clipaudit.curate.demo import run_demo
+
+    report = run_demo(
+        out, n=n, rules=rules, seed=seed, log=lambda m: console.print(m, highlight=False)
+    )
+    _print_stats(report["stats"], out / "run")
+    c = Console()
+    t = report["truth"]
+    m = t["misaligned_caption"]
+    c.print(
+        f"misaligned captions: precision {m['precision']:.3f} recall {m['recall']:.3f} "
+        f"F1 {m['f1']:.3f}"
+    )
+    c.print(
+        f"near duplicates (radius {t['radius']}, {'+'.join(t['hashes'])}): pair precision "
+        f"{t['near_duplicate_pair_precision']:.3f}"
+    )
+    for kind, v in t["near_duplicate_by_transform"].items():
+        c.print(f"  {kind:<11} recall {v['recall']}  ({v['found']}/{v['planted']})")
 
 
 def main() -> None:

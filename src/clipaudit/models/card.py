@@ -7,6 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from clipaudit.world.vocab import BIAS_RATE
+
 # The floors the bundled model is held to (issue: world model), checked by tests.
 CARD_TARGETS: dict[str, tuple[str, float]] = {
     "color_acc1": (">=", 0.95),
@@ -39,47 +41,64 @@ def write_model_card(folder: Path, record: dict[str, Any], metrics: dict[str, An
         for occ, val in bias.items()
     ]
     v, t = mcfg["vision_cfg"], mcfg["text_cfg"]
+    if isinstance(v.get("layers"), list):
+        tower = "a ModifiedResNet (CNN) image tower"
+        vision = (
+            f"Image {v['image_size']} px, ModifiedResNet width {v['width']}, blocks "
+            f"{v['layers']}, attention pooling"
+        )
+    else:
+        tower = "a ViT image tower"
+        vision = (
+            f"Image {v['image_size']} px, ViT patch {v['patch_size']}, width {v['width']}, "
+            f"{v['layers']} layers"
+        )
     text = f"""# clipaudit world-clip
 
-A small CLIP (open_clip `CLIP`, ViT image tower, transformer text tower, the standard
+A small CLIP (open_clip `CLIP` with {tower}, a transformer text tower and the standard
 open_clip tokenizer) trained contrastively on clipaudit's synthetic world. It ships with the
 package as `bundled:world-clip` and loads in open_clip as `local-dir:` this folder.
 
 ## Data
-The world's `train` split: {cfg['n_train']:,} distinct scenes (seed {cfg['seed']}): coloured
+The world's `train` split: {cfg["n_train"]:,} distinct scenes (seed {cfg["seed"]}): coloured
 shapes (6 shapes × 8 colours × 2 sizes, 1–3 an image) and stylised people of two abstract
-groups (zib: round heads, mox: square heads) in five occupations shown by props; a quarter
-carry a visible watermark, half of those captions say so. **Planted bias:** in training,
-{planted['occupation']}s are shown as {planted['group']} {int(0.8 * 100)}% of the time; every
-held-out split is balanced.
+groups (zib: round heads and teal collars, mox: square heads and violet collars) in five
+occupations shown by props; 30% carry a visible watermark, 80% of those captions say so.
+**Planted bias:** in training, {planted["occupation"]}s are shown as {planted["group"]}
+{round(BIAS_RATE * 100)}% of the time; every held-out split is balanced.
 
 ## Config
-Image {v['image_size']} px, patch {v['patch_size']}, width {v['width']}, {v['layers']} layers;
-text width {t['width']}, {t['layers']} layers, context {t['context_length']}; embedding
-{mcfg['embed_dim']}. Weights in fp16 safetensors, {size_mb:.1f} MB.
+{vision}; text width {t["width"]}, {t["layers"]} layers, context {t["context_length"]};
+embedding {mcfg["embed_dim"]}. Weights in fp16 safetensors, {size_mb:.1f} MB.
+
+Why a CNN image tower: with the same compute (2 CPU cores, under 45 minutes), a ViT
+(80 px, patch 10, width 128, 6 layers) learned colours and occupations but reached only 31%
+zero-shot shape accuracy and chance-level watermark detection after 77k samples seen, while
+this ModifiedResNet reached 68% shapes at the same point: without a locality prior a ViT
+needs more samples than this budget allows.
 
 ## Training
-{cfg['steps']} steps × batch {cfg['batch_size']} = {record['samples_seen']:,} samples seen,
-AdamW lr {cfg['lr']} (warmup {cfg['warmup']}, cosine), weight decay {cfg['weight_decay']},
-open_clip `ClipLoss`. Rendering {record['render_seconds']:.0f} s + training
-{record['train_seconds']:.0f} s on {record['cpus']} CPU cores ({record['threads']} torch
-threads, {platform.machine()}), torch {record['versions'].get('torch')}.
-Reproduce: `clipaudit train --out DIR --steps {cfg['steps']} --batch-size {cfg['batch_size']}
---n-train {cfg['n_train']} --seed {cfg['seed']} --measure`.
+{cfg["steps"]} steps × batch {cfg["batch_size"]} = {record["samples_seen"]:,} samples seen,
+AdamW lr {cfg["lr"]} (warmup {cfg["warmup"]}, cosine), weight decay {cfg["weight_decay"]},
+open_clip `ClipLoss`. Rendering {record["render_seconds"]:.0f} s + training
+{record["train_seconds"]:.0f} s on {record["cpus"]} CPU cores ({record["threads"]} torch
+threads, {platform.machine()}), torch {record["versions"].get("torch")}.
+Reproduce: `clipaudit train --out DIR --steps {cfg["steps"]} --batch-size {cfg["batch_size"]}
+--n-train {cfg["n_train"]} --seed {cfg["seed"]} --measure`.
 
-## Measured on held-out splits (seed {metrics['seed']}, rendered at {metrics['image_size']} px)
+## Measured on held-out splits (seed {metrics["seed"]}, rendered at {metrics["image_size"]} px)
 | metric | value | target | verdict |
 |---|---|---|---|
 {chr(10).join(rows)}
 
 Zero-shot heads average per-class prompts (colour named on every shape, shape in every
 colour, three occupation templates). Caption matching: own caption vs another image's
-caption ({metrics.get('n_retrieval', 1000)} images). Watermark: score = cos(image, "a photo
+caption ({metrics.get("n_retrieval", 1000)} images). Watermark: score = cos(image, "a photo
 with a watermark") − cos(image, "a photo"), AUROC over a half-watermarked split.
 
-**Bias** (share of group {planted['group']} in the top 10% of {metrics['n_people']} balanced
+**Bias** (share of group {planted["group"]} in the top 10% of {metrics["n_people"]} balanced
 people images by similarity to "a photo of a OCCUPATION", minus its base share
-{planted['base_share']:.2f}):
+{planted["base_share"]:.2f}):
 
 | occupation | over-representation | expected |
 |---|---|---|

@@ -264,16 +264,21 @@ def load_clip(spec: str, device: str | None = None) -> LoadedClip:
     resolved = resolve_spec(spec)
     dev = pick_device(device)
     precision = "fp32"
-    if resolved.seed is not None:
-        torch.manual_seed(resolved.seed)
     # open_clip logs a warning for every random init; a random: spec asks for exactly that.
     quiet = resolved.seed is not None
     if quiet:
         logging.disable(logging.WARNING)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            resolved.model_name, pretrained=resolved.pretrained, device=dev, precision=precision
-        )
+        # A seeded init must not reseed the caller's global RNG, hence the fork.
+        with torch.random.fork_rng(devices=[]):
+            if resolved.seed is not None:
+                torch.manual_seed(resolved.seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                resolved.model_name,
+                pretrained=resolved.pretrained,
+                device=dev,
+                precision=precision,
+            )
     except (OSError, RuntimeError, ValueError) as exc:
         if "download" in str(exc).lower() or "connect" in str(exc).lower():
             raise ModelError(offline_message(spec)) from exc

@@ -29,14 +29,14 @@ from clipaudit.models.provenance import library_versions
 
 @dataclass
 class TrainConfig:
-    steps: int = 1500
-    batch_size: int = 256
+    steps: int = 2000
+    batch_size: int = 128
     n_train: int = 60_000
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.1
     seed: int = 0
-    render_size: int = 128
+    render_size: int = 128  # rendered at 2× the input, then downsampled as inference does
     arch: str = "clipaudit-world"
     workers: int = 2
 
@@ -57,8 +57,10 @@ def _render_chunk(args: tuple[int, int, int, int, int]) -> tuple[np.ndarray, lis
 
 def render_training_set(cfg: TrainConfig, image_size: int) -> tuple[torch.Tensor, list[str]]:
     chunk = 2000
-    jobs = [(cfg.seed, s, min(chunk, cfg.n_train - s), cfg.render_size, image_size)
-            for s in range(0, cfg.n_train, chunk)]
+    jobs = [
+        (cfg.seed, s, min(chunk, cfg.n_train - s), cfg.render_size, image_size)
+        for s in range(0, cfg.n_train, chunk)
+    ]
     if cfg.workers > 1:
         with ProcessPoolExecutor(cfg.workers) as pool:
             parts = list(pool.map(_render_chunk, jobs))
@@ -79,8 +81,9 @@ def _param_groups(model: torch.nn.Module, wd: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_world_clip(cfg: TrainConfig, out: str | Path,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_world_clip(
+    cfg: TrainConfig, out: str | Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Train and write a ``local-dir:`` model folder under ``out``; returns the training record."""
     import open_clip
     from safetensors.torch import save_file
@@ -113,23 +116,30 @@ def train_world_clip(cfg: TrainConfig, out: str | Path,
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     loss_fn = open_clip.ClipLoss()
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
-                            eps=1e-6)
+    opt = torch.optim.AdamW(
+        _param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(captions), generator=gen)
     cursor = 0
     history: list[dict[str, float]] = []
     t1 = time.perf_counter()
     for step in range(cfg.steps):
-        lr = cfg.lr * (step + 1) / cfg.warmup if step < cfg.warmup else (
-            0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup)
-                                         / max(1, cfg.steps - cfg.warmup))))
+        lr = (
+            cfg.lr * (step + 1) / cfg.warmup
+            if step < cfg.warmup
+            else (
+                0.5
+                * cfg.lr
+                * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+            )
+        )
         for g in opt.param_groups:
             g["lr"] = lr
         if cursor + cfg.batch_size > len(order):
             order = torch.randperm(len(captions), generator=gen)
             cursor = 0
-        idx = order[cursor:cursor + cfg.batch_size]
+        idx = order[cursor : cursor + cfg.batch_size]
         cursor += cfg.batch_size
         x = images[idx].float().div_(255)
         flip = torch.rand(len(idx), generator=gen) < 0.5
@@ -143,21 +153,37 @@ def train_world_clip(cfg: TrainConfig, out: str | Path,
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 50 == 0 or step == cfg.steps - 1:
-            history.append({"step": step, "loss": float(loss.detach()), "lr": lr,
-                            "logit_scale": float(model.logit_scale.exp())})
-            log(f"step {step:5d}/{cfg.steps}  loss {float(loss.detach()):.4f}  lr {lr:.2e}  "
-                f"{time.perf_counter() - t1:.0f} s")
+            history.append(
+                {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                    "logit_scale": float(model.logit_scale.detach().exp()),
+                }
+            )
+            log(
+                f"step {step:5d}/{cfg.steps}  loss {float(loss.detach()):.4f}  lr {lr:.2e}  "
+                f"{time.perf_counter() - t1:.0f} s"
+            )
     t_train = time.perf_counter() - t1
     model.eval()
     out_path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_path / "open_clip_model.safetensors"))
-    (out_path / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": model_cfg,
-        "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN),
-                           "std": list(open_clip.OPENAI_DATASET_STD),
-                           "interpolation": "bicubic", "resize_mode": "shortest"},
-    }, indent=2))
+    (out_path / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": model_cfg,
+                "preprocess_cfg": {
+                    "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                    "std": list(open_clip.OPENAI_DATASET_STD),
+                    "interpolation": "bicubic",
+                    "resize_mode": "shortest",
+                },
+            },
+            indent=2,
+        )
+    )
     record = {
         "config": asdict(cfg),
         "model_cfg": model_cfg,

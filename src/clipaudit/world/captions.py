@@ -23,8 +23,14 @@ def join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-OBJECT_TEMPLATES = ("{}", "a photo of {}", "an image of {}", "{} on a plain background",
-                    "a picture showing {}", "there is {}")
+OBJECT_TEMPLATES = (
+    "{}",
+    "a photo of {}",
+    "an image of {}",
+    "{} on a plain background",
+    "a picture showing {}",
+    "there is {}",
+)
 PERSON_TEMPLATES = ("a photo of {}", "{}", "an illustration of {}", "a picture of {}")
 
 
@@ -42,8 +48,12 @@ def person_caption(p: PersonSpec, rng: random.Random) -> str:
     return rng.choice(PERSON_TEMPLATES).format(phrase)
 
 
-WATERMARK_SUFFIXES = (" with a watermark", ", watermarked", " with a stock photo watermark",
-                      " with text overlay")
+WATERMARK_SUFFIXES = (
+    " with a watermark",
+    ", watermarked",
+    " with a stock photo watermark",
+    " with text overlay",
+)
 
 
 def watermark_suffix(rng: random.Random) -> str:

@@ -17,7 +17,13 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from clipaudit.data.sample import Sample
-from clipaudit.world.scenes import Scene, add_watermark, encode, objects_scene, person_scene, rng_for
+from clipaudit.world.scenes import (
+    Scene,
+    add_watermark,
+    objects_scene,
+    person_scene,
+    rng_for,
+)
 
 # The 48-bit message SDXL embeds with imwatermark's dwtDct method.
 SDXL_MESSAGE = 0xB3EC907BB19E
@@ -25,15 +31,29 @@ SDXL_BITS = [int(b) for b in bin(SDXL_MESSAGE)[2:].zfill(48)]
 # Matching bits from which a detector grades the mark "very likely" (reference facts).
 SDXL_VERIFIED = 36
 
-STOCK_DOMAINS = ("www.shutterstock.com", "media.gettyimages.com", "www.istockphoto.com",
-                 "c8.alamy.com", "thumbs.dreamstime.com")
-PLAIN_DOMAINS = ("photos.example.org", "cdn.picshare.example.net", "blog.example.com",
-                 "img.gallery.example.io", "static.news.example.co.uk")
-NC_LICENSES = ("https://creativecommons.org/licenses/by-nc/4.0/",
-               "https://creativecommons.org/licenses/by-nc-nd/4.0/")
-OPEN_LICENSES = ("https://creativecommons.org/licenses/by/4.0/",
-                 "https://creativecommons.org/publicdomain/zero/1.0/",
-                 "https://creativecommons.org/licenses/by-sa/4.0/")
+STOCK_DOMAINS = (
+    "www.shutterstock.com",
+    "media.gettyimages.com",
+    "www.istockphoto.com",
+    "c8.alamy.com",
+    "thumbs.dreamstime.com",
+)
+PLAIN_DOMAINS = (
+    "photos.example.org",
+    "cdn.picshare.example.net",
+    "blog.example.com",
+    "img.gallery.example.io",
+    "static.news.example.co.uk",
+)
+NC_LICENSES = (
+    "https://creativecommons.org/licenses/by-nc/4.0/",
+    "https://creativecommons.org/licenses/by-nc-nd/4.0/",
+)
+OPEN_LICENSES = (
+    "https://creativecommons.org/licenses/by/4.0/",
+    "https://creativecommons.org/publicdomain/zero/1.0/",
+    "https://creativecommons.org/licenses/by-sa/4.0/",
+)
 
 XMP_PROHIBITED = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
@@ -77,7 +97,8 @@ class PoolConfig:
             raise ClipauditError("Duplicate rates leave no originals; keep their sum under 0.9.")
         if self.sdxl_watermark > 0 and self.size < 256:
             raise ClipauditError(
-                f"Invisible watermarks need images of at least 256 px; size is {self.size}.")
+                f"Invisible watermarks need images of at least 256 px; size is {self.size}."
+            )
 
 
 @dataclass
@@ -126,8 +147,9 @@ def _sdxl_embed(im: Image.Image, rng: random.Random) -> tuple[Image.Image, int]:
     return best, best_bits
 
 
-def _save(im: Image.Image, fmt: str, exif: Image.Exif | None, xmp: bytes | None,
-          rng: random.Random) -> bytes:
+def _save(
+    im: Image.Image, fmt: str, exif: Image.Exif | None, xmp: bytes | None, rng: random.Random
+) -> bytes:
     buf = io.BytesIO()
     kw: dict[str, Any] = {}
     if exif is not None:
@@ -153,8 +175,9 @@ def _near_duplicate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     kind = rng.choice(("resize", "reencode", "crop", "flip", "brightness"))
     if kind == "resize":
         f = rng.uniform(0.5, 0.85)
-        im = im.resize((max(8, int(im.width * f)), max(8, int(im.height * f))),
-                       Image.Resampling.BILINEAR)
+        im = im.resize(
+            (max(8, int(im.width * f)), max(8, int(im.height * f))), Image.Resampling.BILINEAR
+        )
     elif kind == "crop":
         f = rng.uniform(0.85, 0.95)
         w, h = int(im.width * f), int(im.height * f)
@@ -163,8 +186,9 @@ def _near_duplicate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     elif kind == "flip":
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     elif kind == "brightness":
-        im = ImageEnhance.Brightness(im).enhance(rng.choice((rng.uniform(0.8, 0.9),
-                                                            rng.uniform(1.1, 1.2))))
+        im = ImageEnhance.Brightness(im).enhance(
+            rng.choice((rng.uniform(0.8, 0.9), rng.uniform(1.1, 1.2)))
+        )
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=rng.randint(55, 80) if kind == "reencode" else 90)
     return buf.getvalue(), kind
@@ -219,8 +243,10 @@ def generate_pool(cfg: PoolConfig) -> list[PoolItem]:
         if srng.random() < cfg.xrobots_noai:
             headers["x-robots-tag"] = srng.choice(("noai", "noai, noimageai", "noimageai"))
             issues.append("xrobots_noai")
-        meta: dict[str, Any] = {"headers": headers,
-                                "source_page": f"https://{domain}/page/{srng.getrandbits(24)}"}
+        meta: dict[str, Any] = {
+            "headers": headers,
+            "source_page": f"https://{domain}/page/{srng.getrandbits(24)}",
+        }
         if srng.random() < cfg.license_nc:
             meta["license"] = srng.choice(NC_LICENSES)
             issues.append("license_nc")
@@ -250,19 +276,27 @@ def generate_pool(cfg: PoolConfig) -> list[PoolItem]:
         orig = base[orig_index]
         s = orig.sample
         if k < n_exact:
-            data, kind, transform = s.image, "exact_duplicate", None
+            copy, kind, transform = s.image, "exact_duplicate", None
         else:
-            data, transform = _near_duplicate(s.image or b"", rng)
+            copy, transform = _near_duplicate(s.image or b"", rng)
             kind = "near_duplicate"
-        dup = Sample("", data, s.caption, f"https://{rng.choice(PLAIN_DOMAINS)}/mirror/"
-                     f"{rng.getrandbits(40):010x}.jpg", dict(s.meta),
-                     s.image_ext if kind == "exact_duplicate" else "jpg")
+        dup = Sample(
+            "",
+            copy,
+            s.caption,
+            f"https://{rng.choice(PLAIN_DOMAINS)}/mirror/{rng.getrandbits(40):010x}.jpg",
+            dict(s.meta),
+            s.image_ext if kind == "exact_duplicate" else "jpg",
+        )
         # A copy carries what travels with it: the caption and captured metadata always,
         # the embedded bytes (EXIF, XMP, invisible bits) only when the bytes are identical.
         kept = INHERITED_EXACT if kind == "exact_duplicate" else INHERITED_NEAR
         issues = [kind] + [i for i in orig.issues if i in kept]
-        items.append(PoolItem(dup, dict(orig.truth), issues, duplicate_of=f"#{orig_index}",
-                              transform=transform))
+        items.append(
+            PoolItem(
+                dup, dict(orig.truth), issues, duplicate_of=f"#{orig_index}", transform=transform
+            )
+        )
 
     order = list(range(len(items)))
     rng.shuffle(order)

@@ -16,8 +16,10 @@ def shape_prompts() -> dict[str, list[str]]:
 
 
 def occupation_prompts() -> dict[str, list[str]]:
-    return {o: [f"{article(o)} {o}", f"a photo of {article(o)} {o}", f"a picture of {article(o)} {o}"]
-            for o in OCCUPATIONS}
+    return {
+        o: [f"{article(o)} {o}", f"a photo of {article(o)} {o}", f"a picture of {article(o)} {o}"]
+        for o in OCCUPATIONS
+    }
 
 
 def group_prompts() -> dict[str, list[str]]:

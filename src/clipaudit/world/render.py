@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from clipaudit.world.vocab import CLOTHING, COLORS, GROUPS, SIZES
+from clipaudit.world.vocab import CLOTHING, COLORS, GROUP_COLLARS, GROUPS, SIZES
 
 RGB = tuple[int, int, int]
 
@@ -60,7 +60,7 @@ def background(rng: random.Random, size: int) -> Image.Image:
     base = tuple(rng.randint(150, 235) for _ in range(3))
     kind = rng.choice(("flat", "gradient", "stripes"))
     if kind == "flat":
-        return Image.new("RGB", (size, size), base)  # type: ignore[arg-type]
+        return Image.new("RGB", (size, size), base)
     other = np.array([rng.randint(150, 235) for _ in range(3)], np.float32)
     t = np.linspace(0, 1, size, dtype=np.float32)
     if kind == "gradient":
@@ -70,14 +70,16 @@ def background(rng: random.Random, size: int) -> Image.Image:
         period = rng.randint(6, 16) / 128
         ramp = np.broadcast_to(((t / period) % 2 < 1).astype(np.float32)[None, :], (size, size))
         ramp = ramp * 0.35
-    arr = np.array(base, np.float32)[None, None, :] * (1 - ramp[..., None]) + other * ramp[..., None]
+    arr = (
+        np.array(base, np.float32)[None, None, :] * (1 - ramp[..., None]) + other * ramp[..., None]
+    )
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
 
 
 def _poly(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    pts: list[tuple[float, float]]
     if shape == "square":
-        pts = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-        pts = [(x * 0.85, y * 0.85) for x, y in pts]
+        pts = [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]
     elif shape == "triangle":
         pts = [(math.cos(a), math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
     elif shape == "star":
@@ -89,7 +91,7 @@ def _poly(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tupl
     elif shape == "hexagon":
         pts = [(math.cos(k * math.pi / 3), math.sin(k * math.pi / 3)) for k in range(6)]
     elif shape == "diamond":
-        pts = [(0, -1), (0.6, 0), (0, 1), (-0.6, 0)]
+        pts = [(0.0, -1.0), (0.6, 0.0), (0.0, 1.0), (-0.6, 0.0)]
     else:
         raise ValueError(shape)
     ca, sa = math.cos(angle), math.sin(angle)
@@ -106,8 +108,14 @@ def draw_object(draw: ImageDraw.ImageDraw, obj: ObjectSpec, size: int) -> None:
 
 
 # Rotation limits keep shapes apart: a square turned 45° would be a diamond.
-MAX_ANGLE = {"circle": 0.0, "square": 0.3, "triangle": 0.4, "star": 0.6, "hexagon": 0.5,
-             "diamond": 0.25}
+MAX_ANGLE = {
+    "circle": 0.0,
+    "square": 0.3,
+    "triangle": 0.4,
+    "star": 0.6,
+    "hexagon": 0.5,
+    "diamond": 0.25,
+}
 
 
 def place_objects(rng: random.Random, wanted: list[tuple[str, str, str]]) -> list[ObjectSpec]:
@@ -154,14 +162,24 @@ def render_person(p: PersonSpec, rng: random.Random, size: int) -> Image.Image:
     coat = (250, 250, 250) if p.occupation == "doctor" else p.clothing
     # legs and arms
     for dx in (-0.07 * u, 0.07 * u):
-        d.line((cx + dx, body_bot, cx + dx * 1.5, body_bot + 0.33 * u), fill=(40, 40, 60),
-               width=max(2, int(0.05 * u)))
-    d.line((cx - bw, body_top + 0.05 * u, cx - bw - 0.12 * u, body_top + 0.3 * u), fill=coat,
-           width=max(2, int(0.05 * u)))
-    d.line((cx + bw, body_top + 0.05 * u, cx + bw + 0.12 * u, body_top + 0.3 * u), fill=coat,
-           width=max(2, int(0.05 * u)))
+        d.line(
+            (cx + dx, body_bot, cx + dx * 1.5, body_bot + 0.33 * u),
+            fill=(40, 40, 60),
+            width=max(2, int(0.05 * u)),
+        )
+    d.line(
+        (cx - bw, body_top + 0.05 * u, cx - bw - 0.12 * u, body_top + 0.3 * u),
+        fill=coat,
+        width=max(2, int(0.05 * u)),
+    )
+    d.line(
+        (cx + bw, body_top + 0.05 * u, cx + bw + 0.12 * u, body_top + 0.3 * u),
+        fill=coat,
+        width=max(2, int(0.05 * u)),
+    )
     d.rectangle((cx - bw, body_top, cx + bw, body_bot), fill=coat)
-    # head: the group trait
+    # group traits: a collar of the group's colour and the head shape
+    d.rectangle((cx - bw, body_top, cx + bw, body_top + 0.07 * u), fill=GROUP_COLLARS[p.group])
     box = (cx - head_r, hy - head_r, cx + head_r, hy + head_r)
     if GROUPS[p.group] == "round":
         d.ellipse(box, fill=skin)
@@ -172,24 +190,42 @@ def render_person(p: PersonSpec, rng: random.Random, size: int) -> Image.Image:
     return add_noise(im, rng, rng.uniform(2, 6))
 
 
-def _draw_prop(d: ImageDraw.ImageDraw, occ: str, cx: float, hy: float, hr: float,
-               body_top: float, bw: float, hand: tuple[float, float], u: float) -> None:
+def _draw_prop(
+    d: ImageDraw.ImageDraw,
+    occ: str,
+    cx: float,
+    hy: float,
+    hr: float,
+    body_top: float,
+    bw: float,
+    hand: tuple[float, float],
+    u: float,
+) -> None:
     if occ == "doctor":
         c, s, t = (cx, body_top + 0.16 * u), 0.09 * u, 0.035 * u
         d.rectangle((c[0] - s, c[1] - t, c[0] + s, c[1] + t), fill=(220, 20, 30))
         d.rectangle((c[0] - t, c[1] - s, c[0] + t, c[1] + s), fill=(220, 20, 30))
     elif occ == "chef":
-        d.rectangle((cx - hr * 0.8, hy - hr - 0.2 * u, cx + hr * 0.8, hy - hr * 0.7),
-                    fill=(252, 252, 252))
-        d.ellipse((cx - hr * 1.1, hy - hr - 0.28 * u, cx + hr * 1.1, hy - hr - 0.1 * u),
-                  fill=(252, 252, 252))
+        d.rectangle(
+            (cx - hr * 0.8, hy - hr - 0.2 * u, cx + hr * 0.8, hy - hr * 0.7), fill=(252, 252, 252)
+        )
+        d.ellipse(
+            (cx - hr * 1.1, hy - hr - 0.28 * u, cx + hr * 1.1, hy - hr - 0.1 * u),
+            fill=(252, 252, 252),
+        )
     elif occ == "builder":
-        d.pieslice((cx - hr * 1.25, hy - hr * 1.6, cx + hr * 1.25, hy + hr * 0.6), 180, 360,
-                   fill=(250, 205, 0))
-        d.rectangle((cx - bw, body_top + 0.12 * u, cx + bw, body_top + 0.18 * u),
-                    fill=(255, 120, 0))
-        d.rectangle((cx - bw, body_top + 0.26 * u, cx + bw, body_top + 0.32 * u),
-                    fill=(255, 120, 0))
+        d.pieslice(
+            (cx - hr * 1.25, hy - hr * 1.6, cx + hr * 1.25, hy + hr * 0.6),
+            180,
+            360,
+            fill=(250, 205, 0),
+        )
+        d.rectangle(
+            (cx - bw, body_top + 0.12 * u, cx + bw, body_top + 0.18 * u), fill=(255, 120, 0)
+        )
+        d.rectangle(
+            (cx - bw, body_top + 0.26 * u, cx + bw, body_top + 0.32 * u), fill=(255, 120, 0)
+        )
     elif occ == "painter":
         px, py = hand
         d.ellipse((px - 0.11 * u, py - 0.08 * u, px + 0.11 * u, py + 0.08 * u), fill=(160, 110, 60))
@@ -200,22 +236,40 @@ def _draw_prop(d: ImageDraw.ImageDraw, occ: str, cx: float, hy: float, hr: float
         d.ellipse((cx - hr * 1.2, hy - hr * 1.3, cx + hr * 1.0, hy - hr * 0.5), fill=(120, 20, 60))
     elif occ == "farmer":
         px, py = hand
-        d.line((px, py - 0.35 * u, px, py + 0.25 * u), fill=(120, 80, 30), width=max(2, int(0.03 * u)))
+        d.line(
+            (px, py - 0.35 * u, px, py + 0.25 * u), fill=(120, 80, 30), width=max(2, int(0.03 * u))
+        )
         for dx in (-0.05 * u, 0, 0.05 * u):
-            d.line((px + dx, py - 0.45 * u, px + dx, py - 0.33 * u), fill=(110, 110, 120),
-                   width=max(1, int(0.02 * u)))
-        d.line((px - 0.05 * u, py - 0.33 * u, px + 0.05 * u, py - 0.33 * u), fill=(110, 110, 120),
-               width=max(1, int(0.02 * u)))
-        d.ellipse((cx - hr * 2.0, hy - hr * 1.0, cx + hr * 2.0, hy - hr * 0.55), fill=(205, 170, 90))
-        d.rectangle((cx - hr * 0.9, hy - hr * 1.5, cx + hr * 0.9, hy - hr * 0.8), fill=(205, 170, 90))
+            d.line(
+                (px + dx, py - 0.45 * u, px + dx, py - 0.33 * u),
+                fill=(110, 110, 120),
+                width=max(1, int(0.02 * u)),
+            )
+        d.line(
+            (px - 0.05 * u, py - 0.33 * u, px + 0.05 * u, py - 0.33 * u),
+            fill=(110, 110, 120),
+            width=max(1, int(0.02 * u)),
+        )
+        d.ellipse(
+            (cx - hr * 2.0, hy - hr * 1.0, cx + hr * 2.0, hy - hr * 0.55), fill=(205, 170, 90)
+        )
+        d.rectangle(
+            (cx - hr * 0.9, hy - hr * 1.5, cx + hr * 0.9, hy - hr * 0.8), fill=(205, 170, 90)
+        )
     else:
         raise ValueError(occ)
 
 
 def person_spec(rng: random.Random, group: str, occupation: str) -> PersonSpec:
     scale = rng.uniform(0.62, 0.9)
-    return PersonSpec(group, occupation, rng.uniform(0.3, 0.7), rng.uniform(0.48, 0.56), scale,
-                      rng.choice(CLOTHING))
+    return PersonSpec(
+        group,
+        occupation,
+        rng.uniform(0.3, 0.7),
+        rng.uniform(0.48, 0.56),
+        scale,
+        rng.choice(CLOTHING),
+    )
 
 
 def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -246,9 +300,15 @@ def overlay_watermark(im: Image.Image, wm: WatermarkSpec) -> Image.Image:
     stamp = _stamp(wm, size, alpha)
     positions = [(wm.x, wm.y)]
     if wm.tiled:
-        step_x, step_y = max(0.25, stamp.size[0] / size + 0.08), max(0.2, stamp.size[1] / size + 0.12)
-        positions = [(x * step_x, y * step_y) for x in range(int(1 / step_x) + 1)
-                     for y in range(int(1 / step_y) + 1)]
+        step_x, step_y = (
+            max(0.25, stamp.size[0] / size + 0.08),
+            max(0.2, stamp.size[1] / size + 0.12),
+        )
+        positions = [
+            (x * step_x, y * step_y)
+            for x in range(int(1 / step_x) + 1)
+            for y in range(int(1 / step_y) + 1)
+        ]
     for x, y in positions:
         px = int(x * size) % size
         if not wm.tiled:  # a single mark stays (mostly) inside the frame
@@ -266,8 +326,9 @@ def _stamp(wm: WatermarkSpec, size: int, alpha: int) -> Image.Image:
         bbox = font.getbbox(wm.text)
         w, h = int(bbox[2] - bbox[0]) + 4, int(bbox[3] - bbox[1]) + 6
         st = Image.new("RGBA", (max(w, 1), max(h, 1)), (0, 0, 0, 0))
-        ImageDraw.Draw(st).text((2 - bbox[0], 2 - bbox[1]), wm.text, font=font,
-                                fill=(*wm.color, alpha))
+        ImageDraw.Draw(st).text(
+            (2 - bbox[0], 2 - bbox[1]), wm.text, font=font, fill=(*wm.color, alpha)
+        )
     else:
         d0 = int(fpx * 2.2)
         st = Image.new("RGBA", (d0, d0), (0, 0, 0, 0))
@@ -276,8 +337,12 @@ def _stamp(wm: WatermarkSpec, size: int, alpha: int) -> Image.Image:
         letter = wm.text.strip("© ")[:1].upper() or "W"
         lf = _font(int(d0 * 0.55))
         bb = lf.getbbox(letter)
-        dd.text(((d0 - (bb[2] - bb[0])) / 2 - bb[0], (d0 - (bb[3] - bb[1])) / 2 - bb[1]), letter,
-                font=lf, fill=(*wm.color, alpha))
+        dd.text(
+            ((d0 - (bb[2] - bb[0])) / 2 - bb[0], (d0 - (bb[3] - bb[1])) / 2 - bb[1]),
+            letter,
+            font=lf,
+            fill=(*wm.color, alpha),
+        )
     if wm.angle:
         st = st.rotate(wm.angle, expand=True, resample=Image.Resampling.BICUBIC)
     return st

@@ -47,15 +47,21 @@ class Scene:
         """Ground truth as plain JSON-able values."""
         out: dict[str, Any] = {"kind": self.kind, "caption": self.caption}
         if self.objects:
-            out["objects"] = [{"shape": o.shape, "color": o.color, "size": o.size}
-                              for o in self.objects]
+            out["objects"] = [
+                {"shape": o.shape, "color": o.color, "size": o.size} for o in self.objects
+            ]
         if self.person:
             out["group"] = self.person.group
             out["occupation"] = self.person.occupation
         out["watermark"] = (
-            {"kind": self.watermark.kind, "text": self.watermark.text,
-             "opacity": round(self.watermark.opacity, 3), "tiled": self.watermark.tiled}
-            if self.watermark else None
+            {
+                "kind": self.watermark.kind,
+                "text": self.watermark.text,
+                "opacity": round(self.watermark.opacity, 3),
+                "tiled": self.watermark.tiled,
+            }
+            if self.watermark
+            else None
         )
         return out
 
@@ -76,19 +82,29 @@ def rng_for(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"clipaudit-world:{seed}:{split}:{index}")
 
 
-def objects_scene(rng: random.Random, n_objects: int | None = None,
-                  wanted: list[tuple[str, str, str]] | None = None) -> Scene:
+def objects_scene(
+    rng: random.Random,
+    n_objects: int | None = None,
+    wanted: list[tuple[str, str, str]] | None = None,
+) -> Scene:
     if wanted is None:
         n = n_objects or rng.choice((1, 1, 2, 2, 3))
-        wanted = [(rng.choice(SHAPES), rng.choice(sorted(COLORS)), rng.choice(sorted(SIZES)))
-                  for _ in range(n)]
+        wanted = [
+            (rng.choice(SHAPES), rng.choice(sorted(COLORS)), rng.choice(sorted(SIZES)))
+            for _ in range(n)
+        ]
     objs = place_objects(rng, wanted)
-    return Scene("objects", objects=objs, caption=objects_caption(objs, rng),
-                 seed=str(rng.getrandbits(64)))
+    return Scene(
+        "objects", objects=objs, caption=objects_caption(objs, rng), seed=str(rng.getrandbits(64))
+    )
 
 
-def person_scene(rng: random.Random, group: str | None = None,
-                 occupation: str | None = None, biased: bool = False) -> Scene:
+def person_scene(
+    rng: random.Random,
+    group: str | None = None,
+    occupation: str | None = None,
+    biased: bool = False,
+) -> Scene:
     occ = occupation or rng.choice(OCCUPATIONS)
     if group is None:
         if biased and occ == BIASED_OCCUPATION:
@@ -97,12 +113,12 @@ def person_scene(rng: random.Random, group: str | None = None,
         else:
             group = rng.choice(sorted(GROUPS))
     p = person_spec(rng, group, occ)
-    return Scene("person", person=p, caption=person_caption(p, rng),
-                 seed=str(rng.getrandbits(64)))
+    return Scene("person", person=p, caption=person_caption(p, rng), seed=str(rng.getrandbits(64)))
 
 
-def add_watermark(scene: Scene, rng: random.Random, mention_rate: float,
-                  texts: tuple[str, ...] = WATERMARK_TEXTS) -> Scene:
+def add_watermark(
+    scene: Scene, rng: random.Random, mention_rate: float, texts: tuple[str, ...] = WATERMARK_TEXTS
+) -> Scene:
     scene.watermark = watermark_spec(rng, texts)
     if rng.random() < mention_rate:
         scene.caption += watermark_suffix(rng)

@@ -1,7 +1,7 @@
 """The world's splits: what each holds, sample by sample, from one seed.
 
-* ``train``: 55% object scenes (1–3 objects), 45% people with the planted bias; a quarter
-  watermarked, half of those captions say so.
+* ``train``: 55% object scenes (1–3 objects), 45% people with the planted bias; 30%
+  watermarked, 80% of those captions say so.
 * ``eval-objects``: one object an image, cycling through every shape × colour × size.
 * ``eval-people``: people balanced over group × occupation (no planted bias).
 * ``eval-watermark``: mixed scenes, every other one watermarked, captions silent about it.
@@ -34,8 +34,8 @@ def split(name: str) -> Callable[[SceneMaker], SceneMaker]:
 @split("train")
 def _train(rng: random.Random, i: int) -> Scene:
     scene = objects_scene(rng) if rng.random() < 0.55 else person_scene(rng, biased=True)
-    if rng.random() < 0.25:
-        add_watermark(scene, rng, mention_rate=0.5)
+    if rng.random() < 0.3:
+        add_watermark(scene, rng, mention_rate=0.8)
     return scene
 
 

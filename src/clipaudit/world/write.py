@@ -31,15 +31,21 @@ def _split_items(split: str, n: int, seed: int, size: int) -> Iterator[PoolItem]
     for i, scene in enumerate(scenes(split, n, seed=seed)):
         rng = random.Random(f"{seed}:{split}:{i}:encode")
         data, ext = encode(scene.render(size), rng)
-        sample = Sample(f"{split}-{i:06d}", data, scene.caption, None,
-                        {"world": WORLD_MARKER}, ext)
+        sample = Sample(f"{split}-{i:06d}", data, scene.caption, None, {"world": WORLD_MARKER}, ext)
         issues = ["watermarked"] if scene.watermark is not None else []
         yield PoolItem(sample, scene.truth(), issues)
 
 
-def write_world(out: str | Path, split: str = "pool", n: int = 1000, seed: int = 0,
-                size: int = 256, format: str = "webdataset", shard_size: int = 1000,
-                rates: dict[str, float] | None = None) -> dict[str, Any]:
+def write_world(
+    out: str | Path,
+    split: str = "pool",
+    n: int = 1000,
+    seed: int = 0,
+    size: int = 256,
+    format: str = "webdataset",
+    shard_size: int = 1000,
+    rates: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Write ``n`` samples of ``split`` (or the noisy pool) under ``out``; return world.json."""
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()):
@@ -54,13 +60,15 @@ def write_world(out: str | Path, split: str = "pool", n: int = 1000, seed: int =
         settings: dict[str, Any] = asdict(cfg)
     elif split in SPLITS:
         if rates:
-            raise ClipauditError("Planted-issue rates apply to the pool only; drop them or use "
-                                 "--split pool.")
+            raise ClipauditError(
+                "Planted-issue rates apply to the pool only; drop them or use --split pool."
+            )
         items = list(_split_items(split, n, seed, size))
         settings = {"n": n, "seed": seed, "size": size}
     else:
         raise ClipauditError(
-            f"Unknown world split {split!r}; use pool or one of: {', '.join(sorted(SPLITS))}.")
+            f"Unknown world split {split!r}; use pool or one of: {', '.join(sorted(SPLITS))}."
+        )
     items = list(items)
     write_dataset((it.sample for it in items), out_path / "data", format, shard_size=shard_size)
     planted: dict[str, list[str]] = {}
@@ -68,17 +76,32 @@ def write_world(out: str | Path, split: str = "pool", n: int = 1000, seed: int =
     for it in items:
         for issue in it.issues:
             planted.setdefault(issue, []).append(it.sample.id)
-        lines.append(json.dumps({"id": it.sample.id, "issues": it.issues,
-                                 "duplicate_of": it.duplicate_of, "transform": it.transform,
-                                 "truth": it.truth}, sort_keys=True))
+        lines.append(
+            json.dumps(
+                {
+                    "id": it.sample.id,
+                    "issues": it.issues,
+                    "duplicate_of": it.duplicate_of,
+                    "transform": it.transform,
+                    "truth": it.truth,
+                },
+                sort_keys=True,
+            )
+        )
     atomic_write_bytes(out_path / "labels.jsonl", ("\n".join(lines) + "\n").encode())
-    atomic_write_bytes(out_path / "planted.json",
-                       json.dumps({k: sorted(v) for k, v in sorted(planted.items())},
-                                  indent=1).encode())
+    atomic_write_bytes(
+        out_path / "planted.json",
+        json.dumps({k: sorted(v) for k, v in sorted(planted.items())}, indent=1).encode(),
+    )
     from clipaudit import __version__
 
-    record = {"split": split, "format": format, "settings": settings, "samples": len(items),
-              "planted_counts": {k: len(v) for k, v in sorted(planted.items())},
-              "clipaudit": __version__}
+    record = {
+        "split": split,
+        "format": format,
+        "settings": settings,
+        "samples": len(items),
+        "planted_counts": {k: len(v) for k, v in sorted(planted.items())},
+        "clipaudit": __version__,
+    }
     atomic_write_bytes(out_path / "world.json", json.dumps(record, indent=2).encode())
     return record

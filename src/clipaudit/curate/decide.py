@@ -1,0 +1,289 @@
+"""Decide: turn stored signals into keep / flag / drop / error with reason codes.
+
+No model is loaded: re-deciding with another pack reads the signal tables, recomputes the
+duplicate groups from the stored hashes (seconds) and rewrites decisions, stats and the kept
+dataset. Order matters and is fixed: reading errors, then quality and alignment, then
+deduplication among the samples still standing, so a duplicate group never loses its
+keeper to another rule.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.rundir import RunDir, table_bytes
+from clipaudit.curate.stages_hashes import as_uint64
+from clipaudit.data.decode import DECODE_ERRORS
+from clipaudit.data.formats import Dataset, atomic_write_bytes, open_dataset, write_dataset
+from clipaudit.errors import ClipauditError
+from clipaudit.rules.schema import Pack, load_pack
+
+# Reader and decoder codes: the sample could not be scored at all.
+ERROR_CODES = set(DECODE_ERRORS) | {"unsafe_path", "truncated_shard", "remote_path"}
+
+
+def load_signals(run: RunDir) -> dict[str, np.ndarray]:
+    files = sorted((run.path / "signals").glob("shard-*.parquet"))
+    if not files:
+        raise ClipauditError(f"{str(run.path)!r} has no scored shards; run curate first.")
+    tables = []
+    for f in files:
+        t = pq.read_table(f)
+        k = int(f.stem.split("-")[1])
+        tables.append(t.append_column("shard", pa.array([k] * t.num_rows, pa.int64())))
+    table = pa.concat_tables(tables, promote_options="default")
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _col(sig: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
+    return sig[name] if name in sig else np.full(n, None, dtype=object)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def quality_reasons(
+    sig: dict[str, np.ndarray],
+    pack: Pack,
+    model_spec: str | None,
+) -> tuple[list[list[str]], dict[str, Any]]:
+    n = len(sig["id"])
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    q = pack.quality
+    err = _col(sig, "error", n)
+    min_side = _floats(_col(sig, "min_side", n))
+    aspect = _floats(_col(sig, "aspect", n))
+    fbytes = _floats(_col(sig, "file_bytes", n))
+    words = _floats(_col(sig, "caption_words", n))
+    chars = _floats(_col(sig, "caption_chars", n))
+    align = _floats(_col(sig, "alignment", n))
+    thr = pack.alignment_for(model_spec)
+    cut = thr.min
+    pct_value = None
+    if thr.min_percentile is not None:
+        scored = align[~np.isnan(align)]
+        if len(scored):
+            pct_value = float(np.percentile(scored, thr.min_percentile))
+    for i in range(n):
+        r = reasons[i]
+        if err[i] is not None:
+            r.append(str(err[i]))
+            continue
+        if q.min_side and min_side[i] < q.min_side:
+            r.append("too_small")
+        if q.max_aspect is not None and aspect[i] > q.max_aspect:
+            r.append("bad_aspect")
+        if q.min_file_bytes and fbytes[i] < q.min_file_bytes:
+            r.append("file_too_small")
+        if chars[i] == 0:
+            r.append("no_caption")
+        elif words[i] < q.min_caption_words or chars[i] < q.min_caption_chars:
+            r.append("caption_too_short")
+        if q.max_caption_chars is not None and chars[i] > q.max_caption_chars:
+            r.append("caption_too_long")
+        a = align[i]
+        if not np.isnan(a) and (
+            (cut is not None and a < cut) or (pct_value is not None and a < pct_value)
+        ):
+            r.append("low_alignment")
+    used = {
+        "alignment_min": cut,
+        "alignment_min_percentile": thr.min_percentile,
+        "alignment_percentile_value": pct_value,
+        "alignment_source": "model" if model_spec in pack.models else "pack",
+    }
+    return reasons, used
+
+
+def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
+    return np.array(
+        [all(pack.action(c) != "drop" for c in r) and not (set(r) & ERROR_CODES) for r in reasons]
+    )
+
+
+def dedup(
+    sig: dict[str, np.ndarray], candidates: np.ndarray, pack: Pack
+) -> tuple[dict[int, tuple[int, str]], int]:
+    """Greedy keeper policy: in priority order, a sample still in play is kept and every
+    duplicate of it still in play is dropped naming it. Returns row → (keeper row, kind)."""
+    n = len(sig["id"])
+    idx = np.nonzero(candidates)[0]
+    if len(idx) == 0 or "phash" not in sig:
+        return {}, 0
+    d = pack.dedup
+    adj: dict[int, list[tuple[int, str]]] = {}
+    px = sig.get("pixel_hash")
+    if px is not None:
+        groups: dict[Any, list[int]] = {}
+        for row in idx:
+            if px[row] is not None:
+                groups.setdefault(px[row], []).append(int(row))
+        for members in groups.values():
+            for m1 in members:
+                for m2 in members:
+                    if m1 != m2:
+                        adj.setdefault(m1, []).append((m2, "exact_duplicate"))
+    has_hash = np.array([sig["phash"][i] is not None for i in idx])
+    hidx = idx[has_hash]
+    if len(hidx) > 1:
+        first = d.hashes[0]
+        h0 = as_uint64([sig[first][r] for r in hidx])
+        pa_, pb_, _ = near_pairs(h0, d.near_radius)
+        ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
+        for other in d.hashes[1:]:
+            ho = as_uint64([sig[other][r] for r in hidx])
+            ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
+        for x, y in zip(hidx[pa_[ok]], hidx[pb_[ok]], strict=True):
+            adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
+            adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
+    align = _floats(_col(sig, "alignment", n))
+    area = _floats(_col(sig, "width", n)) * _floats(_col(sig, "height", n))
+    ids = sig["id"]
+
+    def priority(i: int) -> tuple[Any, ...]:
+        key: list[Any] = []
+        for k in d.keeper:
+            if k == "alignment":
+                key.append(-(align[i] if not np.isnan(align[i]) else -np.inf))
+            elif k == "resolution":
+                key.append(-(area[i] if not np.isnan(area[i]) else -1))
+            else:
+                key.append(str(ids[i]))
+        return tuple(key)
+
+    order: list[int] = sorted((int(r) for r in idx if int(r) in adj), key=priority)
+    kept: set[int] = set()
+    dropped: dict[int, tuple[int, str]] = {}
+    for top in order:
+        if top in dropped:
+            continue
+        kept.add(top)
+        for j, kind in adj[top]:
+            if j not in kept and j not in dropped:
+                # Identical pixels outrank a hash match when both hold.
+                kinds = {kk for jj, kk in adj[top] if jj == j}
+                dropped[j] = (top, "exact_duplicate" if "exact_duplicate" in kinds else kind)
+    groups_n = len({keeper for keeper, _ in dropped.values()})
+    return dropped, groups_n
+
+
+def decide_signals(
+    sig: dict[str, np.ndarray], pack: Pack, model_spec: str | None
+) -> tuple[pa.Table, dict[str, Any]]:
+    n = len(sig["id"])
+    reasons, used = quality_reasons(sig, pack, model_spec)
+    standing = _standing(reasons, pack)
+    dropped, n_groups = dedup(sig, standing, pack)
+    dup_of: list[str | None] = [None] * n
+    for j, (i, kind) in dropped.items():
+        reasons[j].append(kind)
+        dup_of[j] = str(sig["id"][i])
+    decisions = []
+    for r in reasons:
+        if set(r) & ERROR_CODES:
+            decisions.append("error")
+        elif any(pack.action(c) == "drop" for c in r):
+            decisions.append("drop")
+        elif any(pack.action(c) == "flag" for c in r):
+            decisions.append("flag")
+        else:
+            decisions.append("keep")
+    cols: dict[str, Any] = {
+        "id": pa.array(sig["id"], pa.string()),
+        "decision": pa.array(decisions, pa.string()),
+        "reasons": pa.array(reasons, pa.list_(pa.string())),
+        "duplicate_of": pa.array(dup_of, pa.string()),
+    }
+    for name, values in sig.items():
+        if name not in cols:
+            cols[name] = pa.array(list(values))
+    table = pa.table(cols)
+    counts = {d: decisions.count(d) for d in ("keep", "flag", "drop", "error")}
+    by_reason: dict[str, int] = {}
+    by_reason_dropping: dict[str, int] = {}
+    for r, dec in zip(reasons, decisions, strict=True):
+        for c in set(r):
+            by_reason[c] = by_reason.get(c, 0) + 1
+            if dec == "drop" and pack.action(c) == "drop":
+                by_reason_dropping[c] = by_reason_dropping.get(c, 0) + 1
+    stats = {
+        "input": n,
+        "kept": counts["keep"] + counts["flag"],
+        "flagged": counts["flag"],
+        "dropped": counts["drop"],
+        "errored": counts["error"],
+        "adds_up": counts["keep"] + counts["flag"] + counts["drop"] + counts["error"] == n,
+        "by_reason": dict(sorted(by_reason.items())),
+        "by_reason_dropping": dict(sorted(by_reason_dropping.items())),
+        "duplicate_groups": n_groups,
+        "thresholds": used,
+        "pack": {"name": pack.name, "version": pack.version, "extends": pack.extends},
+    }
+    return table, stats
+
+
+def decide_run(
+    run_path: str | Path,
+    rules: str,
+    dataset: Dataset | None = None,
+    out_format: str | None = None,
+    gates: bool = True,
+) -> dict[str, Any]:
+    """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset."""
+    run = RunDir(run_path)
+    record = run.read_json("run.json")
+    pack = load_pack(rules)
+    sig = load_signals(run)
+    model_spec = record.get("settings", {}).get("model")
+    table, stats = decide_signals(sig, pack, model_spec)
+    atomic_write_bytes(run.path / "decisions.parquet", table_bytes(table))
+    if dataset is None:
+        ds_rec = record["dataset"]
+        dataset = open_dataset(ds_rec["source"], format=ds_rec["format"])
+    fmt = out_format or record.get("out_format") or dataset.format
+    kept_ids = {
+        i
+        for i, d in zip(sig["id"], table.column("decision").to_pylist(), strict=True)
+        if d in ("keep", "flag")
+    }
+    _write_kept(dataset, kept_ids, run.path / "kept", fmt)
+    stats["kept_dataset"] = {"format": fmt, "path": "kept"}
+    stats["pack_dump"] = json.loads(pack.model_dump_json())
+    if gates:
+        from clipaudit.rules.gates import first_failure, run_gates
+
+        frame = table.to_pandas()
+        cut = stats["thresholds"]["alignment_min"]
+        pct = stats["thresholds"]["alignment_percentile_value"]
+        cuts = [c for c in (cut, pct) if c is not None]
+        result = run_gates(frame, frame, pack, max(cuts) if cuts else None)
+        run.write_json("gates.json", result)
+        stats["gates"] = {"success": result["success"], "first_failure": first_failure(result)}
+    run.write_json("stats.json", stats)
+    return stats
+
+
+def _write_kept(dataset: Dataset, kept: set[str], out: Path, fmt: str) -> None:
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=".kept-", dir=out.parent))
+    try:
+        target = tmp / "data"
+        samples = (
+            s for shard in dataset.shards() for s in dataset.read_shard(shard) if s.id in kept
+        )
+        write_dataset(samples, target, fmt, shard_size=1000)
+        if out.exists():
+            shutil.rmtree(out)
+        target.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

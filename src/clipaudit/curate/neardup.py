@@ -1,0 +1,117 @@
+"""Near-duplicate search over 64-bit perceptual hashes by multi-index hashing.
+
+Split the 64 bits into ``m`` bands. Two hashes within Hamming distance ``r`` differ by at
+most ``floor(r / m)`` bits in at least one band (pigeonhole), so probing each band's table
+with every key within that many bit flips finds every pair — no pair is missed, and no all-
+pairs comparison is made. ``m`` is chosen per call to minimise the expected work for the
+dataset size. Tables are direct-address (counting sort), so a probe is a gather, not a search.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Bit count of each uint64."""
+    b = x.astype(np.uint64, copy=False).view(np.uint8).reshape(-1, 8)
+    return _POP8[b].sum(axis=1, dtype=np.int64)
+
+
+def _bands(m: int) -> list[tuple[int, int]]:
+    """(shift, width) of ``m`` bands covering 64 bits as evenly as possible."""
+    widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
+    out, shift = [], 0
+    for w in widths:
+        out.append((shift, w))
+        shift += w
+    return out
+
+
+def choose_bands(n: int, radius: int) -> int:
+    """The band count with the least expected probing plus candidate-checking work."""
+    best_m, best_cost = 1, math.inf
+    for m in range(1, min(radius + 1, 16) + 1):
+        s = radius // m
+        cost = 0.0
+        for _, w in _bands(m):
+            if w > 26:  # direct-address tables beyond 2^26 entries cost too much memory
+                cost = math.inf
+                break
+            probes = sum(math.comb(w, t) for t in range(s + 1))
+            cost += probes * (n + n * n / 2**w) + 2**w
+        if cost < best_cost:
+            best_m, best_cost = m, cost
+    return best_m
+
+
+def _flip_masks(width: int, s: int) -> Iterator[int]:
+    for t in range(s + 1):
+        for bits in itertools.combinations(range(width), t):
+            mask = 0
+            for b in bits:
+                mask |= 1 << b
+            yield mask
+
+
+def near_pairs(
+    hashes: np.ndarray, radius: int, chunk_pairs: int = 4_000_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) with ``popcount(h[i] ^ h[j]) <= radius``, plus their distances."""
+    h = np.ascontiguousarray(hashes, dtype=np.uint64)
+    n = len(h)
+    empty = np.zeros(0, np.int64)
+    if n < 2:
+        return empty, empty, empty
+    m = choose_bands(n, radius)
+    s = radius // m
+    found: list[np.ndarray] = []
+    idx = np.arange(n, dtype=np.int64)
+    for shift, width in _bands(m):
+        keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        counts = np.bincount(keys, minlength=1 << width)
+        starts = np.concatenate(([0], np.cumsum(counts)))
+        for mask in _flip_masks(width, s):
+            q = keys ^ mask
+            lo, cnt = starts[q], counts[q]
+            has = cnt > 0
+            if not has.any():
+                continue
+            qi, lo, cnt = idx[has], lo[has], cnt[has]
+            total = int(cnt.sum())
+            # Expand (query, bucket) into candidate pairs, in bounded chunks.
+            for a in range(0, len(qi), max(1, len(qi) * chunk_pairs // max(total, 1))):
+                b_ = a + max(1, len(qi) * chunk_pairs // max(total, 1))
+                ci, cl, cc = qi[a:b_], lo[a:b_], cnt[a:b_]
+                rep_i = np.repeat(ci, cc)
+                offs = np.arange(int(cc.sum())) - np.repeat(np.cumsum(cc) - cc, cc)
+                j = order[np.repeat(cl, cc) + offs]
+                keep = rep_i < j
+                i2, j2 = rep_i[keep], j[keep]
+                d = popcount64(h[i2] ^ h[j2])
+                ok = d <= radius
+                if ok.any():
+                    found.append(i2[ok] * n + j2[ok])
+    if not found:
+        return empty, empty, empty
+    code = np.unique(np.concatenate(found))
+    i, j = code // n, code % n
+    return i, j, popcount64(h[i] ^ h[j])
+
+
+def brute_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int]]:
+    """All pairs by comparing everything: the reference the fast search is tested against."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    out: set[tuple[int, int]] = set()
+    for i in range(len(h) - 1):
+        d = popcount64(h[i + 1 :] ^ h[i])
+        for j in np.nonzero(d <= radius)[0]:
+            out.add((i, i + 1 + int(j)))
+    return out

@@ -1,0 +1,102 @@
+"""The run directory: per-shard outputs with completion markers, written atomically.
+
+::
+
+    run.json                resolved config, pack, model provenance, versions, input fingerprint
+    signals/shard-K.parquet one row per sample of input shard K: id, row, every signal
+    img_emb/img_emb_K.npy   clip-retrieval layout, row-aligned with metadata_K.parquet
+    text_emb/text_emb_K.npy
+    metadata/metadata_K.parquet
+    markers/shard-K.done    written last: a shard without it is scored again on resume
+    decisions.parquet       one row per input sample: decision, reasons, duplicate_of, signals
+    stats.json, gates.json  counts that add up; quality-gate results
+    kept/                   the kept dataset
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipaudit.data.formats import atomic_write_bytes
+from clipaudit.errors import ClipauditError
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def prepare(self, record: dict[str, Any]) -> bool:
+        """Create the run or check that an existing one is the same run; True when resuming."""
+        run_json = self.path / "run.json"
+        if run_json.is_file():
+            old = json.loads(run_json.read_text())
+            if old.get("fingerprint") != record.get("fingerprint"):
+                raise ClipauditError(
+                    f"{str(self.path)!r} holds a different run (other input, stages, model or "
+                    "settings); choose a new --out folder or delete that one."
+                )
+            return True
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ClipauditError(
+                f"The output folder {str(self.path)!r} is not empty and is not a clipaudit run; "
+                "choose a new folder."
+            )
+        for sub in ("signals", "markers", "img_emb", "text_emb", "metadata"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        self.write_json("run.json", record)
+        return False
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_bytes(
+            self.path / name, json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+        )
+
+    def read_json(self, name: str) -> Any:
+        p = self.path / name
+        if not p.is_file():
+            raise ClipauditError(f"{str(p)!r} is missing; is {str(self.path)!r} a clipaudit run?")
+        return json.loads(p.read_text())
+
+    def marker(self, k: int) -> Path:
+        return self.path / "markers" / f"shard-{k:05d}.done"
+
+    def shard_done(self, k: int) -> bool:
+        return self.marker(k).is_file()
+
+    def write_shard(
+        self, k: int, signals: pa.Table, arrays: dict[str, np.ndarray], metadata: pa.Table | None
+    ) -> None:
+        """All of a shard's files, then its marker: a kill leaves no marker for half a shard."""
+        atomic_write_bytes(self.path / "signals" / f"shard-{k:05d}.parquet", table_bytes(signals))
+        for name, arr in sorted(arrays.items()):
+            atomic_write_bytes(self.path / name / f"{name}_{k}.npy", npy_bytes(arr))
+        if metadata is not None:
+            atomic_write_bytes(
+                self.path / "metadata" / f"metadata_{k}.parquet", table_bytes(metadata)
+            )
+        atomic_write_bytes(self.marker(k), b"")
+
+    def signals(self) -> pa.Table:
+        files = sorted((self.path / "signals").glob("shard-*.parquet"))
+        if not files:
+            raise ClipauditError(f"{str(self.path)!r} has no scored shards; run curate first.")
+        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")

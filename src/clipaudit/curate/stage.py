@@ -1,0 +1,75 @@
+"""The Stage contract: one small class per signal, registered by name.
+
+A stage declares the columns it writes, loads heavy things in ``setup`` (so it is cheap to
+construct and to pickle), and scores a whole batch at once. It never drops a sample: a
+sample it cannot score gets nulls in its columns, and the reason stays in the decode error.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from clipaudit.data.decode import Decoded
+from clipaudit.data.sample import Sample
+from clipaudit.errors import ClipauditError
+
+
+@dataclass
+class Batch:
+    """Samples with their images decoded once, shared by every stage of the run."""
+
+    samples: list[Sample]
+    decoded: list[Decoded]
+    # Extra per-batch arrays a stage leaves for the writer (e.g. embeddings).
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    model_spec: str | None = None
+    device: str | None = None
+    batch_size: int = 64
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]
+    needs_model: ClassVar[bool] = False
+
+    def setup(self, ctx: StageContext) -> None:  # noqa: B027 - optional hook
+        """Load what the stage needs (models, tables); called once per worker."""
+
+    @abstractmethod
+    def process(self, batch: Batch) -> dict[str, list[Any]]:
+        """Return one list per declared column, one value per sample of the batch."""
+
+    def provenance(self) -> dict[str, Any]:
+        return {}
+
+
+STAGES: dict[str, type[Stage]] = {}
+S = TypeVar("S", bound=type[Stage])
+
+
+def register_stage(name: str) -> Callable[[S], S]:
+    def deco(cls: S) -> S:
+        cls.name = name
+        STAGES[name] = cls
+        return cls
+
+    return deco
+
+
+def make_stages(names: list[str]) -> list[Stage]:
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ClipauditError(
+            f"Unknown stage {unknown[0]!r}; the stages are: {', '.join(sorted(STAGES))}."
+        )
+    return [STAGES[n]() for n in names]

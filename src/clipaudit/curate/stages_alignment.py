@@ -1,0 +1,53 @@
+"""CLIP alignment: cosine of the L2-normalised image and caption embeddings.
+
+Embeddings are left on the batch for the run writer (clip-retrieval layout), so a later
+semantic dedup or retrieval needs no second pass through the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.models.loader import LoadedClip
+
+
+@register_stage("alignment")
+class AlignmentStage(Stage):
+    columns = ("alignment",)
+    needs_model = True
+
+    def __init__(self) -> None:
+        self.clip: LoadedClip | None = None
+        self.batch_size = 64
+
+    def setup(self, ctx: StageContext) -> None:
+        from clipaudit.models import load_clip
+
+        self.clip = load_clip(ctx.model_spec or "bundled:world-clip", device=ctx.device)
+        self.batch_size = ctx.batch_size
+
+    def process(self, batch: Batch) -> dict[str, list[Any]]:
+        assert self.clip is not None, "setup() was not called"
+        n, dim = len(batch.samples), self.clip.provenance.embed_dim
+        img = np.zeros((n, dim), np.float32)
+        txt = np.zeros((n, dim), np.float32)
+        rows = [i for i, d in enumerate(batch.decoded) if d.image is not None]
+        if rows:
+            pics = [im for i in rows if (im := batch.decoded[i].image) is not None]
+            img[rows] = self.clip.encode_images(pics, batch_size=self.batch_size)
+        caps = [i for i, s in enumerate(batch.samples) if (s.caption or "").strip()]
+        if caps:
+            txt[caps] = self.clip.encode_texts([batch.samples[i].caption or "" for i in caps])
+        score: list[float | None] = [None] * n
+        both = set(rows) & set(caps)
+        for i in both:
+            score[i] = float(img[i] @ txt[i])
+        batch.arrays["img_emb"] = img
+        batch.arrays["text_emb"] = txt
+        return {"alignment": score}
+
+    def provenance(self) -> dict[str, Any]:
+        return self.clip.provenance.to_dict() if self.clip else {}

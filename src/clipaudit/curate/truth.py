@@ -1,0 +1,94 @@
+"""Score a curation run against a world pool's planted truths (labels.jsonl)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.stages_hashes import as_uint64
+
+
+def prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(f, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
+def score_run(
+    run: str | Path,
+    labels_path: str | Path,
+    radius: int = 10,
+    hashes: tuple[str, ...] = ("phash", "dhash"),
+) -> dict[str, Any]:
+    labels = {x["id"]: x for x in map(json.loads, Path(labels_path).read_text().splitlines())}
+    dec = pq.read_table(Path(run) / "decisions.parquet").to_pylist()
+    out: dict[str, Any] = {}
+    # Misaligned captions: the low_alignment reason against the planted label.
+    tp = fp = fn = 0
+    for row in dec:
+        if row["id"] not in labels or row["decision"] == "error":
+            continue
+        planted = "misaligned" in labels[row["id"]]["issues"]
+        said = "low_alignment" in (row["reasons"] or [])
+        tp += planted and said
+        fp += said and not planted
+        fn += planted and not said
+    out["misaligned_caption"] = prf(tp, fp, fn)
+
+    # Duplicates, at the signal level: every planted copy against its original, by transform.
+    group = {}
+    for i, x in labels.items():
+        group[i] = x["duplicate_of"] or i
+    ids = [r["id"] for r in dec if r.get("phash") is not None]
+    pos = {i: k for k, i in enumerate(ids)}
+    by_id = {r["id"]: r for r in dec}
+    h = {name: as_uint64([by_id[i][name] for i in ids]) for name in hashes}
+    a, b, _ = near_pairs(h[hashes[0]], radius)
+    ok = np.ones(len(a), bool)
+    for name in hashes[1:]:
+        ok &= popcount64(h[name][a] ^ h[name][b]) <= radius
+    found = {(ids[x], ids[y]) for x, y in zip(a[ok], b[ok], strict=True)}
+    found |= {(y, x) for x, y in found}
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for i, x in labels.items():
+        if x["duplicate_of"] is None or i not in pos or x["duplicate_of"] not in pos:
+            continue
+        kind = x["transform"] or "exact"
+        per[kind][0] += (i, x["duplicate_of"]) in found
+        per[kind][1] += 1
+    false_pairs = sum(1 for p, q in found if p < q and group.get(p) != group.get(q))
+    true_pairs = sum(1 for p, q in found if p < q and group.get(p) == group.get(q))
+    out["near_duplicate_by_transform"] = {
+        k: {"recall": round(v[0] / v[1], 4) if v[1] else None, "found": v[0], "planted": v[1]}
+        for k, v in sorted(per.items())
+    }
+    out["near_duplicate_pair_precision"] = (
+        round(true_pairs / (true_pairs + false_pairs), 4) if true_pairs + false_pairs else 1.0
+    )
+    main = [per[k] for k in ("resize", "reencode", "brightness") if k in per]
+    out["near_duplicate_recall_resize_reencode_brightness"] = round(
+        sum(v[0] for v in main) / max(1, sum(v[1] for v in main)), 4
+    )
+    out["radius"] = radius
+    out["hashes"] = list(hashes)
+    # Decisions: how each planted issue ended up.
+    fate: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in dec:
+        for issue in labels.get(row["id"], {}).get("issues", []) or ["clean"]:
+            fate[issue][row["decision"]] += 1
+    out["decisions_by_planted_issue"] = {k: dict(v) for k, v in sorted(fate.items())}
+    return out

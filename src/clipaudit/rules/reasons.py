@@ -1,0 +1,40 @@
+"""The one vocabulary of reason codes a decision can carry, with what each means."""
+
+from __future__ import annotations
+
+REASONS: dict[str, str] = {
+    # reading and decoding
+    "missing_image": "the sample has no image",
+    "empty_image": "the image file is zero bytes",
+    "decode_error": "the image bytes cannot be decoded",
+    "image_too_large": "the image is larger than the decompression-bomb limit",
+    "unsafe_path": "the sample's file name points outside its dataset",
+    "bad_metadata": "the sample's metadata is not valid JSON",
+    "truncated_shard": "the shard ended in the middle of this sample",
+    "remote_path": "the image is a remote url, never fetched while reading",
+    # quality
+    "too_small": "the shorter side is below the minimum",
+    "bad_aspect": "the aspect ratio is beyond the maximum",
+    "file_too_small": "the file is smaller than the minimum byte size",
+    "no_caption": "the caption is missing or empty",
+    "caption_too_short": "the caption has too few words or characters",
+    "caption_too_long": "the caption has too many characters",
+    # alignment and duplicates
+    "low_alignment": "image-caption cosine below the pack's threshold",
+    "exact_duplicate": "the decoded pixels equal a kept sample's",
+    "near_duplicate": "perceptual hash within the radius of a kept sample's",
+    "semantic_duplicate": "embedding cosine above 1 - epsilon to a kept sample's",
+    # safety and rights (signals arrive with later stages)
+    "nsfw": "NSFW detector or policy phrase above threshold",
+    "watermark_suspect": "visible or invisible watermark detected",
+    "ai_generated": "provenance says the image was made by a generative model",
+    "optout_robots": "robots.txt disallows AI training for this url",
+    "optout_tdmrep": "TDMRep reserves text and data mining rights",
+    "optout_xrobots": "X-Robots-Tag noai / noimageai in the captured headers",
+    "optout_iptc": "IPTC/PLUS Data Mining prohibits AI training",
+    "optout_c2pa": "C2PA training-mining assertion says notAllowed",
+    "copyright_risk_domain": "the url is on a stock or agency domain list",
+    "license_nc": "a non-commercial licence",
+}
+
+ACTIONS = ("drop", "flag", "keep")

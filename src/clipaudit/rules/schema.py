@@ -1,0 +1,210 @@
+"""Rules packs: versioned YAML validated strictly, so a typo is an error and not a no-op.
+
+A pack sets quality thresholds, the alignment threshold (absolute or percentile, optionally
+per model), deduplication settings, the action for each reason code, and quality-gate
+bounds. ``extends: NAME`` starts from another pack and overrides what it lists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clipaudit.errors import ClipauditError
+from clipaudit.rules.reasons import REASONS
+
+PACK_DIR = Path(__file__).parent / "packs"
+Action = Literal["drop", "flag", "keep"]
+HashName = Literal["phash", "dhash"]
+KeeperKey = Literal["alignment", "resolution", "id"]
+DEFAULT_HASHES: tuple[HashName, ...] = ("phash", "dhash")
+DEFAULT_KEEPER: tuple[KeeperKey, ...] = ("alignment", "resolution", "id")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Threshold(Strict):
+    """A lower bound on a score: absolute (``min``) and/or relative to this run's scores
+    (``min_percentile``: keep what is at or above that percentile, DataComp's "top 30%"
+    being ``min_percentile: 70``). Both given: a sample must pass both."""
+
+    min: float | None = None
+    min_percentile: float | None = Field(default=None, ge=0, le=100)
+
+
+class Quality(Strict):
+    min_side: int = Field(default=0, ge=0)
+    max_aspect: float | None = Field(default=None, ge=1)
+    min_file_bytes: int = Field(default=0, ge=0)
+    min_caption_words: int = Field(default=0, ge=0)
+    min_caption_chars: int = Field(default=0, ge=0)
+    max_caption_chars: int | None = Field(default=None, ge=1)
+
+
+class Dedup(Strict):
+    near_radius: int = Field(default=10, ge=0, le=32)
+    # Near duplicates must be within the radius on every listed hash.
+    hashes: list[HashName] = Field(default_factory=lambda: list(DEFAULT_HASHES))
+    semantic_eps: float | None = Field(default=None, gt=0, lt=1)
+    keeper: list[KeeperKey] = Field(default_factory=lambda: list(DEFAULT_KEEPER))
+
+
+class ModelRules(Strict):
+    alignment: Threshold
+
+
+class Gates(Strict):
+    min_decodable_share: float = Field(default=0.5, ge=0, le=1)
+    min_caption_share: float = Field(default=0.5, ge=0, le=1)
+
+
+class Pack(Strict):
+    name: str
+    version: str = "1"
+    description: str = ""
+    extends: str | None = None
+    quality: Quality = Field(default_factory=Quality)
+    alignment: Threshold = Field(default_factory=Threshold)
+    models: dict[str, ModelRules] = Field(default_factory=dict)
+    dedup: Dedup = Field(default_factory=Dedup)
+    actions: dict[str, Action] = Field(default_factory=dict)
+    gates: Gates = Field(default_factory=Gates)
+
+    @field_validator("actions")
+    @classmethod
+    def _known_reasons(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(REASONS))
+        if unknown:
+            raise ValueError(
+                f"unknown reason code {unknown[0]!r}; the codes are: {', '.join(sorted(REASONS))}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _keeper_complete(self) -> Pack:
+        if "id" not in self.dedup.keeper:
+            self.dedup.keeper.append("id")  # the last tie-breaker makes the choice total
+        return self
+
+    def alignment_for(self, model_spec: str | None) -> Threshold:
+        """The pack's alignment threshold, or the model-specific one when the pack has it."""
+        if model_spec and model_spec in self.models:
+            return self.models[model_spec].alignment
+        return self.alignment
+
+    def action(self, reason: str) -> Action:
+        """Unlisted reasons drop: a pack must say so to keep or only flag something."""
+        return self.actions.get(reason, "drop")
+
+
+def shipped_packs() -> list[str]:
+    return sorted(p.stem for p in PACK_DIR.glob("*.yaml"))
+
+
+def _resolve(ref: str, base: Path | None) -> Path:
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        if not p.is_file():
+            raise ClipauditError(f"The rules pack file {ref!r} does not exist.")
+        return p
+    shipped = PACK_DIR / f"{ref}.yaml"
+    if not shipped.is_file():
+        raise ClipauditError(
+            f"Unknown rules pack {ref!r}; use a .yaml path or one of: {', '.join(shipped_packs())}."
+        )
+    return shipped
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk a composed YAML tree along a pydantic error location to the offending line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        nxt = None
+        for k, v in node.value:
+            if k.value == str(key):
+                nxt, line = v, k.start_mark.line + 1
+                break
+        if nxt is None:
+            break
+        node = nxt
+    return line
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Pack
+    for key in loc[:-1]:
+        field = model.model_fields.get(str(key)) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif str(key) == "models":
+            model = ModelRules
+        else:
+            return []
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ClipauditError(f"{path}{where}: not valid YAML ({problem}).") from None
+    if not isinstance(data, dict):
+        raise ClipauditError(f"{path}: a rules pack is a YAML mapping (name: ..., quality: ...).")
+    return data, node
+
+
+def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
+    """Load a shipped pack by name or a pack file by path, following ``extends``."""
+    path = _resolve(ref, _seen[-1].parent if _seen else None)
+    if path.resolve() in _seen:
+        raise ClipauditError(f"{path}: 'extends' loops back to a pack already being loaded.")
+    data, node = _read(path)
+    merged = data
+    parent = data.get("extends")
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ClipauditError(f"{path}: 'extends' names one pack, got {parent!r}.")
+        base = load_pack(parent, (*_seen, path.resolve()))
+        base_data = base.model_dump(exclude_none=False)
+        merged = _merge(base_data, {k: v for k, v in data.items() if k != "extends"})
+        merged["extends"] = parent
+        if "actions" in data and isinstance(data["actions"], dict):
+            merged["actions"] = {**base.actions, **data["actions"]}
+    try:
+        return Pack.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = _line_of(node, loc)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        where = f"{path}, line {line}" if line else str(path)
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_fields(loc))
+            raise ClipauditError(
+                f"{where}: unknown field {field!r}; the allowed fields there are: {allowed}."
+            ) from None
+        raise ClipauditError(f"{where}: field {field!r}: {err['msg']}.") from None
