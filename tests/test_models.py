@@ -20,7 +20,7 @@ def test_offline_error_is_one_clear_sentence(monkeypatch: pytest.MonkeyPatch) ->
         "Cannot load model 'ViT-B-32:openai': its weights are not on this machine and cannot "
         "be downloaded without a network; pass a local checkpoint ('ARCH:/path/to/weights.pt'), "
         "'local-dir:/path/to/folder', or a model that ships with clipaudit "
-        "('random:clipaudit-tiny')."
+        "('bundled:world-clip')."
     )
     with pytest.raises(ModelError, match=r"^Cannot load model 'hf-hub:org/none'"):
         resolve_spec("hf-hub:org/none")

@@ -40,20 +40,26 @@ def test_typo_names_file_line_field_and_allowed_fields(tmp_path: Path) -> None:
 
 def test_bad_values_are_named(tmp_path: Path) -> None:
     p = _write(tmp_path, "name: x\nactions:\n  nsfw: delete\n")
-    with pytest.raises(ClipauditError, match=r"line 3: field 'actions.nsfw': Input should be "
-                                             r"'drop', 'flag' or 'keep'"):
+    with pytest.raises(
+        ClipauditError,
+        match=r"line 3: field 'actions.nsfw': Input should be "
+        r"'drop', 'flag' or 'keep'",
+    ):
         load_pack(str(p))
     p = _write(tmp_path, "name: x\nactions:\n  nsfww: drop\n")
     with pytest.raises(ClipauditError, match="unknown reason code 'nsfww'; the codes are: "):
         load_pack(str(p))
     p = _write(tmp_path, "name: x\nalignment:\n  min_percentile: 130\n")
-    with pytest.raises(ClipauditError, match="line 3: field 'alignment.min_percentile'"):
+    with pytest.raises(ClipauditError, match=r"line 3: field 'alignment\.min_percentile'"):
         load_pack(str(p))
     p = _write(tmp_path, "name: x\nquality: [1, 2\n")
     with pytest.raises(ClipauditError, match="not valid YAML"):
         load_pack(str(p))
-    with pytest.raises(ClipauditError, match="Unknown rules pack 'nope'; use a .yaml path or "
-                                             "one of: datacomp, default, laion, strict"):
+    with pytest.raises(
+        ClipauditError,
+        match=r"Unknown rules pack 'nope'; use a \.yaml path or "
+        r"one of: datacomp, default, laion, strict",
+    ):
         load_pack("nope")
 
 
@@ -65,8 +71,10 @@ def test_extends_loop_is_refused(tmp_path: Path) -> None:
 
 
 def test_per_model_threshold(tmp_path: Path) -> None:
-    p = _write(tmp_path, "name: x\nextends: default\nmodels:\n  'bundled:world-clip':\n"
-                         "    alignment: {min: 0.5}\n")
+    p = _write(
+        tmp_path,
+        "name: x\nextends: default\nmodels:\n  'bundled:world-clip':\n    alignment: {min: 0.5}\n",
+    )
     pack = load_pack(str(p))
     assert pack.alignment_for("bundled:world-clip").min == 0.5
     assert pack.alignment_for("ViT-B-32:openai").min == 0.28

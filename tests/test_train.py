@@ -17,9 +17,23 @@ def test_train_50_steps_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "m"
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "clipaudit", "train", "--out", str(out), "--steps", "50",
-         "--n-train", "1000", "--batch-size", "32"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "clipaudit",
+            "train",
+            "--out",
+            str(out),
+            "--steps",
+            "50",
+            "--n-train",
+            "1000",
+            "--batch-size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     elapsed = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
@@ -33,11 +47,13 @@ def test_train_50_steps_from_the_cli(tmp_path: Path) -> None:
     # The folder is an open_clip local-dir model: open_clip itself loads it.
     import open_clip
 
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    model, _, _preprocess = open_clip.create_model_and_transforms(f"local-dir:{out}")
     ours = load_clip(f"local-dir:{out}")
-    assert ours.provenance.image_size == [80, 80]
-    assert ours.provenance.weights_sha256 == hashlib.sha256(
-        (out / "open_clip_model.safetensors").read_bytes()).hexdigest()
+    assert ours.provenance.image_size == [64, 64]
+    assert (
+        ours.provenance.weights_sha256
+        == hashlib.sha256((out / "open_clip_model.safetensors").read_bytes()).hexdigest()
+    )
     tok = open_clip.get_tokenizer(f"local-dir:{out}")(["a red circle"])
     direct = model.encode_text(tok, normalize=True).detach().numpy()
     assert np.allclose(direct, ours.encode_texts(["a red circle"]), atol=1e-5)

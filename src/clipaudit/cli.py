@@ -122,7 +122,7 @@ def embed(
     clip = load_clip(model, device=device)
     from clipaudit.models.domain import domain_warning
 
-    note = domain_warning(clip, ds)
+    note = domain_warning(model, ds)
     if note:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     summary = embed_dataset(ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty())
@@ -326,6 +326,7 @@ def curate(
     )
     stats = run_curate(
         cfg,
+        warn=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
         progress=lambda d, t, n: console.print(
             f"shard {d}/{t} scored ({n} samples this run)", highlight=False
         ),

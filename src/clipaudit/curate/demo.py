@@ -42,5 +42,6 @@ def run_demo(
         hashes=tuple(pack.dedup.hashes),
     )
     stats["truth_scores"] = truth
-    RunDir(out / "run").write_json("stats.json", stats)
+    saved = {k: v for k, v in stats.items() if k not in ("timings", "resumed")}
+    RunDir(out / "run").write_json("stats.json", saved)
     return {"stats": stats, "truth": truth}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -44,6 +44,7 @@ class CurateConfig:
     device: str | None = None
     out_format: str | None = None
     decode_threads: int = 2
+    gates: bool = True
 
 
 def input_fingerprint(ds: Dataset) -> str:
@@ -73,7 +74,9 @@ def score_shard(
     run: RunDir,
     batch_size: int,
     pool: ThreadPoolExecutor,
+    timings: dict[str, float],
 ) -> int:
+    """Score one shard and write its files and marker; adds seconds per step to ``timings``."""
     ids: list[str] = []
     rows: list[int] = []
     cols: dict[str, list[Any]] = {c: [] for s in stages for c in s.columns}
@@ -82,15 +85,21 @@ def score_shard(
     seen: set[str] = set()
     row = 0
     for samples in batched(ds.read_shard(shard), batch_size):
+        t0 = time.perf_counter()
         decoded = list(
             pool.map(
                 lambda s: decode_image(s.image) if s.error is None else decode_image(None), samples
             )
         )
         batch = Batch(samples, decoded)
+        t1 = time.perf_counter()
+        timings["decode"] = timings.get("decode", 0.0) + t1 - t0
         for stage in stages:
             for name, values in stage.process(batch).items():
                 cols[name].extend(values)
+            t2 = time.perf_counter()
+            timings[stage.name] = timings.get(stage.name, 0.0) + t2 - t1
+            t1 = t2
         for name, arr in batch.arrays.items():
             arrays.setdefault(name, []).append(arr)
         for s in samples:
@@ -110,13 +119,21 @@ def score_shard(
 
 
 def curate(
-    cfg: CurateConfig, progress: Callable[[int, int, int], None] | None = None
+    cfg: CurateConfig,
+    progress: Callable[[int, int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out``, then decide; return stats."""
     from clipaudit.curate.decide import decide_run
     from clipaudit.rules.schema import load_pack
 
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
+    if warn and "alignment" in cfg.stages:
+        from clipaudit.models.domain import domain_warning
+
+        note = domain_warning(cfg.model, ds)
+        if note:
+            warn(note)
     load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     stages = make_stages(cfg.stages)
     ctx = StageContext(model_spec=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
@@ -148,16 +165,20 @@ def curate(
         run.write_json("run.json", {**record, "stage_provenance": prov})
     done = len(shards) - len(todo)
     scored = 0
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
     with ThreadPoolExecutor(max(1, cfg.decode_threads)) as pool:
         for k in todo:
-            scored += score_shard(ds, shards[k], k, stages, run, cfg.batch_size, pool)
+            scored += score_shard(ds, shards[k], k, stages, run, cfg.batch_size, pool, timings)
             done += 1
             if progress:
                 progress(done, len(shards), scored)
-    stats = decide_run(run.path, cfg.rules, dataset=ds)
+    t_scored = time.perf_counter()
+    stats = decide_run(run.path, cfg.rules, dataset=ds, gates=cfg.gates)
+    # Returned, never written: the run's files must not depend on how fast the machine was.
     stats["resumed"] = resumed
+    stats["timings"] = {**{k: round(v, 3) for k, v in timings.items()},
+                        "scoring_wall": round(t_scored - t_start, 3),
+                        "decide_wall": round(time.perf_counter() - t_scored, 3),
+                        "scored_samples": scored}
     return stats
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

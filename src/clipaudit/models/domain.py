@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from clipaudit.data.formats import Dataset
-from clipaudit.models.loader import LoadedClip
 
 WORLD_MODELS = ("bundled:world-clip",)
 
 
-def domain_warning(clip: LoadedClip, dataset: Dataset) -> str | None:
+def domain_warning(spec: str, dataset: Dataset) -> str | None:
     """One sentence when a world-trained model is pointed at data the world did not make."""
     from clipaudit.world.write import WORLD_MARKER
 
-    if clip.provenance.spec not in WORLD_MODELS:
+    if spec not in WORLD_MODELS:
         return None
     for shard in dataset.shards()[:1]:
         for sample in dataset.read_shard(shard):
@@ -20,7 +19,7 @@ def domain_warning(clip: LoadedClip, dataset: Dataset) -> str | None:
                 return None
             break
     return (
-        f"warning: {clip.provenance.spec} was trained only on clipaudit's synthetic world and "
+        f"warning: {spec} was trained only on clipaudit's synthetic world and "
         f"{dataset.describe()!r} was not made by `clipaudit world`, so its scores there mean "
         "little; pass --model with a CLIP trained on real images for real data."
     )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up from a clean clone and run the whole test suite (lint and types included).
+# This is the README's test command and exactly what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# OpenCV (used by invisible-watermark) needs these shared libraries from Debian.
+if ! ldconfig -p | grep -q 'libGL.so.1' || ! ldconfig -p | grep -q 'libgthread-2.0.so.0'; then
+  apt-get update -q && apt-get install -y -q libgl1 libglib2.0-0
+fi
+python3 -m venv .venv
+.venv/bin/pip install -q -e '.[test]'
+.venv/bin/python -m pytest -q "$@"

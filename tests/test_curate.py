@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from clipaudit.curate.decide import decide_run
+from clipaudit.curate.pipeline import CurateConfig, curate
+from clipaudit.data import open_dataset
+from clipaudit.world import write_world
+
+NOALIGN = "name: noalign\nextends: default\nalignment:\n  min: null\n"
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pool")
+    write_world(
+        out / "w",
+        n=80,
+        format="webdataset",
+        shard_size=20,
+        rates={"exact_duplicate": 0.1, "near_duplicate": 0.1},
+    )
+    (out / "noalign.yaml").write_text(NOALIGN)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(pool: Path) -> Path:
+    cfg = CurateConfig(
+        dataset=str(pool / "w" / "data"),
+        out=str(pool / "run"),
+        rules=str(pool / "noalign.yaml"),
+        model="random:clipaudit-tiny",
+    )
+    curate(cfg)
+    return pool / "run"
+
+
+def test_every_sample_once_and_counts_add_up(pool: Path, run: Path) -> None:
+    dec = pq.read_table(run / "decisions.parquet").to_pylist()
+    ids = [s.id for s in open_dataset(pool / "w" / "data")]
+    assert [d["id"] for d in dec] == ids
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["input"] == 80 and stats["adds_up"]
+    assert stats["kept"] + stats["dropped"] + stats["errored"] == 80
+    kept = [s.id for s in open_dataset(run / "kept")]
+    assert kept == [d["id"] for d in dec if d["decision"] in ("keep", "flag")]
+    json.loads((run / "gates.json").read_text())["success"]
+
+
+def test_duplicates_name_a_kept_sample_they_match(pool: Path, run: Path) -> None:
+    dec = {d["id"]: d for d in pq.read_table(run / "decisions.parquet").to_pylist()}
+    labels = {x["id"]: x for x in map(json.loads, (pool / "w" / "labels.jsonl").open())}
+    dups = [d for d in dec.values() if d["duplicate_of"]]
+    assert dups
+    for d in dups:
+        keeper = dec[d["duplicate_of"]]
+        assert keeper["decision"] in ("keep", "flag")
+        assert set(d["reasons"]) & {"exact_duplicate", "near_duplicate"}
+        if "exact_duplicate" in d["reasons"]:
+            assert d["pixel_hash"] == keeper["pixel_hash"]
+    exact = [i for i, x in labels.items() if "exact_duplicate" in x["issues"]]
+    for i in exact:  # every planted exact copy, or its original, is dropped as a duplicate
+        pair = {i, labels[i]["duplicate_of"]}
+        assert any(dec[p]["duplicate_of"] in pair for p in pair)
+
+
+def test_redecide_loads_no_model(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clipaudit.models.loader as loader
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("decide must not load a model")
+
+    monkeypatch.setattr(loader, "load_clip", boom)
+    before = json.loads((run / "stats.json").read_text())
+    stats = decide_run(run, "laion")  # random model: every pair is below 0.28
+    assert stats["by_reason"].get("low_alignment", 0) == stats["input"] - stats["errored"]
+    assert stats["kept"] == 0 and stats["adds_up"]
+    stats = decide_run(run, str(run.parent / "noalign.yaml"))
+    assert stats["kept"] == before["kept"]
+
+
+def _curate_cmd(data: Path, out: Path, rules: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clipaudit",
+        "curate",
+        str(data),
+        "--out",
+        str(out),
+        "--rules",
+        str(rules),
+        "--model",
+        "random:clipaudit-tiny",
+        "--batch-size",
+        "8",
+    ]
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and "run.json" not in p.name
+    }
+
+
+def test_sigkill_then_resume_gives_identical_bytes(pool: Path) -> None:
+    data, rules = pool / "w" / "data", pool / "noalign.yaml"
+    whole = pool / "whole"
+    assert (
+        subprocess.run(_curate_cmd(data, whole, rules), capture_output=True, timeout=300).returncode
+        == 0
+    )
+    killed = pool / "killed"
+    proc = subprocess.Popen(
+        _curate_cmd(data, killed, rules), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "markers").glob("*.done")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(list((killed / "markers").glob("*.done"))) < 4, "killed too late to test"
+    r = subprocess.run(
+        _curate_cmd(data, killed, rules), capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert _files(killed) == _files(whole)
+
+
+def test_resume_refuses_a_different_run(pool: Path, run: Path) -> None:
+    from clipaudit.errors import ClipauditError
+
+    with pytest.raises(ClipauditError, match="holds a different run"):
+        curate(
+            CurateConfig(
+                dataset=str(pool / "w" / "data"),
+                out=str(run),
+                model="random:clipaudit-tiny",
+                batch_size=3,
+            )
+        )
+
+
+def test_failed_gate_exits_non_zero_with_one_line(pool: Path, run: Path) -> None:
+    strict_gate = pool / "gate.yaml"
+    strict_gate.write_text(
+        NOALIGN + "gates:\n  min_caption_share: 1.0\n"
+        "  min_decodable_share: 1.0\nquality:\n  min_caption_words: 50\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "clipaudit", "decide", str(run), "--rules", str(strict_gate)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr  # every caption present, every image decodes
+    strict_gate.write_text(
+        NOALIGN.replace("min: null", "min: -1")
+        + "models:\n  'random:clipaudit-tiny':\n    alignment: {min: 2.0}\n"
+        "actions:\n  low_alignment: flag\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "clipaudit", "decide", str(run), "--rules", str(strict_gate)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1
+    assert "error: the output gate failed: expect_column_values_to_be_between" in r.stderr
+    assert "Traceback" not in r.stderr
