@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.truth import score_run
+from clipaudit.rules.schema import Dedup
 from clipaudit.world import write_world
 
 NOALIGN = "name: calib\nextends: default\nalignment:\n  min: null\n"
@@ -34,12 +35,21 @@ def main() -> None:
     try:
         write_world(tmp / "w", n=args.n, seed=args.seed, format="webdataset", shard_size=500)
         (tmp / "p.yaml").write_text(NOALIGN)
-        curate(CurateConfig(dataset=str(tmp / "w" / "data"), out=str(tmp / "run"),
-                            rules=str(tmp / "p.yaml"), gates=False))
+        curate(
+            CurateConfig(
+                dataset=str(tmp / "w" / "data"),
+                out=str(tmp / "run"),
+                rules=str(tmp / "p.yaml"),
+                gates=False,
+            )
+        )
         labels = {x["id"]: x for x in map(json.loads, (tmp / "w" / "labels.jsonl").open())}
         dec = pq.read_table(tmp / "run" / "decisions.parquet").to_pylist()
-        rows = [(d["alignment"], "misaligned" in labels[d["id"]]["issues"]) for d in dec
-                if d["alignment"] is not None]
+        rows = [
+            (d["alignment"], "misaligned" in labels[d["id"]]["issues"])
+            for d in dec
+            if d["alignment"] is not None
+        ]
         a = np.array([r[0] for r in rows])
         y = np.array([r[1] for r in rows])
         best = (0.0, 0.0)
@@ -53,19 +63,35 @@ def main() -> None:
                 best = (float(cut), f1)
         radii = {}
         for r in range(2, 13, 2):
-            t = score_run(tmp / "run", tmp / "w" / "labels.jsonl", radius=r)
-            radii[r] = {"pair_precision": t["near_duplicate_pair_precision"],
-                        "by_transform": {k: v["recall"] for k, v in
-                                         t["near_duplicate_by_transform"].items()}}
-        result = {"seed": args.seed, "n": args.n, "best_cut": best[0], "best_f1": best[1],
-                  "aligned_mean": float(a[~y].mean()), "misaligned_mean": float(a[y].mean()),
-                  "f1_curve": curve, "near_duplicate_by_radius": radii}
+            t = score_run(
+                tmp / "run",
+                tmp / "w" / "labels.jsonl",
+                dedup=Dedup(near_radius=r, hashes=["phash"]),
+            )
+            radii[r] = {
+                "pair_precision": t["near_duplicate_pair_precision"],
+                "by_transform": {
+                    k: v["recall"] for k, v in t["near_duplicate_by_transform"].items()
+                },
+            }
+        result = {
+            "seed": args.seed,
+            "n": args.n,
+            "best_cut": best[0],
+            "best_f1": best[1],
+            "aligned_mean": float(a[~y].mean()),
+            "misaligned_mean": float(a[y].mean()),
+            "f1_curve": curve,
+            "near_duplicate_by_radius": radii,
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = Path(__file__).parent / "results" / "calibration.json"
     out.write_text(json.dumps(result, indent=2))
-    print(f"best cut {best[0]} (F1 {best[1]:.3f}); radii: "
-          + "; ".join(f"r={r}: precision {v['pair_precision']}" for r, v in radii.items()))
+    print(
+        f"best cut {best[0]} (F1 {best[1]:.3f}); radii: "
+        + "; ".join(f"r={r}: precision {v['pair_precision']}" for r, v in radii.items())
+    )
 
 
 if __name__ == "__main__":

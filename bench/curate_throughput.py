@@ -61,15 +61,19 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="clipaudit-bench-"))
     try:
-        write_world(tmp / "w", split="eval-retrieval", n=args.n, format="webdataset",
-                    shard_size=1000)
+        write_world(
+            tmp / "w", split="eval-retrieval", n=args.n, format="webdataset", shard_size=1000
+        )
         data = tmp / "w" / "data"
         t0 = time.perf_counter()
         stats = curate(CurateConfig(dataset=str(data), out=str(tmp / "run"), gates=False))
         wall = time.perf_counter() - t0
         t = stats["timings"]
-        per_stage = {k: round(args.n / t[k], 1) for k in ("decode", "quality", "hashes",
-                                                           "alignment") if t.get(k)}
+        per_stage = {
+            k: round(args.n / t[k], 1)
+            for k in ("decode", "quality", "hashes", "alignment")
+            if t.get(k)
+        }
         # The pipeline's own ceiling: the sum of the stages' costs run back to back.
         ceiling = args.n / sum(t[k] for k in ("decode", "quality", "hashes", "alignment"))
         n_naive, naive_s = naive(data, args.naive_n)
@@ -83,17 +87,22 @@ def main() -> None:
             "naive_images_per_s": round(n_naive / naive_s, 1),
             "speedup_over_naive": round((args.n / wall) / (n_naive / naive_s), 2),
             "timings_s": t,
-            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                        "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "platform": platform.platform(),
+            },
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = Path(__file__).parent / "results" / "curate_throughput.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"end to end {result['end_to_end_images_per_s']} img/s, naive "
-          f"{result['naive_images_per_s']} img/s, speedup {result['speedup_over_naive']}x; "
-          f"per stage {per_stage}; wrote {out}")
+    print(
+        f"end to end {result['end_to_end_images_per_s']} img/s, naive "
+        f"{result['naive_images_per_s']} img/s, speedup {result['speedup_over_naive']}x; "
+        f"per stage {per_stage}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,13 @@ def run_ours(n: int) -> dict[str, float]:
     i, j, _ = near_pairs(h, RADIUS)
     dt = time.perf_counter() - t0
     found = set(zip(i.tolist(), j.tolist(), strict=True))
-    return {"n": n, "seconds": round(dt, 3), "recall": len(planted & found) / len(planted),
-            "pairs_found": len(found), "bands": choose_bands(n, RADIUS)}
+    return {
+        "n": n,
+        "seconds": round(dt, 3),
+        "recall": len(planted & found) / len(planted),
+        "pairs_found": len(found),
+        "bands": choose_bands(n, RADIUS),
+    }
 
 
 def _imagededup_worker(n: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -55,8 +60,9 @@ def _imagededup_worker(n: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
     h, planted = make(n)
     enc = {str(k): f"{int(v):016x}" for k, v in enumerate(h)}
     t0 = time.perf_counter()
-    dups = Hashing(verbose=False).find_duplicates(encoding_map=enc,
-                                                  max_distance_threshold=RADIUS, scores=False)
+    dups = Hashing(verbose=False).find_duplicates(
+        encoding_map=enc, max_distance_threshold=RADIUS, scores=False
+    )
     dt = time.perf_counter() - t0
     found = {(min(int(a), int(b)), max(int(a), int(b))) for a, bs in dups.items() for b in bs}
     q.put({"n": n, "seconds": round(dt, 3), "recall": len(planted & found) / len(planted)})
@@ -98,13 +104,23 @@ def main() -> None:
                 break
     except ImportError:
         theirs.append({"note": "imagededup is not installed (pip install imagededup)"})
-    ratios = {str(t["n"]): round(float(t["seconds"]) / o["seconds"], 1)  # type: ignore[arg-type]
-              for t, o in zip(theirs, ours, strict=False)
-              if isinstance(t.get("seconds"), float) and o["seconds"]}
-    result = {"radius": RADIUS, "clipaudit": ours, "growth_exponent": exponent,
-              "imagededup": theirs, "imagededup_over_clipaudit_seconds": ratios,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "processor": platform.processor()}}
+    ratios = {
+        str(t["n"]): round(float(t["seconds"]) / o["seconds"], 1)  # type: ignore[arg-type]
+        for t, o in zip(theirs, ours, strict=False)
+        if isinstance(t.get("seconds"), float) and o["seconds"]
+    }
+    result = {
+        "radius": RADIUS,
+        "clipaudit": ours,
+        "growth_exponent": exponent,
+        "imagededup": theirs,
+        "imagededup_over_clipaudit_seconds": ratios,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
+    }
     out = Path(__file__).parent / "results" / "dedup_scaling.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.curate.neardup import near_pairs, popcount64
 from clipaudit.curate.rundir import RunDir, table_bytes
-from clipaudit.curate.stages_hashes import as_uint64
+from clipaudit.curate.stages_hashes import as_uint64, thumb_vectors
 from clipaudit.data.decode import DECODE_ERRORS
 from clipaudit.data.formats import Dataset, atomic_write_bytes, open_dataset, write_dataset
 from clipaudit.errors import ClipauditError
@@ -109,6 +109,25 @@ def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
     )
 
 
+def near_duplicate_pairs(
+    sig: dict[str, np.ndarray], rows: np.ndarray, d: Any
+) -> list[tuple[int, int]]:
+    """Row pairs within ``d.near_radius`` on every listed hash, verified by thumbnails."""
+    rows = np.asarray([r for r in rows if sig[d.hashes[0]][r] is not None], dtype=np.int64)
+    if len(rows) < 2:
+        return []
+    h0 = as_uint64([sig[d.hashes[0]][r] for r in rows])
+    pa_, pb_, _ = near_pairs(h0, d.near_radius)
+    ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
+    for other in d.hashes[1:]:
+        ho = as_uint64([sig[other][r] for r in rows])
+        ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
+    if d.min_thumb_corr is not None and "thumb" in sig and ok.any():
+        tv = thumb_vectors([sig["thumb"][r] for r in rows])
+        ok = ok & ((tv[pa_] * tv[pb_]).sum(1) >= d.min_thumb_corr)
+    return [(int(rows[x]), int(rows[y])) for x, y in zip(pa_[ok], pb_[ok], strict=True)]
+
+
 def dedup(
     sig: dict[str, np.ndarray], candidates: np.ndarray, pack: Pack
 ) -> tuple[dict[int, tuple[int, str]], int]:
@@ -131,19 +150,9 @@ def dedup(
                 for m2 in members:
                     if m1 != m2:
                         adj.setdefault(m1, []).append((m2, "exact_duplicate"))
-    has_hash = np.array([sig["phash"][i] is not None for i in idx])
-    hidx = idx[has_hash]
-    if len(hidx) > 1:
-        first = d.hashes[0]
-        h0 = as_uint64([sig[first][r] for r in hidx])
-        pa_, pb_, _ = near_pairs(h0, d.near_radius)
-        ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
-        for other in d.hashes[1:]:
-            ho = as_uint64([sig[other][r] for r in hidx])
-            ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
-        for x, y in zip(hidx[pa_[ok]], hidx[pb_[ok]], strict=True):
-            adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
-            adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
+    for x, y in near_duplicate_pairs(sig, idx, d):
+        adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
+        adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
     align = _floats(_col(sig, "alignment", n))
     area = _floats(_col(sig, "width", n)) * _floats(_col(sig, "height", n))
     ids = sig["id"]

@@ -38,8 +38,7 @@ def run_demo(
     truth = score_run(
         out / "run",
         pool / "labels.jsonl",
-        radius=pack.dedup.near_radius,
-        hashes=tuple(pack.dedup.hashes),
+        dedup=pack.dedup,
     )
     stats["truth_scores"] = truth
     saved = {k: v for k, v in stats.items() if k not in ("timings", "resumed")}

@@ -37,7 +37,9 @@ def _bands(m: int) -> list[tuple[int, int]]:
 def choose_bands(n: int, radius: int) -> int:
     """The band count with the least expected probing plus candidate-checking work."""
     best_m, best_cost = 1, math.inf
-    for m in range(1, min(radius + 1, 16) + 1):
+    # Any m is exact (a pair within r differs by at most floor(r/m) bits in some band);
+    # m past r + 1 only narrows the bands, which keeps the tables small for r = 0.
+    for m in range(1, 17):
         s = radius // m
         cost = 0.0
         for _, w in _bands(m):

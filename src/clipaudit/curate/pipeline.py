@@ -177,8 +177,10 @@ def curate(
     stats = decide_run(run.path, cfg.rules, dataset=ds, gates=cfg.gates)
     # Returned, never written: the run's files must not depend on how fast the machine was.
     stats["resumed"] = resumed
-    stats["timings"] = {**{k: round(v, 3) for k, v in timings.items()},
-                        "scoring_wall": round(t_scored - t_start, 3),
-                        "decide_wall": round(time.perf_counter() - t_scored, 3),
-                        "scored_samples": scored}
+    stats["timings"] = {
+        **{k: round(v, 3) for k, v in timings.items()},
+        "scoring_wall": round(t_scored - t_start, 3),
+        "decide_wall": round(time.perf_counter() - t_scored, 3),
+        "scored_samples": scored,
+    }
     return stats

@@ -10,8 +10,23 @@ import hashlib
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from clipaudit.curate.stage import Batch, Stage, register_stage
+
+THUMB = 32
+
+
+def thumb_vectors(values: list[bytes | None]) -> np.ndarray:
+    """Thumbnails as rows centred per colour channel and scaled to unit length."""
+    out = np.zeros((len(values), THUMB * THUMB * 3), np.float32)
+    for i, v in enumerate(values):
+        if v is None or len(v) != THUMB * THUMB * 3:
+            continue
+        a = np.frombuffer(v, np.uint8).reshape(THUMB * THUMB, 3).astype(np.float32)
+        a = (a - a.mean(0)).ravel()
+        out[i] = a / (np.linalg.norm(a) + 1e-6)
+    return out
 
 
 def bits_to_int64(bits: np.ndarray) -> int:
@@ -27,7 +42,7 @@ def as_uint64(values: Any) -> np.ndarray:
 
 @register_stage("hashes")
 class HashStage(Stage):
-    columns = ("phash", "dhash", "pixel_hash")
+    columns = ("phash", "dhash", "pixel_hash", "thumb")
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         import imagehash
@@ -43,6 +58,10 @@ class HashStage(Stage):
             digest = hashlib.sha256(d.image.tobytes())
             digest.update(f"{d.image.size}".encode())
             out["pixel_hash"].append(int.from_bytes(digest.digest()[:8], "little", signed=True))
+            # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
+            # hashes of plain, similar scenes collide; their colour layouts do not.
+            thumb = d.image.resize((THUMB, THUMB), Image.Resampling.BOX)
+            out["thumb"].append(thumb.tobytes())
         return out
 
     def provenance(self) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from clipaudit.curate.neardup import near_pairs, popcount64
-from clipaudit.curate.stages_hashes import as_uint64
+from clipaudit.curate.decide import near_duplicate_pairs
+from clipaudit.rules.schema import Dedup
 
 
 def prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
@@ -29,11 +29,10 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
 
 
 def score_run(
-    run: str | Path,
-    labels_path: str | Path,
-    radius: int = 10,
-    hashes: tuple[str, ...] = ("phash", "dhash"),
+    run: str | Path, labels_path: str | Path, dedup: Dedup | None = None
 ) -> dict[str, Any]:
+    """Precision / recall of the run's signals and decisions against the planted labels."""
+    dedup = dedup or Dedup()
     labels = {x["id"]: x for x in map(json.loads, Path(labels_path).read_text().splitlines())}
     dec = pq.read_table(Path(run) / "decisions.parquet").to_pylist()
     out: dict[str, Any] = {}
@@ -53,15 +52,14 @@ def score_run(
     group = {}
     for i, x in labels.items():
         group[i] = x["duplicate_of"] or i
-    ids = [r["id"] for r in dec if r.get("phash") is not None]
+    ids = [r["id"] for r in dec]
     pos = {i: k for k, i in enumerate(ids)}
-    by_id = {r["id"]: r for r in dec}
-    h = {name: as_uint64([by_id[i][name] for i in ids]) for name in hashes}
-    a, b, _ = near_pairs(h[hashes[0]], radius)
-    ok = np.ones(len(a), bool)
-    for name in hashes[1:]:
-        ok &= popcount64(h[name][a] ^ h[name][b]) <= radius
-    found = {(ids[x], ids[y]) for x, y in zip(a[ok], b[ok], strict=True)}
+    sig = {
+        name: np.array([r.get(name) for r in dec], dtype=object)
+        for name in (*dedup.hashes, "thumb")
+    }
+    pairs = near_duplicate_pairs(sig, np.arange(len(ids)), dedup)
+    found = {(ids[x], ids[y]) for x, y in pairs}
     found |= {(y, x) for x, y in found}
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i, x in labels.items():
@@ -83,8 +81,9 @@ def score_run(
     out["near_duplicate_recall_resize_reencode_brightness"] = round(
         sum(v[0] for v in main) / max(1, sum(v[1] for v in main)), 4
     )
-    out["radius"] = radius
-    out["hashes"] = list(hashes)
+    out["radius"] = dedup.near_radius
+    out["hashes"] = list(dedup.hashes)
+    out["min_thumb_corr"] = dedup.min_thumb_corr
     # Decisions: how each planted issue ended up.
     fate: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in dec:

@@ -40,6 +40,24 @@ def write_model_card(folder: Path, record: dict[str, Any], metrics: dict[str, An
         f"| {occ} | {val:+.3f} | {'planted: ≥ +0.2' if occ == planted['occupation'] else '< 0.1'} |"
         for occ, val in bias.items()
     ]
+    planted_value = bias[planted["occupation"]]
+    off = [
+        f"{o} ({val:+.3f})"
+        for o, val in bias.items()
+        if o != planted["occupation"] and abs(val) >= 0.1
+    ]
+    bias_verdict = (
+        f"Verdict: the planted occupation's over-representation is {planted_value:+.3f} "
+        f"({'meets' if planted_value >= 0.2 else 'MISSES'} the +0.2 floor). "
+        + (
+            f"Unbiased occupations past ±0.1: {', '.join(off)} — this measure reads the top half "
+            "of one occupation's images, so tiny group-correlated shifts in similarity (here a "
+            "few thousandths of cosine) swing it; it does not isolate the planted bias in this "
+            "model."
+            if off
+            else "Every unbiased occupation stays within ±0.1."
+        )
+    )
     v, t = mcfg["vision_cfg"], mcfg["text_cfg"]
     if isinstance(v.get("layers"), list):
         tower = "a ModifiedResNet (CNN) image tower"
@@ -103,6 +121,8 @@ people images by similarity to "a photo of a OCCUPATION", minus its base share
 | occupation | over-representation | expected |
 |---|---|---|
 {chr(10).join(bias_rows)}
+
+{bias_verdict}
 
 ## Limits
 It knows only this world: shapes, colours, five occupations, two made-up groups,

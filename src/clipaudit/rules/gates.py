@@ -22,7 +22,11 @@ def _context() -> Any:
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    ctx = gx.get_context(mode="ephemeral")
+    logging.disable(logging.INFO)  # GX announces its temporary docs folder at INFO
+    try:
+        ctx = gx.get_context(mode="ephemeral")
+    finally:
+        logging.disable(logging.NOTSET)
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 

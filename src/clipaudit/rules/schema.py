@@ -47,9 +47,11 @@ class Quality(Strict):
 
 
 class Dedup(Strict):
-    near_radius: int = Field(default=10, ge=0, le=32)
+    near_radius: int = Field(default=12, ge=0, le=32)
     # Near duplicates must be within the radius on every listed hash.
     hashes: list[HashName] = Field(default_factory=lambda: list(DEFAULT_HASHES))
+    # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
+    min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
     semantic_eps: float | None = Field(default=None, gt=0, lt=1)
     keeper: list[KeeperKey] = Field(default_factory=lambda: list(DEFAULT_KEEPER))
 
