@@ -69,21 +69,20 @@ def main() -> None:
         stats = curate(CurateConfig(dataset=str(data), out=str(tmp / "run"), gates=False))
         wall = time.perf_counter() - t0
         t = stats["timings"]
+        # Main-thread seconds per step; "decode" is the wait on the decode/prepare pool that
+        # the one-batch look-ahead did not hide. Stand-alone stage costs belong to the scale
+        # benchmark.
         per_stage = {
-            k: round(args.n / t[k], 1)
-            for k in ("decode", "quality", "hashes", "alignment")
-            if t.get(k)
+            k: round(v, 2)
+            for k, v in t.items()
+            if k in ("decode", "quality", "hashes", "alignment")
         }
-        # The pipeline's own ceiling: the sum of the stages' costs run back to back.
-        ceiling = args.n / sum(t[k] for k in ("decode", "quality", "hashes", "alignment"))
         n_naive, naive_s = naive(data, args.naive_n)
         result = {
             "n": args.n,
             "end_to_end_images_per_s": round(args.n / wall, 1),
             "scoring_images_per_s": round(args.n / t["scoring_wall"], 1),
-            "per_stage_images_per_s": per_stage,
-            "stage_sum_ceiling_images_per_s": round(ceiling, 1),
-            "end_to_end_over_ceiling": round((args.n / wall) / ceiling, 3),
+            "main_thread_seconds": per_stage,
             "naive_images_per_s": round(n_naive / naive_s, 1),
             "speedup_over_naive": round((args.n / wall) / (n_naive / naive_s), 2),
             "timings_s": t,

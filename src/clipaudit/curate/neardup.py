@@ -19,8 +19,11 @@ _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def popcount64(x: np.ndarray) -> np.ndarray:
-    """Bit count of each uint64."""
-    b = x.astype(np.uint64, copy=False).view(np.uint8).reshape(-1, 8)
+    """Bit count of each uint64 (numpy's native popcount where it has one)."""
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    b = x.view(np.uint8).reshape(-1, 8)
     return _POP8[b].sum(axis=1, dtype=np.int64)
 
 
@@ -76,31 +79,36 @@ def near_pairs(
     found: list[np.ndarray] = []
     idx = np.arange(n, dtype=np.int64)
     for shift, width in _bands(m):
-        keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
-        counts = np.bincount(keys, minlength=1 << width)
-        starts = np.concatenate(([0], np.cumsum(counts)))
+        keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
+        order = np.argsort(keys, kind="stable").astype(np.int32)
+        counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
+        starts = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)[:-1])).astype(np.int32)
         for mask in _flip_masks(width, s):
-            q = keys ^ mask
-            lo, cnt = starts[q], counts[q]
-            has = cnt > 0
-            if not has.any():
+            q = keys ^ np.int32(mask)
+            # A pair differing by `mask` in this band is met from both ends; probe from the
+            # end with the smaller key only (for mask 0, both ends share a bucket: i < j).
+            sel = (keys < q) if mask else np.ones(n, dtype=np.bool_)
+            cnt = counts[q]
+            sel &= cnt > 0
+            if not sel.any():
                 continue
-            qi, lo, cnt = idx[has], lo[has], cnt[has]
+            qi, lo, cnt = idx[sel], starts[q[sel]], cnt[sel]
             total = int(cnt.sum())
+            step = max(1, len(qi) * chunk_pairs // max(total, 1))
             # Expand (query, bucket) into candidate pairs, in bounded chunks.
-            for a in range(0, len(qi), max(1, len(qi) * chunk_pairs // max(total, 1))):
-                b_ = a + max(1, len(qi) * chunk_pairs // max(total, 1))
-                ci, cl, cc = qi[a:b_], lo[a:b_], cnt[a:b_]
+            for a in range(0, len(qi), step):
+                ci, cl, cc = qi[a : a + step], lo[a : a + step], cnt[a : a + step]
                 rep_i = np.repeat(ci, cc)
                 offs = np.arange(int(cc.sum())) - np.repeat(np.cumsum(cc) - cc, cc)
-                j = order[np.repeat(cl, cc) + offs]
-                keep = rep_i < j
-                i2, j2 = rep_i[keep], j[keep]
-                d = popcount64(h[i2] ^ h[j2])
+                j = order[np.repeat(cl, cc) + offs].astype(np.int64)
+                if not mask:
+                    keep = rep_i < j
+                    rep_i, j = rep_i[keep], j[keep]
+                d = popcount64(h[rep_i] ^ h[j])
                 ok = d <= radius
                 if ok.any():
-                    found.append(i2[ok] * n + j2[ok])
+                    lo_ij, hi_ij = np.minimum(rep_i[ok], j[ok]), np.maximum(rep_i[ok], j[ok])
+                    found.append(lo_ij * n + hi_ij)
     if not found:
         return empty, empty, empty
     code = np.unique(np.concatenate(found))

@@ -84,15 +84,30 @@ def score_shard(
     meta: dict[str, list[Any]] = {"id": [], "caption": [], "url": []}
     seen: set[str] = set()
     row = 0
-    for samples in batched(ds.read_shard(shard), batch_size):
+
+    def work(s: Any) -> tuple[Any, list[Any]]:
+        d = decode_image(s.image) if s.error is None else decode_image(None)
+        return d, [stage.prepare(s, d) for stage in stages]
+
+    def submit(samples: list[Any] | None) -> tuple[list[Any], list[Any]] | None:
+        return (samples, [pool.submit(work, s) for s in samples]) if samples else None
+
+    # One batch of look-ahead: the pool decodes batch b+1 while the model scores batch b.
+    batches = batched(ds.read_shard(shard), batch_size)
+    ahead = submit(next(batches, None))
+    while ahead is not None:
+        samples, futures = ahead
+        ahead = submit(next(batches, None))
         t0 = time.perf_counter()
-        decoded = list(
-            pool.map(
-                lambda s: decode_image(s.image) if s.error is None else decode_image(None), samples
-            )
+        results = [f.result() for f in futures]
+        decoded = [r[0] for r in results]
+        batch = Batch(
+            samples,
+            decoded,
+            prepared={stage.name: [r[1][k] for r in results] for k, stage in enumerate(stages)},
         )
-        batch = Batch(samples, decoded)
         t1 = time.perf_counter()
+        # Waiting on decoding and per-sample preparation (what the look-ahead did not hide).
         timings["decode"] = timings.get("decode", 0.0) + t1 - t0
         for stage in stages:
             for name, values in stage.process(batch).items():

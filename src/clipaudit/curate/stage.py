@@ -27,6 +27,8 @@ class Batch:
     decoded: list[Decoded]
     # Extra per-batch arrays a stage leaves for the writer (e.g. embeddings).
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # stage name → one value per sample from that stage's ``prepare`` (run on worker threads).
+    prepared: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +46,11 @@ class Stage(ABC):
 
     def setup(self, ctx: StageContext) -> None:  # noqa: B027 - optional hook
         """Load what the stage needs (models, tables); called once per worker."""
+
+    def prepare(self, sample: Sample, decoded: Decoded) -> Any:
+        """Per-sample work that can run on a worker thread beside the model (hashing,
+        resizing); its result reaches ``process`` in ``batch.prepared[self.name]``."""
+        return None
 
     @abstractmethod
     def process(self, batch: Batch) -> dict[str, list[Any]]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.data.decode import Decoded
+from clipaudit.data.sample import Sample
 from clipaudit.models.loader import LoadedClip
 
 
@@ -29,15 +32,22 @@ class AlignmentStage(Stage):
         self.clip = load_clip(ctx.model_spec or "bundled:world-clip", device=ctx.device)
         self.batch_size = ctx.batch_size
 
+    def prepare(self, sample: Sample, decoded: Decoded) -> Any:
+        """The model's own preprocessing (resize, crop, normalise), on a worker thread."""
+        assert self.clip is not None, "setup() was not called"
+        return self.clip.preprocess(decoded.image) if decoded.image is not None else None
+
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         assert self.clip is not None, "setup() was not called"
         n, dim = len(batch.samples), self.clip.provenance.embed_dim
         img = np.zeros((n, dim), np.float32)
         txt = np.zeros((n, dim), np.float32)
-        rows = [i for i, d in enumerate(batch.decoded) if d.image is not None]
+        prepared = batch.prepared.get(self.name) or [
+            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
+        ]
+        rows = [i for i, t in enumerate(prepared) if t is not None]
         if rows:
-            pics = [im for i in rows if (im := batch.decoded[i].image) is not None]
-            img[rows] = self.clip.encode_images(pics, batch_size=self.batch_size)
+            img[rows] = self.clip.encode_pixels(torch.stack([prepared[i] for i in rows]))
         caps = [i for i, s in enumerate(batch.samples) if (s.caption or "").strip()]
         if caps:
             txt[caps] = self.clip.encode_texts([batch.samples[i].caption or "" for i in caps])

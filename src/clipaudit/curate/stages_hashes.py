@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 
 from clipaudit.curate.stage import Batch, Stage, register_stage
+from clipaudit.data.decode import Decoded
+from clipaudit.data.sample import Sample
 
 THUMB = 32
 
@@ -44,25 +46,29 @@ def as_uint64(values: Any) -> np.ndarray:
 class HashStage(Stage):
     columns = ("phash", "dhash", "pixel_hash", "thumb")
 
-    def process(self, batch: Batch) -> dict[str, list[Any]]:
+    def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         import imagehash
 
-        out: dict[str, list[Any]] = {c: [] for c in self.columns}
-        for d in batch.decoded:
-            if d.image is None:
-                for c in self.columns:
-                    out[c].append(None)
-                continue
-            out["phash"].append(bits_to_int64(imagehash.phash(d.image).hash))
-            out["dhash"].append(bits_to_int64(imagehash.dhash(d.image).hash))
-            digest = hashlib.sha256(d.image.tobytes())
-            digest.update(f"{d.image.size}".encode())
-            out["pixel_hash"].append(int.from_bytes(digest.digest()[:8], "little", signed=True))
-            # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
-            # hashes of plain, similar scenes collide; their colour layouts do not.
-            thumb = d.image.resize((THUMB, THUMB), Image.Resampling.BOX)
-            out["thumb"].append(thumb.tobytes())
-        return out
+        im = decoded.image
+        if im is None:
+            return (None, None, None, None)
+        digest = hashlib.sha256(im.tobytes())
+        digest.update(f"{im.size}".encode())
+        # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
+        # hashes of plain, similar scenes collide; their colour layouts do not.
+        thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
+        return (
+            bits_to_int64(imagehash.phash(im).hash),
+            bits_to_int64(imagehash.dhash(im).hash),
+            int.from_bytes(digest.digest()[:8], "little", signed=True),
+            thumb.tobytes(),
+        )
+
+    def process(self, batch: Batch) -> dict[str, list[Any]]:
+        rows = batch.prepared.get(self.name) or [
+            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
+        ]
+        return {c: [r[k] for r in rows] for k, c in enumerate(self.columns)}
 
     def provenance(self) -> dict[str, Any]:
         import imagehash
