@@ -3,7 +3,8 @@
 N random 64-bit hashes with N/100 planted pairs at Hamming distance exactly 8 (on disjoint
 samples, so no planting overwrites another), searched at radius 8. Prints seconds and recall
 per N and the fitted growth exponent; runs imagededup's own hash search (its Linux default,
-brute force in Cython) on the same hashes for N it finishes within a time budget. Writes bench/results/dedup_scaling.json.
+brute force in Cython) on the same hashes for N it finishes within a time budget. Writes
+bench/results/dedup_scaling.json.
 
     python bench/dedup_scaling.py [--sizes 10000 100000 1000000] [--imagededup-budget 300]
 """
