@@ -14,7 +14,7 @@ from rich.console import Console
 from clipaudit.errors import ClipauditError
 
 if TYPE_CHECKING:
-    from clipaudit.data import Dataset
+    from clipaudit.data import Dataset, ReadOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +38,26 @@ UrlCol = Annotated[str | None, typer.Option(help="Column holding source urls.")]
 SplitOpt = Annotated[str | None, typer.Option(help="Split of a saved DatasetDict.")]
 
 
+def _read_options(
+    image_column: str | None,
+    path_column: str | None,
+    caption_column: str | None,
+    id_column: str | None,
+    url_column: str | None,
+    split: str | None,
+) -> ReadOptions:
+    from clipaudit.data import ReadOptions
+
+    return ReadOptions(
+        id_column=id_column,
+        image_column=image_column,
+        path_column=path_column,
+        caption_column=caption_column,
+        url_column=url_column,
+        split=split,
+    )
+
+
 def _open(
     path: str,
     fmt: str | None,
@@ -48,16 +68,9 @@ def _open(
     url_column: str | None,
     split: str | None,
 ) -> Dataset:
-    from clipaudit.data import ReadOptions, open_dataset
+    from clipaudit.data import open_dataset
 
-    opts = ReadOptions(
-        id_column=id_column,
-        image_column=image_column,
-        path_column=path_column,
-        caption_column=caption_column,
-        url_column=url_column,
-        split=split,
-    )
+    opts = _read_options(image_column, path_column, caption_column, id_column, url_column, split)
     return open_dataset(path, format=fmt, options=opts)
 
 
@@ -303,7 +316,6 @@ def curate(
     """Score every sample with the stages, then keep / flag / drop it with a rules pack."""
     from clipaudit.curate.pipeline import CurateConfig
     from clipaudit.curate.pipeline import curate as run_curate
-    from clipaudit.data import ReadOptions
 
     cfg = CurateConfig(
         dataset=dataset,
@@ -311,14 +323,7 @@ def curate(
         rules=rules,
         model=model,
         format=format,
-        read=ReadOptions(
-            id_column=id_column,
-            image_column=image_column,
-            path_column=path_column,
-            caption_column=caption_column,
-            url_column=url_column,
-            split=split,
-        ),
+        read=_read_options(image_column, path_column, caption_column, id_column, url_column, split),
         stages=[s.strip() for s in stages.split(",") if s.strip()],
         batch_size=batch_size,
         device=device,

@@ -14,15 +14,11 @@ from collections.abc import Iterator
 from PIL import Image, ImageDraw
 
 from clipaudit.data.sample import Sample
+from clipaudit.world.vocab import COLORS as WORLD_COLORS
 
-COLORS = {
-    "red": (220, 30, 30),
-    "green": (30, 160, 60),
-    "blue": (30, 60, 220),
-    "yellow": (240, 210, 30),
-    "purple": (140, 40, 170),
-    "orange": (245, 130, 20),
-}
+# Six of the world's colours and its three simplest shapes, so example data speaks the
+# bundled model's vocabulary.
+COLORS = {c: WORLD_COLORS[c] for c in ("red", "green", "blue", "yellow", "purple", "orange")}
 SHAPES = ("circle", "square", "triangle")
 
 
