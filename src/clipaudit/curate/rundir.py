@@ -94,9 +94,3 @@ class RunDir:
                 self.path / "metadata" / f"metadata_{k}.parquet", table_bytes(metadata)
             )
         atomic_write_bytes(self.marker(k), b"")
-
-    def signals(self) -> pa.Table:
-        files = sorted((self.path / "signals").glob("shard-*.parquet"))
-        if not files:
-            raise ClipauditError(f"{str(self.path)!r} has no scored shards; run curate first.")
-        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -136,7 +136,3 @@ def encode(im: Image.Image, rng: random.Random, fmt: str | None = None) -> tuple
     else:
         im.save(buf, format="WEBP", quality=85)
     return buf.getvalue(), fmt
-
-
-def scene_dict(scene: Scene) -> dict[str, Any]:
-    return asdict(scene)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clipaudit.curate.demo import run_demo
+
+
+def test_demo_scores_a_small_pool_against_its_truths(tmp_path: Path) -> None:
+    report = run_demo(tmp_path / "demo", n=200, log=lambda m: None)
+    stats = json.loads((tmp_path / "demo" / "run" / "stats.json").read_text())
+    assert stats["input"] == 200 and stats["adds_up"]
+    assert stats["kept"] + stats["dropped"] + stats["errored"] == 200
+    assert "timings" not in stats  # run files do not depend on machine speed
+    truth = stats["truth_scores"]
+    assert truth == report["truth"]
+    assert truth["misaligned_caption"]["f1"] >= 0.85
+    assert truth["near_duplicate_by_transform"]["exact"]["recall"] == 1.0
+    assert truth["near_duplicate_pair_precision"] >= 0.95
+    assert stats["thresholds"]["alignment_min"] == 0.63  # the calibrated world-clip cut
+    assert stats["gates"]["success"]
