@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.curate.neardup import near_pairs, popcount64
 from clipaudit.curate.rundir import RunDir, table_bytes
+from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
 from clipaudit.curate.stages_hashes import as_uint64, thumb_vectors
 from clipaudit.data.decode import DECODE_ERRORS
 from clipaudit.data.formats import Dataset, atomic_write_bytes, open_dataset, write_dataset
@@ -128,14 +129,25 @@ def near_duplicate_pairs(
     return [(int(rows[x]), int(rows[y])) for x, y in zip(pa_[ok], pb_[ok], strict=True)]
 
 
+# When a pair is a duplicate in several ways, the strongest evidence names it.
+DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
+
+
 def dedup(
-    sig: dict[str, np.ndarray], candidates: np.ndarray, pack: Pack
+    sig: dict[str, np.ndarray],
+    candidates: np.ndarray,
+    pack: Pack,
+    image_emb: np.ndarray | None = None,
 ) -> tuple[dict[int, tuple[int, str]], int]:
     """Greedy keeper policy: in priority order, a sample still in play is kept and every
-    duplicate of it still in play is dropped naming it. Returns row → (keeper row, kind)."""
+    duplicate of it still in play is dropped naming it. Returns row → (keeper row, kind).
+
+    ``image_emb`` (row-aligned) enables semantic dedup when the pack sets ``semantic_eps``.
+    """
     n = len(sig["id"])
     idx = np.nonzero(candidates)[0]
-    if len(idx) == 0 or "phash" not in sig:
+    semantic = pack.dedup.semantic_eps is not None and image_emb is not None
+    if len(idx) == 0 or ("phash" not in sig and not semantic):
         return {}, 0
     d = pack.dedup
     adj: dict[int, list[tuple[int, str]]] = {}
@@ -150,9 +162,15 @@ def dedup(
                 for m2 in members:
                     if m1 != m2:
                         adj.setdefault(m1, []).append((m2, "exact_duplicate"))
-    for x, y in near_duplicate_pairs(sig, idx, d):
-        adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
-        adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
+    if "phash" in sig:
+        for x, y in near_duplicate_pairs(sig, idx, d):
+            adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
+            adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
+    if semantic:
+        assert image_emb is not None and d.semantic_eps is not None
+        for x, y, _ in semantic_pairs(image_emb, idx, d.semantic_eps):
+            adj.setdefault(x, []).append((y, "semantic_duplicate"))
+            adj.setdefault(y, []).append((x, "semantic_duplicate"))
     align = _floats(_col(sig, "alignment", n))
     area = _floats(_col(sig, "width", n)) * _floats(_col(sig, "height", n))
     ids = sig["id"]
@@ -175,22 +193,24 @@ def dedup(
         if top in dropped:
             continue
         kept.add(top)
-        for j, kind in adj[top]:
+        for j, _ in adj[top]:
             if j not in kept and j not in dropped:
-                # Identical pixels outrank a hash match when both hold.
                 kinds = {kk for jj, kk in adj[top] if jj == j}
-                dropped[j] = (top, "exact_duplicate" if "exact_duplicate" in kinds else kind)
+                dropped[j] = (top, min(kinds, key=DUPLICATE_KINDS.index))
     groups_n = len({keeper for keeper, _ in dropped.values()})
     return dropped, groups_n
 
 
 def decide_signals(
-    sig: dict[str, np.ndarray], pack: Pack, model_spec: str | None
+    sig: dict[str, np.ndarray],
+    pack: Pack,
+    model_spec: str | None,
+    image_emb: np.ndarray | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     n = len(sig["id"])
     reasons, used = quality_reasons(sig, pack, model_spec)
     standing = _standing(reasons, pack)
-    dropped, n_groups = dedup(sig, standing, pack)
+    dropped, n_groups = dedup(sig, standing, pack, image_emb)
     dup_of: list[str | None] = [None] * n
     for j, (i, kind) in dropped.items():
         reasons[j].append(kind)
@@ -252,7 +272,12 @@ def decide_run(
     pack = load_pack(rules)
     sig = load_signals(run)
     model_spec = record.get("settings", {}).get("model")
-    table, stats = decide_signals(sig, pack, model_spec)
+    image_emb = (
+        load_image_embeddings(run.path, sig["shard"])
+        if pack.dedup.semantic_eps is not None
+        else None
+    )
+    table, stats = decide_signals(sig, pack, model_spec, image_emb)
     atomic_write_bytes(run.path / "decisions.parquet", table_bytes(table))
     if dataset is None:
         ds_rec = record["dataset"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -65,50 +67,90 @@ def _flip_masks(width: int, s: int) -> Iterator[int]:
             yield mask
 
 
+def _expand(
+    h: np.ndarray,
+    order: np.ndarray,
+    qi: np.ndarray,
+    lo: np.ndarray,
+    cnt: np.ndarray,
+    radius: int,
+    same_bucket: bool,
+    chunk_pairs: int,
+) -> list[np.ndarray]:
+    """Candidate pairs (query, each member of its probed bucket), verified on the full hash."""
+    n = len(h)
+    out: list[np.ndarray] = []
+    total = int(cnt.sum())
+    step = max(1, len(qi) * chunk_pairs // max(total, 1))
+    for a in range(0, len(qi), step):
+        ci, cl, cc = qi[a : a + step], lo[a : a + step], cnt[a : a + step]
+        rep_i = np.repeat(ci, cc)
+        offs = np.arange(int(cc.sum())) - np.repeat(np.cumsum(cc) - cc, cc)
+        j = order[np.repeat(cl, cc) + offs].astype(np.int64)
+        if same_bucket:
+            keep = rep_i < j
+            rep_i, j = rep_i[keep], j[keep]
+        ok = popcount64(h[rep_i] ^ h[j]) <= radius
+        if ok.any():
+            lo_ij, hi_ij = np.minimum(rep_i[ok], j[ok]), np.maximum(rep_i[ok], j[ok])
+            out.append(lo_ij * n + hi_ij)
+    return out
+
+
+def _probe_band(
+    h: np.ndarray, shift: int, width: int, s: int, radius: int, chunk_pairs: int, workers: int
+) -> list[np.ndarray]:
+    n = len(h)
+    keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
+    order = np.argsort(keys, kind="stable").astype(np.int32)
+    counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
+    starts = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)[:-1])).astype(np.int32)
+    # A pair whose band keys differ by `mask` is met from both ends; probe only from the end
+    # whose key has a 0 at the mask's top bit. Grouping queries by that bit up front halves
+    # every probe's work instead of comparing all keys per mask.
+    zero_idx = [np.nonzero(((keys >> b) & 1) == 0)[0].astype(np.int64) for b in range(width)]
+    zero_keys = [keys[z] for z in zero_idx]
+    all_idx = np.arange(n, dtype=np.int64)
+
+    def probe(mask: int) -> list[np.ndarray]:
+        if mask:
+            top = mask.bit_length() - 1
+            qi, q = zero_idx[top], zero_keys[top] ^ np.int32(mask)
+        else:
+            qi, q = all_idx, keys
+        cnt = counts[q]
+        hit = cnt > 0
+        if not hit.any():
+            return []
+        return _expand(h, order, qi[hit], starts[q[hit]], cnt[hit], radius, mask == 0, chunk_pairs)
+
+    masks = list(_flip_masks(width, s))
+    if workers <= 1:
+        return [a for m in masks for a in probe(m)]
+    # numpy releases the GIL in gathers and arithmetic, so threads share the probes.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [a for part in pool.map(probe, masks) for a in part]
+
+
 def near_pairs(
-    hashes: np.ndarray, radius: int, chunk_pairs: int = 4_000_000
+    hashes: np.ndarray, radius: int, chunk_pairs: int = 4_000_000, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with ``popcount(h[i] ^ h[j]) <= radius``, plus their distances."""
+    """All pairs (i < j) with ``popcount(h[i] ^ h[j]) <= radius``, plus their distances.
+
+    ``workers`` threads share the probes (default: the machine's cores for large inputs).
+    """
     h = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(h)
     empty = np.zeros(0, np.int64)
     if n < 2:
         return empty, empty, empty
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= 50_000 else 1
     m = choose_bands(n, radius)
     s = radius // m
     found: list[np.ndarray] = []
-    idx = np.arange(n, dtype=np.int64)
     for shift, width in _bands(m):
-        keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
-        order = np.argsort(keys, kind="stable").astype(np.int32)
-        counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
-        starts = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)[:-1])).astype(np.int32)
-        for mask in _flip_masks(width, s):
-            q = keys ^ np.int32(mask)
-            # A pair differing by `mask` in this band is met from both ends; probe from the
-            # end with the smaller key only (for mask 0, both ends share a bucket: i < j).
-            sel = (keys < q) if mask else np.ones(n, dtype=np.bool_)
-            cnt = counts[q]
-            sel &= cnt > 0
-            if not sel.any():
-                continue
-            qi, lo, cnt = idx[sel], starts[q[sel]], cnt[sel]
-            total = int(cnt.sum())
-            step = max(1, len(qi) * chunk_pairs // max(total, 1))
-            # Expand (query, bucket) into candidate pairs, in bounded chunks.
-            for a in range(0, len(qi), step):
-                ci, cl, cc = qi[a : a + step], lo[a : a + step], cnt[a : a + step]
-                rep_i = np.repeat(ci, cc)
-                offs = np.arange(int(cc.sum())) - np.repeat(np.cumsum(cc) - cc, cc)
-                j = order[np.repeat(cl, cc) + offs].astype(np.int64)
-                if not mask:
-                    keep = rep_i < j
-                    rep_i, j = rep_i[keep], j[keep]
-                d = popcount64(h[rep_i] ^ h[j])
-                ok = d <= radius
-                if ok.any():
-                    lo_ij, hi_ij = np.minimum(rep_i[ok], j[ok]), np.maximum(rep_i[ok], j[ok])
-                    found.append(lo_ij * n + hi_ij)
+        found.extend(_probe_band(h, shift, width, s, radius, chunk_pairs, workers))
     if not found:
         return empty, empty, empty
     code = np.unique(np.concatenate(found))
