@@ -66,6 +66,13 @@ def quality_reasons(
     words = _floats(_col(sig, "caption_words", n))
     chars = _floats(_col(sig, "caption_chars", n))
     align = _floats(_col(sig, "alignment", n))
+    if q.languages is not None and "caption_lang" not in sig:
+        raise ClipauditError(
+            f"pack {pack.name!r} sets quality.languages but the run has no caption_lang "
+            "signal; curate it again with the quality stage of this version."
+        )
+    lang, lang_score = _col(sig, "caption_lang", n), _floats(_col(sig, "caption_lang_score", n))
+    allowed = set(q.languages or [])
     thr = pack.alignment_for(model_spec)
     cut = thr.min
     pct_value = None
@@ -90,6 +97,13 @@ def quality_reasons(
             r.append("caption_too_short")
         if q.max_caption_chars is not None and chars[i] > q.max_caption_chars:
             r.append("caption_too_long")
+        if (
+            q.languages is not None
+            and lang[i] is not None
+            and lang[i] not in allowed
+            and lang_score[i] >= q.min_language_score
+        ):
+            r.append("wrong_language")
         a = align[i]
         if not np.isnan(a) and (
             (cut is not None and a < cut) or (pct_value is not None and a < pct_value)

@@ -1,10 +1,33 @@
-"""Decode and quality signals: readable or not, size, aspect, bytes, caption length."""
+"""Decode and quality signals: readable or not, size, aspect, bytes, caption length and
+the caption's language (py3langid, the langid.py model: 97 languages, shipped in its wheel)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from clipaudit.curate.stage import Batch, Stage, register_stage
+from clipaudit.data.decode import Decoded
+from clipaudit.data.sample import Sample
+
+# Language identification on a caption longer than this reads only its start: enough for
+# the language, and a megabyte caption costs no more than a short one.
+LANG_MAX_CHARS = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def caption_language(text: str) -> tuple[str | None, float | None]:
+    """(ISO 639-1 code, probability) of ``text``'s language; (None, None) without letters."""
+    if not any(ch.isalpha() for ch in text):
+        return None, None
+    lang, prob = _identifier().classify(text[:LANG_MAX_CHARS])
+    return str(lang), round(float(prob), 4)
 
 
 @register_stage("quality")
@@ -19,11 +42,19 @@ class QualityStage(Stage):
         "image_format",
         "caption_words",
         "caption_chars",
+        "caption_lang",
+        "caption_lang_score",
     )
+
+    def prepare(self, sample: Sample, decoded: Decoded) -> Any:
+        return caption_language((sample.caption or "").strip())
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {c: [] for c in self.columns}
-        for s, d in zip(batch.samples, batch.decoded, strict=True):
+        langs = batch.prepared.get(self.name) or [
+            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
+        ]
+        for s, d, (lang, score) in zip(batch.samples, batch.decoded, langs, strict=True):
             out["error"].append(s.error or d.error)
             if d.image is not None:
                 w, h = d.image.size  # as displayed, after EXIF orientation
@@ -39,4 +70,6 @@ class QualityStage(Stage):
             text = (s.caption or "").strip()
             out["caption_words"].append(len(text.split()))
             out["caption_chars"].append(len(text))
+            out["caption_lang"].append(lang)
+            out["caption_lang_score"].append(score)
         return out

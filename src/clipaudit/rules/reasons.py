@@ -19,6 +19,7 @@ REASONS: dict[str, str] = {
     "no_caption": "the caption is missing or empty",
     "caption_too_short": "the caption has too few words or characters",
     "caption_too_long": "the caption has too many characters",
+    "wrong_language": "the caption is confidently in a language the pack does not allow",
     # alignment and duplicates
     "low_alignment": "image-caption cosine below the pack's threshold",
     "exact_duplicate": "the decoded pixels equal a kept sample's",

@@ -44,6 +44,10 @@ class Quality(Strict):
     min_caption_words: int = Field(default=0, ge=0)
     min_caption_chars: int = Field(default=0, ge=0)
     max_caption_chars: int | None = Field(default=None, ge=1)
+    # ISO 639-1 codes a caption may be in (None: any). Only a confident guess drops: short
+    # or mixed captions score low and are left alone.
+    languages: list[str] | None = None
+    min_language_score: float = Field(default=0.8, ge=0, le=1)
 
 
 class Dedup(Strict):
