@@ -17,7 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipaudit.curate import all_stages  # noqa: F401  (registers every signal's rules)
 from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.rule_registry import RULES, SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
 from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
 from clipaudit.curate.stages_hashes import as_uint64, thumb_vectors
@@ -223,6 +225,11 @@ def decide_signals(
 ) -> tuple[pa.Table, dict[str, Any]]:
     n = len(sig["id"])
     reasons, used = quality_reasons(sig, pack, model_spec)
+    errored = [bool(set(r) & ERROR_CODES) for r in reasons]
+    for name in sorted(RULES):
+        for i, extra in enumerate(RULES[name](sig, pack)):
+            if extra and not errored[i]:
+                reasons[i].extend(c for c in extra if c not in reasons[i])
     standing = _standing(reasons, pack)
     dropped, n_groups = dedup(sig, standing, pack, image_emb)
     dup_of: list[str | None] = [None] * n
@@ -267,6 +274,7 @@ def decide_signals(
         "by_reason": dict(sorted(by_reason.items())),
         "by_reason_dropping": dict(sorted(by_reason_dropping.items())),
         "duplicate_groups": n_groups,
+        "signals": {name: SIGNAL_STATS[name](sig, pack, reasons) for name in sorted(SIGNAL_STATS)},
         "thresholds": used,
         "pack": {"name": pack.name, "version": pack.version, "extends": pack.extends},
     }

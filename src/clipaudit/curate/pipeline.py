@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from clipaudit import __version__
-from clipaudit.curate import stages_alignment, stages_hashes, stages_quality  # noqa: F401
+from clipaudit.curate import all_stages  # noqa: F401  (registers every stage)
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stage import Batch, StageContext, make_stages
 from clipaudit.data.decode import decode_image
@@ -45,6 +45,8 @@ class CurateConfig:
     out_format: str | None = None
     decode_threads: int = 2
     gates: bool = True
+    # Extra stage options (e.g. ``optout_cache``); ``rules`` is added from the field above.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def input_fingerprint(ds: Dataset) -> str:
@@ -151,12 +153,18 @@ def curate(
             warn(note)
     load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     stages = make_stages(cfg.stages)
-    ctx = StageContext(model_spec=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    ctx = StageContext(
+        model_spec=cfg.model,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        options={**cfg.options, "rules": cfg.rules},
+    )
     settings = {
         "stages": cfg.stages,
         "model": cfg.model if any(s.needs_model for s in stages) else None,
         "batch_size": cfg.batch_size,
         "read": asdict(cfg.read),
+        "options": cfg.options,
     }
     fingerprint = hashlib.sha256(
         (input_fingerprint(ds) + json.dumps(settings, sort_keys=True)).encode()

@@ -33,10 +33,22 @@ class Batch:
 
 @dataclass
 class StageContext:
+    """What every stage of a run shares: the model spec, the device, the batch size and
+    run options (``rules``: the pack reference; others set by commands, e.g. a cache dir)."""
+
     model_spec: str | None = None
     device: str | None = None
     batch_size: int = 64
     options: dict[str, Any] = field(default_factory=dict)
+    _clip: Any = field(default=None, repr=False)
+
+    def clip(self) -> Any:
+        """The run's CLIP model (a ``LoadedClip``), loaded once and shared by every stage."""
+        if self._clip is None:
+            from clipaudit.models import load_clip
+
+            self._clip = load_clip(self.model_spec or "bundled:world-clip", device=self.device)
+        return self._clip
 
 
 class Stage(ABC):

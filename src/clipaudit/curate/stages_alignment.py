@@ -27,9 +27,7 @@ class AlignmentStage(Stage):
         self.batch_size = 64
 
     def setup(self, ctx: StageContext) -> None:
-        from clipaudit.models import load_clip
-
-        self.clip = load_clip(ctx.model_spec or "bundled:world-clip", device=ctx.device)
+        self.clip = ctx.clip()
         self.batch_size = ctx.batch_size
 
     def prepare(self, sample: Sample, decoded: Decoded) -> Any:

@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from clipaudit.errors import ClipauditError
+from clipaudit.rules.base import Action, Strict
 from clipaudit.rules.reasons import REASONS
+from clipaudit.rules.section_optout import OptoutRules
+from clipaudit.rules.section_rights import RightsRules, SourcesRules
+from clipaudit.rules.section_safety import NsfwRules, WatermarkRules
 
 PACK_DIR = Path(__file__).parent / "packs"
-Action = Literal["drop", "flag", "keep"]
 HashName = Literal["phash", "dhash"]
 KeeperKey = Literal["alignment", "resolution", "id"]
 DEFAULT_HASHES: tuple[HashName, ...] = ("phash", "dhash")
 DEFAULT_KEEPER: tuple[KeeperKey, ...] = ("alignment", "resolution", "id")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Threshold(Strict):
@@ -78,6 +77,11 @@ class Pack(Strict):
     alignment: Threshold = Field(default_factory=Threshold)
     models: dict[str, ModelRules] = Field(default_factory=dict)
     dedup: Dedup = Field(default_factory=Dedup)
+    nsfw: NsfwRules = Field(default_factory=NsfwRules)
+    watermark: WatermarkRules = Field(default_factory=WatermarkRules)
+    rights: RightsRules = Field(default_factory=RightsRules)
+    sources: SourcesRules = Field(default_factory=SourcesRules)
+    optout: OptoutRules = Field(default_factory=OptoutRules)
     actions: dict[str, Action] = Field(default_factory=dict)
     gates: Gates = Field(default_factory=Gates)
 

@@ -1,0 +1,1 @@
+"""(nsfw signals: to be written.)"""

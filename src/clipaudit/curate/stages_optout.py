@@ -1,0 +1,1 @@
+"""(optout signals: to be written.)"""

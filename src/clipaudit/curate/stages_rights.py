@@ -1,0 +1,1 @@
+"""(rights signals: to be written.)"""

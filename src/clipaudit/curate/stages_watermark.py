@@ -1,0 +1,1 @@
+"""(watermark signals: to be written.)"""
