@@ -28,14 +28,25 @@ REASONS: dict[str, str] = {
     # safety and rights (signals arrive with later stages)
     "nsfw": "NSFW detector or policy phrase above threshold",
     "watermark_suspect": "visible or invisible watermark detected",
+    "nsfw_review": "a policy phrase or caption word routes the image to human review",
+    "invisible_watermark": "an SD v1 / SDXL invisible watermark reads back at a counted grade",
     "ai_generated": "provenance says the image was made by a generative model",
     "optout_robots": "robots.txt disallows AI training for this url",
     "optout_tdmrep": "TDMRep reserves text and data mining rights",
     "optout_xrobots": "X-Robots-Tag noai / noimageai in the captured headers",
     "optout_iptc": "IPTC/PLUS Data Mining prohibits AI training",
     "optout_c2pa": "C2PA training-mining assertion says notAllowed",
+    "optout_aitxt": "ai.txt disallows AI training for this url",
+    "optout_unknown": "an opt-out protocol could not be checked (origin not in the cache)",
     "copyright_risk_domain": "the url is on a stock or agency domain list",
     "license_nc": "a non-commercial licence",
+    "license_nd": "a no-derivatives licence",
+    "copyright_notice": "embedded EXIF/IPTC/XMP carries a copyright or rights-managed notice",
+    "caption_copyright": "the caption carries a copyright mark (©, copyright, all rights reserved)",
+    "blocked_source": "the url, its domain or the image's sha256 is on the pack's block list",
+    "c2pa_invalid": "a C2PA manifest is present but fails validation or cannot be read",
+    "c2pa_unverifiable": "the C2PA manifest is remote and was not fetched (curation is offline)",
+    "rights_metadata_malformed": "embedded XMP/EXIF/IPTC is malformed or hostile (DTD, entities)",
 }
 
 ACTIONS = ("drop", "flag", "keep")

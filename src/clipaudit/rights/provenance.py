@@ -1,0 +1,168 @@
+"""C2PA Content Credentials with ``c2pa-python``: presence, validation, source type and
+training-and-data-mining preferences.
+
+The reader runs with the network off: ``verify.remote_manifest_fetch`` is on by default in
+c2pa-rs (it then fetches the url in XMP ``dcterms:provenance``), so it is switched off, as
+are OCSP and every network host. A remote-only manifest is then reported at once as
+``remote_unverifiable``. Every other outcome is a per-sample value too: ``no_manifest``,
+``malformed`` (present but unreadable), ``unsupported`` (a format c2pa cannot read).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from clipaudit.rights.embedded import source_type_name
+from clipaudit.rights.xmp import clean_text
+
+OFFLINE_SETTINGS: dict[str, Any] = {
+    "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
+    "core": {"allowed_network_hosts": []},
+}
+# Byte markers of embedded or referenced manifests: JUMBF boxes ("jumb", label "c2pa"),
+# PNG "caBX" and WebP "C2PA" chunks, XMP dcterms:provenance. Bytes with none of these have
+# no manifest, so the (slower) native reader is skipped for them.
+MARKERS = (b"jumb", b"c2pa", b"C2PA", b"caBX", b"provenance")
+TRAINING_LABELS = ("cawg.training-mining", "c2pa.training-mining")
+# Most restrictive first: the answer for several entries is the strictest among them.
+USE_ORDER = ("notAllowed", "constrained", "allowed")
+DEFAULT_TRAINING_ENTRIES = ("ai_training", "ai_generative_training")
+MAX_ERROR_CHARS = 200
+
+
+@dataclass
+class C2paInfo:
+    status: str  # present | no_manifest | malformed | remote_unverifiable | unsupported
+    validation: str | None = None  # Valid | Invalid | Trusted (c2pa's validation_state)
+    source_types: list[str] | None = None  # IPTC short names from the active manifest
+    training: dict[str, str] | None = None  # entry (without namespace) → use
+    generator: str | None = None
+    error: str | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.status != "no_manifest" and self.status != "unsupported"
+
+    @property
+    def valid(self) -> bool | None:
+        if self.validation is None:
+            return None
+        return self.validation in ("Valid", "Trusted")
+
+
+_local = threading.local()
+
+
+def _context() -> Any:
+    # One Context per thread: prepare() runs on worker threads.
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        import c2pa
+
+        ctx = _local.ctx = c2pa.Context.from_dict(OFFLINE_SETTINGS)
+    return ctx
+
+
+@functools.lru_cache(maxsize=1)
+def c2pa_version() -> str:
+    import c2pa
+
+    return f"c2pa-python {c2pa.__version__}, c2pa-rs {c2pa.sdk_version()}"
+
+
+def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for a in manifest.get("assertions") or []:
+        if isinstance(a, dict) and str(a.get("label", "")).startswith("c2pa.actions"):
+            acts = (a.get("data") or {}).get("actions") or []
+            out.extend(x for x in acts if isinstance(x, dict))
+    return out
+
+
+def training_answer(
+    training: dict[str, str] | None, entries: tuple[str, ...] | list[str] = DEFAULT_TRAINING_ENTRIES
+) -> str | None:
+    """The strictest ``use`` among ``entries``; ``None`` when none of them is stated."""
+    if not training:
+        return None
+    uses = [training[e] for e in entries if e in training]
+    for use in USE_ORDER:
+        if use in uses:
+            return use
+    return uses[0] if uses else None
+
+
+def _training(manifest: dict[str, Any]) -> dict[str, str] | None:
+    found: dict[str, str] = {}
+    for a in manifest.get("assertions") or []:
+        if not isinstance(a, dict) or a.get("label") not in TRAINING_LABELS:
+            continue
+        entries = (a.get("data") or {}).get("entries") or {}
+        if not isinstance(entries, dict):
+            continue
+        for key, val in entries.items():
+            use = val.get("use") if isinstance(val, dict) else None
+            name = str(key).split(".", 1)[-1][:60]  # cawg.ai_training → ai_training
+            if isinstance(use, str):
+                # The newer CAWG assertion wins over the older c2pa one for the same entry.
+                found.setdefault(name, use[:40])
+    return found or None
+
+
+def summarise(store: dict[str, Any]) -> C2paInfo:
+    """A manifest store (``json.loads(reader.json())``) → what the rules need."""
+    manifests = store.get("manifests") or {}
+    active = manifests.get(store.get("active_manifest")) if isinstance(manifests, dict) else None
+    if not isinstance(active, dict):
+        return C2paInfo("malformed", store.get("validation_state"), error="no active manifest")
+    types = []
+    for act in _actions(active):
+        name = source_type_name(str(act.get("digitalSourceType") or ""))
+        if name and name not in types:
+            types.append(name)
+    gen = active.get("claim_generator")
+    if not gen:
+        info = active.get("claim_generator_info") or []
+        gen = info[0].get("name") if info and isinstance(info[0], dict) else None
+    return C2paInfo(
+        "present",
+        validation=store.get("validation_state"),
+        source_types=sorted(types) or None,
+        training=_training(active),
+        generator=clean_text(gen),
+    )
+
+
+def _error_status(exc: Exception) -> str:
+    kind = type(exc).__name__
+    text = str(exc)
+    if "ManifestNotFound" in kind or text.startswith("ManifestNotFound"):
+        return "no_manifest"
+    if "Remote" in kind or text.startswith("Remote"):
+        return "remote_unverifiable"
+    if "NotSupported" in kind or text.startswith("NotSupported"):
+        return "unsupported"
+    return "malformed"
+
+
+def read_c2pa(data: bytes | None) -> C2paInfo:
+    """C2PA facts of the encoded asset ``data``; never raises for content, never fetches."""
+    if not data or not any(m in data for m in MARKERS):
+        return C2paInfo("no_manifest")
+    import c2pa
+
+    try:
+        with c2pa.Reader(None, io.BytesIO(data), context=_context()) as reader:
+            store = json.loads(reader.json())
+    except Exception as exc:
+        status = _error_status(exc)
+        detail = None if status == "no_manifest" else clean_text(str(exc)[:MAX_ERROR_CHARS])
+        return C2paInfo(status, error=detail)
+    if not isinstance(store, dict):
+        return C2paInfo("malformed", error="manifest store is not an object")
+    return summarise(store)
