@@ -9,5 +9,6 @@ from clipaudit.curate import (  # noqa: F401
     stages_optout,
     stages_quality,
     stages_rights,
+    stages_visible,
     stages_watermark,
 )

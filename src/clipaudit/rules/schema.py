@@ -19,6 +19,7 @@ from clipaudit.rules.reasons import REASONS
 from clipaudit.rules.section_optout import OptoutRules
 from clipaudit.rules.section_rights import RightsRules, SourcesRules
 from clipaudit.rules.section_safety import NsfwRules, WatermarkRules
+from clipaudit.rules.section_visible import VisibleWatermarkRules
 
 PACK_DIR = Path(__file__).parent / "packs"
 HashName = Literal["phash", "dhash"]
@@ -79,6 +80,7 @@ class Pack(Strict):
     dedup: Dedup = Field(default_factory=Dedup)
     nsfw: NsfwRules = Field(default_factory=NsfwRules)
     watermark: WatermarkRules = Field(default_factory=WatermarkRules)
+    visible_watermark: VisibleWatermarkRules = Field(default_factory=VisibleWatermarkRules)
     rights: RightsRules = Field(default_factory=RightsRules)
     sources: SourcesRules = Field(default_factory=SourcesRules)
     optout: OptoutRules = Field(default_factory=OptoutRules)

@@ -1,0 +1,1 @@
+"""(visible-watermark detector stage: to be written.)"""
