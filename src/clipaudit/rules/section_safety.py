@@ -1,13 +1,121 @@
-"""Rules-pack sections for NSFW and watermark signals."""
+"""Rules-pack sections for NSFW and watermark signals.
+
+Scores are thresholds on stored signals, so most of these can change at decide time. What
+is read at scoring time is marked: phrases (their scores are stored per phrase, so a pack
+may drop phrases or move thresholds, but a phrase that was never scored is refused), caption
+word lists (matched at scoring; a different list is refused) and the cascade settings.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
 from clipaudit.rules.base import Strict
+from clipaudit.safety.nudity import ALL_CLASSES, EXPOSED_CLASSES
+
+Route = Literal["review", "drop"]  # review → nsfw_review, drop → nsfw (actions decide the rest)
+Grade = Literal["partial", "likely", "very_likely"]
+Mark = Literal["sdxl", "sdv1"]
+MARKS: tuple[Mark, ...] = ("sdxl", "sdv1")
+COUNTED_GRADES: tuple[Grade, ...] = ("likely", "very_likely")
+
+DEFAULT_WORDS = (
+    "porn",
+    "porno",
+    "pornographic",
+    "pornography",
+    "xxx",
+    "nsfw",
+    "hentai",
+    "erotic",
+    "nude",
+    "nudes",
+    "naked",
+    "topless",
+)
+
+
+def _exposed(score: float) -> dict[str, float | None]:
+    return dict.fromkeys(EXPOSED_CLASSES, score)
+
+
+class Phrase(Strict):
+    """A CLIP policy phrase: an image whose cosine with it reaches ``min_score`` is routed.
+    Cosines are model-relative, like alignment thresholds."""
+
+    text: str = Field(min_length=1)
+    min_score: float = Field(ge=-1, le=1)
+    route: Route = "review"
+    # Scoring time, cascade only: from this cosine the image goes on to the detector
+    # (None: this phrase never gates the detector, e.g. a routing-only phrase).
+    bar: float | None = Field(default=None, ge=-1, le=1)
+
+
+class WordList(Strict):
+    words: list[str] = Field(min_length=1)
+    route: Route = "review"
+    # Scoring time, cascade only: a hit sends the image on to the detector.
+    gate: bool = True
+
+
+class Cascade(Strict):
+    """Scoring time: run the detector only where a phrase bar or a gating word list fires,
+    plus a seeded audit sample of the rest to measure what skipping would have missed."""
+
+    enabled: bool = False
+    audit_rate: float = Field(default=0.02, ge=0, le=1)
+    audit_seed: int = 0
+    # Nominal detector cost per image for the saved-time estimate in stats.json, which must
+    # not depend on machine speed (nudenet's 320n: ~40-47 ms on one core).
+    detector_ms: float = Field(default=45.0, gt=0)
 
 
 class NsfwRules(Strict):
-    """(to be filled by the signal that uses it)"""
+    # nudenet class → minimum score that counts (null: the class does not count). A dict,
+    # so a pack that extends another changes or nulls single classes.
+    classes: dict[str, float | None] = Field(default_factory=lambda: _exposed(0.5))
+    detector_route: Route = "drop"
+    phrases: list[Phrase] = Field(default_factory=list)
+    caption_words: list[WordList] = Field(
+        default_factory=lambda: [WordList(words=list(DEFAULT_WORDS), route="review")]
+    )
+    cascade: Cascade = Field(default_factory=Cascade)
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        unknown = sorted(set(v) - set(ALL_CLASSES))
+        if unknown:
+            raise ValueError(
+                f"unknown nudenet class {unknown[0]!r}; the classes are: {', '.join(ALL_CLASSES)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NsfwRules:
+        texts = [p.text for p in self.phrases]
+        dup = sorted({t for t in texts if texts.count(t) > 1})
+        if dup:
+            raise ValueError(f"the phrase {dup[0]!r} is listed twice")
+        gated = any(p.bar is not None for p in self.phrases) or any(
+            w.gate for w in self.caption_words
+        )
+        if self.cascade.enabled and not gated:
+            raise ValueError(
+                "the cascade is enabled but no phrase has a bar and no word list gates, "
+                "so the detector would only run on the audit sample"
+            )
+        return self
 
 
 class WatermarkRules(Strict):
-    """(to be filled by the signal that uses it)"""
+    # Invisible marks (both are always read at scoring): which marks and grades count.
+    invisible_marks: list[Mark] = Field(default_factory=lambda: list(MARKS))
+    invisible_grades: list[Grade] = Field(default_factory=lambda: list(COUNTED_GRADES))
+    # Visible: cosine(image, phrase) - cosine(image, baseline), scored with the run's CLIP.
+    visible_phrase: str = Field(default="a photo with a watermark", min_length=1)
+    visible_baseline: str = Field(default="a photo", min_length=1)
+    # From this margin an image is watermark_suspect (None: the phrase score is only stored).
+    visible_min_margin: float | None = Field(default=None, ge=-2, le=2)
