@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from clipaudit.errors import ClipauditError
+from clipaudit.optout.cli import optout_app
 
 if TYPE_CHECKING:
     from clipaudit.data import Dataset, ReadOptions
@@ -23,6 +24,7 @@ app = typer.Typer(
     help="Curate image-caption datasets, evaluate CLIP-style models, and report on both.",
 )
 console = Console(stderr=True)
+app.add_typer(optout_app, name="optout")
 
 FormatOpt = Annotated[
     str | None,
@@ -299,12 +301,16 @@ def curate(
     rules: Annotated[str, typer.Option(help="Rules pack name or .yaml path.")] = "default",
     model: Annotated[str, typer.Option("--model", "-m")] = "bundled:world-clip",
     stages: Annotated[
-        str, typer.Option(help="Comma-separated stages.")
-    ] = "quality,hashes,alignment",
+        str | None, typer.Option(help="Comma-separated stages (default: all of them).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     out_format: Annotated[str | None, typer.Option(help="Format of the kept dataset.")] = None,
     device: Annotated[str | None, typer.Option()] = None,
     allow_gate_failure: Annotated[bool, typer.Option(help="Exit 0 even if a gate fails.")] = False,
+    optout_cache: Annotated[
+        Path | None,
+        typer.Option(help="Folder written by `clipaudit optout fetch` (read only, offline)."),
+    ] = None,
     format: FormatOpt = None,
     caption_column: CaptionCol = None,
     image_column: ImageCol = None,
@@ -314,7 +320,7 @@ def curate(
     split: SplitOpt = None,
 ) -> None:
     """Score every sample with the stages, then keep / flag / drop it with a rules pack."""
-    from clipaudit.curate.pipeline import CurateConfig
+    from clipaudit.curate.pipeline import DEFAULT_STAGES, CurateConfig
     from clipaudit.curate.pipeline import curate as run_curate
 
     cfg = CurateConfig(
@@ -324,10 +330,13 @@ def curate(
         model=model,
         format=format,
         read=_read_options(image_column, path_column, caption_column, id_column, url_column, split),
-        stages=[s.strip() for s in stages.split(",") if s.strip()],
+        stages=[s.strip() for s in stages.split(",") if s.strip()]
+        if stages
+        else list(DEFAULT_STAGES),
         batch_size=batch_size,
         device=device,
         out_format=out_format,
+        options={"optout_cache": str(optout_cache)} if optout_cache else {},
     )
     stats = run_curate(
         cfg,

@@ -28,7 +28,17 @@ from clipaudit.data.formats import Dataset, ReadOptions, batched, open_dataset
 from clipaudit.errors import DuplicateIdError
 from clipaudit.models.provenance import library_versions
 
-DEFAULT_STAGES = ["quality", "hashes", "alignment"]
+# Model stages first: the phrase scores of nsfw and watermark reuse alignment's embeddings.
+DEFAULT_STAGES = [
+    "quality",
+    "hashes",
+    "alignment",
+    "rights",
+    "c2pa",
+    "optout",
+    "watermark",
+    "nsfw",
+]
 
 
 @dataclass

@@ -28,6 +28,40 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
     }
 
 
+# Planted pool issue → the reason code that should catch it.
+ISSUE_CODES: dict[str, str] = {
+    "exif_copyright": "copyright_notice",
+    "xmp_prohibited": "optout_iptc",
+    "stock_url": "copyright_risk_domain",
+    "caption_copyright": "caption_copyright",
+    "license_nc": "license_nc",
+    "xrobots_noai": "optout_xrobots",
+    "sdxl_watermark": "invisible_watermark",
+    "watermarked": "watermark_suspect",
+}
+
+
+def signal_scores(dec: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, Any]:
+    """Per planted issue: recall of its reason code, and how often the code fired elsewhere."""
+    out: dict[str, Any] = {}
+    rows = [r for r in dec if r["id"] in labels and r["decision"] != "error"]
+    for issue, code in ISSUE_CODES.items():
+        planted = [issue in labels[r["id"]]["issues"] for r in rows]
+        said = [code in (r["reasons"] or []) for r in rows]
+        tp = sum(p and s for p, s in zip(planted, said, strict=True))
+        fp = sum(s and not p for p, s in zip(planted, said, strict=True))
+        n_pos, n_neg = sum(planted), len(rows) - sum(planted)
+        out[issue] = {
+            "code": code,
+            "planted": n_pos,
+            "found": tp,
+            "recall": round(tp / n_pos, 4) if n_pos else None,
+            "false_positives": fp,
+            "false_positive_rate": round(fp / n_neg, 4) if n_neg else None,
+        }
+    return out
+
+
 def score_run(
     run: str | Path, labels_path: str | Path, dedup: Dedup | None = None
 ) -> dict[str, Any]:
@@ -84,6 +118,7 @@ def score_run(
     out["radius"] = dedup.near_radius
     out["hashes"] = list(dedup.hashes)
     out["min_thumb_corr"] = dedup.min_thumb_corr
+    out["signals_by_planted_issue"] = signal_scores(dec, labels)
     # Decisions: how each planted issue ended up.
     fate: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in dec:

@@ -37,7 +37,8 @@ REASONS: dict[str, str] = {
     "optout_iptc": "IPTC/PLUS Data Mining prohibits AI training",
     "optout_c2pa": "C2PA training-mining assertion says notAllowed",
     "optout_aitxt": "ai.txt disallows AI training for this url",
-    "optout_unknown": "an opt-out protocol could not be checked (origin not in the cache)",
+    "optout_unknown": "an opt-out protocol could not be checked (origin not in the fetch "
+    "cache, unusable url, or ai.txt / tdmrep.json unreachable)",
     "copyright_risk_domain": "the url is on a stock or agency domain list",
     "license_nc": "a non-commercial licence",
     "license_nd": "a no-derivatives licence",

@@ -1,0 +1,183 @@
+"""One bounded HTTP GET: our User-Agent, at most five redirects to http(s) only, a size cap,
+a per-read timeout and a total deadline enforced by a watchdog, so a server that stalls,
+trickles or never ends cannot hold a worker past the deadline.
+
+Outcomes follow RFC 9309: 2xx ``fetched``; 4xx ``unavailable`` (no rules: allow); 5xx,
+429, network failure, too many redirects or the deadline ``unreachable`` (disallow all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from clipaudit.optout.agents import USER_AGENT
+
+# RFC 9309: parse at least 500 KiB; we read 512 KiB and ignore the rest.
+MAX_BYTES = 512 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    timeout: float = 10.0  # connect and each read
+    deadline: float = 30.0  # the whole fetch, redirects included
+    max_bytes: int = MAX_BYTES
+    max_redirects: int = MAX_REDIRECTS
+    user_agent: str = USER_AGENT
+
+
+@dataclass
+class Fetched:
+    url: str
+    final_url: str
+    outcome: str  # fetched / unavailable / unreachable
+    status: int | None = None
+    body: bytes = b""
+    truncated: bool = False
+    redirects: list[str] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+class HostRateLimiter:
+    """At most ``rate`` request starts per second to each host:port, across threads."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, host: str) -> float:
+        """Book the next slot for ``host``; returns the monotonic time it starts."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(host, now))
+            self._next[host] = slot + self.interval
+            return slot
+
+
+def _classify(status: int) -> str:
+    if 200 <= status < 300:
+        return "fetched"
+    if 400 <= status < 500 and status != 429:  # 429 is the server asking us to back off
+        return "unavailable"
+    return "unreachable"
+
+
+def _abort(socks: list[socket.socket], fired: threading.Event) -> None:
+    """Watchdog: shut the socket so a blocked read returns at once. (http.client hands the
+    socket to the response and drops its own reference, so we keep ours.)"""
+    fired.set()
+    for sock in socks:
+        with contextlib.suppress(OSError):  # already closed: nothing left to stop
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _read_capped(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]:
+    buf = bytearray()
+    while len(buf) <= cap:
+        chunk = resp.read1(_CHUNK)
+        if not chunk:
+            return bytes(buf), False
+        buf += chunk
+    return bytes(buf[:cap]), True
+
+
+def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None = None) -> Fetched:
+    """GET ``url`` within ``settings``; never raises for network or server trouble."""
+    t0 = time.monotonic()
+    result = Fetched(url=url, final_url=url, outcome="unreachable")
+    end: float | None = None
+    current = url
+    while True:
+        parts = urlsplit(current)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            result.error = f"redirect to a non-http(s) url {current[:200]!r}"
+            break
+        try:
+            port = parts.port
+        except ValueError:
+            result.error = f"bad port in {current[:200]!r}"
+            break
+        if limiter is not None:
+            delay = limiter.reserve(parts.netloc.lower()) - time.monotonic()
+            if end is not None and time.monotonic() + delay > end:
+                result.error = "deadline exceeded waiting for the host's rate limit"
+                break
+            if delay > 0:
+                time.sleep(delay)
+        if end is None:  # the deadline counts from the first request, not the queue
+            end = time.monotonic() + settings.deadline
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            result.error = "deadline exceeded"
+            break
+        conn: http.client.HTTPConnection
+        timeout = min(settings.timeout, remaining)
+        if parts.scheme == "https":
+            ctx = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+        fired = threading.Event()
+        socks: list[socket.socket] = []
+        watchdog = threading.Timer(remaining, _abort, (socks, fired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            conn.connect()  # bounded by the connect timeout, itself within the deadline
+            if conn.sock is not None:
+                socks.append(conn.sock)
+            if fired.is_set():
+                raise TimeoutError("deadline reached while connecting")
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"}
+            conn.request("GET", target, headers=headers)
+            resp = conn.getresponse()
+            result.status = resp.status
+            location = resp.getheader("Location")
+            if resp.status in _REDIRECTS and location:
+                result.redirects.append(current)
+                if len(result.redirects) > settings.max_redirects:
+                    result.error = f"more than {settings.max_redirects} redirects"
+                    break
+                current = urljoin(current, location.strip())
+                continue
+            result.outcome = _classify(resp.status)
+            if result.outcome == "fetched":
+                result.body, result.truncated = _read_capped(resp, settings.max_bytes)
+            if fired.is_set():  # the read "ended" only because the watchdog cut it
+                result.outcome, result.body = "unreachable", b""
+                result.error = f"deadline of {settings.deadline:g}s exceeded"
+            break
+        except (
+            OSError,
+            ValueError,
+            http.client.HTTPException,
+        ) as exc:  # ValueError: bad IDNA, non-ASCII path
+            result.outcome, result.body = "unreachable", b""
+            result.error = (
+                f"deadline of {settings.deadline:g}s exceeded"
+                if fired.is_set()
+                else f"{type(exc).__name__}: {str(exc)[:200]}"
+            )
+            break
+        finally:
+            watchdog.cancel()
+            conn.close()
+    if result.outcome != "fetched":
+        result.body, result.truncated = b"", False
+    result.final_url = current
+    result.elapsed_s = round(time.monotonic() - t0, 3)
+    return result

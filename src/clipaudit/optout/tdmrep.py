@@ -1,0 +1,108 @@
+"""TDMRep (W3C): ``/.well-known/tdmrep.json``, the ``tdm-reservation`` header and the HTML
+``<meta name="tdm-reservation">``, resolved in that order of increasing precedence.
+
+The file is a JSON array of ``{"location", "tdm-reservation", "tdm-policy"}``; the first
+entry whose robots-style location pattern matches the path decides. A reservation other
+than 0 or 1 is a protocol error and reads as unset (no declaration from that source).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# More entries than this is not a real site's policy; the rest are ignored.
+MAX_ENTRIES = 1000
+MAX_PATTERN_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A resolved TDMRep answer: 1 reserved, 0 not reserved, None no valid declaration."""
+
+    reservation: int | None
+    policy: str | None
+    source: str | None  # "file", "header", "meta" or None
+
+
+def reservation_value(value: Any) -> int | None:
+    """0 or 1 from a JSON number or a header/meta string; anything else is unset."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return int(value.strip())
+    return None
+
+
+def parse_tdmrep(body: str) -> list[dict[str, Any]] | None:
+    """The file's entries normalised to ``{location, reservation, policy}`` (reservation None
+    where the value was invalid), or None when the body is not a JSON array."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, list):
+        return None
+    entries: list[dict[str, Any]] = []
+    for item in data[:MAX_ENTRIES]:
+        if not isinstance(item, dict):
+            continue
+        loc = item.get("location")
+        if not isinstance(loc, str) or not loc or len(loc) > MAX_PATTERN_CHARS:
+            continue
+        raw, policy = item.get("tdm-reservation"), item.get("tdm-policy")
+        # JSON numbers only: a string "1" in the file is already a protocol error.
+        value = None if isinstance(raw, str) else reservation_value(raw)
+        entries.append(
+            {
+                "location": loc,
+                "reservation": value,
+                "policy": policy if isinstance(policy, str) else None,
+            }
+        )
+    return entries
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(location: str) -> re.Pattern[str]:
+    """Robots-style pattern: ``*`` any run of characters, a final ``$`` anchors the end,
+    otherwise a prefix match from the start of the path."""
+    anchored = location.endswith("$")
+    body = location[:-1] if anchored else location
+    if not body.startswith(("/", "*")):
+        body = "/" + body
+    regex = ".*".join(re.escape(part) for part in body.split("*"))
+    return re.compile(regex + ("$" if anchored else ""), re.S)
+
+
+def match_entry(entries: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The first entry whose location matches ``path`` (first match wins), or None."""
+    for entry in entries:
+        if _pattern(str(entry["location"])).match(path):
+            return entry
+    return None
+
+
+def resolve(
+    entries: list[dict[str, Any]] | None,
+    path: str,
+    header: Any = None,
+    header_policy: Any = None,
+    meta: Any = None,
+    meta_policy: Any = None,
+) -> Reservation:
+    """The effective reservation: HTML meta over HTTP header over the file's first match."""
+    for value, policy, source in ((meta, meta_policy, "meta"), (header, header_policy, "header")):
+        r = reservation_value(value)
+        if r is not None:
+            return Reservation(r, policy if isinstance(policy, str) else None, source)
+    if entries:
+        entry = match_entry(entries, path)
+        if entry is not None and entry["reservation"] is not None:
+            return Reservation(int(entry["reservation"]), entry.get("policy"), "file")
+    return Reservation(None, None, None)
