@@ -96,6 +96,8 @@ def score_shard(
     meta: dict[str, list[Any]] = {"id": [], "caption": [], "url": []}
     seen: set[str] = set()
     row = 0
+    for stage in stages:
+        stage.begin_shard()
 
     def work(s: Any) -> tuple[Any, list[Any]]:
         d = decode_image(s.image) if s.error is None else decode_image(None)

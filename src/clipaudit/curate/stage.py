@@ -64,6 +64,9 @@ class Stage(ABC):
         resizing); its result reaches ``process`` in ``batch.prepared[self.name]``."""
         return None
 
+    def begin_shard(self) -> None:  # noqa: B027 - optional hook
+        """Reset per-shard state (caches); called before each shard is scored."""
+
     @abstractmethod
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         """Return one list per declared column, one value per sample of the batch."""

@@ -25,6 +25,13 @@ class AlignmentStage(Stage):
     def __init__(self) -> None:
         self.clip: LoadedClip | None = None
         self.batch_size = 64
+        # Caption → embedding within the current shard: web data repeats captions (stock
+        # titles, alt text), and each distinct one is encoded once. Cleared per shard so a
+        # resumed run computes every shard exactly as an uninterrupted one did.
+        self._text_cache: dict[str, np.ndarray] = {}
+
+    def begin_shard(self) -> None:
+        self._text_cache = {}
 
     def setup(self, ctx: StageContext) -> None:
         self.clip = ctx.clip()
@@ -47,8 +54,12 @@ class AlignmentStage(Stage):
         if rows:
             img[rows] = self.clip.encode_pixels(torch.stack([prepared[i] for i in rows]))
         caps = [i for i, s in enumerate(batch.samples) if (s.caption or "").strip()]
-        if caps:
-            txt[caps] = self.clip.encode_texts([batch.samples[i].caption or "" for i in caps])
+        texts = [batch.samples[i].caption or "" for i in caps]
+        new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if new:
+            self._text_cache.update(zip(new, self.clip.encode_texts(new), strict=True))
+        for i, t in zip(caps, texts, strict=True):
+            txt[i] = self._text_cache[t]
         score: list[float | None] = [None] * n
         both = set(rows) & set(caps)
         for i in both:
