@@ -24,7 +24,8 @@ from clipaudit.rules.schema import load_pack
 )
 def test_caption_language(text: str, lang: str) -> None:
     got, score = caption_language(text)
-    assert got == lang and score is not None and score >= 0.8  # the packs' default bar for a confident guess
+    # 0.8 is the packs' default bar for a confident guess.
+    assert got == lang and score is not None and score >= 0.8
 
 
 def test_no_letters_no_language() -> None:
@@ -54,5 +55,5 @@ def test_stage_columns_and_pack_rule() -> None:
     reasons, _ = quality_reasons(sig, load_pack("default"), None)
     assert not any("wrong_language" in r for r in reasons)
     del sig["caption_lang"]
-    with pytest.raises(ClipauditError, match="quality.languages"):
+    with pytest.raises(ClipauditError, match=r"quality\.languages"):
         quality_reasons(sig, load_pack("datacomp"), None)

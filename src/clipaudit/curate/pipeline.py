@@ -37,6 +37,7 @@ DEFAULT_STAGES = [
     "c2pa",
     "optout",
     "watermark",
+    "visible_watermark",
     "nsfw",
 ]
 

@@ -1,9 +1,28 @@
-"""Rules-pack section for the trained visible-watermark detector."""
+"""Rules-pack section for the trained visible-watermark detector.
+
+Decide-time only: the stage stores raw scores, so a pack may move the threshold or turn the
+rule off without re-reading an image.
+"""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from clipaudit.rules.base import Strict
+
+# The shipped detector's threshold at 1% false-positive rate on its clean held-out images
+# (models/bundled/watermark-detector/metrics.json, "thresholds"); 5% FPR is FPR_5_THRESHOLD.
+FPR_1_THRESHOLD = 0.994162
+FPR_5_THRESHOLD = 0.888403
 
 
 class VisibleWatermarkRules(Strict):
-    """(to be filled by the signal that uses it)"""
+    """``watermark_suspect`` when the detector's score reaches ``threshold``.
+
+    The default is the 1%-FPR threshold: the flag feeds a review queue, and at a 10%
+    watermark rate a 5% FPR would put about one clean image in the queue for every two
+    marked ones. Packs that drop on the flag and prefer recall (strict) use the 5% one.
+    """
+
+    enabled: bool = True
+    threshold: float = Field(default=FPR_1_THRESHOLD, ge=0, le=1)

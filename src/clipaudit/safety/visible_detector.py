@@ -1,0 +1,153 @@
+"""The project's visible-watermark detector: a small CNN trained on synthetic overlays
+(``visible_train``), shipped as package data with its card and held-out metrics.
+
+``score`` returns a probability-like score per image; it is a "suspect" flag to compare with
+a threshold chosen at a false-positive rate on clean held-out images, not a verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from clipaudit.safety.visible_data import INPUT_SIZE, to_input
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled" / "watermark-detector"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+DEFAULT_WIDTHS = (16, 24, 32, 48, 64)
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class VisibleNet(nn.Module):
+    """Strided stem, three conv+maxpool stages, one more conv, then max and mean pooling:
+    the max keeps a small corner mark from being averaged away by a clean frame."""
+
+    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS) -> None:
+        super().__init__()
+        w = list(widths)
+        layers: list[nn.Module] = [_block(3, w[0], stride=2)]
+        for k in range(1, len(w)):
+            layers.append(_block(w[k - 1], w[k]))
+            if k < len(w) - 1:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * w[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        pooled = torch.cat([f.amax(dim=(2, 3)), f.mean(dim=(2, 3))], dim=1)
+        return self.head(pooled).squeeze(1)
+
+
+def to_tensor(arrays: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC → float NCHW in [-0.5, 0.5]."""
+    x = torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float()
+    return x / 255.0 - 0.5
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, restoring the process setting afterwards."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Detector:
+    net: VisibleNet
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    sha256: str
+    path: Path
+
+    def score_arrays(
+        self, arrays: np.ndarray, batch_size: int = 64, threads: int | None = None
+    ) -> np.ndarray:
+        """Scores for preprocessed inputs (``to_input`` output, N×128×128×3 uint8)."""
+        if len(arrays) == 0:
+            return np.zeros(0, np.float32)
+        out = []
+        with torch_threads(threads), torch.inference_mode():
+            for i in range(0, len(arrays), batch_size):
+                logits = self.net(to_tensor(arrays[i : i + batch_size]))
+                out.append(torch.sigmoid(logits).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def score(
+        self, images: Sequence[Image.Image], batch_size: int = 64, threads: int | None = None
+    ) -> np.ndarray:
+        """One score in [0, 1] per image (whole frame resized to the input size)."""
+        if not images:
+            return np.zeros(0, np.float32)
+        return self.score_arrays(np.stack([to_input(im) for im in images]), batch_size, threads)
+
+    def threshold_at(self, fpr: float) -> float:
+        """The card's threshold at a held-out false-positive rate (0.01 or 0.05)."""
+        return float(self.metrics["thresholds"][f"fpr_{fpr:g}"])
+
+    def provenance(self) -> dict[str, Any]:
+        m = self.metrics
+        return {
+            "weights": str(self.path.name),
+            "weights_sha256": self.sha256,
+            "input_size": self.config.get("input_size", INPUT_SIZE),
+            "thresholds": m.get("thresholds"),
+            "heldout": {
+                k: m["heldout"][k] for k in ("world", "photo", "all") if k in m.get("heldout", {})
+            },
+            "recipe": m.get("recipe", {}).get("command"),
+        }
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_from(folder: Path) -> Detector:
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / CONFIG).read_text())
+    net = VisibleNet(config.get("widths", DEFAULT_WIDTHS))
+    net.load_state_dict(load_file(str(folder / WEIGHTS)))
+    net.eval()
+    metrics_path = folder / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return Detector(net, config, metrics, sha256_file(folder / WEIGHTS), folder / WEIGHTS)
+
+
+@functools.lru_cache(maxsize=4)
+def load_detector(folder: str | None = None) -> Detector:
+    """The shipped detector (or one in ``folder``), loaded once per process."""
+    return load_from(Path(folder) if folder else BUNDLED_DIR)
+
+
+def score(images: Sequence[Image.Image], threads: int | None = None) -> np.ndarray:
+    """Scores of the shipped detector: batched, deterministic (eval mode, fixed weights)."""
+    return load_detector().score(images, threads=threads)
