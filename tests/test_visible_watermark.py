@@ -133,7 +133,8 @@ def test_stage_bad_bytes_give_none() -> None:
     decoded = [decode_image(good.image), decode_image(bad.image)]
     assert decoded[1].image is None
     prepared = [stage.prepare(s, d) for s, d in zip((good, bad), decoded, strict=True)]
-    assert prepared[0].shape == (128, 128, 3) and prepared[1] is None
+    assert prepared[0] is not None and prepared[0].shape == (128, 128, 3)
+    assert prepared[1] is None
     out = stage.process(Batch([good, bad], decoded, prepared={stage.name: prepared}))[COLUMN]
     assert isinstance(out[0], float) and out[1] is None
     # Without prepared values (e.g. a caller that skips prepare) the same numbers come out.
