@@ -40,6 +40,7 @@ def main() -> None:
                 dataset=str(tmp / "w" / "data"),
                 out=str(tmp / "run"),
                 rules=str(tmp / "p.yaml"),
+                stages=["quality", "hashes", "alignment"],  # what calibration reads
                 gates=False,
             )
         )
