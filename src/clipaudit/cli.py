@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from clipaudit.errors import ClipauditError
+from clipaudit.evaluate.cli import eval_app
 from clipaudit.optout.cli import optout_app
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 app.add_typer(optout_app, name="optout")
+app.add_typer(eval_app, name="eval")
 
 FormatOpt = Annotated[
     str | None,

@@ -1,0 +1,259 @@
+"""``clipaudit eval ...``: zero-shot classification, retrieval and the world benchmarks.
+
+Wired into the main app by cli.py (``app.add_typer(eval_app, name="eval")``). Every run
+writes ``OUT/NN-<model>/results.json`` + ``predictions.parquet`` per model and
+``OUT/comparison.json`` (the table, and paired differences against the first model).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clipaudit.errors import ClipauditError
+
+eval_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Zero-shot classification and retrieval benchmarks with intervals and comparisons.",
+)
+
+DEFAULT_MODEL = "bundled:world-clip"
+Models = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Model spec; repeat to compare (first is the baseline)."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder for the results.")]
+SeedOpt = Annotated[int, typer.Option(help="Bootstrap seed.")]
+BootOpt = Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (0: none).")]
+BatchOpt = Annotated[int, typer.Option(min=1)]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."
+    ),
+]
+ColOpt = Annotated[str | None, typer.Option()]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print comparison JSON, not a table.")]
+
+
+@eval_app.callback()
+def _group() -> None:
+    """Zero-shot classification and retrieval benchmarks with intervals and comparisons."""
+
+
+def _slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", spec).strip("-")[:60] or "model"
+
+
+def _fresh(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ClipauditError(f"The output folder {str(out)!r} is not empty; choose a new one.")
+
+
+def run_models(
+    models: list[str],
+    run_one: Callable[[Any], dict[str, Any]],
+    out: Path | None,
+    seed: int,
+    n_boot: int,
+    device: str | None,
+) -> dict[str, Any]:
+    """Load each model in turn, run the task, write its results; then compare them all."""
+    from clipaudit.evaluate.bootstrap import BootstrapSpec
+    from clipaudit.evaluate.compare import compare_results
+    from clipaudit.evaluate.results import write_result
+    from clipaudit.models import load_clip
+
+    if out is not None:
+        _fresh(out)
+    results = []
+    for i, spec in enumerate(models):
+        clip = load_clip(spec, device=device)
+        result = run_one(clip)
+        results.append(result)
+        if out is not None:
+            write_result(result, out / f"{i:02d}-{_slug(spec)}")
+    comparison = compare_results(results, BootstrapSpec(n=n_boot, seed=seed))
+    if out is not None:
+        (out / "comparison.json").write_text(
+            json.dumps(comparison, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    return comparison
+
+
+def _fmt(v: dict[str, Any]) -> str:
+    ci = v.get("ci")
+    return f"{v['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def show(comparison: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(comparison, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{comparison['task']} on {comparison['dataset']}")
+    metrics = list(comparison["table"][0]["metrics"])
+    table.add_column("model")
+    for m in metrics:
+        table.add_column(m)
+    for row in comparison["table"]:
+        table.add_row(row["model"], *(_fmt(row["metrics"][m]) for m in metrics))
+    for diff in comparison["differences"]:
+        table.add_row(
+            f"Δ {diff['model']}",
+            *(
+                _fmt(diff["metrics"][m]) + (" *" if diff["metrics"][m]["excludes_zero"] else "")
+                for m in metrics
+            ),
+        )
+    Console().print(table)
+
+
+@eval_app.command()
+def zeroshot(
+    dataset: Annotated[str, typer.Argument(help="Dataset path (class folders or any format).")],
+    out: OutOpt,
+    model: Models = None,
+    templates: Annotated[
+        str, typer.Option(help="Built-in set (openai, simple, world-…) or JSON file[#KEY].")
+    ] = "openai",
+    classes: Annotated[
+        str | None, typer.Option(help="Class names: JSON list file[#KEY] or one per line.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="Column or field holding labels.")
+    ] = None,
+    seed: SeedOpt = 0,
+    bootstrap: BootOpt = 1000,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    heads_cache: Annotated[
+        Path | None, typer.Option(help="Folder caching class heads by (model, prompts).")
+    ] = None,
+    format: FormatOpt = None,
+    image_column: ColOpt = None,
+    path_column: ColOpt = None,
+    id_column: ColOpt = None,
+    split: ColOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot classification: acc1, acc5, mean per-class recall, per-class recall."""
+    from clipaudit.data import ReadOptions
+    from clipaudit.evaluate.bootstrap import BootstrapSpec
+    from clipaudit.evaluate.classdata import load_classification
+    from clipaudit.evaluate.classification import zeroshot_classification
+    from clipaudit.evaluate.heads import HeadCache
+    from clipaudit.evaluate.prompts import build_prompts, load_classnames, load_templates
+
+    opts = ReadOptions(
+        id_column=id_column, image_column=image_column, path_column=path_column, split=split
+    )
+    names = load_classnames(classes) if classes else None
+    data = load_classification(dataset, format, opts, label_column, names)
+    prompts = build_prompts(data.classnames, load_templates(templates), templates)
+    boot = BootstrapSpec(n=bootstrap, seed=seed)
+    heads = HeadCache(heads_cache)
+
+    def one(clip: Any) -> dict[str, Any]:
+        return zeroshot_classification(
+            clip, data, prompts, boot=boot, heads=heads, batch_size=batch_size
+        )
+
+    show(run_models(model or [DEFAULT_MODEL], one, out, seed, bootstrap, device), as_json)
+
+
+@eval_app.command()
+def retrieval(
+    dataset: Annotated[str, typer.Argument(help="Image–caption dataset path.")],
+    out: OutOpt,
+    model: Models = None,
+    captions_field: Annotated[
+        str | None, typer.Option(help="Meta field holding a list of extra captions per image.")
+    ] = None,
+    seed: SeedOpt = 0,
+    bootstrap: BootOpt = 1000,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    format: FormatOpt = None,
+    image_column: ColOpt = None,
+    path_column: ColOpt = None,
+    caption_column: ColOpt = None,
+    id_column: ColOpt = None,
+    split: ColOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot retrieval: text→image and image→text recall@1/5/10."""
+    from clipaudit.data import ReadOptions
+    from clipaudit.evaluate.bootstrap import BootstrapSpec
+    from clipaudit.evaluate.retrieval import zeroshot_retrieval
+    from clipaudit.evaluate.retrievaldata import load_retrieval
+
+    opts = ReadOptions(
+        id_column=id_column,
+        image_column=image_column,
+        path_column=path_column,
+        caption_column=caption_column,
+        split=split,
+    )
+    data = load_retrieval(dataset, format, opts, captions_field)
+    boot = BootstrapSpec(n=bootstrap, seed=seed)
+
+    def one(clip: Any) -> dict[str, Any]:
+        return zeroshot_retrieval(clip, data, boot=boot, batch_size=batch_size)
+
+    show(run_models(model or [DEFAULT_MODEL], one, out, seed, bootstrap, device), as_json)
+
+
+def _world_command(name: str, description: str) -> None:
+    def command(
+        model: Models = None,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for results.")] = None,
+        n: Annotated[int | None, typer.Option(min=1, help="Scenes (default: the card's).")] = None,
+        world_seed: Annotated[int, typer.Option(help="World split seed.")] = 1,
+        seed: SeedOpt = 0,
+        bootstrap: BootOpt = 1000,
+        device: DeviceOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from clipaudit.evaluate.bootstrap import BootstrapSpec
+        from clipaudit.evaluate.world import run_world_benchmark
+
+        boot = BootstrapSpec(n=bootstrap, seed=seed)
+
+        def one(clip: Any) -> dict[str, Any]:
+            return run_world_benchmark(name, clip, n=n, seed=world_seed, boot=boot)
+
+        show(run_models(model or [DEFAULT_MODEL], one, out, seed, bootstrap, device), as_json)
+
+    command.__doc__ = f"World benchmark: {description}."
+    eval_app.command(name=name)(command)
+
+
+def _register_world_commands() -> None:
+    from clipaudit.evaluate.world import WORLD_BENCHMARKS
+
+    for bench in WORLD_BENCHMARKS.values():
+        _world_command(bench.name, bench.description)
+
+
+_register_world_commands()
+
+
+@eval_app.command("list")
+def list_builtins() -> None:
+    """List the built-in template sets and world benchmarks."""
+    from clipaudit.evaluate.prompts import TEMPLATE_SETS
+    from clipaudit.evaluate.world import WORLD_BENCHMARKS
+
+    c = Console()
+    c.print("template sets: " + ", ".join(sorted(TEMPLATE_SETS)))
+    for b in WORLD_BENCHMARKS.values():
+        c.print(f"{b.name:<18} {b.task:<24} {b.description} (default n={b.default_n})")
