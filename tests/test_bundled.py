@@ -96,3 +96,19 @@ def test_one_warning_on_data_the_world_did_not_make(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "warning" not in r.stderr
+
+
+def test_card_world_benchmarks_are_what_the_model_measures(measured: dict) -> None:
+    """The card's `clipaudit eval world-*` table: classification acc1 equals the card's own
+    measure on the same scenes, and world-retrieval is re-run and matched to 1e-9."""
+    from clipaudit.evaluate.world import run_world_benchmark
+
+    wb = json.loads((FOLDER / "metrics.json").read_text())["world_benchmarks"]
+    assert wb["world-colors"]["acc1"] == pytest.approx(measured["color_acc1"], abs=1e-9)
+    assert wb["world-shapes"]["acc1"] == pytest.approx(measured["shape_acc1"], abs=1e-9)
+    assert wb["world-occupations"]["acc1"] == pytest.approx(measured["occupation_acc1"], abs=1e-9)
+    got = run_world_benchmark("world-retrieval", load_clip("bundled:world-clip"))["metrics"]
+    for key in ("text_to_image_recall@1", "image_to_text_recall@5"):
+        assert got[key]["value"] == pytest.approx(wb["world-retrieval"][key], abs=1e-9)
+        assert got[key]["ci"] == pytest.approx(wb["world-retrieval"][f"{key}_ci"], abs=1e-9)
+    assert "## World benchmarks" in (FOLDER / "MODEL_CARD.md").read_text()

@@ -19,3 +19,12 @@ def test_demo_scores_a_small_pool_against_its_truths(tmp_path: Path) -> None:
     assert truth["near_duplicate_pair_precision"] >= 0.95
     assert stats["thresholds"]["alignment_min"] == 0.63  # the calibrated world-clip cut
     assert stats["gates"]["success"]
+    # Exact rights and watermark plants are found (issue 5): each planted issue's code fires
+    # on at least 95% of its samples, and rarely elsewhere.
+    sig = truth["signals_by_planted_issue"]
+    exact = ("exif_copyright", "xmp_prohibited", "stock_url", "xrobots_noai", "license_nc")
+    for issue in (*exact, "sdxl_watermark"):
+        assert sig[issue]["planted"] > 0, issue
+        assert sig[issue]["recall"] >= 0.95, (issue, sig[issue])
+        assert sig[issue]["false_positive_rate"] <= 0.02, (issue, sig[issue])
+    assert sig["watermarked"]["planted"] > 0 and sig["watermarked"]["recall"] is not None

@@ -257,3 +257,124 @@ def list_builtins() -> None:
     c.print("template sets: " + ", ".join(sorted(TEMPLATE_SETS)))
     for b in WORLD_BENCHMARKS.values():
         c.print(f"{b.name:<18} {b.task:<24} {b.description} (default n={b.default_n})")
+
+
+@eval_app.command()
+def bias(
+    out: OutOpt,
+    dataset: Annotated[
+        str | None,
+        typer.Argument(help="FairFace CSV, UTKFace folder, any dataset, or 'world'."),
+    ] = None,
+    probe: Annotated[
+        str, typer.Option(help="skew, harmful, association, disparity, or all.")
+    ] = "all",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec.")] = DEFAULT_MODEL,
+    world: Annotated[
+        bool, typer.Option("--world", help="The world's balanced eval-people split.")
+    ] = False,
+    prompts: Annotated[
+        str | None, typer.Option(help="Concept prompt set (name or YAML) for skew/association.")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Label set (name or YAML) for the harmful probe.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class prompt set (name or YAML) for disparity.")
+    ] = None,
+    group_column: Annotated[
+        list[str] | None, typer.Option(help="Demographic column; repeat for several.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="Zero-shot target column for disparity.")
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="fairface, utkface or dataset (default: detect).")
+    ] = None,
+    n: Annotated[int, typer.Option(min=1, help="World scenes.")] = 2000,
+    world_seed: Annotated[int, typer.Option(help="World split seed.")] = 1,
+    k: Annotated[int, typer.Option(help="Headline k for skew and its p-value.")] = 100,
+    ks: Annotated[str | None, typer.Option(help="Curve ks, comma-separated.")] = None,
+    permutations: Annotated[int, typer.Option(min=0, help="Permutations for p-values.")] = 1000,
+    min_group_size: Annotated[int, typer.Option(min=1)] = 30,
+    tau: Annotated[float, typer.Option(help="Aequitas fairness band [tau, 1/tau].")] = 0.8,
+    thresholds: Annotated[
+        Path | None, typer.Option(help="YAML of pass/warn/fail thresholds (default: built in).")
+    ] = None,
+    fail_on: Annotated[
+        str, typer.Option(help="Exit 1 when the overall verdict reaches: fail, warn or never.")
+    ] = "fail",
+    seed: SeedOpt = 0,
+    bootstrap: BootOpt = 1000,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+) -> None:
+    """Bias probes: retrieval skew, harmful labels, association and accuracy disparity."""
+    import sys
+
+    from clipaudit.evaluate.bias import detect_layout, load_bias_data, run_bias
+    from clipaudit.evaluate.bias.run import write_bias_result
+    from clipaudit.evaluate.bias.verdicts import load_thresholds
+    from clipaudit.evaluate.bootstrap import BootstrapSpec
+    from clipaudit.models import load_clip
+
+    if fail_on not in ("fail", "warn", "never"):
+        raise ClipauditError(f"--fail-on must be fail, warn or never, got {fail_on!r}.")
+    limits = load_thresholds(thresholds)
+    world = world or dataset == "world"
+    if not world and dataset is None:
+        raise ClipauditError("Pass a dataset path, or --world for the world's eval-people split.")
+    _fresh(out)
+    if world:
+        data = load_bias_data("world", n=n, seed=world_seed)
+    else:
+        assert dataset is not None
+        kind = layout or detect_layout(dataset)
+        data = load_bias_data(
+            kind,
+            dataset,
+            columns=[*(group_column or []), *([label_column] if label_column else [])],
+        )
+    try:
+        curve = tuple(int(x) for x in ks.split(",")) if ks else None
+    except ValueError:
+        raise ClipauditError(f"--ks must be comma-separated integers, got {ks!r}.") from None
+    clip = load_clip(model, device=device)
+    result = run_bias(
+        clip,
+        data,
+        probes=probe,
+        prompts={"concepts": prompts, "labels": labels, "classes": classes},
+        group_columns=group_column,
+        label_column=label_column,
+        boot=BootstrapSpec(n=bootstrap, seed=seed),
+        k=k,
+        ks=curve,
+        permutations=permutations,
+        min_group_size=min_group_size,
+        tau=tau,
+        world=world,
+        batch_size=batch_size,
+        thresholds=limits,
+    )
+    path = write_bias_result(result, out)
+    table = Table(
+        title=f"bias probes on {result['dataset']['name']} ({result['dataset']['n']} images)"
+    )
+    table.add_column("metric")
+    table.add_column("value")
+    for name, v in result["metrics"].items():
+        if name.startswith("skew.") and "max_skew" not in name:
+            continue  # the full curves are in results.json and bias_table.parquet
+        table.add_row(name, _fmt(v) if v["value"] == v["value"] else "n/a")
+    console = Console()
+    console.print(table)
+    v = result["verdicts"]
+    for item in v["items"]:
+        if item["verdict"] != "pass":
+            console.print(f"{item['verdict']:<5} {item['probe']:<12} {item['item']}: {item['why']}")
+    console.print(f"verdict: {v['overall']}; results: {path}")
+    if fail_on != "never" and (
+        v["overall"] == "fail" or (fail_on == "warn" and v["overall"] == "warn")
+    ):
+        sys.exit(1)  # like the curation gates: the audit's verdict is the exit code

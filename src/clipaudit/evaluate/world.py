@@ -72,7 +72,7 @@ def world_retrieval_data(n: int, seed: int, size: int) -> RetrievalData:
         for k in range(1, CAPTIONS_PER_IMAGE):
             rng = random.Random(f"clipaudit-eval:{seed}:eval-retrieval:{i}:{k}")
             if scene.person is not None:
-                own.append(person_caption(scene.person, rng, scene.objects))
+                own.append(person_caption(scene.person, rng))
             else:
                 own.append(objects_caption(scene.objects, rng))
         texts.append(list(dict.fromkeys(own)))

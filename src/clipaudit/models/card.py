@@ -24,6 +24,34 @@ def _verdict(value: float, op: str, target: float) -> str:
     return "meets" if ok else "MISSES"
 
 
+def _ci(entry: dict[str, Any], key: str) -> str:
+    lo, hi = entry[f"{key}_ci"]
+    return f"{entry[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _world_benchmarks(wb: dict[str, Any] | None) -> str:
+    """The `clipaudit eval world-*` numbers with their bootstrap intervals, when measured."""
+    if not wb:
+        return ""
+    lines = [
+        "",
+        "## World benchmarks (`clipaudit eval world-…`, 95% bootstrap intervals)",
+        "| benchmark | n | acc1 | mean per-class recall |",
+        "|---|---|---|---|",
+    ]
+    for name in ("world-colors", "world-shapes", "world-occupations"):
+        e = wb[name]
+        lines.append(
+            f"| {name} | {e['n']} | {_ci(e, 'acc1')} | {_ci(e, 'mean_per_class_recall')} |"
+        )
+    r = wb["world-retrieval"]
+    lines += ["", "| world-retrieval | recall@1 | recall@5 | recall@10 |", "|---|---|---|---|"]
+    for direction in ("text_to_image", "image_to_text"):
+        cells = [_ci(r, f"{direction}_recall@{k}") for k in (1, 5, 10)]
+        lines.append(f"| {direction.replace('_', ' ')} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(folder: Path, record: dict[str, Any], metrics: dict[str, Any]) -> Path:
     """Write ``metrics.json`` and ``MODEL_CARD.md`` into ``folder``; return the card's path."""
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -123,7 +151,7 @@ people images by similarity to "a photo of a OCCUPATION", minus its base share
 {chr(10).join(bias_rows)}
 
 {bias_verdict}
-
+{_world_benchmarks(metrics.get("world_benchmarks"))}
 ## Limits
 It knows only this world: shapes, colours, five occupations, two made-up groups,
 watermark overlays. On any other images its scores mean nothing, and clipaudit prints one

@@ -1,0 +1,104 @@
+"""Harmful labels (CLIP paper §7): classify every image among a label set and report
+P(prediction ∈ harmful category | group), with bootstrap intervals over the group's images,
+for each category and for their union (``any``), with and without the optional classes
+(the "child" ablation): adding a class can only take predictions away from others, so the
+ablation shows how much of a rate rests on the label set's design.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from clipaudit.evaluate.bias.context import BiasContext, ci_block
+from clipaudit.evaluate.bias.registry import ProbeResult, probe
+from clipaudit.evaluate.bootstrap import distribution, mean_stat
+
+
+def _rates(ctx: BiasContext, hit: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    sub = hit[mask]
+    dist = distribution(mean_stat(sub), len(sub), ctx.boot) if len(sub) else np.zeros(0)
+    out = ci_block(float(sub.mean()) if len(sub) else float("nan"), dist, ctx.boot.confidence)
+    out["n"] = int(mask.sum())
+    return out
+
+
+@probe("harmful", role="labels")
+def harmful_probe(ctx: BiasContext) -> ProbeResult:
+    ps = ctx.prompt_set("labels")
+    res = ProbeResult()
+    cats = {**ps.spec.categories}
+    cats["any"] = sorted({c for members in ps.spec.categories.values() for c in members})
+    variants = {"without_optional": False}
+    if ps.spec.optional:
+        variants["with_optional"] = True
+    columns = [ctx.groups(c) for c in ctx.group_columns]
+    detail: dict[str, Any] = {"optional": ps.spec.optional, "categories": cats, "variants": {}}
+    for variant, with_opt in variants.items():
+        names = ps.classnames(with_optional=with_opt)
+        head = np.stack([ctx.head(ps.texts(c)) for c in names])
+        pred = np.asarray(names, dtype=object)[(ctx.emb @ head.T).argmax(axis=1)]
+        res.per_sample[f"label:{variant}"] = pred.astype(str)
+        block: dict[str, Any] = {"prediction_shares": _shares(pred, names)}
+        for cat, members in cats.items():
+            hit = np.isin(pred, members).astype(np.float64)
+            by: dict[str, Any] = {"overall": _rates(ctx, hit, np.ones(len(hit), bool))}
+            for g in columns:
+                by[g.column] = {
+                    name: _rates(ctx, hit, g.codes == a) for a, name in enumerate(g.names)
+                }
+                for name, v in by[g.column].items():
+                    res.metrics[f"harmful.{cat}.{g.column}={name}.{variant}"] = {
+                        "value": v["value"],
+                        "ci": v["ci"],
+                    }
+                    res.rows.append(_row(ps.name, g.column, name, variant, cat, v))
+            block[cat] = by
+        detail["variants"][variant] = block
+    if len(variants) == 2:
+        detail["ablation"] = _ablation(detail["variants"], cats, [g.column for g in columns])
+    res.detail = detail
+    res.notes.append(
+        "Harmful-label rate = P(argmax label ∈ category | group); 'any' is the union of the "
+        f"categories; optional classes ({', '.join(ps.spec.optional) or 'none'}) are added "
+        "only in the with_optional variant."
+    )
+    return res
+
+
+def _shares(pred: np.ndarray, names: list[str]) -> dict[str, float]:
+    return {n: float(np.mean(pred == n)) for n in names}
+
+
+def _ablation(
+    variants: dict[str, Any], cats: dict[str, list[str]], columns: list[str]
+) -> dict[str, Any]:
+    """with_optional − without_optional, per category and group."""
+    a, b = variants["with_optional"], variants["without_optional"]
+    out: dict[str, Any] = {}
+    for cat in cats:
+        out[cat] = {"overall": a[cat]["overall"]["value"] - b[cat]["overall"]["value"]}
+        for col in columns:
+            out[cat][col] = {
+                g: a[cat][col][g]["value"] - b[cat][col][g]["value"] for g in a[cat][col]
+            }
+    return out
+
+
+def _row(
+    prompt: str, column: str, group: str, variant: str, cat: str, v: dict[str, Any]
+) -> dict[str, Any]:
+    ci = v.get("ci")
+    return {
+        "probe": "harmful",
+        "prompt": prompt,
+        "column": column,
+        "group": group,
+        "k": None,
+        "variant": variant,
+        "metric": f"rate:{cat}",
+        "value": v["value"],
+        "ci_low": ci[0] if ci else None,
+        "ci_high": ci[1] if ci else None,
+    }
