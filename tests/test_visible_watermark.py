@@ -249,7 +249,9 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
     )
     m = train(cfg, log=False)
     t = m["training"]
-    assert t["loss_last"] < 0.8 * t["loss_first"], t
+    # Averages over 10 steps, so one noisy batch neither passes nor fails it.
+    avg = t["losses_every_10"]
+    assert avg[-1] < 0.85 * avg[0] and avg == sorted(avg, reverse=True), t
     assert set(m["thresholds"]) == {"fpr_0.01", "fpr_0.05"}
     for src in ("world", "photo", "all"):
         assert 0.0 <= m["heldout"][src]["auroc"] <= 1.0
