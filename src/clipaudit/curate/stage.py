@@ -64,6 +64,13 @@ class Stage(ABC):
         resizing); its result reaches ``process`` in ``batch.prepared[self.name]``."""
         return None
 
+    def prepared_for(self, batch: Batch) -> list[Any]:
+        """This stage's ``prepare`` results for the batch; computed here, on this thread, when
+        the pipeline did not prepare them (a caller that builds its own Batch)."""
+        return batch.prepared.get(self.name) or [
+            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
+        ]
+
     def begin_shard(self) -> None:  # noqa: B027 - optional hook
         """Reset per-shard state (caches); called before each shard is scored."""
 

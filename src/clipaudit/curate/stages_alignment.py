@@ -47,9 +47,7 @@ class AlignmentStage(Stage):
         n, dim = len(batch.samples), self.clip.provenance.embed_dim
         img = np.zeros((n, dim), np.float32)
         txt = np.zeros((n, dim), np.float32)
-        prepared = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        prepared = self.prepared_for(batch)
         rows = [i for i, t in enumerate(prepared) if t is not None]
         if rows:
             img[rows] = self.clip.encode_pixels(torch.stack([prepared[i] for i in rows]))

@@ -65,9 +65,7 @@ class HashStage(Stage):
         )
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
-        rows = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        rows = self.prepared_for(batch)
         return {c: [r[k] for r in rows] for k, c in enumerate(self.columns)}
 
     def provenance(self) -> dict[str, Any]:

@@ -105,9 +105,7 @@ class NsfwStage(Stage):
         assert self.rules is not None, "setup() was not called"
         r = self.rules
         n = len(batch.samples)
-        prepared = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        prepared = self.prepared_for(batch)
         words: list[list[str]] = [p[0] for p in prepared]
         det: list[str | None] = [p[1] for p in prepared]
         has_image = [d.image is not None for d in batch.decoded]

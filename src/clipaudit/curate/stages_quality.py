@@ -51,9 +51,7 @@ class QualityStage(Stage):
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {c: [] for c in self.columns}
-        langs = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        langs = self.prepared_for(batch)
         for s, d, (lang, score) in zip(batch.samples, batch.decoded, langs, strict=True):
             out["error"].append(s.error or d.error)
             if d.image is not None:

@@ -52,9 +52,7 @@ class VisibleWatermarkStage(Stage):
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         assert self.detector is not None, "setup() was not called"
-        inputs = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        inputs = self.prepared_for(batch)
         rows = [i for i, x in enumerate(inputs) if x is not None]
         out: list[float | None] = [None] * len(inputs)
         if rows:

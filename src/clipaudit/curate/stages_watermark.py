@@ -78,9 +78,7 @@ class WatermarkStage(Stage):
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         assert self.clip is not None, "setup() was not called"
         n = len(batch.samples)
-        readings = batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        readings = self.prepared_for(batch)
         out: dict[str, list[Any]] = {c: [] for c in self.columns}
         for rd in readings:
             out["wm_invisible"].append(rd.grade if rd else None)
