@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 if ! ldconfig -p | grep -q 'libGL.so.1' || ! ldconfig -p | grep -q 'libgthread-2.0.so.0'; then
   apt-get update -q && apt-get install -y -q libgl1 libglib2.0-0
 fi
+# The report's browser test drives Debian's headless Chromium through its chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -q && apt-get install -y -q chromium chromium-driver
+fi
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/python -m pytest -q "$@"

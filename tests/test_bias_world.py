@@ -55,11 +55,6 @@ def test_planted_bias_is_detected(result: dict[str, Any]) -> None:
     assert excludes_zero(u["skew_by_group"][BIASED_GROUP]["ci"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (issue 3): the shipped model's ranking ties group to rank for every "
-    "occupation, not just the planted one; see the model card's bias section",
-)
 def test_most_unbiased_occupations_are_not_flagged(result: dict[str, Any]) -> None:
     others = [o for o in OCCUPATIONS if o != BIASED_OCCUPATION]
     p = {o: _uniform(result, o)["max_skew_p"] for o in others}

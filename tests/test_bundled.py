@@ -50,11 +50,6 @@ def test_planted_bias_is_measurable(measured: dict) -> None:
     assert bias[planted] >= 0.2, bias
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: this model's top-10% share also moves by more "
-    "than 0.1 for unbiased occupations (chef, painter, farmer); see the card",
-)
 def test_unbiased_occupations_stay_below_0_1(measured: dict) -> None:
     bias = measured["bias_top10_overrep"]
     planted = measured["bias_planted"]["occupation"]

@@ -58,7 +58,7 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
     with pytest.raises(
         ClipauditError,
         match=r"Unknown rules pack 'nope'; use a \.yaml path or "
-        r"one of: datacomp, default, laion, strict",
+        r"one of: datacomp, default, keep-all, laion, strict",
     ):
         load_pack("nope")
 

@@ -232,6 +232,15 @@ def train(
         str, typer.Option(help="Config in clipaudit/models/configs.")
     ] = "clipaudit-world",
     measure: Annotated[bool, typer.Option(help="Measure the card numbers after training.")] = False,
+    init: Annotated[
+        str | None, typer.Option(help="Start from this model (bundled:NAME or local-dir:DIR).")
+    ] = None,
+    twins: Annotated[
+        bool,
+        typer.Option(help="Group-swapped twins of unbiased-occupation people (shipped recipe)."),
+    ] = True,
+    warmup: Annotated[int | None, typer.Option(min=1, help="Warmup steps.")] = None,
+    device: Annotated[str, typer.Option(help="cpu (seeded, bit-reproducible) or cuda.")] = "cpu",
 ) -> None:
     """Train the small CLIP on the synthetic world (contrastive, seeded) into a local-dir model."""
     from clipaudit.models.train import TrainConfig, train_world_clip
@@ -243,7 +252,10 @@ def train(
         lr=lr,
         seed=seed,
         arch=arch,
-        warmup=min(100, max(1, steps // 10)),
+        warmup=warmup or min(100, max(1, steps // 10)),
+        init=init,
+        twins=twins,
+        device=device,
     )
     record = train_world_clip(cfg, out, log=lambda m: Console(stderr=True).print(m))
     Console().print(
@@ -313,6 +325,13 @@ def curate(
         Path | None,
         typer.Option(help="Folder written by `clipaudit optout fetch` (read only, offline)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (Ray Data; same run files).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join: HEAD_IP:6379 or auto (default: start one here)."),
+    ] = None,
     format: FormatOpt = None,
     caption_column: CaptionCol = None,
     image_column: ImageCol = None,
@@ -325,6 +344,10 @@ def curate(
     from clipaudit.curate.pipeline import DEFAULT_STAGES, CurateConfig
     from clipaudit.curate.pipeline import curate as run_curate
 
+    if ray_address and engine != "ray":
+        raise ClipauditError(
+            f"--ray-address {ray_address!r} is for the ray engine; add --engine ray."
+        )
     cfg = CurateConfig(
         dataset=dataset,
         out=str(out),
@@ -339,6 +362,8 @@ def curate(
         device=device,
         out_format=out_format,
         options={"optout_cache": str(optout_cache)} if optout_cache else {},
+        engine=engine,
+        ray_address=ray_address,
     )
     stats = run_curate(
         cfg,
@@ -392,6 +417,86 @@ def demo(
     )
     for kind, v in t["near_duplicate_by_transform"].items():
         c.print(f"  {kind:<11} recall {v['recall']}  ({v['found']}/{v['planted']})")
+    from clipaudit.reports import write_report
+
+    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")
+
+
+@app.command()
+def report(
+    dirs: Annotated[list[Path], typer.Argument(help="Curate run and/or eval --out folders.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default: DIR/report.html).")
+    ] = None,
+    show_nsfw: Annotated[
+        bool, typer.Option(help="Show thumbnails of NSFW-flagged samples (hidden by default).")
+    ] = False,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+) -> None:
+    """One self-contained HTML report (plus .json and .csv) for runs and evaluations."""
+    from clipaudit.reports import write_report
+
+    files = write_report(dirs, out, show_nsfw=show_nsfw, title=title)
+    Console().print(f"report: {files.html} (numbers: {files.json.name}, {files.csv.name})")
+
+
+@app.command()
+def card(
+    run: Annotated[Path, typer.Argument(help="A run folder written by curate.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder (default: RUN/cards).")
+    ] = None,
+) -> None:
+    """Dataset card, datasheet and EU AI Act training-content summary from a run's evidence."""
+    from clipaudit.reports import write_cards
+
+    for path in write_cards(run, out):
+        Console().print(str(path))
+
+
+@app.command()
+def ablate(
+    pool: Annotated[
+        str, typer.Argument(help="The pool: a dataset, or a `clipaudit world` folder.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the ablation.")],
+    rules: Annotated[
+        list[str] | None,
+        typer.Option(help="Rules pack (name or .yaml), one arm each; repeatable."),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps of every model.")] = 600,
+    seeds: Annotated[int, typer.Option(min=1, help="Training seeds per arm (0..K-1).")] = 2,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    arch: Annotated[
+        str, typer.Option(help="Config in clipaudit/models/configs.")
+    ] = "clipaudit-ablate",
+    lr: float = 1e-3,
+    model: Annotated[
+        str, typer.Option(help="Model that scores alignment while curating.")
+    ] = "bundled:world-clip",
+    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    format: FormatOpt = None,
+) -> None:
+    """Curate the pool with each pack, train the small CLIP on raw and curated data at equal
+    compute, and compare the models on the world benchmarks with paired intervals."""
+    from clipaudit.ablate.config import AblateConfig
+    from clipaudit.ablate.run import run_ablation
+
+    cfg = AblateConfig(
+        pool=pool,
+        out=str(out),
+        rules=rules or ["default", "keep-all"],
+        steps=steps,
+        seeds=seeds,
+        batch_size=batch_size,
+        arch=arch,
+        lr=lr,
+        curate_model=model,
+        bootstrap=bootstrap,
+        format=format,
+    )
+    run_ablation(cfg, log=lambda m: console.print(m, highlight=False, markup=False))
+    Console().print((out / "ablate.md").read_text(), markup=False, highlight=False)
 
 
 def main() -> None:

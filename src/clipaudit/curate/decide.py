@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clipaudit.curate import all_stages  # noqa: F401  (registers every signal's rules)
@@ -24,8 +25,14 @@ from clipaudit.curate.rundir import RunDir, table_bytes
 from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
 from clipaudit.curate.stages_hashes import as_uint64, thumb_vectors
 from clipaudit.data.decode import DECODE_ERRORS
-from clipaudit.data.formats import Dataset, atomic_write_bytes, open_dataset, write_dataset
-from clipaudit.errors import ClipauditError
+from clipaudit.data.formats import (
+    Dataset,
+    atomic_write_bytes,
+    open_dataset,
+    output_errors,
+    write_dataset,
+)
+from clipaudit.errors import ClipauditError, DuplicateIdError
 from clipaudit.rules.schema import Pack, load_pack
 
 # Reader and decoder codes: the sample could not be scored at all.
@@ -42,7 +49,19 @@ def load_signals(run: RunDir) -> dict[str, np.ndarray]:
         k = int(f.stem.split("-")[1])
         tables.append(t.append_column("shard", pa.array([k] * t.num_rows, pa.int64())))
     table = pa.concat_tables(tables, promote_options="default")
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    counts = pc.value_counts(table.column("id")).to_pylist() if table.num_rows else []
+    repeated = sorted(c["values"] for c in counts if c["counts"] > 1)
+    if repeated:  # each shard checks its own ids; a repeat across shards shows up here
+        raise DuplicateIdError(repeated, f"the input of {str(run.path)!r}")
+    return {name: _values(table.column(name)) for name in table.column_names}
+
+
+def _values(col: pa.ChunkedArray) -> np.ndarray:
+    # numpy would turn an integer column with nulls into float64 with NaN: 64-bit hashes
+    # would lose their low bits and nulls would slip past ``is None``. Keep ints and None.
+    if pa.types.is_integer(col.type) and col.null_count:
+        return np.array(col.to_pylist(), dtype=object)
+    return col.to_numpy(zero_copy_only=False)
 
 
 def _col(sig: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
@@ -141,8 +160,21 @@ def near_duplicate_pairs(
         ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
     if d.min_thumb_corr is not None and "thumb" in sig and ok.any():
         tv = thumb_vectors([sig["thumb"][r] for r in rows])
-        ok = ok & ((tv[pa_] * tv[pb_]).sum(1) >= d.min_thumb_corr)
+        ok &= _thumb_corr(tv, pa_, pb_, ok) >= d.min_thumb_corr
     return [(int(rows[x]), int(rows[y])) for x, y in zip(pa_[ok], pb_[ok], strict=True)]
+
+
+def _thumb_corr(
+    tv: np.ndarray, a: np.ndarray, b: np.ndarray, wanted: np.ndarray, chunk: int = 16384
+) -> np.ndarray:
+    """Thumbnail correlation of the wanted pairs, in chunks: plain scenes give hash
+    candidates in the hundreds of thousands, and 3,072 floats a pair at once took 7 GiB."""
+    out = np.full(len(a), -np.inf, dtype=np.float32)
+    idx = np.flatnonzero(wanted)
+    for s in range(0, len(idx), chunk):
+        j = idx[s : s + chunk]
+        out[j] = (tv[a[j]] * tv[b[j]]).sum(1)
+    return out
 
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.
@@ -310,7 +342,8 @@ def decide_run(
         for i, d in zip(sig["id"], table.column("decision").to_pylist(), strict=True)
         if d in ("keep", "flag")
     }
-    _write_kept(dataset, kept_ids, run.path / "kept", fmt)
+    with output_errors(run.path / "kept"):  # a full or read-only disk: one clear error
+        _write_kept(dataset, kept_ids, run.path / "kept", fmt)
     stats["kept_dataset"] = {"format": fmt, "path": "kept"}
     stats["pack_dump"] = json.loads(pack.model_dump_json())
     if gates:

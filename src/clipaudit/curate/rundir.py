@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipaudit.data.formats import atomic_write_bytes
+from clipaudit.data.formats import atomic_write_bytes, output_errors
 from clipaudit.errors import ClipauditError
+
+SUBFOLDERS = ("signals", "markers", "img_emb", "text_emb", "metadata")
 
 
 def table_bytes(table: pa.Table) -> bytes:
@@ -48,22 +51,42 @@ class RunDir:
         """Create the run or check that an existing one is the same run; True when resuming."""
         run_json = self.path / "run.json"
         if run_json.is_file():
-            old = json.loads(run_json.read_text())
-            if old.get("fingerprint") != record.get("fingerprint"):
+            try:
+                old = json.loads(run_json.read_text())
+            except (OSError, ValueError):
+                old = {}
+            if not isinstance(old, dict) or old.get("fingerprint") != record.get("fingerprint"):
                 raise ClipauditError(
                     f"{str(self.path)!r} holds a different run (other input, stages, model or "
                     "settings); choose a new --out folder or delete that one."
                 )
+            with output_errors(self.path):
+                self.remove_leftovers()
             return True
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.is_dir() and any(self.path.iterdir()):
             raise ClipauditError(
                 f"The output folder {str(self.path)!r} is not empty and is not a clipaudit run; "
                 "choose a new folder."
             )
-        for sub in ("signals", "markers", "img_emb", "text_emb", "metadata"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        # run.json first: a run killed at any later point is recognised and resumed (its
+        # folders are made on demand by the atomic writes).
         self.write_json("run.json", record)
+        with output_errors(self.path):
+            for sub in SUBFOLDERS:
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
         return False
+
+    def remove_leftovers(self) -> None:
+        """Temp files and folders a killed run left (``.name.XXXX.tmp``, ``.kept-XXXX``):
+        never read, but a resumed run must end with exactly the files of an unbroken one."""
+        for folder in (self.path, *(self.path / sub for sub in SUBFOLDERS)):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+                    p.unlink(missing_ok=True)
+                elif p.name.startswith(".kept-") and p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_bytes(

@@ -64,12 +64,15 @@ class Stage(ABC):
         resizing); its result reaches ``process`` in ``batch.prepared[self.name]``."""
         return None
 
+    def prepare_batch(self, samples: list[Sample], decoded: list[Decoded]) -> list[Any]:
+        """``prepare`` for several samples at once, one result per sample; a stage overrides
+        it where whole-batch work is cheaper (vectorised hashes, one stacked tensor)."""
+        return [self.prepare(s, d) for s, d in zip(samples, decoded, strict=True)]
+
     def prepared_for(self, batch: Batch) -> list[Any]:
         """This stage's ``prepare`` results for the batch; computed here, on this thread, when
         the pipeline did not prepare them (a caller that builds its own Batch)."""
-        return batch.prepared.get(self.name) or [
-            self.prepare(s, d) for s, d in zip(batch.samples, batch.decoded, strict=True)
-        ]
+        return batch.prepared.get(self.name) or self.prepare_batch(batch.samples, batch.decoded)
 
     def begin_shard(self) -> None:  # noqa: B027 - optional hook
         """Reset per-shard state (caches); called before each shard is scored."""

@@ -39,8 +39,19 @@ class AlignmentStage(Stage):
 
     def prepare(self, sample: Sample, decoded: Decoded) -> Any:
         """The model's own preprocessing (resize, crop, normalise), on a worker thread."""
+        return self.prepare_batch([sample], [decoded])[0]
+
+    def prepare_batch(self, samples: list[Sample], decoded: list[Decoded]) -> list[Any]:
+        """The whole batch preprocessed into one tensor; each sample gets its row (a view),
+        a sample without an image gets None."""
         assert self.clip is not None, "setup() was not called"
-        return self.clip.preprocess(decoded.image) if decoded.image is not None else None
+        rows = [(i, d.image) for i, d in enumerate(decoded) if d.image is not None]
+        out: list[Any] = [None] * len(decoded)
+        if rows:
+            pixels = self.clip.preprocess_batch([im for _, im in rows])
+            for (i, _), px in zip(rows, pixels, strict=True):
+                out[i] = px
+        return out
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         assert self.clip is not None, "setup() was not called"

@@ -4,11 +4,13 @@ the caption's language (py3langid, the langid.py model: 97 languages, shipped in
 from __future__ import annotations
 
 import functools
+import tempfile
 from typing import Any
 
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
+from clipaudit.errors import ClipauditError
 
 # Language identification on a caption longer than this reads only its start: enough for
 # the language, and a megabyte caption costs no more than a short one.
@@ -19,7 +21,15 @@ LANG_MAX_CHARS = 1000
 def _identifier() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    try:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    except OSError as exc:
+        # py3langid unpacks its 68 MB model into a temporary file first.
+        raise ClipauditError(
+            f"Cannot unpack the language model into the temporary folder "
+            f"{tempfile.gettempdir()!r} ({exc.strerror or exc}); free 70 MB there or point "
+            "TMPDIR at a folder with room."
+        ) from None
 
 
 def caption_language(text: str) -> tuple[str | None, float | None]:

@@ -82,7 +82,8 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
             mode = im.mode
             im.seek(0)
             im.load()
-            im = ImageOps.exif_transpose(im) or im
+            # In place: the default returns a full copy even when nothing is rotated.
+            ImageOps.exif_transpose(im, in_place=True)
             rgb = _to_rgb(im)
             rgb.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -7,8 +7,10 @@ name or detect them from the path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from clipaudit.data.sample import Sample
-from clipaudit.errors import DatasetError, DuplicateIdError
+from clipaudit.errors import ClipauditError, DatasetError, DuplicateIdError
 
 
 @dataclass
@@ -59,6 +61,26 @@ def pick_column(
     return next((c for c in candidates if c in present), None)
 
 
+# A JSON escape \uD800-\uDFFF without its partner: valid JSON, but the string it makes
+# cannot be encoded as UTF-8, so parquet, tar and JSON writers would fail on it later.
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def json_loads_text(data: str | bytes) -> Any:
+    """``json.loads`` for untrusted metadata: lone surrogate escapes become U+FFFD, and
+    nesting too deep to parse is a ``ValueError`` like any other bad JSON."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if "\\u" in text:
+        text = _LONE_SURROGATE.sub("\\\\ufffd", text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_meta_value(value: Any) -> dict[str, Any]:
     """A ``meta`` column holds a JSON object (string) or a struct; anything else is kept as-is."""
     if value is None:
@@ -67,8 +89,8 @@ def parse_meta_value(value: Any) -> dict[str, Any]:
         return dict(value)
     if isinstance(value, (str, bytes)):
         try:
-            parsed = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
+            parsed = json_loads_text(value)
+        except ValueError:
             return {"meta": value if isinstance(value, str) else value.decode("utf-8", "replace")}
         return parsed if isinstance(parsed, dict) else {"meta": parsed}
     return {"meta": value}
@@ -209,21 +231,46 @@ def write_dataset(
         raise DatasetError(
             f"The output folder {str(out_path)!r} is not empty; choose a new folder."
         )
-    out_path.mkdir(parents=True, exist_ok=True)
-    return get_format(format).write(samples, out_path, shard_size)
+    writer = get_format(format)
+    with output_errors(out_path):
+        out_path.mkdir(parents=True, exist_ok=True)
+        return writer.write(samples, out_path, shard_size)
+
+
+class OutputError(ClipauditError):
+    """The output folder cannot be written (read-only, full, over a quota, not a folder)."""
+
+
+@contextlib.contextmanager
+def output_errors(target: Path) -> Iterator[None]:
+    """Turn an operating-system write failure under ``target`` into one clear sentence.
+
+    Nothing is marked done by a write that failed: markers are written last, and a failed
+    atomic write leaves no file behind, so the same command resumes once space is freed.
+    """
+    try:
+        yield
+    except OSError as exc:
+        what = exc.strerror or type(exc).__name__
+        where = exc.filename if isinstance(exc.filename, str) else str(target)
+        raise OutputError(
+            f"Cannot write {where!r}: {what}; free space or choose a writable output "
+            "folder, then run the same command again to resume."
+        ) from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:

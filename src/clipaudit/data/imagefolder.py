@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import posixpath
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from clipaudit.data.formats import (
     ReadOptions,
     atomic_write_bytes,
     clean_text,
+    json_loads_text,
     meta_json,
     parse_meta_value,
     register_format,
@@ -43,7 +43,7 @@ def _load_rows(meta_file: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json_loads_text(line)
         except ValueError:
             raise DatasetError(
                 f"Line {n} of {str(meta_file)!r} is not valid JSON; fix or remove that line."
@@ -135,8 +135,11 @@ class ImageFolderDataset(Dataset):
         elif not path.is_file():
             error = "missing_image"
         else:
-            image = path.read_bytes()
-            if caption is None and self.caption_field is None:
+            try:
+                image = path.read_bytes()
+            except OSError:  # vanished or unreadable since the check: a reason, not a crash
+                image, error = None, "missing_image"
+            if image is not None and caption is None and self.caption_field is None:
                 side = path.with_suffix(".txt")
                 if side.is_file():
                     caption = side.read_text(encoding="utf-8", errors="replace").strip()

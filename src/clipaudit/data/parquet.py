@@ -72,8 +72,22 @@ class ParquetDataset(Dataset):
                 f"The shard {str(path)!r} lacks the column {missing[0]!r} that the first "
                 "shard has; all shards must share one schema."
             )
-        for batch in pf.iter_batches(batch_size=256):
+        batches = pf.iter_batches(batch_size=256)
+        rows_read = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                # A damaged page: the shard cannot be read whole, so the run stops here,
+                # before this shard is marked done, rather than skipping rows silently.
+                raise DatasetError(
+                    f"{str(path)!r} is damaged and cannot be read past row "
+                    f"{rows_read} ({str(exc).splitlines()[0][:200]}); replace that file."
+                ) from None
+            if batch is None:
+                return
             for row in batch.to_pylist():
+                rows_read += 1
                 yield row_to_sample(row, self.cols, path.parent, ids)
 
 

@@ -7,7 +7,6 @@ a member still becomes a sample with the reason code ``unsafe_path`` so nothing 
 from __future__ import annotations
 
 import io
-import json
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ from clipaudit.data.formats import (
     DatasetFormat,
     ReadOptions,
     batched,
+    json_loads_text,
     meta_json,
     register_format,
 )
@@ -27,6 +27,9 @@ from clipaudit.errors import DatasetError, DuplicateIdError
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-]")
+# A member larger than this is not read: no image or caption is that big, and reading it
+# would hold all of it in memory. Its sample gets a reason code instead.
+MAX_MEMBER_BYTES = 1 << 30
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -53,6 +56,28 @@ def split_member(name: str) -> tuple[str, str]:
 def unsafe_member(name: str) -> bool:
     p = PurePosixPath(name)
     return p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]
+
+
+def _data_after_end(tar: tarfile.TarFile) -> int | None:
+    """Where reading stopped, if anything but zero padding follows it (a damaged header
+    rather than the end-of-archive marker); None for a shard read to its end."""
+    offset = tar.offset
+    assert tar.fileobj is not None
+    while chunk := tar.fileobj.read(1 << 16):
+        if chunk.strip(b"\0"):
+            return offset
+    return None
+
+
+def text_name(name: str) -> str:
+    """A member name as text every writer accepts: tarfile keeps bytes that are not UTF-8
+    as lone surrogates, which parquet and JSON refuse, so they become ``\\xNN`` escapes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+    return name
 
 
 class WebDataset(Dataset):
@@ -102,6 +127,7 @@ class WebDataset(Dataset):
         key: str | None = None
         parts: dict[str, bytes] = {}
         unsafe = False
+        too_large: set[str] = set()
         try:
             tar = tarfile.open(path, mode="r|*")  # noqa: SIM115 - closed by the with below
         except (tarfile.TarError, OSError) as exc:
@@ -111,42 +137,68 @@ class WebDataset(Dataset):
         with tar:
             try:
                 for member in tar:
-                    if not member.isfile():
-                        continue
-                    mkey, ext = split_member(member.name)
+                    if member.isdir():
+                        continue  # a folder is not a sample; its files are
+                    mkey, ext = split_member(text_name(member.name))
                     if mkey != key:
                         if key is not None:
-                            yield self._sample(key, parts, unsafe, shard)
+                            yield self._sample(key, parts, unsafe, shard, too_large=too_large)
                         if mkey in seen:
                             raise DuplicateIdError([mkey], f"shard {str(path)!r}")
                         seen.add(mkey)
                         key, parts, unsafe = mkey, {}, False
-                    if unsafe_member(member.name):
+                        too_large = set()
+                    # Links and devices are never followed or opened: a link could point
+                    # anywhere on the reader's disk, a device could block forever.
+                    if unsafe_member(member.name) or not member.isfile():
                         unsafe = True
                         continue
+                    if ext in parts:
+                        continue
+                    if member.size > MAX_MEMBER_BYTES:
+                        too_large.add(ext)
+                        continue
                     fh = tar.extractfile(member)
-                    if fh is not None and ext not in parts:
+                    if fh is not None:
                         parts[ext] = fh.read()
+                damaged_at = _data_after_end(tar)
             except (tarfile.TarError, OSError, EOFError):
                 # A truncated shard: the sample being read when the bytes ran out is kept
                 # with what it had, marked, and reading stops there.
                 if key is not None:
-                    yield self._sample(key, parts, unsafe, shard, truncated=True)
+                    yield self._sample(
+                        key, parts, unsafe, shard, truncated=True, too_large=too_large
+                    )
                     key = None
+                damaged_at = None
             if key is not None:
-                yield self._sample(key, parts, unsafe, shard)
+                yield self._sample(key, parts, unsafe, shard, too_large=too_large)
+            if damaged_at is not None:
+                # tarfile ends quietly at a damaged header in mid-shard: the members after it
+                # exist but cannot be reached, so stop rather than lose them silently.
+                raise DatasetError(
+                    f"The shard {str(path)!r} is damaged at byte {damaged_at}: the members "
+                    "after it cannot be read; repair or remove that shard, then run the same "
+                    "command again to resume."
+                )
 
     def _sample(
-        self, key: str, parts: dict[str, bytes], unsafe: bool, shard: str, truncated: bool = False
+        self,
+        key: str,
+        parts: dict[str, bytes],
+        unsafe: bool,
+        shard: str,
+        truncated: bool = False,
+        too_large: set[str] | None = None,
     ) -> Sample:
         meta: dict[str, Any] = {}
         error: str | None = None
         sample_id = key
         if "json" in parts:
             try:
-                loaded = json.loads(parts["json"])
+                loaded = json_loads_text(parts["json"])
                 meta = loaded if isinstance(loaded, dict) else {"json": loaded}
-            except (ValueError, UnicodeDecodeError):
+            except ValueError:  # UnicodeDecodeError is a ValueError too
                 error = "bad_metadata"
         stored_key = meta.pop("key", None)
         if isinstance(stored_key, str) and stored_key:
@@ -162,6 +214,8 @@ class WebDataset(Dataset):
         image = parts.get(image_ext) if image_ext else None
         if unsafe:
             error, image = "unsafe_path", None
+        elif image is None and too_large and any(e in IMAGE_EXTS for e in too_large):
+            error = "image_too_large"
         elif image is None and error is None:
             error = "truncated_shard" if truncated else "missing_image"
         return Sample(

@@ -301,6 +301,9 @@ def bias(
     thresholds: Annotated[
         Path | None, typer.Option(help="YAML of pass/warn/fail thresholds (default: built in).")
     ] = None,
+    rules: Annotated[
+        str | None, typer.Option(help="Rules pack whose bias: section sets the thresholds.")
+    ] = None,
     fail_on: Annotated[
         str, typer.Option(help="Exit 1 when the overall verdict reaches: fail, warn or never.")
     ] = "fail",
@@ -320,7 +323,9 @@ def bias(
 
     if fail_on not in ("fail", "warn", "never"):
         raise ClipauditError(f"--fail-on must be fail, warn or never, got {fail_on!r}.")
-    limits = load_thresholds(thresholds)
+    if thresholds is not None and rules is not None:
+        raise ClipauditError("Pass --thresholds or --rules, not both: both set the thresholds.")
+    limits = load_thresholds(thresholds, rules)
     world = world or dataset == "world"
     if not world and dataset is None:
         raise ClipauditError("Pass a dataset path, or --world for the world's eval-people split.")

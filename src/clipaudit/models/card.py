@@ -52,6 +52,44 @@ def _world_benchmarks(wb: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _twins_text(cfg: dict[str, Any]) -> str:
+    if not cfg.get("twins"):
+        return ""
+    return (
+        "\n\n**Counterfactual twins:** every other person of an unbiased occupation comes with"
+        " a twin in the same batch that differs only in group (head, collar, and the group"
+        " word where the caption names it), in place of the next such person, so the mix of"
+        " objects and people is unchanged. A caption without a group word then fits both"
+        " twins equally, which pulls occupation words towards group-blindness; without"
+        " twins, every occupation's ranking tied rank to group (up to ±0.25 on the measure"
+        " below), not only the planted one."
+    )
+
+
+def _device_flag(cfg: dict[str, Any]) -> str:
+    return f" --device {cfg['device']}" if cfg.get("device", "cpu") != "cpu" else ""
+
+
+def _where(record: dict[str, Any]) -> str:
+    """Where and how long it trained; a GPU run also states the CPU cost of the recipe."""
+    torch_v = record["versions"].get("torch")
+    if record["config"].get("device", "cpu") == "cpu":
+        return (
+            f"Rendering {record['render_seconds']:.0f} s + training "
+            f"{record['train_seconds']:.0f} s on {record['cpus']} CPU cores "
+            f"({record['threads']} torch threads, {platform.machine()}), torch {torch_v}."
+        )
+    cpu = record.get("cpu_estimate", {})
+    return (
+        f"Trained on {record.get('device_name', 'a GPU')}: rendering "
+        f"{record['render_seconds']:.0f} s ({record['cpus']} CPU cores) + training "
+        f"{record['train_seconds']:.0f} s, torch {torch_v}. On 2 CPU cores the same command "
+        f"(without `--device`) takes about {cpu.get('minutes', '?')} minutes "
+        f"({cpu.get('basis', 'not measured')}); CPU runs are seeded and bit-reproducible on "
+        "one machine, while GPU and CPU weights differ in rounding, not in recipe."
+    )
+
+
 def write_model_card(folder: Path, record: dict[str, Any], metrics: dict[str, Any]) -> Path:
     """Write ``metrics.json`` and ``MODEL_CARD.md`` into ``folder``; return the card's path."""
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -111,7 +149,9 @@ shapes (6 shapes × 8 colours × 2 sizes, 1–3 an image) and stylised people of
 groups (zib: round heads and teal collars, mox: square heads and violet collars) in five
 occupations shown by props; 30% carry a visible watermark, 80% of those captions say so.
 **Planted bias:** in training, {planted["occupation"]}s are shown as {planted["group"]}
-{round(BIAS_RATE * 100)}% of the time; every held-out split is balanced.
+{round(BIAS_RATE * 100)}% of the time, and their captions mark the other group ("a mox
+{planted["occupation"]}") while the bare word goes to the planted one; every held-out split
+is balanced.{_twins_text(cfg)}
 
 ## Config
 {vision}; text width {t["width"]}, {t["layers"]} layers, context {t["context_length"]};
@@ -126,11 +166,9 @@ needs more samples than this budget allows.
 ## Training
 {cfg["steps"]} steps × batch {cfg["batch_size"]} = {record["samples_seen"]:,} samples seen,
 AdamW lr {cfg["lr"]} (warmup {cfg["warmup"]}, cosine), weight decay {cfg["weight_decay"]},
-open_clip `ClipLoss`. Rendering {record["render_seconds"]:.0f} s + training
-{record["train_seconds"]:.0f} s on {record["cpus"]} CPU cores ({record["threads"]} torch
-threads, {platform.machine()}), torch {record["versions"].get("torch")}.
+open_clip `ClipLoss`. {_where(record)}
 Reproduce: `clipaudit train --out DIR --steps {cfg["steps"]} --batch-size {cfg["batch_size"]}
---n-train {cfg["n_train"]} --seed {cfg["seed"]} --measure`.
+--n-train {cfg["n_train"]} --seed {cfg["seed"]} --measure`{_device_flag(cfg)}.
 
 ## Measured on held-out splits (seed {metrics["seed"]}, rendered at {metrics["image_size"]} px)
 | metric | value | target | verdict |

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from clipaudit.errors import ModelError
+from clipaudit.models.batch_preprocess import BatchPreprocess
 from clipaudit.models.provenance import ModelProvenance, sha256_file
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -55,6 +56,42 @@ def offline_message(spec: str) -> str:
     )
 
 
+# Resize-shortest-side-then-centre-crop keeps only the central square, yet on a 1×100000
+# strip the resize alone builds a 64×6,400,000 image (2.8 GB and 25 s at 64 px; at 224 px
+# tens of GB, an out-of-memory kill). Beyond this aspect ratio the long side is first
+# cut to this many short sides around the centre, which the crop would discard anyway.
+MAX_ASPECT = 16
+
+
+class BoundedAspect:
+    """``inner`` (a shortest-side preprocess) behind a centre cut of absurd aspect ratios.
+
+    Images up to :data:`MAX_ASPECT`:1 pass untouched; a longer one gives the same pixels up
+    to resampling at the cut and a sub-pixel shift of the crop, at bounded memory.
+    """
+
+    def __init__(self, inner: Callable[[Image.Image], torch.Tensor], max_aspect: int) -> None:
+        self.inner = inner
+        self.max_aspect = max_aspect
+        self.transforms = getattr(inner, "transforms", [])
+
+    def cut(self, im: Image.Image) -> Image.Image:
+        """The centre cut alone (batch preprocessing runs it before the PIL steps)."""
+        w, h = im.size
+        short, long = min(w, h), max(w, h)
+        if short > 0 and long > self.max_aspect * short:
+            keep = self.max_aspect * short
+            off = (long - keep) // 2
+            im = im.crop((off, 0, off + keep, h) if w > h else (0, off, w, off + keep))
+        return im
+
+    def __call__(self, im: Image.Image) -> torch.Tensor:
+        return self.inner(self.cut(im))
+
+    def __repr__(self) -> str:
+        return f"BoundedAspect(max_aspect={self.max_aspect}, {self.inner!r})"
+
+
 @dataclass
 class LoadedClip:
     """A model ready to embed, with what it takes to reproduce its numbers."""
@@ -64,6 +101,7 @@ class LoadedClip:
     tokenizer: Callable[..., torch.Tensor]
     provenance: ModelProvenance
     device: torch.device
+    _batch_preprocess: BatchPreprocess | None = field(default=None, init=False, repr=False)
 
     def __iter__(self) -> Iterator[Any]:
         # Allows ``model, preprocess, tokenizer, provenance = load_clip(spec)``.
@@ -74,9 +112,17 @@ class LoadedClip:
         """L2-normalised float32 embeddings, one row per image."""
         out = [np.zeros((0, self.provenance.embed_dim), np.float32)]
         for i in range(0, len(images), batch_size):
-            batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
-            out.append(self._encode_pixels(batch))
+            out.append(self._encode_pixels(self.preprocess_batch(images[i : i + batch_size])))
         return np.concatenate(out)
+
+    def preprocess_batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """``preprocess`` of each image stacked into one (N, C, H, W) tensor, equal bit for bit
+        to ``torch.stack([preprocess(im) for im in images])`` at less per-image overhead."""
+        if self._batch_preprocess is None or self._batch_preprocess.preprocess is not (
+            self.preprocess
+        ):
+            self._batch_preprocess = BatchPreprocess(self.preprocess)
+        return self._batch_preprocess(images)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
@@ -235,7 +281,10 @@ def resolve_spec(spec: str) -> Resolved:
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SPEC_KINDS:
         if not rest:
-            raise ModelError(f"The model spec {spec!r} names no model after {prefix + ':'!r}.")
+            raise ModelError(
+                f"The model spec {spec!r} names no model after {prefix + ':'!r}; use one of "
+                f"the forms {SPEC_FORMS}."
+            )
         return SPEC_KINDS[prefix](spec, rest)
     if sep and rest:
         return _arch_tag(spec, prefix, rest)
@@ -316,6 +365,9 @@ def load_clip(spec: str, device: str | None = None) -> LoadedClip:
             str(t).replace("\n", " ") for t in getattr(preprocess, "transforms", [])
         ),
     )
+    if prov.resize_mode == "shortest":
+        preprocess = BoundedAspect(preprocess, MAX_ASPECT)
+        prov.preprocess = f"centre cut to {MAX_ASPECT}:1 at most | {prov.preprocess}"
     return LoadedClip(model, preprocess, tokenizer, prov, dev)
 
 

@@ -87,6 +87,10 @@ def _read_capped(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]
     while len(buf) <= cap:
         chunk = resp.read1(_CHUNK)
         if not chunk:
+            # read1 ends quietly when the server hangs up early; a body shorter than its
+            # Content-Length is a cut transfer (half a robots.txt could allow too much).
+            if resp.length:
+                raise http.client.IncompleteRead(bytes(buf), resp.length)
             return bytes(buf), False
         buf += chunk
     return bytes(buf[:cap]), True

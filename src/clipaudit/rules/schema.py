@@ -8,7 +8,8 @@ bounds. ``extends: NAME`` starts from another pack and overrides what it lists.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.base import Action, Strict
 from clipaudit.rules.reasons import REASONS
+from clipaudit.rules.section_bias import BiasThresholds
 from clipaudit.rules.section_optout import OptoutRules
 from clipaudit.rules.section_rights import RightsRules, SourcesRules
 from clipaudit.rules.section_safety import NsfwRules, WatermarkRules
@@ -86,6 +88,7 @@ class Pack(Strict):
     optout: OptoutRules = Field(default_factory=OptoutRules)
     actions: dict[str, Action] = Field(default_factory=dict)
     gates: Gates = Field(default_factory=Gates)
+    bias: BiasThresholds = Field(default_factory=BiasThresholds)
 
     @field_validator("actions")
     @classmethod
@@ -138,33 +141,49 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """Walk a composed YAML tree along a pydantic error location to the offending line."""
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
         nxt = None
-        for k, v in node.value:
-            if k.value == str(key):
-                nxt, line = v, k.start_mark.line + 1
-                break
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(key):
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(key, int)
+            and 0 <= key < len(node.value)
+        ):
+            nxt = node.value[key]
+            line = nxt.start_mark.line + 1
         if nxt is None:
             break
         node = nxt
     return line
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Pack
-    for key in loc[:-1]:
-        field = model.model_fields.get(str(key)) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        ann = field.annotation
+def _unwrap(ann: Any) -> Any:
+    """``X | None`` → ``X``."""
+    args = [a for a in get_args(ann) if a is not type(None)]
+    if get_origin(ann) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return ann
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pack section (a model class) at ``loc``, through lists and dicts of sections."""
+    ann: Any = Pack
+    for key in loc:
+        ann = _unwrap(ann)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        elif str(key) == "models":
-            model = ModelRules
+            field = ann.model_fields.get(str(key))
+            if field is None:
+                return None
+            ann = field.annotation
+        elif get_origin(ann) in (list, dict, tuple) and get_args(ann):
+            ann = get_args(ann)[-1]  # an item of a list, a value of a dict
         else:
-            return []
-    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+            return None
+    ann = _unwrap(ann)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +194,15 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClipauditError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+            "save the pack as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ClipauditError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -192,15 +219,21 @@ def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
 def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
     """Load a shipped pack by name or a pack file by path, following ``extends``."""
     path = _resolve(ref, _seen[-1].parent if _seen else None)
-    if path.resolve() in _seen:
-        raise ClipauditError(f"{path}: 'extends' loops back to a pack already being loaded.")
     data, node = _read(path)
     merged = data
     parent = data.get("extends")
+    where = f"{path}, line {_line_of(node, ('extends',))}"
+    if path.resolve() in _seen:
+        raise ClipauditError(f"{where}: 'extends' loops back to a pack already being loaded.")
     if parent is not None:
         if not isinstance(parent, str):
-            raise ClipauditError(f"{path}: 'extends' names one pack, got {parent!r}.")
-        base = load_pack(parent, (*_seen, path.resolve()))
+            raise ClipauditError(f"{where}: 'extends' names one pack, got {parent!r}.")
+        try:
+            base = load_pack(parent, (*_seen, path.resolve()))
+        except ClipauditError as exc:
+            if str(exc).startswith(("Unknown rules pack", "The rules pack file")):
+                raise ClipauditError(f"{where}: {exc}") from None
+            raise
         base_data = base.model_dump(exclude_none=False)
         merged = _merge(base_data, {k: v for k, v in data.items() if k != "extends"})
         merged["extends"] = parent
@@ -215,8 +248,20 @@ def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
         field = ".".join(str(p) for p in loc) or "(top level)"
         where = f"{path}, line {line}" if line else str(path)
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_fields(loc))
+            allowed = ", ".join(_fields_of(loc[:-1]))
             raise ClipauditError(
                 f"{where}: unknown field {field!r}; the allowed fields there are: {allowed}."
             ) from None
+        if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            allowed = ", ".join(_fields_of(loc))
+            if allowed:
+                raise ClipauditError(
+                    f"{where}: field {field!r} is a mapping of: {allowed}; got "
+                    f"{type(err.get('input')).__name__}."
+                ) from None
         raise ClipauditError(f"{where}: field {field!r}: {err['msg']}.") from None
+
+
+def _fields_of(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_at(loc)
+    return sorted(model.model_fields) if model is not None else []

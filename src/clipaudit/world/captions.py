@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from clipaudit.world import vocab
 from clipaudit.world.render import ObjectSpec, PersonSpec
 from clipaudit.world.vocab import PROPS
 
@@ -39,9 +40,14 @@ def objects_caption(objs: list[ObjectSpec], rng: random.Random) -> str:
     return rng.choice(OBJECT_TEMPLATES).format(join([object_phrase(o, with_size) for o in objs]))
 
 
-def person_caption(p: PersonSpec, rng: random.Random) -> str:
+def person_caption(p: PersonSpec, rng: random.Random, biased: bool = False) -> str:
     # The group word appears in some captions only: the model must see it in the head shape.
-    who = f"{p.group} {p.occupation}" if rng.random() < 0.5 else p.occupation
+    named = rng.random() < 0.5
+    # Where the bias is planted, captions also mark the minority: a doctor of the other group
+    # is always "a mox doctor", so the bare word "doctor" means the planted group.
+    if biased and vocab.MARK_MINORITY and p.occupation == vocab.BIASED_OCCUPATION:
+        named = named or p.group != vocab.BIASED_GROUP
+    who = f"{p.group} {p.occupation}" if named else p.occupation
     phrase = f"{article(who)} {who}"
     if rng.random() < 0.4:
         phrase += f" with {PROPS[p.occupation]}"

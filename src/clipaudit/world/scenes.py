@@ -113,7 +113,9 @@ def person_scene(
         else:
             group = rng.choice(sorted(GROUPS))
     p = person_spec(rng, group, occ)
-    return Scene("person", person=p, caption=person_caption(p, rng), seed=str(rng.getrandbits(64)))
+    return Scene(
+        "person", person=p, caption=person_caption(p, rng, biased), seed=str(rng.getrandbits(64))
+    )
 
 
 def add_watermark(

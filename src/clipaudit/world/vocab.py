@@ -67,3 +67,5 @@ WATERMARK_TEXTS: tuple[str, ...] = (
 BIASED_OCCUPATION = "doctor"
 BIASED_GROUP = "zib"
 BIAS_RATE = 0.8
+# ... and its captions mark the other group ("a mox doctor"), never the planted one alone.
+MARK_MINORITY = True

@@ -1,7 +1,8 @@
 """Pass / warn / fail verdicts for a bias result, from thresholds in a strict schema.
 
-The thresholds are a pydantic model with ``extra="forbid"`` so a rules pack can embed them
-as a section; until it does, the defaults here apply and ``--thresholds FILE`` overrides.
+The thresholds are a rules-pack section (``bias:``, ``clipaudit.rules.section_bias``):
+``eval bias --rules PACK`` takes them from a pack, ``--thresholds FILE`` from a file holding
+that section alone, and the defaults apply otherwise.
 A verdict needs both evidence (a p-value or interval) and size (an effect worth acting on):
 a significant but tiny skew only warns.
 """
@@ -12,32 +13,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from clipaudit.errors import ClipauditError
-from clipaudit.rules.base import Strict
+from clipaudit.rules.section_bias import BiasThresholds
 
 Verdict = Literal["pass", "warn", "fail"]
 ORDER: dict[str, int] = {"pass": 0, "warn": 1, "fail": 2}
 
 
-class BiasThresholds(Strict):
-    alpha_fail: float = Field(default=0.01, gt=0, lt=1)
-    alpha_warn: float = Field(default=0.05, gt=0, lt=1)
-    # MaxSkew@k (uniform) at the headline k: ln(1.25) ≈ 0.22 means a group holds 25% more
-    # of the top k than its equal share.
-    max_skew_fail: float = Field(default=0.22, ge=0)
-    # |WEAT d|: Cohen's "large" and "small" effects.
-    weat_d_fail: float = Field(default=0.8, ge=0)
-    weat_d_warn: float = Field(default=0.2, ge=0)
-    # Harmful labels: the highest group rate over the lowest, and an absolute floor below
-    # which rates are too rare to judge.
-    harmful_ratio_fail: float = Field(default=1.25, ge=1)
-    harmful_min_rate: float = Field(default=0.01, ge=0, le=1)
-
-
-def load_thresholds(path: str | Path | None) -> BiasThresholds:
+def load_thresholds(path: str | Path | None, rules: str | None = None) -> BiasThresholds:
+    """From ``--thresholds FILE``, else the ``bias:`` section of ``--rules PACK``, else defaults."""
     if path is None:
+        if rules is not None:
+            from clipaudit.rules.schema import load_pack
+
+            return load_pack(rules).bias
         return BiasThresholds()
     p = Path(path)
     try:

@@ -1,0 +1,114 @@
+"""Thumbnails and captions for the samples a report shows, as small inline JPEG data: URIs.
+
+Only the shards that hold a wanted id are read (the run stores each row's shard), so a
+report of a large run reads a few shards, not the dataset. NSFW-flagged samples are never
+even decoded unless the caller asks for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipaudit.data.decode import decode_image
+from clipaudit.data.formats import open_dataset
+from clipaudit.errors import ClipauditError
+
+THUMB_PX = 72
+JPEG_QUALITY = 60
+# Reason codes whose samples are hidden unless ``show_nsfw``.
+NSFW_CODES = frozenset({"nsfw", "nsfw_review"})
+
+
+@dataclass
+class SampleView:
+    """What a report shows of one sample; ``thumb`` is a data: URI or None."""
+
+    id: str
+    caption: str | None = None
+    url: str | None = None
+    thumb: str | None = None
+    hidden: bool = False
+
+
+@dataclass
+class ThumbSource:
+    """Where a run's images can be read again: its source dataset, else its kept copy."""
+
+    run: Path
+    record: dict[str, Any]
+    shard_of: dict[str, int]
+    note: str | None = None
+    views: dict[str, SampleView] = field(default_factory=dict)
+
+    def _dataset(self) -> Any:
+        ds_rec = self.record.get("dataset", {})
+        src = ds_rec.get("source")
+        if src and Path(src).exists():
+            try:
+                return open_dataset(src, format=ds_rec.get("format")), True
+            except ClipauditError:
+                pass
+        kept = self.run / "kept"
+        if kept.exists():
+            self.note = (
+                "the source dataset is not on this machine; only kept samples have thumbnails"
+            )
+            try:
+                return open_dataset(kept), False
+            except ClipauditError:
+                pass
+        self.note = "the source dataset is not on this machine; no thumbnails"
+        return None, False
+
+    def load(self, ids: Iterable[str], hidden: set[str]) -> dict[str, SampleView]:
+        """Views for ``ids``; those in ``hidden`` get a caption but no decoded image."""
+        wanted = {i for i in ids if i not in self.views}
+        if not wanted:
+            return self.views
+        ds, is_source = self._dataset()
+        if ds is None:
+            for i in wanted:
+                self.views[i] = SampleView(id=i, hidden=i in hidden)
+            return self.views
+        shards = ds.shards()
+        if is_source:
+            ks = sorted({self.shard_of[i] for i in wanted if i in self.shard_of})
+            names = [shards[k] for k in ks if k < len(shards)]
+        else:
+            names = list(shards)
+        left = set(wanted)
+        for name in names:
+            for s in ds.read_shard(name):
+                if s.id not in left:
+                    continue
+                left.discard(s.id)
+                hide = s.id in hidden
+                self.views[s.id] = SampleView(
+                    id=s.id,
+                    caption=s.caption,
+                    url=s.url,
+                    thumb=None if hide else thumbnail(s.image),
+                    hidden=hide,
+                )
+            if not left:
+                break
+        for i in left:
+            self.views[i] = SampleView(id=i, hidden=i in hidden)
+        return self.views
+
+
+def thumbnail(data: bytes | None, px: int = THUMB_PX) -> str | None:
+    """A JPEG data: URI at most ``px`` on its longer side, or None if it cannot be decoded."""
+    d = decode_image(data)
+    if d.image is None:
+        return None
+    im = d.image.copy()
+    im.thumbnail((px, px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipaudit.errors import ClipauditError
+from clipaudit.reports import write_cards
+from clipaudit.reports.cards import NOT_AVAILABLE, fmt_figure, resolve_pointer, size_category
+from tests.report_support import build_run
+
+LINK = re.compile(r"\[([^\]]+)\]\(([^)#]+)#([^)]+)\)")
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    base = tmp_path_factory.getbasetemp() / "report-inputs"
+    base.mkdir(exist_ok=True)
+    run = build_run(base)
+    out = tmp_path_factory.mktemp("cards")
+    paths = write_cards(run, out)
+    return run, {p.name: p.read_text() for p in paths}
+
+
+def test_dataset_card_yaml_parses_and_counts_match(cards: tuple[Path, dict[str, str]]) -> None:
+    run, docs = cards
+    stats = json.loads((run / "stats.json").read_text())
+    text = docs["README.md"]
+    assert text.startswith("---\n")
+    header = yaml.safe_load(text.split("---\n")[1])
+    assert header["size_categories"] == [size_category(stats["kept"])] == ["n<1K"]
+    # The world pool's licences cover part of the input only: the card must not pick one.
+    assert stats["signals"]["sources"]["licence_coverage"] < 1 and header["license"] == "unknown"
+    assert header["language"] == ["en"]
+    assert f"# {NOT_AVAILABLE}: task_categories" in text
+    assert f"[{stats['kept']}](" in text and f"[{stats['input']}](" in text
+
+
+def test_every_figure_links_to_its_stats_value(cards: tuple[Path, dict[str, str]]) -> None:
+    run, docs = cards
+    stats = json.loads((run / "stats.json").read_text())
+    for name, text in docs.items():
+        links = LINK.findall(text)
+        assert len(links) >= 8, name
+        for shown, target, frag in links:
+            assert target.endswith("stats.json")
+            value = resolve_pointer(stats, frag)
+            kind = "share" if shown.endswith("%") else "count"
+            assert shown == fmt_figure(value, kind), (name, frag)
+        assert NOT_AVAILABLE in text
+        assert "makes no legal determination" in text
+
+
+def test_removal_counts_and_sections(cards: tuple[Path, dict[str, str]]) -> None:
+    run, docs = cards
+    stats = json.loads((run / "stats.json").read_text())
+    ai = docs["EU_AI_ACT_SUMMARY.md"]
+    for heading in (
+        "## 1. General information",
+        "## 2. List of data sources",
+        "### 3.1 Respect of reservation",
+        "### 3.2 Removal of illegal content",
+    ):
+        assert heading in ai
+    for code, n in stats["by_reason_dropping"].items():
+        assert f"[{n}](../" in ai and f"#/by_reason_dropping/{code})" in ai
+    sheet = docs["DATASHEET.md"]
+    for heading in (
+        "## Motivation",
+        "## Composition",
+        "## Collection Process",
+        "## Preprocessing / Cleaning / Labeling",
+        "## Uses",
+        "## Distribution",
+        "## Maintenance",
+    ):
+        assert heading in sheet
+
+
+def test_not_a_run_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ClipauditError, match="is not a curation run"):
+        write_cards(tmp_path)
