@@ -68,3 +68,15 @@ def test_unknown_name_lists_builtins() -> None:
         load_prompt_set("no-such-set")
     with pytest.raises(ClipauditError, match="needs a 'labels' set"):
         load_prompt_set("berg2022", kind="labels")
+
+
+def test_eval_list_names_every_bias_prompt_set() -> None:
+    from typer.testing import CliRunner
+
+    from clipaudit.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "list"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rows = {line.split()[0]: line.split()[1] for line in r.output.splitlines() if line.strip()}
+    for name in builtin_prompt_sets():
+        assert rows.get(name) == load_prompt_set(name).spec.kind, name

@@ -249,7 +249,8 @@ _register_world_commands()
 
 @eval_app.command("list")
 def list_builtins() -> None:
-    """List the built-in template sets and world benchmarks."""
+    """List the built-in template sets, world benchmarks and bias prompt sets."""
+    from clipaudit.evaluate.bias.promptsets import builtin_prompt_sets, load_prompt_set
     from clipaudit.evaluate.prompts import TEMPLATE_SETS
     from clipaudit.evaluate.world import WORLD_BENCHMARKS
 
@@ -257,6 +258,11 @@ def list_builtins() -> None:
     c.print("template sets: " + ", ".join(sorted(TEMPLATE_SETS)))
     for b in WORLD_BENCHMARKS.values():
         c.print(f"{b.name:<18} {b.task:<24} {b.description} (default n={b.default_n})")
+    c.print("bias prompt sets (eval bias --prompts / --labels / --classes):")
+    for name in sorted(builtin_prompt_sets()):
+        ps = load_prompt_set(name)
+        s = ps.spec
+        c.print(f"{name:<18} {s.kind:<9} {len(s.classes):>3} classes  {s.description}")
 
 
 @eval_app.command()
