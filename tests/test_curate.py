@@ -55,7 +55,7 @@ def test_every_sample_once_and_counts_add_up(pool: Path, run: Path) -> None:
     assert stats["kept"] + stats["dropped"] + stats["errored"] == 80
     kept = [s.id for s in open_dataset(run / "kept")]
     assert kept == [d["id"] for d in dec if d["decision"] in ("keep", "flag")]
-    json.loads((run / "gates.json").read_text())["success"]
+    assert json.loads((run / "gates.json").read_text())["success"] is True
 
 
 def test_duplicates_name_a_kept_sample_they_match(pool: Path, run: Path) -> None:

@@ -43,6 +43,7 @@ def test_sigkill_twenty_times_then_resume_gives_the_same_bytes(tmp_path: Path) -
 def test_sigkill_of_the_cli_then_resume_gives_the_same_bytes(tmp_path: Path) -> None:
     res = faults.sigkill_trials(tmp_path, trials=3, seed=5, via="cli")
     _clean(res)
+    assert res.counts["ok"] == 3
 
 
 def test_a_write_error_at_any_file_is_clear_and_resumable(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from clipaudit.data.formats import (
     output_errors,
     write_dataset,
 )
+from clipaudit.data.sample import SOFT_READ_ERRORS
 from clipaudit.errors import ClipauditError, DuplicateIdError
 from clipaudit.rules.schema import Pack, load_pack
 
@@ -105,7 +106,8 @@ def quality_reasons(
         r = reasons[i]
         if err[i] is not None:
             r.append(str(err[i]))
-            continue
+            if err[i] not in SOFT_READ_ERRORS:
+                continue  # nothing else was measured
         if q.min_side and min_side[i] < q.min_side:
             r.append("too_small")
         if q.max_aspect is not None and aspect[i] > q.max_aspect:

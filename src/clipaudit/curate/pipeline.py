@@ -105,7 +105,7 @@ def prepare_batch(samples: list[Sample], stages: list[Any]) -> PreparedBatch:
     """Decode each image of the batch once and run every stage's batch preparation on it;
     runs on a pool thread. Returns the batch and the seconds spent per step."""
     c0, t0 = time.thread_time(), time.perf_counter()
-    decoded = [decode_image(s.image) if s.error is None else decode_image(None) for s in samples]
+    decoded = [decode_image(s.scorable_image()) for s in samples]
     seconds = {"decode": time.perf_counter() - t0}
     prepared: dict[str, list[Any]] = {}
     for stage in stages:

@@ -9,7 +9,7 @@ from typing import Any
 
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
-from clipaudit.data.sample import Sample
+from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
 from clipaudit.errors import ClipauditError
 
 # Language identification on a caption longer than this reads only its start: enough for
@@ -63,7 +63,9 @@ class QualityStage(Stage):
         out: dict[str, list[Any]] = {c: [] for c in self.columns}
         langs = self.prepared_for(batch)
         for s, d, (lang, score) in zip(batch.samples, batch.decoded, langs, strict=True):
-            out["error"].append(s.error or d.error)
+            # A soft reader code (bad_metadata) gives way to a decode error, which is fatal.
+            soft = s.error in SOFT_READ_ERRORS
+            out["error"].append((d.error or s.error) if soft else (s.error or d.error))
             if d.image is not None:
                 w, h = d.image.size  # as displayed, after EXIF orientation
                 out["width"].append(w)

@@ -9,6 +9,10 @@ from typing import Any
 # Extensions a reader recognises as the image of a sample, in order of preference.
 IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 
+# Reader codes that leave the image whole: the sample is still decoded and scored by every
+# stage, so a broken ``.json`` cannot carry an image past the NSFW or duplicate checks.
+SOFT_READ_ERRORS: frozenset[str] = frozenset({"bad_metadata"})
+
 
 @dataclass
 class Sample:
@@ -27,6 +31,10 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     image_ext: str | None = None
     error: str | None = None
+
+    def scorable_image(self) -> bytes | None:
+        """The image bytes when the reader's code (if any) leaves the image usable."""
+        return self.image if self.error is None or self.error in SOFT_READ_ERRORS else None
 
     def image_sha256(self) -> str | None:
         return hashlib.sha256(self.image).hexdigest() if self.image is not None else None

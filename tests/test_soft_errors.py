@@ -1,0 +1,70 @@
+"""A sample whose metadata is broken still has its image scored (issue: a broken ``.json``
+must not carry an image past the duplicate or NSFW checks)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from clipaudit.curate.pipeline import CurateConfig, curate
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_broken_json_is_still_decoded_deduplicated_and_flagged(tmp_path: Path) -> None:
+    same = _jpeg(1)
+    data = tmp_path / "data"
+    data.mkdir()
+    _tar(
+        data / "shard-000.tar",
+        [
+            ("a.jpg", same),
+            ("a.txt", b"a photo of a red square on a table"),
+            ("b.jpg", same),
+            ("b.json", b"{not json"),
+            ("b.txt", b"a photo of a red square on a table"),
+            ("c.jpg", b"\xff\xd8\xff not a jpeg at all"),
+            ("c.json", b"{not json either"),
+            ("c.txt", b"a photo of a blue circle on a table"),
+            ("d.jpg", _jpeg(2)),
+            ("d.json", b"[1, 2"),
+            ("d.txt", b"a photo of a green square on a table"),
+        ],
+    )
+    stats = curate(
+        CurateConfig(
+            dataset=str(data), out=str(tmp_path / "run"), stages=["quality", "hashes"], gates=False
+        )
+    )
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    assert list(rows) == ["a", "b", "c", "d"]
+    # b: its image was decoded and hashed, so it is found to be a copy of a and dropped.
+    assert rows["b"]["width"] == 96 and rows["b"]["phash"] is not None
+    assert rows["b"]["decision"] == "drop" and rows["b"]["duplicate_of"] == "a"
+    assert set(rows["b"]["reasons"]) == {"bad_metadata", "exact_duplicate"}
+    # c: the image does not decode either: the fatal decode code wins, the row is an error.
+    assert rows["c"]["decision"] == "error" and rows["c"]["reasons"] != ["bad_metadata"]
+    assert rows["c"]["width"] is None
+    # d: an otherwise clean sample with broken metadata is flagged (default pack), not dropped.
+    assert rows["d"]["decision"] == "flag" and rows["d"]["reasons"] == ["bad_metadata"]
+    assert rows["a"]["decision"] == "keep"
+    assert stats["kept"] + stats["dropped"] + stats["errored"] == 4
