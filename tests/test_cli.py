@@ -60,3 +60,41 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = run("info", str(tmp_path), "--format", "zip")
     assert r.returncode == 2 and "use one of: hf, imagefolder, parquet, webdataset" in r.stderr
+
+
+def test_curate_thread_options_are_recorded_and_change_no_decision(tmp_path: Path) -> None:
+    r = run("example", "--out", str(tmp_path / "ds"), "--n", "24", "--format", "webdataset")
+    assert r.returncode == 0, r.stderr
+    common = ["--stages", "quality,hashes,alignment", "--model", "random:clipaudit-tiny"]
+    common += ["--rules", "keep-all"]
+    r = run("curate", str(tmp_path / "ds"), "--out", str(tmp_path / "a"), *common)
+    assert r.returncode == 0, r.stderr
+    r = run(
+        "curate", str(tmp_path / "ds"), "--out", str(tmp_path / "b"), *common,
+        "--model-threads", "1", "--decode-threads", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    settings = json.loads((tmp_path / "b" / "run.json").read_text())["settings"]
+    assert settings["model_threads"] == 1
+    assert "model_threads" not in json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
+    import pyarrow.parquet as pq
+
+    a = pq.read_table(tmp_path / "a" / "decisions.parquet").to_pydict()
+    b = pq.read_table(tmp_path / "b" / "decisions.parquet").to_pydict()
+    assert a["id"] == b["id"] and a["decision"] == b["decision"] and len(a["id"]) == 24
+    assert np.allclose(a["alignment"], b["alignment"], atol=1e-6)
+    r = run("curate", str(tmp_path / "ds"), "--out", str(tmp_path / "c"), "--model-threads", "0")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_usage_mistakes_are_a_usage_message_not_a_traceback(tmp_path: Path) -> None:
+    cases = {
+        ("curate", "x", "--out", str(tmp_path / "r"), "--batch-size", "0"): "--batch-size",
+        ("curate", "x", "--out", str(tmp_path / "r"), "--bogus"): "--bogus",
+        ("curate",): "Missing argument",
+        ("nosuchcommand",): "nosuchcommand",
+    }
+    for args, named in cases.items():
+        r = run(*args)
+        assert r.returncode == 2, (args, r.returncode)
+        assert "Traceback" not in r.stderr and named in r.stderr, (args, r.stderr)

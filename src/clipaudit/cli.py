@@ -332,6 +332,17 @@ def curate(
         str | None,
         typer.Option(help="Ray cluster to join: HEAD_IP:6379 or auto (default: start one here)."),
     ] = None,
+    decode_threads: Annotated[
+        int, typer.Option(min=1, help="Threads that decode and prepare batches ahead.")
+    ] = 2,
+    model_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch threads for the model (default: one per core); 1 is faster on a "
+            "small or busy machine. Recorded in the run.",
+        ),
+    ] = None,
     format: FormatOpt = None,
     caption_column: CaptionCol = None,
     image_column: ImageCol = None,
@@ -364,6 +375,8 @@ def curate(
         options={"optout_cache": str(optout_cache)} if optout_cache else {},
         engine=engine,
         ray_address=ray_address,
+        decode_threads=decode_threads,
+        model_threads=model_threads,
     )
     stats = run_curate(
         cfg,
@@ -499,6 +512,16 @@ def ablate(
     Console().print((out / "ablate.md").read_text(), markup=False, highlight=False)
 
 
+# typer >= 0.2x carries its own copy of click, whose exceptions are not click's: usage
+# errors (an unknown option, a value out of range) must be caught in both shapes.
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
+    {click.ClickException}
+    | {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+_EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
     command = typer.main.get_command(app)
@@ -507,11 +530,11 @@ def main() -> None:
     except ClipauditError as err:
         console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except _ABORTS:
         console.print("aborted")
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
+    except _USAGE_ERRORS as err:
+        err.show()  # type: ignore[attr-defined]
+        sys.exit(int(getattr(err, "exit_code", 2)))
+    except _EXITS as err:
+        sys.exit(int(getattr(err, "exit_code", 0)))
