@@ -39,3 +39,71 @@ def test_duplicated_hashes_all_pair_up() -> None:
     h = np.array([5, 5, 5, 7], dtype=np.uint64)
     i, j, _ = near_pairs(h, 0)
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(0, 1), (0, 2), (1, 2)}
+
+
+def _sig(phash: list[int], dhash: list[int], thumbs: list[bytes]) -> dict[str, np.ndarray]:
+    as_obj = lambda xs: np.array(xs, dtype=object)  # noqa: E731
+    return {"phash": as_obj(phash), "dhash": as_obj(dhash), "thumb": as_obj(thumbs)}
+
+
+def test_match_any_finds_a_copy_that_only_one_hash_sees() -> None:
+    """pHash flips many bits on smooth gradients where dHash does not: with ``match: any``
+    the dHash neighbour is a candidate, and the thumbnail check still guards precision."""
+    from clipaudit.curate.decide import near_duplicate_pairs
+    from clipaudit.rules.schema import Dedup
+
+    rng = np.random.default_rng(0)
+    thumb = rng.integers(0, 255, 32 * 32 * 3, dtype=np.uint8).tobytes()
+    other = rng.integers(0, 255, 32 * 32 * 3, dtype=np.uint8).tobytes()
+    far = (1 << 20) - 1  # 20 bits apart: beyond radius 12
+    sig = _sig([0, far, 0], [5, 5, 5], [thumb, thumb, other])
+    rows = np.arange(3)
+    both_all = Dedup(hashes=["phash", "dhash"], match="all")
+    both_any = Dedup(hashes=["phash", "dhash"], match="any")
+    assert near_duplicate_pairs(sig, rows, both_all) == []
+    # Row 2 is within radius of both on both hashes, but its thumbnail differs: refused.
+    assert near_duplicate_pairs(sig, rows, both_any) == [(0, 1)]
+    assert near_duplicate_pairs(sig, rows, Dedup(hashes=["phash"])) == []
+    no_thumbs = Dedup(hashes=["phash", "dhash"], match="any", min_thumb_corr=None)
+    assert near_duplicate_pairs(sig, rows, no_thumbs) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_match_and_hashes_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from clipaudit.rules.schema import Dedup
+
+    with pytest.raises(ValidationError):
+        Dedup(match="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        Dedup(hashes=[])
+
+
+def test_thumb_correlation_is_pearson_per_channel_centred() -> None:
+    from clipaudit.curate.stages_hashes import ThumbCorrelation
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (1024, 3)).astype(np.float64)
+    rows = [
+        base,
+        np.clip(base * 0.8 + 20, 0, 255).round(),  # affine per channel: correlation ~1
+        rng.integers(0, 256, (1024, 3)).astype(np.float64),  # unrelated: ~0
+        255 - base,  # inverted: -1
+        np.full((1024, 3), 128.0),  # flat: 0 with everything
+    ]
+    values: list[bytes | None] = [r.astype(np.uint8).tobytes() for r in rows]
+    values += [None, b"short"]
+    corr = ThumbCorrelation(values, chunk=2)  # chunks smaller than the pair list
+    a = np.array([0, 0, 0, 0, 4, 0, 6])
+    b = np.array([1, 2, 3, 4, 4, 5, 0])
+    got = corr(a, b)
+
+    def pearson(x: np.ndarray, y: np.ndarray) -> float:
+        xc, yc = (x - x.mean(0)).ravel(), (y - y.mean(0)).ravel()
+        return float(xc @ yc / np.sqrt((xc @ xc) * (yc @ yc)))
+
+    for k in range(3):
+        assert got[k] == pytest.approx(pearson(rows[a[k]], rows[b[k]]), abs=1e-12)
+    assert got[0] > 0.999 and abs(got[1]) < 0.1 and got[2] == pytest.approx(-1.0)
+    assert got[3] == 0.0 and got[4] == 0.0  # flat
+    assert got[5] == -np.inf and got[6] == -np.inf  # missing, malformed

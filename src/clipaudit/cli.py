@@ -424,8 +424,9 @@ def demo(
         f"misaligned captions: precision {m['precision']:.3f} recall {m['recall']:.3f} "
         f"F1 {m['f1']:.3f}"
     )
+    joined = (" or " if t.get("hash_match") == "any" else " and ").join(t["hashes"])
     c.print(
-        f"near duplicates (radius {t['radius']}, {'+'.join(t['hashes'])}): pair precision "
+        f"near duplicates (radius {t['radius']}, {joined}): pair precision "
         f"{t['near_duplicate_pair_precision']:.3f}"
     )
     for kind, v in t["near_duplicate_by_transform"].items():

@@ -23,7 +23,7 @@ from clipaudit.curate.neardup import near_pairs, popcount64
 from clipaudit.curate.rule_registry import RULES, SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
 from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
-from clipaudit.curate.stages_hashes import as_uint64, thumb_vectors
+from clipaudit.curate.stages_hashes import ThumbCorrelation, as_uint64
 from clipaudit.data.decode import DECODE_ERRORS
 from clipaudit.data.formats import (
     Dataset,
@@ -150,33 +150,32 @@ def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
 def near_duplicate_pairs(
     sig: dict[str, np.ndarray], rows: np.ndarray, d: Any
 ) -> list[tuple[int, int]]:
-    """Row pairs within ``d.near_radius`` on every listed hash, verified by thumbnails."""
+    """Row pairs within ``d.near_radius`` on every listed hash (``match: all``) or on at
+    least one (``match: any``), verified by thumbnails."""
     rows = np.asarray([r for r in rows if sig[d.hashes[0]][r] is not None], dtype=np.int64)
     if len(rows) < 2:
         return []
-    h0 = as_uint64([sig[d.hashes[0]][r] for r in rows])
-    pa_, pb_, _ = near_pairs(h0, d.near_radius)
-    ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
-    for other in d.hashes[1:]:
-        ho = as_uint64([sig[other][r] for r in rows])
-        ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
+    codes = {name: as_uint64([sig[name][r] for r in rows]) for name in d.hashes}
+    if d.match == "any":
+        n = len(rows)
+        found = [near_pairs(h, d.near_radius)[:2] for h in codes.values()]
+        code = np.unique(np.concatenate([a * n + b for a, b in found]))
+        pa_, pb_ = code // n, code % n
+        ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
+    else:
+        pa_, pb_, _ = near_pairs(codes[d.hashes[0]], d.near_radius)
+        ok = np.ones(len(pa_), dtype=np.bool_)
+        for other in d.hashes[1:]:
+            ho = codes[other]
+            ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
     if d.min_thumb_corr is not None and "thumb" in sig and ok.any():
-        tv = thumb_vectors([sig["thumb"][r] for r in rows])
-        ok &= _thumb_corr(tv, pa_, pb_, ok) >= d.min_thumb_corr
+        # Thumbnails only for the rows some candidate pair touches.
+        need = np.unique(np.concatenate([pa_[ok], pb_[ok]]))
+        corr = ThumbCorrelation([sig["thumb"][rows[x]] for x in need])
+        want = np.flatnonzero(ok)
+        at_a, at_b = np.searchsorted(need, pa_[want]), np.searchsorted(need, pb_[want])
+        ok[want] = corr(at_a, at_b) >= d.min_thumb_corr
     return [(int(rows[x]), int(rows[y])) for x, y in zip(pa_[ok], pb_[ok], strict=True)]
-
-
-def _thumb_corr(
-    tv: np.ndarray, a: np.ndarray, b: np.ndarray, wanted: np.ndarray, chunk: int = 16384
-) -> np.ndarray:
-    """Thumbnail correlation of the wanted pairs, in chunks: plain scenes give hash
-    candidates in the hundreds of thousands, and 3,072 floats a pair at once took 7 GiB."""
-    out = np.full(len(a), -np.inf, dtype=np.float32)
-    idx = np.flatnonzero(wanted)
-    for s in range(0, len(idx), chunk):
-        j = idx[s : s + chunk]
-        out[j] = (tv[a[j]] * tv[b[j]]).sum(1)
-    return out
 
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.

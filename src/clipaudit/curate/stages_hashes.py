@@ -29,16 +29,48 @@ HASH_SIZE = 8
 PHASH_SIDE = HASH_SIZE * 4
 
 
-def thumb_vectors(values: list[bytes | None]) -> np.ndarray:
-    """Thumbnails as rows centred per colour channel and scaled to unit length."""
-    out = np.zeros((len(values), THUMB * THUMB * 3), np.float32)
-    for i, v in enumerate(values):
-        if v is None or len(v) != THUMB * THUMB * 3:
-            continue
-        a = np.frombuffer(v, np.uint8).reshape(THUMB * THUMB, 3).astype(np.float32)
-        a = (a - a.mean(0)).ravel()
-        out[i] = a / (np.linalg.norm(a) + 1e-6)
-    return out
+class ThumbCorrelation:
+    """Pearson correlation of 32x32 colour thumbnails (centred per colour channel), for any
+    pairs of rows, computed exactly in integers.
+
+    The thumbnails stay as bytes (3 KiB a row) with each row's channel sums and centred
+    sum of squares; a pair's correlation needs one integer dot product of its two rows, done
+    a chunk of pairs at a time. A float copy of every thumbnail (12 KiB a row) would cost
+    more memory than the signals themselves on large runs. A missing or malformed thumbnail
+    correlates with nothing (-inf); a flat one (no variance) correlates 0 with everything.
+    """
+
+    PIXELS = THUMB * THUMB
+
+    def __init__(self, values: Sequence[bytes | None], chunk: int = 4096) -> None:
+        size = self.PIXELS * 3
+        m = len(values)
+        self.chunk = chunk
+        self.px = np.zeros((m, size), np.uint8)
+        self.valid = np.zeros(m, np.bool_)
+        for i, v in enumerate(values):
+            if v is not None and len(v) == size:
+                self.px[i] = np.frombuffer(v, np.uint8)
+                self.valid[i] = True
+        self.sums = np.zeros((m, 3), np.int64)
+        self.var = np.zeros(m, np.int64)  # PIXELS * (centred sum of squares), exact
+        for s in range(0, m, chunk):
+            x = self.px[s : s + chunk].astype(np.int64)
+            sums = x.reshape(len(x), self.PIXELS, 3).sum(1)
+            self.sums[s : s + chunk] = sums
+            self.var[s : s + chunk] = self.PIXELS * (x * x).sum(1) - (sums * sums).sum(1)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Correlation of rows ``a[k]`` and ``b[k]`` for every k."""
+        out = np.full(len(a), -np.inf)
+        for s in range(0, len(a), self.chunk):
+            ia, ib = a[s : s + self.chunk], b[s : s + self.chunk]
+            dot = (self.px[ia].astype(np.int32) * self.px[ib]).sum(1, dtype=np.int64)
+            cov = self.PIXELS * dot - (self.sums[ia] * self.sums[ib]).sum(1)
+            den = np.sqrt(self.var[ia].astype(np.float64) * self.var[ib])
+            corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
+            out[s : s + self.chunk] = np.where(self.valid[ia] & self.valid[ib], corr, -np.inf)
+        return out
 
 
 def bits_to_int64(bits: np.ndarray) -> int:

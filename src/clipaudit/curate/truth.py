@@ -117,6 +117,7 @@ def score_run(
     )
     out["radius"] = dedup.near_radius
     out["hashes"] = list(dedup.hashes)
+    out["hash_match"] = dedup.match
     out["min_thumb_corr"] = dedup.min_thumb_corr
     out["signals_by_planted_issue"] = signal_scores(dec, labels)
     # Decisions: how each planted issue ended up.

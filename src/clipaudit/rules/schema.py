@@ -54,8 +54,11 @@ class Quality(Strict):
 
 class Dedup(Strict):
     near_radius: int = Field(default=12, ge=0, le=32)
-    # Near duplicates must be within the radius on every listed hash.
-    hashes: list[HashName] = Field(default_factory=lambda: list(DEFAULT_HASHES))
+    hashes: list[HashName] = Field(default_factory=lambda: list(DEFAULT_HASHES), min_length=1)
+    # "all": near duplicates are within the radius on every listed hash (fewer candidates);
+    # "any": on at least one (pHash is unstable on smooth images where dHash is not, and the
+    # reverse on some textures; the thumbnail check then confirms the union).
+    match: Literal["all", "any"] = "all"
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
     semantic_eps: float | None = Field(default=None, gt=0, lt=1)
