@@ -199,27 +199,6 @@ def dedup(
     if len(idx) == 0 or ("phash" not in sig and not semantic):
         return {}, 0
     d = pack.dedup
-    adj: dict[int, list[tuple[int, str]]] = {}
-    px = sig.get("pixel_hash")
-    if px is not None:
-        groups: dict[Any, list[int]] = {}
-        for row in idx:
-            if px[row] is not None:
-                groups.setdefault(px[row], []).append(int(row))
-        for members in groups.values():
-            for m1 in members:
-                for m2 in members:
-                    if m1 != m2:
-                        adj.setdefault(m1, []).append((m2, "exact_duplicate"))
-    if "phash" in sig:
-        for x, y in near_duplicate_pairs(sig, idx, d):
-            adj.setdefault(int(x), []).append((int(y), "near_duplicate"))
-            adj.setdefault(int(y), []).append((int(x), "near_duplicate"))
-    if semantic:
-        assert image_emb is not None and d.semantic_eps is not None
-        for x, y, _ in semantic_pairs(image_emb, idx, d.semantic_eps):
-            adj.setdefault(x, []).append((y, "semantic_duplicate"))
-            adj.setdefault(y, []).append((x, "semantic_duplicate"))
     align = _floats(_col(sig, "alignment", n))
     area = _floats(_col(sig, "width", n)) * _floats(_col(sig, "height", n))
     ids = sig["id"]
@@ -235,17 +214,50 @@ def dedup(
                 key.append(str(ids[i]))
         return tuple(key)
 
-    order: list[int] = sorted((int(r) for r in idx if int(r) in adj), key=priority)
+    # Exact copies collapse onto one representative, the copy the keeper policy ranks first:
+    # copies share every hash and thumbnail, so their near pairs are the representative's,
+    # and a placeholder image repeated 100,000 times costs one row in the search instead of
+    # 5·10^9 pairs.
+    ranked = sorted((int(r) for r in idx), key=priority)
+    px = sig.get("pixel_hash")
+    copies: dict[int, list[int]] = {}
+    rep_of: dict[Any, int] = {}
+    for r in ranked:
+        key = px[r] if px is not None else None
+        if key is not None and key in rep_of:
+            copies[rep_of[key]].append(r)
+            continue
+        if key is not None:
+            rep_of[key] = r
+        copies[r] = []
+    reps = np.array(sorted(copies), dtype=np.int64)
+    adj: dict[int, dict[int, str]] = {}
+
+    def link(x: int, y: int, kind: str) -> None:
+        for a, b in ((x, y), (y, x)):
+            was = adj.setdefault(a, {}).get(b)
+            if was is None or DUPLICATE_KINDS.index(kind) < DUPLICATE_KINDS.index(was):
+                adj[a][b] = kind
+
+    if "phash" in sig:
+        for x, y in near_duplicate_pairs(sig, reps, d):
+            link(x, y, "near_duplicate")
+    if semantic:
+        assert image_emb is not None and d.semantic_eps is not None
+        for x, y, _ in semantic_pairs(image_emb, reps, d.semantic_eps):
+            link(int(x), int(y), "semantic_duplicate")
     kept: set[int] = set()
     dropped: dict[int, tuple[int, str]] = {}
-    for top in order:
-        if top in dropped:
-            continue
+    for top in ranked:
+        if top not in copies or top in dropped or (top not in adj and not copies[top]):
+            continue  # a copy (handled with its representative), dropped, or unique
         kept.add(top)
-        for j, _ in adj[top]:
+        for m in copies[top]:
+            dropped[m] = (top, "exact_duplicate")
+        for j, kind in adj.get(top, {}).items():
             if j not in kept and j not in dropped:
-                kinds = {kk for jj, kk in adj[top] if jj == j}
-                dropped[j] = (top, min(kinds, key=DUPLICATE_KINDS.index))
+                for m in (j, *copies[j]):
+                    dropped[m] = (top, kind)
     groups_n = len({keeper for keeper, _ in dropped.values()})
     return dropped, groups_n
 

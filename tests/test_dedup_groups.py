@@ -1,0 +1,111 @@
+"""Decide's duplicate resolution: exact copies collapse onto one representative before the
+near-duplicate search, with the same outcome as resolving the full graph of pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clipaudit.curate.decide import DUPLICATE_KINDS, dedup, near_duplicate_pairs
+from clipaudit.rules.schema import load_pack
+
+
+def _signals(n: int, groups: np.ndarray, flips: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Rows in the same group are exact copies; ``flips[g]`` bits of pHash make group g a
+    near copy of group g - 1 (same thumbnail) when small."""
+    rng = np.random.default_rng(seed)
+    n_groups = int(groups.max()) + 1
+    ph = rng.integers(0, 2**62, n_groups)
+    thumbs = [rng.integers(0, 256, 3072, dtype=np.uint8).tobytes() for _ in range(n_groups)]
+    for g in range(1, n_groups):
+        if flips[g] <= 12:
+            ph[g] = ph[g - 1] ^ ((1 << int(flips[g])) - 1)
+            thumbs[g] = thumbs[g - 1]
+    obj = lambda xs: np.array(list(xs), dtype=object)  # noqa: E731
+    return {
+        "id": obj(f"r{i:05d}" for i in range(n)),
+        "pixel_hash": obj(int(1000 + g) for g in groups),
+        "phash": obj(int(ph[g]) for g in groups),
+        "dhash": obj(int(ph[g]) for g in groups),
+        "thumb": obj(thumbs[g] for g in groups),
+        "alignment": rng.random(n).round(2),  # ties happen: the id breaks them
+        "width": np.full(n, 64),
+        "height": np.full(n, 64),
+    }
+
+
+def _reference(sig: dict[str, np.ndarray], pack: Any) -> dict[int, tuple[int, str]]:
+    """The plain greedy over every pair (exact copies as cliques): the behaviour to keep."""
+    n = len(sig["id"])
+    adj: dict[int, dict[int, str]] = {}
+
+    def link(x: int, y: int, kind: str) -> None:
+        for a, b in ((x, y), (y, x)):
+            was = adj.setdefault(a, {}).get(b)
+            if was is None or DUPLICATE_KINDS.index(kind) < DUPLICATE_KINDS.index(was):
+                adj[a][b] = kind
+
+    for x in range(n):
+        for y in range(x + 1, n):
+            if sig["pixel_hash"][x] == sig["pixel_hash"][y]:
+                link(x, y, "exact_duplicate")
+    for x, y in near_duplicate_pairs(sig, np.arange(n), pack.dedup):
+        link(x, y, "near_duplicate")
+    order = sorted(adj, key=lambda i: (-sig["alignment"][i], -4096, str(sig["id"][i])))
+    kept: set[int] = set()
+    dropped: dict[int, tuple[int, str]] = {}
+    for top in order:
+        if top in dropped:
+            continue
+        kept.add(top)
+        for j, kind in adj[top].items():
+            if j not in kept and j not in dropped:
+                dropped[j] = (top, kind)
+    return dropped
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_collapsed_exact_groups_give_the_full_graphs_outcome(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 120
+    groups = np.sort(rng.integers(0, 40, n))
+    groups = np.unique(groups, return_inverse=True)[1]  # 0..k-1, no gaps
+    rng.shuffle(groups)
+    flips = rng.integers(0, 30, int(groups.max()) + 1)
+    sig = _signals(n, groups, flips, seed)
+    pack = load_pack("default")
+    got, n_groups = dedup(sig, np.ones(n, bool), pack)
+    want = _reference(sig, pack)
+    assert got == want
+    assert n_groups == len({k for k, _ in want.values()}) > 0
+    assert {kind for _, kind in got.values()} == {"exact_duplicate", "near_duplicate"}
+
+
+def test_a_placeholder_repeated_thousands_of_times_is_one_row_to_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import clipaudit.curate.decide as decide
+
+    searched: list[int] = []
+
+    def spy(sig: dict[str, np.ndarray], rows: np.ndarray, d: Any) -> list[tuple[int, int]]:
+        searched.append(len(rows))
+        return near_duplicate_pairs(sig, rows, d)
+
+    monkeypatch.setattr(decide, "near_duplicate_pairs", spy)
+    n = 20_000
+    groups = np.zeros(n, np.int64)
+    groups[15_000:] = np.arange(1, 5_001)  # 15,000 copies of one image, 5,000 others
+    flips = np.full(5_001, 40)
+    flips[1] = 3  # group 1 is a near copy of the placeholder
+    sig = _signals(n, groups, flips, 0)
+    sig["alignment"][:] = 0.5
+    got, n_groups = dedup(sig, np.ones(n, bool), load_pack("default"))
+    assert got[1] == (0, "exact_duplicate") and got[14_999] == (0, "exact_duplicate")
+    assert got[15_000] == (0, "near_duplicate")
+    assert len(got) == 15_000 and n_groups == 1
+    # One representative per exact group enters the search: the full graph would hold
+    # 1.1e8 exact pairs (and the search 1.1e8 identical-hash pairs).
+    assert searched == [5_001]
