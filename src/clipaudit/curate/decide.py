@@ -85,6 +85,7 @@ def quality_reasons(
     min_side = _floats(_col(sig, "min_side", n))
     aspect = _floats(_col(sig, "aspect", n))
     fbytes = _floats(_col(sig, "file_bytes", n))
+    flat = _floats(_col(sig, "gray_std", n))  # NaN in runs scored before the signal existed
     words = _floats(_col(sig, "caption_words", n))
     chars = _floats(_col(sig, "caption_chars", n))
     align = _floats(_col(sig, "alignment", n))
@@ -114,6 +115,8 @@ def quality_reasons(
             r.append("bad_aspect")
         if q.min_file_bytes and fbytes[i] < q.min_file_bytes:
             r.append("file_too_small")
+        if q.min_gray_std is not None and flat[i] < q.min_gray_std:
+            r.append("blank_image")
         if chars[i] == 0:
             r.append("no_caption")
         elif words[i] < q.min_caption_words or chars[i] < q.min_caption_chars:
@@ -137,6 +140,7 @@ def quality_reasons(
         "alignment_min_percentile": thr.min_percentile,
         "alignment_percentile_value": pct_value,
         "alignment_source": "model" if model_spec in pack.models else "pack",
+        "blank_check": "gray_std" in sig if q.min_gray_std is not None else None,
     }
     return reasons, used
 

@@ -59,6 +59,11 @@ def _aspect(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, floa
     return _present(("max", pack.get("quality", {}).get("max_aspect")))
 
 
+@score("gray_std", "grayscale spread at 64 px (flat = blank)", "blank_image", "above")
+def _flat(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]]:
+    return _present(("min", pack.get("quality", {}).get("min_gray_std")))
+
+
 @score("caption_chars", "caption characters", None, "above")
 def _chars(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]]:
     q = pack.get("quality", {})
