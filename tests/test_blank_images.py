@@ -4,7 +4,6 @@ gradients and photographs do not."""
 from __future__ import annotations
 
 import io
-import tarfile
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +14,7 @@ from PIL import Image
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.stages_quality import gray_std
 from clipaudit.rules.schema import load_pack
+from tests.hostile.shards import TarBuilder
 
 PHOTO = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
 
@@ -54,12 +54,10 @@ def test_gray_std_separates_flat_from_structured() -> None:
 def test_blank_images_are_flagged_by_default_and_dropped_by_strict(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    with tarfile.open(data / "s-000.tar", "w") as tar:
-        for key, im in _images().items():
-            for ext, payload in (("jpg", _jpeg(im)), ("txt", b"a picture of something")):
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
+    tar = TarBuilder(data / "s-000.tar")
+    for key, im in _images().items():
+        tar.file(f"{key}.jpg", _jpeg(im)).file(f"{key}.txt", b"a picture of something")
+    tar.close()
     curate(CurateConfig(dataset=str(data), out=str(tmp_path / "run"), stages=["quality"]))
     rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
     blank = {k for k, r in rows.items() if "blank_image" in r["reasons"]}

@@ -10,7 +10,6 @@ as four quadrants: 20 distinct images. Each gets five copies.
 from __future__ import annotations
 
 import io
-import tarfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import sklearn
 from PIL import Image, ImageEnhance
 
 from clipaudit.curate.pipeline import CurateConfig, curate
+from tests.hostile.shards import TarBuilder
 
 PHOTOS = [
     Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg",
@@ -60,15 +60,13 @@ def decided(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             bases.append(im.crop((x, y, x + w // 2, y + h // 2)))
     tmp = tmp_path_factory.mktemp("photos")
     (tmp / "data").mkdir()
-    with tarfile.open(tmp / "data" / "photos-000.tar", "w") as tar:
-        for i, base in enumerate(bases):
-            items = [(f"p{i:02d}", _jpeg(base))]
-            items += [(f"p{i:02d}_{k}", _jpeg(f(base))) for k, f in COPIES.items()]
-            for key, data in items:
-                for ext, payload in (("jpg", data), ("txt", b"a photograph")):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
+    tar = TarBuilder(tmp / "data" / "photos-000.tar")
+    for i, base in enumerate(bases):
+        items = [(f"p{i:02d}", _jpeg(base))]
+        items += [(f"p{i:02d}_{k}", _jpeg(f(base))) for k, f in COPIES.items()]
+        for key, data in items:
+            tar.file(f"{key}.jpg", data).file(f"{key}.txt", b"a photograph")
+    tar.close()
     curate(
         CurateConfig(
             dataset=str(tmp / "data"), out=str(tmp / "run"), stages=["quality", "hashes"],

@@ -4,7 +4,6 @@ must not carry an image past the duplicate or NSFW checks)."""
 from __future__ import annotations
 
 import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clipaudit.curate.pipeline import CurateConfig, curate
+from tests.hostile.shards import TarBuilder
 
 
 def _jpeg(seed: int) -> bytes:
@@ -23,11 +23,10 @@ def _jpeg(seed: int) -> bytes:
 
 
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    tar = TarBuilder(path)
+    for name, data in members:
+        tar.file(name, data)
+    tar.close()
 
 
 def test_broken_json_is_still_decoded_deduplicated_and_flagged(tmp_path: Path) -> None:
