@@ -294,6 +294,11 @@ def _limit_file_size(limit: int) -> None:
 
 def _child(conn: Any, data: str, run: str, fsize: int | None) -> None:
     if fsize is not None:
+        from clipaudit.curate.stages_quality import _identifier
+
+        # As in a fresh process: the language model must be unpacked into the temp folder
+        # again, whatever the parent (an earlier test) already loaded before the fork.
+        _identifier.cache_clear()
         _limit_file_size(fsize)
     _, failure, _ = call_guarded(_curate_in_process(Path(data), Path(run)), 600)
     conn.send((failure.category, failure.detail) if failure else ("ok", ""))
