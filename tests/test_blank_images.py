@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.stages_quality import gray_std
+from clipaudit.curate.stages_hashes import THUMB, gray_std
 from clipaudit.rules.schema import load_pack
 from tests.hostile.shards import TarBuilder
 
@@ -46,7 +46,11 @@ def _with_line(im: Image.Image) -> Image.Image:
 
 
 def test_gray_std_separates_flat_from_structured() -> None:
-    got = {k: gray_std(Image.open(io.BytesIO(_jpeg(im)))) for k, im in _images().items()}
+    def spread(im: Image.Image) -> float:
+        decoded = Image.open(io.BytesIO(_jpeg(im))).convert("RGB")
+        return gray_std(decoded.resize((THUMB, THUMB), Image.Resampling.BOX))
+
+    got = {k: spread(im) for k, im in _images().items()}
     assert got["white"] < 0.5 and got["black"] < 0.5 and got["noisy_grey"] < 1.0
     assert got["gentle_ramp"] > 5 and got["photo"] > 30 and got["white_with_text_line"] > 10
 
@@ -58,7 +62,7 @@ def test_blank_images_are_flagged_by_default_and_dropped_by_strict(tmp_path: Pat
     for key, im in _images().items():
         tar.file(f"{key}.jpg", _jpeg(im)).file(f"{key}.txt", b"a picture of something")
     tar.close()
-    curate(CurateConfig(dataset=str(data), out=str(tmp_path / "run"), stages=["quality"]))
+    curate(CurateConfig(dataset=str(data), out=str(tmp_path / "run"), stages=["quality", "hashes"]))
     rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
     blank = {k for k, r in rows.items() if "blank_image" in r["reasons"]}
     assert blank == {"white", "black", "noisy_grey"}

@@ -108,6 +108,18 @@ def perceptual_hashes(images: Sequence[Image.Image]) -> tuple[list[int], list[in
     return rows_to_int64(phash), rows_to_int64(dhash)
 
 
+# ITU-R 601-2 luma, as Pillow's convert("L").
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def gray_std(thumb: Image.Image) -> float:
+    """Standard deviation of the grayscale levels (0-255) of the 32x32 box-filtered colour
+    thumbnail: near 0 for a blank or one-colour image (the box filter averages sensor and
+    JPEG noise away), 30-80 for photographs. Costs nothing beyond the thumbnail."""
+    luma = np.asarray(thumb, np.float32).reshape(-1, 3) @ LUMA
+    return round(float(luma.std()), 3)
+
+
 def pixel_hash(im: Image.Image) -> int:
     """First 8 bytes of the SHA-256 of the decoded pixels and the size, as a signed int64."""
     digest = hashlib.sha256(im.tobytes())
@@ -117,7 +129,7 @@ def pixel_hash(im: Image.Image) -> int:
 
 @register_stage("hashes")
 class HashStage(Stage):
-    columns = ("phash", "dhash", "pixel_hash", "thumb")
+    columns = ("phash", "dhash", "pixel_hash", "thumb", "gray_std")
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         return self.prepare_batch([sample], [decoded])[0]
@@ -130,12 +142,12 @@ class HashStage(Stage):
         for d in decoded:
             im = d.image
             if im is None:
-                out.append((None, None, None, None))
+                out.append((None, None, None, None, None))
                 continue
             # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
             # hashes of plain, similar scenes collide; their colour layouts do not.
             thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
-            out.append((phash[k], dhash[k], pixel_hash(im), thumb.tobytes()))
+            out.append((phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), gray_std(thumb)))
             k += 1
         return out
 

@@ -7,9 +7,6 @@ import functools
 import tempfile
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
@@ -18,16 +15,6 @@ from clipaudit.errors import ClipauditError
 # Language identification on a caption longer than this reads only its start: enough for
 # the language, and a megabyte caption costs no more than a short one.
 LANG_MAX_CHARS = 1000
-# Side of the grayscale thumbnail whose standard deviation measures how flat an image is:
-# small enough that sensor and JPEG noise average out, large enough to keep thin detail.
-FLAT_SIDE = 64
-
-
-def gray_std(image: Image.Image) -> float:
-    """Standard deviation of the image's grayscale levels (0-255) at 64x64 (box filter):
-    near 0 for a blank or one-colour image, 30-80 for photographs."""
-    small = image.convert("L").resize((FLAT_SIDE, FLAT_SIDE), Image.Resampling.BOX)
-    return round(float(np.asarray(small, np.float32).std()), 3)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,17 +54,15 @@ class QualityStage(Stage):
         "caption_chars",
         "caption_lang",
         "caption_lang_score",
-        "gray_std",
     )
 
     def prepare(self, sample: Sample, decoded: Decoded) -> Any:
-        flat = gray_std(decoded.image) if decoded.image is not None else None
-        return (*caption_language((sample.caption or "").strip()), flat)
+        return caption_language((sample.caption or "").strip())
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {c: [] for c in self.columns}
         langs = self.prepared_for(batch)
-        for s, d, (lang, score, flat) in zip(batch.samples, batch.decoded, langs, strict=True):
+        for s, d, (lang, score) in zip(batch.samples, batch.decoded, langs, strict=True):
             # A soft reader code (bad_metadata) gives way to a decode error, which is fatal.
             soft = s.error in SOFT_READ_ERRORS
             out["error"].append((d.error or s.error) if soft else (s.error or d.error))
@@ -97,5 +82,4 @@ class QualityStage(Stage):
             out["caption_chars"].append(len(text))
             out["caption_lang"].append(lang)
             out["caption_lang_score"].append(score)
-            out["gray_std"].append(flat)
         return out
