@@ -2,7 +2,8 @@
 
 All three compute the same signals on the same 256-px world images (the stages
 ``quality,hashes,alignment``): decode, quality numbers and the caption's language, pHash +
-dHash + a pixel hash + the 32-px thumbnail, and the CLIP cosine with the bundled model.
+dHash + a pixel hash + the 32-px thumbnail and its grayscale spread, and the CLIP cosine
+with the bundled model.
 
 * **End to end**: ``curate()`` on ``--n`` images (model load, scoring, decide, the kept
   dataset written), once with the default settings and once with ``model_threads=1``.
@@ -47,6 +48,7 @@ def naive(data_dir: Path, limit: int, threads: int | None) -> tuple[int, float]:
     import imagehash
     from PIL import Image
 
+    from clipaudit.curate.stages_hashes import gray_std
     from clipaudit.curate.stages_quality import caption_language
     from clipaudit.data import open_dataset
     from clipaudit.models import load_clip
@@ -67,7 +69,9 @@ def naive(data_dir: Path, limit: int, threads: int | None) -> tuple[int, float]:
         imagehash.phash(im)
         imagehash.dhash(im)
         hashlib.sha256(im.tobytes()).hexdigest()
-        im.resize((32, 32), Image.Resampling.BOX).tobytes()
+        thumb = im.resize((32, 32), Image.Resampling.BOX)
+        thumb.tobytes()
+        gray_std(thumb)
         with torch.inference_mode():
             a = model.encode_image(preprocess(im).unsqueeze(0), normalize=True)
             b = model.encode_text(tokenizer([sample.caption or ""]), normalize=True)
