@@ -98,6 +98,15 @@ def test_resized_reencoded_and_brightened_copies_are_found(decided: dict[str, di
     assert hits["resize"] == hits["reencode"] == n_bases, hits
 
 
+def test_mirrored_copies_are_found(decided: dict[str, dict]) -> None:
+    """The default pack pairs an image with the mirror of another (pHash against the mirror
+    pHash, the mirrored thumbnail confirms); crops stay what pHash/dHash can do."""
+    n_bases = sum(1 for k in decided if "_" not in k)
+    hits = _found(decided)
+    assert hits["flip"] == n_bases, hits
+    assert hits["crop"] < n_bases  # not claimed: 95%-area crops move most hash bits
+
+
 def test_distinct_photos_never_pair_up(decided: dict[str, dict]) -> None:
     wrong = [
         (k, r["duplicate_of"])

@@ -107,3 +107,37 @@ def test_thumb_correlation_is_pearson_per_channel_centred() -> None:
     assert got[0] > 0.999 and abs(got[1]) < 0.1 and got[2] == pytest.approx(-1.0)
     assert got[3] == 0.0 and got[4] == 0.0  # flat
     assert got[5] == -np.inf and got[6] == -np.inf  # missing, malformed
+
+
+def test_mirror_pairs_are_found_and_confirmed_on_the_mirrored_thumbnail() -> None:
+    from clipaudit.curate.decide import near_duplicate_pairs
+    from clipaudit.rules.schema import Dedup
+
+    rng = np.random.default_rng(5)
+    t = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    flipped = t[:, ::-1].copy()
+    other = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    p, m = 0, (1 << 40) - 1  # a pHash and its mirror pHash, 40 bits apart
+    sig = {
+        "phash": np.array([p, m, m ^ 1], dtype=object),
+        "phash_mirror": np.array([m, p, p], dtype=object),
+        "thumb": np.array([t.tobytes(), flipped.tobytes(), other.tobytes()], dtype=object),
+    }
+    rows = np.arange(3)
+    # Row 2's pHash is a bit from row 0's mirror too, but its thumbnail is another image.
+    assert near_duplicate_pairs(sig, rows, Dedup(hashes=["phash"], mirrors=True)) == [(0, 1)]
+    assert near_duplicate_pairs(sig, rows, Dedup(hashes=["phash"], mirrors=False)) == []
+    # Row 1 and row 2 share a pHash within one bit: a plain candidate, refused by thumbnails.
+    loose = Dedup(hashes=["phash"], mirrors=True, min_thumb_corr=None)
+    assert near_duplicate_pairs(sig, rows, loose) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_mirror_thumb_correlation() -> None:
+    from clipaudit.curate.stages_hashes import ThumbCorrelation
+
+    rng = np.random.default_rng(6)
+    t = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    corr = ThumbCorrelation([t.tobytes(), t[:, ::-1].tobytes()])
+    a, b = np.array([0]), np.array([1])
+    assert corr(a, b, mirror_b=True)[0] == pytest.approx(1.0)
+    assert corr(a, b)[0] < 0.2

@@ -61,11 +61,13 @@ def test_hash_stage_batch_equals_per_sample(zoo_samples: list) -> None:
     ]
     for row, d in zip(batch, decoded, strict=True):
         if d.image is None:
-            assert row == (None, None, None, None)
+            assert row == (None,) * len(HashStage.columns)
         else:
             assert row[0] == bits_to_int64(imagehash.phash(d.image).hash)
             assert row[2] == pixel_hash(d.image)
             assert len(row[3]) == 32 * 32 * 3
+            mirror = d.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            assert row[5] == bits_to_int64(imagehash.phash(mirror).hash)
     assert sum(d.image is None for d in decoded) >= 1  # the zoo's broken files are covered
 
 

@@ -425,6 +425,7 @@ def demo(
         f"F1 {m['f1']:.3f}"
     )
     joined = (" or " if t.get("hash_match") == "any" else " and ").join(t["hashes"])
+    joined += ", mirror images too" if t.get("mirrors") else ""
     c.print(
         f"near duplicates (radius {t['radius']}, {joined}): pair precision "
         f"{t['near_duplicate_pair_precision']:.3f}"

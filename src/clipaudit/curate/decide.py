@@ -151,35 +151,70 @@ def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
     )
 
 
+def _mirror_search(
+    phash: np.ndarray, mirror: np.ndarray, radius: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """One search over pHashes and mirror pHashes together: (plain pHash pairs, pairs where
+    one image's pHash is near the other's mirror pHash), each as (i, j) with i < j."""
+    n = len(phash)
+    a, b, _ = near_pairs(np.concatenate([phash, mirror]), radius)
+    plain = b < n
+    cross = (a < n) & (b >= n) & (a != b - n)  # a symmetric image is its own mirror
+    lo, hi = np.minimum(a[cross], b[cross] - n), np.maximum(a[cross], b[cross] - n)
+    code = np.unique(lo * n + hi)
+    return (a[plain], b[plain]), (code // n, code % n)
+
+
 def near_duplicate_pairs(
     sig: dict[str, np.ndarray], rows: np.ndarray, d: Any
 ) -> list[tuple[int, int]]:
     """Row pairs within ``d.near_radius`` on every listed hash (``match: all``) or on at
-    least one (``match: any``), verified by thumbnails."""
+    least one (``match: any``); with ``mirrors``, also pairs where one image's pHash is within
+    the radius of the other's mirror-image pHash. Each confirmed by thumbnails (a mirror
+    pair against the mirrored thumbnail)."""
     rows = np.asarray([r for r in rows if sig[d.hashes[0]][r] is not None], dtype=np.int64)
     if len(rows) < 2:
         return []
+    n = len(rows)
     codes = {name: as_uint64([sig[name][r] for r in rows]) for name in d.hashes}
+    empty = np.zeros(0, np.int64)
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ma, mb = empty, empty
+    if d.mirrors and "phash" in sig and "phash_mirror" in sig:
+        phash = codes.get("phash")
+        if phash is None:
+            phash = as_uint64([sig["phash"][r] for r in rows])
+        mirror = as_uint64([sig["phash_mirror"][r] for r in rows])
+        found["phash"], (ma, mb) = _mirror_search(phash, mirror, d.near_radius)
+
+    def pairs_on(name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in found:
+            found[name] = near_pairs(codes[name], d.near_radius)[:2]
+        return found[name]
+
     if d.match == "any":
-        n = len(rows)
-        found = [near_pairs(h, d.near_radius)[:2] for h in codes.values()]
-        code = np.unique(np.concatenate([a * n + b for a, b in found]))
+        code = np.unique(np.concatenate([a * n + b for a, b in map(pairs_on, d.hashes)]))
         pa_, pb_ = code // n, code % n
         ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
     else:
-        pa_, pb_, _ = near_pairs(codes[d.hashes[0]], d.near_radius)
+        pa_, pb_ = pairs_on(d.hashes[0])
         ok = np.ones(len(pa_), dtype=np.bool_)
         for other in d.hashes[1:]:
             ho = codes[other]
             ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
-    if d.min_thumb_corr is not None and "thumb" in sig and ok.any():
+    mok: np.ndarray = np.ones(len(ma), dtype=np.bool_)
+    if d.min_thumb_corr is not None and "thumb" in sig and (ok.any() or mok.any()):
         # Thumbnails only for the rows some candidate pair touches.
-        need = np.unique(np.concatenate([pa_[ok], pb_[ok]]))
+        need = np.unique(np.concatenate([pa_[ok], pb_[ok], ma, mb]))
         corr = ThumbCorrelation([sig["thumb"][rows[x]] for x in need])
         want = np.flatnonzero(ok)
         at_a, at_b = np.searchsorted(need, pa_[want]), np.searchsorted(need, pb_[want])
         ok[want] = corr(at_a, at_b) >= d.min_thumb_corr
-    return [(int(rows[x]), int(rows[y])) for x, y in zip(pa_[ok], pb_[ok], strict=True)]
+        at_a, at_b = np.searchsorted(need, ma), np.searchsorted(need, mb)
+        mok = corr(at_a, at_b, mirror_b=True) >= d.min_thumb_corr
+    confirmed = {(int(x), int(y)) for x, y in zip(pa_[ok], pb_[ok], strict=True)}
+    confirmed |= {(int(x), int(y)) for x, y in zip(ma[mok], mb[mok], strict=True)}
+    return [(int(rows[x]), int(rows[y])) for x, y in sorted(confirmed)]
 
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.

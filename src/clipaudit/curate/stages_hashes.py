@@ -60,12 +60,16 @@ class ThumbCorrelation:
             self.sums[s : s + chunk] = sums
             self.var[s : s + chunk] = self.PIXELS * (x * x).sum(1) - (sums * sums).sum(1)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Correlation of rows ``a[k]`` and ``b[k]`` for every k."""
+    def __call__(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
+        """Correlation of rows ``a[k]`` and ``b[k]`` for every k (``mirror_b``: against the
+        left-right mirror of ``b[k]``; sums and variance do not change under a mirror)."""
         out = np.full(len(a), -np.inf)
         for s in range(0, len(a), self.chunk):
             ia, ib = a[s : s + self.chunk], b[s : s + self.chunk]
-            dot = (self.px[ia].astype(np.int32) * self.px[ib]).sum(1, dtype=np.int64)
+            pb = self.px[ib]
+            if mirror_b:
+                pb = pb.reshape(len(ib), THUMB, THUMB, 3)[:, :, ::-1].reshape(len(ib), -1)
+            dot = (self.px[ia].astype(np.int32) * pb).sum(1, dtype=np.int64)
             cov = self.PIXELS * dot - (self.sums[ia] * self.sums[ib]).sum(1)
             den = np.sqrt(self.var[ia].astype(np.float64) * self.var[ib])
             corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
@@ -92,20 +96,36 @@ def as_uint64(values: Any) -> np.ndarray:
 
 def perceptual_hashes(images: Sequence[Image.Image]) -> tuple[list[int], list[int]]:
     """(pHash, dHash) of each image as signed int64, equal to imagehash's bit for bit."""
+    phash, dhash, _ = perceptual_hashes_mirrored(images)
+    return phash, dhash
+
+
+def perceptual_hashes_mirrored(
+    images: Sequence[Image.Image],
+) -> tuple[list[int], list[int], list[int]]:
+    """(pHash, dHash, pHash of the left-right mirror image) of each image.
+
+    The mirror's pHash comes from the mirrored 32x32 grayscale thumbnail (one more batched
+    DCT, no second resize); Pillow's LANCZOS resize is symmetric, so it equals
+    imagehash.phash of the flipped image (tests/test_throughput_hashes.py).
+    """
     import scipy.fftpack
 
     if not images:
-        return [], []
+        return [], [], []
     lanczos = Image.Resampling.LANCZOS
     grays = [im.convert("L") for im in images]
     small = np.stack([np.asarray(g.resize((PHASH_SIDE, PHASH_SIDE), lanczos)) for g in grays])
     wide = np.stack([np.asarray(g.resize((HASH_SIZE + 1, HASH_SIZE), lanczos)) for g in grays])
-    # The same 1-D transforms imagehash runs per image (rows, then columns), batched.
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(small, axis=1), axis=2)
-    low = dct[:, :HASH_SIZE, :HASH_SIZE].reshape(len(images), -1)
-    phash = low > np.median(low, axis=1, keepdims=True)
+
+    def phash_bits(thumbs: np.ndarray) -> list[int]:
+        # The same 1-D transforms imagehash runs per image (rows, then columns), batched.
+        dct = scipy.fftpack.dct(scipy.fftpack.dct(thumbs, axis=1), axis=2)
+        low = dct[:, :HASH_SIZE, :HASH_SIZE].reshape(len(thumbs), -1)
+        return rows_to_int64(low > np.median(low, axis=1, keepdims=True))
+
     dhash = wide[:, :, 1:] > wide[:, :, :-1]
-    return rows_to_int64(phash), rows_to_int64(dhash)
+    return phash_bits(small), rows_to_int64(dhash), phash_bits(small[:, :, ::-1])
 
 
 # ITU-R 601-2 luma, as Pillow's convert("L").
@@ -129,25 +149,27 @@ def pixel_hash(im: Image.Image) -> int:
 
 @register_stage("hashes")
 class HashStage(Stage):
-    columns = ("phash", "dhash", "pixel_hash", "thumb", "gray_std")
+    columns = ("phash", "dhash", "pixel_hash", "thumb", "gray_std", "phash_mirror")
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         return self.prepare_batch([sample], [decoded])[0]
 
     def prepare_batch(self, samples: list[Sample], decoded: list[Decoded]) -> list[Any]:
         images = [d.image for d in decoded if d.image is not None]
-        phash, dhash = perceptual_hashes(images)
+        phash, dhash, mirror = perceptual_hashes_mirrored(images)
         out: list[Any] = []
         k = 0
         for d in decoded:
             im = d.image
             if im is None:
-                out.append((None, None, None, None, None))
+                out.append((None, None, None, None, None, None))
                 continue
             # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
             # hashes of plain, similar scenes collide; their colour layouts do not.
             thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
-            out.append((phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), gray_std(thumb)))
+            out.append(
+                (phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), gray_std(thumb), mirror[k])
+            )
             k += 1
         return out
 

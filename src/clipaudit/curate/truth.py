@@ -90,7 +90,8 @@ def score_run(
     pos = {i: k for k, i in enumerate(ids)}
     sig = {
         name: np.array([r.get(name) for r in dec], dtype=object)
-        for name in (*dedup.hashes, "thumb")
+        for name in {*dedup.hashes, "phash", "phash_mirror", "thumb"}
+        if dec and name in dec[0]
     }
     pairs = near_duplicate_pairs(sig, np.arange(len(ids)), dedup)
     found = {(ids[x], ids[y]) for x, y in pairs}
@@ -118,6 +119,7 @@ def score_run(
     out["radius"] = dedup.near_radius
     out["hashes"] = list(dedup.hashes)
     out["hash_match"] = dedup.match
+    out["mirrors"] = dedup.mirrors
     out["min_thumb_corr"] = dedup.min_thumb_corr
     out["signals_by_planted_issue"] = signal_scores(dec, labels)
     # Decisions: how each planted issue ended up.

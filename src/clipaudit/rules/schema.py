@@ -62,6 +62,9 @@ class Dedup(Strict):
     # "any": on at least one (pHash is unstable on smooth images where dHash is not, and the
     # reverse on some textures; the thumbnail check then confirms the union).
     match: Literal["all", "any"] = "all"
+    # Also pair an image with another's left-right mirror image (pHash against the mirror
+    # pHash, confirmed on the mirrored thumbnail): a flipped copy is a copy.
+    mirrors: bool = False
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
     semantic_eps: float | None = Field(default=None, gt=0, lt=1)
