@@ -2,7 +2,7 @@
 
 All three compute the same signals on the same 256-px world images (the stages
 ``quality,hashes,alignment``): decode, quality numbers and the caption's language, pHash +
-dHash + a pixel hash + the 32-px thumbnail and its grayscale spread, and the CLIP cosine
+dHash + a pixel hash + the 32-px thumbnail and its colour spread, and the CLIP cosine
 with the bundled model.
 
 * **End to end**: ``curate()`` on ``--n`` images (model load, scoring, decide, the kept
@@ -48,7 +48,7 @@ def naive(data_dir: Path, limit: int, threads: int | None) -> tuple[int, float]:
     import imagehash
     from PIL import Image
 
-    from clipaudit.curate.stages_hashes import gray_std
+    from clipaudit.curate.stages_hashes import pixel_std
     from clipaudit.curate.stages_quality import caption_language
     from clipaudit.data import open_dataset
     from clipaudit.models import load_clip
@@ -71,7 +71,7 @@ def naive(data_dir: Path, limit: int, threads: int | None) -> tuple[int, float]:
         hashlib.sha256(im.tobytes()).hexdigest()
         thumb = im.resize((32, 32), Image.Resampling.BOX)
         thumb.tobytes()
-        gray_std(thumb)
+        pixel_std(thumb)
         with torch.inference_mode():
             a = model.encode_image(preprocess(im).unsqueeze(0), normalize=True)
             b = model.encode_text(tokenizer([sample.caption or ""]), normalize=True)

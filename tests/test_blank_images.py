@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.stages_hashes import THUMB, gray_std
+from clipaudit.curate.stages_hashes import THUMB, pixel_std
 from clipaudit.rules.schema import load_pack
 from tests.hostile.shards import TarBuilder
 
@@ -36,7 +36,16 @@ def _images() -> dict[str, Image.Image]:
         "gentle_ramp": Image.fromarray(ramp.repeat(3, 2).astype(np.uint8)),
         "photo": Image.open(PHOTO).convert("RGB"),
         "white_with_text_line": _with_line(Image.new("RGB", (300, 200), (250, 250, 250))),
+        # A small orange square on lavender: nearly the same brightness (a grayscale spread
+        # called six such world images blank), a different colour.
+        "isoluminant_object": _with_square(Image.new("RGB", (256, 256), (150, 150, 200))),
     }
+
+
+def _with_square(im: Image.Image) -> Image.Image:
+    a = np.asarray(im).copy()
+    a[150:190, 40:80] = (240, 130, 20)
+    return Image.fromarray(a)
 
 
 def _with_line(im: Image.Image) -> Image.Image:
@@ -45,14 +54,18 @@ def _with_line(im: Image.Image) -> Image.Image:
     return Image.fromarray(a)
 
 
-def test_gray_std_separates_flat_from_structured() -> None:
+def test_pixel_std_separates_flat_from_structured() -> None:
     def spread(im: Image.Image) -> float:
         decoded = Image.open(io.BytesIO(_jpeg(im))).convert("RGB")
-        return gray_std(decoded.resize((THUMB, THUMB), Image.Resampling.BOX))
+        return pixel_std(decoded.resize((THUMB, THUMB), Image.Resampling.BOX))
 
     got = {k: spread(im) for k, im in _images().items()}
     assert got["white"] < 0.5 and got["black"] < 0.5 and got["noisy_grey"] < 1.0
     assert got["gentle_ramp"] > 5 and got["photo"] > 30 and got["white_with_text_line"] > 10
+    # What a grayscale spread would miss: the square has the lavender's brightness.
+    assert got["isoluminant_object"] > 10
+    gray = Image.open(io.BytesIO(_jpeg(_images()["isoluminant_object"]))).convert("L")
+    assert np.asarray(gray.resize((THUMB, THUMB), Image.Resampling.BOX), np.float32).std() < 3
 
 
 def test_blank_images_are_flagged_by_default_and_dropped_by_strict(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_typo_names_file_line_field_and_allowed_fields(tmp_path: Path) -> None:
     assert str(err.value) == (
         f"{p}, line 4: unknown field 'quality.min_sid'; the allowed fields there are: "
         "languages, max_aspect, max_caption_chars, min_caption_chars, min_caption_words, "
-        "min_file_bytes, min_gray_std, min_language_score, min_side."
+        "min_file_bytes, min_language_score, min_pixel_std, min_side."
     )
 
 

@@ -85,7 +85,7 @@ def quality_reasons(
     min_side = _floats(_col(sig, "min_side", n))
     aspect = _floats(_col(sig, "aspect", n))
     fbytes = _floats(_col(sig, "file_bytes", n))
-    flat = _floats(_col(sig, "gray_std", n))  # NaN in runs scored before the signal existed
+    flat = _floats(_col(sig, "pixel_std", n))  # NaN in runs scored before the signal existed
     words = _floats(_col(sig, "caption_words", n))
     chars = _floats(_col(sig, "caption_chars", n))
     align = _floats(_col(sig, "alignment", n))
@@ -115,7 +115,7 @@ def quality_reasons(
             r.append("bad_aspect")
         if q.min_file_bytes and fbytes[i] < q.min_file_bytes:
             r.append("file_too_small")
-        if q.min_gray_std is not None and flat[i] < q.min_gray_std:
+        if q.min_pixel_std is not None and flat[i] < q.min_pixel_std:
             r.append("blank_image")
         if chars[i] == 0:
             r.append("no_caption")
@@ -140,7 +140,7 @@ def quality_reasons(
         "alignment_min_percentile": thr.min_percentile,
         "alignment_percentile_value": pct_value,
         "alignment_source": "model" if model_spec in pack.models else "pack",
-        "blank_check": "gray_std" in sig if q.min_gray_std is not None else None,
+        "blank_check": "pixel_std" in sig if q.min_pixel_std is not None else None,
     }
     return reasons, used
 

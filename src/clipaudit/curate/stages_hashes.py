@@ -128,16 +128,14 @@ def perceptual_hashes_mirrored(
     return phash_bits(small), rows_to_int64(dhash), phash_bits(small[:, :, ::-1])
 
 
-# ITU-R 601-2 luma, as Pillow's convert("L").
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def gray_std(thumb: Image.Image) -> float:
-    """Standard deviation of the grayscale levels (0-255) of the 32x32 box-filtered colour
-    thumbnail: near 0 for a blank or one-colour image (the box filter averages sensor and
-    JPEG noise away), 30-80 for photographs. Costs nothing beyond the thumbnail."""
-    luma = np.asarray(thumb, np.float32).reshape(-1, 3) @ LUMA
-    return round(float(luma.std()), 3)
+def pixel_std(thumb: Image.Image) -> float:
+    """Spread of the 32x32 box-filtered colour thumbnail: the root mean square distance of
+    its pixels from their mean colour, per channel (0-255; a gray image's standard
+    deviation). Near 0 for a blank, one-colour image (the box filter averages sensor and
+    JPEG noise away); a small object in a colour of the background's brightness still
+    counts, which a grayscale measure misses. Costs nothing beyond the thumbnail."""
+    px = np.asarray(thumb, np.float32).reshape(-1, 3)
+    return round(float(np.sqrt(px.var(axis=0).mean())), 3)
 
 
 def pixel_hash(im: Image.Image) -> int:
@@ -149,7 +147,7 @@ def pixel_hash(im: Image.Image) -> int:
 
 @register_stage("hashes")
 class HashStage(Stage):
-    columns = ("phash", "dhash", "pixel_hash", "thumb", "gray_std", "phash_mirror")
+    columns = ("phash", "dhash", "pixel_hash", "thumb", "pixel_std", "phash_mirror")
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         return self.prepare_batch([sample], [decoded])[0]
@@ -168,7 +166,7 @@ class HashStage(Stage):
             # hashes of plain, similar scenes collide; their colour layouts do not.
             thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
             out.append(
-                (phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), gray_std(thumb), mirror[k])
+                (phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), pixel_std(thumb), mirror[k])
             )
             k += 1
         return out

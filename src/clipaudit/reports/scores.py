@@ -59,9 +59,9 @@ def _aspect(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, floa
     return _present(("max", pack.get("quality", {}).get("max_aspect")))
 
 
-@score("gray_std", "grayscale spread at 64 px (flat = blank)", "blank_image", "above")
+@score("pixel_std", "colour spread of the 32-px thumbnail (flat = blank)", "blank_image", "above")
 def _flat(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]]:
-    return _present(("min", pack.get("quality", {}).get("min_gray_std")))
+    return _present(("min", pack.get("quality", {}).get("min_pixel_std")))
 
 
 @score("caption_chars", "caption characters", None, "above")

@@ -16,7 +16,7 @@ REASONS: dict[str, str] = {
     "too_small": "the shorter side is below the minimum",
     "bad_aspect": "the aspect ratio is beyond the maximum",
     "file_too_small": "the file is smaller than the minimum byte size",
-    "blank_image": "the image is one flat colour (grayscale spread below the pack's minimum)",
+    "blank_image": "the image is one flat colour (colour spread below the pack's minimum)",
     "no_caption": "the caption is missing or empty",
     "caption_too_short": "the caption has too few words or characters",
     "caption_too_long": "the caption has too many characters",

@@ -50,9 +50,9 @@ class Quality(Strict):
     # or mixed captions score low and are left alone.
     languages: list[str] | None = None
     min_language_score: float = Field(default=0.8, ge=0, le=1)
-    # Grayscale standard deviation (0-255, at 64x64) below which an image is blank: one
-    # colour, sensor noise at most (None: not checked).
-    min_gray_std: float | None = Field(default=None, ge=0, le=128)
+    # Colour spread of the 32x32 thumbnail (0-255, the hashes stage's pixel_std) below which
+    # an image is blank: one colour, sensor noise at most (None: not checked).
+    min_pixel_std: float | None = Field(default=None, ge=0, le=128)
 
 
 class Dedup(Strict):
