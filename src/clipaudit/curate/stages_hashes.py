@@ -52,13 +52,31 @@ class ThumbCorrelation:
             if v is not None and len(v) == size:
                 self.px[i] = np.frombuffer(v, np.uint8)
                 self.valid[i] = True
+        self._mirrored: np.ndarray | None = None
         self.sums = np.zeros((m, 3), np.int64)
         self.var = np.zeros(m, np.int64)  # PIXELS * (centred sum of squares), exact
         for s in range(0, m, chunk):
-            x = self.px[s : s + chunk].astype(np.int64)
-            sums = x.reshape(len(x), self.PIXELS, 3).sum(1)
+            x = self.px[s : s + chunk]
+            sums = x.reshape(len(x), self.PIXELS, 3).sum(1, dtype=np.int64)
             self.sums[s : s + chunk] = sums
-            self.var[s : s + chunk] = self.PIXELS * (x * x).sum(1) - (sums * sums).sum(1)
+            squares = self._dot(x, x)
+            self.var[s : s + chunk] = self.PIXELS * squares - (sums * sums).sum(1)
+
+    @property
+    def mirrored(self) -> np.ndarray:
+        """Every thumbnail mirrored left-right, made once (gathering mirrored rows chunk by
+        chunk through a negative stride cost twice the correlation itself)."""
+        if self._mirrored is None:
+            m = len(self.px)
+            flip = self.px.reshape(m, THUMB, THUMB, 3)[:, :, ::-1]
+            self._mirrored = np.ascontiguousarray(flip).reshape(m, -1)
+        return self._mirrored
+
+    @staticmethod
+    def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Row-wise dot products of two uint8 matrices, exact: each product of two bytes
+        fits uint16 (<= 65,025), summed in int64 (2.5x faster than int32 products)."""
+        return (x.astype(np.uint16) * y).sum(1, dtype=np.int64)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
         """Correlation of rows ``a[k]`` and ``b[k]`` for every k (``mirror_b``: against the
@@ -66,10 +84,8 @@ class ThumbCorrelation:
         out = np.full(len(a), -np.inf)
         for s in range(0, len(a), self.chunk):
             ia, ib = a[s : s + self.chunk], b[s : s + self.chunk]
-            pb = self.px[ib]
-            if mirror_b:
-                pb = pb.reshape(len(ib), THUMB, THUMB, 3)[:, :, ::-1].reshape(len(ib), -1)
-            dot = (self.px[ia].astype(np.int32) * pb).sum(1, dtype=np.int64)
+            pb = self.mirrored[ib] if mirror_b else self.px[ib]
+            dot = self._dot(self.px[ia], pb)
             cov = self.PIXELS * dot - (self.sums[ia] * self.sums[ib]).sum(1)
             den = np.sqrt(self.var[ia].astype(np.float64) * self.var[ib])
             corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
