@@ -141,3 +141,15 @@ def test_mirror_thumb_correlation() -> None:
     a, b = np.array([0]), np.array([1])
     assert corr(a, b, mirror_b=True)[0] == pytest.approx(1.0)
     assert corr(a, b)[0] < 0.2
+
+
+@pytest.mark.parametrize("radius", [0, 5, 12])
+def test_split_search_keeps_exactly_the_pairs_across_the_split(radius: int) -> None:
+    rng = np.random.default_rng(radius)
+    base = rng.integers(0, 2**63, 300, dtype=np.uint64)
+    flips = np.array([sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in base])
+    h = np.concatenate([base, base ^ flips.astype(np.uint64)])  # each row near its partner
+    a, b, _ = near_pairs(h, radius, split=300)
+    want = {(i, j) for i, j in brute_pairs(h, radius) if i < 300 <= j}
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == want
+    assert (len(want) > 0) == (radius >= 3)

@@ -151,18 +151,17 @@ def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
     )
 
 
-def _mirror_search(
+def _mirror_pairs(
     phash: np.ndarray, mirror: np.ndarray, radius: int
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """One search over pHashes and mirror pHashes together: (plain pHash pairs, pairs where
-    one image's pHash is near the other's mirror pHash), each as (i, j) with i < j."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) where one image's pHash is within the radius of the other's mirror
+    pHash: pHashes searched against mirror pHashes, only pairs across the two kept."""
     n = len(phash)
-    a, b, _ = near_pairs(np.concatenate([phash, mirror]), radius)
-    plain = b < n
-    cross = (a < n) & (b >= n) & (a != b - n)  # a symmetric image is its own mirror
+    a, b, _ = near_pairs(np.concatenate([phash, mirror]), radius, split=n)
+    cross = a != b - n  # a symmetric image is its own mirror
     lo, hi = np.minimum(a[cross], b[cross] - n), np.maximum(a[cross], b[cross] - n)
     code = np.unique(lo * n + hi)
-    return (a[plain], b[plain]), (code // n, code % n)
+    return code // n, code % n
 
 
 def near_duplicate_pairs(
@@ -185,7 +184,7 @@ def near_duplicate_pairs(
         if phash is None:
             phash = as_uint64([sig["phash"][r] for r in rows])
         mirror = as_uint64([sig["phash_mirror"][r] for r in rows])
-        found["phash"], (ma, mb) = _mirror_search(phash, mirror, d.near_radius)
+        ma, mb = _mirror_pairs(phash, mirror, d.near_radius)
 
     def pairs_on(name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in found:

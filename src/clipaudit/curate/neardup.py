@@ -76,6 +76,7 @@ def _expand(
     radius: int,
     same_bucket: bool,
     chunk_pairs: int,
+    split: int | None = None,
 ) -> list[np.ndarray]:
     """Candidate pairs (query, each member of its probed bucket), verified on the full hash."""
     n = len(h)
@@ -91,6 +92,8 @@ def _expand(
             keep = rep_i < j
             rep_i, j = rep_i[keep], j[keep]
         ok = popcount64(h[rep_i] ^ h[j]) <= radius
+        if split is not None:  # only pairs across the split are wanted: store no others
+            ok &= (np.minimum(rep_i, j) < split) & (np.maximum(rep_i, j) >= split)
         if ok.any():
             lo_ij, hi_ij = np.minimum(rep_i[ok], j[ok]), np.maximum(rep_i[ok], j[ok])
             out.append(lo_ij * n + hi_ij)
@@ -98,7 +101,14 @@ def _expand(
 
 
 def _probe_band(
-    h: np.ndarray, shift: int, width: int, s: int, radius: int, chunk_pairs: int, workers: int
+    h: np.ndarray,
+    shift: int,
+    width: int,
+    s: int,
+    radius: int,
+    chunk_pairs: int,
+    workers: int,
+    split: int | None = None,
 ) -> list[np.ndarray]:
     n = len(h)
     keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
@@ -122,7 +132,9 @@ def _probe_band(
         hit = cnt > 0
         if not hit.any():
             return []
-        return _expand(h, order, qi[hit], starts[q[hit]], cnt[hit], radius, mask == 0, chunk_pairs)
+        return _expand(
+            h, order, qi[hit], starts[q[hit]], cnt[hit], radius, mask == 0, chunk_pairs, split
+        )
 
     masks = list(_flip_masks(width, s))
     if workers <= 1:
@@ -133,11 +145,17 @@ def _probe_band(
 
 
 def near_pairs(
-    hashes: np.ndarray, radius: int, chunk_pairs: int = 4_000_000, workers: int | None = None
+    hashes: np.ndarray,
+    radius: int,
+    chunk_pairs: int = 4_000_000,
+    workers: int | None = None,
+    split: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) with ``popcount(h[i] ^ h[j]) <= radius``, plus their distances.
 
     ``workers`` threads share the probes (default: the machine's cores for large inputs).
+    ``split``: only pairs with i < split <= j (two sets searched against each other; pairs
+    inside either set are dropped as they are found, never stored).
     """
     h = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(h)
@@ -150,7 +168,7 @@ def near_pairs(
     s = radius // m
     found: list[np.ndarray] = []
     for shift, width in _bands(m):
-        found.extend(_probe_band(h, shift, width, s, radius, chunk_pairs, workers))
+        found.extend(_probe_band(h, shift, width, s, radius, chunk_pairs, workers, split))
     if not found:
         return empty, empty, empty
     code = np.unique(np.concatenate(found))
