@@ -177,7 +177,6 @@ def near_duplicate_pairs(
     n = len(rows)
     codes = {name: as_uint64([sig[name][r] for r in rows]) for name in d.hashes}
     empty = np.zeros(0, np.int64)
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ma, mb = empty, empty
     if d.mirrors and "phash" in sig and "phash_mirror" in sig:
         phash = codes.get("phash")
@@ -187,9 +186,7 @@ def near_duplicate_pairs(
         ma, mb = _mirror_pairs(phash, mirror, d.near_radius)
 
     def pairs_on(name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name not in found:
-            found[name] = near_pairs(codes[name], d.near_radius)[:2]
-        return found[name]
+        return near_pairs(codes[name], d.near_radius)[:2]
 
     if d.match == "any":
         code = np.unique(np.concatenate([a * n + b for a, b in map(pairs_on, d.hashes)]))
