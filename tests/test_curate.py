@@ -128,7 +128,7 @@ def _files(run: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(run)): p.read_bytes()
         for p in sorted(run.rglob("*"))
-        if p.is_file() and "run.json" not in p.name
+        if p.is_file() and p.name not in ("run.json", "phases.json")  # times and versions
     }
 
 

@@ -86,15 +86,16 @@ def test_collapsed_exact_groups_give_the_full_graphs_outcome(seed: int) -> None:
 def test_a_placeholder_repeated_thousands_of_times_is_one_row_to_search(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import clipaudit.curate.decide as decide
+    import clipaudit.curate.keeper as keeper
 
     searched: list[int] = []
+    real = keeper.near_duplicate_pairs
 
-    def spy(sig: dict[str, np.ndarray], rows: np.ndarray, d: Any) -> list[tuple[int, int]]:
+    def spy(c: Any, rows: np.ndarray, *args: Any, **kw: Any) -> Any:
         searched.append(len(rows))
-        return near_duplicate_pairs(sig, rows, d)
+        return real(c, rows, *args, **kw)
 
-    monkeypatch.setattr(decide, "near_duplicate_pairs", spy)
+    monkeypatch.setattr(keeper, "near_duplicate_pairs", spy)
     n = 20_000
     groups = np.zeros(n, np.int64)
     groups[15_000:] = np.arange(1, 5_001)  # 15,000 copies of one image, 5,000 others

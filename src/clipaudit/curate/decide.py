@@ -1,15 +1,37 @@
 """Decide: turn stored signals into keep / flag / drop / error with reason codes.
 
 No model is loaded: re-deciding with another pack reads the signal tables, recomputes the
-duplicate groups from the stored hashes (seconds) and rewrites decisions, stats and the kept
-dataset. Order matters and is fixed: reading errors, then quality and alignment, then
-deduplication among the samples still standing, so a duplicate group never loses its
-keeper to another rule.
+duplicate groups from the stored hashes and rewrites decisions, stats and the kept dataset.
+Order matters and is fixed: reading errors, then quality and alignment, then every signal
+rule, then deduplication among the samples still standing, so a duplicate group never
+loses its keeper to another rule.
+
+A run is decided as map → reduce → map over its shards (``decide_run``), never over the
+whole run's rows at once:
+
+1. *percentile*: the alignment value behind ``min_percentile``, exact, from one column;
+2. *map*: per shard, every per-sample rule (``decide_rules``), writing the shard's reason
+   codes and the compact columns the reduce needs (in parallel processes);
+3. *reduce*: exact groups, near and semantic pairs, the keeper policy (``keeper``) on the
+   compact columns of the standing samples; thumbnails are read shard by shard for the rows
+   a candidate pair touches;
+4. *map*: per shard, the reduce's outcome applied and the shard's decision rows written,
+   then streamed into ``decisions.parquet``; the kept dataset is written shard by shard.
+
+``decide_signals`` is the same decide on one in-memory table (used by ablation and tests).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +40,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate import all_stages  # noqa: F401  (registers every signal's rules)
-from clipaudit.curate.neardup import near_pairs, popcount64
-from clipaudit.curate.rule_registry import RULES, SIGNAL_STATS
+from clipaudit.curate.decide_rules import (
+    ERROR_CODES,
+    add_tallies,
+    alignment_percentile,
+    compact_columns,
+    decision_of,
+    quality_reasons,
+    sample_reasons,
+    standing,
+    tally,
+)
+from clipaudit.curate.keeper import DUPLICATE_KINDS, Compact, resolve
+from clipaudit.curate.keeper import near_duplicate_pairs as _compact_pairs
+from clipaudit.curate.rule_registry import SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
-from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
-from clipaudit.curate.stages_hashes import ThumbCorrelation, as_uint64
-from clipaudit.data.decode import DECODE_ERRORS
+from clipaudit.curate.semdedup import load_image_embeddings
+from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
 from clipaudit.data.formats import (
     Dataset,
     atomic_write_bytes,
@@ -32,189 +64,80 @@ from clipaudit.data.formats import (
     output_errors,
     write_dataset,
 )
-from clipaudit.data.sample import SOFT_READ_ERRORS
-from clipaudit.errors import ClipauditError, DuplicateIdError
 from clipaudit.rules.schema import Pack, load_pack
 
-# Reader and decoder codes: the sample could not be scored at all.
-ERROR_CODES = set(DECODE_ERRORS) | {"unsafe_path", "truncated_shard", "remote_path"}
+__all__ = [
+    "DUPLICATE_KINDS",
+    "ERROR_CODES",
+    "decide_run",
+    "decide_signals",
+    "dedup",
+    "load_signals",
+    "near_duplicate_pairs",
+    "quality_reasons",
+]
+
+# Below this many samples the map runs in this process: starting workers costs more.
+PARALLEL_MIN_ROWS = 50_000
+WORK = ".decide"  # the run's scratch folder for the map's per-shard outputs
 
 
 def load_signals(run: RunDir) -> dict[str, np.ndarray]:
-    files = sorted((run.path / "signals").glob("shard-*.parquet"))
-    if not files:
-        raise ClipauditError(f"{str(run.path)!r} has no scored shards; run curate first.")
-    tables = []
-    for f in files:
-        t = pq.read_table(f)
-        k = int(f.stem.split("-")[1])
-        tables.append(t.append_column("shard", pa.array([k] * t.num_rows, pa.int64())))
-    table = pa.concat_tables(tables, promote_options="default")
-    counts = pc.value_counts(table.column("id")).to_pylist() if table.num_rows else []
-    repeated = sorted(c["values"] for c in counts if c["counts"] > 1)
-    if repeated:  # each shard checks its own ids; a repeat across shards shows up here
-        raise DuplicateIdError(repeated, f"the input of {str(run.path)!r}")
-    return {name: _values(table.column(name)) for name in table.column_names}
+    """Every signal of every shard in one table (small runs, ablation and tests only)."""
+    shards = SignalShards(run)
+    shards.check_unique_ids()
+    tables = [
+        shards.read(k).append_column("shard", pa.array([k] * shards.rows[k], pa.int64()))
+        for k in shards
+    ]
+    return table_signals(pa.concat_tables(tables, promote_options="default"))
 
 
-def _values(col: pa.ChunkedArray) -> np.ndarray:
-    # numpy would turn an integer column with nulls into float64 with NaN: 64-bit hashes
-    # would lose their low bits and nulls would slip past ``is None``. Keep ints and None.
-    if pa.types.is_integer(col.type) and col.null_count:
-        return np.array(col.to_pylist(), dtype=object)
-    return col.to_numpy(zero_copy_only=False)
+# ---- the reduce on an in-memory table ------------------------------------------------
 
 
-def _col(sig: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
-    return sig[name] if name in sig else np.full(n, None, dtype=object)
+def _as_compact(table: pa.Table) -> Compact:
+    def hash_col(name: str) -> np.ndarray:
+        return pc.fill_null(table.column(name), 0).to_numpy().astype(np.int64).view(np.uint64)
 
-
-def _floats(values: np.ndarray) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def quality_reasons(
-    sig: dict[str, np.ndarray],
-    pack: Pack,
-    model_spec: str | None,
-) -> tuple[list[list[str]], dict[str, Any]]:
-    n = len(sig["id"])
-    reasons: list[list[str]] = [[] for _ in range(n)]
-    q = pack.quality
-    err = _col(sig, "error", n)
-    min_side = _floats(_col(sig, "min_side", n))
-    aspect = _floats(_col(sig, "aspect", n))
-    fbytes = _floats(_col(sig, "file_bytes", n))
-    flat = _floats(_col(sig, "pixel_std", n))  # NaN in runs scored before the signal existed
-    words = _floats(_col(sig, "caption_words", n))
-    chars = _floats(_col(sig, "caption_chars", n))
-    align = _floats(_col(sig, "alignment", n))
-    if q.languages is not None and "caption_lang" not in sig:
-        raise ClipauditError(
-            f"pack {pack.name!r} sets quality.languages but the run has no caption_lang "
-            "signal; curate it again with the quality stage of this version."
-        )
-    lang, lang_score = _col(sig, "caption_lang", n), _floats(_col(sig, "caption_lang_score", n))
-    allowed = set(q.languages or [])
-    thr = pack.alignment_for(model_spec)
-    cut = thr.min
-    pct_value = None
-    if thr.min_percentile is not None:
-        scored = align[~np.isnan(align)]
-        if len(scored):
-            pct_value = float(np.percentile(scored, thr.min_percentile))
-    for i in range(n):
-        r = reasons[i]
-        if err[i] is not None:
-            r.append(str(err[i]))
-            if err[i] not in SOFT_READ_ERRORS:
-                continue  # nothing else was measured
-        if q.min_side and min_side[i] < q.min_side:
-            r.append("too_small")
-        if q.max_aspect is not None and aspect[i] > q.max_aspect:
-            r.append("bad_aspect")
-        if q.min_file_bytes and fbytes[i] < q.min_file_bytes:
-            r.append("file_too_small")
-        if q.min_pixel_std is not None and flat[i] < q.min_pixel_std:
-            r.append("blank_image")
-        if chars[i] == 0:
-            r.append("no_caption")
-        elif words[i] < q.min_caption_words or chars[i] < q.min_caption_chars:
-            r.append("caption_too_short")
-        if q.max_caption_chars is not None and chars[i] > q.max_caption_chars:
-            r.append("caption_too_long")
-        if (
-            q.languages is not None
-            and lang[i] is not None
-            and lang[i] not in allowed
-            and lang_score[i] >= q.min_language_score
-        ):
-            r.append("wrong_language")
-        a = align[i]
-        if not np.isnan(a) and (
-            (cut is not None and a < cut) or (pct_value is not None and a < pct_value)
-        ):
-            r.append("low_alignment")
-    used = {
-        "alignment_min": cut,
-        "alignment_min_percentile": thr.min_percentile,
-        "alignment_percentile_value": pct_value,
-        "alignment_source": "model" if model_spec in pack.models else "pack",
-        "blank_check": "pixel_std" in sig if q.min_pixel_std is not None else None,
-    }
-    return reasons, used
-
-
-def _standing(reasons: list[list[str]], pack: Pack) -> np.ndarray:
-    return np.array(
-        [all(pack.action(c) != "drop" for c in r) and not (set(r) & ERROR_CODES) for r in reasons]
+    names = [h for h in ("phash", "dhash", "phash_mirror") if h in table.column_names]
+    valid = None
+    if "phash" in table.column_names:
+        valid = table.column("phash").is_valid().to_numpy(zero_copy_only=False)
+    px_valid = (
+        table.column("pixel_hash").is_valid().to_numpy(zero_copy_only=False)
+        if "pixel_hash" in table.column_names
+        else np.zeros(table.num_rows, np.bool_)
+    )
+    return Compact(
+        ids=table.column("id").combine_chunks(),
+        alignment=floats(table.column("alignment").to_numpy(zero_copy_only=False)),
+        area=floats(table.column("area").to_numpy(zero_copy_only=False)),
+        pixel_hash=hash_col("pixel_hash").view(np.int64)
+        if "pixel_hash" in table.column_names
+        else np.zeros(table.num_rows, np.int64),
+        pixel_valid=px_valid,
+        hashes={h: hash_col(h) for h in names} if "phash" in table.column_names else {},
+        hash_valid=valid,
     )
 
 
-def _mirror_pairs(
-    phash: np.ndarray, mirror: np.ndarray, radius: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) where one image's pHash is within the radius of the other's mirror
-    pHash: pHashes searched against mirror pHashes, only pairs across the two kept."""
-    n = len(phash)
-    a, b, _ = near_pairs(np.concatenate([phash, mirror]), radius, split=n)
-    cross = a != b - n  # a symmetric image is its own mirror
-    lo, hi = np.minimum(a[cross], b[cross] - n), np.maximum(a[cross], b[cross] - n)
-    code = np.unique(lo * n + hi)
-    return code // n, code % n
+def _sig_thumbs(
+    sig: dict[str, np.ndarray], rows: np.ndarray
+) -> Callable[[np.ndarray], list[Any]] | None:
+    if "thumb" not in sig:
+        return None
+    return lambda pos: [sig["thumb"][rows[p]] for p in pos]
 
 
 def near_duplicate_pairs(
     sig: dict[str, np.ndarray], rows: np.ndarray, d: Any
 ) -> list[tuple[int, int]]:
-    """Row pairs within ``d.near_radius`` on every listed hash (``match: all``) or on at
-    least one (``match: any``); with ``mirrors``, also pairs where one image's pHash is within
-    the radius of the other's mirror-image pHash. Each confirmed by thumbnails (a mirror
-    pair against the mirrored thumbnail)."""
-    rows = np.asarray([r for r in rows if sig[d.hashes[0]][r] is not None], dtype=np.int64)
-    if len(rows) < 2:
-        return []
-    n = len(rows)
-    codes = {name: as_uint64([sig[name][r] for r in rows]) for name in d.hashes}
-    empty = np.zeros(0, np.int64)
-    ma, mb = empty, empty
-    if d.mirrors and "phash" in sig and "phash_mirror" in sig:
-        phash = codes.get("phash")
-        if phash is None:
-            phash = as_uint64([sig["phash"][r] for r in rows])
-        mirror = as_uint64([sig["phash_mirror"][r] for r in rows])
-        ma, mb = _mirror_pairs(phash, mirror, d.near_radius)
-
-    def pairs_on(name: str) -> tuple[np.ndarray, np.ndarray]:
-        return near_pairs(codes[name], d.near_radius)[:2]
-
-    if d.match == "any":
-        code = np.unique(np.concatenate([a * n + b for a, b in map(pairs_on, d.hashes)]))
-        pa_, pb_ = code // n, code % n
-        ok: np.ndarray = np.ones(len(pa_), dtype=np.bool_)
-    else:
-        pa_, pb_ = pairs_on(d.hashes[0])
-        ok = np.ones(len(pa_), dtype=np.bool_)
-        for other in d.hashes[1:]:
-            ho = codes[other]
-            ok = ok & (popcount64(ho[pa_] ^ ho[pb_]) <= d.near_radius)
-    mok: np.ndarray = np.ones(len(ma), dtype=np.bool_)
-    if d.min_thumb_corr is not None and "thumb" in sig and (ok.any() or mok.any()):
-        # Thumbnails only for the rows some candidate pair touches.
-        need = np.unique(np.concatenate([pa_[ok], pb_[ok], ma, mb]))
-        corr = ThumbCorrelation([sig["thumb"][rows[x]] for x in need])
-        want = np.flatnonzero(ok)
-        at_a, at_b = np.searchsorted(need, pa_[want]), np.searchsorted(need, pb_[want])
-        ok[want] = corr(at_a, at_b) >= d.min_thumb_corr
-        at_a, at_b = np.searchsorted(need, ma), np.searchsorted(need, mb)
-        mok = corr(at_a, at_b, mirror_b=True) >= d.min_thumb_corr
-    confirmed = {(int(x), int(y)) for x, y in zip(pa_[ok], pb_[ok], strict=True)}
-    confirmed |= {(int(x), int(y)) for x, y in zip(ma[mok], mb[mok], strict=True)}
-    return [(int(rows[x]), int(rows[y])) for x, y in sorted(confirmed)]
-
-
-# When a pair is a duplicate in several ways, the strongest evidence names it.
-DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
+    """Confirmed near-duplicate row pairs among ``rows`` of an in-memory signal table."""
+    rows = np.asarray(rows, np.int64)
+    c = _as_compact(compact_columns(sig, rows))
+    a, b = _compact_pairs(c, np.arange(len(rows)), d, _sig_thumbs(sig, rows))
+    return sorted((int(rows[x]), int(rows[y])) for x, y in zip(a, b, strict=True))
 
 
 def dedup(
@@ -223,78 +146,75 @@ def dedup(
     pack: Pack,
     image_emb: np.ndarray | None = None,
 ) -> tuple[dict[int, tuple[int, str]], int]:
-    """Greedy keeper policy: in priority order, a sample still in play is kept and every
-    duplicate of it still in play is dropped naming it. Returns row → (keeper row, kind).
+    """The keeper policy over the ``candidates`` rows: row → (keeper row, kind)."""
+    rows = np.flatnonzero(candidates)
+    c = _as_compact(compact_columns(sig, rows))
+    if "phash" not in sig:
+        c.hashes = {}
+    emb = image_emb[rows] if image_emb is not None else None
+    out = resolve(c, pack.dedup, _sig_thumbs(sig, rows), emb)
+    dropped = {
+        int(rows[p]): (int(rows[out.keeper[p]]), DUPLICATE_KINDS[out.kind[p]])
+        for p in np.flatnonzero(out.keeper >= 0)
+    }
+    return dropped, out.groups
 
-    ``image_emb`` (row-aligned) enables semantic dedup when the pack sets ``semantic_eps``.
-    """
-    n = len(sig["id"])
-    idx = np.nonzero(candidates)[0]
-    semantic = pack.dedup.semantic_eps is not None and image_emb is not None
-    if len(idx) == 0 or ("phash" not in sig and not semantic):
-        return {}, 0
-    d = pack.dedup
-    align = _floats(_col(sig, "alignment", n))
-    area = _floats(_col(sig, "width", n)) * _floats(_col(sig, "height", n))
-    ids = sig["id"]
 
-    def priority(i: int) -> tuple[Any, ...]:
-        key: list[Any] = []
-        for k in d.keeper:
-            if k == "alignment":
-                key.append(-(align[i] if not np.isnan(align[i]) else -np.inf))
-            elif k == "resolution":
-                key.append(-(area[i] if not np.isnan(area[i]) else -1))
-            else:
-                key.append(str(ids[i]))
-        return tuple(key)
+# ---- pieces shared by the in-memory and the sharded decide ----------------------------
 
-    # Exact copies collapse onto one representative, the copy the keeper policy ranks first:
-    # copies share every hash and thumbnail, so their near pairs are the representative's,
-    # and a placeholder image repeated 100,000 times costs one row in the search instead of
-    # 5·10^9 pairs.
-    ranked = sorted((int(r) for r in idx), key=priority)
-    px = sig.get("pixel_hash")
-    copies: dict[int, list[int]] = {}
-    rep_of: dict[Any, int] = {}
-    for r in ranked:
-        key = px[r] if px is not None else None
-        if key is not None and key in rep_of:
-            copies[rep_of[key]].append(r)
-            continue
-        if key is not None:
-            rep_of[key] = r
-        copies[r] = []
-    reps = np.array(sorted(copies), dtype=np.int64)
-    adj: dict[int, dict[int, str]] = {}
 
-    def link(x: int, y: int, kind: str) -> None:
-        for a, b in ((x, y), (y, x)):
-            was = adj.setdefault(a, {}).get(b)
-            if was is None or DUPLICATE_KINDS.index(kind) < DUPLICATE_KINDS.index(was):
-                adj[a][b] = kind
+def _finish(
+    sig: dict[str, np.ndarray],
+    reasons: list[list[str]],
+    dup_rows: np.ndarray,
+    dup_ids: list[str],
+    dup_kinds: np.ndarray,
+    pack: Pack,
+) -> tuple[list[str], list[str | None]]:
+    """Append each duplicate's kind; the decisions and ``duplicate_of`` column."""
+    n = len(reasons)
+    dup_of: list[str | None] = [None] * n
+    for r, i, k in zip(dup_rows.tolist(), dup_ids, dup_kinds.tolist(), strict=True):
+        reasons[r].append(DUPLICATE_KINDS[k])
+        dup_of[r] = i
+    return [decision_of(r, pack) for r in reasons], dup_of
 
-    if "phash" in sig:
-        for x, y in near_duplicate_pairs(sig, reps, d):
-            link(x, y, "near_duplicate")
-    if semantic:
-        assert image_emb is not None and d.semantic_eps is not None
-        for x, y, _ in semantic_pairs(image_emb, reps, d.semantic_eps):
-            link(int(x), int(y), "semantic_duplicate")
-    kept: set[int] = set()
-    dropped: dict[int, tuple[int, str]] = {}
-    for top in ranked:
-        if top not in copies or top in dropped or (top not in adj and not copies[top]):
-            continue  # a copy (handled with its representative), dropped, or unique
-        kept.add(top)
-        for m in copies[top]:
-            dropped[m] = (top, "exact_duplicate")
-        for j, kind in adj.get(top, {}).items():
-            if j not in kept and j not in dropped:
-                for m in (j, *copies[j]):
-                    dropped[m] = (top, kind)
-    groups_n = len({keeper for keeper, _ in dropped.values()})
-    return dropped, groups_n
+
+def _head(
+    decisions: list[str], reasons: list[list[str]], dup_of: list[str | None], ids: Any
+) -> dict[str, Any]:
+    return {
+        "id": pa.array(ids, pa.string()),
+        "decision": pa.array(decisions, pa.string()),
+        "reasons": pa.array(reasons, pa.list_(pa.string())),
+        "duplicate_of": pa.array(dup_of, pa.string()),
+    }
+
+
+def _stats(
+    totals: dict[str, Any],
+    n: int,
+    groups: int,
+    used: dict[str, Any],
+    pack: Pack,
+    sig: Any,
+    reasons: Any,
+) -> dict[str, Any]:
+    counts = totals["counts"]
+    return {
+        "input": n,
+        "kept": counts["keep"] + counts["flag"],
+        "flagged": counts["flag"],
+        "dropped": counts["drop"],
+        "errored": counts["error"],
+        "adds_up": sum(counts.values()) == n,
+        "by_reason": dict(sorted(totals["by_reason"].items())),
+        "by_reason_dropping": dict(sorted(totals["by_reason_dropping"].items())),
+        "duplicate_groups": groups,
+        "signals": {name: SIGNAL_STATS[name](sig, pack, reasons) for name in sorted(SIGNAL_STATS)},
+        "thresholds": used,
+        "pack": {"name": pack.name, "version": pack.version, "extends": pack.extends},
+    }
 
 
 def decide_signals(
@@ -303,62 +223,217 @@ def decide_signals(
     model_spec: str | None,
     image_emb: np.ndarray | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    n = len(sig["id"])
-    reasons, used = quality_reasons(sig, pack, model_spec)
-    errored = [bool(set(r) & ERROR_CODES) for r in reasons]
-    for name in sorted(RULES):
-        for i, extra in enumerate(RULES[name](sig, pack)):
-            if extra and not errored[i]:
-                reasons[i].extend(c for c in extra if c not in reasons[i])
-    standing = _standing(reasons, pack)
-    dropped, n_groups = dedup(sig, standing, pack, image_emb)
-    dup_of: list[str | None] = [None] * n
-    for j, (i, kind) in dropped.items():
-        reasons[j].append(kind)
-        dup_of[j] = str(sig["id"][i])
-    decisions = []
-    for r in reasons:
-        if set(r) & ERROR_CODES:
-            decisions.append("error")
-        elif any(pack.action(c) == "drop" for c in r):
-            decisions.append("drop")
-        elif any(pack.action(c) == "flag" for c in r):
-            decisions.append("flag")
-        else:
-            decisions.append("keep")
-    cols: dict[str, Any] = {
-        "id": pa.array(sig["id"], pa.string()),
-        "decision": pa.array(decisions, pa.string()),
-        "reasons": pa.array(reasons, pa.list_(pa.string())),
-        "duplicate_of": pa.array(dup_of, pa.string()),
-    }
-    for name, values in sig.items():
+    """Decide one in-memory signal table (every row of a small run)."""
+    reasons, used = sample_reasons(sig, pack, model_spec)
+    dropped, groups = dedup(sig, standing(reasons, pack), pack, image_emb)
+    rows = np.array(sorted(dropped), np.int64)
+    ids = [str(sig["id"][dropped[r][0]]) for r in rows.tolist()]
+    kinds = np.array([DUPLICATE_KINDS.index(dropped[r][1]) for r in rows.tolist()], np.int8)
+    decisions, dup_of = _finish(sig, reasons, rows, ids, kinds, pack)
+    cols = _head(decisions, reasons, dup_of, sig["id"])
+    for name, v in sig.items():
         if name not in cols:
-            cols[name] = pa.array(list(values))
-    table = pa.table(cols)
-    counts = {d: decisions.count(d) for d in ("keep", "flag", "drop", "error")}
-    by_reason: dict[str, int] = {}
-    by_reason_dropping: dict[str, int] = {}
-    for r, dec in zip(reasons, decisions, strict=True):
-        for c in set(r):
-            by_reason[c] = by_reason.get(c, 0) + 1
-            if dec == "drop" and pack.action(c) == "drop":
-                by_reason_dropping[c] = by_reason_dropping.get(c, 0) + 1
-    stats = {
-        "input": n,
-        "kept": counts["keep"] + counts["flag"],
-        "flagged": counts["flag"],
-        "dropped": counts["drop"],
-        "errored": counts["error"],
-        "adds_up": counts["keep"] + counts["flag"] + counts["drop"] + counts["error"] == n,
-        "by_reason": dict(sorted(by_reason.items())),
-        "by_reason_dropping": dict(sorted(by_reason_dropping.items())),
-        "duplicate_groups": n_groups,
-        "signals": {name: SIGNAL_STATS[name](sig, pack, reasons) for name in sorted(SIGNAL_STATS)},
-        "thresholds": used,
-        "pack": {"name": pack.name, "version": pack.version, "extends": pack.extends},
-    }
-    return table, stats
+            cols[name] = pa.array(list(v))
+    stats = _stats(tally(reasons, decisions, pack), len(reasons), groups, used, pack, sig, reasons)
+    return pa.table(cols), stats
+
+
+# ---- the sharded decide ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapJob:
+    """One shard's work in either map step: picklable, so it runs in any process."""
+
+    run: str
+    k: int
+    pack: Pack
+    model_spec: str | None
+    percentile_value: float | None
+
+
+def _work(run: str | Path, name: str, k: int) -> Path:
+    return Path(run) / WORK / f"{name}-{k:05d}.parquet"
+
+
+def _write(path: Path, table: pa.Table) -> None:
+    atomic_write_bytes(path, table_bytes(table))
+
+
+def map_rules(job: MapJob) -> int:
+    """Map 1: a shard's reason codes and the compact columns of its standing rows."""
+    shards = SignalShards(RunDir(job.run))
+    table = shards.read(job.k)
+    sig = table_signals(table)
+    reasons, _ = sample_reasons(sig, job.pack, job.model_spec, job.percentile_value)
+    _write(
+        _work(job.run, "reasons", job.k),
+        pa.table({"reasons": pa.array(reasons, pa.list_(pa.string()))}),
+    )
+    rows = np.flatnonzero(standing(reasons, job.pack))
+    _write(_work(job.run, "compact", job.k), compact_columns(sig, rows))
+    return len(rows)
+
+
+def map_finish(job: MapJob) -> dict[str, Any]:
+    """Map 2: a shard's duplicates applied; its decision rows written; its tallies back."""
+    run = RunDir(job.run)
+    table = SignalShards(run).read(job.k)
+    sig = table_signals(table)
+    reasons = pq.read_table(_work(job.run, "reasons", job.k)).column("reasons").to_pylist()
+    dups = pq.read_table(_work(job.run, "dups", job.k))
+    decisions, dup_of = _finish(
+        sig,
+        reasons,
+        dups.column("row").to_numpy(),
+        dups.column("duplicate_of").to_pylist(),
+        dups.column("kind").to_numpy(),
+        job.pack,
+    )
+    cols = _head(decisions, reasons, dup_of, table.column("id").cast(pa.string()))
+    for name in table.column_names:
+        if name not in cols:
+            cols[name] = table.column(name)
+    cols["shard"] = pa.array(np.full(table.num_rows, job.k, np.int64))
+    _write(_work(job.run, "decisions", job.k), pa.table(cols))
+    return tally(reasons, decisions, job.pack)
+
+
+Mapper = Callable[[Callable[[MapJob], Any], list[MapJob]], list[Any]]
+
+
+def local_mapper(workers: int) -> Mapper:
+    """Run map jobs in ``workers`` processes (in this one when 1), results in job order."""
+
+    def run(fn: Callable[[MapJob], Any], jobs: list[MapJob]) -> list[Any]:
+        if workers <= 1 or len(jobs) <= 1:
+            return [fn(j) for j in jobs]
+        # spawn: a forked copy of a process that loaded torch or started threads can hang.
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+            return list(pool.map(fn, jobs))
+
+    return run
+
+
+class _Phases:
+    """Each phase's wall time and the peak resident memory so far (this process and the
+    finished workers), for ``phases.json``."""
+
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.out: dict[str, dict[str, float]] = {}
+        self.progress = progress
+        self.t = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        self.out[name] = {
+            "wall_s": round(now - self.t, 3),
+            "peak_rss_mib": round(own, 1),
+            "peak_rss_workers_mib": round(kids, 1),
+        }
+        self.t = now
+        if self.progress:
+            self.progress(f"decide: {name} done in {now - self.t + self.out[name]['wall_s']:.1f} s")
+
+
+def _thumb_reader(
+    shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray
+) -> Callable[[np.ndarray], list[Any]] | None:
+    if not shards.has("thumb"):
+        return None
+
+    def read(pos: np.ndarray) -> list[Any]:
+        out: list[Any] = [None] * len(pos)
+        for k in np.unique(shard_of[pos]).tolist():
+            at = np.flatnonzero(shard_of[pos] == k)
+            col = shards.read(k, ["thumb"])
+            if "thumb" not in col.column_names:
+                continue
+            got = col.column("thumb").take(pa.array(row_of[pos[at]])).to_pylist()
+            for i, v in zip(at.tolist(), got, strict=True):
+                out[i] = v
+        return out
+
+    return read
+
+
+class _StatsView:
+    """The decided run's columns for the signal stats, read from the decision parts on first
+    use: a stats function that reads three columns loads three columns, not the run."""
+
+    def __init__(self, run: str, ks: list[int]) -> None:
+        self.files = [_work(run, "decisions", k) for k in ks]
+        self.names: set[str] = set()
+        for f in self.files:
+            self.names |= set(pq.read_schema(f).names)
+        self.cache: dict[str, Any] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.names:
+            raise KeyError(name)
+        if name not in self.cache:
+            parts = []
+            for f in self.files:
+                t = pq.read_table(f, columns=[name]) if name in pq.read_schema(f).names else None
+                parts.append(t.column(name) if t is not None else None)
+            typ = next((p.type for p in parts if p is not None and p.type != pa.null()), pa.null())
+            n = [pq.read_metadata(f).num_rows for f in self.files]
+            chunks = [
+                p.cast(typ) if p is not None else pa.nulls(m, typ)
+                for p, m in zip(parts, n, strict=True)
+            ]
+            self.cache[name] = table_signals(pa.table({name: pa.chunked_array(chunks, typ)}))[name]
+        return self.cache[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self.names:
+            return default
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.names))
+
+
+def _reasons_tuples(files: list[Path]) -> list[tuple[str, ...]]:
+    """Every row's codes as tuples of interned strings (an empty tuple is shared)."""
+    out: list[tuple[str, ...]] = []
+    for f in files:
+        col = pq.read_table(f, columns=["reasons"]).column("reasons")
+        names: dict[str, str] = {}
+        out.extend(tuple(names.setdefault(c, c) for c in r) for r in col.to_pylist())
+    return out
+
+
+def _unified_schema(files: list[Path]) -> pa.Schema:
+    schemas = [pq.read_schema(f) for f in files]
+    return pa.unify_schemas(schemas, promote_options="permissive")
+
+
+def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = [
+        t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _write_decisions(files: list[Path], out: Path) -> None:
+    """Stream the shards' decision rows into one file (written aside, then renamed)."""
+    schema = _unified_schema(files)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with output_errors(out):
+        try:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+                for f in files:
+                    w.write_table(_conform(pq.read_table(f), schema))
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def decide_run(
@@ -367,58 +442,185 @@ def decide_run(
     dataset: Dataset | None = None,
     out_format: str | None = None,
     gates: bool = True,
+    workers: int | None = None,
+    mapper: Mapper | None = None,
+    write_kept: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
-    sig = load_signals(run)
+    source = record.get("dataset", {}).get("source")
+    shards = SignalShards(run, source)
     model_spec = record.get("settings", {}).get("model")
-    image_emb = (
-        load_image_embeddings(run.path, sig["shard"])
-        if pack.dedup.semantic_eps is not None
-        else None
-    )
-    table, stats = decide_signals(sig, pack, model_spec, image_emb)
-    atomic_write_bytes(run.path / "decisions.parquet", table_bytes(table))
-    if dataset is None:
-        ds_rec = record["dataset"]
-        dataset = open_dataset(ds_rec["source"], format=ds_rec["format"])
-    fmt = out_format or record.get("out_format") or dataset.format
-    kept_ids = {
-        i
-        for i, d in zip(sig["id"], table.column("decision").to_pylist(), strict=True)
-        if d in ("keep", "flag")
-    }
-    with output_errors(run.path / "kept"):  # a full or read-only disk: one clear error
-        _write_kept(dataset, kept_ids, run.path / "kept", fmt)
-    stats["kept_dataset"] = {"format": fmt, "path": "kept"}
-    stats["pack_dump"] = json.loads(pack.model_dump_json())
-    if gates:
-        from clipaudit.rules.gates import first_failure, run_gates
+    phases = _Phases(progress)
+    shards.check_unique_ids()
+    n = shards.total
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
+    mapper = mapper or local_mapper(workers)
+    with output_errors(run.path / WORK):
+        shutil.rmtree(run.path / WORK, ignore_errors=True)
+        (run.path / WORK).mkdir()
+    try:
+        stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases)
+        phases.done("decisions")
+        if write_kept:
+            if dataset is None:
+                ds_rec = record["dataset"]
+                dataset = open_dataset(ds_rec["source"], format=ds_rec["format"])
+            fmt = out_format or record.get("out_format") or dataset.format
+            with output_errors(run.path / "kept"):  # a full or read-only disk: one clear error
+                _write_kept(dataset, run, list(shards), run.path / "kept", fmt)
+            stats["kept_dataset"] = {"format": fmt, "path": "kept"}
+            phases.done("kept_dataset")
+        stats["pack_dump"] = json.loads(pack.model_dump_json())
+        if gates:
+            from clipaudit.rules.gates import first_failure, run_gates
 
-        frame = table.to_pandas()
-        cut = stats["thresholds"]["alignment_min"]
-        pct = stats["thresholds"]["alignment_percentile_value"]
-        cuts = [c for c in (cut, pct) if c is not None]
-        result = run_gates(frame, frame, pack, max(cuts) if cuts else None)
-        run.write_json("gates.json", result)
-        stats["gates"] = {"success": result["success"], "first_failure": first_failure(result)}
-    run.write_json("stats.json", stats)
+            wanted = [
+                "id",
+                "error",
+                "caption_chars",
+                "decision",
+                "duplicate_of",
+                "pixel_hash",
+                "alignment",
+                "min_side",
+            ]
+            names = pq.read_schema(run.path / "decisions.parquet").names
+            frame = pq.read_table(
+                run.path / "decisions.parquet", columns=[c for c in wanted if c in names]
+            ).to_pandas()
+            cut = stats["thresholds"]["alignment_min"]
+            pct = stats["thresholds"]["alignment_percentile_value"]
+            cuts = [c for c in (cut, pct) if c is not None]
+            result = run_gates(frame, frame, pack, max(cuts) if cuts else None)
+            del frame
+            run.write_json("gates.json", result)
+            stats["gates"] = {"success": result["success"], "first_failure": first_failure(result)}
+            phases.done("gates")
+        run.write_json("stats.json", stats)
+        # Machine-dependent figures live beside the stats: the run's other files do not
+        # depend on how fast the machine was (a local and a Ray run compare byte for byte).
+        run.write_json("phases.json", {"workers": workers, "samples": n, "phases": phases.out})
+    finally:
+        shutil.rmtree(run.path / WORK, ignore_errors=True)
     return stats
 
 
-def _write_kept(dataset: Dataset, kept: set[str], out: Path, fmt: str) -> None:
-    import shutil
+def _decide_sharded(
+    run: RunDir,
+    shards: SignalShards,
+    pack: Pack,
+    model_spec: str | None,
+    mapper: Mapper,
+    phases: _Phases,
+) -> dict[str, Any]:
+    ks = list(shards)
+    thr = pack.alignment_for(model_spec)
+    pct = None
+    if thr.min_percentile is not None and shards.has("alignment"):
+        pct = alignment_percentile(shards.column("alignment", np.float64), pack, model_spec)
+    phases.done("percentile")
+    jobs = [MapJob(str(run.path), k, pack, model_spec, pct) for k in ks]
+    mapper(map_rules, jobs)
+    phases.done("map_rules")
+    # The reduce: compact columns of every standing sample.
+    parts = [pq.read_table(_work(run.path, "compact", k)) for k in ks]
+    shard_of = (
+        np.concatenate([np.full(p.num_rows, k, np.int64) for p, k in zip(parts, ks, strict=True)])
+        if parts
+        else np.zeros(0, np.int64)
+    )
+    table = pa.concat_tables(parts, promote_options="default") if parts else pa.table({})
+    del parts
+    row_of = table.column("row").to_numpy()
+    c = _as_compact(table)
+    del table
+    image_emb = None
+    if pack.dedup.semantic_eps is not None:
+        all_shards = np.concatenate([np.full(shards.rows[k], k) for k in ks])
+        emb = load_image_embeddings(run.path, all_shards)
+        offsets = dict(
+            zip(
+                ks, np.concatenate(([0], np.cumsum([shards.rows[k] for k in ks])[:-1])), strict=True
+            )
+        )
+        image_emb = (
+            emb[np.array([offsets[k] for k in shard_of.tolist()], np.int64) + row_of]
+            if len(row_of)
+            else emb[:0]
+        )
+        del emb
+    out = resolve(c, pack.dedup, _thumb_reader(shards, shard_of, row_of), image_emb)
+    hit = np.flatnonzero(out.keeper >= 0)
+    dup_ids = c.ids.take(pa.array(out.keeper[hit]))
+    for k in ks:
+        at = hit[shard_of[hit] == k]
+        sel = np.searchsorted(hit, at)
+        _write(
+            _work(run.path, "dups", k),
+            pa.table(
+                {
+                    "row": pa.array(row_of[at], pa.int64()),
+                    "duplicate_of": dup_ids.take(pa.array(sel, pa.int64())),
+                    "kind": pa.array(out.kind[at], pa.int8()),
+                }
+            ),
+        )
+    del c
+    phases.done("reduce_duplicates")
+    tallies = mapper(map_finish, jobs)
+    files = [_work(run.path, "decisions", k) for k in ks]
+    _write_decisions(files, run.path / "decisions.parquet")
+    phases.done("map_decisions")
+    view = _StatsView(str(run.path), ks)
+    used = _thresholds(pack, model_spec, pct, view)
+    stats = _stats(
+        add_tallies(tallies), shards.total, out.groups, used, pack, view, _reasons_tuples(files)
+    )
+    stats["duplicate_search"] = out.stats
+    return stats
+
+
+def _thresholds(pack: Pack, model_spec: str | None, pct: float | None, view: Any) -> dict[str, Any]:
+    """What quality_reasons reports as ``used``, without its rows."""
+    thr = pack.alignment_for(model_spec)
+    q = pack.quality
+    return {
+        "alignment_min": thr.min,
+        "alignment_min_percentile": thr.min_percentile,
+        "alignment_percentile_value": pct,
+        "alignment_source": "model" if model_spec in pack.models else "pack",
+        "blank_check": "pixel_std" in view if q.min_pixel_std is not None else None,
+    }
+
+
+def _kept_ids(run: RunDir, k: int) -> set[str]:
+    t = pq.read_table(_work(run.path, "decisions", k), columns=["id", "decision"])
+    mask = pc.is_in(t.column("decision"), pa.array(["keep", "flag"]))
+    return set(t.column("id").filter(mask).to_pylist())
+
+
+def _write_kept(dataset: Dataset, run: RunDir, ks: list[int], out: Path, fmt: str) -> None:
+    """The kept samples in input order, one input shard's kept ids in memory at a time."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix=".kept-", dir=out.parent))
+    have = set(ks)
     try:
         target = tmp / "data"
-        samples = (
-            s for shard in dataset.shards() for s in dataset.read_shard(shard) if s.id in kept
-        )
-        write_dataset(samples, target, fmt, shard_size=1000)
+
+        def samples() -> Iterator[Any]:
+            for k, shard in enumerate(dataset.shards()):
+                if k not in have:
+                    continue
+                kept = _kept_ids(run, k)
+                yield from (s for s in dataset.read_shard(shard) if s.id in kept)
+
+        write_dataset(samples(), target, fmt, shard_size=1000)
         if out.exists():
             shutil.rmtree(out)
         target.replace(out)

@@ -10,6 +10,7 @@
     markers/shard-K.done    written last: a shard without it is scored again on resume
     decisions.parquet       one row per input sample: decision, reasons, duplicate_of, signals
     stats.json, gates.json  counts that add up; quality-gate results
+    phases.json             decide's wall time and peak memory per phase (machine-dependent)
     kept/                   the kept dataset
 """
 

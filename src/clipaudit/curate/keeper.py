@@ -1,0 +1,324 @@
+"""The duplicate reduce: exact groups, near and semantic pairs and the keeper policy, on
+compact columns (a few numbers a sample), never on Python rows.
+
+The greedy keeper policy is the one decide always had: in priority order, a sample still in
+play is kept and every duplicate of it still in play is dropped naming it. Only samples
+that some pair touches need the sequential walk; everything else is array work:
+
+1. rank every standing sample once (``np.lexsort`` over the keeper keys);
+2. exact copies (same pixel hash) collapse onto their top-ranked copy, so a placeholder
+   repeated 10^5 times is one row to search;
+3. rows whose hashes are identical collapse again into one search key: a hub of 10^5
+   plain backgrounds with one pHash is one key, and its members are compared with the
+   hub's top-ranked member only when the hub is larger than ``hub_cap`` (a star instead
+   of a clique: bounded work, counted in the stats);
+4. multi-index hashing finds key pairs within the radius; they expand to member pairs,
+   which the colour thumbnails confirm (read only for the rows a pair touches);
+5. the greedy walk over the confirmed graph, then copies follow their representative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.semdedup import semantic_pairs
+from clipaudit.curate.stages_hashes import ThumbCorrelation
+
+# When a pair is a duplicate in several ways, the strongest evidence names it.
+DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
+EXACT, NEAR, SEMANTIC = 0, 1, 2
+# A group of rows with identical hashes larger than this is searched as a star around its
+# top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
+HUB_CAP = 256
+
+ThumbReader = Callable[[np.ndarray], Sequence[bytes | None]]
+
+
+@dataclass
+class Compact:
+    """The columns the reduce needs, one position per standing sample.
+
+    ``hashes`` holds uint64 codes; ``hash_valid`` says which rows have them (rows that did
+    not decode have none). ``pixel_hash`` is valid where ``pixel_valid``.
+    """
+
+    ids: pa.Array
+    alignment: np.ndarray
+    area: np.ndarray
+    pixel_hash: np.ndarray
+    pixel_valid: np.ndarray
+    hashes: dict[str, np.ndarray] = field(default_factory=dict)
+    hash_valid: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.alignment)
+
+
+@dataclass
+class Outcome:
+    """Per compact position: the keeper's position (-1: not a duplicate) and the kind."""
+
+    keeper: np.ndarray
+    kind: np.ndarray
+    groups: int
+    stats: dict[str, Any]
+
+
+def rank_order(c: Compact, keeper: Sequence[str]) -> np.ndarray:
+    """Positions in keeper-priority order (best first; ties by position)."""
+    keys: list[np.ndarray] = []
+    for k in keeper:
+        if k == "alignment":  # higher first, unscored last
+            keys.append(np.where(np.isnan(c.alignment), np.inf, -c.alignment))
+        elif k == "resolution":  # larger first, unknown after every known size
+            keys.append(np.where(np.isnan(c.area), 1.0, -c.area))
+        else:  # the id, in code-point order (UTF-8 byte order is the same order)
+            rank = np.empty(len(c), np.int64)
+            rank[pc.sort_indices(c.ids).to_numpy()] = np.arange(len(c))
+            keys.append(rank)
+    # np.lexsort sorts by the last key first; the position breaks every tie.
+    return np.lexsort([np.arange(len(c)), *reversed(keys)])
+
+
+def exact_representatives(c: Compact, order: np.ndarray) -> np.ndarray:
+    """For each position, the top-ranked position with the same pixel hash (itself if none)."""
+    rep = np.arange(len(c))
+    ranked_valid = order[c.pixel_valid[order]]
+    if len(ranked_valid):
+        _, first, inverse = np.unique(
+            c.pixel_hash[ranked_valid], return_index=True, return_inverse=True
+        )
+        rep[ranked_valid] = ranked_valid[first][inverse.ravel()]
+    return rep
+
+
+def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return lo.astype(np.int64) * n + hi
+
+
+def _key_pairs(
+    codes: dict[str, np.ndarray], d: Any, mirror: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate key pairs (as lo * n + hi codes) and mirror key pairs, over distinct keys."""
+    n = len(next(iter(codes.values())))
+    empty = np.zeros(0, np.int64)
+    if d.match == "any":
+        parts = [_pair_codes(*near_pairs(codes[h], d.near_radius)[:2], n) for h in d.hashes]
+        plain = np.unique(np.concatenate(parts)) if parts else empty
+    else:
+        a, b, _ = near_pairs(codes[d.hashes[0]], d.near_radius)
+        ok = np.ones(len(a), np.bool_)
+        for other in d.hashes[1:]:
+            ho = codes[other]
+            ok &= popcount64(ho[a] ^ ho[b]) <= d.near_radius
+        plain = np.unique(_pair_codes(a[ok], b[ok], n))
+    mirrored = empty
+    if mirror is not None:
+        ph = codes["phash"]
+        a, b, _ = near_pairs(np.concatenate([ph, mirror]), d.near_radius, split=n)
+        b = b - n
+        cross = a != b  # a key against its own mirror: pairs inside the key, handled below
+        mirrored = np.unique(_pair_codes(a[cross], b[cross], n))
+    return plain, mirrored
+
+
+def _expand(
+    key_codes: np.ndarray,
+    n_keys: int,
+    members: list[np.ndarray],
+    hub: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Member pairs of key pairs; a hub key contributes its leader (first member) only."""
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
+    ka, kb = key_codes // n_keys, key_codes % n_keys
+    for x, y in zip(ka.tolist(), kb.tolist(), strict=True):
+        mx = members[x][:1] if hub[x] else members[x]
+        my = members[y][:1] if hub[y] else members[y]
+        out_a.append(np.repeat(mx, len(my)))
+        out_b.append(np.tile(my, len(mx)))
+    if not out_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def _inside(members: list[np.ndarray], hub: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
+    """Member pairs inside each listed key: every pair, or the leader's star for a hub."""
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
+    for k in keys.tolist():
+        m = members[k]
+        if len(m) < 2:
+            continue
+        if hub[k]:
+            out_a.append(np.full(len(m) - 1, m[0]))
+            out_b.append(m[1:])
+        else:
+            i, j = np.triu_indices(len(m), 1)
+            out_a.append(m[i])
+            out_b.append(m[j])
+    if not out_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def near_duplicate_pairs(
+    c: Compact,
+    rows: np.ndarray,
+    d: Any,
+    thumbs: ThumbReader | None,
+    stats: dict[str, Any] | None = None,
+    hub_cap: int = HUB_CAP,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confirmed near-duplicate pairs (a < b, as positions) among ``rows``: within
+    ``d.near_radius`` on every listed hash (``match: all``) or on one (``any``); with
+    ``mirrors``, also one image's pHash against the other's mirror pHash. Each pair is
+    confirmed on the colour thumbnails (a mirror pair against the mirrored thumbnail)."""
+    empty = np.zeros(0, np.int64)
+    rows = np.asarray(rows, np.int64)
+    if c.hash_valid is not None:
+        rows = rows[c.hash_valid[rows]]
+    if len(rows) < 2 or d.hashes[0] not in c.hashes:
+        return empty, empty
+    use_mirror = bool(d.mirrors) and "phash" in c.hashes and "phash_mirror" in c.hashes
+    names = list(dict.fromkeys([*d.hashes, *(["phash", "phash_mirror"] if use_mirror else [])]))
+    # Rows with identical hashes share one search key.
+    tup = np.stack([c.hashes[h][rows] for h in names], axis=1)
+    keys, inverse = np.unique(tup, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    n_keys = len(keys)
+    by_key = np.argsort(inverse, kind="stable")  # members of each key in position order
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(inverse, minlength=n_keys))))
+    members = [rows[by_key[bounds[k] : bounds[k + 1]]] for k in range(n_keys)]
+    sizes = np.diff(bounds)
+    hub = sizes > hub_cap
+    if hub.any():
+        # A hub's leader is its best-ranked member: the one the greedy walk would keep.
+        order = rank_order(c, d.keeper)
+        pos_rank = np.empty(len(c), np.int64)
+        pos_rank[order] = np.arange(len(c))
+        for k in np.flatnonzero(hub).tolist():
+            members[k] = members[k][np.argsort(pos_rank[members[k]], kind="stable")]
+    codes = {h: keys[:, i].copy() for i, h in enumerate(names)}
+    mirror = codes["phash_mirror"] if use_mirror else None
+    plain_keys, mirror_keys = _key_pairs(codes, d, mirror)
+    # Pairs inside a key: distance 0 on every hash, so always plain candidates; also mirror
+    # candidates where the key's pHash is within the radius of its own mirror pHash.
+    multi = np.flatnonzero(sizes > 1)
+    pa_, pb_ = _expand(plain_keys, n_keys, members, hub)
+    ia, ib = _inside(members, hub, multi)
+    pa_, pb_ = np.concatenate([pa_, ia]), np.concatenate([pb_, ib])
+    ma, mb = _expand(mirror_keys, n_keys, members, hub)
+    if mirror is not None:
+        self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
+        ia, ib = _inside(members, hub, self_mirror)
+        ma, mb = np.concatenate([ma, ia]), np.concatenate([mb, ib])
+    pa_, pb_ = np.minimum(pa_, pb_), np.maximum(pa_, pb_)
+    ma, mb = np.minimum(ma, mb), np.maximum(ma, mb)
+    if stats is not None:
+        stats["search_keys"] = stats.get("search_keys", 0) + n_keys
+        stats["hub_keys"] = stats.get("hub_keys", 0) + int(hub.sum())
+        stats["hub_members"] = stats.get("hub_members", 0) + int(sizes[hub].sum())
+        stats["candidate_pairs"] = stats.get("candidate_pairs", 0) + len(pa_) + len(ma)
+    ok = np.ones(len(pa_), np.bool_)
+    mok = np.ones(len(ma), np.bool_)
+    if d.min_thumb_corr is not None and thumbs is not None and (len(pa_) or len(ma)):
+        need = np.unique(np.concatenate([pa_, pb_, ma, mb]))
+        corr = ThumbCorrelation(thumbs(need))
+        at_a, at_b = np.searchsorted(need, pa_), np.searchsorted(need, pb_)
+        ok = corr(at_a, at_b) >= d.min_thumb_corr
+        at_a, at_b = np.searchsorted(need, ma), np.searchsorted(need, mb)
+        mok = corr(at_a, at_b, mirror_b=True) >= d.min_thumb_corr
+    n = len(c)
+    code = np.unique(
+        np.concatenate([_pair_codes(pa_[ok], pb_[ok], n), _pair_codes(ma[mok], mb[mok], n)])
+    )
+    if stats is not None:
+        stats["confirmed_pairs"] = stats.get("confirmed_pairs", 0) + len(code)
+    return code // n, code % n
+
+
+def resolve(
+    c: Compact,
+    d: Any,
+    thumbs: ThumbReader | None,
+    image_emb: np.ndarray | None = None,
+    hub_cap: int = HUB_CAP,
+) -> Outcome:
+    """The keeper policy over every position of ``c`` (all of them standing)."""
+    m = len(c)
+    keeper = np.full(m, -1, np.int64)
+    kind = np.full(m, -1, np.int8)
+    stats: dict[str, Any] = {"standing": m}
+    semantic = d.semantic_eps is not None and image_emb is not None
+    if m == 0 or (not c.hashes and not semantic):
+        return Outcome(keeper, kind, 0, stats)
+    order = rank_order(c, d.keeper)
+    rep = exact_representatives(c, order)
+    reps = np.flatnonzero(rep == np.arange(m))
+    stats["exact_representatives"] = len(reps)
+    edges_a: list[np.ndarray] = []
+    edges_b: list[np.ndarray] = []
+    edges_k: list[np.ndarray] = []
+    if c.hashes:
+        a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap)
+        edges_a.append(a)
+        edges_b.append(b)
+        edges_k.append(np.full(len(a), NEAR, np.int8))
+    if semantic:
+        assert image_emb is not None and d.semantic_eps is not None
+        sp = semantic_pairs(image_emb, reps, d.semantic_eps)
+        if sp:
+            arr = np.array([(x, y) for x, y, _ in sp], np.int64)
+            edges_a.append(arr[:, 0])
+            edges_b.append(arr[:, 1])
+            edges_k.append(np.full(len(arr), SEMANTIC, np.int8))
+    ea = np.concatenate(edges_a) if edges_a else np.zeros(0, np.int64)
+    eb = np.concatenate(edges_b) if edges_b else np.zeros(0, np.int64)
+    ek = np.concatenate(edges_k) if edges_k else np.zeros(0, np.int8)
+    # One edge per pair, named by its strongest evidence.
+    if len(ea):
+        code = _pair_codes(ea, eb, m)
+        o = np.lexsort((ek, code))
+        code, ek = code[o], ek[o]
+        first = np.concatenate(([True], code[1:] != code[:-1]))
+        code, ek = code[first], ek[first]
+        ea, eb = code // m, code % m
+    # Both directions, grouped by source node (CSR).
+    src, dst, knd = np.concatenate([ea, eb]), np.concatenate([eb, ea]), np.concatenate([ek, ek])
+    o = np.argsort(src, kind="stable")
+    src, dst, knd = src[o], dst[o], knd[o]
+    pos_rank = np.empty(m, np.int64)
+    pos_rank[order] = np.arange(m)
+    nodes = np.unique(src)
+    nodes = nodes[np.argsort(pos_rank[nodes], kind="stable")]
+    starts = np.searchsorted(src, nodes)
+    ends = np.searchsorted(src, nodes, side="right")
+    state = bytearray(m)  # 0 in play, 1 kept, 2 dropped
+    dst_l, knd_l = dst.tolist(), knd.tolist()
+    for top, s, e in zip(nodes.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        if state[top] == 2:
+            continue
+        state[top] = 1
+        for j, k in zip(dst_l[s:e], knd_l[s:e], strict=True):
+            if state[j] == 0:
+                state[j] = 2
+                keeper[j] = top
+                kind[j] = k
+    # Copies follow their representative: dropped with it, or dropped as its exact copies.
+    copies = np.flatnonzero(rep != np.arange(m))
+    r = rep[copies]
+    rep_dropped = keeper[r] >= 0
+    keeper[copies] = np.where(rep_dropped, keeper[r], r)
+    kind[copies] = np.where(rep_dropped, kind[r], EXACT)
+    groups = len(np.unique(keeper[keeper >= 0]))
+    stats["dropped"] = int((keeper >= 0).sum())
+    return Outcome(keeper, kind, groups, stats)

@@ -1,0 +1,140 @@
+"""The run's signal shards as decide reads them: listed, checked, and read a shard or a few
+columns at a time, so no step holds every signal of every sample."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clipaudit.curate.rundir import RunDir
+from clipaudit.errors import ClipauditError, DuplicateIdError
+
+
+def values(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column as numpy, the way every rule reads it. numpy would turn an integer column
+    with nulls into float64 with NaN: 64-bit hashes would lose their low bits and nulls would
+    slip past ``is None``. Keep ints and None."""
+    if pa.types.is_integer(col.type) and col.null_count:
+        return np.array(col.to_pylist(), dtype=object)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def table_signals(table: pa.Table) -> dict[str, np.ndarray]:
+    return {name: values(table.column(name)) for name in table.column_names}
+
+
+class SignalShards:
+    """``signals/shard-K.parquet`` of a run, each checked readable before any work starts."""
+
+    def __init__(self, run: RunDir, source: str | None = None) -> None:
+        self.run = run
+        self.files: list[tuple[int, Path]] = sorted(
+            (int(f.stem.split("-")[1]), f) for f in (run.path / "signals").glob("shard-*.parquet")
+        )
+        if not self.files:
+            raise ClipauditError(f"{str(run.path)!r} has no scored shards; run curate first.")
+        self.source = source
+        self.rows: dict[int, int] = {}
+        self.schemas: dict[int, pa.Schema] = {}
+        for k, f in self.files:
+            try:
+                meta = pq.read_metadata(f)
+                self.rows[k] = meta.num_rows
+                self.schemas[k] = meta.schema.to_arrow_schema()
+            except (OSError, pa.ArrowException) as exc:
+                raise self.damaged(k, f, exc) from None
+            if "id" not in self.schemas[k].names:
+                raise self.damaged(k, f, "it has no id column")
+        self._check_complete()
+
+    def rescore_hint(self, k: int) -> str:
+        source = self.source or "DATASET"
+        return (
+            f"delete it and {str(self.run.marker(k))!r}, then run "
+            f"`clipaudit curate {source} --out {self.run.path}` to score that shard again"
+        )
+
+    def damaged(self, k: int, f: Path, why: object) -> ClipauditError:
+        return ClipauditError(
+            f"The signal shard {str(f)!r} is damaged ({why}); {self.rescore_hint(k)}."
+        )
+
+    def _check_complete(self) -> None:
+        """A shard whose marker says done (or that the input has) but whose file is gone."""
+        have = {k for k, _ in self.files}
+        expected = {
+            int(p.stem.split("-")[1]) for p in (self.run.path / "markers").glob("shard-*.done")
+        }
+        for k in sorted(expected - have):
+            f = self.run.path / "signals" / f"shard-{k:05d}.parquet"
+            raise ClipauditError(
+                f"The signal shard {str(f)!r} is missing though shard {k} is marked scored; "
+                f"{self.rescore_hint(k)}."
+            )
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def has(self, name: str) -> bool:
+        return any(name in s.names for s in self.schemas.values())
+
+    def read(self, k: int, columns: Sequence[str] | None = None) -> pa.Table:
+        f = dict(self.files)[k]
+        cols = None if columns is None else [c for c in columns if c in self.schemas[k].names]
+        try:
+            return pq.read_table(f, columns=cols)
+        except (OSError, pa.ArrowException) as exc:
+            raise self.damaged(k, f, exc) from None
+
+    def column(self, name: str, dtype: Any = None) -> np.ndarray:
+        """One column over every shard (None where a shard lacks it), as numpy."""
+        parts = []
+        for k, _ in self.files:
+            if name in self.schemas[k].names:
+                col = self.read(k, [name]).column(name)
+                parts.append(values(col) if dtype is None else _as(col, dtype))
+            else:
+                parts.append(
+                    np.full(self.rows[k], None if dtype is None else np.nan, dtype=dtype or object)
+                )
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def check_unique_ids(self) -> None:
+        """Each shard checks its own ids when scored; a repeat across shards shows up here."""
+        ids = pa.chunked_array(
+            [
+                self.read(k, ["id"]).column("id").cast(pa.string()).combine_chunks()
+                for k, _ in self.files
+            ]
+        )
+        if len(pc.unique(ids)) == len(ids):
+            return
+        counts = pc.value_counts(ids).to_pylist()
+        repeated = sorted(c["values"] for c in counts if c["counts"] > 1)
+        raise DuplicateIdError(repeated, f"the input of {str(self.run.path)!r}")
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(k for k, _ in self.files)
+
+
+def _as(col: pa.ChunkedArray, dtype: Any) -> np.ndarray:
+    """A numeric column as a float array with NaN for nulls (never object)."""
+    return np.asarray(pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(), dtype=dtype)
+
+
+def floats(col: np.ndarray) -> np.ndarray:
+    """float64 with NaN for None, vectorised where the column is already numeric."""
+    if col.dtype != object:
+        return col.astype(np.float64)
+    out = np.full(len(col), np.nan)
+    mask = np.array([v is not None for v in col], dtype=bool)
+    if mask.any():
+        out[mask] = np.array([float(v) for v in col[mask]])
+    return out
