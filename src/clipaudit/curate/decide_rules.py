@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clipaudit.curate import all_stages  # noqa: F401  (registers every signal's rules)
+from clipaudit.curate import rule_modules  # noqa: F401  (registers every signal's rules)
 from clipaudit.curate.rule_registry import RULES, column
 from clipaudit.curate.signal_shards import floats
 from clipaudit.data.decode import DECODE_ERRORS

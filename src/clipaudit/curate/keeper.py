@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.neardup import affordable_radius, near_pairs, popcount64
 from clipaudit.curate.semdedup import semantic_pairs
 from clipaudit.curate.stages_hashes import ThumbCorrelation
 
@@ -104,17 +104,26 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return lo.astype(np.int64) * n + hi
 
 
+def search_radius(n: int, d: Any) -> int:
+    """The radius a search over ``n`` hashes uses: the pack's, or under ``search: auto``
+    the largest one whose exact search fits the work budget."""
+    return d.near_radius if d.search == "exact" else affordable_radius(n, d.near_radius)
+
+
 def _key_pairs(
-    codes: dict[str, np.ndarray], d: Any, mirror: np.ndarray | None
+    codes: dict[str, np.ndarray], d: Any, mirror: np.ndarray | None, stats: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate key pairs (as lo * n + hi codes) and mirror key pairs, over distinct keys."""
     n = len(next(iter(codes.values())))
     empty = np.zeros(0, np.int64)
+    r = search_radius(n, d)
+    stats["radius_requested"] = d.near_radius
+    stats["radius_searched"] = min(r, stats.get("radius_searched", r))
     if d.match == "any":
-        parts = [_pair_codes(*near_pairs(codes[h], d.near_radius)[:2], n) for h in d.hashes]
+        parts = [_pair_codes(*near_pairs(codes[h], r)[:2], n) for h in d.hashes]
         plain = np.unique(np.concatenate(parts)) if parts else empty
     else:
-        a, b, _ = near_pairs(codes[d.hashes[0]], d.near_radius)
+        a, b, _ = near_pairs(codes[d.hashes[0]], r)
         ok = np.ones(len(a), np.bool_)
         for other in d.hashes[1:]:
             ho = codes[other]
@@ -123,7 +132,9 @@ def _key_pairs(
     mirrored = empty
     if mirror is not None:
         ph = codes["phash"]
-        a, b, _ = near_pairs(np.concatenate([ph, mirror]), d.near_radius, split=n)
+        rm = search_radius(2 * n, d)
+        stats["radius_searched"] = min(rm, stats["radius_searched"])
+        a, b, _ = near_pairs(np.concatenate([ph, mirror]), rm, split=n)
         b = b - n
         cross = a != b  # a key against its own mirror: pairs inside the key, handled below
         mirrored = np.unique(_pair_codes(a[cross], b[cross], n))
@@ -209,7 +220,7 @@ def near_duplicate_pairs(
             members[k] = members[k][np.argsort(pos_rank[members[k]], kind="stable")]
     codes = {h: keys[:, i].copy() for i, h in enumerate(names)}
     mirror = codes["phash_mirror"] if use_mirror else None
-    plain_keys, mirror_keys = _key_pairs(codes, d, mirror)
+    plain_keys, mirror_keys = _key_pairs(codes, d, mirror, stats if stats is not None else {})
     # Pairs inside a key: distance 0 on every hash, so always plain candidates; also mirror
     # candidates where the key's pHash is within the radius of its own mirror pHash.
     multi = np.flatnonzero(sizes > 1)

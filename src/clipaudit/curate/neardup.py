@@ -41,6 +41,34 @@ def _bands(m: int) -> list[tuple[int, int]]:
 
 def choose_bands(n: int, radius: int) -> int:
     """The band count with the least expected probing plus candidate-checking work."""
+    return _best_bands(n, radius)[0]
+
+
+def search_cost(n: int, radius: int) -> float:
+    """The cost model's expected work (probes plus candidate checks) of an exact search."""
+    return _best_bands(n, radius)[1]
+
+
+# The exact search's work grows like n^2 / 2^w times the probes: past some size the full
+# radius is not affordable. A search gets this much work (cost-model units; about 10-25 s on
+# one 2-core machine), or this much per hash when the input is larger.
+SEARCH_BUDGET = 1e9
+SEARCH_BUDGET_PER_HASH = 2000.0
+
+
+def affordable_radius(n: int, radius: int, budget: float | None = None) -> int:
+    """The largest radius up to ``radius`` whose exact search fits the work budget
+    (``max(SEARCH_BUDGET, SEARCH_BUDGET_PER_HASH * n)`` by default). Every pair within the
+    returned radius is found; pairs between it and ``radius`` may not be."""
+    if budget is None:
+        budget = max(SEARCH_BUDGET, SEARCH_BUDGET_PER_HASH * n)
+    r = radius
+    while r > 0 and search_cost(n, r) > budget:
+        r -= 1
+    return r
+
+
+def _best_bands(n: int, radius: int) -> tuple[int, float]:
     best_m, best_cost = 1, math.inf
     # Any m is exact (a pair within r differs by at most floor(r/m) bits in some band);
     # m past r + 1 only narrows the bands, which keeps the tables small for r = 0.
@@ -55,7 +83,7 @@ def choose_bands(n: int, radius: int) -> int:
             cost += probes * (n + n * n / 2**w) + 2**w
         if cost < best_cost:
             best_m, best_cost = m, cost
-    return best_m
+    return best_m, best_cost
 
 
 def _flip_masks(width: int, s: int) -> Iterator[int]:

@@ -67,6 +67,10 @@ class Dedup(Strict):
     mirrors: bool = False
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
+    # "auto": the hash search narrows its radius where the exact search at near_radius
+    # would cost more than its work budget (large runs; stats say which radius was
+    # searched); "exact": always near_radius, whatever it costs.
+    search: Literal["auto", "exact"] = "auto"
     semantic_eps: float | None = Field(default=None, gt=0, lt=1)
     keeper: list[KeeperKey] = Field(default_factory=lambda: list(DEFAULT_KEEPER))
 
