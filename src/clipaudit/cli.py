@@ -343,6 +343,20 @@ def curate(
             "small or busy machine. Recorded in the run.",
         ),
     ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A run, its kept/ folder or a dataset: samples that copy one of its samples "
+            "are dropped naming it (repeat for several; a dataset's hashes are cached).",
+        ),
+    ] = None,
+    against_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a reference dataset's hashes are cached "
+            "(default: ~/.cache/clipaudit/against)."
+        ),
+    ] = None,
     format: FormatOpt = None,
     caption_column: CaptionCol = None,
     image_column: ImageCol = None,
@@ -377,6 +391,8 @@ def curate(
         ray_address=ray_address,
         decode_threads=decode_threads,
         model_threads=model_threads,
+        against=list(against or []),
+        against_cache=str(against_cache) if against_cache else None,
     )
     stats = run_curate(
         cfg,
@@ -394,11 +410,54 @@ def decide(
     rules: Annotated[str, typer.Option(help="Rules pack name or .yaml path.")] = "default",
     out_format: Annotated[str | None, typer.Option(help="Format of the kept dataset.")] = None,
     allow_gate_failure: Annotated[bool, typer.Option(help="Exit 0 even if a gate fails.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Processes for the per-shard steps (default: the cores, on large runs)."
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray: the per-shard steps as Ray tasks.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="HOST:PORT of a Ray cluster (engine ray).")
+    ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A run, its kept/ folder or a dataset: samples that copy one of its samples "
+            "are dropped naming it (repeat for several; a dataset's hashes are cached).",
+        ),
+    ] = None,
+    against_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a reference dataset's hashes are cached "
+            "(default: ~/.cache/clipaudit/against)."
+        ),
+    ] = None,
 ) -> None:
     """Re-apply a rules pack to a run's stored signals, without loading any model."""
     from clipaudit.curate.decide import decide_run
 
-    stats = decide_run(run, rules, out_format=out_format)
+    mapper = None
+    if engine == "ray":
+        from clipaudit.curate.engine_ray import ray_mapper
+        from clipaudit.curate.engines import get_engine
+
+        get_engine("ray")  # not installed: the same one-line error as curate gives
+        mapper = ray_mapper(ray_address)
+    elif engine != "local":
+        raise ClipauditError(f"Unknown --engine {engine!r}; use local or ray.")
+    stats = decide_run(
+        run,
+        rules,
+        out_format=out_format,
+        workers=workers,
+        mapper=mapper,
+        against_paths=list(against or []),
+        against_cache=against_cache,
+    )
     _print_stats(stats, run)
     _gate_exit(stats, allow_gate_failure)
 

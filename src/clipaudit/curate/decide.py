@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clipaudit.curate import against
 from clipaudit.curate.decide_rules import (
     ERROR_CODES,
     add_tallies,
@@ -57,6 +58,7 @@ from clipaudit.curate.rule_registry import SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
 from clipaudit.curate.semdedup import load_image_embeddings
 from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
+from clipaudit.curate.stages_hashes import THUMB
 from clipaudit.data.formats import (
     Dataset,
     atomic_write_bytes,
@@ -77,9 +79,14 @@ __all__ = [
     "quality_reasons",
 ]
 
+THUMB_BYTES = THUMB * THUMB * 3
 # Below this many samples the map runs in this process: starting workers costs more.
 PARALLEL_MIN_ROWS = 50_000
-WORK = ".decide"  # the run's scratch folder for the map's per-shard outputs
+WORK = ".decide"
+REFERENCE = 3  # the kind code of a copy of a reference sample (--against)
+# Signals too large to repeat in every decision row: the 3 KiB thumbnail stays in signals/
+# (at 10^7 samples it would be 30 GB written a second time).
+NOT_IN_DECISIONS = frozenset({"thumb"})  # the run's scratch folder for the map's per-shard outputs
 
 
 def load_signals(run: RunDir) -> dict[str, np.ndarray]:
@@ -170,11 +177,18 @@ def _finish(
     dup_ids: list[str],
     dup_kinds: np.ndarray,
     pack: Pack,
+    ref_of: list[str | None] | None = None,
 ) -> tuple[list[str], list[str | None]]:
-    """Append each duplicate's kind; the decisions and ``duplicate_of`` column."""
+    """Append each duplicate's kind; the decisions and ``duplicate_of`` column. A copy of a
+    reference sample (kind REFERENCE) gets its id in ``ref_of`` instead."""
     n = len(reasons)
     dup_of: list[str | None] = [None] * n
     for r, i, k in zip(dup_rows.tolist(), dup_ids, dup_kinds.tolist(), strict=True):
+        if k == REFERENCE:
+            reasons[r].append(against.REASON)
+            if ref_of is not None:
+                ref_of[r] = i
+            continue
         reasons[r].append(DUPLICATE_KINDS[k])
         dup_of[r] = i
     return [decision_of(r, pack) for r in reasons], dup_of
@@ -232,7 +246,7 @@ def decide_signals(
     decisions, dup_of = _finish(sig, reasons, rows, ids, kinds, pack)
     cols = _head(decisions, reasons, dup_of, sig["id"])
     for name, v in sig.items():
-        if name not in cols:
+        if name not in cols and name not in NOT_IN_DECISIONS:
             cols[name] = pa.array(list(v))
     stats = _stats(tally(reasons, decisions, pack), len(reasons), groups, used, pack, sig, reasons)
     return pa.table(cols), stats
@@ -250,6 +264,7 @@ class MapJob:
     pack: Pack
     model_spec: str | None
     percentile_value: float | None
+    against: bool = False
 
 
 def _work(run: str | Path, name: str, k: int) -> Path:
@@ -282,6 +297,7 @@ def map_finish(job: MapJob) -> dict[str, Any]:
     sig = table_signals(table)
     reasons = pq.read_table(_work(job.run, "reasons", job.k)).column("reasons").to_pylist()
     dups = pq.read_table(_work(job.run, "dups", job.k))
+    ref_of: list[str | None] = [None] * table.num_rows
     decisions, dup_of = _finish(
         sig,
         reasons,
@@ -289,10 +305,13 @@ def map_finish(job: MapJob) -> dict[str, Any]:
         dups.column("duplicate_of").to_pylist(),
         dups.column("kind").to_numpy(),
         job.pack,
+        ref_of,
     )
     cols = _head(decisions, reasons, dup_of, table.column("id").cast(pa.string()))
+    if job.against:
+        cols["duplicate_of_reference"] = pa.array(ref_of, pa.string())
     for name in table.column_names:
-        if name not in cols:
+        if name not in cols and name not in NOT_IN_DECISIONS:
             cols[name] = table.column(name)
     cols["shard"] = pa.array(np.full(table.num_rows, job.k, np.int64))
     _write(_work(job.run, "decisions", job.k), pa.table(cols))
@@ -340,23 +359,56 @@ class _Phases:
 
 def _thumb_reader(
     shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray
-) -> Callable[[np.ndarray], list[Any]] | None:
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """Thumbnails of the given positions, read a shard at a time straight into one matrix
+    (never a Python bytes object per row)."""
     if not shards.has("thumb"):
         return None
 
-    def read(pos: np.ndarray) -> list[Any]:
-        out: list[Any] = [None] * len(pos)
+    def read(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        px = np.zeros((len(pos), THUMB_BYTES), np.uint8)
+        valid = np.zeros(len(pos), np.bool_)
         for k in np.unique(shard_of[pos]).tolist():
             at = np.flatnonzero(shard_of[pos] == k)
-            col = shards.read(k, ["thumb"])
-            if "thumb" not in col.column_names:
+            t = shards.read(k, ["thumb"])
+            if "thumb" not in t.column_names:
                 continue
-            got = col.column("thumb").take(pa.array(row_of[pos[at]])).to_pylist()
-            for i, v in zip(at.tolist(), got, strict=True):
-                out[i] = v
-        return out
+            idx = pa.array(row_of[pos[at]])
+            col = t.column("thumb").combine_chunks().take(idx).cast(pa.binary())
+            del t
+            good = pc.fill_null(pc.equal(pc.binary_length(col), THUMB_BYTES), False)
+            good_np = good.to_numpy(zero_copy_only=False)
+            if good_np.any():
+                px[at[good_np]] = _rows_of(col.filter(good))
+                valid[at[good_np]] = True
+        return px, valid
 
     return read
+
+
+def _rows_of(col: pa.Array) -> np.ndarray:
+    """Binary values all THUMB_BYTES long as a (rows, THUMB_BYTES) uint8 matrix, read from
+    the array's buffers (no Python bytes object per row)."""
+    offsets = np.frombuffer(col.buffers()[1], np.int32)[col.offset : col.offset + len(col) + 1]
+    data = np.frombuffer(col.buffers()[2], np.uint8)
+    return data[offsets[0] : offsets[-1]].reshape(len(col), THUMB_BYTES).copy()
+
+
+class _Ids:
+    """The id column for the signal stats: its length, an item or an iteration, from Arrow."""
+
+    def __init__(self, col: pa.ChunkedArray) -> None:
+        self.col = col
+
+    def __len__(self) -> int:
+        return len(self.col)
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.col[int(i)].as_py())
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.col.chunks:
+            yield from chunk.to_pylist()
 
 
 class _StatsView:
@@ -376,6 +428,13 @@ class _StatsView:
     def __getitem__(self, name: str) -> Any:
         if name not in self.names:
             raise KeyError(name)
+        if name == "id":  # stats take its length or a few examples: no Python str per row
+            if "id" not in self.cache:
+                parts = [pq.read_table(f, columns=["id"]).column("id") for f in self.files]
+                self.cache["id"] = _Ids(
+                    pa.chunked_array([c for p in parts for c in p.chunks], pa.string())
+                )
+            return self.cache["id"]
         if name not in self.cache:
             parts = []
             for f in self.files:
@@ -446,8 +505,11 @@ def decide_run(
     mapper: Mapper | None = None,
     write_kept: bool = True,
     progress: Callable[[str], None] | None = None,
+    against_paths: list[str] | None = None,
+    against_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset."""
+    """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset.
+    ``against_paths``: reference sets whose copies are dropped (see ``curate/against.py``)."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
@@ -464,7 +526,10 @@ def decide_run(
         shutil.rmtree(run.path / WORK, ignore_errors=True)
         (run.path / WORK).mkdir()
     try:
-        stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases)
+        refs = [against.load_reference(p, against_cache) for p in against_paths or []]
+        if refs:
+            phases.done("against_load")
+        stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases, refs)
         phases.done("decisions")
         if write_kept:
             if dataset is None:
@@ -517,6 +582,7 @@ def _decide_sharded(
     model_spec: str | None,
     mapper: Mapper,
     phases: _Phases,
+    refs: list[against.Reference],
 ) -> dict[str, Any]:
     ks = list(shards)
     thr = pack.alignment_for(model_spec)
@@ -524,7 +590,7 @@ def _decide_sharded(
     if thr.min_percentile is not None and shards.has("alignment"):
         pct = alignment_percentile(shards.column("alignment", np.float64), pack, model_spec)
     phases.done("percentile")
-    jobs = [MapJob(str(run.path), k, pack, model_spec, pct) for k in ks]
+    jobs = [MapJob(str(run.path), k, pack, model_spec, pct, bool(refs)) for k in ks]
     mapper(map_rules, jobs)
     phases.done("map_rules")
     # The reduce: compact columns of every standing sample.
@@ -554,9 +620,48 @@ def _decide_sharded(
             else emb[:0]
         )
         del emb
-    out = resolve(c, pack.dedup, _thumb_reader(shards, shard_of, row_of), image_emb)
-    hit = np.flatnonzero(out.keeper >= 0)
-    dup_ids = c.ids.take(pa.array(out.keeper[hit]))
+    thumbs = _thumb_reader(shards, shard_of, row_of)
+    # Copies of a reference sample are dropped first and join no group of the run's own.
+    in_play = np.arange(len(c))
+    ref_pos: list[np.ndarray] = []
+    ref_ids: list[pa.Array] = []
+    against_stats = []
+    for ref in refs:
+        ref_thumbs = _thumb_reader(ref.shards, ref.shard_of, ref.row_of)
+        pos, idx, counts = against.matches(c, in_play, ref, pack.dedup, thumbs, ref_thumbs)
+        ref_pos.append(pos)
+        ref_ids.append(ref.ids.take(pa.array(idx, pa.int64())))
+        in_play = np.setdiff1d(in_play, pos, assume_unique=True)
+        against_stats.append(
+            {
+                "reference": ref.label,
+                "kind": ref.kind,
+                "samples": len(ref),
+                "hashed_now": ref.hashed_now,
+                "matched": len(pos),
+                "by_kind": counts,
+            }
+        )
+    sub = c if len(in_play) == len(c) else c.take(in_play)
+    sub_emb = image_emb if image_emb is None or len(in_play) == len(c) else image_emb[in_play]
+    sub_thumbs = (
+        thumbs if thumbs is None or len(in_play) == len(c) else (lambda p: thumbs(in_play[p]))
+    )
+    out = resolve(sub, pack.dedup, sub_thumbs, sub_emb)
+    sub_hit = np.flatnonzero(out.keeper >= 0)
+    hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)
+    kind_all = np.concatenate(
+        [out.kind[sub_hit].astype(np.int8), *(np.full(len(p), REFERENCE, np.int8) for p in ref_pos)]
+    )
+    dup_ids = pa.concat_arrays(
+        [
+            c.ids.take(pa.array(in_play[out.keeper[sub_hit]], pa.int64())).cast(pa.string()),
+            *(r.cast(pa.string()) for r in ref_ids),
+        ]
+    )
+    o = np.argsort(hit, kind="stable")
+    hit, kind_all = hit[o], kind_all[o]
+    dup_ids = dup_ids.take(pa.array(o, pa.int64()))
     for k in ks:
         at = hit[shard_of[hit] == k]
         sel = np.searchsorted(hit, at)
@@ -566,7 +671,7 @@ def _decide_sharded(
                 {
                     "row": pa.array(row_of[at], pa.int64()),
                     "duplicate_of": dup_ids.take(pa.array(sel, pa.int64())),
-                    "kind": pa.array(out.kind[at], pa.int8()),
+                    "kind": pa.array(kind_all[sel], pa.int8()),
                 }
             ),
         )
@@ -582,6 +687,8 @@ def _decide_sharded(
         add_tallies(tallies), shards.total, out.groups, used, pack, view, _reasons_tuples(files)
     )
     stats["duplicate_search"] = out.stats
+    if refs:
+        stats["against"] = against_stats
     return stats
 
 

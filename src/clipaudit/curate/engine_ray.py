@@ -24,6 +24,7 @@ import pickle
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,3 +271,28 @@ def score_on_ray(job: EngineJob) -> int:
     finally:
         if started:
             ray.shutdown()
+
+
+def ray_mapper(address: str | None) -> Callable[[Callable[[Any], Any], list[Any]], list[Any]]:
+    """Decide's map steps as Ray tasks, one per shard (results in job order). The tasks read
+    the signal shards and write their per-shard outputs in the run folder, so on a cluster
+    the run folder must be on storage every node mounts, as the input dataset already is."""
+
+    def run(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+        import ray
+
+        started = connect(address)
+        try:
+            task: Any = ray.remote(num_cpus=1)(fn)
+            try:
+                return list(ray.get([task.remote(j) for j in jobs]))
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, ClipauditError):
+                    raise ClipauditError(str(cause)) from None
+                raise
+        finally:
+            if started:
+                ray.shutdown()
+
+    return run

@@ -38,7 +38,8 @@ EXACT, NEAR, SEMANTIC = 0, 1, 2
 # top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
 HUB_CAP = 256
 
-ThumbReader = Callable[[np.ndarray], Sequence[bytes | None]]
+# Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
+ThumbReader = Callable[[np.ndarray], "Sequence[bytes | None] | tuple[np.ndarray, np.ndarray]"]
 
 
 @dataclass
@@ -59,6 +60,18 @@ class Compact:
 
     def __len__(self) -> int:
         return len(self.alignment)
+
+    def take(self, pos: np.ndarray) -> Compact:
+        """The rows at ``pos``, in that order."""
+        return Compact(
+            ids=self.ids.take(pa.array(pos, pa.int64())),
+            alignment=self.alignment[pos],
+            area=self.area[pos],
+            pixel_hash=self.pixel_hash[pos],
+            pixel_valid=self.pixel_valid[pos],
+            hashes={h: v[pos] for h, v in self.hashes.items()},
+            hash_valid=None if self.hash_valid is None else self.hash_valid[pos],
+        )
 
 
 @dataclass
@@ -141,19 +154,52 @@ def _key_pairs(
     return plain, mirrored
 
 
-def _expand(
-    key_codes: np.ndarray,
-    n_keys: int,
-    members: list[np.ndarray],
-    hub: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Member pairs of key pairs; a hub key contributes its leader (first member) only."""
+@dataclass
+class _Keys:
+    """Rows grouped by identical hashes, in CSR form: key k's members are
+    ``rows[order[bounds[k]:bounds[k + 1]]]`` (a hub's ranked best first). No Python object
+    per key: at 10^7 rows a list of member arrays alone would cost a gigabyte."""
+
+    rows: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
+    hub: np.ndarray
+
+    def members(self, k: int, lead_only: bool = False) -> np.ndarray:
+        lo, hi = int(self.bounds[k]), int(self.bounds[k + 1])
+        if lead_only and self.hub[k]:
+            hi = lo + 1
+        return self.rows[self.order[lo:hi]]
+
+
+def _group_keys(
+    c: Compact, rows: np.ndarray, names: list[str], d: Any, hub_cap: int
+) -> tuple[_Keys, dict[str, np.ndarray]]:
+    cols = [c.hashes[h][rows] for h in names]
+    order = np.lexsort(tuple(reversed(cols)))  # stable: members stay in position order
+    new = np.ones(len(rows), np.bool_)
+    if len(rows) > 1:
+        new[1:] = np.logical_or.reduce([col[order][1:] != col[order][:-1] for col in cols])
+    starts = np.flatnonzero(new)
+    bounds = np.append(starts, len(rows))
+    codes = {h: col[order][starts] for h, col in zip(names, cols, strict=True)}
+    hub = np.diff(bounds) > hub_cap
+    if hub.any():
+        # A hub's leader is its best-ranked member: the one the greedy walk would keep.
+        pos_rank = np.empty(len(c), np.int64)
+        pos_rank[rank_order(c, d.keeper)] = np.arange(len(c))
+        for k in np.flatnonzero(hub).tolist():
+            seg = order[bounds[k] : bounds[k + 1]]
+            order[bounds[k] : bounds[k + 1]] = seg[np.argsort(pos_rank[rows[seg]], kind="stable")]
+    return _Keys(rows, order, bounds, hub), codes
+
+
+def _expand(key_codes: np.ndarray, n_keys: int, keys: _Keys) -> tuple[np.ndarray, np.ndarray]:
+    """Member pairs of key pairs; a hub key contributes its leader only."""
     out_a: list[np.ndarray] = []
     out_b: list[np.ndarray] = []
-    ka, kb = key_codes // n_keys, key_codes % n_keys
-    for x, y in zip(ka.tolist(), kb.tolist(), strict=True):
-        mx = members[x][:1] if hub[x] else members[x]
-        my = members[y][:1] if hub[y] else members[y]
+    for x, y in zip((key_codes // n_keys).tolist(), (key_codes % n_keys).tolist(), strict=True):
+        mx, my = keys.members(x, lead_only=True), keys.members(y, lead_only=True)
         out_a.append(np.repeat(mx, len(my)))
         out_b.append(np.tile(my, len(mx)))
     if not out_a:
@@ -161,15 +207,13 @@ def _expand(
     return np.concatenate(out_a), np.concatenate(out_b)
 
 
-def _inside(members: list[np.ndarray], hub: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
+def _inside(keys: _Keys, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Member pairs inside each listed key: every pair, or the leader's star for a hub."""
     out_a: list[np.ndarray] = []
     out_b: list[np.ndarray] = []
-    for k in keys.tolist():
-        m = members[k]
-        if len(m) < 2:
-            continue
-        if hub[k]:
+    for k in which.tolist():
+        m = keys.members(k)
+        if keys.hub[k]:
             out_a.append(np.full(len(m) - 1, m[0]))
             out_b.append(m[1:])
         else:
@@ -194,6 +238,7 @@ def near_duplicate_pairs(
     ``mirrors``, also one image's pHash against the other's mirror pHash. Each pair is
     confirmed on the colour thumbnails (a mirror pair against the mirrored thumbnail)."""
     empty = np.zeros(0, np.int64)
+    st: dict[str, Any] = stats if stats is not None else {}
     rows = np.asarray(rows, np.int64)
     if c.hash_valid is not None:
         rows = rows[c.hash_valid[rows]]
@@ -201,59 +246,44 @@ def near_duplicate_pairs(
         return empty, empty
     use_mirror = bool(d.mirrors) and "phash" in c.hashes and "phash_mirror" in c.hashes
     names = list(dict.fromkeys([*d.hashes, *(["phash", "phash_mirror"] if use_mirror else [])]))
-    # Rows with identical hashes share one search key.
-    tup = np.stack([c.hashes[h][rows] for h in names], axis=1)
-    keys, inverse = np.unique(tup, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    n_keys = len(keys)
-    by_key = np.argsort(inverse, kind="stable")  # members of each key in position order
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(inverse, minlength=n_keys))))
-    members = [rows[by_key[bounds[k] : bounds[k + 1]]] for k in range(n_keys)]
-    sizes = np.diff(bounds)
-    hub = sizes > hub_cap
-    if hub.any():
-        # A hub's leader is its best-ranked member: the one the greedy walk would keep.
-        order = rank_order(c, d.keeper)
-        pos_rank = np.empty(len(c), np.int64)
-        pos_rank[order] = np.arange(len(c))
-        for k in np.flatnonzero(hub).tolist():
-            members[k] = members[k][np.argsort(pos_rank[members[k]], kind="stable")]
-    codes = {h: keys[:, i].copy() for i, h in enumerate(names)}
+    keys, codes = _group_keys(c, rows, names, d, hub_cap)
+    n_keys = len(keys.bounds) - 1
+    sizes = np.diff(keys.bounds)
     mirror = codes["phash_mirror"] if use_mirror else None
-    plain_keys, mirror_keys = _key_pairs(codes, d, mirror, stats if stats is not None else {})
+    plain_keys, mirror_keys = _key_pairs(codes, d, mirror, st)
     # Pairs inside a key: distance 0 on every hash, so always plain candidates; also mirror
     # candidates where the key's pHash is within the radius of its own mirror pHash.
     multi = np.flatnonzero(sizes > 1)
-    pa_, pb_ = _expand(plain_keys, n_keys, members, hub)
-    ia, ib = _inside(members, hub, multi)
+    pa_, pb_ = _expand(plain_keys, n_keys, keys)
+    ia, ib = _inside(keys, multi)
     pa_, pb_ = np.concatenate([pa_, ia]), np.concatenate([pb_, ib])
-    ma, mb = _expand(mirror_keys, n_keys, members, hub)
+    ma, mb = _expand(mirror_keys, n_keys, keys)
     if mirror is not None:
         self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
-        ia, ib = _inside(members, hub, self_mirror)
+        ia, ib = _inside(keys, self_mirror)
         ma, mb = np.concatenate([ma, ia]), np.concatenate([mb, ib])
     pa_, pb_ = np.minimum(pa_, pb_), np.maximum(pa_, pb_)
     ma, mb = np.minimum(ma, mb), np.maximum(ma, mb)
-    if stats is not None:
-        stats["search_keys"] = stats.get("search_keys", 0) + n_keys
-        stats["hub_keys"] = stats.get("hub_keys", 0) + int(hub.sum())
-        stats["hub_members"] = stats.get("hub_members", 0) + int(sizes[hub].sum())
-        stats["candidate_pairs"] = stats.get("candidate_pairs", 0) + len(pa_) + len(ma)
+    st["search_keys"] = st.get("search_keys", 0) + n_keys
+    st["hub_keys"] = st.get("hub_keys", 0) + int(keys.hub.sum())
+    st["hub_members"] = st.get("hub_members", 0) + int(sizes[keys.hub].sum())
+    st["candidate_pairs"] = st.get("candidate_pairs", 0) + len(pa_) + len(ma)
     ok = np.ones(len(pa_), np.bool_)
     mok = np.ones(len(ma), np.bool_)
     if d.min_thumb_corr is not None and thumbs is not None and (len(pa_) or len(ma)):
         need = np.unique(np.concatenate([pa_, pb_, ma, mb]))
+        st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need)
         corr = ThumbCorrelation(thumbs(need))
         at_a, at_b = np.searchsorted(need, pa_), np.searchsorted(need, pb_)
         ok = corr(at_a, at_b) >= d.min_thumb_corr
         at_a, at_b = np.searchsorted(need, ma), np.searchsorted(need, mb)
         mok = corr(at_a, at_b, mirror_b=True) >= d.min_thumb_corr
+        del corr
     n = len(c)
     code = np.unique(
         np.concatenate([_pair_codes(pa_[ok], pb_[ok], n), _pair_codes(ma[mok], mb[mok], n)])
     )
-    if stats is not None:
-        stats["confirmed_pairs"] = stats.get("confirmed_pairs", 0) + len(code)
+    st["confirmed_pairs"] = st.get("confirmed_pairs", 0) + len(code)
     return code // n, code % n
 
 

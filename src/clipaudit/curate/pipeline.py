@@ -80,6 +80,12 @@ class CurateConfig:
     ray_address: str | None = None
     # Extra stage options (e.g. ``optout_cache``); ``rules`` is added from the field above.
     options: dict[str, Any] = field(default_factory=dict)
+    # Reference sets whose copies are dropped (runs or datasets; curate/against.py), and
+    # where a dataset's hashes are cached. Decide-time settings: not in the fingerprint.
+    against: list[str] = field(default_factory=list)
+    against_cache: str | None = None
+    # False: score only (a reference set's hashes, say); no decisions, no kept dataset.
+    decide: bool = True
 
 
 def input_fingerprint(ds: Dataset) -> str:
@@ -328,7 +334,22 @@ def curate(
     job = EngineJob(cfg, ds, shards, todo, stages, ctx, run, progress, timings)
     scored = engine.score(job) if todo else 0
     t_scored = time.perf_counter()
-    stats = decide_run(run.path, cfg.rules, dataset=ds, gates=cfg.gates)
+    if not cfg.decide:
+        return {"scored": scored, "resumed": resumed, "shards": len(shards)}
+    mapper = None
+    if cfg.engine == "ray":  # decide's map and write steps as Ray tasks too
+        from clipaudit.curate.engine_ray import ray_mapper
+
+        mapper = ray_mapper(cfg.ray_address)
+    stats = decide_run(
+        run.path,
+        cfg.rules,
+        dataset=ds,
+        gates=cfg.gates,
+        mapper=mapper,
+        against_paths=cfg.against,
+        against_cache=Path(cfg.against_cache) if cfg.against_cache else None,
+    )
     # Returned, never written: the run's files must not depend on how fast the machine was.
     stats["resumed"] = resumed
     stats["timings"] = {

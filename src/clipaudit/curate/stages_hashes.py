@@ -42,16 +42,18 @@ class ThumbCorrelation:
 
     PIXELS = THUMB * THUMB
 
-    def __init__(self, values: Sequence[bytes | None], chunk: int = 4096) -> None:
-        size = self.PIXELS * 3
-        m = len(values)
+    # Up to this many rows, the mirrored thumbnails are made once (fast); above, a chunk at
+    # a time, so a large check does not hold a second copy of every thumbnail.
+    MIRROR_COPY_MAX = 100_000
+
+    def __init__(
+        self,
+        values: Sequence[bytes | None] | tuple[np.ndarray, np.ndarray],
+        chunk: int = 4096,
+    ) -> None:
+        self.px, self.valid = values if isinstance(values, tuple) else thumb_array(values)
+        m = len(self.px)
         self.chunk = chunk
-        self.px = np.zeros((m, size), np.uint8)
-        self.valid = np.zeros(m, np.bool_)
-        for i, v in enumerate(values):
-            if v is not None and len(v) == size:
-                self.px[i] = np.frombuffer(v, np.uint8)
-                self.valid[i] = True
         self._mirrored: np.ndarray | None = None
         self.sums = np.zeros((m, 3), np.int64)
         self.var = np.zeros(m, np.int64)  # PIXELS * (centred sum of squares), exact
@@ -61,6 +63,12 @@ class ThumbCorrelation:
             self.sums[s : s + chunk] = sums
             squares = self._dot(x, x)
             self.var[s : s + chunk] = self.PIXELS * squares - (sums * sums).sum(1)
+
+    def _mirror_rows(self, rows: np.ndarray) -> np.ndarray:
+        if len(self.px) <= self.MIRROR_COPY_MAX:
+            return self.mirrored[rows]
+        flip = self.px[rows].reshape(len(rows), THUMB, THUMB, 3)[:, :, ::-1]
+        return np.ascontiguousarray(flip).reshape(len(rows), -1)
 
     @property
     def mirrored(self) -> np.ndarray:
@@ -84,13 +92,25 @@ class ThumbCorrelation:
         out = np.full(len(a), -np.inf)
         for s in range(0, len(a), self.chunk):
             ia, ib = a[s : s + self.chunk], b[s : s + self.chunk]
-            pb = self.mirrored[ib] if mirror_b else self.px[ib]
+            pb = self._mirror_rows(ib) if mirror_b else self.px[ib]
             dot = self._dot(self.px[ia], pb)
             cov = self.PIXELS * dot - (self.sums[ia] * self.sums[ib]).sum(1)
             den = np.sqrt(self.var[ia].astype(np.float64) * self.var[ib])
             corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
             out[s : s + self.chunk] = np.where(self.valid[ia] & self.valid[ib], corr, -np.inf)
         return out
+
+
+def thumb_array(values: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Thumbnails as one uint8 matrix (a row each) and which rows hold a well-formed one."""
+    size = THUMB * THUMB * 3
+    px = np.zeros((len(values), size), np.uint8)
+    valid = np.zeros(len(values), np.bool_)
+    for i, v in enumerate(values):
+        if v is not None and len(v) == size:
+            px[i] = np.frombuffer(v, np.uint8)
+            valid[i] = True
+    return px, valid
 
 
 def bits_to_int64(bits: np.ndarray) -> int:

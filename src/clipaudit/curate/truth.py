@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from clipaudit.curate.decide import near_duplicate_pairs
+from clipaudit.curate.rundir import RunDir
+from clipaudit.curate.signal_shards import SignalShards
 from clipaudit.rules.schema import Dedup
 
 
@@ -90,9 +92,20 @@ def score_run(
     pos = {i: k for k, i in enumerate(ids)}
     sig = {
         name: np.array([r.get(name) for r in dec], dtype=object)
-        for name in {*dedup.hashes, "phash", "phash_mirror", "thumb"}
+        for name in {*dedup.hashes, "phash", "phash_mirror"}
         if dec and name in dec[0]
     }
+    # Thumbnails stay in the signal shards (decisions do not repeat them).
+    shards = SignalShards(RunDir(run))
+    if shards.has("thumb"):
+        thumb_of: dict[str, Any] = {}
+        for k in shards:
+            t = shards.read(k, ["id", "thumb"])
+            if "thumb" in t.column_names:
+                thumb_of.update(
+                    zip(t.column("id").to_pylist(), t.column("thumb").to_pylist(), strict=True)
+                )
+        sig["thumb"] = np.array([thumb_of.get(i) for i in ids], dtype=object)
     pairs = near_duplicate_pairs(sig, np.arange(len(ids)), dedup)
     found = {(ids[x], ids[y]) for x, y in pairs}
     found |= {(y, x) for x, y in found}

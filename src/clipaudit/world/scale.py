@@ -106,7 +106,7 @@ def write_signal_run(
     side = np.where(rng.random(n) < 0.5, 48, 64)
     align = rng.normal(0.6, 0.05, n)
     n_shards = (n + shard_size - 1) // shard_size
-    thumb_seed = rng.integers(0, 2**31)
+    thumb_seed = int(rng.integers(0, 2**31))
     for k in range(n_shards):
         lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
         rows = np.arange(lo, hi)
@@ -115,7 +115,7 @@ def write_signal_run(
             if thumbs != "all" and not involved[r]:
                 th.append(None)
                 continue
-            base = source[r] if source[r] >= 0 else r
+            base = int(source[r]) if source[r] >= 0 else r
             px = np.random.default_rng([thumb_seed, base]).integers(0, 256, THUMB_BYTES, np.uint8)
             if source[r] >= 0 and kind[r] == 1:
                 noise = np.random.default_rng([thumb_seed, r, 1]).integers(-6, 7, THUMB_BYTES)
