@@ -137,3 +137,67 @@ def test_a_damaged_or_missing_signal_shard_is_one_line_naming_it(sim: Path, tmp_
     shard.unlink()
     with pytest.raises(ClipauditError, match=r"shard-00002\.parquet.*missing.*markers"):
         decide_run(run, str(sim / "scale.yaml"), write_kept=False)
+
+
+def test_a_full_disk_at_any_write_of_decide_is_clear_and_leaves_the_old_output(
+    sim: Path, tmp_path: Path
+) -> None:
+    """Each of decide's writes (the map's per-shard parts, the decisions, the stats) fails in
+    turn as a full disk would: one clear error, the previous decisions untouched, no scratch
+    folder left, and the same command then finishes with the same rows."""
+    import errno
+    import shutil
+
+    from clipaudit.data.formats import OutputError
+    from tests.hostile.faults import failing_replace
+
+    run = tmp_path / "run"
+    shutil.copytree(sim / "run", run)
+    pack = str(sim / "scale.yaml")
+    decide_run(run, pack, write_kept=False, gates=False)
+    before = (run / "decisions.parquet").read_bytes()
+    with failing_replace(run, at=-1, code=errno.ENOSPC) as seen:
+        decide_run(run, pack, write_kept=False, gates=False)
+    writes = seen[0]
+    assert writes >= 3 * 6  # reasons, compact, dups and decisions per shard, then the rest
+    for at in sorted({1, 7, 13, writes - 2, writes - 1, writes}):
+        with (
+            failing_replace(run, at=at, code=errno.ENOSPC),
+            pytest.raises(OutputError, match="No space left on device.*run the same command"),
+        ):
+            decide_run(run, pack, write_kept=False, gates=False)
+        assert not (run / ".decide").exists()
+        if at < writes - 2:  # failed before the decisions were replaced
+            assert (run / "decisions.parquet").read_bytes() == before
+    decide_run(run, pack, write_kept=False, gates=False)
+    assert (run / "decisions.parquet").read_bytes() == before
+
+
+def test_thumbnails_spilled_in_blocks_correlate_as_held_at_once(tmp_path: Path) -> None:
+    from clipaudit.curate.keeper import ThumbStore
+
+    rng = np.random.default_rng(1)
+    n = 700
+    px = rng.integers(0, 256, (n, 32 * 32 * 3), np.uint8)
+    px[1::7] = px[0::7][: len(px[1::7])]  # some copies, across blocks
+    valid = np.ones(n, np.bool_)
+    valid[5] = False
+    need = np.arange(0, 2 * n, 2)  # positions need not be 0..n-1
+
+    def reader(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.searchsorted(need, pos)
+        return px[at], valid[at]
+
+    a = rng.choice(need, 5_000)
+    b = rng.choice(need, 5_000)
+    held = ThumbStore(need, reader, None)
+    spilled = ThumbStore(need, reader, tmp_path, block_rows=64)
+    assert held.path is None and spilled.path is not None and spilled.path.is_file()
+    for mirror in (False, True):
+        want = held.correlate(a, b, mirror)
+        got = spilled.correlate(a, b, mirror)
+        assert np.array_equal(np.isinf(want), np.isinf(got))
+        assert np.allclose(want[np.isfinite(want)], got[np.isfinite(got)])
+    assert (held.correlate(need[1::7], need[0::7][: len(need[1::7])]) > 0.999).all()
+    spilled.close()
+    assert not spilled.path.exists()

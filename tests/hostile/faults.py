@@ -59,11 +59,12 @@ def curate_cmd(data: Path, run: Path) -> list[str]:
 
 
 def run_files(run: Path) -> dict[str, bytes]:
-    """Every file of a run but run.json (which records stage provenance, not results)."""
+    """Every file of a run but run.json (which records stage provenance, not results) and
+    phases.json (decide's wall times and memory: the machine's, not the run's)."""
     return {
         str(p.relative_to(run)): p.read_bytes()
         for p in sorted(run.rglob("*"))
-        if p.is_file() and p.name != "run.json"
+        if p.is_file() and p.name not in ("run.json", "phases.json")
     }
 
 
@@ -168,7 +169,7 @@ def sigkill_trials(
             if finished_first
             else ""
         )
-        + "; every file but run.json (decisions.parquet, kept/, signals, markers, "
+        + "; every file but run.json and phases.json (decisions.parquet, kept/, signals, markers, "
         "stats) compared byte for byte"
     )
     return res

@@ -200,7 +200,8 @@ def matches(
         or d.hashes[0] not in ref.hashes
     ):
         return np.flatnonzero(best >= 0), best[best >= 0], counts
-    radius = search_radius(len(left) + len(rref), d)
+    h0 = d.hashes[0]
+    radius = search_radius(len(left) + len(rref), d, c.hashes[h0][left], ref.hashes[h0][rref])
     empty = np.zeros(0, np.int64)
     plain: list[tuple[np.ndarray, np.ndarray]] = []
     if d.match == "any":

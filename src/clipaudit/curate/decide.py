@@ -647,7 +647,8 @@ def _decide_sharded(
     sub_thumbs = (
         thumbs if thumbs is None or len(in_play) == len(c) else (lambda p: thumbs(in_play[p]))
     )
-    out = resolve(sub, pack.dedup, sub_thumbs, sub_emb)
+    with output_errors(run.path / WORK):  # a large thumbnail check spills to the scratch folder
+        out = resolve(sub, pack.dedup, sub_thumbs, sub_emb, scratch=run.path / WORK)
     sub_hit = np.flatnonzero(out.keeper >= 0)
     hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)
     kind_all = np.concatenate(

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipaudit.curate.neardup import affordable_radius, near_pairs, popcount64
+from clipaudit.curate.neardup import affordable_radius, dense_radius, near_pairs, popcount64
 from clipaudit.curate.semdedup import semantic_pairs
-from clipaudit.curate.stages_hashes import ThumbCorrelation
+from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation, thumb_array
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
@@ -37,6 +38,9 @@ EXACT, NEAR, SEMANTIC = 0, 1, 2
 # A group of rows with identical hashes larger than this is searched as a star around its
 # top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
 HUB_CAP = 256
+# Thumbnails held at once by a large check: two blocks of this many rows (3 KiB a row).
+BLOCK_ROWS = 25_000
+THUMB_BYTES = THUMB * THUMB * 3
 
 # Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
 ThumbReader = Callable[[np.ndarray], "Sequence[bytes | None] | tuple[np.ndarray, np.ndarray]"]
@@ -117,10 +121,14 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return lo.astype(np.int64) * n + hi
 
 
-def search_radius(n: int, d: Any) -> int:
-    """The radius a search over ``n`` hashes uses: the pack's, or under ``search: auto``
-    the largest one whose exact search fits the work budget."""
-    return d.near_radius if d.search == "exact" else affordable_radius(n, d.near_radius)
+def search_radius(n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | None = None) -> int:
+    """The radius a search over ``n`` hashes uses: the pack's, or under ``search: auto`` the
+    largest one whose exact search fits the work budget and, given the hashes ``a`` (and
+    ``b`` for a cross search), whose estimated candidate pairs fit the pair budget."""
+    if d.search == "exact":
+        return int(d.near_radius)
+    r = affordable_radius(n, d.near_radius)
+    return r if a is None else min(r, dense_radius(a, r, b))
 
 
 def _key_pairs(
@@ -129,14 +137,20 @@ def _key_pairs(
     """Candidate key pairs (as lo * n + hi codes) and mirror key pairs, over distinct keys."""
     n = len(next(iter(codes.values())))
     empty = np.zeros(0, np.int64)
-    r = search_radius(n, d)
     stats["radius_requested"] = d.near_radius
-    stats["radius_searched"] = min(r, stats.get("radius_searched", r))
+    searched = stats.setdefault("radius_searched", {})
+
+    def radius(name: str, a: np.ndarray, b: np.ndarray | None = None) -> int:
+        r = search_radius(len(a) + (0 if b is None else len(b)), d, a, b)
+        searched[name] = min(r, searched.get(name, r))
+        return r
+
     if d.match == "any":
-        parts = [_pair_codes(*near_pairs(codes[h], r)[:2], n) for h in d.hashes]
+        parts = [_pair_codes(*near_pairs(codes[h], radius(h, codes[h]))[:2], n) for h in d.hashes]
         plain = np.unique(np.concatenate(parts)) if parts else empty
     else:
-        a, b, _ = near_pairs(codes[d.hashes[0]], r)
+        h0 = d.hashes[0]
+        a, b, _ = near_pairs(codes[h0], radius(h0, codes[h0]))
         ok = np.ones(len(a), np.bool_)
         for other in d.hashes[1:]:
             ho = codes[other]
@@ -145,13 +159,83 @@ def _key_pairs(
     mirrored = empty
     if mirror is not None:
         ph = codes["phash"]
-        rm = search_radius(2 * n, d)
-        stats["radius_searched"] = min(rm, stats["radius_searched"])
+        rm = radius("phash_mirror", ph, mirror)
         a, b, _ = near_pairs(np.concatenate([ph, mirror]), rm, split=n)
         b = b - n
         cross = a != b  # a key against its own mirror: pairs inside the key, handled below
         mirrored = np.unique(_pair_codes(a[cross], b[cross], n))
     return plain, mirrored
+
+
+class ThumbStore:
+    """The thumbnails of the rows that candidate pairs touch. Up to ``2 * block_rows`` rows
+    they are held at once; beyond (a run of similar scenes at 10^6 rows would need gigabytes)
+    they are written to a scratch file in blocks, and pairs are checked a pair of blocks at
+    a time, so memory stays at two blocks whatever the number of rows."""
+
+    def __init__(
+        self,
+        need: np.ndarray,
+        reader: ThumbReader,
+        scratch: Path | None,
+        block_rows: int = BLOCK_ROWS,
+    ) -> None:
+        self.need = need
+        self.block = block_rows
+        self.whole: ThumbCorrelation | None = None
+        self.path: Path | None = None
+        if scratch is None or len(need) <= 2 * block_rows:
+            self.whole = ThumbCorrelation(reader(need))
+            return
+        self.path = scratch / "thumbs.u8"
+        self.valid = np.zeros(len(need), np.bool_)
+        with open(self.path, "wb") as f:
+            for s in range(0, len(need), block_rows):
+                px, valid = _as_arrays(reader(need[s : s + block_rows]))
+                f.write(np.ascontiguousarray(px).tobytes())
+                self.valid[s : s + len(px)] = valid
+
+    def _load(self, k: int) -> ThumbCorrelation:
+        assert self.path is not None
+        s = k * self.block
+        m = min(self.block, len(self.need) - s)
+        with open(self.path, "rb") as f:
+            f.seek(s * THUMB_BYTES)
+            px = np.fromfile(f, np.uint8, m * THUMB_BYTES).reshape(m, THUMB_BYTES)
+        return ThumbCorrelation((px, self.valid[s : s + m]))
+
+    def correlate(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
+        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
+        if self.whole is not None:
+            return self.whole(ia, ib, mirror_b=mirror_b)
+        out = np.full(len(a), -np.inf)
+        ba, bb = ia // self.block, ib // self.block
+        order = np.lexsort((bb, ba))
+        group = (ba * (len(self.need) // self.block + 1) + bb)[order]
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        held: tuple[int, ThumbCorrelation] | None = None
+        for sel in np.split(order, cuts):
+            if not len(sel):
+                continue
+            ka, kb = int(ba[sel[0]]), int(bb[sel[0]])
+            if held is None or held[0] != ka:
+                held = (ka, self._load(ka))
+            ta = held[1]
+            tb = ta if kb == ka else self._load(kb)
+            out[sel] = ta.with_rows_of(
+                tb, ia[sel] - ka * self.block, ib[sel] - kb * self.block, mirror_b
+            )
+        return out
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _as_arrays(
+    v: Sequence[bytes | None] | tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    return v if isinstance(v, tuple) else thumb_array(v)
 
 
 @dataclass
@@ -232,6 +316,7 @@ def near_duplicate_pairs(
     thumbs: ThumbReader | None,
     stats: dict[str, Any] | None = None,
     hub_cap: int = HUB_CAP,
+    scratch: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Confirmed near-duplicate pairs (a < b, as positions) among ``rows``: within
     ``d.near_radius`` on every listed hash (``match: all``) or on one (``any``); with
@@ -273,12 +358,13 @@ def near_duplicate_pairs(
     if d.min_thumb_corr is not None and thumbs is not None and (len(pa_) or len(ma)):
         need = np.unique(np.concatenate([pa_, pb_, ma, mb]))
         st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need)
-        corr = ThumbCorrelation(thumbs(need))
-        at_a, at_b = np.searchsorted(need, pa_), np.searchsorted(need, pb_)
-        ok = corr(at_a, at_b) >= d.min_thumb_corr
-        at_a, at_b = np.searchsorted(need, ma), np.searchsorted(need, mb)
-        mok = corr(at_a, at_b, mirror_b=True) >= d.min_thumb_corr
-        del corr
+        store = ThumbStore(need, thumbs, scratch)
+        try:
+            st["thumbnails_spilled"] = store.path is not None
+            ok = store.correlate(pa_, pb_) >= d.min_thumb_corr
+            mok = store.correlate(ma, mb, mirror_b=True) >= d.min_thumb_corr
+        finally:
+            store.close()
     n = len(c)
     code = np.unique(
         np.concatenate([_pair_codes(pa_[ok], pb_[ok], n), _pair_codes(ma[mok], mb[mok], n)])
@@ -293,6 +379,7 @@ def resolve(
     thumbs: ThumbReader | None,
     image_emb: np.ndarray | None = None,
     hub_cap: int = HUB_CAP,
+    scratch: Path | None = None,
 ) -> Outcome:
     """The keeper policy over every position of ``c`` (all of them standing)."""
     m = len(c)
@@ -310,7 +397,7 @@ def resolve(
     edges_b: list[np.ndarray] = []
     edges_k: list[np.ndarray] = []
     if c.hashes:
-        a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap)
+        a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap, scratch)
         edges_a.append(a)
         edges_b.append(b)
         edges_k.append(np.full(len(a), NEAR, np.int8))

@@ -89,15 +89,21 @@ class ThumbCorrelation:
     def __call__(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
         """Correlation of rows ``a[k]`` and ``b[k]`` for every k (``mirror_b``: against the
         left-right mirror of ``b[k]``; sums and variance do not change under a mirror)."""
+        return self.with_rows_of(self, a, b, mirror_b)
+
+    def with_rows_of(
+        self, other: ThumbCorrelation, a: np.ndarray, b: np.ndarray, mirror_b: bool = False
+    ) -> np.ndarray:
+        """Correlation of this object's row ``a[k]`` with ``other``'s row ``b[k]``."""
         out = np.full(len(a), -np.inf)
         for s in range(0, len(a), self.chunk):
             ia, ib = a[s : s + self.chunk], b[s : s + self.chunk]
-            pb = self._mirror_rows(ib) if mirror_b else self.px[ib]
+            pb = other._mirror_rows(ib) if mirror_b else other.px[ib]
             dot = self._dot(self.px[ia], pb)
-            cov = self.PIXELS * dot - (self.sums[ia] * self.sums[ib]).sum(1)
-            den = np.sqrt(self.var[ia].astype(np.float64) * self.var[ib])
+            cov = self.PIXELS * dot - (self.sums[ia] * other.sums[ib]).sum(1)
+            den = np.sqrt(self.var[ia].astype(np.float64) * other.var[ib])
             corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
-            out[s : s + self.chunk] = np.where(self.valid[ia] & self.valid[ib], corr, -np.inf)
+            out[s : s + self.chunk] = np.where(self.valid[ia] & other.valid[ib], corr, -np.inf)
         return out
 
 
