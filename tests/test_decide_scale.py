@@ -163,7 +163,7 @@ def test_a_full_disk_at_any_write_of_decide_is_clear_and_leaves_the_old_output(
     for at in sorted({1, 7, 13, writes - 2, writes - 1, writes}):
         with (
             failing_replace(run, at=at, code=errno.ENOSPC),
-            pytest.raises(OutputError, match="No space left on device.*run the same command"),
+            pytest.raises(OutputError, match=r"No space left on device.*run the same command"),
         ):
             decide_run(run, pack, write_kept=False, gates=False)
         assert not (run / ".decide").exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -394,14 +396,41 @@ def curate(
         against=list(against or []),
         against_cache=str(against_cache) if against_cache else None,
     )
-    stats = run_curate(
-        cfg,
-        warn=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
-        progress=lambda d, t, n: console.print(
-            f"shard {d}/{t} scored ({n} samples this run)", highlight=False
-        ),
-    )
+    with _phase_bars() as decide_progress:
+        stats = run_curate(
+            cfg,
+            warn=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+            progress=lambda d, t, n: console.print(
+                f"shard {d}/{t} scored ({n} samples this run)", highlight=False
+            ),
+            decide_progress=decide_progress,
+        )
     _print_stats(stats, out)
+
+
+@contextlib.contextmanager
+def _phase_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """One progress bar per decide phase on stderr (shards done of the shards), when it is a
+    terminal; nothing otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bars = Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bars.add_task(f"decide: {phase}", total=total)
+        bars.update(tasks[phase], completed=done, total=total)
+
+    with bars:
+        yield update
 
 
 @app.command()
@@ -449,15 +478,17 @@ def decide(
         mapper = ray_mapper(ray_address)
     elif engine != "local":
         raise ClipauditError(f"Unknown --engine {engine!r}; use local or ray.")
-    stats = decide_run(
-        run,
-        rules,
-        out_format=out_format,
-        workers=workers,
-        mapper=mapper,
-        against_paths=list(against or []),
-        against_cache=against_cache,
-    )
+    with _phase_bars() as progress:
+        stats = decide_run(
+            run,
+            rules,
+            out_format=out_format,
+            workers=workers,
+            mapper=mapper,
+            progress=progress,
+            against_paths=list(against or []),
+            against_cache=against_cache,
+        )
     _print_stats(stats, run)
     _gate_exit(stats, allow_gate_failure)
 

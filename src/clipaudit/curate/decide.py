@@ -29,7 +29,7 @@ import resource
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -318,18 +318,30 @@ def map_finish(job: MapJob) -> dict[str, Any]:
     return tally(reasons, decisions, job.pack)
 
 
-Mapper = Callable[[Callable[[MapJob], Any], list[MapJob]], list[Any]]
+# (function, jobs, tick) -> results in job order; tick(k) after the k-th job finished.
+Mapper = Callable[[Callable[[MapJob], Any], list[MapJob], Callable[[int], None]], list[Any]]
+# (phase, done, total): a phase's progress, in shards (or 1 of 1 for a one-step phase).
+Progress = Callable[[str, int, int], None]
 
 
 def local_mapper(workers: int) -> Mapper:
     """Run map jobs in ``workers`` processes (in this one when 1), results in job order."""
 
-    def run(fn: Callable[[MapJob], Any], jobs: list[MapJob]) -> list[Any]:
+    def run(
+        fn: Callable[[MapJob], Any], jobs: list[MapJob], tick: Callable[[int], None]
+    ) -> list[Any]:
         if workers <= 1 or len(jobs) <= 1:
-            return [fn(j) for j in jobs]
+            out = []
+            for j in jobs:
+                out.append(fn(j))
+                tick(len(out))
+            return out
         # spawn: a forked copy of a process that loaded torch or started threads can hang.
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-            return list(pool.map(fn, jobs))
+            futures = [pool.submit(fn, j) for j in jobs]
+            for k, _ in enumerate(as_completed(futures), 1):
+                tick(k)
+            return [f.result() for f in futures]
 
     return run
 
@@ -338,10 +350,13 @@ class _Phases:
     """Each phase's wall time and the peak resident memory so far (this process and the
     finished workers), for ``phases.json``."""
 
-    def __init__(self, progress: Callable[[str], None] | None) -> None:
+    def __init__(self, progress: Progress | None) -> None:
         self.out: dict[str, dict[str, float]] = {}
         self.progress = progress
         self.t = time.perf_counter()
+
+    def tick(self, name: str, total: int) -> Callable[[int], None]:
+        return lambda k: self.progress(name, k, total) if self.progress else None
 
     def done(self, name: str) -> None:
         now = time.perf_counter()
@@ -354,7 +369,7 @@ class _Phases:
         }
         self.t = now
         if self.progress:
-            self.progress(f"decide: {name} done in {now - self.t + self.out[name]['wall_s']:.1f} s")
+            self.progress(name, 1, 1)
 
 
 def _thumb_reader(
@@ -504,7 +519,7 @@ def decide_run(
     workers: int | None = None,
     mapper: Mapper | None = None,
     write_kept: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     against_paths: list[str] | None = None,
     against_cache: Path | None = None,
 ) -> dict[str, Any]:
@@ -591,7 +606,7 @@ def _decide_sharded(
         pct = alignment_percentile(shards.column("alignment", np.float64), pack, model_spec)
     phases.done("percentile")
     jobs = [MapJob(str(run.path), k, pack, model_spec, pct, bool(refs)) for k in ks]
-    mapper(map_rules, jobs)
+    mapper(map_rules, jobs, phases.tick("map_rules", len(jobs)))
     phases.done("map_rules")
     # The reduce: compact columns of every standing sample.
     parts = [pq.read_table(_work(run.path, "compact", k)) for k in ks]
@@ -678,7 +693,7 @@ def _decide_sharded(
         )
     del c
     phases.done("reduce_duplicates")
-    tallies = mapper(map_finish, jobs)
+    tallies = mapper(map_finish, jobs, phases.tick("map_decisions", len(jobs)))
     files = [_work(run.path, "decisions", k) for k in ks]
     _write_decisions(files, run.path / "decisions.parquet")
     phases.done("map_decisions")

@@ -273,19 +273,27 @@ def score_on_ray(job: EngineJob) -> int:
             ray.shutdown()
 
 
-def ray_mapper(address: str | None) -> Callable[[Callable[[Any], Any], list[Any]], list[Any]]:
+def ray_mapper(
+    address: str | None,
+) -> Callable[[Callable[[Any], Any], list[Any], Callable[[int], None]], list[Any]]:
     """Decide's map steps as Ray tasks, one per shard (results in job order). The tasks read
     the signal shards and write their per-shard outputs in the run folder, so on a cluster
     the run folder must be on storage every node mounts, as the input dataset already is."""
 
-    def run(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+    def run(fn: Callable[[Any], Any], jobs: list[Any], tick: Callable[[int], None]) -> list[Any]:
         import ray
 
         started = connect(address)
         try:
             task: Any = ray.remote(num_cpus=1)(fn)
             try:
-                return list(ray.get([task.remote(j) for j in jobs]))
+                refs = [task.remote(j) for j in jobs]
+                pending, done = list(refs), 0
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    done += len(ready)
+                    tick(done)
+                return list(ray.get(refs))
             except ray.exceptions.RayTaskError as err:
                 cause = getattr(err, "cause", None)
                 if isinstance(cause, ClipauditError):

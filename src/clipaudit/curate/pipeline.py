@@ -279,6 +279,7 @@ def curate(
     cfg: CurateConfig,
     progress: Callable[[int, int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    decide_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out``, then decide; return stats."""
     from clipaudit.curate.decide import decide_run
@@ -347,6 +348,7 @@ def curate(
         dataset=ds,
         gates=cfg.gates,
         mapper=mapper,
+        progress=decide_progress,
         against_paths=cfg.against,
         against_cache=Path(cfg.against_cache) if cfg.against_cache else None,
     )
