@@ -128,8 +128,14 @@ def bench_sim(n: int, root: Path, thumbs: str) -> dict[str, Any]:
     gen = time.perf_counter() - t0
     (out / "scale.yaml").write_text(PACK)
     res = _child("decide", str(out / "run"), str(out / "scale.yaml"), "0")
-    return {"kind": "simulated signals", "n": n, "thumbs": thumbs, "generate_s": round(gen, 1),
-            **res, "truth": truth(out)}
+    return {
+        "kind": "simulated signals",
+        "n": n,
+        "thumbs": thumbs,
+        "generate_s": round(gen, 1),
+        **res,
+        "truth": truth(out),
+    }
 
 
 def bench_pool(n: int, root: Path) -> dict[str, Any]:
@@ -152,11 +158,36 @@ def bench_pool(n: int, root: Path) -> dict[str, Any]:
     }
 
 
+def bench_world(pool: Path, n: int, root: Path) -> dict[str, Any]:
+    """A world pool's first n samples (1,000-sample shards, linked), curated with
+    quality,hashes and the default pack, then decided again alone."""
+    data = root / f"world-{n}" / "data"
+    if not data.is_dir():
+        data.mkdir(parents=True)
+        for tar in sorted((pool / "data").glob("*.tar"))[: n // 1000]:
+            (data / tar.name).symlink_to(tar)
+    out = root / f"world-{n}"
+    shutil.rmtree(out / "run", ignore_errors=True)
+    cur = _child("curate", str(data), str(out / "run"), "default")
+    res = _child("decide", str(out / "run"), "default", "1")
+    return {
+        "kind": "world pool (64 px), curate --stages quality,hashes, default pack",
+        "n": n,
+        "curate": cur,
+        **res,
+        "decide_over_scoring": round(res["decide_wall_s"] / cur["scoring_wall_s"], 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sim", type=int, nargs="*", default=[])
     ap.add_argument("--sim-thumbs", default="all", choices=["all", "planted"])
     ap.add_argument("--pool", type=int, nargs="*", default=[])
+    ap.add_argument(
+        "--world", default=None, help="a world pool (clipaudit world, 1,000-sample shards)"
+    )
+    ap.add_argument("--world-sizes", type=int, nargs="*", default=[])
     ap.add_argument("--dir", default=None, help="keep inputs here (reused when present)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="decide-scale-"))
@@ -169,8 +200,28 @@ def main() -> None:
     for n in args.pool:
         r = bench_pool(n, root)
         results["runs"][f"pool-{n}"] = {**r, "machine": machine}
-        print(json.dumps({k: r[k] for k in ("n", "curate", "decide_wall_s", "decide_peak_rss_mib", "truth")}))
-    results["command"] = "python bench/decide_scale.py " + " ".join(sys.argv[1:]).replace(str(root), "DIR")
+        print(
+            json.dumps(
+                {k: r[k] for k in ("n", "curate", "decide_wall_s", "decide_peak_rss_mib", "truth")}
+            )
+        )
+    for n in args.world_sizes:
+        r = bench_world(Path(args.world), n, root)
+        results["runs"][f"world-{n}"] = {**r, "machine": machine}
+        print(
+            json.dumps({k: r[k] for k in ("n", "curate", "decide_wall_s", "decide_peak_rss_mib")})
+        )
+    sizes = [results["runs"].get(f"world-{n}") for n in (10_000, 100_000)]
+    if all(sizes):
+        a, b = (r["decide_peak_rss_mib"] for r in sizes if r)
+        results["world_peak_ratio_1e5_over_1e4"] = round(b / a, 3)
+    sims = [results["runs"].get(f"sim-{n}-all") for n in (100_000, 1_000_000)]
+    if all(sims):
+        a, b = (r["decide_peak_rss_mib"] for r in sims if r)
+        results["sim_peak_ratio_1e6_over_1e5"] = round(b / a, 3)
+    results["command"] = "python bench/decide_scale.py " + " ".join(sys.argv[1:]).replace(
+        str(root), "DIR"
+    )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     if args.dir is None:

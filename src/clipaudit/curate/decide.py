@@ -64,7 +64,6 @@ from clipaudit.data.formats import (
     atomic_write_bytes,
     open_dataset,
     output_errors,
-    write_dataset,
 )
 from clipaudit.rules.schema import Pack, load_pack
 
@@ -536,6 +535,7 @@ def decide_run(
     n = shards.total
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
+    local = mapper is None
     mapper = mapper or local_mapper(workers)
     with output_errors(run.path / WORK):
         shutil.rmtree(run.path / WORK, ignore_errors=True)
@@ -551,8 +551,21 @@ def decide_run(
                 ds_rec = record["dataset"]
                 dataset = open_dataset(ds_rec["source"], format=ds_rec["format"])
             fmt = out_format or record.get("out_format") or dataset.format
+            # Parallel only for the dataset the run records (a Dataset object handed in
+            # otherwise, e.g. an in-memory one, is written here).
+            parallel = (
+                mapper if (workers > 1 or not local) and _same_input(dataset, record) else None
+            )
             with output_errors(run.path / "kept"):  # a full or read-only disk: one clear error
-                _write_kept(dataset, run, list(shards), run.path / "kept", fmt)
+                _write_kept(
+                    dataset,
+                    run,
+                    list(shards),
+                    run.path / "kept",
+                    fmt,
+                    parallel,
+                    phases.tick("kept_dataset", len(list(shards))),
+                )
             stats["kept_dataset"] = {"format": fmt, "path": "kept"}
             phases.done("kept_dataset")
         stats["pack_dump"] = json.loads(pack.model_dump_json())
@@ -588,6 +601,15 @@ def decide_run(
     finally:
         shutil.rmtree(run.path / WORK, ignore_errors=True)
     return stats
+
+
+def _same_input(dataset: Dataset, record: dict[str, Any]) -> bool:
+    rec = record.get("dataset") or {}
+    return (
+        bool(rec.get("source"))
+        and dataset.format == rec.get("format")
+        and (list(dataset.shards()) == list(rec.get("shards") or []))
+    )
 
 
 def _decide_sharded(
@@ -721,29 +743,31 @@ def _thresholds(pack: Pack, model_spec: str | None, pct: float | None, view: Any
     }
 
 
-def _kept_ids(run: RunDir, k: int) -> set[str]:
-    t = pq.read_table(_work(run.path, "decisions", k), columns=["id", "decision"])
-    mask = pc.is_in(t.column("decision"), pa.array(["keep", "flag"]))
-    return set(t.column("id").filter(mask).to_pylist())
-
-
-def _write_kept(dataset: Dataset, run: RunDir, ks: list[int], out: Path, fmt: str) -> None:
-    """The kept samples in input order, one input shard's kept ids in memory at a time."""
+def _write_kept(
+    dataset: Dataset,
+    run: RunDir,
+    ks: list[int],
+    out: Path,
+    fmt: str,
+    parallel: Mapper | None,
+    tick: Callable[[int], None],
+) -> None:
+    """The kept samples in input order (``kept_writer``): per input shard in ``parallel``
+    jobs where the format allows, else serially; swapped in whole when done."""
     import tempfile
 
+    from clipaudit.curate import kept_writer
+    from clipaudit.data.formats import get_format
+
+    parts = {k: _work(run.path, "decisions", k) for k in ks}
     tmp = Path(tempfile.mkdtemp(prefix=".kept-", dir=out.parent))
-    have = set(ks)
     try:
         target = tmp / "data"
-
-        def samples() -> Iterator[Any]:
-            for k, shard in enumerate(dataset.shards()):
-                if k not in have:
-                    continue
-                kept = _kept_ids(run, k)
-                yield from (s for s in dataset.read_shard(shard) if s.id in kept)
-
-        write_dataset(samples(), target, fmt, shard_size=1000)
+        if parallel is not None and get_format(fmt).shard_file is not None:
+            record = run.read_json("run.json")
+            kept_writer.write_parallel(record, parts, target, fmt, parallel, tick)
+        else:
+            kept_writer.write_serial(dataset, parts, target, fmt)
         if out.exists():
             shutil.rmtree(out)
         target.replace(out)

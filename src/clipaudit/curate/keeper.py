@@ -279,16 +279,21 @@ def _group_keys(
 
 
 def _expand(key_codes: np.ndarray, n_keys: int, keys: _Keys) -> tuple[np.ndarray, np.ndarray]:
-    """Member pairs of key pairs; a hub key contributes its leader only."""
-    out_a: list[np.ndarray] = []
-    out_b: list[np.ndarray] = []
-    for x, y in zip((key_codes // n_keys).tolist(), (key_codes % n_keys).tolist(), strict=True):
+    """Member pairs of key pairs; a hub key contributes its leader only. Key pairs whose
+    keys both have one member (nearly all of them) map straight to rows, as arrays; only
+    pairs touching a multi-member key are expanded one by one."""
+    ka, kb = key_codes // n_keys, key_codes % n_keys
+    single = (np.diff(keys.bounds) == 1) | keys.hub
+    lead = keys.rows[keys.order[keys.bounds[:-1]]]
+    direct = single[ka] & single[kb]
+    out_a: list[np.ndarray] = [lead[ka[direct]]]
+    out_b: list[np.ndarray] = [lead[kb[direct]]]
+    rest = np.flatnonzero(~direct)
+    for x, y in zip(ka[rest].tolist(), kb[rest].tolist(), strict=True):
         mx, my = keys.members(x, lead_only=True), keys.members(y, lead_only=True)
         out_a.append(np.repeat(mx, len(my)))
         out_b.append(np.tile(my, len(mx)))
-    if not out_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(out_a), np.concatenate(out_b)
+    return np.concatenate(out_a).astype(np.int64), np.concatenate(out_b).astype(np.int64)
 
 
 def _inside(keys: _Keys, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -153,6 +153,10 @@ class DatasetFormat(ABC):
     name: ClassVar[str]
     # Lower runs first when detecting; specific layouts before generic folders.
     detect_priority: ClassVar[int] = 50
+    # The file name of output shard n when every shard is one self-contained file whose
+    # bytes depend only on its samples (``{n:05d}.tar``): such a format's shards can be
+    # written in parallel, each batch alone, byte-identical to a serial write. None: no.
+    shard_file: ClassVar[str | None] = None
 
     @classmethod
     @abstractmethod

@@ -94,6 +94,7 @@ class ParquetDataset(Dataset):
 @register_format("parquet")
 class ParquetFormat(DatasetFormat):
     detect_priority = 20
+    shard_file = "{n:05d}.parquet"
 
     @classmethod
     def detect(cls, path: Path) -> bool:

@@ -232,6 +232,7 @@ class WebDataset(Dataset):
 @register_format("webdataset")
 class WebDatasetFormat(DatasetFormat):
     detect_priority = 10
+    shard_file = "{n:05d}.tar"
 
     @classmethod
     def detect(cls, path: Path) -> bool:

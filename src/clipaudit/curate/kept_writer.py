@@ -1,0 +1,150 @@
+"""The kept dataset, written from the decided shards.
+
+Output shards hold ``KEPT_SHARD_SIZE`` kept samples each, in input order, so their
+boundaries do not follow the input's. Where the output format's shards are self-contained
+files (webdataset, parquet: ``DatasetFormat.shard_file``), each input shard's job writes the
+output shards that start inside it — reading on into the next input shards for the last one —
+in parallel processes or Ray tasks, byte-identical to the serial write. Other formats
+(image folders with one metadata file, Hugging Face datasets) are written serially. Either
+way one input shard's kept ids are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clipaudit.data.formats import Dataset, ReadOptions, get_format, open_dataset, write_dataset
+from clipaudit.data.sample import Sample
+
+KEPT_SHARD_SIZE = 1000
+
+
+def kept_ids(decisions: Path) -> set[str]:
+    t = pq.read_table(decisions, columns=["id", "decision"])
+    mask = pc.is_in(t.column("decision"), pa.array(["keep", "flag"]))
+    return set(t.column("id").filter(mask).to_pylist())
+
+
+def kept_count(decisions: Path) -> int:
+    t = pq.read_table(decisions, columns=["decision"])
+    return int(pc.sum(pc.is_in(t.column("decision"), pa.array(["keep", "flag"]))).as_py() or 0)
+
+
+def _kept_samples(ds: Dataset, parts: dict[int, Path], start: int) -> Iterator[Sample]:
+    """Kept samples of input shards ``start``, ``start + 1``, … in order."""
+    shards = ds.shards()
+    for k in range(start, len(shards)):
+        if k not in parts:
+            continue
+        keep = kept_ids(parts[k])
+        yield from (s for s in ds.read_shard(shards[k]) if s.id in keep)
+
+
+def write_serial(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str) -> None:
+    write_dataset(_kept_samples(ds, parts, 0), out, fmt, shard_size=_size())
+
+
+def _size() -> int:
+    return KEPT_SHARD_SIZE  # read at call time: tests shrink it to get many output shards
+
+
+@dataclass(frozen=True)
+class KeptJob:
+    """Write output shards ``first``..``last`` (inclusive), which start inside input shard
+    ``k``; the first of them starts at ``skip`` kept samples into it."""
+
+    source: str
+    in_format: str
+    read: dict[str, Any]
+    parts: dict[int, str]
+    k: int
+    skip: int
+    first: int
+    last: int
+    out: str
+    fmt: str
+    shard_size: int
+
+
+def write_part(job: KeptJob) -> int:
+    ds = open_dataset(job.source, format=job.in_format, options=ReadOptions(**job.read))
+    writer = get_format(job.fmt)
+    assert writer.shard_file is not None
+    parts = {k: Path(p) for k, p in job.parts.items()}
+    samples = _kept_samples(ds, parts, job.k)
+    for _ in range(job.skip):
+        next(samples)
+    written = 0
+    for j in range(job.first, job.last + 1):
+        batch = [s for _, s in zip(range(job.shard_size), samples, strict=False)]
+        if not batch:
+            break
+        tmp = Path(tempfile.mkdtemp(prefix=f".part-{j}-", dir=job.out))
+        try:
+            writer.write(batch, tmp, len(batch))
+            (tmp / writer.shard_file.format(n=0)).replace(
+                Path(job.out) / writer.shard_file.format(n=j)
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        written += len(batch)
+    return written
+
+
+def plan(counts: dict[int, int], size: int) -> list[tuple[int, int, int, int]]:
+    """(input shard, kept samples to skip in it, first, last output shard) per job: output
+    shard j goes to the input shard holding its first sample."""
+    ks = sorted(counts)
+    offsets = np.cumsum([0, *(counts[k] for k in ks)])
+    total = int(offsets[-1])
+    n_out = -(-total // size)
+    jobs: dict[int, list[int]] = {}
+    for j in range(n_out):
+        at = int(np.searchsorted(offsets, j * size, side="right")) - 1
+        jobs.setdefault(at, []).append(j)
+    out = []
+    for at, js in sorted(jobs.items()):
+        k = ks[at]
+        out.append((k, js[0] * size - int(offsets[at]), js[0], js[-1]))
+    return out
+
+
+def write_parallel(
+    record: dict[str, Any],
+    parts: dict[int, Path],
+    out: Path,
+    fmt: str,
+    mapper: Callable[..., list[Any]],
+    tick: Callable[[int], None],
+) -> None:
+    counts = {k: kept_count(p) for k, p in parts.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    ds_rec = record["dataset"]
+    read = dict(record.get("settings", {}).get("read") or {})
+    jobs = [
+        KeptJob(
+            source=str(ds_rec["source"]),
+            in_format=str(ds_rec["format"]),
+            read=read,
+            parts={k: str(p) for k, p in parts.items()},
+            k=k,
+            skip=skip,
+            first=first,
+            last=last,
+            out=str(out),
+            fmt=fmt,
+            shard_size=_size(),
+        )
+        for k, skip, first, last in plan(counts, _size())
+    ]
+    mapper(write_part, jobs, tick)
