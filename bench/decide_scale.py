@@ -138,15 +138,27 @@ def bench_sim(n: int, root: Path, thumbs: str) -> dict[str, Any]:
     }
 
 
-def bench_pool(n: int, root: Path) -> dict[str, Any]:
+def scoring_wall_from_files(run: Path) -> dict[str, Any]:
+    """A finished run's scoring wall read off its files: run.json is written first, each
+    shard's marker last; for a run whose curate was not timed by this script."""
+    start = (run / "run.json").stat().st_mtime
+    end = max(p.stat().st_mtime for p in (run / "markers").glob("*.done"))
+    return {"scoring_wall_s": round(end - start, 1), "how": "run.json to the last marker"}
+
+
+def bench_pool(n: int, root: Path, rescore: bool = True) -> dict[str, Any]:
     from clipaudit.world.scale import write_scale_pool
 
     out = root / f"pool-{n}"
     if not (out / "planted.parquet").is_file():
         write_scale_pool(out, n)
     (out / "scale.yaml").write_text(PACK)
-    shutil.rmtree(out / "run", ignore_errors=True)
-    cur = _child("curate", str(out / "data"), str(out / "run"), str(out / "scale.yaml"))
+    if rescore or not (out / "run" / "markers").is_dir():
+        shutil.rmtree(out / "run", ignore_errors=True)
+        cur = _child("curate", str(out / "data"), str(out / "run"), str(out / "scale.yaml"))
+    else:
+        cur = scoring_wall_from_files(out / "run")
+        shutil.rmtree(out / "run" / ".decide", ignore_errors=True)
     res = _child("decide", str(out / "run"), str(out / "scale.yaml"), "1")
     return {
         "kind": "48-px JPEG pool, curate --stages quality,hashes",
@@ -185,6 +197,11 @@ def main() -> None:
     ap.add_argument("--sim-thumbs", default="all", choices=["all", "planted"])
     ap.add_argument("--pool", type=int, nargs="*", default=[])
     ap.add_argument(
+        "--pool-keep-scores",
+        action="store_true",
+        help="reuse a scored pool run in --dir (its scoring wall read off its files)",
+    )
+    ap.add_argument(
         "--world", default=None, help="a world pool (clipaudit world, 1,000-sample shards)"
     )
     ap.add_argument("--world-sizes", type=int, nargs="*", default=[])
@@ -198,7 +215,7 @@ def main() -> None:
         results["runs"][f"sim-{n}-{args.sim_thumbs}"] = {**r, "machine": machine}
         print(json.dumps({k: r[k] for k in ("n", "decide_wall_s", "decide_peak_rss_mib", "truth")}))
     for n in args.pool:
-        r = bench_pool(n, root)
+        r = bench_pool(n, root, rescore=not args.pool_keep_scores)
         results["runs"][f"pool-{n}"] = {**r, "machine": machine}
         print(
             json.dumps(

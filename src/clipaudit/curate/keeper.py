@@ -39,7 +39,7 @@ EXACT, NEAR, SEMANTIC = 0, 1, 2
 # top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
 HUB_CAP = 256
 # Thumbnails held at once by a large check: two blocks of this many rows (3 KiB a row).
-BLOCK_ROWS = 25_000
+BLOCK_ROWS = 40_000
 THUMB_BYTES = THUMB * THUMB * 3
 
 # Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
@@ -127,8 +127,11 @@ def search_radius(n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | N
     ``b`` for a cross search), whose estimated candidate pairs fit the pair budget."""
     if d.search == "exact":
         return int(d.near_radius)
-    r = affordable_radius(n, d.near_radius)
-    return r if a is None else min(r, dense_radius(a, r, b))
+    if a is None:
+        return affordable_radius(n, d.near_radius)
+    h = a if b is None else np.concatenate([a, b])
+    r = affordable_radius(n, d.near_radius, h=h)
+    return min(r, dense_radius(a, r, b))
 
 
 def _key_pairs(
@@ -170,8 +173,9 @@ def _key_pairs(
 class ThumbStore:
     """The thumbnails of the rows that candidate pairs touch. Up to ``2 * block_rows`` rows
     they are held at once; beyond (a run of similar scenes at 10^6 rows would need gigabytes)
-    they are written to a scratch file in blocks, and pairs are checked a pair of blocks at
-    a time, so memory stays at two blocks whatever the number of rows."""
+    they are written to a scratch file in blocks, with each row's moments kept in memory
+    (32 bytes a row), and pairs are checked a pair of blocks at a time, so memory stays at
+    two blocks whatever the number of rows."""
 
     def __init__(
         self,
@@ -189,11 +193,15 @@ class ThumbStore:
             return
         self.path = scratch / "thumbs.u8"
         self.valid = np.zeros(len(need), np.bool_)
+        self.sums = np.zeros((len(need), 3), np.int64)
+        self.var = np.zeros(len(need), np.int64)
         with open(self.path, "wb") as f:
             for s in range(0, len(need), block_rows):
                 px, valid = _as_arrays(reader(need[s : s + block_rows]))
                 f.write(np.ascontiguousarray(px).tobytes())
-                self.valid[s : s + len(px)] = valid
+                e = s + len(px)
+                self.valid[s:e] = valid
+                self.sums[s:e], self.var[s:e] = ThumbCorrelation.moments(px)
 
     def _load(self, k: int) -> ThumbCorrelation:
         assert self.path is not None
@@ -202,13 +210,18 @@ class ThumbStore:
         with open(self.path, "rb") as f:
             f.seek(s * THUMB_BYTES)
             px = np.fromfile(f, np.uint8, m * THUMB_BYTES).reshape(m, THUMB_BYTES)
-        return ThumbCorrelation((px, self.valid[s : s + m]))
+        e = s + m
+        return ThumbCorrelation.from_parts(px, self.valid[s:e], self.sums[s:e], self.var[s:e])
 
-    def correlate(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
+    def correlate(self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray) -> np.ndarray:
+        """Correlation of each pair (a[k], b[k]), against b's mirror image where mirror_b[k]."""
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
-        if self.whole is not None:
-            return self.whole(ia, ib, mirror_b=mirror_b)
         out = np.full(len(a), -np.inf)
+        if self.whole is not None:
+            for flag in (False, True):
+                sel = np.flatnonzero(mirror_b == flag)
+                out[sel] = self.whole(ia[sel], ib[sel], mirror_b=flag)
+            return out
         ba, bb = ia // self.block, ib // self.block
         order = np.lexsort((bb, ba))
         group = (ba * (len(self.need) // self.block + 1) + bb)[order]
@@ -222,9 +235,12 @@ class ThumbStore:
                 held = (ka, self._load(ka))
             ta = held[1]
             tb = ta if kb == ka else self._load(kb)
-            out[sel] = ta.with_rows_of(
-                tb, ia[sel] - ka * self.block, ib[sel] - kb * self.block, mirror_b
-            )
+            for flag in (False, True):
+                part = sel[mirror_b[sel] == flag]
+                if len(part):
+                    out[part] = ta.with_rows_of(
+                        tb, ia[part] - ka * self.block, ib[part] - kb * self.block, flag
+                    )
         return out
 
     def close(self) -> None:
@@ -366,8 +382,9 @@ def near_duplicate_pairs(
         store = ThumbStore(need, thumbs, scratch)
         try:
             st["thumbnails_spilled"] = store.path is not None
-            ok = store.correlate(pa_, pb_) >= d.min_thumb_corr
-            mok = store.correlate(ma, mb, mirror_b=True) >= d.min_thumb_corr
+            flags = np.concatenate([np.zeros(len(pa_), np.bool_), np.ones(len(ma), np.bool_)])
+            corr = store.correlate(np.concatenate([pa_, ma]), np.concatenate([pb_, mb]), flags)
+            ok, mok = corr[: len(pa_)] >= d.min_thumb_corr, corr[len(pa_) :] >= d.min_thumb_corr
         finally:
             store.close()
     n = len(c)

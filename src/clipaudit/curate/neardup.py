@@ -39,31 +39,64 @@ def _bands(m: int) -> list[tuple[int, int]]:
     return out
 
 
-def choose_bands(n: int, radius: int) -> int:
-    """The band count with the least expected probing plus candidate-checking work."""
-    return _best_bands(n, radius)[0]
+class BandMass:
+    """Per band layout, the candidate mass of the real hashes: the sum over band keys of
+    (hashes with that key)^2. Uniform hashes give n^2 / 2^w; clustered ones (similar scenes,
+    smooth images) give far more, and the search's real work follows it."""
+
+    def __init__(self, h: np.ndarray) -> None:
+        self.h = np.ascontiguousarray(h, dtype=np.uint64)
+        self.cache: dict[int, list[float]] = {}
+
+    def __call__(self, m: int) -> list[float]:
+        if m not in self.cache:
+            out = []
+            for shift, w in _bands(m):
+                keys = ((self.h >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
+                c = np.bincount(keys, minlength=1 << w).astype(np.float64)
+                out.append(float((c * c).sum()))
+            self.cache[m] = out
+        return self.cache[m]
 
 
-def search_cost(n: int, radius: int) -> float:
+# Below this many hashes the uniform model is used (measuring the real mass costs more).
+MEASURE_MIN = 50_000
+
+
+def _mass(h: np.ndarray | None) -> BandMass | None:
+    return BandMass(h) if h is not None and len(h) >= MEASURE_MIN else None
+
+
+def choose_bands(n: int, radius: int, h: np.ndarray | None = None) -> int:
+    """The band count with the least expected probing plus candidate-checking work (on the
+    real hashes' band mass when ``h`` is given and large)."""
+    return _best_bands(n, radius, _mass(h))[0]
+
+
+def search_cost(n: int, radius: int, h: np.ndarray | None = None) -> float:
     """The cost model's expected work (probes plus candidate checks) of an exact search."""
-    return _best_bands(n, radius)[1]
+    return _best_bands(n, radius, _mass(h))[1]
 
 
 # The exact search's work grows like n^2 / 2^w times the probes: past some size the full
 # radius is not affordable. A search gets this much work (cost-model units; about 10-25 s on
 # one 2-core machine), or this much per hash when the input is larger.
 SEARCH_BUDGET = 1e9
-SEARCH_BUDGET_PER_HASH = 2000.0
+SEARCH_BUDGET_PER_HASH = 5000.0
 
 
-def affordable_radius(n: int, radius: int, budget: float | None = None) -> int:
+def affordable_radius(
+    n: int, radius: int, budget: float | None = None, h: np.ndarray | None = None
+) -> int:
     """The largest radius up to ``radius`` whose exact search fits the work budget
-    (``max(SEARCH_BUDGET, SEARCH_BUDGET_PER_HASH * n)`` by default). Every pair within the
-    returned radius is found; pairs between it and ``radius`` may not be."""
+    (``max(SEARCH_BUDGET, SEARCH_BUDGET_PER_HASH * n)`` by default), on the real hashes'
+    band mass when ``h`` is given. Every pair within the returned radius is found; pairs
+    between it and ``radius`` may not be."""
     if budget is None:
         budget = max(SEARCH_BUDGET, SEARCH_BUDGET_PER_HASH * n)
+    mass = _mass(h)
     r = radius
-    while r > 0 and search_cost(n, r) > budget:
+    while r > 0 and _best_bands(n, r, mass)[1] > budget:
         r -= 1
     return r
 
@@ -108,19 +141,21 @@ def dense_radius(a: np.ndarray, radius: int, b: np.ndarray | None = None) -> int
     return r
 
 
-def _best_bands(n: int, radius: int) -> tuple[int, float]:
+def _best_bands(n: int, radius: int, mass: BandMass | None = None) -> tuple[int, float]:
     best_m, best_cost = 1, math.inf
     # Any m is exact (a pair within r differs by at most floor(r/m) bits in some band);
     # m past r + 1 only narrows the bands, which keeps the tables small for r = 0.
     for m in range(1, 17):
         s = radius // m
         cost = 0.0
-        for _, w in _bands(m):
-            if w > 26:  # direct-address tables beyond 2^26 entries cost too much memory
-                cost = math.inf
-                break
+        bands = _bands(m)
+        if any(w > 26 for _, w in bands):  # direct-address tables past 2^26 cost too much
+            continue
+        real = mass(m) if mass is not None else None
+        for b, (_, w) in enumerate(bands):
             probes = sum(math.comb(w, t) for t in range(s + 1))
-            cost += probes * (n + n * n / 2**w) + 2**w
+            collide = real[b] if real is not None else n * n / 2**w
+            cost += probes * (n + collide) + 2**w
         if cost < best_cost:
             best_m, best_cost = m, cost
     return best_m, best_cost
@@ -251,7 +286,7 @@ def near_pairs(
         return empty, empty, empty
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= 50_000 else 1
-    m = choose_bands(n, radius)
+    m = choose_bands(n, radius, h)
     s = radius // m
     found: list[np.ndarray] = []
     for shift, width in _bands(m):

@@ -52,17 +52,33 @@ class ThumbCorrelation:
         chunk: int = 4096,
     ) -> None:
         self.px, self.valid = values if isinstance(values, tuple) else thumb_array(values)
-        m = len(self.px)
         self.chunk = chunk
         self._mirrored: np.ndarray | None = None
-        self.sums = np.zeros((m, 3), np.int64)
-        self.var = np.zeros(m, np.int64)  # PIXELS * (centred sum of squares), exact
+        self.sums, self.var = self.moments(self.px, chunk)
+
+    @classmethod
+    def moments(cls, px: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's channel sums and PIXELS * centred sum of squares (exact integers)."""
+        m = len(px)
+        sums = np.zeros((m, 3), np.int64)
+        var = np.zeros(m, np.int64)
         for s in range(0, m, chunk):
-            x = self.px[s : s + chunk]
-            sums = x.reshape(len(x), self.PIXELS, 3).sum(1, dtype=np.int64)
-            self.sums[s : s + chunk] = sums
-            squares = self._dot(x, x)
-            self.var[s : s + chunk] = self.PIXELS * squares - (sums * sums).sum(1)
+            x = px[s : s + chunk]
+            part = x.reshape(len(x), cls.PIXELS, 3).sum(1, dtype=np.int64)
+            sums[s : s + chunk] = part
+            var[s : s + chunk] = cls.PIXELS * cls._dot(x, x) - (part * part).sum(1)
+        return sums, var
+
+    @classmethod
+    def from_parts(
+        cls, px: np.ndarray, valid: np.ndarray, sums: np.ndarray, var: np.ndarray
+    ) -> ThumbCorrelation:
+        """An instance over rows whose moments are already known (no second pass)."""
+        self = cls.__new__(cls)
+        self.px, self.valid, self.sums, self.var = px, valid, sums, var
+        self.chunk = 4096
+        self._mirrored = None
+        return self
 
     def _mirror_rows(self, rows: np.ndarray) -> np.ndarray:
         if len(self.px) <= self.MIRROR_COPY_MAX:
