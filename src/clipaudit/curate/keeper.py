@@ -39,7 +39,8 @@ EXACT, NEAR, SEMANTIC = 0, 1, 2
 # top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
 HUB_CAP = 256
 # Thumbnails held at once by a large check: two blocks of this many rows (3 KiB a row).
-BLOCK_ROWS = 40_000
+BLOCK_ROWS = 20_000
+PAIR_CHUNK = 500_000
 THUMB_BYTES = THUMB * THUMB * 3
 
 # Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
@@ -382,9 +383,17 @@ def near_duplicate_pairs(
         store = ThumbStore(need, thumbs, scratch)
         try:
             st["thumbnails_spilled"] = store.path is not None
-            flags = np.concatenate([np.zeros(len(pa_), np.bool_), np.ones(len(ma), np.bool_)])
-            corr = store.correlate(np.concatenate([pa_, ma]), np.concatenate([pb_, mb]), flags)
-            ok, mok = corr[: len(pa_)] >= d.min_thumb_corr, corr[len(pa_) :] >= d.min_thumb_corr
+            # A chunk of pairs at a time when held (the check's index arrays stay small);
+            # spilled blocks are read once for all pairs instead.
+            step = PAIR_CHUNK if store.whole is not None else max(len(pa_), len(ma), 1)
+            for lo in range(0, len(pa_), step):
+                sl = slice(lo, lo + step)
+                flags = np.zeros(len(pa_[sl]), np.bool_)
+                ok[sl] = store.correlate(pa_[sl], pb_[sl], flags) >= d.min_thumb_corr
+            for lo in range(0, len(ma), step):
+                sl = slice(lo, lo + step)
+                flags = np.ones(len(ma[sl]), np.bool_)
+                mok[sl] = store.correlate(ma[sl], mb[sl], flags) >= d.min_thumb_corr
         finally:
             store.close()
     n = len(c)

@@ -44,7 +44,7 @@ class ThumbCorrelation:
 
     # Up to this many rows, the mirrored thumbnails are made once (fast); above, a chunk at
     # a time, so a large check does not hold a second copy of every thumbnail.
-    MIRROR_COPY_MAX = 100_000
+    MIRROR_COPY_MAX = 20_000
 
     def __init__(
         self,
