@@ -310,6 +310,21 @@ def _gate_exit(stats: dict[str, Any], allow: bool) -> None:
         sys.exit(1)
 
 
+AgainstOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A run, its kept/ folder or a dataset: samples that copy one of its samples "
+        "are dropped naming it (repeat for several; a dataset's hashes are cached).",
+    ),
+]
+AgainstCacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where a reference dataset's hashes are cached (default: ~/.cache/clipaudit/against)."
+    ),
+]
+
+
 @app.command()
 def curate(
     dataset: Annotated[str, typer.Argument(help="Dataset path.")],
@@ -345,20 +360,8 @@ def curate(
             "small or busy machine. Recorded in the run.",
         ),
     ] = None,
-    against: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="A run, its kept/ folder or a dataset: samples that copy one of its samples "
-            "are dropped naming it (repeat for several; a dataset's hashes are cached).",
-        ),
-    ] = None,
-    against_cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where a reference dataset's hashes are cached "
-            "(default: ~/.cache/clipaudit/against)."
-        ),
-    ] = None,
+    against: AgainstOpt = None,
+    against_cache: AgainstCacheOpt = None,
     format: FormatOpt = None,
     caption_column: CaptionCol = None,
     image_column: ImageCol = None,
@@ -451,20 +454,8 @@ def decide(
     ray_address: Annotated[
         str | None, typer.Option(help="HOST:PORT of a Ray cluster (engine ray).")
     ] = None,
-    against: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="A run, its kept/ folder or a dataset: samples that copy one of its samples "
-            "are dropped naming it (repeat for several; a dataset's hashes are cached).",
-        ),
-    ] = None,
-    against_cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where a reference dataset's hashes are cached "
-            "(default: ~/.cache/clipaudit/against)."
-        ),
-    ] = None,
+    against: AgainstOpt = None,
+    against_cache: AgainstCacheOpt = None,
 ) -> None:
     """Re-apply a rules pack to a run's stored signals, without loading any model."""
     from clipaudit.curate.decide import decide_run

@@ -2,13 +2,4 @@
 
 from __future__ import annotations
 
-from clipaudit.curate import (  # noqa: F401
-    stages_alignment,
-    stages_hashes,
-    stages_nsfw,
-    stages_optout,
-    stages_quality,
-    stages_rights,
-    stages_visible,
-    stages_watermark,
-)
+from clipaudit.curate import rule_modules, stages_alignment  # noqa: F401
