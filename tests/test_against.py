@@ -144,3 +144,34 @@ def test_an_against_path_that_is_no_run_or_dataset_is_one_line(
             write_kept=False,
             against_cache=tmp_path / "c",
         )
+
+
+def test_the_cli_takes_against_and_names_a_bad_path_in_one_line(halves: Path) -> None:
+    import subprocess
+    import sys
+
+    run = halves / "runB"
+    if not (run / "decisions.parquet").is_file():
+        pytest.skip("needs the first test's run")
+    cmd = [sys.executable, "-m", "clipaudit", "decide", str(run), "--against"]
+    r = subprocess.run([*cmd, str(halves / "nope")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: --against {str(halves / 'nope')!r} does not exist; give a run folder, a run's "
+        "kept/ folder or a dataset."
+    ]
+    cache = halves / "cache"  # the first test hashed A here: the CLI reads it, hashes nothing
+    r = subprocess.run(
+        [*cmd, str(halves / "A"), "--against-cache", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["against"][0]["hashed_now"] == 0 and stats["against"][0]["matched"] > 0
+    dec = _decisions(run)
+    assert (
+        sum(r["duplicate_of_reference"] is not None for r in dec.values())
+        == stats["by_reason"]["duplicate_of_reference"]
+    )

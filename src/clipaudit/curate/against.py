@@ -110,11 +110,11 @@ def load_reference(path: str | Path, cache_root: Path | None = None) -> Referenc
             f"The reference run {str(p)!r} has no hashes; curate it with the hashes stage, or "
             "give its dataset instead."
         )
-    kept: set[str] | None = None
+    kept: pa.Array | None = None  # built once, matched against every shard
     if kind == "run" and (p / "decisions.parquet").is_file():
         t = pq.read_table(p / "decisions.parquet", columns=["id", "decision"])
         mask = pc.is_in(t.column("decision"), pa.array(["keep", "flag"]))
-        kept = set(t.column("id").filter(mask).to_pylist())
+        kept = t.column("id").filter(mask).combine_chunks()
     ids, shard_of, row_of = [], [], []
     cols: dict[str, list[np.ndarray]] = {h: [] for h in HASHES}
     valid: dict[str, list[np.ndarray]] = {h: [] for h in HASHES}
@@ -123,7 +123,7 @@ def load_reference(path: str | Path, cache_root: Path | None = None) -> Referenc
         n = t.num_rows
         take = np.ones(n, np.bool_)
         if kept is not None:
-            take = pc.is_in(t.column("id"), pa.array(sorted(kept))).to_numpy(zero_copy_only=False)
+            take = pc.is_in(t.column("id"), kept).to_numpy(zero_copy_only=False)
         idx = np.flatnonzero(take)
         ids.append(t.column("id").cast(pa.string()).combine_chunks().take(pa.array(idx)))
         shard_of.append(np.full(len(idx), k, np.int64))
