@@ -73,11 +73,6 @@ def choose_bands(n: int, radius: int, h: np.ndarray | None = None) -> int:
     return _best_bands(n, radius, _mass(h))[0]
 
 
-def search_cost(n: int, radius: int, h: np.ndarray | None = None) -> float:
-    """The cost model's expected work (probes plus candidate checks) of an exact search."""
-    return _best_bands(n, radius, _mass(h))[1]
-
-
 # The exact search's work grows like n^2 / 2^w times the probes: past some size the full
 # radius is not affordable. A search gets this much work (cost-model units; about 10-25 s on
 # one 2-core machine), or this much per hash when the input is larger.
