@@ -170,15 +170,28 @@ def bench_pool(n: int, root: Path, rescore: bool = True) -> dict[str, Any]:
     }
 
 
-def bench_world(pool: Path, n: int, root: Path) -> dict[str, Any]:
+def bench_world(pool: Path | None, n: int, root: Path, rescore: bool = True) -> dict[str, Any]:
     """A world pool's first n samples (1,000-sample shards, linked), curated with
-    quality,hashes and the default pack, then decided again alone."""
+    quality,hashes and the default pack, then decided again alone (``rescore=False``: the
+    scored run already in ``root`` is decided again, its scoring wall read off its files)."""
     data = root / f"world-{n}" / "data"
+    out = root / f"world-{n}"
+    if not rescore and (out / "run" / "markers").is_dir():
+        cur = scoring_wall_from_files(out / "run")
+        res = _child("decide", str(out / "run"), "default", "1")
+        return {
+            "kind": "world pool (64 px), curate --stages quality,hashes, default pack",
+            "n": n,
+            "curate": cur,
+            **res,
+            "decide_over_scoring": round(res["decide_wall_s"] / cur["scoring_wall_s"], 3),
+        }
+    if pool is None:
+        raise SystemExit("--world POOL is needed to score a world run")
     if not data.is_dir():
         data.mkdir(parents=True)
         for tar in sorted((pool / "data").glob("*.tar"))[: n // 1000]:
             (data / tar.name).symlink_to(tar)
-    out = root / f"world-{n}"
     shutil.rmtree(out / "run", ignore_errors=True)
     cur = _child("curate", str(data), str(out / "run"), "default")
     res = _child("decide", str(out / "run"), "default", "1")
@@ -205,6 +218,11 @@ def main() -> None:
         "--world", default=None, help="a world pool (clipaudit world, 1,000-sample shards)"
     )
     ap.add_argument("--world-sizes", type=int, nargs="*", default=[])
+    ap.add_argument(
+        "--world-keep-scores",
+        action="store_true",
+        help="decide the scored world runs in --dir again (scoring wall read off their files)",
+    )
     ap.add_argument("--dir", default=None, help="keep inputs here (reused when present)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="decide-scale-"))
@@ -223,7 +241,9 @@ def main() -> None:
             )
         )
     for n in args.world_sizes:
-        r = bench_world(Path(args.world), n, root)
+        r = bench_world(
+            Path(args.world) if args.world else None, n, root, not args.world_keep_scores
+        )
         results["runs"][f"world-{n}"] = {**r, "machine": machine}
         print(
             json.dumps({k: r[k] for k in ("n", "curate", "decide_wall_s", "decide_peak_rss_mib")})

@@ -191,7 +191,7 @@ def test_thumbnails_spilled_in_blocks_correlate_as_held_at_once(tmp_path: Path) 
     a = rng.choice(need, 5_000)
     b = rng.choice(need, 5_000)
     held = ThumbStore(need, reader, None)
-    spilled = ThumbStore(need, reader, tmp_path, block_rows=64)
+    spilled = ThumbStore(need, reader, tmp_path, block_rows=64, hold_rows=100)
     assert held.path is None and spilled.path is not None and spilled.path.is_file()
     flags = rng.random(len(a)) < 0.5
     for mirror in (np.zeros(len(a), np.bool_), np.ones(len(a), np.bool_), flags):

@@ -153,3 +153,52 @@ def test_split_search_keeps_exactly_the_pairs_across_the_split(radius: int) -> N
     want = {(i, j) for i, j in brute_pairs(h, radius) if i < 300 <= j}
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == want
     assert (len(want) > 0) == (radius >= 3)
+
+
+def _smooth_hashes(n: int, seed: int) -> np.ndarray:
+    """dHash-like codes with strongly correlated neighbouring bits (runs of equal gradient
+    signs, as smooth images give): contiguous bands of them are far from uniform."""
+    rng = np.random.default_rng(seed)
+    runs = rng.random((n, 64)) < 0.12  # a sign change starts a new run
+    bits = (np.cumsum(runs, axis=1) + rng.integers(0, 2, (n, 1))) % 2
+    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(1, dtype=np.uint64)
+
+
+def test_bit_layout_is_a_permutation_that_keeps_distances_and_empties_buckets() -> None:
+    from clipaudit.curate.neardup import BandMass, _bands, bit_layout, permute_bits
+
+    h = _smooth_hashes(60_000, 1)
+    order = bit_layout(h[:20_000], 4)
+    assert sorted(order.tolist()) == list(range(64))
+    p = permute_bits(h, order)
+    rng = np.random.default_rng(2)
+    i, j = rng.integers(0, len(h), 5_000), rng.integers(0, len(h), 5_000)
+    assert np.array_equal(popcount64(h[i] ^ h[j]), popcount64(p[i] ^ p[j]))
+    contiguous = []
+    for shift, w in _bands(4):
+        keys = ((h >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
+        c = np.bincount(keys, minlength=1 << w).astype(np.float64)
+        contiguous.append(float((c * c).sum()))
+    # The layout's bands are at least 5x emptier than contiguous ones on correlated bits.
+    assert sum(BandMass(h)(4)) * 5 < sum(contiguous)
+
+
+@pytest.mark.parametrize("radius", [4, 9])
+def test_large_search_with_the_data_aware_layout_matches_the_contiguous_one(
+    radius: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above MEASURE_MIN the search permutes bits; the pairs must not change (the contiguous
+    search is checked against brute force above), and each pair comes exactly once."""
+    from clipaudit.curate import neardup
+
+    h = _smooth_hashes(60_000, 3)
+    h[30_000:30_200] = h[:200] ^ np.uint64(0b1011)  # planted near copies
+    chunks = list(neardup.iter_near_pairs(h, radius, chunk_pairs=50_000))
+    codes = np.concatenate([i * len(h) + j for i, j in chunks])
+    assert len(codes) == len(np.unique(codes))  # exactly once across bands and probes
+    got = near_pairs(h, radius)
+    monkeypatch.setattr(neardup, "MEASURE_MIN", 10**9)
+    want = near_pairs(h, radius)
+    assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
+    assert np.array_equal(np.sort(codes), got[0] * len(h) + got[1])
+    assert {(k, 30_000 + k) for k in range(200)} <= set(zip(*got[:2], strict=False))

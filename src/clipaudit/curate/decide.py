@@ -54,6 +54,7 @@ from clipaudit.curate.decide_rules import (
 )
 from clipaudit.curate.keeper import DUPLICATE_KINDS, Compact, resolve
 from clipaudit.curate.keeper import near_duplicate_pairs as _compact_pairs
+from clipaudit.curate.memory import release_memory, use_system_arrow_pool
 from clipaudit.curate.rule_registry import SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
 from clipaudit.curate.semdedup import load_image_embeddings
@@ -358,6 +359,7 @@ class _Phases:
         return lambda k: self.progress(name, k, total) if self.progress else None
 
     def done(self, name: str) -> None:
+        release_memory()  # the next phase starts from what is live, not the last high water
         now = time.perf_counter()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -540,6 +542,7 @@ def decide_run(
     with output_errors(run.path / WORK):
         shutil.rmtree(run.path / WORK, ignore_errors=True)
         (run.path / WORK).mkdir()
+    arrow_pool = use_system_arrow_pool()
     try:
         refs = [against.load_reference(p, against_cache) for p in against_paths or []]
         if refs:
@@ -599,6 +602,7 @@ def decide_run(
         # depend on how fast the machine was (a local and a Ray run compare byte for byte).
         run.write_json("phases.json", {"workers": workers, "samples": n, "phases": phases.out})
     finally:
+        pa.set_memory_pool(arrow_pool)
         shutil.rmtree(run.path / WORK, ignore_errors=True)
     return stats
 

@@ -19,7 +19,7 @@ that some pair touches need the sequential walk; everything else is array work:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipaudit.curate.neardup import affordable_radius, dense_radius, near_pairs, popcount64
+from clipaudit.curate.memory import release_memory
+from clipaudit.curate.neardup import (
+    affordable_radius,
+    dense_radius,
+    iter_near_pairs,
+    popcount64,
+)
 from clipaudit.curate.semdedup import semantic_pairs
 from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation, thumb_array
 
@@ -38,9 +44,12 @@ EXACT, NEAR, SEMANTIC = 0, 1, 2
 # A group of rows with identical hashes larger than this is searched as a star around its
 # top-ranked member instead of as a clique (the clique of 10^5 members is 5·10^9 pairs).
 HUB_CAP = 256
-# Thumbnails held at once by a large check: two blocks of this many rows (3 KiB a row).
-BLOCK_ROWS = 20_000
-PAIR_CHUNK = 500_000
+# Thumbnails are written to the scratch file this many rows at a time (3 KiB a row); up to
+# HOLD_ROWS of them are simply held in memory.
+BLOCK_ROWS = 8_192
+HOLD_ROWS = 8_192
+# Candidate pairs held in memory before they go to a scratch file, and checked at a time.
+PAIR_CHUNK = 131_072
 THUMB_BYTES = THUMB * THUMB * 3
 
 # Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
@@ -135,12 +144,12 @@ def search_radius(n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | N
     return min(r, dense_radius(a, r, b))
 
 
-def _key_pairs(
+def _key_pair_chunks(
     codes: dict[str, np.ndarray], d: Any, mirror: np.ndarray | None, stats: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate key pairs (as lo * n + hi codes) and mirror key pairs, over distinct keys."""
-    n = len(next(iter(codes.values())))
-    empty = np.zeros(0, np.int64)
+) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+    """Candidate key pairs as they are found, a chunk at a time: (keys a, keys b, whether
+    the pair is b's mirror against a). A pair found by two hashes comes twice; the check
+    costs twice, but no set of all candidates is ever held to remove it."""
     stats["radius_requested"] = d.near_radius
     searched = stats.setdefault("radius_searched", {})
 
@@ -150,33 +159,92 @@ def _key_pairs(
         return r
 
     if d.match == "any":
-        parts = [_pair_codes(*near_pairs(codes[h], radius(h, codes[h]))[:2], n) for h in d.hashes]
-        plain = np.unique(np.concatenate(parts)) if parts else empty
+        for h in d.hashes:
+            for a, b in iter_near_pairs(codes[h], radius(h, codes[h])):
+                yield a, b, False
     else:
         h0 = d.hashes[0]
-        a, b, _ = near_pairs(codes[h0], radius(h0, codes[h0]))
-        ok = np.ones(len(a), np.bool_)
-        for other in d.hashes[1:]:
-            ho = codes[other]
-            ok &= popcount64(ho[a] ^ ho[b]) <= d.near_radius
-        plain = np.unique(_pair_codes(a[ok], b[ok], n))
-    mirrored = empty
+        for a, b in iter_near_pairs(codes[h0], radius(h0, codes[h0])):
+            ok = np.ones(len(a), np.bool_)
+            for other in d.hashes[1:]:
+                ho = codes[other]
+                ok &= popcount64(ho[a] ^ ho[b]) <= d.near_radius
+            yield a[ok], b[ok], False
     if mirror is not None:
         ph = codes["phash"]
+        n = len(ph)
         rm = radius("phash_mirror", ph, mirror)
-        a, b, _ = near_pairs(np.concatenate([ph, mirror]), rm, split=n)
-        b = b - n
-        cross = a != b  # a key against its own mirror: pairs inside the key, handled below
-        mirrored = np.unique(_pair_codes(a[cross], b[cross], n))
-    return plain, mirrored
+        for a, b in iter_near_pairs(np.concatenate([ph, mirror]), rm, split=n):
+            b = b - n
+            cross = a != b  # a key against its own mirror: pairs inside the key, handled apart
+            yield a[cross], b[cross], True
+
+
+class PairSpool:
+    """Candidate pairs (a, b, mirror flag) collected while the search runs and read back a
+    chunk at a time for the thumbnail check: in memory up to ``hold`` pairs, then in a
+    scratch file (24 bytes a pair), so tens of millions of candidates cost disk, not RAM."""
+
+    def __init__(self, scratch: Path | None, hold: int = PAIR_CHUNK) -> None:
+        self.scratch, self.hold = scratch, hold
+        self.parts: list[np.ndarray] = []
+        self.held = 0
+        self.path: Path | None = None
+        self.count = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, mirror: bool) -> None:
+        if not len(a):
+            return
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        part = np.stack([lo, hi, np.full(len(a), int(mirror), np.int64)], axis=1).astype(np.int64)
+        self.parts.append(part)
+        self.held += len(part)
+        self.count += len(part)
+        if self.held > self.hold and self.scratch is not None:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self.scratch is not None
+        if self.path is None:
+            self.path = self.scratch / "pairs.i64"
+            self.path.unlink(missing_ok=True)
+        with open(self.path, "ab") as f:
+            for part in self.parts:
+                f.write(np.ascontiguousarray(part).tobytes())
+        self.parts, self.held = [], 0
+
+    def chunks(self, size: int = PAIR_CHUNK) -> Iterator[np.ndarray]:
+        """The pairs, ``size`` rows of (a, b, mirror) at a time."""
+        if self.path is not None:
+            self._flush()
+            with open(self.path, "rb") as f:
+                while True:
+                    block = np.fromfile(f, np.int64, size * 3)
+                    if not len(block):
+                        break
+                    yield block.reshape(-1, 3)
+            return
+        if self.parts:
+            whole = np.concatenate(self.parts)
+            for lo in range(0, len(whole), size):
+                yield whole[lo : lo + size]
+
+    def close(self) -> None:
+        self.parts = []
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 class ThumbStore:
-    """The thumbnails of the rows that candidate pairs touch. Up to ``2 * block_rows`` rows
-    they are held at once; beyond (a run of similar scenes at 10^6 rows would need gigabytes)
-    they are written to a scratch file in blocks, with each row's moments kept in memory
-    (32 bytes a row), and pairs are checked a pair of blocks at a time, so memory stays at
-    two blocks whatever the number of rows."""
+    """The thumbnails of the rows that candidate pairs touch. Up to ``hold_rows`` rows they
+    are held in memory; beyond (a run of similar scenes at 10^6 rows would need gigabytes)
+    they are written to a scratch file block by block, with each row's moments kept in
+    memory (32 bytes a row), and each slice of pairs reads just its rows back (one read per
+    run of consecutive rows). A memory map would not bound memory: the kernel maps the
+    pages around every touched row, and a few thousand random rows map the whole file."""
+
+    # Pairs checked per read of their rows: at most 2 * 2,048 rows (12 MiB) held at once.
+    SLICE_PAIRS = 2_048
 
     def __init__(
         self,
@@ -184,64 +252,61 @@ class ThumbStore:
         reader: ThumbReader,
         scratch: Path | None,
         block_rows: int = BLOCK_ROWS,
+        hold_rows: int = HOLD_ROWS,
     ) -> None:
         self.need = need
-        self.block = block_rows
-        self.whole: ThumbCorrelation | None = None
         self.path: Path | None = None
-        if scratch is None or len(need) <= 2 * block_rows:
-            self.whole = ThumbCorrelation(reader(need))
+        if scratch is None or len(need) <= hold_rows:
+            self.corr: ThumbCorrelation | None = ThumbCorrelation(reader(need))
             return
+        self.corr = None
         self.path = scratch / "thumbs.u8"
         self.valid = np.zeros(len(need), np.bool_)
         self.sums = np.zeros((len(need), 3), np.int64)
         self.var = np.zeros(len(need), np.int64)
         with open(self.path, "wb") as f:
             for s in range(0, len(need), block_rows):
-                px, valid = _as_arrays(reader(need[s : s + block_rows]))
-                f.write(np.ascontiguousarray(px).tobytes())
+                px, ok = _as_arrays(reader(need[s : s + block_rows]))
+                f.write(np.ascontiguousarray(px).reshape(-1).data)
                 e = s + len(px)
-                self.valid[s:e] = valid
+                self.valid[s:e] = ok
                 self.sums[s:e], self.var[s:e] = ThumbCorrelation.moments(px)
 
-    def _load(self, k: int) -> ThumbCorrelation:
-        assert self.path is not None
-        s = k * self.block
-        m = min(self.block, len(self.need) - s)
-        with open(self.path, "rb") as f:
-            f.seek(s * THUMB_BYTES)
-            px = np.fromfile(f, np.uint8, m * THUMB_BYTES).reshape(m, THUMB_BYTES)
-        e = s + m
-        return ThumbCorrelation.from_parts(px, self.valid[s:e], self.sums[s:e], self.var[s:e])
+    def _read(self, f: Any, rows: np.ndarray) -> np.ndarray:
+        """The thumbnails of sorted distinct ``rows`` from the scratch file."""
+        px = np.empty((len(rows), THUMB_BYTES), np.uint8)
+        cut = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts = np.concatenate(([0], cut))
+        ends = np.concatenate((cut, [len(rows)]))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            f.seek(int(rows[s]) * THUMB_BYTES)
+            f.readinto(px[s:e].reshape(-1).data)
+        return px
 
     def correlate(self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray) -> np.ndarray:
         """Correlation of each pair (a[k], b[k]), against b's mirror image where mirror_b[k]."""
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
         out = np.full(len(a), -np.inf)
-        if self.whole is not None:
+        if self.corr is not None:
             for flag in (False, True):
                 sel = np.flatnonzero(mirror_b == flag)
-                out[sel] = self.whole(ia[sel], ib[sel], mirror_b=flag)
+                if len(sel):
+                    out[sel] = self.corr(ia[sel], ib[sel], mirror_b=flag)
             return out
-        ba, bb = ia // self.block, ib // self.block
-        order = np.lexsort((bb, ba))
-        group = (ba * (len(self.need) // self.block + 1) + bb)[order]
-        cuts = np.flatnonzero(np.diff(group)) + 1
-        held: tuple[int, ThumbCorrelation] | None = None
-        for sel in np.split(order, cuts):
-            if not len(sel):
-                continue
-            ka, kb = int(ba[sel[0]]), int(bb[sel[0]])
-            if held is None or held[0] != ka:
-                held = (ka, self._load(ka))
-            ta = held[1]
-            tb = ta if kb == ka else self._load(kb)
-            for flag in (False, True):
-                part = sel[mirror_b[sel] == flag]
-                if len(part):
-                    out[part] = ta.with_rows_of(
-                        tb, ia[part] - ka * self.block, ib[part] - kb * self.block, flag
-                    )
+        assert self.path is not None
+        with open(self.path, "rb", buffering=0) as f:
+            for lo in range(0, len(a), self.SLICE_PAIRS):
+                pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
+                rows, inv = np.unique(np.concatenate([pa_, pb_]), return_inverse=True)
+                part = ThumbCorrelation.from_parts(
+                    self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
+                )
+                la, lb = inv[: len(pa_)], inv[len(pa_) :]
+                flags = mirror_b[lo : lo + self.SLICE_PAIRS]
+                for flag in (False, True):
+                    sel = np.flatnonzero(flags == flag)
+                    if len(sel):
+                        out[lo + sel] = part(la[sel], lb[sel], mirror_b=flag)
         return out
 
     def close(self) -> None:
@@ -265,6 +330,14 @@ class _Keys:
     order: np.ndarray
     bounds: np.ndarray
     hub: np.ndarray
+    single: np.ndarray = field(init=False)
+    lead: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Per key, whether it stands for one row (one member, or a hub's leader) and that
+        # row: made once, used by every chunk of key pairs.
+        self.single = (np.diff(self.bounds) == 1) | self.hub
+        self.lead = self.rows[self.order[self.bounds[:-1]]]
 
     def members(self, k: int, lead_only: bool = False) -> np.ndarray:
         lo, hi = int(self.bounds[k]), int(self.bounds[k + 1])
@@ -295,13 +368,11 @@ def _group_keys(
     return _Keys(rows, order, bounds, hub), codes
 
 
-def _expand(key_codes: np.ndarray, n_keys: int, keys: _Keys) -> tuple[np.ndarray, np.ndarray]:
+def _expand(ka: np.ndarray, kb: np.ndarray, keys: _Keys) -> tuple[np.ndarray, np.ndarray]:
     """Member pairs of key pairs; a hub key contributes its leader only. Key pairs whose
     keys both have one member (nearly all of them) map straight to rows, as arrays; only
     pairs touching a multi-member key are expanded one by one."""
-    ka, kb = key_codes // n_keys, key_codes % n_keys
-    single = (np.diff(keys.bounds) == 1) | keys.hub
-    lead = keys.rows[keys.order[keys.bounds[:-1]]]
+    single, lead = keys.single, keys.lead
     direct = single[ka] & single[kb]
     out_a: list[np.ndarray] = [lead[ka[direct]]]
     out_b: list[np.ndarray] = [lead[kb[direct]]]
@@ -354,52 +425,58 @@ def near_duplicate_pairs(
     use_mirror = bool(d.mirrors) and "phash" in c.hashes and "phash_mirror" in c.hashes
     names = list(dict.fromkeys([*d.hashes, *(["phash", "phash_mirror"] if use_mirror else [])]))
     keys, codes = _group_keys(c, rows, names, d, hub_cap)
-    n_keys = len(keys.bounds) - 1
     sizes = np.diff(keys.bounds)
     mirror = codes["phash_mirror"] if use_mirror else None
-    plain_keys, mirror_keys = _key_pairs(codes, d, mirror, st)
-    # Pairs inside a key: distance 0 on every hash, so always plain candidates; also mirror
-    # candidates where the key's pHash is within the radius of its own mirror pHash.
-    multi = np.flatnonzero(sizes > 1)
-    pa_, pb_ = _expand(plain_keys, n_keys, keys)
-    ia, ib = _inside(keys, multi)
-    pa_, pb_ = np.concatenate([pa_, ia]), np.concatenate([pb_, ib])
-    ma, mb = _expand(mirror_keys, n_keys, keys)
-    if mirror is not None:
-        self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
-        ia, ib = _inside(keys, self_mirror)
-        ma, mb = np.concatenate([ma, ia]), np.concatenate([mb, ib])
-    pa_, pb_ = np.minimum(pa_, pb_), np.maximum(pa_, pb_)
-    ma, mb = np.minimum(ma, mb), np.maximum(ma, mb)
-    st["search_keys"] = st.get("search_keys", 0) + n_keys
+    st["search_keys"] = st.get("search_keys", 0) + len(sizes)
     st["hub_keys"] = st.get("hub_keys", 0) + int(keys.hub.sum())
     st["hub_members"] = st.get("hub_members", 0) + int(sizes[keys.hub].sum())
-    st["candidate_pairs"] = st.get("candidate_pairs", 0) + len(pa_) + len(ma)
-    ok = np.ones(len(pa_), np.bool_)
-    mok = np.ones(len(ma), np.bool_)
-    if d.min_thumb_corr is not None and thumbs is not None and (len(pa_) or len(ma)):
-        need = np.unique(np.concatenate([pa_, pb_, ma, mb]))
-        st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need)
-        store = ThumbStore(need, thumbs, scratch)
+    check = d.min_thumb_corr is not None and thumbs is not None
+    spool = PairSpool(scratch)
+    touched = np.zeros(len(c), np.bool_)
+
+    def add(a: np.ndarray, b: np.ndarray, flag: bool) -> None:
+        spool.add(a, b, flag)
+        if check:
+            touched[a] = True
+            touched[b] = True
+
+    try:
+        # Pairs inside a key: distance 0 on every hash, so always plain candidates; also
+        # mirror candidates where the key's pHash is within the radius of its own mirror.
+        multi = np.flatnonzero(sizes > 1)
+        add(*_inside(keys, multi), False)
+        if mirror is not None:
+            self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
+            add(*_inside(keys, self_mirror), True)
+        for ka, kb, flag in _key_pair_chunks(codes, d, mirror, st):
+            add(*_expand(ka, kb, keys), flag)
+        st["candidate_pairs"] = st.get("candidate_pairs", 0) + spool.count
+        st["candidates_spilled"] = bool(st.get("candidates_spilled")) or spool.path is not None
+        n = len(c)
+        confirmed: list[np.ndarray] = []
+        store: ThumbStore | None = None
+        if check and spool.count:
+            need = np.flatnonzero(touched)
+            del touched
+            release_memory()  # the search's temporaries, before the thumbnails come in
+            st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need)
+            assert thumbs is not None
+            store = ThumbStore(need, thumbs, scratch)
+            release_memory()  # the blocks the scratch file was written from
+            st["thumbnails_spilled"] = bool(st.get("thumbnails_spilled")) or store.path is not None
         try:
-            st["thumbnails_spilled"] = store.path is not None
-            # A chunk of pairs at a time when held (the check's index arrays stay small);
-            # spilled blocks are read once for all pairs instead.
-            step = PAIR_CHUNK if store.whole is not None else max(len(pa_), len(ma), 1)
-            for lo in range(0, len(pa_), step):
-                sl = slice(lo, lo + step)
-                flags = np.zeros(len(pa_[sl]), np.bool_)
-                ok[sl] = store.correlate(pa_[sl], pb_[sl], flags) >= d.min_thumb_corr
-            for lo in range(0, len(ma), step):
-                sl = slice(lo, lo + step)
-                flags = np.ones(len(ma[sl]), np.bool_)
-                mok[sl] = store.correlate(ma[sl], mb[sl], flags) >= d.min_thumb_corr
+            for part in spool.chunks():
+                a, b, mirrored = part[:, 0], part[:, 1], part[:, 2].astype(np.bool_)
+                if store is not None:
+                    ok = store.correlate(a, b, mirrored) >= d.min_thumb_corr
+                    a, b = a[ok], b[ok]
+                confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:
-            store.close()
-    n = len(c)
-    code = np.unique(
-        np.concatenate([_pair_codes(pa_[ok], pb_[ok], n), _pair_codes(ma[mok], mb[mok], n)])
-    )
+            if store is not None:
+                store.close()
+    finally:
+        spool.close()
+    code = np.unique(np.concatenate(confirmed)) if confirmed else empty
     st["confirmed_pairs"] = st.get("confirmed_pairs", 0) + len(code)
     return code // n, code % n
 

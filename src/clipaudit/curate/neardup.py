@@ -9,6 +9,7 @@ dataset size. Tables are direct-address (counting sort), so a probe is a gather,
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import os
@@ -39,32 +40,106 @@ def _bands(m: int) -> list[tuple[int, int]]:
     return out
 
 
+def permute_bits(h: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Hashes whose bit ``i`` is bit ``order[i]`` of ``h``. Hamming distances are unchanged."""
+    h = np.ascontiguousarray(h, dtype=np.uint64)
+    out = np.zeros_like(h)
+    one = np.uint64(1)
+    for i, b in enumerate(np.asarray(order).tolist()):
+        if i != b:
+            out |= ((h >> np.uint64(b)) & one) << np.uint64(i)
+        else:
+            out |= h & (one << np.uint64(i))
+    return out
+
+
+def bit_layout(sample: np.ndarray, m: int) -> np.ndarray:
+    """A bit order whose ``m`` contiguous bands are as close to independent bits as the data
+    allows. Perceptual-hash bits are correlated (neighbouring gradients of dHash, the DCT
+    terms of pHash on smooth images), so contiguous bands are far from uniform and their
+    buckets far fuller than ``n / 2^w``; any partition of the bits keeps the search exact,
+    so correlated bits are dealt to different bands, the most biased bits first."""
+    le = np.ascontiguousarray(sample, dtype="<u8").view(np.uint8).reshape(-1, 8)
+    bits = np.unpackbits(le, axis=1, bitorder="little").astype(np.float32)  # bit i: column i
+    p = bits.mean(axis=0)
+    centred = bits - p
+    sd = np.sqrt((centred * centred).mean(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.abs((centred.T @ centred) / len(bits) / np.outer(sd, sd))
+    corr = np.nan_to_num(corr, nan=0.0)
+    np.fill_diagonal(corr, 0.0)
+    widths = [w for _, w in _bands(m)]
+    bands: list[list[int]] = [[] for _ in range(m)]
+    for b in np.argsort(-np.abs(p - 0.5), kind="stable").tolist():
+        open_ = [k for k in range(m) if len(bands[k]) < widths[k]]
+        # Least correlation with the band's bits; ties to the emptiest band.
+        k = min(open_, key=lambda k: (float(corr[b, bands[k]].sum()), len(bands[k]), k))
+        bands[k].append(b)
+    return np.array([b for band in bands for b in band], dtype=np.int64)
+
+
 class BandMass:
-    """Per band layout, the candidate mass of the real hashes: the sum over band keys of
-    (hashes with that key)^2. Uniform hashes give n^2 / 2^w; clustered ones (similar scenes,
-    smooth images) give far more, and the search's real work follows it."""
+    """Per band count, the data-aware bit layout and the candidate mass of the real hashes
+    under it: the sum over band keys of (hashes with that key)^2. Uniform hashes give
+    n^2 / 2^w; clustered ones (similar scenes, smooth images) give more, and the search's
+    real work follows it. Measured on a seeded sample of at most ``SAMPLE`` hashes, the
+    pair part scaled up to the whole input."""
+
+    SAMPLE = 200_000
+    LAYOUT_SAMPLE = 20_000  # enough to estimate 64 x 64 bit correlations
 
     def __init__(self, h: np.ndarray) -> None:
-        self.h = np.ascontiguousarray(h, dtype=np.uint64)
+        h = np.ascontiguousarray(h, dtype=np.uint64)
+        self.n = n = len(h)
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(n, size=self.SAMPLE, replace=False)) if n > self.SAMPLE else None
+        self.sample = h.copy() if pick is None else h[pick]  # never a view of the input
         self.cache: dict[int, list[float]] = {}
+        self.orders: dict[int, np.ndarray] = {}
+
+    def order(self, m: int) -> np.ndarray:
+        if m not in self.orders:
+            step = max(1, len(self.sample) // self.LAYOUT_SAMPLE)
+            self.orders[m] = bit_layout(self.sample[::step], m)
+        return self.orders[m]
 
     def __call__(self, m: int) -> list[float]:
         if m not in self.cache:
+            n, s = self.n, len(self.sample)
+            scale = n * (n - 1) / max(s * (s - 1), 1)
+            hs = permute_bits(self.sample, self.order(m))
             out = []
             for shift, w in _bands(m):
-                keys = ((self.h >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)
-                c = np.bincount(keys, minlength=1 << w).astype(np.float64)
-                out.append(float((c * c).sum()))
+                keys = (hs >> np.uint64(shift)) & np.uint64((1 << w) - 1)
+                if w <= 20:  # a table of 2^w counts: at most 8 MiB, faster than sorting
+                    c = np.bincount(keys.astype(np.int64), minlength=1 << w).astype(np.float64)
+                else:  # occupied keys only: the table would be 32 MiB at w = 22
+                    c = np.unique(keys, return_counts=True)[1].astype(np.float64)
+                out.append(n + float((c * (c - 1)).sum()) * scale)
             self.cache[m] = out
         return self.cache[m]
 
 
-# Below this many hashes the uniform model is used (measuring the real mass costs more).
+# Below this many hashes the uniform model and contiguous bands are used (measuring the
+# real mass costs more than it saves).
 MEASURE_MIN = 50_000
 
 
+# The radius choice and the search itself measure the same hashes: keep the last few
+# measurements, keyed by the hashes' content (a sample and a few layouts each, no input).
+_MASS_CACHE: dict[bytes, BandMass] = {}
+
+
 def _mass(h: np.ndarray | None) -> BandMass | None:
-    return BandMass(h) if h is not None and len(h) >= MEASURE_MIN else None
+    if h is None or len(h) < MEASURE_MIN:
+        return None
+    h = np.ascontiguousarray(h, dtype=np.uint64)
+    key = hashlib.blake2b(h.data, digest_size=16).digest()
+    if key not in _MASS_CACHE:
+        while len(_MASS_CACHE) >= 4:
+            _MASS_CACHE.pop(next(iter(_MASS_CACHE)))
+        _MASS_CACHE[key] = BandMass(h)
+    return _MASS_CACHE[key]
 
 
 def choose_bands(n: int, radius: int, h: np.ndarray | None = None) -> int:
@@ -97,10 +172,11 @@ def affordable_radius(
 
 
 # Candidate pairs a search may yield: similar scenes (plain backgrounds, one template)
-# put far more pairs within a radius than random hashes do, and every candidate costs
-# memory and a thumbnail check. Past this many (estimated), the radius narrows.
-PAIR_BUDGET = 2_000_000
-PAIR_BUDGET_PER_HASH = 2.0
+# put far more pairs within a radius than random hashes do, and every candidate costs a
+# thumbnail check (about 3 us; candidates stream to a scratch file, so they cost no memory).
+# Past this many (estimated), the radius narrows.
+PAIR_BUDGET = 5_000_000
+PAIR_BUDGET_PER_HASH = 5.0
 
 
 def estimated_pairs(
@@ -113,8 +189,8 @@ def estimated_pairs(
     qi = rng.choice(len(a), size=min(2_000, len(a)), replace=False)
     ti = rng.choice(len(other), size=min(20_000, len(other)), replace=False)
     hist = np.zeros(65, np.int64)
-    for s in range(0, len(qi), 100):
-        d = popcount64((a[qi[s : s + 100], None] ^ other[None, ti]).ravel())
+    for s in range(0, len(qi), 25):  # 25 x 20,000 distances (4 MiB) at a time
+        d = popcount64((a[qi[s : s + 25], None] ^ other[None, ti]).ravel())
         hist += np.bincount(d, minlength=65)
     if b is None:  # a row met itself: not a pair
         hist[0] -= len(np.intersect1d(qi, ti))
@@ -165,6 +241,21 @@ def _flip_masks(width: int, s: int) -> Iterator[int]:
             yield mask
 
 
+class _Earlier:
+    """Rejects a pair a band before this one already yields: the pair is reported by the
+    first band in which it differs by at most ``s`` bits, so each pair appears once."""
+
+    def __init__(self, bands: list[tuple[int, int]], s: int) -> None:
+        self.bands, self.s = bands, s
+
+    def fresh(self, x: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(x), np.bool_)
+        for shift, width in self.bands:
+            part = (x >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+            ok &= popcount64(part) > self.s
+        return ok
+
+
 def _expand(
     h: np.ndarray,
     order: np.ndarray,
@@ -174,11 +265,11 @@ def _expand(
     radius: int,
     same_bucket: bool,
     chunk_pairs: int,
+    earlier: _Earlier,
     split: int | None = None,
-) -> list[np.ndarray]:
-    """Candidate pairs (query, each member of its probed bucket), verified on the full hash."""
-    n = len(h)
-    out: list[np.ndarray] = []
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pairs (query, each member of its probed bucket) within ``radius`` on the full hash,
+    as (lower, higher) index arrays, about ``chunk_pairs`` candidates at a time."""
     total = int(cnt.sum())
     step = max(1, len(qi) * chunk_pairs // max(total, 1))
     for a in range(0, len(qi), step):
@@ -189,13 +280,19 @@ def _expand(
         if same_bucket:
             keep = rep_i < j
             rep_i, j = rep_i[keep], j[keep]
-        ok = popcount64(h[rep_i] ^ h[j]) <= radius
+        x = h[rep_i] ^ h[j]
+        ok = popcount64(x) <= radius
         if split is not None:  # only pairs across the split are wanted: store no others
             ok &= (np.minimum(rep_i, j) < split) & (np.maximum(rep_i, j) >= split)
-        if ok.any():
-            lo_ij, hi_ij = np.minimum(rep_i[ok], j[ok]), np.maximum(rep_i[ok], j[ok])
-            out.append(lo_ij * n + hi_ij)
-    return out
+        sel = np.flatnonzero(ok)
+        if len(sel) and earlier.bands:
+            sel = sel[earlier.fresh(x[sel])]
+        if len(sel):
+            yield np.minimum(rep_i[sel], j[sel]), np.maximum(rep_i[sel], j[sel])
+
+
+# Probes handed to the threads at once (each holds only the pairs within the radius).
+PROBE_BATCH = 32
 
 
 def _probe_band(
@@ -206,8 +303,9 @@ def _probe_band(
     radius: int,
     chunk_pairs: int,
     workers: int,
+    earlier: _Earlier,
     split: int | None = None,
-) -> list[np.ndarray]:
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     n = len(h)
     keys = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
     order = np.argsort(keys, kind="stable").astype(np.int32)
@@ -221,7 +319,6 @@ def _probe_band(
     by_top: dict[int, list[int]] = {}
     for mask in _flip_masks(width, s):
         by_top.setdefault(mask.bit_length() - 1, []).append(mask)
-    out: list[np.ndarray] = []
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         for top, masks in sorted(by_top.items()):
@@ -233,42 +330,51 @@ def _probe_band(
 
             def probe(
                 mask: int, qi_all: np.ndarray = qi_all, q_all: np.ndarray = q_all
-            ) -> list[np.ndarray]:
+            ) -> list[tuple[np.ndarray, np.ndarray]]:
                 q = q_all ^ np.int32(mask) if mask else q_all
                 cnt = counts[q]
                 hit = cnt > 0
                 if not hit.any():
                     return []
-                return _expand(
-                    h,
-                    order,
-                    qi_all[hit],
-                    starts[q[hit]],
-                    cnt[hit],
-                    radius,
-                    mask == 0,
-                    chunk_pairs,
-                    split,
+                return list(
+                    _expand(
+                        h,
+                        order,
+                        qi_all[hit],
+                        starts[q[hit]],
+                        cnt[hit],
+                        radius,
+                        mask == 0,
+                        chunk_pairs,
+                        earlier,
+                        split,
+                    )
                 )
 
             if pool is None:
-                out.extend(a for m in masks for a in probe(m))
-            else:  # numpy releases the GIL in gathers and arithmetic: threads share probes
-                out.extend(a for part in pool.map(probe, masks) for a in part)
+                for m in masks:
+                    yield from probe(m)
+            else:  # numpy releases the GIL in gathers and arithmetic: threads share probes,
+                # a batch at a time so the pairs found never pile up
+                step = workers * PROBE_BATCH
+                for k in range(0, len(masks), step):
+                    for part in pool.map(probe, masks[k : k + step]):
+                        yield from part
     finally:
         if pool is not None:
             pool.shutdown()
-    return out
 
 
-def near_pairs(
+def iter_near_pairs(
     hashes: np.ndarray,
     radius: int,
-    chunk_pairs: int = 1_000_000,
+    chunk_pairs: int = 262_144,
     workers: int | None = None,
     split: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with ``popcount(h[i] ^ h[j]) <= radius``, plus their distances.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every pair (i < j) with ``popcount(h[i] ^ h[j]) <= radius`` exactly once, as chunks
+    of (i, j) index arrays, so a caller can check and drop candidates as they come instead
+    of holding them all (at 10^6 similar images that is tens of millions of pairs).
 
     ``workers`` threads share the probes (default: the machine's cores for large inputs).
     ``split``: only pairs with i < split <= j (two sets searched against each other; pairs
@@ -276,19 +382,37 @@ def near_pairs(
     """
     h = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(h)
-    empty = np.zeros(0, np.int64)
     if n < 2:
-        return empty, empty, empty
+        return
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= 50_000 else 1
-    m = choose_bands(n, radius, h)
+    mass = _mass(h)
+    m = _best_bands(n, radius, mass)[0]
     s = radius // m
-    found: list[np.ndarray] = []
-    for shift, width in _bands(m):
-        found.extend(_probe_band(h, shift, width, s, radius, chunk_pairs, workers, split))
+    if mass is not None:  # the data-aware layout: same pairs, emptier buckets
+        h = permute_bits(h, mass.order(m))
+    bands = _bands(m)
+    for k, (shift, width) in enumerate(bands):
+        earlier = _Earlier(bands[:k], s)
+        yield from _probe_band(h, shift, width, s, radius, chunk_pairs, workers, earlier, split)
+
+
+def near_pairs(
+    hashes: np.ndarray,
+    radius: int,
+    chunk_pairs: int = 262_144,
+    workers: int | None = None,
+    split: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) within ``radius``, sorted, plus their distances (see
+    ``iter_near_pairs``, which this collects)."""
+    h = np.ascontiguousarray(hashes, dtype=np.uint64)
+    n = len(h)
+    empty = np.zeros(0, np.int64)
+    found = [i * n + j for i, j in iter_near_pairs(h, radius, chunk_pairs, workers, split)]
     if not found:
         return empty, empty, empty
-    code = np.unique(np.concatenate(found))
+    code = np.sort(np.concatenate(found))
     i, j = code // n, code % n
     return i, j, popcount64(h[i] ^ h[j])
 

@@ -49,7 +49,7 @@ class ThumbCorrelation:
     def __init__(
         self,
         values: Sequence[bytes | None] | tuple[np.ndarray, np.ndarray],
-        chunk: int = 4096,
+        chunk: int = 1024,
     ) -> None:
         self.px, self.valid = values if isinstance(values, tuple) else thumb_array(values)
         self.chunk = chunk
@@ -57,7 +57,7 @@ class ThumbCorrelation:
         self.sums, self.var = self.moments(self.px, chunk)
 
     @classmethod
-    def moments(cls, px: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def moments(cls, px: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Each row's channel sums and PIXELS * centred sum of squares (exact integers)."""
         m = len(px)
         sums = np.zeros((m, 3), np.int64)
@@ -76,7 +76,7 @@ class ThumbCorrelation:
         """An instance over rows whose moments are already known (no second pass)."""
         self = cls.__new__(cls)
         self.px, self.valid, self.sums, self.var = px, valid, sums, var
-        self.chunk = 4096
+        self.chunk = 1024
         self._mirrored = None
         return self
 
