@@ -94,11 +94,18 @@ def test_rule_counts_only_the_packs_classes_at_their_thresholds(tmp_path: Path) 
         {},
     ]
     sig = _det_signals(outs)
-    assert nsfw_rule(sig, load_pack("default")) == [["nsfw"], [], [], ["nsfw"], [], []]
+    # The default pack drops from the thresholds calibrated on benign photos (0.8 for
+    # breasts, 0.5 for the class no benign photo ever scored) and sends nudenet's own 0.5
+    # band below them to review.
+    default = load_pack("default")
+    assert default.nsfw.classes["FEMALE_BREAST_EXPOSED"] == 0.8
+    assert default.nsfw.review_classes["FEMALE_BREAST_EXPOSED"] == 0.5
+    assert nsfw_rule(sig, default) == [["nsfw"], [], [], ["nsfw"], [], []]
     p = tmp_path / "p.yaml"
     p.write_text(
         "name: p\nextends: default\nnsfw:\n  detector_route: review\n  classes:\n"
         "    FEMALE_BREAST_EXPOSED: null\n    BUTTOCKS_EXPOSED: 0.4\n    FACE_FEMALE: 0.9\n"
+        "  review_classes:\n    FEMALE_BREAST_EXPOSED: null\n"  # the two tiers are apart
     )
     pack = load_pack(str(p))
     assert pack.nsfw.classes["ANUS_EXPOSED"] == 0.5  # inherited from default
@@ -151,7 +158,7 @@ def test_word_lists_route_and_refuse_other_lists(tmp_path: Path) -> None:
     assert got == [["nsfw"], ["nsfw_review"], [], [], ["nsfw", "nsfw_review"]]
     st = nsfw_stats(sig, pack, got)
     assert st["by_word"] == {"nude": 2, "porn": 1, "xxx": 1}
-    assert st["by_signal"] == {"detector": 0, "phrases": 0, "words": 3}
+    assert st["by_signal"] == {"detector": 0, "detector_review": 0, "phrases": 0, "words": 3}
     with pytest.raises(ClipauditError, match="other NSFW caption words"):
         nsfw_rule(sig, load_pack("default"))
 
@@ -314,3 +321,39 @@ def test_runs_without_the_stage_get_no_codes_and_say_so() -> None:
     pack = load_pack("default")
     assert nsfw_rule(sig, pack) == [[], []]
     assert nsfw_stats(sig, pack, [[], []]) == {"computed": False}
+
+
+def test_the_review_band_below_the_calibrated_drop_threshold(tmp_path: Path) -> None:
+    """A benign-looking score (a loaf at 0.64 'male genitalia') is reviewed, not dropped;
+    above the calibrated threshold it is dropped; review_classes: null turns the band off."""
+    outs: list[dict[str, float] | None] = [
+        {"MALE_GENITALIA_EXPOSED": 0.64},
+        {"MALE_GENITALIA_EXPOSED": 0.83},
+        {"MALE_GENITALIA_EXPOSED": 0.45},
+    ]
+    sig = _det_signals(outs)
+    pack = load_pack("default")
+    got = nsfw_rule(sig, pack)
+    assert got == [["nsfw_review"], ["nsfw"], []]
+    st = nsfw_stats(sig, pack, got)
+    assert st["by_signal"]["detector"] == 1 and st["by_signal"]["detector_review"] == 1
+    assert st["detector_review_by_class"] == {"MALE_GENITALIA_EXPOSED": 1}
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "name: p\nextends: default\nnsfw:\n  review_classes:\n    MALE_GENITALIA_EXPOSED: null\n"
+    )
+    assert nsfw_rule(sig, load_pack(str(p))) == [[], ["nsfw"], []]
+
+
+def test_shipped_thresholds_are_the_ones_the_real_photo_bench_chose() -> None:
+    """The package's thresholds are the bench's record, not numbers typed in by hand."""
+    from clipaudit.safety.nsfw_thresholds import calibrated_classes, calibration
+
+    bench = json.loads(
+        (Path(__file__).parents[1] / "bench" / "results" / "real_photos.json").read_text()
+    )["nsfw"]
+    assert calibrated_classes() == bench["thresholds_chosen"]
+    assert calibration()["held_out_dropped"] == bench["dropped_chosen_held_out"]["count"]
+    # Each threshold clears every benign calibration photo by the rule's margin.
+    for c, t in bench["thresholds_chosen"].items():
+        assert t >= max(0.5, bench["calibration_max_score"][c] + 0.1 - 1e-9)

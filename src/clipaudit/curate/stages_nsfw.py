@@ -185,6 +185,8 @@ class NsfwHits:
     """Per row, which signals fire under a pack (the rule and the stats share it)."""
 
     detector: list[list[str]] = field(default_factory=list)  # counted classes found
+    # classes in the review band only (at a review threshold, below the drop threshold)
+    detector_review: list[list[str]] = field(default_factory=list)
     phrases: list[list[str]] = field(default_factory=list)  # phrases at or above min_score
     words: list[list[str]] = field(default_factory=list)  # listed words found
 
@@ -206,10 +208,15 @@ def nsfw_hits(sig: dict[str, np.ndarray], pack: Pack) -> NsfwHits:
             "curate again with this pack's nsfw.caption_words, or use the lists it was scored with."
         )
     counted = {c: t for c, t in r.classes.items() if t is not None}
+    review = {c: t for c, t in r.review_classes.items() if t is not None}
     hits = NsfwHits()
     for i in range(len(sig["id"])):
         d = _loads(det[i]) or {}
-        hits.detector.append(sorted(c for c, t in counted.items() if d.get(c, 0.0) >= t))
+        found = sorted(c for c, t in counted.items() if d.get(c, 0.0) >= t)
+        hits.detector.append(found)
+        hits.detector_review.append(
+            sorted(c for c, t in review.items() if c not in found and d.get(c, 0.0) >= t)
+        )
         scored = _loads(phr[i])
         row: list[str] = []
         if scored is not None:
@@ -244,6 +251,8 @@ def nsfw_rule(sig: dict[str, np.ndarray], pack: Pack) -> list[list[str]]:
         routes: set[str] = set()
         if hits.detector[i]:
             routes.add(r.detector_route)
+        elif hits.detector_review[i]:
+            routes.add("review")
         routes |= {route[t] for t in hits.phrases[i]}
         found = set(hits.words[i])
         routes |= {rt for words, rt in lists if words & found}
@@ -290,6 +299,10 @@ def nsfw_stats(sig: dict[str, np.ndarray], pack: Pack, reasons: list[list[str]])
     for h in hits.detector:
         for c in h:
             by_class[c] = by_class.get(c, 0) + 1
+    review_by_class: dict[str, int] = {}
+    for h, drop in zip(hits.detector_review, hits.detector, strict=True):
+        for c in h if not drop else []:
+            review_by_class[c] = review_by_class.get(c, 0) + 1
     by_phrase = {
         p.text: {
             "route": p.route,
@@ -309,10 +322,15 @@ def nsfw_stats(sig: dict[str, np.ndarray], pack: Pack, reasons: list[list[str]])
         "phrase_scored": n_img,
         "by_signal": {
             "detector": sum(bool(h) for h in hits.detector),
+            "detector_review": sum(
+                bool(h) and not d for h, d in zip(hits.detector_review, hits.detector, strict=True)
+            ),
             "phrases": sum(bool(h) for h in hits.phrases),
             "words": sum(bool(h) for h in hits.words),
         },
         "detector_by_class": dict(sorted(by_class.items())),
+        "detector_review_by_class": dict(sorted(review_by_class.items())),
+        "detector_thresholds": {"drop": r.classes, "review": r.review_classes},
         "by_phrase": by_phrase,
         "by_word": dict(sorted(by_word.items())),
         "codes": {c: sum(c in rr for rr in reasons) for c in ("nsfw", "nsfw_review")},

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from clipaudit.rules.base import Strict
+from clipaudit.safety.nsfw_thresholds import calibrated_classes
 from clipaudit.safety.nudity import ALL_CLASSES, EXPOSED_CLASSES
 
 Route = Literal["review", "drop"]  # review → nsfw_review, drop → nsfw (actions decide the rest)
@@ -74,16 +75,21 @@ class Cascade(Strict):
 
 class NsfwRules(Strict):
     # nudenet class → minimum score that counts (null: the class does not count). A dict,
-    # so a pack that extends another changes or nulls single classes.
-    classes: dict[str, float | None] = Field(default_factory=lambda: _exposed(0.5))
+    # so a pack that extends another changes or nulls single classes. By default the
+    # thresholds chosen on benign real photos (safety/nsfw_thresholds.json): at nudenet's
+    # own 0.5, 0.7% of ordinary photos (a loaf, a Petri dish) were dropped.
+    classes: dict[str, float | None] = Field(default_factory=calibrated_classes)
     detector_route: Route = "drop"
+    # Below those, a detection from these scores goes to review instead (null: not counted):
+    # the uncertain band is seen by a person, not dropped and not silently kept.
+    review_classes: dict[str, float | None] = Field(default_factory=lambda: _exposed(0.5))
     phrases: list[Phrase] = Field(default_factory=list)
     caption_words: list[WordList] = Field(
         default_factory=lambda: [WordList(words=list(DEFAULT_WORDS), route="review")]
     )
     cascade: Cascade = Field(default_factory=Cascade)
 
-    @field_validator("classes")
+    @field_validator("classes", "review_classes")
     @classmethod
     def _known_classes(cls, v: dict[str, float | None]) -> dict[str, float | None]:
         unknown = sorted(set(v) - set(ALL_CLASSES))

@@ -1,0 +1,1 @@
+"""Calibration on real photographs: held-out splits and thresholds chosen on them."""
