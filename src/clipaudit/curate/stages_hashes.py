@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clipaudit.curate.borders import trim_borders
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
@@ -211,8 +212,10 @@ class HashStage(Stage):
         return self.prepare_batch([sample], [decoded])[0]
 
     def prepare_batch(self, samples: list[Sample], decoded: list[Decoded]) -> list[Any]:
-        images = [d.image for d in decoded if d.image is not None]
-        phash, dhash, mirror = perceptual_hashes_mirrored(images)
+        # Hashes and thumbnail see the image inside any black or white border, so a
+        # letterboxed or framed copy hashes like its original (curate/borders.py).
+        inner = [trim_borders(d.image) for d in decoded if d.image is not None]
+        phash, dhash, mirror = perceptual_hashes_mirrored(inner)
         out: list[Any] = []
         k = 0
         for d in decoded:
@@ -222,7 +225,7 @@ class HashStage(Stage):
                 continue
             # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
             # hashes of plain, similar scenes collide; their colour layouts do not.
-            thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
+            thumb = inner[k].resize((THUMB, THUMB), Image.Resampling.BOX)
             out.append(
                 (phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), pixel_std(thumb), mirror[k])
             )
@@ -239,6 +242,7 @@ class HashStage(Stage):
         return {
             "imagehash": getattr(imagehash, "__version__", "?"),
             "hash_size": HASH_SIZE,
-            "phash": "imagehash.phash on the decoded RGB image",
-            "dhash": "imagehash.dhash on the decoded RGB image",
+            "phash": "imagehash.phash on the decoded RGB image inside its borders",
+            "dhash": "imagehash.dhash on the decoded RGB image inside its borders",
+            "border_trim": "uniform black/white borders trimmed first (curate/borders.py, v1)",
         }

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from clipaudit.curate.borders import border_box, trim_borders
+from clipaudit.curate.stages_hashes import perceptual_hashes_mirrored
+
+
+def _photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """Smooth random colour content with texture, nowhere flat near an edge."""
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(40, 216, (6, 8, 3), np.uint8)
+    im = Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC)
+    noise = rng.integers(-12, 13, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(im, np.int16) + noise, 0, 255).astype(np.uint8))
+
+
+def _jpeg(im: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=88)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _dist(a: Image.Image, b: Image.Image) -> int:
+    (pa, pb), _, _ = perceptual_hashes_mirrored([a, b])
+    return bin((pa ^ pb) & (2**64 - 1)).count("1")
+
+
+def test_black_and_white_borders_are_trimmed_back_to_the_original() -> None:
+    trimmed, as_is = 0, 0
+    for seed in range(5):
+        im = _photo(seed)
+        for fill in ((0, 0, 0), (255, 255, 255)):
+            framed = _jpeg(ImageOps.expand(im, border=int(0.08 * im.width), fill=fill))
+            d = _dist(trim_borders(im), trim_borders(framed))
+            assert d <= 4
+            trimmed += d
+            as_is += _dist(im, framed)  # what hashing the framed copy as it is gives
+        letterbox = _jpeg(ImageOps.expand(im, border=(0, 30, 0, 30), fill=(0, 0, 0)))
+        box = border_box(letterbox)
+        assert box is not None and box[0] == 0 and 30 <= box[1] <= 33
+    assert as_is >= 4 * max(trimmed, 1)
+
+
+def test_content_and_colour_backgrounds_are_left_alone() -> None:
+    im = _photo(9)
+    assert border_box(im) is None
+    red = ImageOps.expand(im, border=30, fill=(200, 30, 30))  # a coloured frame is content
+    assert border_box(red) is None
+    assert border_box(Image.new("RGB", (300, 200), (255, 255, 255))) is None  # blank: kept
+    line = ImageOps.expand(im, border=1, fill=(0, 0, 0))  # a hairline frame
+    assert border_box(line) is None
+    # A border wider than the cap is trimmed only up to it; the content is never lost.
+    wide = ImageOps.expand(im, border=200, fill=(0, 0, 0))
+    box = border_box(wide)
+    assert box is None or (box[2] - box[0]) >= wide.width // 2
