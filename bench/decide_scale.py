@@ -178,22 +178,15 @@ def bench_world(pool: Path | None, n: int, root: Path, rescore: bool = True) -> 
     out = root / f"world-{n}"
     if not rescore and (out / "run" / "markers").is_dir():
         cur = scoring_wall_from_files(out / "run")
-        res = _child("decide", str(out / "run"), "default", "1")
-        return {
-            "kind": "world pool (64 px), curate --stages quality,hashes, default pack",
-            "n": n,
-            "curate": cur,
-            **res,
-            "decide_over_scoring": round(res["decide_wall_s"] / cur["scoring_wall_s"], 3),
-        }
-    if pool is None:
-        raise SystemExit("--world POOL is needed to score a world run")
-    if not data.is_dir():
-        data.mkdir(parents=True)
-        for tar in sorted((pool / "data").glob("*.tar"))[: n // 1000]:
-            (data / tar.name).symlink_to(tar)
-    shutil.rmtree(out / "run", ignore_errors=True)
-    cur = _child("curate", str(data), str(out / "run"), "default")
+    else:
+        if pool is None:
+            raise SystemExit("--world POOL is needed to score a world run")
+        if not data.is_dir():
+            data.mkdir(parents=True)
+            for tar in sorted((pool / "data").glob("*.tar"))[: n // 1000]:
+                (data / tar.name).symlink_to(tar)
+        shutil.rmtree(out / "run", ignore_errors=True)
+        cur = _child("curate", str(data), str(out / "run"), "default")
     res = _child("decide", str(out / "run"), "default", "1")
     return {
         "kind": "world pool (64 px), curate --stages quality,hashes, default pack",

@@ -4,12 +4,20 @@ Every photo is in one fixed part (``clipaudit.calibrate.photo_split``): threshol
 on the calibration part only and every figure reported is on the held-out part.
 
     python bench/real_photos.py --photos ../shared/photos --nsfw [--write-thresholds]
+    python bench/real_photos.py --photos ../shared/photos --near [--distinct 1000 --varied 200]
 
 ``--nsfw``: nudenet's per-class max scores for every photo (cached under ``--cache``, so a
 threshold change does not rescore), the per-class drop thresholds chosen on the benign
 calibration photos, and the share of benign held-out photos dropped under the old and the
 new thresholds. ``--write-thresholds`` writes the chosen thresholds into the package
 (``clipaudit/safety/nsfw_thresholds.json``), where the default pack reads them.
+
+``--near``: ``--distinct`` held-out photos, and of ``--varied`` of them each variant below,
+written as an image folder and curated end to end (``clipaudit curate --stages
+quality,hashes``, default pack); recall per variant (the variant and its original end in one
+duplicate group) and pair precision over every duplicate call. imagededup (PHash,
+threshold 10) and cleanvision (near and exact duplicate issues) run on the same folder when
+they are installed.
 
 Results: ``bench/results/real_photos.json`` (sections are merged, so runs can be partial).
 """
@@ -21,6 +29,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,12 +161,204 @@ def bench_nsfw(folder: Path, cache: Path, write: bool) -> dict[str, Any]:
     return report
 
 
+VARIANTS = ("half", "jpeg30", "bright13", "mirror", "crop90", "border_black", "border_white")
+
+
+def make_variant(im: Any, kind: str, rng: Any) -> Any:
+    """One edited copy of a photo (PIL image, RGB)."""
+    from PIL import ImageEnhance, ImageOps
+
+    w, h = im.size
+    if kind == "half":
+        return im.resize((max(1, w // 2), max(1, h // 2)))
+    if kind == "bright13":
+        return ImageEnhance.Brightness(im).enhance(1.3)
+    if kind == "mirror":
+        return ImageOps.mirror(im)
+    if kind == "crop90":  # keeps 90% of each side, at a random offset
+        cw, ch = int(w * 0.9), int(h * 0.9)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return im.crop((x, y, x + cw, y + ch))
+    if kind.startswith("border_"):
+        fill = (0, 0, 0) if kind == "border_black" else (255, 255, 255)
+        return ImageOps.expand(im, border=int(0.08 * w), fill=fill)
+    return im  # jpeg30: only the re-encode below differs
+
+
+def near_pool(folder: Path, out: Path, distinct: int, varied: int) -> dict[str, str]:
+    """Writes the pool as an image folder; returns file stem → (original stem, variant)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    held = photos(folder, "held_out")
+    rng = np.random.default_rng(0)
+    pick = sorted(rng.choice(len(held), size=min(distinct, len(held)), replace=False).tolist())
+    out.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, str] = {}
+    for k, i in enumerate(pick):
+        src = held[i]
+        im = Image.open(src).convert("RGB")
+        stem = f"p{k:05d}"
+        caption = f"a photo of {src.parent.name.replace('_', ' ')} number {k}"
+        im.save(out / f"{stem}.jpg", quality=92)
+        (out / f"{stem}.txt").write_text(caption)
+        if k < varied:
+            for v in VARIANTS:
+                buf = io.BytesIO()
+                make_variant(im, v, rng).save(buf, "JPEG", quality=30 if v == "jpeg30" else 92)
+                (out / f"{stem}_{v}.jpg").write_bytes(buf.getvalue())
+                (out / f"{stem}_{v}.txt").write_text(caption)
+                truth[f"{stem}_{v}"] = stem
+    return truth
+
+
+def _score_groups(
+    groups: list[set[str]], truth: dict[str, str], stems: list[str]
+) -> dict[str, Any]:
+    """Recall per variant and pair precision from duplicate groups of file stems."""
+    root = {s: s.split("_")[0] for s in stems}
+    group_of: dict[str, int] = {}
+    for g, members in enumerate(groups):
+        for m in members:
+            group_of[m] = g
+    recall: dict[str, float] = {}
+    for v in VARIANTS:
+        pairs = [(s, o) for s, o in truth.items() if s.endswith("_" + v)]
+        hit = sum(s in group_of and group_of.get(o) == group_of[s] for s, o in pairs)
+        recall[v] = round(hit / max(len(pairs), 1), 3)
+    right = wrong = 0
+    for members in groups:
+        ms = sorted(members)
+        for a_i, a in enumerate(ms):
+            for b in ms[a_i + 1 :]:
+                if root[a] == root[b]:
+                    right += 1
+                else:
+                    wrong += 1
+    return {
+        "recall": recall,
+        "pairs_called": right + wrong,
+        "pair_precision": round(right / max(right + wrong, 1), 4),
+        "wrong_pairs": wrong,
+    }
+
+
+def bench_near(folder: Path, cache: Path, distinct: int, varied: int) -> dict[str, Any]:
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    pool = cache / f"near-{distinct}-{varied}"
+    if not pool.is_dir():
+        truth = near_pool(folder, pool, distinct, varied)
+        (cache / f"near-{distinct}-{varied}.json").write_text(json.dumps(truth))
+    truth = json.loads((cache / f"near-{distinct}-{varied}.json").read_text())
+    stems = sorted(p.stem for p in pool.glob("*.jpg"))
+    run = cache / f"near-run-{distinct}-{varied}"
+    shutil.rmtree(run, ignore_errors=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clipaudit",
+            "curate",
+            str(pool),
+            "--out",
+            str(run),
+            "--stages",
+            "quality,hashes",
+            "--rules",
+            "default",
+            "--allow-gate-failure",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - t0
+    dec = pq.read_table(run / "decisions.parquet", columns=["id", "duplicate_of"]).to_pylist()
+    ids = {r["id"]: r["duplicate_of"] for r in dec}
+    stem_of = {i: Path(i).stem for i in ids}
+    members: dict[str, set[str]] = {}
+    for i, d in ids.items():
+        top = d or i
+        while ids.get(top):
+            top = ids[top] or top
+        members.setdefault(top, set()).add(stem_of[i])
+    groups = [g for g in members.values() if len(g) > 1]
+    out: dict[str, Any] = {
+        "photos": {"distinct": distinct, "varied": varied, "files": len(stems)},
+        "clipaudit": {**_score_groups(groups, truth, stems), "curate_wall_s": round(wall, 1)},
+    }
+    try:
+        PHash = _imagededup_phash()
+        dup = PHash().find_duplicates(image_dir=str(pool), max_distance_threshold=10)
+        out["imagededup_phash_10"] = _score_groups(_components(dup), truth, stems)
+    except ImportError:
+        out["imagededup_phash_10"] = "not installed"
+    try:
+        from cleanvision import Imagelab
+
+        lab = Imagelab(data_path=str(pool))
+        lab.find_issues({"near_duplicates": {}, "exact_duplicates": {}})
+        sets = lab.info["near_duplicates"]["sets"] + lab.info["exact_duplicates"]["sets"]
+        groups_cv = [{Path(p).stem for p in s} for s in sets]
+        out["cleanvision"] = _score_groups(_merge(groups_cv), truth, stems)
+    except ImportError:
+        out["cleanvision"] = "not installed"
+    return out
+
+
+def _imagededup_phash() -> Any:
+    """imagededup's PHash class. Its package init builds the CNN method, which downloads
+    MobileNet weights (no network here); the hashing methods do not need it, so a stand-in
+    module takes the CNN's place."""
+    import types
+
+    if "imagededup.methods.cnn" not in sys.modules:
+        stub = types.ModuleType("imagededup.methods.cnn")
+        stub.CNN = None  # type: ignore[attr-defined]
+        sys.modules["imagededup.methods.cnn"] = stub
+    from imagededup.methods.hashing import PHash
+
+    return PHash
+
+
+def _components(dup: dict[str, list[str]]) -> list[set[str]]:
+    return _merge([{Path(k).stem, *(Path(v).stem for v in vs)} for k, vs in dup.items() if vs])
+
+
+def _merge(sets: list[set[str]]) -> list[set[str]]:
+    """Connected components of overlapping sets (a duplicate graph's groups)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s in sets:
+        items = sorted(s)
+        for x in items[1:]:
+            parent[find(x)] = find(items[0])
+    comps: dict[str, set[str]] = {}
+    for x in parent:
+        comps.setdefault(find(x), set()).add(x)
+    return [c for c in comps.values() if len(c) > 1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/clipaudit-real-photos"))
     ap.add_argument("--nsfw", action="store_true")
     ap.add_argument("--write-thresholds", action="store_true")
+    ap.add_argument("--near", action="store_true")
+    ap.add_argument("--distinct", type=int, default=1000)
+    ap.add_argument("--varied", type=int, default=200)
     args = ap.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -165,6 +366,10 @@ def main() -> None:
         results["nsfw"] = {**bench_nsfw(args.photos, args.cache, args.write_thresholds)}
         results["nsfw"]["machine"] = machine
         print(json.dumps({k: v for k, v in results["nsfw"].items() if "dropped" in k}, indent=1))
+    if args.near:
+        results["near_duplicates"] = bench_near(args.photos, args.cache, args.distinct, args.varied)
+        results["near_duplicates"]["machine"] = machine
+        print(json.dumps(results["near_duplicates"], indent=1))
     RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 

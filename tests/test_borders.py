@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image, ImageOps
 
 from clipaudit.curate.borders import border_box, trim_borders
@@ -57,3 +58,35 @@ def test_content_and_colour_backgrounds_are_left_alone() -> None:
     wide = ImageOps.expand(im, border=200, fill=(0, 0, 0))
     box = border_box(wide)
     assert box is None or (box[2] - box[0]) >= wide.width // 2
+
+
+def _hash_rows(images: list[Image.Image]) -> dict[str, np.ndarray]:
+    """The hash stage's columns for ``images``, as an in-memory signal table."""
+    from clipaudit.curate.stages_hashes import HashStage
+    from clipaudit.data.decode import Decoded
+
+    stage = HashStage.__new__(HashStage)
+    rows = stage.prepare_batch([], [Decoded(image=im) for im in images])
+    sig = {c: np.array([r[k] for r in rows], dtype=object) for k, c in enumerate(stage.columns)}
+    sig["id"] = np.array([f"s{i}" for i in range(len(images))], dtype=object)
+    w, h = zip(*(im.size for im in images), strict=True)
+    sig["width"], sig["height"] = np.array(w, float), np.array(h, float)
+    return sig
+
+
+def test_a_framed_copy_is_a_near_duplicate_and_the_unframed_original_is_kept() -> None:
+    from clipaudit.curate.decide import dedup, near_duplicate_pairs
+    from clipaudit.rules.schema import Dedup, load_pack
+
+    im, other = _photo(3), _photo(4)
+    framed = _jpeg(ImageOps.expand(im, border=int(0.08 * im.width), fill=(0, 0, 0)))
+    sig = _hash_rows([im, framed, other])
+    assert sig["phash_inner"][0] is None and sig["phash_inner"][1] is not None
+    assert sig["content_area"][1] == pytest.approx(im.width * im.height, rel=0.05)
+    assert near_duplicate_pairs(sig, np.arange(3), Dedup()) == [(0, 1)]
+    # Without the signals inside the border, the framed copy is not found.
+    plain = {k: v for k, v in sig.items() if k not in ("phash_inner", "thumb_inner")}
+    assert near_duplicate_pairs(plain, np.arange(3), Dedup()) == []
+    # The keeper ranks by the area inside the border: the original is kept, not the frame.
+    kept, _ = dedup(sig, np.ones(3, np.bool_), load_pack("default"))
+    assert kept == {1: (0, "near_duplicate")}

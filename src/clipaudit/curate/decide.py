@@ -116,7 +116,20 @@ def _as_compact(table: pa.Table) -> Compact:
         if "pixel_hash" in table.column_names
         else np.zeros(table.num_rows, np.bool_)
     )
+    inner = None
+    if "phash_inner" in table.column_names and "phash" in table.column_names:
+        # The pHash inside a black or white border where one was trimmed, else the pHash:
+        # a framed copy then meets its original in one search.
+        inner = table.column("phash_inner").is_valid().to_numpy(zero_copy_only=False)
+        eff = pc.coalesce(table.column("phash_inner").cast(pa.int64()), table.column("phash"))
+        inner_codes = pc.fill_null(eff, 0).to_numpy().astype(np.int64).view(np.uint64)
+    hashes = {h: hash_col(h) for h in names} if "phash" in table.column_names else {}
+    if inner is not None and inner.any():
+        hashes["phash_inner"] = inner_codes
+    else:
+        inner = None
     return Compact(
+        inner=inner,
         ids=table.column("id").combine_chunks(),
         alignment=floats(table.column("alignment").to_numpy(zero_copy_only=False)),
         area=floats(table.column("area").to_numpy(zero_copy_only=False)),
@@ -124,16 +137,21 @@ def _as_compact(table: pa.Table) -> Compact:
         if "pixel_hash" in table.column_names
         else np.zeros(table.num_rows, np.int64),
         pixel_valid=px_valid,
-        hashes={h: hash_col(h) for h in names} if "phash" in table.column_names else {},
+        hashes=hashes,
         hash_valid=valid,
     )
 
 
 def _sig_thumbs(
-    sig: dict[str, np.ndarray], rows: np.ndarray
+    sig: dict[str, np.ndarray], rows: np.ndarray, inner: bool = False
 ) -> Callable[[np.ndarray], list[Any]] | None:
-    if "thumb" not in sig:
+    if "thumb" not in sig or (inner and "thumb_inner" not in sig):
         return None
+    if inner:  # inside a trimmed border where there is one
+        framed, plain = sig["thumb_inner"], sig["thumb"]
+        return lambda pos: [
+            plain[rows[p]] if framed[rows[p]] is None else framed[rows[p]] for p in pos
+        ]
     return lambda pos: [sig["thumb"][rows[p]] for p in pos]
 
 
@@ -143,7 +161,13 @@ def near_duplicate_pairs(
     """Confirmed near-duplicate row pairs among ``rows`` of an in-memory signal table."""
     rows = np.asarray(rows, np.int64)
     c = _as_compact(compact_columns(sig, rows))
-    a, b = _compact_pairs(c, np.arange(len(rows)), d, _sig_thumbs(sig, rows))
+    a, b = _compact_pairs(
+        c,
+        np.arange(len(rows)),
+        d,
+        _sig_thumbs(sig, rows),
+        inner_thumbs=_sig_thumbs(sig, rows, True),
+    )
     return sorted((int(rows[x]), int(rows[y])) for x, y in zip(a, b, strict=True))
 
 
@@ -159,7 +183,9 @@ def dedup(
     if "phash" not in sig:
         c.hashes = {}
     emb = image_emb[rows] if image_emb is not None else None
-    out = resolve(c, pack.dedup, _sig_thumbs(sig, rows), emb)
+    out = resolve(
+        c, pack.dedup, _sig_thumbs(sig, rows), emb, inner_thumbs=_sig_thumbs(sig, rows, True)
+    )
     dropped = {
         int(rows[p]): (int(rows[out.keeper[p]]), DUPLICATE_KINDS[out.kind[p]])
         for p in np.flatnonzero(out.keeper >= 0)
@@ -374,11 +400,12 @@ class _Phases:
 
 
 def _thumb_reader(
-    shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray
+    shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray, inner: bool = False
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
     """Thumbnails of the given positions, read a shard at a time straight into one matrix
-    (never a Python bytes object per row)."""
-    if not shards.has("thumb"):
+    (never a Python bytes object per row). ``inner``: the thumbnail inside a trimmed black
+    or white border where the row has one, else the thumbnail."""
+    if not shards.has("thumb") or (inner and not shards.has("thumb_inner")):
         return None
 
     def read(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -386,11 +413,15 @@ def _thumb_reader(
         valid = np.zeros(len(pos), np.bool_)
         for k in np.unique(shard_of[pos]).tolist():
             at = np.flatnonzero(shard_of[pos] == k)
-            t = shards.read(k, ["thumb"])
+            names = ["thumb", "thumb_inner"] if inner else ["thumb"]
+            t = shards.read(k, names)
             if "thumb" not in t.column_names:
                 continue
             idx = pa.array(row_of[pos[at]])
             col = t.column("thumb").combine_chunks().take(idx).cast(pa.binary())
+            if inner and "thumb_inner" in t.column_names:
+                framed = t.column("thumb_inner").combine_chunks().take(idx).cast(pa.binary())
+                col = pc.coalesce(framed, col)
             del t
             good = pc.fill_null(pc.equal(pc.binary_length(col), THUMB_BYTES), False)
             good_np = good.to_numpy(zero_copy_only=False)
@@ -662,6 +693,7 @@ def _decide_sharded(
         )
         del emb
     thumbs = _thumb_reader(shards, shard_of, row_of)
+    inner_thumbs = _thumb_reader(shards, shard_of, row_of, inner=True)
     # Copies of a reference sample are dropped first and join no group of the run's own.
     in_play = np.arange(len(c))
     ref_pos: list[np.ndarray] = []
@@ -685,11 +717,15 @@ def _decide_sharded(
         )
     sub = c if len(in_play) == len(c) else c.take(in_play)
     sub_emb = image_emb if image_emb is None or len(in_play) == len(c) else image_emb[in_play]
-    sub_thumbs = (
-        thumbs if thumbs is None or len(in_play) == len(c) else (lambda p: thumbs(in_play[p]))
+    whole = len(in_play) == len(c)
+    sub_thumbs = thumbs if thumbs is None or whole else (lambda p: thumbs(in_play[p]))
+    sub_inner = (
+        inner_thumbs if inner_thumbs is None or whole else (lambda p: inner_thumbs(in_play[p]))
     )
     with output_errors(run.path / WORK):  # a large thumbnail check spills to the scratch folder
-        out = resolve(sub, pack.dedup, sub_thumbs, sub_emb, scratch=run.path / WORK)
+        out = resolve(
+            sub, pack.dedup, sub_thumbs, sub_emb, scratch=run.path / WORK, inner_thumbs=sub_inner
+        )
     sub_hit = np.flatnonzero(out.keeper >= 0)
     hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)
     kind_all = np.concatenate(

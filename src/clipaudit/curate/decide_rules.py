@@ -168,6 +168,14 @@ def add_tallies(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _content_area(sig: dict[str, np.ndarray], rows: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Pixel area, or the area inside a trimmed black or white border where there is one."""
+    if "content_area" not in sig:
+        return area
+    inner = floats(sig["content_area"][rows])
+    return np.where(np.isnan(inner), area, inner)
+
+
 def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
     """What the duplicate reduce needs of ``rows``: a few numbers a sample (no thumbnails).
     A table without some column (hashes only, say) gets nulls there."""
@@ -181,9 +189,9 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
         "row": pa.array(rows.astype(np.int64)),
         "id": pa.array([str(v) for v in ids], pa.string()),
         "alignment": pa.array(num("alignment")),
-        "area": pa.array(num("width") * num("height")),
+        "area": pa.array(_content_area(sig, rows, num("width") * num("height"))),
     }
-    for name in ("pixel_hash", "phash", "dhash", "phash_mirror"):
+    for name in ("pixel_hash", "phash", "dhash", "phash_mirror", "phash_inner"):
         if name in sig:
             v = sig[name][rows]
             cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64())

@@ -48,6 +48,9 @@ HUB_CAP = 256
 # HOLD_ROWS of them are simply held in memory.
 BLOCK_ROWS = 8_192
 HOLD_ROWS = 8_192
+# What a candidate pair is checked as: both thumbnails, b's mirror image, or both inside
+# their trimmed black or white borders.
+PLAIN, MIRRORED, FRAMED = 0, 1, 2
 # Candidate pairs held in memory before they go to a scratch file, and checked at a time.
 PAIR_CHUNK = 131_072
 THUMB_BYTES = THUMB * THUMB * 3
@@ -71,6 +74,9 @@ class Compact:
     pixel_valid: np.ndarray
     hashes: dict[str, np.ndarray] = field(default_factory=dict)
     hash_valid: np.ndarray | None = None
+    # Rows whose image had a black or white border trimmed: hashes["phash_inner"] holds
+    # their pHash inside it (and everyone else's pHash), searched for framed copies.
+    inner: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.alignment)
@@ -85,6 +91,7 @@ class Compact:
             pixel_valid=self.pixel_valid[pos],
             hashes={h: v[pos] for h, v in self.hashes.items()},
             hash_valid=None if self.hash_valid is None else self.hash_valid[pos],
+            inner=None if self.inner is None else self.inner[pos],
         )
 
 
@@ -145,11 +152,16 @@ def search_radius(n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | N
 
 
 def _key_pair_chunks(
-    codes: dict[str, np.ndarray], d: Any, mirror: np.ndarray | None, stats: dict[str, Any]
-) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
-    """Candidate key pairs as they are found, a chunk at a time: (keys a, keys b, whether
-    the pair is b's mirror against a). A pair found by two hashes comes twice; the check
-    costs twice, but no set of all candidates is ever held to remove it."""
+    codes: dict[str, np.ndarray],
+    d: Any,
+    mirror: np.ndarray | None,
+    stats: dict[str, Any],
+    framed: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Candidate key pairs as they are found, a chunk at a time: (keys a, keys b, how the
+    pair is checked: PLAIN, MIRRORED (b's mirror against a) or FRAMED (inside borders;
+    ``framed`` marks the keys with a trimmed border, a pair needs one)). A pair found by
+    two hashes comes twice; the check costs twice, but no set of all candidates is held."""
     stats["radius_requested"] = d.near_radius
     searched = stats.setdefault("radius_searched", {})
 
@@ -161,7 +173,7 @@ def _key_pair_chunks(
     if d.match == "any":
         for h in d.hashes:
             for a, b in iter_near_pairs(codes[h], radius(h, codes[h])):
-                yield a, b, False
+                yield a, b, PLAIN
     else:
         h0 = d.hashes[0]
         for a, b in iter_near_pairs(codes[h0], radius(h0, codes[h0])):
@@ -169,7 +181,12 @@ def _key_pair_chunks(
             for other in d.hashes[1:]:
                 ho = codes[other]
                 ok &= popcount64(ho[a] ^ ho[b]) <= d.near_radius
-            yield a[ok], b[ok], False
+            yield a[ok], b[ok], PLAIN
+    if framed is not None:
+        hi = codes["phash_inner"]
+        for a, b in iter_near_pairs(hi, radius("phash_inner", hi)):
+            keep = framed[a] | framed[b]
+            yield a[keep], b[keep], FRAMED
     if mirror is not None:
         ph = codes["phash"]
         n = len(ph)
@@ -177,11 +194,11 @@ def _key_pair_chunks(
         for a, b in iter_near_pairs(np.concatenate([ph, mirror]), rm, split=n):
             b = b - n
             cross = a != b  # a key against its own mirror: pairs inside the key, handled apart
-            yield a[cross], b[cross], True
+            yield a[cross], b[cross], MIRRORED
 
 
 class PairSpool:
-    """Candidate pairs (a, b, mirror flag) collected while the search runs and read back a
+    """Candidate pairs (a, b, kind) collected while the search runs and read back a
     chunk at a time for the thumbnail check: in memory up to ``hold`` pairs, then in a
     scratch file (24 bytes a pair), so tens of millions of candidates cost disk, not RAM."""
 
@@ -192,11 +209,11 @@ class PairSpool:
         self.path: Path | None = None
         self.count = 0
 
-    def add(self, a: np.ndarray, b: np.ndarray, mirror: bool) -> None:
+    def add(self, a: np.ndarray, b: np.ndarray, kind: int) -> None:
         if not len(a):
             return
         lo, hi = np.minimum(a, b), np.maximum(a, b)
-        part = np.stack([lo, hi, np.full(len(a), int(mirror), np.int64)], axis=1).astype(np.int64)
+        part = np.stack([lo, hi, np.full(len(a), kind, np.int64)], axis=1).astype(np.int64)
         self.parts.append(part)
         self.held += len(part)
         self.count += len(part)
@@ -214,7 +231,7 @@ class PairSpool:
         self.parts, self.held = [], 0
 
     def chunks(self, size: int = PAIR_CHUNK) -> Iterator[np.ndarray]:
-        """The pairs, ``size`` rows of (a, b, mirror) at a time."""
+        """The pairs, ``size`` rows of (a, b, kind) at a time."""
         if self.path is not None:
             self._flush()
             with open(self.path, "rb") as f:
@@ -253,6 +270,7 @@ class ThumbStore:
         scratch: Path | None,
         block_rows: int = BLOCK_ROWS,
         hold_rows: int = HOLD_ROWS,
+        name: str = "thumbs",
     ) -> None:
         self.need = need
         self.path: Path | None = None
@@ -260,7 +278,7 @@ class ThumbStore:
             self.corr: ThumbCorrelation | None = ThumbCorrelation(reader(need))
             return
         self.corr = None
-        self.path = scratch / "thumbs.u8"
+        self.path = scratch / f"{name}.u8"
         self.valid = np.zeros(len(need), np.bool_)
         self.sums = np.zeros((len(need), 3), np.int64)
         self.var = np.zeros(len(need), np.int64)
@@ -410,11 +428,14 @@ def near_duplicate_pairs(
     stats: dict[str, Any] | None = None,
     hub_cap: int = HUB_CAP,
     scratch: Path | None = None,
+    inner_thumbs: ThumbReader | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Confirmed near-duplicate pairs (a < b, as positions) among ``rows``: within
     ``d.near_radius`` on every listed hash (``match: all``) or on one (``any``); with
-    ``mirrors``, also one image's pHash against the other's mirror pHash. Each pair is
-    confirmed on the colour thumbnails (a mirror pair against the mirrored thumbnail)."""
+    ``mirrors``, also one image's pHash against the other's mirror pHash; where images had
+    a black or white border trimmed, also the pHashes inside the borders. Each pair is
+    confirmed on the colour thumbnails (a mirror pair against the mirrored thumbnail, a
+    framed pair on the thumbnails inside the borders, ``inner_thumbs``)."""
     empty = np.zeros(0, np.int64)
     st: dict[str, Any] = stats if stats is not None else {}
     rows = np.asarray(rows, np.int64)
@@ -423,56 +444,87 @@ def near_duplicate_pairs(
     if len(rows) < 2 or d.hashes[0] not in c.hashes:
         return empty, empty
     use_mirror = bool(d.mirrors) and "phash" in c.hashes and "phash_mirror" in c.hashes
-    names = list(dict.fromkeys([*d.hashes, *(["phash", "phash_mirror"] if use_mirror else [])]))
+    use_framed = (
+        "phash_inner" in c.hashes
+        and c.inner is not None
+        and bool(c.inner[rows].any())
+        and (inner_thumbs is not None or d.min_thumb_corr is None)
+    )
+    names = list(
+        dict.fromkeys(
+            [
+                *d.hashes,
+                *(["phash", "phash_mirror"] if use_mirror else []),
+                *(["phash_inner"] if use_framed else []),
+            ]
+        )
+    )
     keys, codes = _group_keys(c, rows, names, d, hub_cap)
     sizes = np.diff(keys.bounds)
     mirror = codes["phash_mirror"] if use_mirror else None
+    framed = None
+    if use_framed:  # per key: does a member have a trimmed border
+        assert c.inner is not None
+        member_framed = c.inner[keys.rows[keys.order]].astype(np.int8)
+        framed = np.maximum.reduceat(member_framed, keys.bounds[:-1]).astype(np.bool_)
     st["search_keys"] = st.get("search_keys", 0) + len(sizes)
     st["hub_keys"] = st.get("hub_keys", 0) + int(keys.hub.sum())
     st["hub_members"] = st.get("hub_members", 0) + int(sizes[keys.hub].sum())
     check = d.min_thumb_corr is not None and thumbs is not None
     spool = PairSpool(scratch)
     touched = np.zeros(len(c), np.bool_)
+    touched_inner = np.zeros(len(c), np.bool_)
 
-    def add(a: np.ndarray, b: np.ndarray, flag: bool) -> None:
-        spool.add(a, b, flag)
+    def add(a: np.ndarray, b: np.ndarray, kind: int) -> None:
+        spool.add(a, b, kind)
         if check:
-            touched[a] = True
-            touched[b] = True
+            mark = touched_inner if kind == FRAMED else touched
+            mark[a] = True
+            mark[b] = True
 
     try:
         # Pairs inside a key: distance 0 on every hash, so always plain candidates; also
         # mirror candidates where the key's pHash is within the radius of its own mirror.
         multi = np.flatnonzero(sizes > 1)
-        add(*_inside(keys, multi), False)
+        add(*_inside(keys, multi), PLAIN)
         if mirror is not None:
             self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
-            add(*_inside(keys, self_mirror), True)
-        for ka, kb, flag in _key_pair_chunks(codes, d, mirror, st):
-            add(*_expand(ka, kb, keys), flag)
+            add(*_inside(keys, self_mirror), MIRRORED)
+        for ka, kb, kind in _key_pair_chunks(codes, d, mirror, st, framed):
+            add(*_expand(ka, kb, keys), kind)
         st["candidate_pairs"] = st.get("candidate_pairs", 0) + spool.count
         st["candidates_spilled"] = bool(st.get("candidates_spilled")) or spool.path is not None
         n = len(c)
         confirmed: list[np.ndarray] = []
-        store: ThumbStore | None = None
+        stores: dict[bool, ThumbStore] = {}
         if check and spool.count:
             need = np.flatnonzero(touched)
-            del touched
+            need_inner = np.flatnonzero(touched_inner)
+            del touched, touched_inner
             release_memory()  # the search's temporaries, before the thumbnails come in
-            st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need)
+            st["thumbnails_read"] = st.get("thumbnails_read", 0) + len(need) + len(need_inner)
             assert thumbs is not None
-            store = ThumbStore(need, thumbs, scratch)
-            release_memory()  # the blocks the scratch file was written from
-            st["thumbnails_spilled"] = bool(st.get("thumbnails_spilled")) or store.path is not None
+            stores[False] = ThumbStore(need, thumbs, scratch)
+            if len(need_inner):
+                assert inner_thumbs is not None
+                stores[True] = ThumbStore(need_inner, inner_thumbs, scratch, name="inner")
+            release_memory()  # the blocks the scratch files were written from
+            spilled = any(s.path is not None for s in stores.values())
+            st["thumbnails_spilled"] = bool(st.get("thumbnails_spilled")) or spilled
         try:
             for part in spool.chunks():
-                a, b, mirrored = part[:, 0], part[:, 1], part[:, 2].astype(np.bool_)
-                if store is not None:
-                    ok = store.correlate(a, b, mirrored) >= d.min_thumb_corr
+                a, b, kinds = part[:, 0], part[:, 1], part[:, 2]
+                if stores:
+                    ok = np.zeros(len(a), np.bool_)
+                    for inner, store in stores.items():
+                        sel = np.flatnonzero((kinds == FRAMED) == inner)
+                        mirrored = kinds[sel] == MIRRORED
+                        corr = store.correlate(a[sel], b[sel], mirrored)
+                        ok[sel] = corr >= d.min_thumb_corr
                     a, b = a[ok], b[ok]
                 confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:
-            if store is not None:
+            for store in stores.values():
                 store.close()
     finally:
         spool.close()
@@ -488,6 +540,7 @@ def resolve(
     image_emb: np.ndarray | None = None,
     hub_cap: int = HUB_CAP,
     scratch: Path | None = None,
+    inner_thumbs: ThumbReader | None = None,
 ) -> Outcome:
     """The keeper policy over every position of ``c`` (all of them standing)."""
     m = len(c)
@@ -505,7 +558,7 @@ def resolve(
     edges_b: list[np.ndarray] = []
     edges_k: list[np.ndarray] = []
     if c.hashes:
-        a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap, scratch)
+        a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap, scratch, inner_thumbs)
         edges_a.append(a)
         edges_b.append(b)
         edges_k.append(np.full(len(a), NEAR, np.int8))

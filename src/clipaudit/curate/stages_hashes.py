@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clipaudit.curate.borders import trim_borders
+from clipaudit.curate.borders import border_box
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
@@ -206,28 +206,61 @@ def pixel_hash(im: Image.Image) -> int:
 
 @register_stage("hashes")
 class HashStage(Stage):
-    columns = ("phash", "dhash", "pixel_hash", "thumb", "pixel_std", "phash_mirror")
+    columns = (
+        "phash",
+        "dhash",
+        "pixel_hash",
+        "thumb",
+        "pixel_std",
+        "phash_mirror",
+        "phash_inner",
+        "thumb_inner",
+        "content_area",
+    )
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         return self.prepare_batch([sample], [decoded])[0]
 
     def prepare_batch(self, samples: list[Sample], decoded: list[Decoded]) -> list[Any]:
-        # Hashes and thumbnail see the image inside any black or white border, so a
-        # letterboxed or framed copy hashes like its original (curate/borders.py).
-        inner = [trim_borders(d.image) for d in decoded if d.image is not None]
-        phash, dhash, mirror = perceptual_hashes_mirrored(inner)
+        images = [d.image for d in decoded if d.image is not None]
+        phash, dhash, mirror = perceptual_hashes_mirrored(images)
+        # Inside a black or white border (letterbox, mat) an image is hashed and thumbnailed
+        # again, so a framed copy meets its original; the full-image signals stay as they
+        # are (a brightened copy of a photo on a white background trims differently).
+        boxes = [border_box(im) for im in images]
+        framed = [im.crop(b) for im, b in zip(images, boxes, strict=True) if b is not None]
+        inner_phash = iter(perceptual_hashes_mirrored(framed)[0])
         out: list[Any] = []
         k = 0
         for d in decoded:
             im = d.image
             if im is None:
-                out.append((None, None, None, None, None, None))
+                out.append((None,) * len(self.columns))
                 continue
             # A 32x32 colour thumbnail verifies hash candidates at decide time: perceptual
             # hashes of plain, similar scenes collide; their colour layouts do not.
-            thumb = inner[k].resize((THUMB, THUMB), Image.Resampling.BOX)
+            thumb = im.resize((THUMB, THUMB), Image.Resampling.BOX)
+            box = boxes[k]
+            inner = (
+                (next(inner_phash), im.crop(box).resize((THUMB, THUMB), Image.Resampling.BOX))
+                if box is not None
+                else (None, None)
+            )
+            # A border adds pixels, not resolution: the keeper ranks a framed copy by the
+            # area inside its border, so the unframed original is the one kept.
+            area = None if box is None else (box[2] - box[0]) * (box[3] - box[1])
             out.append(
-                (phash[k], dhash[k], pixel_hash(im), thumb.tobytes(), pixel_std(thumb), mirror[k])
+                (
+                    phash[k],
+                    dhash[k],
+                    pixel_hash(im),
+                    thumb.tobytes(),
+                    pixel_std(thumb),
+                    mirror[k],
+                    inner[0],
+                    None if inner[1] is None else inner[1].tobytes(),
+                    area,
+                )
             )
             k += 1
         return out
@@ -242,7 +275,7 @@ class HashStage(Stage):
         return {
             "imagehash": getattr(imagehash, "__version__", "?"),
             "hash_size": HASH_SIZE,
-            "phash": "imagehash.phash on the decoded RGB image inside its borders",
-            "dhash": "imagehash.dhash on the decoded RGB image inside its borders",
-            "border_trim": "uniform black/white borders trimmed first (curate/borders.py, v1)",
+            "phash": "imagehash.phash on the decoded RGB image",
+            "dhash": "imagehash.dhash on the decoded RGB image",
+            "phash_inner": "pHash and thumbnail inside black/white borders (curate/borders.py)",
         }
