@@ -293,7 +293,7 @@ def bench_near(folder: Path, cache: Path, distinct: int, varied: int) -> dict[st
         "clipaudit": {**_score_groups(groups, truth, stems), "curate_wall_s": round(wall, 1)},
     }
     try:
-        PHash = _imagededup_phash()
+        PHash = imagededup_phash()
         dup = PHash().find_duplicates(image_dir=str(pool), max_distance_threshold=10)
         out["imagededup_phash_10"] = _score_groups(_components(dup), truth, stems)
     except ImportError:
@@ -311,7 +311,7 @@ def bench_near(folder: Path, cache: Path, distinct: int, varied: int) -> dict[st
     return out
 
 
-def _imagededup_phash() -> Any:
+def imagededup_phash() -> Any:
     """imagededup's PHash class. Its package init builds the CNN method, which downloads
     MobileNet weights (no network here); the hashing methods do not need it, so a stand-in
     module takes the CNN's place."""
