@@ -62,9 +62,3 @@ def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
     if box[2] - box[0] < w // 2 or box[3] - box[1] < h // 2:
         return None
     return box
-
-
-def trim_borders(im: Image.Image) -> Image.Image:
-    """``im`` without its uniform black or white borders (itself when it has none)."""
-    box = border_box(im)
-    return im if box is None else im.crop(box)
