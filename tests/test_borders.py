@@ -59,10 +59,16 @@ def test_content_and_colour_backgrounds_are_left_alone() -> None:
     assert border_box(Image.new("RGB", (300, 200), (255, 255, 255))) is None  # blank: kept
     line = ImageOps.expand(im, border=1, fill=(0, 0, 0))  # a hairline frame
     assert border_box(line) is None
-    # A border wider than the cap is trimmed only up to it; the content is never lost.
+    # A border wider than one round's cap is peeled over rounds, back to the content and
+    # never into it (a blurred probe pixel or two inside the band's edge at most).
     wide = ImageOps.expand(im, border=200, fill=(0, 0, 0))
     box = border_box(wide)
-    assert box is None or (box[2] - box[0]) >= wide.width // 2
+    assert box is not None
+    inside = (200, 200, 200 + im.width, 200 + im.height)
+    assert all(0 <= box[k] - inside[k] <= 4 for k in (0, 1))
+    assert all(0 <= inside[k] - box[k] <= 4 for k in (2, 3))
+    # Content smaller than a quarter of a side is an image of a border, not a framed one.
+    assert border_box(ImageOps.expand(im, border=700, fill=(0, 0, 0))) is None
 
 
 def _hash_rows(images: list[Image.Image]) -> dict[str, np.ndarray]:

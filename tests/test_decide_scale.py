@@ -195,13 +195,14 @@ def test_thumbnails_spilled_in_blocks_correlate_as_held_at_once(tmp_path: Path) 
     assert held.path is None and spilled.path is not None and spilled.path.is_file()
     flags = rng.random(len(a)) < 0.5
     for mirror in (np.zeros(len(a), np.bool_), np.ones(len(a), np.bool_), flags):
-        want = held.correlate(a, b, mirror)
-        got = spilled.correlate(a, b, mirror)
+        lift = rng.random(len(a)) < 0.5
+        want = held.correlate(a, b, mirror, lift)
+        got = spilled.correlate(a, b, mirror, lift)
         assert np.array_equal(np.isinf(want), np.isinf(got))
         assert np.allclose(want[np.isfinite(want)], got[np.isfinite(got)])
     copies = need[1::7]
     flags0 = np.zeros(len(copies), np.bool_)
-    assert (held.correlate(copies, need[0::7][: len(copies)], flags0) > 0.999).all()
+    assert (held.correlate(copies, need[0::7][: len(copies)], flags0, flags0) > 0.999).all()
     spilled.close()
     assert not spilled.path.exists()
 

@@ -76,6 +76,7 @@ def test_collapsed_exact_groups_give_the_full_graphs_outcome(seed: int) -> None:
     flips = rng.integers(0, 30, int(groups.max()) + 1)
     sig = _signals(n, groups, flips, seed)
     pack = load_pack("default")
+    pack.dedup.groups = "star"  # the reference is the greedy star
     got, n_groups = dedup(sig, np.ones(n, bool), pack)
     want = _reference(sig, pack)
     assert got == want
@@ -110,3 +111,42 @@ def test_a_placeholder_repeated_thousands_of_times_is_one_row_to_search(
     # One representative per exact group enters the search: the full graph would hold
     # 1.1e8 exact pairs (and the search 1.1e8 identical-hash pairs).
     assert searched == [5_001]
+
+
+def _chain(alignment: list[float]) -> dict[str, np.ndarray]:
+    """Three images in a chain: b is 8 bits from a, c 8 other bits from b (16 from a), all
+    with one thumbnail; a and c are not a pair at radius 12."""
+    rng = np.random.default_rng(3)
+    a = int(rng.integers(0, 2**62))
+    ph = [a, a ^ 0xFF, a ^ 0xFF ^ 0xFF00]
+    thumb = rng.integers(0, 256, 3072, dtype=np.uint8).tobytes()
+    obj = lambda xs: np.array(list(xs), dtype=object)  # noqa: E731
+    return {
+        "id": obj(["a", "b", "c"]),
+        "pixel_hash": obj([1, 2, 3]),
+        "phash": obj(ph),
+        "dhash": obj(ph),
+        "thumb": obj([thumb] * 3),
+        "alignment": np.array(alignment),
+        "width": np.full(3, 64),
+        "height": np.full(3, 64),
+    }
+
+
+@pytest.mark.parametrize("alignment", [[0.9, 0.5, 0.8], [0.5, 0.9, 0.8], [0.5, 0.8, 0.9]])
+def test_a_copy_of_a_copy_is_dropped_with_its_group(alignment: list[float]) -> None:
+    sig = _chain(alignment)
+    pack = load_pack("default")
+    assert pack.dedup.groups == "component"
+    got, n_groups = dedup(sig, np.ones(3, bool), pack)
+    top = int(np.argmax(alignment))
+    assert n_groups == 1
+    assert got == {j: (top, "near_duplicate") for j in range(3) if j != top}
+    # Greedy stars leave the far end standing when an end is kept first: its only pair,
+    # the middle image, is gone.
+    pack.dedup.groups = "star"
+    star, _ = dedup(sig, np.ones(3, bool), pack)
+    if top == 1:
+        assert star == got
+    else:
+        assert star == {1: (top, "near_duplicate")}

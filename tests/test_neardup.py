@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,29 @@ def test_large_search_with_the_data_aware_layout_matches_the_contiguous_one(
     assert all(np.array_equal(x, y) for x, y in zip(got, want, strict=True))
     assert np.array_equal(np.sort(codes), got[0] * len(h) + got[1])
     assert {(k, 30_000 + k) for k in range(200)} <= set(zip(*got[:2], strict=False))
+
+
+def test_clipped_highlights_do_not_hide_a_brightened_copy() -> None:
+    """Brightening saturates highlights; the correlation over values clipped in neither
+    thumbnail counts for pairs allowed to use it, and never for a clash (a saturated
+    value against a dark one)."""
+    import sklearn
+    from PIL import Image, ImageEnhance
+
+    from clipaudit.curate.stages_hashes import ThumbCorrelation
+
+    path = Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg"
+    im = Image.open(path).convert("RGB")
+    bright = ImageEnhance.Brightness(im).enhance(2.0)  # measured: 0.941 plain, 0.954 unclipped
+    thumbs = [x.resize((32, 32), Image.Resampling.BOX).tobytes() for x in (im, bright)]
+    corr = ThumbCorrelation(thumbs)
+    a, b = np.array([0]), np.array([1])
+    plain = corr(a, b, unclip=np.zeros(1, np.bool_))[0]
+    lifted = corr(a, b, unclip=np.ones(1, np.bool_))[0]
+    assert 0.8 <= plain < 0.95 < lifted <= 1.0
+    # Half of the values saturated where the other image is dark: a different image.
+    x = np.frombuffer(thumbs[0], np.uint8).copy().reshape(1, -1)
+    y = x.copy()
+    dark = np.flatnonzero(x[0] < 100)[:400]
+    y[0, dark] = 255
+    assert ThumbCorrelation.unclipped(x, y)[0] == -np.inf

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate.keeper import Compact, ThumbReader, search_radius
+from clipaudit.curate.keeper import (
+    MIRRORED,
+    PLAIN,
+    Compact,
+    ThumbReader,
+    hashes_agree,
+    search_radius,
+)
 from clipaudit.curate.neardup import near_pairs, popcount64
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.signal_shards import SignalShards
@@ -234,14 +241,13 @@ def matches(
         px_ref, v_ref = _as_arrays(ref_thumbs(need_ref))
         corr = ThumbCorrelation((np.concatenate([px_run, px_ref]), np.concatenate([v_run, v_ref])))
         off = len(need_run)
-        ok_p = (
-            corr(np.searchsorted(need_run, pi), off + np.searchsorted(need_ref, pj))
-            >= d.min_thumb_corr
-        )
-        ok_m = (
-            corr(np.searchsorted(need_run, mi), off + np.searchsorted(need_ref, mj), mirror_b=True)
-            >= d.min_thumb_corr
-        )
+        # Only pairs whose hashes agree may count their unclipped correlation (keeper).
+        close_p = hashes_agree(c.hashes, ref.hashes, pi, pj, np.full(len(pi), PLAIN), d)
+        close_m = hashes_agree(c.hashes, ref.hashes, mi, mj, np.full(len(mi), MIRRORED), d)
+        at_p = np.searchsorted(need_run, pi), off + np.searchsorted(need_ref, pj)
+        at_m = np.searchsorted(need_run, mi), off + np.searchsorted(need_ref, mj)
+        ok_p = corr(*at_p, unclip=close_p) >= d.min_thumb_corr
+        ok_m = corr(*at_m, mirror_b=True, unclip=close_m) >= d.min_thumb_corr
     cand_i = np.concatenate([pi[ok_p], mi[ok_m]])
     cand_j = np.concatenate([pj[ok_p], mj[ok_m]])
     o = np.lexsort((cand_j, cand_i))

@@ -30,8 +30,35 @@ def _run(lines: np.ndarray) -> int:
     return len(ok) if ok.all() else int(np.argmin(ok))
 
 
+MIN_CONTENT = 0.25  # less content than this share of a side: not a border, an image of one
+ROUNDS = 3  # a black frame around a white mat (or a photo's own white margin): peeled in turn
+
+
 def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
-    """The box (left, top, right, bottom) inside uniform black or white borders, or None."""
+    """The box (left, top, right, bottom) inside uniform black or white borders, or None.
+
+    Borders are peeled a band colour at a time, up to ``ROUNDS`` times: a black border
+    added around a photo whose own margin is white trims to the same box as the photo."""
+    w, h = im.size
+    left, top, right, bottom = 0, 0, w, h
+    for _ in range(ROUNDS):
+        box = _one_border(
+            im
+            if (left, top, right, bottom) == (0, 0, w, h)
+            else im.crop((left, top, right, bottom))
+        )
+        if box is None:
+            break
+        left, top, right, bottom = left + box[0], top + box[1], left + box[2], top + box[3]
+    if (left, top, right, bottom) == (0, 0, w, h):
+        return None
+    if right - left < w * MIN_CONTENT or bottom - top < h * MIN_CONTENT:
+        return None
+    return left, top, right, bottom
+
+
+def _one_border(im: Image.Image) -> tuple[int, int, int, int] | None:
+    """One round: the box inside the black or white bands at the edges, or None."""
     w, h = im.size
     if w < 16 or h < 16:
         return None
@@ -59,6 +86,6 @@ def border_box(im: Image.Image) -> tuple[int, int, int, int] | None:
         w - int(np.ceil((cuts[2] + (cuts[2] > 0)) * sx)),
         h - int(np.ceil((cuts[3] + (cuts[3] > 0)) * sy)),
     )
-    if box[2] - box[0] < w // 2 or box[3] - box[1] < h // 2:
+    if box[2] - box[0] < w * MIN_CONTENT or box[3] - box[1] < h * MIN_CONTENT:
         return None
     return box

@@ -301,15 +301,18 @@ class ThumbStore:
             f.readinto(px[s:e].reshape(-1).data)
         return px
 
-    def correlate(self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray) -> np.ndarray:
-        """Correlation of each pair (a[k], b[k]), against b's mirror image where mirror_b[k]."""
+    def correlate(
+        self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray, unclip: np.ndarray
+    ) -> np.ndarray:
+        """Correlation of each pair (a[k], b[k]), against b's mirror image where mirror_b[k];
+        over unclipped values too where unclip[k] (ThumbCorrelation)."""
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
         out = np.full(len(a), -np.inf)
         if self.corr is not None:
             for flag in (False, True):
                 sel = np.flatnonzero(mirror_b == flag)
                 if len(sel):
-                    out[sel] = self.corr(ia[sel], ib[sel], mirror_b=flag)
+                    out[sel] = self.corr(ia[sel], ib[sel], flag, unclip[sel])
             return out
         assert self.path is not None
         with open(self.path, "rb", buffering=0) as f:
@@ -321,10 +324,11 @@ class ThumbStore:
                 )
                 la, lb = inv[: len(pa_)], inv[len(pa_) :]
                 flags = mirror_b[lo : lo + self.SLICE_PAIRS]
+                lift = unclip[lo : lo + self.SLICE_PAIRS]
                 for flag in (False, True):
                     sel = np.flatnonzero(flags == flag)
                     if len(sel):
-                        out[lo + sel] = part(la[sel], lb[sel], mirror_b=flag)
+                        out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
     def close(self) -> None:
@@ -420,6 +424,44 @@ def _inside(keys: _Keys, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(out_a), np.concatenate(out_b)
 
 
+def _hashes_agree(
+    c: Compact, a: np.ndarray, b: np.ndarray, kinds: np.ndarray, d: Any
+) -> np.ndarray:
+    """Per pair: within the pack's radius on every hash that fits how the pair is checked
+    (each listed hash for a plain pair, pHash against the mirror pHash, the pHash inside
+    borders). Only such pairs may count their thumbnails' correlation over unclipped
+    values: a brightened copy keeps its pHash and dHash bits (real photos x1.3: within 12
+    on both), while a smooth gradient and its own corner share dHash bits and, once their
+    clipped values are set aside, a ramp that correlates perfectly."""
+    return hashes_agree(c.hashes, c.hashes, a, b, kinds, d)
+
+
+def hashes_agree(
+    ha: dict[str, np.ndarray],
+    hb: dict[str, np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    kinds: np.ndarray,
+    d: Any,
+) -> np.ndarray:
+    """``_hashes_agree`` for rows ``a`` of hashes ``ha`` against rows ``b`` of ``hb``."""
+    close = np.ones(len(a), np.bool_)
+    for kind, pairs in (
+        (PLAIN, [(h, h) for h in d.hashes]),
+        (MIRRORED, [("phash", "phash_mirror")]),
+        (FRAMED, [("phash_inner", "phash_inner")]),
+    ):
+        sel = np.flatnonzero(kinds == kind)
+        if not len(sel):
+            continue
+        for x, y in pairs:
+            if x not in ha or y not in hb:
+                close[sel] = False
+                continue
+            close[sel] &= popcount64(ha[x][a[sel]] ^ hb[y][b[sel]]) <= d.near_radius
+    return close
+
+
 def near_duplicate_pairs(
     c: Compact,
     rows: np.ndarray,
@@ -476,6 +518,17 @@ def near_duplicate_pairs(
     touched_inner = np.zeros(len(c), np.bool_)
 
     def add(a: np.ndarray, b: np.ndarray, kind: int) -> None:
+        if use_framed and kind == PLAIN:
+            # Two framed images correlate through their frames (two photos in one black
+            # mat): such a pair is checked on what lies inside the borders.
+            assert c.inner is not None
+            both = c.inner[a] & c.inner[b]
+            if both.any():
+                spool.add(a[both], b[both], FRAMED)
+                if check:
+                    touched_inner[a[both]] = True
+                    touched_inner[b[both]] = True
+                a, b = a[~both], b[~both]
         spool.add(a, b, kind)
         if check:
             mark = touched_inner if kind == FRAMED else touched
@@ -519,7 +572,8 @@ def near_duplicate_pairs(
                     for inner, store in stores.items():
                         sel = np.flatnonzero((kinds == FRAMED) == inner)
                         mirrored = kinds[sel] == MIRRORED
-                        corr = store.correlate(a[sel], b[sel], mirrored)
+                        close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
+                        corr = store.correlate(a[sel], b[sel], mirrored, close)
                         ok[sel] = corr >= d.min_thumb_corr
                     a, b = a[ok], b[ok]
                 confirmed.append(np.unique(_pair_codes(a, b, n)))
@@ -531,6 +585,73 @@ def near_duplicate_pairs(
     code = np.unique(np.concatenate(confirmed)) if confirmed else empty
     st["confirmed_pairs"] = st.get("confirmed_pairs", 0) + len(code)
     return code // n, code % n
+
+
+def _component_keepers(
+    ea: np.ndarray,
+    eb: np.ndarray,
+    ek: np.ndarray,
+    pos_rank: np.ndarray,
+    keeper: np.ndarray,
+    kind: np.ndarray,
+) -> None:
+    """One keeper per connected component of the confirmed pairs: its top-ranked member;
+    every other member is dropped as its copy, named by the strongest evidence among the
+    member's own pairs. A copy of a copy is a copy: with greedy stars, an original
+    dropped for its framed copy would leave that copy's own mirror image standing."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(ea):
+        return
+    nodes, inv = np.unique(np.concatenate([ea, eb]), return_inverse=True)
+    k = len(nodes)
+    a, b = inv[: len(ea)], inv[len(ea) :]
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(k, k)).tocsr()
+    _, label = connected_components(graph, directed=False)
+    # The top-ranked member of each component: sort by (component, rank), take the first.
+    o = np.lexsort((pos_rank[nodes], label))
+    first = np.concatenate(([True], label[o][1:] != label[o][:-1]))
+    top_of = np.empty(label.max() + 1, np.int64)
+    top_of[label[o][first]] = nodes[o][first]
+    strongest = np.full(k, np.iinfo(np.int8).max, np.int8)
+    np.minimum.at(strongest, a, ek)
+    np.minimum.at(strongest, b, ek)
+    top = top_of[label]
+    drop = top != nodes
+    keeper[nodes[drop]] = top[drop]
+    kind[nodes[drop]] = strongest[drop]
+
+
+def _star_keepers(
+    ea: np.ndarray,
+    eb: np.ndarray,
+    ek: np.ndarray,
+    pos_rank: np.ndarray,
+    keeper: np.ndarray,
+    kind: np.ndarray,
+) -> None:
+    """Greedy stars: in rank order, a member still in play is kept and drops its direct
+    neighbours still in play (a neighbour's neighbour may stay). Members ``keeper``
+    already marks dropped stay out of play."""
+    src, dst, knd = np.concatenate([ea, eb]), np.concatenate([eb, ea]), np.concatenate([ek, ek])
+    o = np.argsort(src, kind="stable")
+    src, dst, knd = src[o], dst[o], knd[o]
+    nodes = np.unique(src)
+    nodes = nodes[np.argsort(pos_rank[nodes], kind="stable")]
+    starts = np.searchsorted(src, nodes)
+    ends = np.searchsorted(src, nodes, side="right")
+    state = bytearray((keeper >= 0).astype(np.uint8) * 2)  # 0 in play, 1 kept, 2 dropped
+    dst_l, knd_l = dst.tolist(), knd.tolist()
+    for top, s, e in zip(nodes.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        if state[top] == 2:
+            continue
+        state[top] = 1
+        for j, k in zip(dst_l[s:e], knd_l[s:e], strict=True):
+            if state[j] == 0:
+                state[j] = 2
+                keeper[j] = top
+                kind[j] = k
 
 
 def resolve(
@@ -581,27 +702,15 @@ def resolve(
         first = np.concatenate(([True], code[1:] != code[:-1]))
         code, ek = code[first], ek[first]
         ea, eb = code // m, code % m
-    # Both directions, grouped by source node (CSR).
-    src, dst, knd = np.concatenate([ea, eb]), np.concatenate([eb, ea]), np.concatenate([ek, ek])
-    o = np.argsort(src, kind="stable")
-    src, dst, knd = src[o], dst[o], knd[o]
     pos_rank = np.empty(m, np.int64)
     pos_rank[order] = np.arange(m)
-    nodes = np.unique(src)
-    nodes = nodes[np.argsort(pos_rank[nodes], kind="stable")]
-    starts = np.searchsorted(src, nodes)
-    ends = np.searchsorted(src, nodes, side="right")
-    state = bytearray(m)  # 0 in play, 1 kept, 2 dropped
-    dst_l, knd_l = dst.tolist(), knd.tolist()
-    for top, s, e in zip(nodes.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        if state[top] == 2:
-            continue
-        state[top] = 1
-        for j, k in zip(dst_l[s:e], knd_l[s:e], strict=True):
-            if state[j] == 0:
-                state[j] = 2
-                keeper[j] = top
-                kind[j] = k
+    if d.groups == "component":
+        # Copying is transitive, likeness is not: hash pairs group by component, and
+        # semantic pairs then drop by stars among the members still standing.
+        near = ek == NEAR
+        _component_keepers(ea[near], eb[near], ek[near], pos_rank, keeper, kind)
+        ea, eb, ek = ea[~near], eb[~near], ek[~near]
+    _star_keepers(ea, eb, ek, pos_rank, keeper, kind)
     # Copies follow their representative: dropped with it, or dropped as its exact copies.
     copies = np.flatnonzero(rep != np.arange(m))
     r = rep[copies]

@@ -42,6 +42,13 @@ class ThumbCorrelation:
     """
 
     PIXELS = THUMB * THUMB
+    CLIP_LOW, CLIP_HIGH = 5, 250
+    # Pairs whose plain correlation lies in [UNCLIP_FROM, 1) are also measured unclipped
+    # (a pair far below is not a brightened copy: x1.3 on real photos keeps >= 0.9 plain);
+    # at least UNCLIPPED_MIN of the values must remain.
+    UNCLIP_FROM = 0.8
+    UNCLIPPED_MIN = 0.25
+    CLASH_MAX = 0.01  # share of values clipped on one side and across the middle on the other
 
     # Up to this many rows, the mirrored thumbnails are made once (fast); above, a chunk at
     # a time, so a large check does not hold a second copy of every thumbnail.
@@ -103,13 +110,26 @@ class ThumbCorrelation:
         fits uint16 (<= 65,025), summed in int64 (2.5x faster than int32 products)."""
         return (x.astype(np.uint16) * y).sum(1, dtype=np.int64)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False) -> np.ndarray:
+    def __call__(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        mirror_b: bool = False,
+        unclip: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Correlation of rows ``a[k]`` and ``b[k]`` for every k (``mirror_b``: against the
-        left-right mirror of ``b[k]``; sums and variance do not change under a mirror)."""
-        return self.with_rows_of(self, a, b, mirror_b)
+        left-right mirror of ``b[k]``; sums and variance do not change under a mirror).
+        ``unclip[k]``: pair k may also count its correlation over unclipped values (its
+        hashes agree, as a brightened copy's do; None: every pair may)."""
+        return self.with_rows_of(self, a, b, mirror_b, unclip)
 
     def with_rows_of(
-        self, other: ThumbCorrelation, a: np.ndarray, b: np.ndarray, mirror_b: bool = False
+        self,
+        other: ThumbCorrelation,
+        a: np.ndarray,
+        b: np.ndarray,
+        mirror_b: bool = False,
+        unclip: np.ndarray | None = None,
     ) -> np.ndarray:
         """Correlation of this object's row ``a[k]`` with ``other``'s row ``b[k]``."""
         out = np.full(len(a), -np.inf)
@@ -120,7 +140,50 @@ class ThumbCorrelation:
             cov = self.PIXELS * dot - (self.sums[ia] * other.sums[ib]).sum(1)
             den = np.sqrt(self.var[ia].astype(np.float64) * other.var[ib])
             corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
+            may = (corr >= self.UNCLIP_FROM) & (corr < 1.0)
+            if unclip is not None:
+                may &= unclip[s : s + self.chunk]
+            redo = np.flatnonzero(may)
+            if len(redo):
+                pa = self.px[ia[redo]]
+                corr[redo] = np.maximum(corr[redo], self.unclipped(pa, pb[redo]))
             out[s : s + self.chunk] = np.where(self.valid[ia] & other.valid[ib], corr, -np.inf)
+        return out
+
+    @classmethod
+    def unclipped(cls, x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Row-wise correlation of two uint8 thumbnail matrices (centred per channel) over
+        the values clipped in neither row; -inf where fewer than UNCLIPPED_MIN remain."""
+        out = np.full(len(x), -np.inf)
+        for s in range(0, len(x), chunk):
+            a = x[s : s + chunk].reshape(-1, cls.PIXELS, 3)
+            b = y[s : s + chunk].reshape(-1, cls.PIXELS, 3)
+            keep = (
+                (a > cls.CLIP_LOW) & (a < cls.CLIP_HIGH) & (b > cls.CLIP_LOW) & (b < cls.CLIP_HIGH)
+            )
+            af = np.where(keep, a, 0).astype(np.float64)
+            bf = np.where(keep, b, 0).astype(np.float64)
+            n = np.maximum(keep.sum(1), 1)
+            sa, sb = af.sum(1), bf.sum(1)
+            cov = ((af * bf).sum(1) - sa * sb / n).sum(1)
+            va = ((af * af).sum(1) - sa * sa / n).sum(1)
+            vb = ((bf * bf).sum(1) - sb * sb / n).sum(1)
+            den = np.sqrt(np.maximum(va * vb, 0.0))
+            # Clipping explains a difference only where the other value lies on the same
+            # side: a saturated highlight against a dark pixel is a different image.
+            mid = 128
+            clash = (
+                ((a >= cls.CLIP_HIGH) & (b < mid))
+                | ((b >= cls.CLIP_HIGH) & (a < mid))
+                | ((a <= cls.CLIP_LOW) & (b > mid))
+                | ((b <= cls.CLIP_LOW) & (a > mid))
+            ).sum((1, 2))
+            values = 3 * cls.PIXELS
+            ok = (keep.sum((1, 2)) >= cls.UNCLIPPED_MIN * values) & (den > 0)
+            ok &= clash <= cls.CLASH_MAX * values
+            part = np.full(len(a), -np.inf)
+            part[ok] = cov[ok] / den[ok]
+            out[s : s + chunk] = part
         return out
 
 

@@ -72,6 +72,9 @@ class Dedup(Strict):
     # searched); "exact": always near_radius, whatever it costs.
     search: Literal["auto", "exact"] = "auto"
     semantic_eps: float | None = Field(default=None, gt=0, lt=1)
+    # "component": every connected group of confirmed pairs keeps one member (a copy of a
+    # copy is a copy); "star": greedy, each kept member drops only its direct pairs.
+    groups: Literal["component", "star"] = "component"
     keeper: list[KeeperKey] = Field(default_factory=lambda: list(DEFAULT_KEEPER))
 
 
