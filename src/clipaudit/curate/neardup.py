@@ -315,7 +315,8 @@ def _probe_band(
     # whose key has a 0 at the mask's top bit. The masks are taken grouped by their top bit,
     # so one bit's query rows are selected once, and only one bit's are held at a time
     # (holding every bit's costs width * n * 12 bytes: 2.6 GB at 2 * 10^7 hashes).
-    all_idx = np.arange(n, dtype=np.int64)
+    # Row indices as int32 (half the memory of int64 at 2 * 10^7 hashes; n < 2^31).
+    idx_type = np.int32 if n < 2**31 else np.int64
     by_top: dict[int, list[int]] = {}
     for mask in _flip_masks(width, s):
         by_top.setdefault(mask.bit_length() - 1, []).append(mask)
@@ -323,9 +324,9 @@ def _probe_band(
     try:
         for top, masks in sorted(by_top.items()):
             if top < 0:
-                qi_all, q_all = all_idx, keys
+                qi_all, q_all = np.arange(n, dtype=idx_type), keys
             else:
-                qi_all = np.nonzero(((keys >> top) & 1) == 0)[0].astype(np.int64)
+                qi_all = np.flatnonzero(((keys >> top) & 1) == 0).astype(idx_type)
                 q_all = keys[qi_all]
 
             def probe(
@@ -391,6 +392,9 @@ def iter_near_pairs(
     s = radius // m
     if mass is not None:  # the data-aware layout: same pairs, emptier buckets
         h = permute_bits(h, mass.order(m))
+        # The caller's array (often a temporary, such as pHashes joined to their mirrors)
+        # is not needed past the permutation: at 2 * 10^7 hashes that is 160 MB.
+        del hashes
     bands = _bands(m)
     for k, (shift, width) in enumerate(bands):
         earlier = _Earlier(bands[:k], s)
