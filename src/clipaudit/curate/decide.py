@@ -107,7 +107,7 @@ def _as_compact(table: pa.Table) -> Compact:
     def hash_col(name: str) -> np.ndarray:
         return pc.fill_null(table.column(name), 0).to_numpy().astype(np.int64).view(np.uint64)
 
-    names = [h for h in ("phash", "dhash", "phash_mirror") if h in table.column_names]
+    names = [h for h in ("phash", "dhash", "phash_mirror", "chash") if h in table.column_names]
     valid = None
     if "phash" in table.column_names:
         valid = table.column("phash").is_valid().to_numpy(zero_copy_only=False)

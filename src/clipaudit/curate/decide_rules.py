@@ -191,7 +191,7 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
         "alignment": pa.array(num("alignment")),
         "area": pa.array(_content_area(sig, rows, num("width") * num("height"))),
     }
-    for name in ("pixel_hash", "phash", "dhash", "phash_mirror", "phash_inner"):
+    for name in ("pixel_hash", "phash", "dhash", "phash_mirror", "phash_inner", "chash"):
         if name in sig:
             v = sig[name][rows]
             cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64())

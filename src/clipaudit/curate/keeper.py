@@ -50,7 +50,11 @@ BLOCK_ROWS = 8_192
 HOLD_ROWS = 8_192
 # What a candidate pair is checked as: both thumbnails, b's mirror image, or both inside
 # their trimmed black or white borders.
-PLAIN, MIRRORED, FRAMED = 0, 1, 2
+# How a candidate pair is checked: whole thumbnails, one mirrored, inside borders, a crop
+# (whole, then the shifted edge check), a crop inside borders (both framed).
+PLAIN, MIRRORED, FRAMED, CROPPED, FRAMED_CROPPED = 0, 1, 2, 3, 4
+INNER_KINDS = (FRAMED, FRAMED_CROPPED)
+CROP_KINDS = (CROPPED, FRAMED_CROPPED)
 # Candidate pairs held in memory before they go to a scratch file, and checked at a time.
 PAIR_CHUNK = 131_072
 THUMB_BYTES = THUMB * THUMB * 3
@@ -157,6 +161,7 @@ def _key_pair_chunks(
     mirror: np.ndarray | None,
     stats: dict[str, Any],
     framed: np.ndarray | None = None,
+    crops: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Candidate key pairs as they are found, a chunk at a time: (keys a, keys b, how the
     pair is checked: PLAIN, MIRRORED (b's mirror against a) or FRAMED (inside borders;
@@ -187,6 +192,10 @@ def _key_pair_chunks(
         for a, b in iter_near_pairs(hi, radius("phash_inner", hi)):
             keep = framed[a] | framed[b]
             yield a[keep], b[keep], FRAMED
+    if crops:
+        ch = codes["chash"]
+        for a, b in iter_near_pairs(ch, radius("chash", ch)):
+            yield a, b, CROPPED
     if mirror is not None:
         ph = codes["phash"]
         n = len(ph)
@@ -331,6 +340,23 @@ class ThumbStore:
                         out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
+    def shifted(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``ThumbCorrelation.shifted`` of each pair (a[k], b[k])."""
+        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
+        if self.corr is not None:
+            return self.corr.shifted(ia, ib)
+        assert self.path is not None
+        out = np.full(len(a), -np.inf)
+        with open(self.path, "rb", buffering=0) as f:
+            for lo in range(0, len(a), self.SLICE_PAIRS):
+                pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
+                rows, inv = np.unique(np.concatenate([pa_, pb_]), return_inverse=True)
+                part = ThumbCorrelation.from_parts(
+                    self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
+                )
+                out[lo : lo + len(pa_)] = part.shifted(inv[: len(pa_)], inv[len(pa_) :])
+        return out
+
     def close(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
@@ -450,6 +476,10 @@ def hashes_agree(
         (PLAIN, [(h, h) for h in d.hashes]),
         (MIRRORED, [("phash", "phash_mirror")]),
         (FRAMED, [("phash_inner", "phash_inner")]),
+        (FRAMED_CROPPED, [("phash_inner", "phash_inner")]),
+        # A crop pair qualifies as a plain pair does: the learned copy hash keeps its bits
+        # across different shots of one scene, which is no evidence of a brightened copy.
+        (CROPPED, [(h, h) for h in d.hashes]),
     ):
         sel = np.flatnonzero(kinds == kind)
         if not len(sel):
@@ -492,12 +522,14 @@ def near_duplicate_pairs(
         and bool(c.inner[rows].any())
         and (inner_thumbs is not None or d.min_thumb_corr is None)
     )
+    use_crops = bool(d.crops) and "chash" in c.hashes
     names = list(
         dict.fromkeys(
             [
                 *d.hashes,
                 *(["phash", "phash_mirror"] if use_mirror else []),
                 *(["phash_inner"] if use_framed else []),
+                *(["chash"] if use_crops else []),
             ]
         )
     )
@@ -518,22 +550,28 @@ def near_duplicate_pairs(
     touched_inner = np.zeros(len(c), np.bool_)
 
     def add(a: np.ndarray, b: np.ndarray, kind: int) -> None:
-        if use_framed and kind == PLAIN:
+        if use_framed and kind in (PLAIN, CROPPED):
             # Two framed images correlate through their frames (two photos in one black
             # mat): such a pair is checked on what lies inside the borders.
             assert c.inner is not None
             both = c.inner[a] & c.inner[b]
             if both.any():
-                spool.add(a[both], b[both], FRAMED)
+                spool.add(a[both], b[both], FRAMED if kind == PLAIN else FRAMED_CROPPED)
                 if check:
                     touched_inner[a[both]] = True
                     touched_inner[b[both]] = True
+                    if kind == CROPPED:
+                        touched[a[both]] = True
+                        touched[b[both]] = True
                 a, b = a[~both], b[~both]
         spool.add(a, b, kind)
         if check:
-            mark = touched_inner if kind == FRAMED else touched
+            mark = touched_inner if kind in INNER_KINDS else touched
             mark[a] = True
             mark[b] = True
+            if kind == FRAMED_CROPPED:  # its shifted check reads the whole thumbnails
+                touched[a] = True
+                touched[b] = True
 
     try:
         # Pairs inside a key: distance 0 on every hash, so always plain candidates; also
@@ -543,7 +581,7 @@ def near_duplicate_pairs(
         if mirror is not None:
             self_mirror = multi[popcount64(codes["phash"][multi] ^ mirror[multi]) <= d.near_radius]
             add(*_inside(keys, self_mirror), MIRRORED)
-        for ka, kb, kind in _key_pair_chunks(codes, d, mirror, st, framed):
+        for ka, kb, kind in _key_pair_chunks(codes, d, mirror, st, framed, use_crops):
             add(*_expand(ka, kb, keys), kind)
         st["candidate_pairs"] = st.get("candidate_pairs", 0) + spool.count
         st["candidates_spilled"] = bool(st.get("candidates_spilled")) or spool.path is not None
@@ -570,11 +608,18 @@ def near_duplicate_pairs(
                 if stores:
                     ok = np.zeros(len(a), np.bool_)
                     for inner, store in stores.items():
-                        sel = np.flatnonzero((kinds == FRAMED) == inner)
+                        sel = np.flatnonzero(np.isin(kinds, INNER_KINDS) == inner)
                         mirrored = kinds[sel] == MIRRORED
                         close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
                         corr = store.correlate(a[sel], b[sel], mirrored, close)
                         ok[sel] = corr >= d.min_thumb_corr
+                    # A crop candidate the thumbnails do not confirm: the best edge
+                    # correlation of 25 offsets of a 90% crop of either against the other,
+                    # on the whole thumbnails (edges are not fooled by a shared mat).
+                    crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
+                    if len(crop):
+                        shifted = stores[False].shifted(a[crop], b[crop])
+                        ok[crop] = shifted >= d.min_crop_corr
                     a, b = a[ok], b[ok]
                 confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from clipaudit.curate.borders import border_box
+from clipaudit.curate.copyhash import copy_hashes
 from clipaudit.curate.stage import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
@@ -150,6 +152,43 @@ class ThumbCorrelation:
             out[s : s + self.chunk] = np.where(self.valid[ia] & other.valid[ib], corr, -np.inf)
         return out
 
+    def shifted(self, a: np.ndarray, b: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Best edge correlation of row ``a[k]`` with row ``b[k]`` when one of them is a
+        crop of the other: each thumbnail cropped to ``CROP_SIDE`` of each side at 5 x 5
+        offsets (bilinear, resized back to 32x32) against the other whole, both ways.
+
+        Edges (each pixel minus its 3x3 mean, centred per channel), not plain values: two
+        different white shirts on one red cloth share a colour layout (plain 0.96 at the
+        best offset) but not their edges (at most 0.54 over the held-out photos' false
+        candidates), while 98% of real 90% crops keep 0.55 or more. For crop candidates
+        only: 25 resamplings a pair."""
+        out = np.full(len(a), -np.inf)
+        ops = _crop_operators()  # (P, 32, 32): row resampling; its transpose resamples columns
+        ops_t = ops.transpose(0, 2, 1)
+        for s in range(0, len(a), chunk):
+            ia, ib = a[s : s + chunk], b[s : s + chunk]
+            k = len(ia)
+            # Channel-first (k, 3, 32, 32), so the resampling is batched matrix products.
+            x = self.px[ia].reshape(k, THUMB, THUMB, 3).transpose(0, 3, 1, 2).astype(np.float32)
+            y = self.px[ib].reshape(k, THUMB, THUMB, 3).transpose(0, 3, 1, 2).astype(np.float32)
+            best = np.full(k, -np.inf)
+            for src, whole in ((x, y), (y, x)):
+                rows = np.matmul(ops[None, None], src[:, :, None])  # (k, 3, P, 32, 32)
+                crops = np.matmul(rows[:, :, :, None], ops_t[None, None, None])  # (k,3,P,P,..)
+                crops = _edges(crops)
+                crops -= crops.mean(axis=(4, 5), keepdims=True)
+                ref = _edges(whole)
+                ref -= ref.mean(axis=(2, 3), keepdims=True)
+                num = (crops * ref[:, :, None, None]).sum(axis=(1, 4, 5))
+                den = np.sqrt(
+                    (crops**2).sum(axis=(1, 4, 5)) * (ref**2).sum(axis=(1, 2, 3))[:, None, None]
+                )
+                corr = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+                best = np.maximum(best, corr.reshape(k, -1).max(axis=1))
+            ok = self.valid[ia] & self.valid[ib]
+            out[s : s + chunk] = np.where(ok, best, -np.inf)
+        return out
+
     @classmethod
     def unclipped(cls, x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Row-wise correlation of two uint8 thumbnail matrices (centred per channel) over
@@ -185,6 +224,35 @@ class ThumbCorrelation:
             part[ok] = cov[ok] / den[ok]
             out[s : s + chunk] = part
         return out
+
+
+CROP_SIDE = 0.9  # the crop the shifted check tries: 90% of each side
+CROP_OFFSETS = 5  # offsets per axis, from one edge to the other
+
+
+@lru_cache(maxsize=1)
+def _crop_operators() -> np.ndarray:
+    """(CROP_OFFSETS, 32, 32) bilinear operators: row i of operator p samples the input at
+    the centre of output pixel i of a CROP_SIDE window starting at offset p."""
+    n = THUMB
+    ops = np.zeros((CROP_OFFSETS, n, n), np.float32)
+    for p, off in enumerate(np.linspace(0, n * (1 - CROP_SIDE), CROP_OFFSETS)):
+        for i in range(n):
+            x = min(max(off + (i + 0.5) * CROP_SIDE - 0.5, 0.0), n - 1.0)
+            x0 = int(np.floor(x))
+            f = x - x0
+            ops[p, i, x0] += 1 - f
+            ops[p, i, min(x0 + 1, n - 1)] += f
+    return ops
+
+
+def _edges(z: np.ndarray) -> np.ndarray:
+    """Each pixel minus the mean of its 3x3 neighbourhood (edges replicated), over the last
+    two axes (32, 32)."""
+    from scipy.ndimage import uniform_filter
+
+    size = [1] * (z.ndim - 2) + [3, 3]
+    return z - uniform_filter(z, size=size, mode="nearest")
 
 
 def thumb_array(values: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -279,6 +347,7 @@ class HashStage(Stage):
         "phash_inner",
         "thumb_inner",
         "content_area",
+        "chash",
     )
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
@@ -293,6 +362,9 @@ class HashStage(Stage):
         boxes = [border_box(im) for im in images]
         framed = [im.crop(b) for im, b in zip(images, boxes, strict=True) if b is not None]
         inner_phash = iter(perceptual_hashes_mirrored(framed)[0])
+        # The crop-robust copy hash, of the content inside a border where there is one.
+        content = [im if b is None else im.crop(b) for im, b in zip(images, boxes, strict=True)]
+        chash = copy_hashes(content)
         out: list[Any] = []
         k = 0
         for d in decoded:
@@ -323,6 +395,7 @@ class HashStage(Stage):
                     inner[0],
                     None if inner[1] is None else inner[1].tobytes(),
                     area,
+                    chash[k],
                 )
             )
             k += 1

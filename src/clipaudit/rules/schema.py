@@ -67,6 +67,12 @@ class Dedup(Strict):
     mirrors: bool = False
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
+    # Also pair images whose crop-robust copy hashes (the hashes stage's ``chash``) are
+    # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
+    # when their edges do at min_crop_corr, one thumbnail cropped by 10% at the best of 25
+    # offsets and resized (ThumbCorrelation.shifted).
+    crops: bool = False
+    min_crop_corr: float = Field(default=0.58, ge=-1, le=1)
     # "auto": the hash search narrows its radius where the exact search at near_radius
     # would cost more than its work budget (large runs; stats say which radius was
     # searched); "exact": always near_radius, whatever it costs.
