@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -230,3 +231,50 @@ def test_clipped_highlights_do_not_hide_a_brightened_copy() -> None:
     dark = np.flatnonzero(x[0] < 100)[:400]
     y[0, dark] = 255
     assert ThumbCorrelation.unclipped(x, y)[0] == -np.inf
+
+
+def _photo(name: str) -> Any:
+    import sklearn
+    from PIL import Image
+
+    return Image.open(Path(sklearn.__file__).parent / "datasets" / "images" / name).convert("RGB")
+
+
+def test_the_copy_hash_keeps_its_bits_under_crops_and_parts_distinct_photos() -> None:
+    from clipaudit.curate.copyhash import copy_hashes
+
+    china, flower = _photo("china.jpg"), _photo("flower.jpg")
+    w, h = china.size
+    crops = [
+        china.crop((x, y, x + w * 9 // 10, y + h * 9 // 10))
+        for x, y in ((0, 0), (w // 10, h // 10), (w // 20, 0), (0, h // 10))
+    ]
+    codes = np.array(copy_hashes([china, flower, *crops]), np.int64).view(np.uint64)
+    dist = popcount64(codes ^ codes[0])
+    assert (dist[2:] <= 12).all(), dist  # the pack's radius
+    assert dist[1] > 20, dist
+    # Deterministic: the same image gives the same code.
+    assert copy_hashes([china])[0] == int(codes.view(np.int64)[0])
+
+
+def test_the_shifted_edge_check_confirms_a_crop_and_rejects_another_photo() -> None:
+    from PIL import Image
+
+    from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation
+    from clipaudit.rules.schema import load_pack
+
+    china, flower = _photo("china.jpg"), _photo("flower.jpg")
+    w, h = china.size
+    crop = china.crop((w // 10, h // 20, w // 10 + w * 9 // 10, h // 20 + h * 9 // 10))
+    thumbs = [
+        im.resize((THUMB, THUMB), Image.Resampling.BOX).tobytes() for im in (china, crop, flower)
+    ]
+    corr = ThumbCorrelation(thumbs)
+    a, b = np.array([0, 1, 0]), np.array([1, 0, 2])
+    plain = corr(a, b, unclip=np.zeros(3, np.bool_))
+    values, edges = corr.shifted(a, b)
+    d = load_pack("default").dedup
+    ok = (values >= d.min_crop_value_corr) & (edges >= d.min_crop_corr)
+    assert plain[0] < 0.95  # the whole thumbnails do not confirm the crop
+    assert ok.tolist() == [True, True, False]  # either way round; not another photo
+    assert edges[2] < d.min_crop_corr

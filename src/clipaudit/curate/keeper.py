@@ -340,13 +340,14 @@ class ThumbStore:
                         out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
-    def shifted(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``ThumbCorrelation.shifted`` of each pair (a[k], b[k])."""
+    def shifted(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ThumbCorrelation.shifted`` of each pair (a[k], b[k]): (values, edges)."""
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
         if self.corr is not None:
             return self.corr.shifted(ia, ib)
         assert self.path is not None
-        out = np.full(len(a), -np.inf)
+        values = np.full(len(a), -np.inf)
+        edges = np.full(len(a), -np.inf)
         with open(self.path, "rb", buffering=0) as f:
             for lo in range(0, len(a), self.SLICE_PAIRS):
                 pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
@@ -354,8 +355,9 @@ class ThumbStore:
                 part = ThumbCorrelation.from_parts(
                     self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
                 )
-                out[lo : lo + len(pa_)] = part.shifted(inv[: len(pa_)], inv[len(pa_) :])
-        return out
+                v, e = part.shifted(inv[: len(pa_)], inv[len(pa_) :])
+                values[lo : lo + len(pa_)], edges[lo : lo + len(pa_)] = v, e
+        return values, edges
 
     def close(self) -> None:
         if self.path is not None:
@@ -618,8 +620,8 @@ def near_duplicate_pairs(
                     # on the whole thumbnails (edges are not fooled by a shared mat).
                     crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
                     if len(crop):
-                        shifted = stores[False].shifted(a[crop], b[crop])
-                        ok[crop] = shifted >= d.min_crop_corr
+                        values, edges = stores[False].shifted(a[crop], b[crop])
+                        ok[crop] = (values >= d.min_crop_value_corr) & (edges >= d.min_crop_corr)
                     a, b = a[ok], b[ok]
                 confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:

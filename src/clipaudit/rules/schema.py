@@ -71,8 +71,11 @@ class Dedup(Strict):
     # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
     # when their edges do at min_crop_corr, one thumbnail cropped by 10% at the best of 25
     # offsets and resized (ThumbCorrelation.shifted).
+    # Both must hold at the best offsets: values alone pass different shirts on one cloth,
+    # edges alone pass distinct scenes drawn from one template.
     crops: bool = False
     min_crop_corr: float = Field(default=0.58, ge=-1, le=1)
+    min_crop_value_corr: float = Field(default=0.9, ge=-1, le=1)
     # "auto": the hash search narrows its radius where the exact search at near_radius
     # would cost more than its work budget (large runs; stats say which radius was
     # searched); "exact": always near_radius, whatever it costs.
