@@ -90,8 +90,12 @@ def test_sharded_decide_equals_the_old_decide_on_the_demo_pool(tmp_path: Path) -
 
     run_demo(tmp_path / "demo", n=200, log=lambda m: None)
     run = tmp_path / "demo" / "run"
-    stats = decide_run(run, "default", workers=2)
-    _assert_same(run, "default", stats)
+    # The old decide knew greedy stars and no crop search: the default pack with those two
+    # deliberate changes (components, crops; issue 19) turned back gives the same rows.
+    pack = tmp_path / "legacy.yaml"
+    pack.write_text("name: legacy\nextends: default\ndedup:\n  crops: false\n  groups: star\n")
+    stats = decide_run(run, str(pack), workers=2)
+    _assert_same(run, str(pack), stats)
     assert stats["by_reason"].get("near_duplicate", 0) > 0
 
 

@@ -100,11 +100,12 @@ def test_resized_reencoded_and_brightened_copies_are_found(decided: dict[str, di
 
 def test_mirrored_copies_are_found(decided: dict[str, dict]) -> None:
     """The default pack pairs an image with the mirror of another (pHash against the mirror
-    pHash, the mirrored thumbnail confirms); crops stay what pHash/dHash can do."""
+    pHash, the mirrored thumbnail confirms), and finds crops by the learned copy hash,
+    confirmed by the shifted check (measured: 20/20; pHash and dHash alone found 7/20)."""
     n_bases = sum(1 for k in decided if "_" not in k)
     hits = _found(decided)
     assert hits["flip"] == n_bases, hits
-    assert hits["crop"] < n_bases  # not claimed: 95%-area crops move most hash bits
+    assert hits["crop"] == n_bases, hits
 
 
 def test_distinct_photos_never_pair_up(decided: dict[str, dict]) -> None:

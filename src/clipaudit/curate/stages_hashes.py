@@ -164,7 +164,7 @@ class ThumbCorrelation:
         Both are needed. Values alone: two different white shirts on one red cloth reach
         0.96. Edges alone: distinct synthetic scenes of one template reach 0.6-0.78 while
         their values stay near 0.84. On held-out real photos 98.5% of 90% crops keep values
-        >= 0.9 and 98% edges >= 0.55. For crop candidates only: 25 resamplings a pair."""
+        >= 0.9 and 95% edges >= 0.6. For crop candidates only: 25 resamplings a pair."""
         values = np.full(len(a), -np.inf)
         edges = np.full(len(a), -np.inf)
         ops = _crop_operators()  # (P, 32, 32): row resampling; its transpose resamples columns
