@@ -616,7 +616,7 @@ def near_duplicate_pairs(
                         corr = store.correlate(a[sel], b[sel], mirrored, close)
                         ok[sel] = corr >= d.min_thumb_corr
                     # A crop candidate the thumbnails do not confirm: the best edge
-                    # correlation of 25 offsets of a 90% crop of either against the other,
+                    # correlation of 81 offsets of a 90% crop of either against the other,
                     # on the whole thumbnails (edges are not fooled by a shared mat).
                     crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
                     if len(crop):
