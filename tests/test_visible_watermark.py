@@ -29,20 +29,8 @@ from clipaudit.world import write_world
 CARD = json.loads((BUNDLED_DIR / "metrics.json").read_text(encoding="utf-8"))
 
 # Measured on the 240-sample pool below (seed 0) with the shipped weights; see the printout.
-POOL_RECALL_FLOOR = {"default": 0.5, "fpr5": 0.68}  # measured 0.61, 0.78
+POOL_RECALL_FLOOR = {"default": 0.5, "fpr5": 0.68}  # measured 0.59, 0.76
 POOL_FPR_CEILING = {"default": 0.02, "fpr5": 0.03}  # measured 0.0, 0.0
-
-
-def test_splits_never_share_fonts_logos_or_words() -> None:
-    assert not set(vd.TRAIN_FONTS) & set(vd.HELD_OUT_FONTS)
-    assert not set(vd.logos_of("train")) & set(vd.logos_of("heldout"))
-    assert vd.PILLOW_DEFAULT in vd.HELD_OUT_FONTS  # the world's (and demo pool's) font
-    assert "ring_letter" in vd.logos_of("heldout")  # the world's logo style
-    rng = random.Random(0)
-    train_words = set().union(*(vd.words(vd.draw_text(rng, "train")) for _ in range(3000)))
-    assert not train_words & vd.HELD_OUT_WORDS
-    for text in vd.WATERMARK_TEXTS:
-        assert vd.words(text) <= vd.HELD_OUT_WORDS
 
 
 def test_shipped_weights_load_and_score_deterministically() -> None:
@@ -116,6 +104,41 @@ def test_heldout_detection_close_to_card() -> None:
         assert r["fpr1"] <= r["card_fpr1"] + 0.06, src
 
 
+SHARED_PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "photos"
+
+
+@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason="needs ../shared/photos")
+def test_real_held_out_photos_close_to_card() -> None:
+    """Every 10th held-out photo, whole, clean and under a held-out mark drawn with another
+    seed than the card's: AUROC and the rates at the default pack's threshold near the card's
+    held-out figures (about 200 photos: margins of a few binomial standard errors)."""
+    from sklearn.metrics import roc_auc_score
+
+    from clipaudit.calibrate.photo_split import photos
+    from clipaudit.safety.visible_train import marked_photos
+
+    skip = marked_photos()
+    names = [p.relative_to(SHARED_PHOTOS).as_posix() for p in photos(SHARED_PHOTOS, "held_out")]
+    names = [n for n in names if n not in skip][::10]
+    bank = vd.Bank([], vd.load_photos_named(SHARED_PHOTOS, names), names)
+    clean, marked, _ = bank.whole(random.Random("test-real-photos"), "heldout")
+    det = load_detector()
+    c, m = det.score_arrays(clean), det.score_arrays(marked)
+    thr = load_pack("default").visible_watermark.threshold
+    real = CARD["real_photos"]
+    got = {
+        "n": len(c),
+        "auroc": float(roc_auc_score(np.r_[np.zeros(len(c)), np.ones(len(m))], np.r_[c, m])),
+        "tpr": float((m >= thr).mean()),
+        "fpr": float((c >= thr).mean()),
+    }
+    print("\nreal held-out photos:", got, "card:", real["auroc"], real["tpr"]["fpr_0.01"]["rate"])
+    assert got["n"] >= 150
+    assert got["auroc"] >= real["auroc"] - 0.04
+    assert got["tpr"] >= real["tpr"]["fpr_0.01"]["rate"] - 0.1
+    assert got["fpr"] <= 0.03
+
+
 def _sample(image: bytes | None) -> Sample:
     return Sample(id="x", image=image, caption="a caption")
 
@@ -133,7 +156,8 @@ def test_stage_bad_bytes_give_none() -> None:
     decoded = [decode_image(good.image), decode_image(bad.image)]
     assert decoded[1].image is None
     prepared = [stage.prepare(s, d) for s, d in zip((good, bad), decoded, strict=True)]
-    assert prepared[0] is not None and prepared[0].shape == (128, 128, 3)
+    assert prepared[0] is not None
+    assert prepared[0].shape == (vd.INPUT_SIZE, vd.INPUT_SIZE, 3)
     assert prepared[1] is None
     out = stage.process(Batch([good, bad], decoded, prepared={stage.name: prepared}))[COLUMN]
     assert isinstance(out[0], float) and out[1] is None
@@ -252,7 +276,8 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
     # Averages over 10 steps, so one noisy batch neither passes nor fails it.
     avg = t["losses_every_10"]
     assert avg[-1] < 0.85 * avg[0] and avg == sorted(avg, reverse=True), t
-    assert set(m["thresholds"]) == {"fpr_0.01", "fpr_0.05"}
+    assert set(m["thresholds"]) == {"fpr_0.005", "fpr_0.01", "fpr_0.05"}
+    assert "real_photos" not in m  # no photo folder: no real-photo figures claimed
     for src in ("world", "photo", "all"):
         assert 0.0 <= m["heldout"][src]["auroc"] <= 1.0
     assert (tmp_path / "wm" / "CARD.md").read_text().startswith("# clipaudit visible-watermark")

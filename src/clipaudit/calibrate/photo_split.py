@@ -36,3 +36,14 @@ def photos(folder: str | Path, part: Part | None = None) -> list[Path]:
     if part is None:
         return files
     return [p for p in files if part_of(p.relative_to(root).as_posix()) == part]
+
+
+TUNE_SHARE = 0.2
+_TUNE_KEY = b"clipaudit-photo-tune-v1"
+
+
+def is_tune(relpath: str, share: float = TUNE_SHARE) -> bool:
+    """Whether a calibration photo is kept back from training to choose thresholds on (a
+    second keyed hash, independent of the held-out split)."""
+    digest = hashlib.blake2b(relpath.encode(), key=_TUNE_KEY, digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share

@@ -75,7 +75,7 @@ class Dedup(Strict):
     # edges alone pass distinct scenes drawn from one template.
     crops: bool = False
     min_crop_corr: float = Field(default=0.6, ge=-1, le=1)
-    min_crop_value_corr: float = Field(default=0.9, ge=-1, le=1)
+    min_crop_value_corr: float = Field(default=0.94, ge=-1, le=1)
     # "auto": the hash search narrows its radius where the exact search at near_radius
     # would cost more than its work budget (large runs; stats say which radius was
     # searched); "exact": always near_radius, whatever it costs.

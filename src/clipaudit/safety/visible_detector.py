@@ -27,7 +27,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled" / "w
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
-DEFAULT_WIDTHS = (16, 24, 32, 48, 64)
+DEFAULT_WIDTHS = (16, 32, 48, 64, 96)
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -40,7 +40,11 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 class VisibleNet(nn.Module):
     """Strided stem, three conv+maxpool stages, one more conv, then max and mean pooling:
-    the max keeps a small corner mark from being averaged away by a clean frame."""
+    the max keeps a small corner mark from being averaged away by a clean frame.
+
+    ``cells`` is a 1×1 convolution over the last feature map (one logit per 16-px cell of
+    the input): training supervises it with where the mark was drawn, which teaches the
+    features far faster than one label per image; scoring uses the image head only."""
 
     def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS) -> None:
         super().__init__()
@@ -52,11 +56,16 @@ class VisibleNet(nn.Module):
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * w[-1], 1)
+        self.cells = nn.Conv2d(w[-1], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_both(x)[0]
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image logits [N], cell logits [N, H/16, W/16])."""
         f = self.features(x)
         pooled = torch.cat([f.amax(dim=(2, 3)), f.mean(dim=(2, 3))], dim=1)
-        return self.head(pooled).squeeze(1)
+        return self.head(pooled).squeeze(1), self.cells(f).squeeze(1)
 
 
 def to_tensor(arrays: np.ndarray) -> torch.Tensor:
@@ -122,6 +131,7 @@ class Detector:
             "heldout": {
                 k: m["heldout"][k] for k in ("world", "photo", "all") if k in m.get("heldout", {})
             },
+            "real_photos_auroc": m.get("real_photos", {}).get("auroc"),
             "recipe": m.get("recipe", {}).get("command"),
         }
 
