@@ -459,6 +459,8 @@ def command_for(cfg: TrainConfig) -> str:
         for k, v in asdict(cfg).items()
         if k not in ("out", "widths") and v != getattr(defaults, k)
     ]
+    if list(cfg.widths) != list(defaults.widths):
+        args.append("--widths " + " ".join(map(str, cfg.widths)))
     return " ".join(["python -m clipaudit.safety.visible_train --out DIR", *args])
 
 
@@ -629,6 +631,8 @@ def main(argv: list[str] | None = None) -> None:
         if f not in ("out", "widths"):
             kind: Any = _flag if isinstance(v, bool) else type(v)
             ap.add_argument(f"--{f.replace('_', '-')}", type=kind, default=v)
+    ap.add_argument("--widths", type=int, nargs=5, default=list(DEFAULT_WIDTHS),
+                    help="channels of the five conv stages")  # fmt: skip
     args = vars(ap.parse_args(argv))
     m = train(TrainConfig(**args))
     r = m.get("real_photos", {})
