@@ -337,8 +337,8 @@ def real_photo_metrics(
         for s in sorted(set(src.tolist()))
     }  # fmt: skip
     marked = sorted(p for p in skip if (folder / p).is_file())
-    pre = [vd.load_photos_named(folder, marked)]
-    already = score_arrays(net, np.stack([vd.to_input(im) for im in pre[0]])) if marked else None
+    ims = vd.load_photos_named(folder, marked)
+    already = score_arrays(net, np.stack([vd.to_input(im) for im in ims])) if ims else None
     return {
         "n_photos": len(sc),
         "auroc": round(auroc(sc, sm), 4),
