@@ -12,6 +12,7 @@ import importlib.util
 import io
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -212,27 +213,23 @@ class Bank:
         return cls(world_images(n_world, WORLD_SEED[split]), list(named.values()), list(named))
 
     def pairs(
-        self, rng: random.Random, n: int, split: Split, source: str, view: bool = True
+        self, rng: random.Random, n: int, split: Split, source: str
     ) -> tuple[np.ndarray, np.ndarray, list[Overlay]]:
         """``n`` pairs from ``source`` ("world" or "photo"): (clean[n], marked[n], overlays)."""
         pool = self.world if source == "world" else self.photos
-        clean, marked, ovs = [], [], []
-        for _ in range(n):
-            c, m, ov = make_pair(rng, rng.choice(pool), split, source == "world", view)
-            clean.append(c)
-            marked.append(m)
-            ovs.append(ov)
-        return np.stack(clean), np.stack(marked), ovs
+        world = source == "world"
+        return _stacked(make_pair(rng, rng.choice(pool), split, world) for _ in range(n))
 
     def whole(
         self, rng: random.Random, split: Split
     ) -> tuple[np.ndarray, np.ndarray, list[Overlay]]:
         """Every photo once as it is (clean) and once under a mark of ``split``, each then
         JPEG-saved alike: the measurement the card reports."""
-        clean, marked, ovs = [], [], []
-        for im in self.photos:
-            c, m, ov = make_pair(rng, im, split, False, view=False)
-            clean.append(c)
-            marked.append(m)
-            ovs.append(ov)
-        return np.stack(clean), np.stack(marked), ovs
+        return _stacked(make_pair(rng, im, split, False, view=False) for im in self.photos)
+
+
+def _stacked(
+    triples: Iterable[tuple[np.ndarray, np.ndarray, Overlay]],
+) -> tuple[np.ndarray, np.ndarray, list[Overlay]]:
+    clean, marked, ovs = zip(*triples, strict=True)
+    return np.stack(clean), np.stack(marked), list(ovs)

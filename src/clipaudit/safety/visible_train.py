@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipaudit.calibrate.intervals import wilson
 from clipaudit.safety import visible_data as vd
 from clipaudit.safety.visible_detector import (
     CONFIG,
@@ -49,17 +50,6 @@ def marked_photos() -> frozenset[str]:
     if not MARKED_PHOTOS.is_file():
         return frozenset()
     return frozenset(json.loads(MARKED_PHOTOS.read_text(encoding="utf-8"))["photos"])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
 
 
 def rate_ci(scores: np.ndarray, thr: float) -> dict[str, Any]:
