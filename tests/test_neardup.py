@@ -278,3 +278,47 @@ def test_the_shifted_edge_check_confirms_a_crop_and_rejects_another_photo() -> N
     assert plain[0] < 0.95  # the whole thumbnails do not confirm the crop
     assert ok.tolist() == [True, True, False]  # either way round; not another photo
     assert edges[2] < d.min_crop_corr
+
+
+def test_the_coarse_pass_keeps_every_crop_the_fine_check_confirms() -> None:
+    """``crop_confirmed`` (5 x 5 values first, the 9 x 9 check only near the cut) decides
+    exactly as the fine check alone, on crops at several offsets and on unrelated pairs."""
+    from PIL import Image
+
+    from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation
+    from clipaudit.rules.schema import load_pack
+
+    thumbs = []
+    for name in ("china.jpg", "flower.jpg"):
+        im = _photo(name)
+        w, h = im.size
+        thumbs.append(im.resize((THUMB, THUMB), Image.Resampling.BOX).tobytes())
+        for fx, fy in ((0, 0), (1, 1), (1, 0), (0.5, 0.3), (0.2, 0.9)):
+            x, y = int(fx * w // 10), int(fy * h // 10)
+            crop = im.crop((x, y, x + w * 9 // 10, y + h * 9 // 10))
+            thumbs.append(crop.resize((THUMB, THUMB), Image.Resampling.BOX).tobytes())
+    corr = ThumbCorrelation(thumbs)
+    pairs = np.array([(i, j) for i in range(12) for j in range(12) if i < j])
+    d = load_pack("default").dedup
+    values, edges = corr.shifted(pairs[:, 0], pairs[:, 1])
+    fine = (values >= d.min_crop_value_corr) & (edges >= d.min_crop_corr)
+    ok, n_fine = corr.crop_confirmed(
+        pairs[:, 0], pairs[:, 1], d.min_crop_value_corr, d.min_crop_corr
+    )
+    assert ok.tolist() == fine.tolist()
+    family = pairs // 6
+    crop_of_whole = (family[:, 0] == family[:, 1]) & (pairs[:, 0] % 6 == 0)
+    assert fine[crop_of_whole].all()  # each crop of its whole photo
+    assert not fine[family[:, 0] != family[:, 1]].any()  # nothing across the two photos
+    assert 0 < n_fine < len(pairs)  # the coarse pass stopped the unrelated pairs
+
+
+def test_the_edge_operator_is_the_3x3_mean_with_replicated_edges() -> None:
+    from scipy.ndimage import uniform_filter
+
+    from clipaudit.curate.stages_hashes import _box_operator
+
+    z = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
+    box = _box_operator()
+    want = uniform_filter(z, size=(1, 1, 3, 3), mode="nearest")
+    assert np.allclose(box @ z @ box.T, want, atol=1e-5)

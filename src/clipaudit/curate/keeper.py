@@ -340,14 +340,16 @@ class ThumbStore:
                         out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
-    def shifted(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``ThumbCorrelation.shifted`` of each pair (a[k], b[k]): (values, edges)."""
+    def crop_confirmed(
+        self, a: np.ndarray, b: np.ndarray, min_values: float, min_edges: float
+    ) -> tuple[np.ndarray, int]:
+        """``ThumbCorrelation.crop_confirmed`` of each pair (a[k], b[k]): (ok, fine checks)."""
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
         if self.corr is not None:
-            return self.corr.shifted(ia, ib)
+            return self.corr.crop_confirmed(ia, ib, min_values, min_edges)
         assert self.path is not None
-        values = np.full(len(a), -np.inf)
-        edges = np.full(len(a), -np.inf)
+        ok = np.zeros(len(a), np.bool_)
+        fine = 0
         with open(self.path, "rb", buffering=0) as f:
             for lo in range(0, len(a), self.SLICE_PAIRS):
                 pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
@@ -355,9 +357,12 @@ class ThumbStore:
                 part = ThumbCorrelation.from_parts(
                     self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
                 )
-                v, e = part.shifted(inv[: len(pa_)], inv[len(pa_) :])
-                values[lo : lo + len(pa_)], edges[lo : lo + len(pa_)] = v, e
-        return values, edges
+                got, n_fine = part.crop_confirmed(
+                    inv[: len(pa_)], inv[len(pa_) :], min_values, min_edges
+                )
+                ok[lo : lo + len(pa_)] = got
+                fine += n_fine
+        return ok, fine
 
     def close(self) -> None:
         if self.path is not None:
@@ -615,13 +620,16 @@ def near_duplicate_pairs(
                         close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
                         corr = store.correlate(a[sel], b[sel], mirrored, close)
                         ok[sel] = corr >= d.min_thumb_corr
-                    # A crop candidate the thumbnails do not confirm: the best edge
-                    # correlation of 81 offsets of a 90% crop of either against the other,
-                    # on the whole thumbnails (edges are not fooled by a shared mat).
+                    # A crop candidate the thumbnails do not confirm: the best value and
+                    # edge correlations of 81 offsets of a 90% crop of either against the
+                    # other, on the whole thumbnails (edges are not fooled by a shared mat).
                     crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
                     if len(crop):
-                        values, edges = stores[False].shifted(a[crop], b[crop])
-                        ok[crop] = (values >= d.min_crop_value_corr) & (edges >= d.min_crop_corr)
+                        ok[crop], fine = stores[False].crop_confirmed(
+                            a[crop], b[crop], d.min_crop_value_corr, d.min_crop_corr
+                        )
+                        st["crop_checks"] = st.get("crop_checks", 0) + len(crop)
+                        st["crop_fine_checks"] = st.get("crop_fine_checks", 0) + fine
                     a, b = a[ok], b[ok]
                 confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:
