@@ -16,6 +16,7 @@ from rich.console import Console
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.cli import eval_app
 from clipaudit.optout.cli import optout_app
+from clipaudit.search.cli import index_command, search_command
 
 if TYPE_CHECKING:
     from clipaudit.data import Dataset, ReadOptions
@@ -29,6 +30,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 app.add_typer(optout_app, name="optout")
 app.add_typer(eval_app, name="eval")
+app.command("index")(index_command)
+app.command("search")(search_command)
 
 FormatOpt = Annotated[
     str | None,
@@ -284,6 +287,12 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
     )
     for code, n in stats["by_reason"].items():
         c.print(f"  {code:<22} {n:>6}  (dropping {stats['by_reason_dropping'].get(code, 0)})")
+    for name, r in stats.get("routes", {}).items():
+        c.print(
+            f"  route {name:<16} {r['samples']:>6}  ({r['action']}; kept {r['keep']}, "
+            f"flagged {r['flag']}, dropped {r['drop']})",
+            highlight=False,
+        )
     t = stats["thresholds"]
     c.print(
         f"alignment threshold: min {t['alignment_min']}, percentile "
@@ -456,8 +465,12 @@ def decide(
     ] = None,
     against: AgainstOpt = None,
     against_cache: AgainstCacheOpt = None,
+    split_by_route: Annotated[
+        bool, typer.Option(help="Also write one kept dataset per route (kept_routes/NAME).")
+    ] = False,
 ) -> None:
-    """Re-apply a rules pack to a run's stored signals, without loading any model."""
+    """Re-apply a rules pack to a run's stored signals, without loading any model (routes
+    with a phrase the run has not embedded yet load its text tower once)."""
     from clipaudit.curate.decide import decide_run
 
     mapper = None
@@ -479,6 +492,7 @@ def decide(
             progress=progress,
             against_paths=list(against or []),
             against_cache=against_cache,
+            split_by_route=split_by_route,
         )
     _print_stats(stats, run)
     _gate_exit(stats, allow_gate_failure)

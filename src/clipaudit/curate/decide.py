@@ -66,7 +66,9 @@ from clipaudit.data.formats import (
     open_dataset,
     output_errors,
 )
+from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import Pack, load_pack
+from clipaudit.search.routes import SCORE_PREFIX, RouteTable, route_table, shard_embeddings
 
 __all__ = [
     "DUPLICATE_KINDS",
@@ -291,6 +293,7 @@ class MapJob:
     model_spec: str | None
     percentile_value: float | None
     against: bool = False
+    routes: RouteTable | None = None
 
 
 def _work(run: str | Path, name: str, k: int) -> Path:
@@ -307,9 +310,15 @@ def map_rules(job: MapJob) -> int:
     table = shards.read(job.k)
     sig = table_signals(table)
     reasons, _ = sample_reasons(sig, job.pack, job.model_spec, job.percentile_value)
+    cols: dict[str, Any] = {}
+    if job.routes is not None:
+        emb = None
+        if job.routes.needs_embeddings:
+            emb = shard_embeddings(Path(job.run), job.k, table.num_rows)
+        cols = _apply_routes(job.routes, emb, table, reasons)
     _write(
         _work(job.run, "reasons", job.k),
-        pa.table({"reasons": pa.array(reasons, pa.list_(pa.string()))}),
+        pa.table({"reasons": pa.array(reasons, pa.list_(pa.string())), **cols}),
     )
     rows = np.flatnonzero(standing(reasons, job.pack))
     _write(_work(job.run, "compact", job.k), compact_columns(sig, rows))
@@ -321,7 +330,8 @@ def map_finish(job: MapJob) -> dict[str, Any]:
     run = RunDir(job.run)
     table = SignalShards(run).read(job.k)
     sig = table_signals(table)
-    reasons = pq.read_table(_work(job.run, "reasons", job.k)).column("reasons").to_pylist()
+    coded = pq.read_table(_work(job.run, "reasons", job.k))
+    reasons = coded.column("reasons").to_pylist()
     dups = pq.read_table(_work(job.run, "dups", job.k))
     ref_of: list[str | None] = [None] * table.num_rows
     decisions, dup_of = _finish(
@@ -336,12 +346,51 @@ def map_finish(job: MapJob) -> dict[str, Any]:
     cols = _head(decisions, reasons, dup_of, table.column("id").cast(pa.string()))
     if job.against:
         cols["duplicate_of_reference"] = pa.array(ref_of, pa.string())
+    for name in coded.column_names[1:]:  # route, routes and the route scores
+        cols[name] = coded.column(name)
     for name in table.column_names:
         if name not in cols and name not in NOT_IN_DECISIONS:
             cols[name] = table.column(name)
     cols["shard"] = pa.array(np.full(table.num_rows, job.k, np.int64))
     _write(_work(job.run, "decisions", job.k), pa.table(cols))
-    return tally(reasons, decisions, job.pack)
+    out = tally(reasons, decisions, job.pack)
+    if job.routes is not None:
+        out["routes"] = route_tally(job.routes, cols["route"].to_pylist(), decisions)
+    return out
+
+
+def _apply_routes(
+    routes: RouteTable, emb: np.ndarray | None, signals: pa.Table, reasons: list[list[str]]
+) -> dict[str, Any]:
+    """Score the routes, add their reason codes to ``reasons`` (not to errored rows); the
+    columns the decision rows carry: ``route``, ``routes`` and one score per route."""
+    scores = routes.scores(emb, signals.num_rows)
+    route, matched = routes.assign(scores, routes.masks(signals))
+    for r, extra in zip(reasons, routes.reasons(matched), strict=True):
+        if not set(r) & ERROR_CODES:
+            r.extend(c for c in extra if c not in r)
+    cols: dict[str, Any] = {
+        "route": pa.array(route, pa.string()),
+        "routes": pa.array(matched, pa.list_(pa.string())),
+    }
+    for j, name in enumerate(routes.names):
+        col = scores[:, j]
+        cols[SCORE_PREFIX + name] = pa.array(col, pa.float32(), mask=np.isnan(col))
+    return cols
+
+
+def route_tally(
+    routes: RouteTable, route: list[str | None], decisions: list[str]
+) -> dict[str, Any]:
+    """Per route: samples routed there (first match), and their decisions."""
+    out: dict[str, Any] = {
+        n: {"samples": 0, "keep": 0, "flag": 0, "drop": 0, "error": 0} for n in routes.names
+    }
+    for r, d in zip(route, decisions, strict=True):
+        if r is not None:
+            out[r]["samples"] += 1
+            out[r][d] += 1
+    return out
 
 
 # (function, jobs, tick) -> results in job order; tick(k) after the k-th job finished.
@@ -554,9 +603,11 @@ def decide_run(
     progress: Progress | None = None,
     against_paths: list[str] | None = None,
     against_cache: Path | None = None,
+    split_by_route: bool = False,
 ) -> dict[str, Any]:
     """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset.
-    ``against_paths``: reference sets whose copies are dropped (see ``curate/against.py``)."""
+    ``against_paths``: reference sets whose copies are dropped (see ``curate/against.py``).
+    ``split_by_route``: also one kept dataset per route under ``kept_routes/NAME``."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
@@ -602,6 +653,11 @@ def decide_run(
                 )
             stats["kept_dataset"] = {"format": fmt, "path": "kept"}
             phases.done("kept_dataset")
+            if split_by_route:
+                stats["kept_routes"] = _write_routes(dataset, run, list(shards), fmt, pack)
+                phases.done("kept_routes")
+        elif split_by_route:
+            raise ClipauditError("--split-by-route writes kept datasets; drop --no-kept.")
         stats["pack_dump"] = json.loads(pack.model_dump_json())
         if gates:
             from clipaudit.rules.gates import first_failure, run_gates
@@ -662,7 +718,9 @@ def _decide_sharded(
     if thr.min_percentile is not None and shards.has("alignment"):
         pct = alignment_percentile(shards.column("alignment", np.float64), pack, model_spec)
     phases.done("percentile")
-    jobs = [MapJob(str(run.path), k, pack, model_spec, pct, bool(refs)) for k in ks]
+    names = sorted({n for sch in shards.schemas.values() for n in sch.names})
+    routes = route_table(run.path, pack, model_spec, names)
+    jobs = [MapJob(str(run.path), k, pack, model_spec, pct, bool(refs), routes) for k in ks]
     mapper(map_rules, jobs, phases.tick("map_rules", len(jobs)))
     phases.done("map_rules")
     # The reduce: compact columns of every standing sample.
@@ -766,9 +824,28 @@ def _decide_sharded(
         add_tallies(tallies), shards.total, out.groups, used, pack, view, _reasons_tuples(files)
     )
     stats["duplicate_search"] = out.stats
+    if routes is not None:
+        stats["routes"] = _route_stats(pack, model_spec, [t["routes"] for t in tallies])
     if refs:
         stats["against"] = against_stats
     return stats
+
+
+def _route_stats(pack: Pack, model_spec: str | None, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, route in pack.routes.items():
+        counts: dict[str, int] = {}
+        for p in parts:
+            for key, v in p[name].items():
+                counts[key] = counts.get(key, 0) + v
+        out[name] = {
+            "action": route.action,
+            "threshold": route.threshold_for(model_spec),
+            "phrases": len(route.phrases),
+            "counter_phrases": len(route.counter_phrases),
+            **counts,
+        }
+    return out
 
 
 def _thresholds(pack: Pack, model_spec: str | None, pct: float | None, view: Any) -> dict[str, Any]:
@@ -782,6 +859,36 @@ def _thresholds(pack: Pack, model_spec: str | None, pct: float | None, view: Any
         "alignment_source": "model" if model_spec in pack.models else "pack",
         "blank_check": "pixel_std" in view if q.min_pixel_std is not None else None,
     }
+
+
+def _write_routes(
+    dataset: Dataset, run: RunDir, ks: list[int], fmt: str, pack: Pack
+) -> dict[str, Any]:
+    """One kept dataset per route (``kept_routes/NAME``), each swapped in whole."""
+    import tempfile
+
+    from clipaudit.curate import kept_writer
+
+    if not pack.routes:
+        raise ClipauditError(
+            f"--split-by-route needs routes, and pack {pack.name!r} has none; add a routes: "
+            "section or use a pack that has one (e.g. web-routes)."
+        )
+    parts = {k: _work(run.path, "decisions", k) for k in ks}
+    root = run.path / "kept_routes"
+    out: dict[str, Any] = {}
+    with output_errors(root):
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        for name in pack.routes:
+            tmp = Path(tempfile.mkdtemp(prefix=".route-", dir=root))
+            try:
+                n = kept_writer.write_route(dataset, parts, tmp / "data", fmt, name)
+                (tmp / "data").replace(root / name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            out[name] = {"samples": n, "path": f"kept_routes/{name}"}
+    return out
 
 
 def _write_kept(

@@ -54,6 +54,36 @@ def write_serial(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str) -> No
     write_dataset(_kept_samples(ds, parts, 0), out, fmt, shard_size=_size())
 
 
+def routed_ids(decisions: Path, route: str) -> set[str]:
+    """Kept (or flagged) ids whose first route is ``route``."""
+    t = pq.read_table(decisions, columns=["id", "decision", "route"])
+    mask = pc.and_(
+        pc.is_in(t.column("decision"), pa.array(["keep", "flag"])),
+        pc.fill_null(pc.equal(t.column("route"), route), False),
+    )
+    return set(t.column("id").filter(mask).to_pylist())
+
+
+def write_route(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str, route: str) -> int:
+    """The kept samples routed to ``route``, in input order; returns how many. One pass over
+    the input a route: routes are few, and each pass reads only the shards that hold one."""
+    shards = ds.shards()
+    written = 0
+
+    def samples() -> Iterator[Sample]:
+        nonlocal written
+        for k in sorted(parts):
+            want = routed_ids(parts[k], route)
+            if want:
+                for s in ds.read_shard(shards[k]):
+                    if s.id in want:
+                        written += 1
+                        yield s
+
+    write_dataset(samples(), out, fmt, shard_size=_size())
+    return written
+
+
 def _size() -> int:
     return KEPT_SHARD_SIZE  # read at call time: tests shrink it to get many output shards
 

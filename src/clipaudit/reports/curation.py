@@ -27,6 +27,7 @@ IDS_PER_REASON = 2000
 THUMBS_PER_REASON = 6
 DUP_GROUPS_SHOWN = 24
 FLAGGED_PER_CODE = 8
+ROUTE_SHOWN = 12
 OVERLAP_CODES = 14
 ERROR_CODES_NOTE = "reader or decoder errors: the sample could not be scored"
 
@@ -47,7 +48,11 @@ def _read_json(path: Path) -> Any:
 
 
 def _actions(pack: dict[str, Any]) -> dict[str, str]:
-    return dict(pack.get("actions") or {})
+    """Each reason code's action; a route's code (route:NAME) takes the route's own."""
+    out = dict(pack.get("actions") or {})
+    for name, route in (pack.get("routes") or {}).items():
+        out[f"route:{name}"] = route.get("action", "flag")
+    return out
 
 
 def _decisions(run: Path) -> dict[str, Any]:
@@ -57,7 +62,8 @@ def _decisions(run: Path) -> dict[str, Any]:
     table = pq.read_table(path)
     names = set(table.column_names)
     cols = ["id", "decision", "reasons", "duplicate_of"]
-    cols += [c for c in ("shard", *SCORES) if c in names]
+    cols += [c for c in ("shard", "route", *SCORES) if c in names]
+    cols += sorted(c for c in names if c.startswith("route_score_"))
     return {c: table.column(c).to_pylist() for c in cols}
 
 
@@ -169,6 +175,28 @@ def _flagged(dec: dict[str, Any], actions: dict[str, str]) -> dict[str, Any]:
             for c, v in sorted(by_code.items())
         },
     }
+
+
+def _routes(dec: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per route (pack order): its action and counts, and the samples routed there with the
+    highest scores (routes without phrases: the first ones), for a gallery."""
+    out = []
+    for name, r in (stats.get("routes") or {}).items():
+        members = [k for k, v in enumerate(dec.get("route") or []) if v == name]
+        score = dec.get(f"route_score_{name}")
+        if score is not None:
+            members.sort(key=lambda k: -(score[k] if score[k] is not None else float("-inf")))
+        out.append(
+            {
+                "name": name,
+                "action": r.get("action"),
+                "threshold": r.get("threshold"),
+                "samples": r.get("samples", len(members)),
+                "decisions": {d: r.get(d, 0) for d in ("keep", "flag", "drop", "error")},
+                "shown": [str(dec["id"][k]) for k in members[:ROUTE_SHOWN]],
+            }
+        )
+    return out
 
 
 def _scores(
@@ -288,6 +316,7 @@ def curation_section(
         "overlaps": overlaps,
         "duplicates": dups,
         "flagged": flagged,
+        "routes": _routes(dec, stats),
         "scores": _scores(dec, stats, pack, actions),
         "signals": _signals(stats),
         "gates": _gates(run),
@@ -309,6 +338,8 @@ def curation_section(
         wanted += [g["keeper"], *(m["id"] for m in g["dropped"])]
     for block in flagged["by_code"].values():
         wanted += block["shown"]
+    for route in section["routes"]:
+        wanted += route["shown"]
     nsfw_ids = {
         str(i)
         for i, rs in zip(dec["id"], dec["reasons"], strict=True)

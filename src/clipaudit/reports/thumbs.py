@@ -44,6 +44,7 @@ class ThumbSource:
     shard_of: dict[str, int]
     note: str | None = None
     views: dict[str, SampleView] = field(default_factory=dict)
+    px: int = THUMB_PX
 
     def _dataset(self) -> Any:
         ds_rec = self.record.get("dataset", {})
@@ -92,7 +93,7 @@ class ThumbSource:
                     id=s.id,
                     caption=s.caption,
                     url=s.url,
-                    thumb=None if hide else thumbnail(s.image),
+                    thumb=None if hide else thumbnail(s.image, self.px),
                     hidden=hide,
                 )
             if not left:

@@ -20,6 +20,7 @@ from clipaudit.rules.reasons import REASONS
 from clipaudit.rules.section_bias import BiasThresholds
 from clipaudit.rules.section_optout import OptoutRules
 from clipaudit.rules.section_rights import RightsRules, SourcesRules
+from clipaudit.rules.section_routes import REASON_PREFIX, Route, check_route_names
 from clipaudit.rules.section_safety import NsfwRules, WatermarkRules
 from clipaudit.rules.section_visible import VisibleWatermarkRules
 
@@ -69,8 +70,9 @@ class Dedup(Strict):
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
     # Also pair images whose crop-robust copy hashes (the hashes stage's ``chash``) are
     # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
-    # when their edges do at min_crop_corr, one thumbnail cropped by 10% at the best of 25
-    # offsets and resized (ThumbCorrelation.shifted).
+    # when, one thumbnail cropped by 10% at the best of 9 x 9 offsets and resized, their
+    # edges correlate at min_crop_corr and their values at min_crop_value_corr
+    # (ThumbCorrelation.crop_confirmed).
     # Both must hold at the best offsets: values alone pass different shirts on one cloth,
     # edges alone pass distinct scenes drawn from one template.
     crops: bool = False
@@ -114,6 +116,13 @@ class Pack(Strict):
     actions: dict[str, Action] = Field(default_factory=dict)
     gates: Gates = Field(default_factory=Gates)
     bias: BiasThresholds = Field(default_factory=BiasThresholds)
+    # Named policy routes in priority order (section_routes.py).
+    routes: dict[str, Route] = Field(default_factory=dict)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, v: dict[str, Route]) -> dict[str, Route]:
+        return check_route_names(v)
 
     @field_validator("actions")
     @classmethod
@@ -138,7 +147,10 @@ class Pack(Strict):
         return self.alignment
 
     def action(self, reason: str) -> Action:
-        """Unlisted reasons drop: a pack must say so to keep or only flag something."""
+        """Unlisted reasons drop: a pack must say so to keep or only flag something. A
+        route's code (``route:NAME``) takes the route's own action."""
+        if reason.startswith(REASON_PREFIX) and reason[len(REASON_PREFIX) :] in self.routes:
+            return self.routes[reason[len(REASON_PREFIX) :]].action
         return self.actions.get(reason, "drop")
 
 

@@ -1,0 +1,1 @@
+"""Semantic search, vector indexes and policy routes over a curated run."""

@@ -1,0 +1,311 @@
+"""``clipaudit search``: nearest samples of a run (or of its index) to a text, an image or a
+sample, filtered first, scored by cosine with the run's own model.
+
+A text or image query is embedded with the model the run was scored with; a query made
+with another model is refused (its cosines would mean nothing). ``--where`` selects rows
+before the vector search: an exact index searches the selected rows only; a quantised one
+fetches extra neighbours and keeps the selected ones, and a selection under
+``FILTER_EXACT_BELOW`` of the index (or one the extra neighbours do not fill) is searched
+exactly over its own vectors instead. Results can be collapsed so that one duplicate group
+(a sample and the copies decide dropped for it) shows once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clipaudit.curate.rundir import RunDir
+from clipaudit.errors import ClipauditError
+from clipaudit.search.index import (
+    INDEX_DIR,
+    INFO,
+    ROWS,
+    decision_columns,
+    iter_run,
+    run_model,
+)
+from clipaudit.search.where import parse_where
+
+FILTER_EXACT_BELOW = 0.05
+SHOWN_COLUMNS = ("caption", "url", "decision", "reasons", "route", "duplicate_of")
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: str
+    score: float
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "id": self.id, "score": round(self.score, 6), **self.columns}
+
+
+@dataclass
+class Searchable:
+    """A run's vectors and rows: from its index when there is one, else read exactly."""
+
+    run: RunDir
+    model: str
+    rows: pa.Table
+    image: np.ndarray | None  # exact vectors (no index), row-aligned with rows
+    text: np.ndarray | None
+    index: Any = None  # faiss image index
+    text_index: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.rows.num_rows
+
+    def vector_of(self, pos: np.ndarray, captions: bool = False) -> np.ndarray:
+        """Exact vectors of rows ``pos``, from memory or the run's embedding files."""
+        src = self.text if captions else self.image
+        if src is not None:
+            return np.asarray(src[pos], np.float32)
+        folder, stem = ("text_emb", "text_emb") if captions else ("img_emb", "img_emb")
+        shard = self.rows.column("shard").to_numpy()[pos]
+        row = self.rows.column("row").to_numpy()[pos]
+        out = np.zeros((len(pos), int(self.info["dim"])), np.float32)
+        for k in np.unique(shard).tolist():
+            at = np.flatnonzero(shard == k)
+            emb = np.load(self.run.path / folder / f"{stem}_{k}.npy", mmap_mode="r")
+            out[at] = emb[row[at]]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+def open_searchable(path: str | Path, use_index: bool = True) -> Searchable:
+    """A run folder (its ``index/`` if built and ``use_index``, else its embeddings read
+    whole, for exact search) or an index folder."""
+    p = Path(path)
+    if (p / INFO).is_file():
+        return _from_index(p)
+    if not (p / "run.json").is_file():
+        raise ClipauditError(
+            f"{str(p)!r} is neither a run folder (run.json) nor an index (index.json); "
+            "give a folder written by clipaudit curate or clipaudit index."
+        )
+    if use_index and (p / INDEX_DIR / INFO).is_file():
+        return _from_index(p / INDEX_DIR)
+    run = RunDir(p)
+    model = run_model(run)
+    parts, image, text = [], [], []
+    has_text = True
+    for part in iter_run(run):
+        parts.append(part.rows)
+        image.append(np.asarray(part.image, np.float32))
+        has_text = has_text and part.text is not None
+        if part.text is not None:
+            text.append(np.asarray(part.text, np.float32))
+    rows = pa.concat_tables(parts)
+    img = np.concatenate(image)
+    img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
+    txt = None
+    if has_text and text:
+        txt = np.concatenate(text)
+        txt /= np.maximum(np.linalg.norm(txt, axis=1, keepdims=True), 1e-12)
+    return Searchable(run, model, rows, img, txt, info={"dim": img.shape[1], "kind": "exact"})
+
+
+def _from_index(folder: Path) -> Searchable:
+    import faiss
+
+    info = json.loads((folder / INFO).read_text())
+    run = RunDir(info["run"])
+    rows = pq.read_table(folder / ROWS)
+    index: Any = faiss.read_index(str(folder / "image.index"))
+    text_index: Any = None
+    if (folder / "text.index").is_file():
+        text_index = faiss.read_index(str(folder / "text.index"))
+    if info.get("kind") == "pq":
+        for ix in (index, text_index):
+            if ix is not None:
+                ix.k_factor = int(info["params"]["k_factor"])
+    if index.ntotal != rows.num_rows:
+        raise ClipauditError(
+            f"the index in {str(folder)!r} holds {index.ntotal} vectors for {rows.num_rows} "
+            "rows; build it again with clipaudit index."
+        )
+    return Searchable(run, str(info["model"]), rows, None, None, index, text_index, info)
+
+
+def check_model(s: Searchable, model: str | None) -> None:
+    if model is not None and model != s.model:
+        raise ClipauditError(
+            f"the query model {model!r} is not the run's model {s.model!r}; cosines of two "
+            "models do not compare: search with the run's own model (drop --model)."
+        )
+
+
+def embed_text(s: Searchable, text: str) -> np.ndarray:
+    if not text or not text.strip():
+        raise ClipauditError("the search text is empty; give words to search for.")
+    from clipaudit.models import load_clip
+
+    return load_clip(s.model).encode_texts([text.strip()])[0]
+
+
+def embed_image(s: Searchable, path: str | Path) -> np.ndarray:
+    from clipaudit.data.decode import decode_image
+
+    p = Path(path)
+    if not p.is_file():
+        raise ClipauditError(f"the query image {str(p)!r} does not exist; give an image file.")
+    decoded = decode_image(p.read_bytes())
+    if decoded.image is None:
+        raise ClipauditError(
+            f"the query image {str(p)!r} cannot be decoded ({decoded.error}); give a JPEG, "
+            "PNG or WebP image."
+        )
+    from clipaudit.models import load_clip
+
+    return load_clip(s.model).encode_images([decoded.image.convert("RGB")])[0]
+
+
+def position_of(s: Searchable, sample_id: str) -> int:
+    at = pc.index(s.rows.column("id"), sample_id).as_py()
+    if at < 0:
+        raise ClipauditError(
+            f"no sample {sample_id!r} in this run's index; give an id from its decisions "
+            "(clipaudit search prints them)."
+        )
+    return int(at)
+
+
+def search(
+    s: Searchable,
+    query: np.ndarray,
+    k: int = 10,
+    where: str | None = None,
+    captions: bool = False,
+    collapse: bool = False,
+    exclude: int | None = None,
+    copies_first: bool = False,
+) -> list[Hit]:
+    """The ``k`` nearest rows to ``query`` (cosine) among those ``where`` selects.
+    ``exclude``: a row left out (the ``--like`` sample itself); ``copies_first``: that row's
+    duplicate group as decide found it (exact, near, crop and mirror copies, whichever of
+    them decide kept) ranks first, by cosine, then everything else by cosine."""
+    if k < 1:
+        raise ClipauditError(f"--k must be at least 1, got {k}.")
+    if captions and s.text is None and s.text_index is None:
+        raise ClipauditError("this run holds no caption embeddings; search images instead.")
+    q = np.asarray(query, np.float32).reshape(1, -1)
+    q /= max(float(np.linalg.norm(q)), 1e-12)
+    allowed: np.ndarray | None = None
+    if where is not None:
+        flt = parse_where(where, s.rows.column_names)
+        allowed = np.flatnonzero(flt.mask(s.rows))
+    if exclude is not None:
+        base = allowed if allowed is not None else np.arange(s.size)
+        allowed = base[base != exclude]
+    want = min(s.size, k * 8 if collapse else k)
+    pos, scores = _nearest(s, q, want, allowed, captions)
+    if copies_first and exclude is not None:
+        members = _group_of(s, exclude)
+        if allowed is not None:
+            members = np.intersect1d(members, allowed)
+        members = members[members != exclude]
+        if len(members):
+            gscores = s.vector_of(members, captions) @ q[0]
+            order = np.argsort(-gscores, kind="stable")
+            rest = ~np.isin(pos, members)
+            pos = np.concatenate([members[order], pos[rest]])
+            scores = np.concatenate([gscores[order], scores[rest]])
+    hits: list[Hit] = []
+    seen: set[str] = set()
+    ids = s.rows.column("id")
+    dup = s.rows.column("duplicate_of") if "duplicate_of" in s.rows.column_names else None
+    for p, sc in zip(pos.tolist(), scores.tolist(), strict=True):
+        sid = str(ids[p].as_py())
+        if collapse:
+            group = (dup[p].as_py() if dup is not None else None) or sid
+            if group in seen:
+                continue
+            seen.add(group)
+        cols = {
+            c: _plain(s.rows.column(c)[p].as_py())
+            for c in SHOWN_COLUMNS
+            if c in s.rows.column_names
+        }
+        hits.append(Hit(len(hits) + 1, sid, float(sc), cols))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _group_of(s: Searchable, at: int) -> np.ndarray:
+    """Rows of row ``at``'s duplicate group: its keeper and every sample dropped for it."""
+    if "duplicate_of" not in s.rows.column_names:
+        return np.zeros(0, np.int64)
+    ids, dup = s.rows.column("id"), s.rows.column("duplicate_of")
+    root = dup[at].as_py() or ids[at].as_py()
+    member = pc.or_(pc.equal(ids, root), pc.fill_null(pc.equal(dup, root), False))
+    return np.flatnonzero(member.to_numpy(zero_copy_only=False))
+
+
+def _plain(v: Any) -> Any:
+    return [str(x) for x in v] if isinstance(v, list) else v
+
+
+def _nearest(
+    s: Searchable, q: np.ndarray, k: int, allowed: np.ndarray | None, captions: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    index = s.text_index if captions else s.index
+    if allowed is not None and not len(allowed):
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if index is None or (allowed is not None and len(allowed) < FILTER_EXACT_BELOW * s.size):
+        pos = allowed if allowed is not None else np.arange(s.size)
+        return _exact(s, q, k, pos, captions)
+    if allowed is not None and s.info.get("kind") == "flat":
+        import faiss
+
+        fa: Any = faiss  # its SWIG classes have no type stubs
+        params = fa.SearchParameters(sel=fa.IDSelectorBatch(allowed.astype(np.int64)))
+        scores, labels = index.search(q, k, params=params)
+    else:
+        # Enough extra neighbours that the selection, at its share, still fills k.
+        share = 1.0 if allowed is None else len(allowed) / s.size
+        fetch = min(s.size, int(np.ceil(k / share * 2)) if allowed is not None else k)
+        scores, labels = index.search(q, fetch)
+    got = labels[0] >= 0
+    pos, sc = labels[0][got].astype(np.int64), scores[0][got]
+    if allowed is not None:
+        keep = np.isin(pos, allowed)
+        pos, sc = pos[keep], sc[keep]
+        if len(pos) < min(k, len(allowed)):  # the neighbours did not fill k: exact instead
+            return _exact(s, q, k, allowed, captions)
+    return pos[:k], sc[:k]
+
+
+def _exact(
+    s: Searchable, q: np.ndarray, k: int, pos: np.ndarray, captions: bool, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of rows ``pos`` by inner product, a chunk of rows at a time."""
+    best_pos = np.zeros(0, np.int64)
+    best = np.zeros(0, np.float32)
+    for lo in range(0, len(pos), chunk):
+        part = pos[lo : lo + chunk]
+        sc = s.vector_of(part, captions) @ q[0]
+        cand_pos = np.concatenate([best_pos, part])
+        cand = np.concatenate([best, sc])
+        top = np.argsort(-cand, kind="stable")[:k]
+        best_pos, best = cand_pos[top], cand[top]
+    return best_pos, best
+
+
+def index_columns(path: str | Path) -> list[str]:
+    """The columns ``--where`` may name for a run or index."""
+    p = Path(path)
+    if (p / INFO).is_file():
+        return pq.read_schema(p / ROWS).names
+    return [*decision_columns(RunDir(p)), "caption", "url", "row"]
