@@ -394,3 +394,14 @@ def test_quantised_index_agrees_with_exact_search(
         assert len(got) == 10 and all(len(h.columns["caption"]) > 25 for h in got)
         overlaps.append(len({h.id for h in got} & {h.id for h in want}) / 10)
     assert np.mean(overlaps) >= 0.9, overlaps
+
+
+def test_a_large_run_without_an_index_asks_for_one(
+    objects: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipaudit.search import query
+
+    run, _ = objects
+    monkeypatch.setattr(query, "EXACT_RUN_MAX", 100)
+    with pytest.raises(ClipauditError, match=r"384 samples and no index.*clipaudit index"):
+        open_searchable(run, use_index=False)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.cli import eval_app
+from clipaudit.judge.cli import judge_command
 from clipaudit.optout.cli import optout_app
 from clipaudit.search.cli import index_command, search_command
 
@@ -32,6 +33,7 @@ app.add_typer(optout_app, name="optout")
 app.add_typer(eval_app, name="eval")
 app.command("index")(index_command)
 app.command("search")(search_command)
+app.command("judge")(judge_command)
 
 FormatOpt = Annotated[
     str | None,
@@ -504,8 +506,14 @@ def demo(
     n: Annotated[int, typer.Option(min=10)] = 2000,
     rules: str = "default",
     seed: int = 0,
+    video: Annotated[
+        bool, typer.Option(help="The world's video pool instead (clips; --n defaults to 300).")
+    ] = False,
 ) -> None:
     """Make a noisy world pool, curate it with the bundled model, score against the truth."""
+    if video:
+        _video_demo(out, 300 if n == 2000 else n, rules, seed)
+        return
     from clipaudit.curate.demo import run_demo
 
     report = run_demo(
@@ -527,6 +535,33 @@ def demo(
     )
     for kind, v in t["near_duplicate_by_transform"].items():
         c.print(f"  {kind:<11} recall {v['recall']}  ({v['found']}/{v['planted']})")
+    from clipaudit.reports import write_report
+
+    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")
+
+
+def _video_demo(out: Path, n: int, rules: str, seed: int) -> None:
+    from clipaudit.curate.video_demo import run_video_demo
+
+    result = run_video_demo(
+        out, n=n, rules=rules, seed=seed, log=lambda m: console.print(m, highlight=False)
+    )
+    _print_stats(result["stats"], out / "run")
+    t = result["truth"]
+    m = t["misaligned_caption"]
+    c = Console()
+    c.print(
+        f"misaligned captions: precision {m['precision']:.3f} recall {m['recall']:.3f} "
+        f"F1 {m['f1']:.3f}"
+    )
+    c.print(f"video copies: pair precision {t['copy_pair_precision']}")
+    for kind, v in t["copies_by_transform"].items():
+        c.print(f"  {kind:<9} recall {v['recall']}  ({v['found']}/{v['planted']})")
+    for plant in ("black", "still", "watermark_mid"):
+        v = t["signals_by_planted_issue"][plant]
+        c.print(
+            f"{plant:<14} found {v['found']}/{v['planted']}, false positives {v['false_positives']}"
+        )
     from clipaudit.reports import write_report
 
     c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")

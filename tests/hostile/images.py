@@ -407,6 +407,12 @@ def svg_and_non_images() -> list[ImageCase]:
     ]
 
 
+def _videos() -> list[ImageCase]:
+    from tests.hostile.videos import hostile_videos
+
+    return hostile_videos()
+
+
 IMAGE_CLASSES = {
     "zero-byte files": zero_byte,
     "truncated JPEG/PNG/WebP/GIF": truncated,
@@ -416,4 +422,5 @@ IMAGE_CLASSES = {
     "CMYK, 16-bit, palette+transparency, float": modes,
     "EXIF orientation (valid, bogus, broken)": exif_orientation,
     "SVG and non-image bytes as images": svg_and_non_images,
+    "hostile videos (PyAV)": _videos,
 }

@@ -67,6 +67,7 @@ from clipaudit.data.formats import (
     output_errors,
 )
 from clipaudit.errors import ClipauditError
+from clipaudit.judge.verdicts import apply_verdicts, load_verdicts
 from clipaudit.rules.schema import Pack, load_pack
 from clipaudit.search.routes import SCORE_PREFIX, RouteTable, route_table, shard_embeddings
 
@@ -88,7 +89,7 @@ WORK = ".decide"
 REFERENCE = 3  # the kind code of a copy of a reference sample (--against)
 # Signals too large to repeat in every decision row: the 3 KiB thumbnail stays in signals/
 # (at 10^7 samples it would be 30 GB written a second time).
-NOT_IN_DECISIONS = frozenset({"thumb"})  # the run's scratch folder for the map's per-shard outputs
+NOT_IN_DECISIONS = frozenset({"thumb", "frame_thumbs"})
 
 
 def load_signals(run: RunDir) -> dict[str, np.ndarray]:
@@ -130,7 +131,15 @@ def _as_compact(table: pa.Table) -> Compact:
         hashes["phash_inner"] = inner_codes
     else:
         inner = None
+    frames = frames_valid = frame_thumbs = None
+    if "frame_phash" in table.column_names:
+        frames, frames_valid = _frame_matrix(table.column("frame_phash"))
+    if frames is not None and frames_valid is not None and "frame_thumbs" in table.column_names:
+        frame_thumbs = _frame_thumbs(table.column("frame_thumbs"), frames_valid)
     return Compact(
+        frames=frames,
+        frames_valid=frames_valid,
+        frame_thumbs=frame_thumbs,
         inner=inner,
         ids=table.column("id").combine_chunks(),
         alignment=floats(table.column("alignment").to_numpy(zero_copy_only=False)),
@@ -142,6 +151,34 @@ def _as_compact(table: pa.Table) -> Compact:
         hashes=hashes,
         hash_valid=valid,
     )
+
+
+def _frame_matrix(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """A list<int64> column of frame pHashes as a (rows, widest) uint64 matrix and its
+    validity mask; (None, None) when no row has frames (an image-only run)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy().astype(np.int64)
+    if not len(lengths) or lengths.max() == 0:
+        return None, None
+    width = int(lengths.max())
+    out = np.zeros((len(arr), width), np.uint64)
+    valid = np.arange(width)[None, :] < lengths[:, None]
+    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    out[valid] = flat.astype(np.int64).view(np.uint64)
+    return out, valid
+
+
+def _frame_thumbs(col: pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
+    """Each row's frame thumbnails (768 bytes a frame, concatenated) as (rows, F, 768)."""
+    from clipaudit.curate.stages_video import FRAME_THUMB
+
+    size = FRAME_THUMB * FRAME_THUMB * 3
+    out = np.zeros((*valid.shape, size), np.uint8)
+    for r, v in enumerate(col.to_pylist()):
+        if v:
+            k = min(len(v) // size, valid.shape[1])
+            out[r, :k] = np.frombuffer(v[: k * size], np.uint8).reshape(k, size)
+    return out
 
 
 def _sig_thumbs(
@@ -294,6 +331,7 @@ class MapJob:
     percentile_value: float | None
     against: bool = False
     routes: RouteTable | None = None
+    verdicts: dict[str, dict[str, str]] | None = None  # a multimodal judge's, by id
 
 
 def _work(run: str | Path, name: str, k: int) -> Path:
@@ -311,11 +349,14 @@ def map_rules(job: MapJob) -> int:
     sig = table_signals(table)
     reasons, _ = sample_reasons(sig, job.pack, job.model_spec, job.percentile_value)
     cols: dict[str, Any] = {}
+    if job.verdicts:
+        ids = table.column("id").cast(pa.string()).to_pylist()
+        cols.update(apply_verdicts(ids, reasons, job.verdicts, job.pack))
     if job.routes is not None:
         emb = None
         if job.routes.needs_embeddings:
             emb = shard_embeddings(Path(job.run), job.k, table.num_rows)
-        cols = _apply_routes(job.routes, emb, table, reasons)
+        cols.update(_apply_routes(job.routes, emb, table, reasons))
     _write(
         _work(job.run, "reasons", job.k),
         pa.table({"reasons": pa.array(reasons, pa.list_(pa.string())), **cols}),
@@ -720,7 +761,10 @@ def _decide_sharded(
     phases.done("percentile")
     names = sorted({n for sch in shards.schemas.values() for n in sch.names})
     routes = route_table(run.path, pack, model_spec, names)
-    jobs = [MapJob(str(run.path), k, pack, model_spec, pct, bool(refs), routes) for k in ks]
+    verdicts = load_verdicts(run.path) or None
+    jobs = [
+        MapJob(str(run.path), k, pack, model_spec, pct, bool(refs), routes, verdicts) for k in ks
+    ]
     mapper(map_rules, jobs, phases.tick("map_rules", len(jobs)))
     phases.done("map_rules")
     # The reduce: compact columns of every standing sample.

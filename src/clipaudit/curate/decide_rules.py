@@ -195,4 +195,8 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
         if name in sig:
             v = sig[name][rows]
             cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64())
+    if "frame_phash" in sig:
+        cols["frame_phash"] = pa.array(list(sig["frame_phash"][rows]), pa.list_(pa.int64()))
+    if "frame_thumbs" in sig:
+        cols["frame_thumbs"] = pa.array(list(sig["frame_thumbs"][rows]), pa.binary())
     return pa.table(cols)

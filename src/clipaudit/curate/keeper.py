@@ -81,6 +81,11 @@ class Compact:
     # Rows whose image had a black or white border trimmed: hashes["phash_inner"] holds
     # their pHash inside it (and everyone else's pHash), searched for framed copies.
     inner: np.ndarray | None = None
+    # Video rows: the pHash of each sampled frame, (rows, FRAMES) with a validity mask
+    # (image rows have none); keeper.video_pairs pairs videos whose frames match.
+    frames: np.ndarray | None = None
+    frames_valid: np.ndarray | None = None
+    frame_thumbs: np.ndarray | None = None  # (rows, FRAMES, 768) uint8
 
     def __len__(self) -> int:
         return len(self.alignment)
@@ -96,6 +101,9 @@ class Compact:
             hashes={h: v[pos] for h, v in self.hashes.items()},
             hash_valid=None if self.hash_valid is None else self.hash_valid[pos],
             inner=None if self.inner is None else self.inner[pos],
+            frames=None if self.frames is None else self.frames[pos],
+            frames_valid=None if self.frames_valid is None else self.frames_valid[pos],
+            frame_thumbs=None if self.frame_thumbs is None else self.frame_thumbs[pos],
         )
 
 
@@ -709,6 +717,58 @@ def _star_keepers(
                 kind[j] = k
 
 
+def video_pairs(
+    frames: np.ndarray, valid: np.ndarray, radius: int, share: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows (videos) where at least ``share`` of the sampled frames of one of the
+    two have a frame of the other within ``radius`` pHash bits: a re-encoded or resized copy
+    matches frame for frame, a trimmed copy's frames all lie inside the original (sampled at
+    other times, so a frame matches its nearest neighbour in time). Frame hashes are searched
+    as one set (sub-quadratic); a pair of frames of one video counts for nothing."""
+    owner = np.repeat(np.arange(len(frames)), valid.sum(axis=1))
+    slot = np.nonzero(valid)[1]
+    codes = frames[valid].astype(np.uint64)
+    if len(codes) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    found: list[np.ndarray] = []
+    for i, j in iter_near_pairs(codes, radius):
+        keep = owner[i] != owner[j]
+        i, j = i[keep], j[keep]
+        # (video a, video b, frame slot of a) and the mirror: which frames found a match.
+        a = np.concatenate([owner[i], owner[j]])
+        b = np.concatenate([owner[j], owner[i]])
+        f = np.concatenate([slot[i], slot[j]])
+        found.append(np.unique(np.stack([a, b, f], axis=1), axis=0))
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    trip = np.unique(np.concatenate(found), axis=0)
+    pairs, matched = np.unique(trip[:, :2], axis=0, return_counts=True)
+    frac = matched / np.maximum(valid.sum(axis=1)[pairs[:, 0]], 1)
+    ok = pairs[frac >= share]
+    lo, hi = np.minimum(ok[:, 0], ok[:, 1]), np.maximum(ok[:, 0], ok[:, 1])
+    code = np.unique(lo * len(frames) + hi)
+    return (code // len(frames)).astype(np.int64), (code % len(frames)).astype(np.int64)
+
+
+def frame_corr(ta: np.ndarray, va: np.ndarray, tb: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    """Per pair k: how alike two videos' frames are — for each valid frame of one, its best
+    correlation with any frame of the other, the median over its frames, the larger of the
+    two directions. ta/tb: (k, F, 768) uint8 thumbnails; va/vb: (k, F) validity."""
+
+    def unit(t: np.ndarray) -> np.ndarray:
+        x = t.astype(np.float32)
+        x -= x.mean(axis=2, keepdims=True)
+        return x / (np.linalg.norm(x, axis=2, keepdims=True) + 1e-6)
+
+    c = np.einsum("kfd,kgd->kfg", unit(ta), unit(tb))
+    c = np.where(va[:, :, None] & vb[:, None, :], c, -np.inf)
+    ab = np.where(va, c.max(axis=2), np.nan)
+    ba = np.where(vb, c.max(axis=1), np.nan)
+    with np.errstate(all="ignore"):
+        out = np.fmax(np.nanmedian(ab, axis=1), np.nanmedian(ba, axis=1))
+    return np.nan_to_num(out, nan=-1.0)
+
+
 def resolve(
     c: Compact,
     d: Any,
@@ -737,6 +797,17 @@ def resolve(
         a, b = near_duplicate_pairs(c, reps, d, thumbs, stats, hub_cap, scratch, inner_thumbs)
         edges_a.append(a)
         edges_b.append(b)
+        edges_k.append(np.full(len(a), NEAR, np.int8))
+    if c.frames is not None and c.frames_valid is not None:
+        a, b = video_pairs(c.frames[reps], c.frames_valid[reps], d.video_radius, d.video_match)
+        stats["video_candidates"] = len(a)
+        if c.frame_thumbs is not None and len(a):
+            th, fv = c.frame_thumbs[reps], c.frames_valid[reps]
+            ok = frame_corr(th[a], fv[a], th[b], fv[b]) >= d.video_min_frame_corr
+            a, b = a[ok], b[ok]
+        stats["video_pairs"] = len(a)
+        edges_a.append(reps[a])
+        edges_b.append(reps[b])
         edges_k.append(np.full(len(a), NEAR, np.int8))
     if semantic:
         assert image_emb is not None and d.semantic_eps is not None

@@ -31,7 +31,7 @@ from clipaudit.curate import all_stages  # noqa: F401  (registers every stage)
 from clipaudit.curate.engines import EngineJob, get_engine, register_engine
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stage import Batch, StageContext, make_stages
-from clipaudit.data.decode import decode_image
+from clipaudit.data.decode import decode_sample
 from clipaudit.data.formats import Dataset, ReadOptions, batched, open_dataset
 from clipaudit.data.sample import Sample
 from clipaudit.errors import DuplicateIdError
@@ -48,6 +48,7 @@ DEFAULT_STAGES = [
     "watermark",
     "visible_watermark",
     "nsfw",
+    "video",
 ]
 
 
@@ -111,7 +112,7 @@ def prepare_batch(samples: list[Sample], stages: list[Any]) -> PreparedBatch:
     """Decode each image of the batch once and run every stage's batch preparation on it;
     runs on a pool thread. Returns the batch and the seconds spent per step."""
     c0, t0 = time.thread_time(), time.perf_counter()
-    decoded = [decode_image(s.scorable_image()) for s in samples]
+    decoded = [decode_sample(s) for s in samples]
     seconds = {"decode": time.perf_counter() - t0}
     prepared: dict[str, list[Any]] = {}
     for stage in stages:

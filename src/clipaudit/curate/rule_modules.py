@@ -10,6 +10,7 @@ from clipaudit.curate import (  # noqa: F401
     stages_optout,
     stages_quality,
     stages_rights,
+    stages_video,
     stages_visible,
     stages_watermark,
 )

@@ -18,6 +18,10 @@ from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 
+# Per-frame image embeddings of video samples (None for images), left in ``Batch.prepared`` by
+# the alignment stage for the phrase stages: a mark on a few frames is diluted in the mean.
+FRAME_EMB = "alignment.frame_emb"
+
 
 @dataclass
 class Batch:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stage import FRAME_EMB, Batch, Stage, StageContext, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.models.loader import LoadedClip
@@ -45,12 +45,20 @@ class AlignmentStage(Stage):
         """The whole batch preprocessed into one tensor; each sample gets its row (a view),
         a sample without an image gets None."""
         assert self.clip is not None, "setup() was not called"
-        rows = [(i, d.image) for i, d in enumerate(decoded) if d.image is not None]
+        # A video sample contributes every sampled frame; its row is a (frames, C, H, W)
+        # tensor, an image's a (C, H, W) one.
+        rows = [
+            (i, d.frames if d.frames else [d.image])
+            for i, d in enumerate(decoded)
+            if d.image is not None
+        ]
         out: list[Any] = [None] * len(decoded)
         if rows:
-            pixels = self.clip.preprocess_batch([im for _, im in rows])
-            for (i, _), px in zip(rows, pixels, strict=True):
-                out[i] = px
+            pixels = self.clip.preprocess_batch([im for _, ims in rows for im in ims])
+            at = 0
+            for i, ims in rows:
+                out[i] = pixels[at] if not decoded[i].frames else pixels[at : at + len(ims)]
+                at += len(ims)
         return out
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
@@ -61,7 +69,22 @@ class AlignmentStage(Stage):
         prepared = self.prepared_for(batch)
         rows = [i for i, t in enumerate(prepared) if t is not None]
         if rows:
-            img[rows] = self.clip.encode_pixels(torch.stack([prepared[i] for i in rows]))
+            # Frames of a video are embedded like images and averaged (renormalised): the
+            # clip's embedding; its alignment is that embedding's cosine with the caption.
+            parts = [prepared[i] if prepared[i].dim() == 4 else prepared[i][None] for i in rows]
+            emb = self.clip.encode_pixels(torch.cat(parts))
+            at = 0
+            frame_emb: list[np.ndarray | None] = [None] * n
+            for i, part in zip(rows, parts, strict=True):
+                e = emb[at : at + len(part)]
+                at += len(part)
+                if prepared[i].dim() == 4:  # a video: phrase stages score each frame
+                    frame_emb[i] = e
+                if len(part) > 1:
+                    e = e.mean(axis=0, keepdims=True)
+                    e /= max(float(np.linalg.norm(e)), 1e-12)
+                img[i] = e[0]
+            batch.prepared[FRAME_EMB] = frame_emb
         caps = [i for i, s in enumerate(batch.samples) if (s.caption or "").strip()]
         texts = [batch.samples[i].caption or "" for i in caps]
         new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))

@@ -50,7 +50,14 @@ def _detect(detector: Detector, decoded: Decoded) -> str | None:
     if decoded.image is None:
         return None
     try:
-        return json.dumps(detector.scores(decoded.image), sort_keys=True)
+        if not decoded.frames:
+            return json.dumps(detector.scores(decoded.image), sort_keys=True)
+        # A video: every sampled frame, each class at its worst frame.
+        worst: dict[str, float] = {}
+        for frame in decoded.frames:
+            for k, v in detector.scores(frame).items():
+                worst[k] = max(worst.get(k, v), v)
+        return json.dumps(worst, sort_keys=True)
     except (ValueError, RuntimeError, MemoryError, OSError):
         return None  # odd pixels the detector cannot take: not scored, never a crash
 

@@ -40,13 +40,17 @@ class VisibleWatermarkStage(Stage):
         self.batch_size = ctx.batch_size
 
     def prepare(self, sample: Sample, decoded: Decoded) -> np.ndarray | None:
-        """The detector's 128² RGB input, or None (no image, or pixels Pillow cannot resize)."""
+        """The detector's input, (frames, ...) stacked for a video (every sampled frame is
+        scored and the highest score counts: a mark may show on a few frames only), or None
+        (no image, or pixels Pillow cannot resize)."""
         if decoded.image is None:
             return None
         from clipaudit.safety.visible_data import to_input
 
         try:
-            return to_input(decoded.image)
+            if decoded.frames:
+                return np.stack([to_input(f) for f in decoded.frames])
+            return to_input(decoded.image)[None]
         except (OSError, ValueError, MemoryError):
             return None
 
@@ -57,10 +61,13 @@ class VisibleWatermarkStage(Stage):
         out: list[float | None] = [None] * len(inputs)
         if rows:
             scores = self.detector.score_arrays(
-                np.stack([inputs[i] for i in rows]), batch_size=self.batch_size
+                np.concatenate([inputs[i] for i in rows]), batch_size=self.batch_size
             )
-            for i, s in zip(rows, scores.tolist(), strict=True):
-                out[i] = round(float(s), 6)
+            at = 0
+            for i in rows:
+                k = len(inputs[i])
+                out[i] = round(float(scores[at : at + k].max()), 6)
+                at += k
         return {COLUMN: out}
 
     def provenance(self) -> dict[str, Any]:

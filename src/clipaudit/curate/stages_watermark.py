@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipaudit.curate.rule_registry import column, register_rule, register_stats
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stage import FRAME_EMB, Batch, Stage, StageContext, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
@@ -89,8 +89,12 @@ class WatermarkStage(Stage):
         if any(d.image is not None for d in batch.decoded):
             emb, rows = image_embeddings(batch, self.clip)
             sims = emb[rows] @ self.text_emb.T
+            frames = batch.prepared.get(FRAME_EMB) or [None] * n
             for k, i in enumerate(rows):
                 score[i] = round(float(sims[k, 0] - sims[k, 1]), 4)
+                if frames[i] is not None:  # a video: its most marked frame counts
+                    fs = frames[i] @ self.text_emb.T
+                    score[i] = round(float((fs[:, 0] - fs[:, 1]).max()), 4)
         out["wm_phrase_score"] = score
         out["wm_phrase_fp"] = [self.fp if s is not None else None for s in score]
         return out

@@ -43,11 +43,13 @@ ISSUE_CODES: dict[str, str] = {
 }
 
 
-def signal_scores(dec: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, Any]:
+def signal_scores(
+    dec: list[dict[str, Any]], labels: dict[str, Any], issue_codes: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Per planted issue: recall of its reason code, and how often the code fired elsewhere."""
     out: dict[str, Any] = {}
     rows = [r for r in dec if r["id"] in labels and r["decision"] != "error"]
-    for issue, code in ISSUE_CODES.items():
+    for issue, code in (ISSUE_CODES if issue_codes is None else issue_codes).items():
         planted = [issue in labels[r["id"]]["issues"] for r in rows]
         said = [code in (r["reasons"] or []) for r in rows]
         tp = sum(p and s for p, s in zip(planted, said, strict=True))

@@ -9,9 +9,12 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from clipaudit.data.sample import Sample
 
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we refuse
 # anything over this many pixels outright, before the pixels are decoded.
@@ -22,6 +25,11 @@ DECODE_ERRORS: dict[str, str] = {
     "empty_image": "the image file is zero bytes long",
     "decode_error": "the bytes are not a decodable image (corrupt, truncated or unsupported)",
     "image_too_large": "the image declares more pixels than the decompression-bomb limit",
+    # Video samples (data/video.py).
+    "video_decode_error": "the bytes are not a decodable video (corrupt or truncated container)",
+    "no_video_stream": "the file holds no video stream (audio only, or no streams)",
+    "video_too_large": "the video's frames exceed the frame-size cap (4K)",
+    "video_timeout": "decoding the video did not finish within the time limit",
 }
 
 # How transparency and odd modes are flattened; recorded with every score so that
@@ -41,6 +49,10 @@ class Decoded:
     stored_size: tuple[int, int] | None = None
     mode: str | None = None
     format: str | None = None
+    # A video sample: its sampled frames (``image`` is the middle one, so every image stage
+    # scores a representative frame) and what the container and the frames say.
+    frames: list[Image.Image] | None = None
+    video: dict[str, Any] | None = None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -63,6 +75,22 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode != "RGB":
         return im.convert("RGB")
     return im
+
+
+def decode_sample(sample: Sample) -> Decoded:
+    """A sample's image decoded, or for a video its frames sampled by the default policy
+    (data/video.py); either way a reason code instead of an exception."""
+    data = sample.scorable_image()
+    if sample.media != "video":
+        return decode_image(data)
+    from clipaudit.data.video import decode_video, frame_stats
+
+    v = decode_video(data)
+    if v.error is not None:
+        return Decoded(None, v.error, v.detail, format="video", video=v.info or None)
+    mid = v.frames[len(v.frames) // 2]
+    info = {**v.info, "times": v.times, **frame_stats(v.frames)}
+    return Decoded(mid, None, None, mid.size, "RGB", "video", frames=v.frames, video=info)
 
 
 def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded:

@@ -27,7 +27,7 @@ from clipaudit.data.formats import (
     parse_meta_value,
     register_format,
 )
-from clipaudit.data.sample import IMAGE_EXTS, Sample, sniff_image_ext
+from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
 from clipaudit.errors import DatasetError
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
@@ -84,7 +84,7 @@ class ImageFolderDataset(Dataset):
                 )
         else:
             for p in sorted(source.rglob("*")):
-                if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTS:
+                if p.is_file() and p.suffix.lower().lstrip(".") in MEDIA_EXTS:
                     self._rows.append((source, {"file_name": p.relative_to(source).as_posix()}))
             self._fields = ["file_name"]
         size = max(1, options.shard_size)
@@ -160,7 +160,7 @@ class ImageFolderFormat(DatasetFormat):
             return False
         if any((path / n).is_file() for n in METADATA_NAMES):
             return True
-        return any(p.suffix.lower().lstrip(".") in IMAGE_EXTS for p in path.rglob("*"))
+        return any(p.suffix.lower().lstrip(".") in MEDIA_EXTS for p in path.rglob("*"))
 
     @classmethod
     def open(cls, path: Path, options: ReadOptions) -> Dataset:

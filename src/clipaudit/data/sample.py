@@ -8,6 +8,9 @@ from typing import Any
 
 # Extensions a reader recognises as the image of a sample, in order of preference.
 IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+# Video members (as video2dataset writes them); a sample's media is one or the other.
+VIDEO_EXTS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "m4v", "avi")
+MEDIA_EXTS: tuple[str, ...] = IMAGE_EXTS + VIDEO_EXTS
 
 # Reader codes that leave the image whole: the sample is still decoded and scored by every
 # stage, so a broken ``.json`` cannot carry an image past the NSFW or duplicate checks.
@@ -36,6 +39,16 @@ class Sample:
         """The image bytes when the reader's code (if any) leaves the image usable."""
         return self.image if self.error is None or self.error in SOFT_READ_ERRORS else None
 
+    @property
+    def media(self) -> str:
+        """``video`` for a video member (by extension, or by magic bytes when the reader
+        had none), else ``image``."""
+        if self.image_ext in VIDEO_EXTS:
+            return "video"
+        if self.image_ext in (None, "bin") and sniff_image_ext(self.image) in VIDEO_EXTS:
+            return "video"
+        return "image"
+
     def image_sha256(self) -> str | None:
         return hashlib.sha256(self.image).hexdigest() if self.image is not None else None
 
@@ -58,6 +71,12 @@ def sniff_image_ext(data: bytes | None) -> str:
             return ext
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return "mov" if data[8:10] == b"qt" else "mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in data[:64] else "mkv"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
     return "bin"
 
 

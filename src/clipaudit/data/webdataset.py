@@ -22,7 +22,7 @@ from clipaudit.data.formats import (
     meta_json,
     register_format,
 )
-from clipaudit.data.sample import IMAGE_EXTS, Sample, sniff_image_ext
+from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
 from clipaudit.errors import DatasetError, DuplicateIdError
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -210,11 +210,11 @@ class WebDataset(Dataset):
             caption = parts["txt"].decode("utf-8", errors="replace")
         elif isinstance(json_caption, str):
             caption = json_caption
-        image_ext = next((e for e in IMAGE_EXTS if e in parts), None)
+        image_ext = next((e for e in MEDIA_EXTS if e in parts), None)
         image = parts.get(image_ext) if image_ext else None
         if unsafe:
             error, image = "unsafe_path", None
-        elif image is None and too_large and any(e in IMAGE_EXTS for e in too_large):
+        elif image is None and too_large and any(e in MEDIA_EXTS for e in too_large):
             error = "image_too_large"
         elif image is None and error is None:
             error = "truncated_shard" if truncated else "missing_image"

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipaudit.data.decode import decode_image
+from clipaudit.data.decode import decode_sample
 from clipaudit.data.formats import Dataset, atomic_write_bytes, batched
 from clipaudit.errors import DatasetError, DuplicateIdError
 from clipaudit.models.loader import LoadedClip
@@ -85,6 +85,7 @@ def embed_dataset(
                 img = np.zeros((len(batch), dim), np.float32)
                 txt = np.zeros((len(batch), dim), np.float32)
                 pics, pic_rows, caps, cap_rows = [], [], [], []
+                clips: list[tuple[int, list[Any]]] = []
                 for i, s in enumerate(batch):
                     if s.id in seen:
                         raise DuplicateIdError([s.id], dataset.describe())
@@ -92,8 +93,10 @@ def embed_dataset(
                     fingerprint.update(s.id.encode())
                     err = s.error
                     if err is None:
-                        dec = decode_image(s.image)
-                        if dec.image is not None:
+                        dec = decode_sample(s)
+                        if dec.frames:  # a video: its sampled frames, averaged below
+                            clips.append((i, dec.frames))
+                        elif dec.image is not None:
                             pics.append(dec.image)
                             pic_rows.append(i)
                         else:
@@ -111,12 +114,15 @@ def embed_dataset(
                         summary.errors[err] = summary.errors.get(err, 0) + 1
                 if pics:
                     img[pic_rows] = clip.encode_images(pics, batch_size=batch_size)
+                for i, frames in clips:  # the clip: the renormalised mean of its frames
+                    e = clip.encode_images(frames, batch_size=batch_size).mean(axis=0)
+                    img[i] = e / max(float(np.linalg.norm(e)), 1e-12)
                 if caps:
                     txt[cap_rows] = clip.encode_texts(caps)
                 img_rows.append(img)
                 txt_rows.append(txt)
                 summary.samples += len(batch)
-                summary.images_embedded += len(pics)
+                summary.images_embedded += len(pics) + len(clips)
                 summary.texts_embedded += len(caps)
                 progress.update(task, n=summary.samples)
             img_all = np.concatenate(img_rows) if img_rows else np.zeros((0, dim), np.float32)

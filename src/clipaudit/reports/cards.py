@@ -270,6 +270,18 @@ def dataset_card(ev: Evidence) -> str:
         f"Image-caption pairs curated by clipaudit: {ev.fig('kept')} kept of "
         f"{ev.fig('input')} input samples ({ev.fig('flagged')} of the kept flagged for review), "
         f"{ev.fig('dropped')} dropped, {ev.fig('errored')} unreadable.",
+        *(
+            [
+                "",
+                f"Media: {ev.fig('signals', 'video', 'videos')} video clips "
+                f"({ev.fig('signals', 'video', 'video_seconds')} s in all) and "
+                f"{ev.fig('signals', 'video', 'images')} images in the input; still clips "
+                f"{ev.fig('signals', 'video', 'still')}, black clips "
+                f"{ev.fig('signals', 'video', 'black')}.",
+            ]
+            if ev.has("signals", "video", "videos") and ev.get("signals", "video", "videos")
+            else []
+        ),
         "",
         f"- Curated by, funded by, shared by: {na}",
         f"- Language(s): {', '.join(md(x) for x in langs) if langs else na}"
@@ -348,7 +360,13 @@ def datasheet(ev: Evidence) -> str:
         "## Composition",
         "",
         f"- Instances: image-caption pairs; {ev.fig('kept')} kept of {ev.fig('input')} in the "
-        "input.",
+        "input"
+        + (
+            f" (of the input, {ev.fig('signals', 'video', 'videos')} are video clips with "
+            "captions, counted apart)."
+            if ev.has("signals", "video", "videos") and ev.get("signals", "video", "videos")
+            else "."
+        ),
         f"- Is it a sample of a larger set? The kept set is the subset of {code(ds.get('source'))} "
         "that passed the rules pack; how the source was sampled: " + na,
         f"- Labels or targets: none are added by curation; flagged samples: {ev.fig('flagged')}.",

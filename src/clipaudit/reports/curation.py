@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from clipaudit.errors import ClipauditError
+from clipaudit.reports.judge_agreement import agreement
 from clipaudit.reports.provenance import run_provenance
 from clipaudit.reports.scores import SCORES, histogram, what_if
 from clipaudit.reports.thumbs import NSFW_CODES, SampleView, ThumbSource
@@ -64,6 +65,7 @@ def _decisions(run: Path) -> dict[str, Any]:
     cols = ["id", "decision", "reasons", "duplicate_of"]
     cols += [c for c in ("shard", "route", *SCORES) if c in names]
     cols += sorted(c for c in names if c.startswith("route_score_"))
+    cols += [c for c in ("judge_faithful", "judge_watermark", "judge_nsfw") if c in names]
     return {c: table.column(c).to_pylist() for c in cols}
 
 
@@ -317,6 +319,7 @@ def curation_section(
         "duplicates": dups,
         "flagged": flagged,
         "routes": _routes(dec, stats),
+        "judge": agreement(dec, stats, pack),
         "scores": _scores(dec, stats, pack, actions),
         "signals": _signals(stats),
         "gates": _gates(run),

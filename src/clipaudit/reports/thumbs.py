@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipaudit.data.decode import decode_image
+from PIL import Image
+
+from clipaudit.data.decode import decode_image, decode_sample
 from clipaudit.data.formats import open_dataset
+from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 
 THUMB_PX = 72
@@ -33,6 +36,7 @@ class SampleView:
     url: str | None = None
     thumb: str | None = None
     hidden: bool = False
+    strip: bool = False  # a video's sampled frames side by side
 
 
 @dataclass
@@ -93,7 +97,8 @@ class ThumbSource:
                     id=s.id,
                     caption=s.caption,
                     url=s.url,
-                    thumb=None if hide else thumbnail(s.image, self.px),
+                    thumb=None if hide else sample_thumbnail(s, self.px),
+                    strip=s.media == "video",
                     hidden=hide,
                 )
             if not left:
@@ -101,6 +106,29 @@ class ThumbSource:
         for i in left:
             self.views[i] = SampleView(id=i, hidden=i in hidden)
         return self.views
+
+
+def sample_thumbnail(sample: Sample, px: int = THUMB_PX) -> str | None:
+    """An image's thumbnail, or for a video a strip of its sampled frames (each ``px`` high,
+    side by side), as a JPEG data: URI; None if nothing decodes."""
+    if sample.media != "video":
+        return thumbnail(sample.image, px)
+    d = decode_sample(sample)
+    if not d.frames:
+        return None
+    tiles = []
+    for f in d.frames:  # half height a frame: eight of them fit one report figure
+        t = f.copy()
+        t.thumbnail((px // 2, px // 2))
+        tiles.append(t)
+    strip = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)))
+    x = 0
+    for t in tiles:
+        strip.paste(t, (x, 0))
+        x += t.width
+    buf = io.BytesIO()
+    strip.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def thumbnail(data: bytes | None, px: int = THUMB_PX) -> str | None:

@@ -12,6 +12,14 @@ REASONS: dict[str, str] = {
     "bad_metadata": "the sample's metadata is not valid JSON",
     "truncated_shard": "the shard ended in the middle of this sample",
     "remote_path": "the image is a remote url, never fetched while reading",
+    "video_decode_error": "the bytes are not a decodable video (corrupt or truncated container)",
+    "no_video_stream": "the video file holds no video stream (audio only, or no streams)",
+    "video_too_large": "the video's frames exceed the frame-size cap (4K)",
+    "video_timeout": "decoding the video did not finish within the time limit",
+    # video quality
+    "still_video": "nothing moves between the sampled frames of a video",
+    "black_video": "most sampled frames of a video are black",
+    "video_too_long": "the video is longer than the pack's maximum duration",
     # quality
     "too_small": "the shorter side is below the minimum",
     "bad_aspect": "the aspect ratio is beyond the maximum",
@@ -49,6 +57,10 @@ REASONS: dict[str, str] = {
     "c2pa_invalid": "a C2PA manifest is present but fails validation or cannot be read",
     "c2pa_unverifiable": "the C2PA manifest is remote and was not fetched (curation is offline)",
     "rights_metadata_malformed": "embedded XMP/EXIF/IPTC is malformed or hostile (DTD, entities)",
+    # a native multimodal model's verdicts (clipaudit judge)
+    "judge_unfaithful": "a multimodal judge says the caption does not describe the image",
+    "judge_watermark": "a multimodal judge sees a visible watermark, logo or text overlay",
+    "judge_nsfw": "a multimodal judge sees nudity, sexual content or graphic violence",
 }
 
 ACTIONS = ("drop", "flag", "keep")

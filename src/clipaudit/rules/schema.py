@@ -18,6 +18,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.rules.base import Action, Strict
 from clipaudit.rules.reasons import REASONS
 from clipaudit.rules.section_bias import BiasThresholds
+from clipaudit.rules.section_judge import JudgeRules
 from clipaudit.rules.section_optout import OptoutRules
 from clipaudit.rules.section_rights import RightsRules, SourcesRules
 from clipaudit.rules.section_routes import REASON_PREFIX, Route, check_route_names
@@ -54,6 +55,12 @@ class Quality(Strict):
     # Colour spread of the 32x32 thumbnail (0-255, the hashes stage's pixel_std) below which
     # an image is blank: one colour, sensor noise at most (None: not checked).
     min_pixel_std: float | None = Field(default=None, ge=0, le=128)
+    # Video samples (the video stage): nothing moves between sampled frames below this mean
+    # absolute grey difference (0-255; None: not checked); this share of black sampled frames
+    # or more is a black video; longer than this many seconds (None: any length).
+    min_video_motion: float | None = Field(default=0.7, ge=0, le=255)
+    max_black_frame_share: float = Field(default=0.5, gt=0, le=1)
+    max_video_duration: float | None = Field(default=None, gt=0)
 
 
 class Dedup(Strict):
@@ -77,6 +84,14 @@ class Dedup(Strict):
     # edges alone pass distinct scenes drawn from one template.
     crops: bool = False
     min_crop_corr: float = Field(default=0.6, ge=-1, le=1)
+    # Video copies: this share of one video's sampled frames has a frame of the other
+    # within video_radius pHash bits (keeper.video_pairs).
+    # Confirmed when the frames' 16x16 colour thumbnails correlate at video_min_frame_corr
+    # (median over one video's frames of the best match in the other): on the world's video
+    # pool, true copies >= 0.985, distinct clips whose frame hashes match <= 0.941.
+    video_radius: int = Field(default=8, ge=0, le=32)
+    video_match: float = Field(default=0.5, gt=0, le=1)
+    video_min_frame_corr: float = Field(default=0.97, ge=-1, le=1)
     min_crop_value_corr: float = Field(default=0.94, ge=-1, le=1)
     # "auto": the hash search narrows its radius where the exact search at near_radius
     # would cost more than its work budget (large runs; stats say which radius was
@@ -118,6 +133,8 @@ class Pack(Strict):
     bias: BiasThresholds = Field(default_factory=BiasThresholds)
     # Named policy routes in priority order (section_routes.py).
     routes: dict[str, Route] = Field(default_factory=dict)
+    # A native multimodal model's second opinion (section_judge.py, clipaudit judge).
+    judge: JudgeRules = Field(default_factory=JudgeRules)
 
     @field_validator("routes")
     @classmethod

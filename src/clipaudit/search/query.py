@@ -35,6 +35,8 @@ from clipaudit.search.index import (
 from clipaudit.search.where import parse_where
 
 FILTER_EXACT_BELOW = 0.05
+# A run searched without an index is read whole into memory: only up to this size.
+EXACT_RUN_MAX = 200_000
 SHOWN_COLUMNS = ("caption", "url", "decision", "reasons", "route", "duplicate_of")
 
 
@@ -98,6 +100,12 @@ def open_searchable(path: str | Path, use_index: bool = True) -> Searchable:
         return _from_index(p / INDEX_DIR)
     run = RunDir(p)
     model = run_model(run)
+    total = sum(np.load(f, mmap_mode="r").shape[0] for f in (p / "img_emb").glob("img_emb_*.npy"))
+    if total > EXACT_RUN_MAX:
+        raise ClipauditError(
+            f"{str(p)!r} holds {total:,} samples and no index; build one first "
+            f"(clipaudit index {p}): an exact search would hold every embedding in memory."
+        )
     parts, image, text = [], [], []
     has_text = True
     for part in iter_run(run):

@@ -1,0 +1,142 @@
+"""Video stage: what a video sample's container and sampled frames say, and frame hashes.
+
+The pipeline decodes a video sample once (``data/decode.decode_sample``: frames sampled by
+the default policy, ``data/video.py``); every image stage scores its middle frame, the
+alignment stage embeds every sampled frame, and this stage records, per sample:
+
+* ``media``: ``image`` or ``video`` (images get nulls in the other columns);
+* ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height``, ``video_codec``,
+  ``video_frames`` (frames sampled) and ``video_policy`` (the sampling policy);
+* ``video_motion``: the largest mean absolute difference (0-255) between consecutive sampled
+  frames' 32x32 grey thumbnails (0: a still video), and ``video_black_share``: the share of
+  sampled frames that are black;
+* ``frame_phash``: the pHash of each sampled frame, in time order, and ``frame_thumbs``: a
+  16x16 colour thumbnail of each (768 bytes a frame): decide pairs videos whose frames match
+  (re-encoded, resized, trimmed copies) and confirms them on the thumbnails, see
+  ``keeper.video_pairs``.
+
+Rules (pack ``quality``): ``still_video`` below ``min_video_motion``, ``black_video`` at
+``max_black_frame_share`` or more, ``video_too_long`` over ``max_video_duration``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from clipaudit.curate.rule_registry import Signals, column, register_rule, register_stats
+from clipaudit.curate.signal_shards import floats
+from clipaudit.curate.stage import Batch, Stage, register_stage
+from clipaudit.curate.stages_hashes import perceptual_hashes
+from clipaudit.data.decode import Decoded
+from clipaudit.data.sample import Sample
+
+if TYPE_CHECKING:
+    from clipaudit.rules.schema import Pack
+
+COLUMNS = (
+    "media",
+    "video_duration",
+    "video_fps",
+    "video_width",
+    "video_height",
+    "video_codec",
+    "video_frames",
+    "video_policy",
+    "video_motion",
+    "video_black_share",
+    "frame_phash",
+    "frame_thumbs",
+)
+FRAME_THUMB = 16  # side of each sampled frame's colour thumbnail (768 bytes a frame)
+
+
+@register_stage("video")
+class VideoStage(Stage):
+    columns = COLUMNS
+
+    def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
+        media = sample.media
+        v = decoded.video or {}
+        if media != "video":
+            return ("image",) + (None,) * (len(COLUMNS) - 1)
+        frames = decoded.frames or []
+        phash = perceptual_hashes(frames)[0] if frames else None
+        thumbs = (
+            b"".join(
+                f.resize((FRAME_THUMB, FRAME_THUMB), Image.Resampling.BOX).tobytes() for f in frames
+            )
+            if frames
+            else None
+        )
+        return (
+            "video",
+            v.get("duration"),
+            v.get("fps"),
+            v.get("width"),
+            v.get("height"),
+            v.get("codec"),
+            len(frames) if frames else None,
+            v.get("policy"),
+            v.get("motion"),
+            v.get("black_share"),
+            phash,
+            thumbs,
+        )
+
+    def process(self, batch: Batch) -> dict[str, list[Any]]:
+        rows = self.prepared_for(batch)
+        return {c: [r[k] for r in rows] for k, c in enumerate(COLUMNS)}
+
+    def provenance(self) -> dict[str, Any]:
+        from clipaudit.data.video import DEADLINE_S, DEFAULT_POLICY, MAX_FRAME_PIXELS
+
+        return {
+            "decoder": "PyAV (FFmpeg's libraries in its wheel)",
+            "policy": str(DEFAULT_POLICY),
+            "deadline_s": DEADLINE_S,
+            "max_frame_pixels": MAX_FRAME_PIXELS,
+            "image_stages": "score the middle sampled frame",
+            "alignment": "mean of the sampled frames' embeddings, renormalised",
+        }
+
+
+@register_rule("video")
+def video_rule(sig: Signals, pack: Pack) -> list[list[str]]:
+    n = len(sig["id"])
+    out: list[list[str]] = [[] for _ in range(n)]
+    if "media" not in sig:
+        return out
+    q = pack.quality
+    media = column(sig, "media")
+    motion = floats(column(sig, "video_motion"))
+    black = floats(column(sig, "video_black_share"))
+    duration = floats(column(sig, "video_duration"))
+    for i in range(n):
+        if media[i] != "video":
+            continue
+        if black[i] >= q.max_black_frame_share:
+            out[i].append("black_video")
+        elif q.min_video_motion is not None and motion[i] < q.min_video_motion:
+            out[i].append("still_video")
+        if q.max_video_duration is not None and duration[i] > q.max_video_duration:
+            out[i].append("video_too_long")
+    return out
+
+
+@register_stats("video")
+def video_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str, Any]:
+    if "media" not in sig:
+        return {}
+    media = np.array([str(m) for m in column(sig, "media")])
+    dur = floats(column(sig, "video_duration"))
+    vid = media == "video"
+    return {
+        "videos": int(vid.sum()),
+        "images": int((media == "image").sum()),
+        "video_seconds": round(float(np.nansum(dur[vid])), 1) if vid.any() else 0.0,
+        "still": sum("still_video" in r for r in reasons),
+        "black": sum("black_video" in r for r in reasons),
+    }

@@ -1,0 +1,1 @@
+"""A second opinion from a native multimodal model through OpenAI-compatible chat APIs."""

@@ -1,0 +1,69 @@
+"""``clipaudit judge``: a thin command over judge/run.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+
+def judge_command(
+    run: Annotated[Path, typer.Argument(help="A decided run folder.")],
+    endpoint: Annotated[
+        str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
+    ],
+    model: Annotated[str, typer.Option(help="The model name the server serves.")],
+    rules: Annotated[str, typer.Option(help="Rules pack (its judge: section).")] = "default",
+    rubric: Annotated[
+        str | None, typer.Option(help="faithful, watermark, nsfw or a pack rubric.")
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(help="Ask about the rows this filter selects (the --where language)."),
+    ] = None,
+    budget: Annotated[int, typer.Option(min=0, help="At most this many requests.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 4,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key (never written).")
+    ] = "OPENAI_API_KEY",
+    max_side: Annotated[int, typer.Option(min=64, max=4096, help="Image side sent.")] = 512,
+    deadline: Annotated[float, typer.Option(help="Seconds for the whole run.")] = 3600.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer.")] = 60.0,
+    price_in: Annotated[
+        float | None, typer.Option(help="Price per million input tokens (for the cost).")
+    ] = None,
+    price_out: Annotated[
+        float | None, typer.Option(help="Price per million output tokens.")
+    ] = None,
+) -> None:
+    """Ask a native multimodal model about a run's borderline samples; verdicts land in
+    RUN/judge/ and the next `clipaudit decide` reads them."""
+    from clipaudit.judge.run import run_judge
+
+    info = run_judge(
+        run,
+        endpoint,
+        model,
+        rules=rules,
+        rubric=rubric,
+        select_expr=select,
+        budget=budget,
+        concurrency=concurrency,
+        api_key_env=api_key_env,
+        max_side=max_side,
+        deadline_s=deadline,
+        read_timeout=read_timeout,
+        price_in=price_in,
+        price_out=price_out,
+    )
+    Console().print(
+        f"{escape(str(run))}/judge: selected {info['selected']}, asked {info['asked']} "
+        f"(cached {info['cached']}): ok {info['ok']}, unparseable {info['unparseable']}, "
+        f"failed {info['failed']}; tokens {info['tokens']['prompt']} in / "
+        f"{info['tokens']['completion']} out"
+        + (f"; cost {info['cost']}" if info["cost"] is not None else ""),
+        highlight=False,
+    )

@@ -1,0 +1,259 @@
+"""``clipaudit judge``: ask a native multimodal model about a run's borderline samples.
+
+Selection (default): samples whose alignment lies within the pack's ``judge.alignment_margin``
+of its cut get the ``faithful`` rubric, ranked by closeness to the cut; samples whose
+visible-watermark score lies in ``judge.watermark_band`` get ``watermark``. ``--select EXPR``
+(the ``--where`` language over the decision table) replaces that with one rubric for every
+selected sample. ``--budget`` caps the requests, closest first. Each sample's image (a
+video's middle frame) is read from the run's dataset, downscaled and sent on its own: the
+model never sees another sample.
+
+Outputs in ``RUN/judge/``: ``answers.jsonl`` (every request's raw answer, verdict, tokens,
+attempts; the resumable cache), ``verdicts.parquet`` (one row per sample and rubric, read by
+decide), ``judge.json`` (settings without the key, counts, tokens, cost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipaudit.curate.rundir import RunDir
+from clipaudit.errors import ClipauditError
+from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
+from clipaudit.judge.client import Settings, ask, image_data_url, make_client, messages
+from clipaudit.rules.schema import Pack, load_pack
+
+JUDGE_DIR = "judge"
+VERDICTS = "verdicts.parquet"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    rubric: str
+    priority: float  # lower is asked first
+
+
+def clean_endpoint(url: str) -> str:
+    """The endpoint without user, password, query or fragment: what the run may record."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClipauditError(
+            f"--endpoint {url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8000/v1."
+        )
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def select(run: RunDir, pack: Pack, select_expr: str | None, rubric: str | None) -> list[Job]:
+    """The samples to ask about, most borderline first (see the module docstring)."""
+    dec = pq.read_table(run.path / "decisions.parquet")
+    ids = dec.column("id").to_pylist()
+    if select_expr is not None:
+        from clipaudit.search.where import parse_where
+
+        name = rubric or "faithful"
+        mask = parse_where(select_expr, dec.column_names).mask(dec)
+        return [Job(ids[i], name, float(k)) for k, i in enumerate(np.flatnonzero(mask).tolist())]
+    jobs: list[Job] = []
+    stats = json.loads((run.path / "stats.json").read_text())
+    cut = (stats.get("thresholds") or {}).get("alignment_min")
+    j = pack.judge
+    if (rubric in (None, "faithful")) and cut is not None and "alignment" in dec.column_names:
+        al = np.array([np.nan if v is None else v for v in dec.column("alignment").to_pylist()])
+        near = np.flatnonzero(np.abs(al - cut) <= j.alignment_margin)
+        jobs += [Job(ids[i], "faithful", float(abs(al[i] - cut))) for i in near.tolist()]
+    if rubric in (None, "watermark") and "visible_watermark_score" in dec.column_names:
+        lo, hi = j.watermark_band
+        ws = np.array(
+            [np.nan if v is None else v for v in dec.column("visible_watermark_score").to_pylist()]
+        )
+        band = np.flatnonzero((ws >= lo) & (ws < hi))
+        mid = (lo + hi) / 2
+        jobs += [
+            Job(ids[i], "watermark", float(abs(ws[i] - mid) / max(hi - lo, 1e-9)))
+            for i in band.tolist()
+        ]
+    return sorted(jobs, key=lambda x: (x.priority, x.id, x.rubric))
+
+
+def _images(run: RunDir, ids: set[str]) -> dict[str, tuple[Any, str | None]]:
+    """id → (decoded image or None, caption), reading only the shards that hold them."""
+    from clipaudit.data.decode import decode_sample
+    from clipaudit.data.formats import open_dataset
+
+    record = run.read_json("run.json")
+    src = (record.get("dataset") or {}).get("source")
+    if not src or not Path(src).exists():
+        raise ClipauditError(
+            f"the run's dataset {src!r} is not on this machine; the judge needs the images."
+        )
+    ds = open_dataset(src, format=(record.get("dataset") or {}).get("format"))
+    dec = pq.read_table(run.path / "decisions.parquet", columns=["id", "shard"]).to_pylist()
+    shards = sorted({int(d["shard"]) for d in dec if d["id"] in ids})
+    names = ds.shards()
+    out: dict[str, tuple[Any, str | None]] = {}
+    for k in shards:
+        for s in ds.read_shard(names[k]):
+            if s.id in ids:
+                out[s.id] = (decode_sample(s).image, s.caption)
+    return out
+
+
+def run_judge(
+    run_path: str | Path,
+    endpoint: str,
+    model: str,
+    rules: str = "default",
+    rubric: str | None = None,
+    select_expr: str | None = None,
+    budget: int = 200,
+    concurrency: int = 4,
+    api_key_env: str | None = "OPENAI_API_KEY",
+    max_side: int = 512,
+    deadline_s: float = 3600.0,
+    read_timeout: float = 60.0,
+    price_in: float | None = None,
+    price_out: float | None = None,
+) -> dict[str, Any]:
+    """Ask, record, and write the verdicts decide reads; returns judge.json's content."""
+    run = RunDir(run_path)
+    if not (run.path / "decisions.parquet").is_file():
+        raise ClipauditError(f"{str(run.path)!r} has no decisions; curate or decide it first.")
+    if budget < 0 or concurrency < 1:
+        raise ClipauditError("--budget must be 0 or more and --concurrency at least 1.")
+    pack = load_pack(rules)
+    if rubric is not None and pack.judge.rubric(rubric) is None:
+        raise ClipauditError(
+            f"Unknown rubric {rubric!r}; the pack has: {', '.join(pack.judge.names())}."
+        )
+    key: str = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) take any key
+    if api_key_env:
+        if api_key_env in os.environ:
+            key = os.environ[api_key_env]
+        elif api_key_env != "OPENAI_API_KEY":
+            raise ClipauditError(
+                f"the environment variable {api_key_env!r} is not set; export it or drop "
+                "--api-key-env."
+            )
+    ep = clean_endpoint(endpoint)
+    settings = Settings(model=model, endpoint=endpoint, api_key=key, read_timeout=read_timeout)
+    jobs = select(run, pack, select_expr, rubric)[:budget]
+    folder = run.path / JUDGE_DIR
+    log = AnswerLog(folder)
+    images = _images(run, {j.id for j in jobs})
+    client = make_client(settings)
+    deadline = time.monotonic() + deadline_s
+    lock = threading.Lock()
+    counts = {"asked": 0, "cached": 0, "ok": 0, "unparseable": 0, "failed": 0, "no_image": 0}
+    tokens = {"prompt": 0, "completion": 0}
+
+    def one(job: Job) -> None:
+        r = pack.judge.rubric(job.rubric)
+        assert r is not None
+        im, caption = images.get(job.id, (None, None))
+        if im is None:
+            with lock:
+                counts["no_image"] += 1
+            return
+        question = r.question.replace("{caption}", json.dumps(caption or ""))
+        url, jpeg = image_data_url(im, max_side)
+        k = answer_key(jpeg, question + "|" + "|".join(r.choices), model, ep)
+        if k in log.done:
+            with lock:
+                counts["cached"] += 1
+            return
+        reply = ask(client, settings, messages(question, url, r.choices), r.choices, deadline)
+        verdict: str | None = None
+        problem: str | None = reply.error
+        status = "failed"
+        if reply.error is None:
+            verdict, problem = parse_answer(reply.text, r.choices)
+            status = "ok" if verdict is not None else "unparseable"
+        ans = Answer(
+            key=k,
+            id=job.id,
+            rubric=job.rubric,
+            model=model,
+            endpoint=ep,
+            status=status,
+            verdict=verdict,
+            problem=problem,
+            raw=reply.text,
+            attempts=reply.attempts,
+            seconds=round(reply.seconds, 3),
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            structured=reply.structured,
+            order=list(r.choices),
+        )
+        with lock:
+            log.add(ans)
+            counts["asked"] += 1
+            counts[status] += 1
+            tokens["prompt"] += reply.prompt_tokens
+            tokens["completion"] += reply.completion_tokens
+
+    t0 = time.monotonic()
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, jobs))
+    finally:
+        log.close()
+    wall = time.monotonic() - t0
+    _write_verdicts(folder, log.done)
+    cost = None
+    if price_in is not None or price_out is not None:
+        cost = round(
+            tokens["prompt"] / 1e6 * (price_in or 0)
+            + tokens["completion"] / 1e6 * (price_out or 0),
+            6,
+        )
+    info = {
+        "endpoint": ep,
+        "model": model,
+        "rules": pack.name,
+        "selection": select_expr or "borderline (pack judge section)",
+        "rubric": rubric,
+        "budget": budget,
+        "concurrency": concurrency,
+        "selected": len(jobs),
+        **counts,
+        "tokens": tokens,
+        "cost": cost,
+        "price_per_million_tokens": {"input": price_in, "output": price_out},
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(counts["asked"] / wall, 2) if wall > 0 else None,
+    }
+    (folder / "judge.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _write_verdicts(folder: Path, done: dict[str, dict[str, Any]]) -> None:
+    """One row per (sample, rubric): the latest parsed answer."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in done.values():
+        latest[(str(rec["id"]), str(rec["rubric"]))] = rec
+    rows = sorted(latest.values(), key=lambda r: (str(r["id"]), str(r["rubric"])))
+    table = pa.table(
+        {
+            "id": pa.array([str(r["id"]) for r in rows], pa.string()),
+            "rubric": pa.array([str(r["rubric"]) for r in rows], pa.string()),
+            "verdict": pa.array([r.get("verdict") for r in rows], pa.string()),
+            "status": pa.array([str(r["status"]) for r in rows], pa.string()),
+            "model": pa.array([str(r["model"]) for r in rows], pa.string()),
+        }
+    )
+    pq.write_table(table, folder / VERDICTS)

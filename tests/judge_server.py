@@ -1,0 +1,119 @@
+"""A scripted OpenAI-compatible chat server on the loopback interface, for tests and benches.
+
+``POST /v1/chat/completions`` answers from a script: each request takes the next behaviour
+(or, when the script is empty, asks ``answer_for(body)``). Behaviours: ``("ok", text)``,
+``("status", code, retry_after)``, ``("stall", seconds)`` (then a normal answer), ``("drop",)``
+(close the connection with no response), ``("bad_body",)`` (200 with a body that is not
+JSON). Every request body and header set is kept for inspection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def completion(text: str, model: str = "scripted") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+    }
+
+
+class ScriptedServer:
+    def __init__(
+        self,
+        script: list[tuple[Any, ...]] | None = None,
+        answer_for: Callable[[dict[str, Any]], str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.script = list(script or [])
+        self.answer_for = answer_for or (lambda body: '{"answer": "yes", "reason": "ok"}')
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                body = json.loads(raw or b"{}")
+                with outer.lock:
+                    outer.requests.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    step = outer.script.pop(0) if outer.script else ("ok", None)
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    return self._send(404, {"error": {"message": "not found"}})
+                if outer.delay:
+                    time.sleep(outer.delay)
+                kind = step[0]
+                if kind == "status":
+                    extra = {"Retry-After": str(step[2])} if step[2] is not None else {}
+                    return self._send(step[1], {"error": {"message": f"scripted {step[1]}"}}, extra)
+                if kind == "stall":
+                    time.sleep(step[1])
+                if kind == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return None
+                if kind == "bad_body":
+                    data = b"<html>upstream error</html>"
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                text = step[1] if kind == "ok" and step[1] is not None else outer.answer_for(body)
+                return self._send(200, completion(text, body.get("model", "scripted")))
+
+            def _send(self, code: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

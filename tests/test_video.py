@@ -1,0 +1,221 @@
+"""Video samples: readers, bounded PyAV decoding, frame sampling, the video stage, video
+copies through decide, and the world's video pool against its truths."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageDraw
+
+from clipaudit.data.decode import decode_sample
+from clipaudit.data.formats import open_dataset, write_dataset
+from clipaudit.data.sample import Sample, sniff_image_ext
+from clipaudit.data.video import (
+    SamplingPolicy,
+    decode_video,
+    encode_video,
+    frame_stats,
+)
+from clipaudit.errors import ClipauditError
+
+
+def _moving(
+    n: int = 24,
+    size: int = 64,
+    color: tuple[int, int, int] = (255, 0, 0),
+    ground: tuple[int, int, int] = (200, 200, 200),
+) -> list[Image.Image]:
+    frames = []
+    for k in range(n):
+        im = Image.new("RGB", (size, size), ground)
+        ImageDraw.Draw(im).ellipse((2 + k, 20, 22 + k, 40), fill=color)
+        frames.append(im)
+    return frames
+
+
+def test_sampling_policies_pick_the_frames_they_promise() -> None:
+    data = encode_video(_moving(24), fps=8)  # 3 s, a key frame every second
+    v = decode_video(data, SamplingPolicy.parse("uniform:8"))
+    assert v.error is None and len(v.frames) == 8
+    assert v.times == pytest.approx([(i + 0.5) * 3 / 8 for i in range(8)], abs=0.07)
+    assert v.info["duration"] == pytest.approx(3.0) and v.info["fps"] == pytest.approx(8.0)
+    assert v.info["policy"] == "uniform:8" and v.frames[0].size == (64, 64)
+    fps = decode_video(data, SamplingPolicy.parse("fps:2"))
+    assert fps.times == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5], abs=0.07)
+    keys = decode_video(data, SamplingPolicy.parse("keyframes"))
+    assert keys.times == pytest.approx([0, 1, 2], abs=0.01)
+    # Two shots: a cut from a light to a dark scene halfway.
+    dark = _moving(16, color=(0, 0, 255), ground=(20, 20, 60))
+    cut = encode_video(_moving(16) + dark, fps=8)
+    scenes = decode_video(cut, SamplingPolicy.parse("scenes"))
+    assert len(scenes.frames) == 2 and scenes.times[1] == pytest.approx(2.0, abs=0.3)
+    for bad in ("uniform:0", "uniform:99", "fps:-1", "every:3", "keyframes:2"):
+        with pytest.raises(ClipauditError, match="uniform:N"):
+            SamplingPolicy.parse(bad)
+
+
+def test_decoding_is_bounded_and_never_raises() -> None:
+    data = encode_video(_moving(24), fps=8)
+    assert decode_video(data, deadline_s=0.0).error == "video_timeout"
+    assert decode_video(b"").error == "empty_image"
+    assert decode_video(None).error == "missing_image"
+    assert decode_video(b"\x00\x00\x00\x18ftypmp42" + bytes(500)).error == "video_decode_error"
+
+
+def test_still_and_black_measures() -> None:
+    still = decode_video(encode_video([_moving(1)[0]] * 16, fps=8))
+    moving = decode_video(encode_video(_moving(24), fps=8))
+    black = decode_video(encode_video([Image.new("RGB", (64, 64))] * 16, fps=8))
+    assert frame_stats(still.frames)["motion"] < 0.7 < frame_stats(moving.frames)["motion"]
+    assert frame_stats(black.frames)["black_share"] == 1.0
+    assert frame_stats(moving.frames)["black_share"] == 0.0
+
+
+def test_readers_know_a_sample_is_a_video(tmp_path: Path) -> None:
+    vid = encode_video(_moving(16), fps=8)
+    assert sniff_image_ext(vid) == "mp4"
+    assert sniff_image_ext(encode_video(_moving(8), fps=8, fmt="webm")) == "webm"
+    img = Image.new("RGB", (32, 32), (10, 200, 30))
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    samples = [
+        Sample("clip", vid, caption="a red circle moving", image_ext="mp4"),
+        Sample("pic", buf.getvalue(), caption="a green square", image_ext="png"),
+    ]
+    for fmt in ("webdataset", "parquet", "imagefolder"):
+        write_dataset(samples, tmp_path / fmt, fmt)
+        ds = open_dataset(str(tmp_path / fmt))
+        got = {
+            s.id if fmt != "imagefolder" else Path(s.id).stem: s
+            for sh in ds.shards()
+            for s in ds.read_shard(sh)
+        }
+        media = {k: s.media for k, s in got.items()}
+        assert media == {"clip": "video", "pic": "image"}, (fmt, media)
+        d = decode_sample(got["clip"])
+        assert d.error is None and len(d.frames or []) == 8 and d.image is d.frames[4]  # type: ignore[index]
+
+
+def _video_pool(tmp: Path, n: int = 120, seed: int = 2) -> tuple[Path, Path]:
+    from clipaudit.curate.video_demo import run_video_demo
+
+    run_video_demo(tmp, n=n, seed=seed, log=lambda m: None)
+    return tmp / "run", tmp / "pool" / "labels.jsonl"
+
+
+@pytest.fixture(scope="module")
+def video_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return _video_pool(tmp_path_factory.mktemp("vdemo"))
+
+
+def test_video_demo_finds_the_planted_truths(video_demo: tuple[Path, Path]) -> None:
+    run, labels = video_demo
+    stats = json.loads((run / "stats.json").read_text())
+    t = stats["truth_scores"]
+    assert stats["adds_up"] and stats["input"] == 120
+    assert t["misaligned_caption"]["f1"] >= 0.9, t["misaligned_caption"]
+    assert t["copy_pair_precision"] == 1.0
+    by = t["copies_by_transform"]
+    assert set(by) == {"reencode", "resize", "trim"}
+    assert sum(v["found"] for v in by.values()) >= 0.95 * sum(v["planted"] for v in by.values())
+    planted = t["signals_by_planted_issue"]
+    assert planted["black"]["recall"] == 1.0 and planted["black"]["false_positives"] == 0
+    assert planted["still"]["recall"] == 1.0 and planted["still"]["false_positives"] <= 2
+    # Every sample once in the decision table, with its media and video columns.
+    dec = pq.read_table(run / "decisions.parquet").to_pylist()
+    ids = [json.loads(x)["id"] for x in labels.open()]
+    assert sorted(d["id"] for d in dec) == sorted(ids)
+    assert {d["media"] for d in dec} == {"video"}
+    ok = [d for d in dec if d["error"] is None]
+    assert all(d["video_frames"] == 8 and d["video_policy"] == "uniform:8" for d in ok)
+    assert all(len(d["frame_phash"]) == 8 for d in ok)
+    assert "frame_thumbs" not in dec[0]  # kept in signals/, not repeated in decisions
+    assert stats["signals"]["video"]["videos"] == 120
+
+
+def test_video_copies_are_found_through_decide_alone(video_demo: tuple[Path, Path]) -> None:
+    """Re-deciding with the image hashes switched off leaves only the frame search."""
+    from clipaudit.curate.decide import decide_run
+
+    run, labels = video_demo
+    lab = {x["id"]: x for x in map(json.loads, labels.open())}
+    stats = decide_run(run, "default", write_kept=False, gates=False)
+    search = stats["duplicate_search"]
+    assert search["video_pairs"] >= 1 and search["video_candidates"] >= search["video_pairs"]
+    dec = pq.read_table(run / "decisions.parquet", columns=["id", "duplicate_of"]).to_pylist()
+    fam = {i: x["duplicate_of"] or i for i, x in lab.items()}
+    assert all(fam[d["id"]] == fam[d["duplicate_of"]] for d in dec if d["duplicate_of"])
+
+
+def test_frame_pairs_need_matching_thumbnails() -> None:
+    from clipaudit.curate.keeper import frame_corr, video_pairs
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, (3, 8), dtype=np.int64).view(np.uint64)
+    frames = base.copy()
+    frames[1] = frames[0] ^ np.uint64(1)  # video 1: video 0's frames, one bit off
+    valid = np.ones((3, 8), np.bool_)
+    a, b = video_pairs(frames, valid, 4, 0.5)
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 1)]
+    thumbs = rng.integers(0, 256, (3, 8, 768), dtype=np.uint8)
+    same = frame_corr(thumbs[[0]], valid[[0]], thumbs[[0]], valid[[0]])
+    other = frame_corr(thumbs[[0]], valid[[0]], thumbs[[2]], valid[[2]])
+    assert same[0] == pytest.approx(1.0, abs=1e-4) and other[0] < 0.3
+
+
+def test_hostile_videos_end_in_a_code_or_a_bounded_result() -> None:
+    from tests.hostile.videos import hostile_videos
+
+    for case in hostile_videos():
+        t0 = time.perf_counter()
+        d = decode_sample(Sample("x", case.data, image_ext=case.ext))
+        got = "ok" if d.error is None else d.error
+        assert got in case.expect, (case.name, got)
+        assert time.perf_counter() - t0 < 30, case.name  # a guard against a hang, not a bench
+
+
+def test_embed_gives_a_video_the_mean_of_its_frames(tmp_path: Path) -> None:
+    from clipaudit.models import load_clip
+    from clipaudit.models.embed import embed_dataset
+
+    vid = encode_video(_moving(16), fps=8)
+    write_dataset(
+        [Sample("clip", vid, caption="a red circle", image_ext="mp4")], tmp_path / "d", "webdataset"
+    )
+    clip = load_clip("random:clipaudit-tiny")
+    embed_dataset(open_dataset(str(tmp_path / "d")), clip, tmp_path / "e", show_progress=False)
+    got = np.load(tmp_path / "e" / "img_emb" / "img_emb_0.npy")[0]
+    e = clip.encode_images(decode_video(vid).frames).mean(axis=0)
+    assert np.allclose(got, e / np.linalg.norm(e), atol=1e-5)
+    assert pq.read_table(tmp_path / "e" / "metadata" / "metadata_0.parquet")["image_ok"][0].as_py()
+
+
+def test_nsfw_takes_each_class_at_its_worst_frame() -> None:
+    from clipaudit.curate.stages_nsfw import _detect
+    from clipaudit.data.decode import Decoded
+
+    class Fake:
+        def scores(self, image: Image.Image) -> dict[str, float]:
+            r, g, _ = (float(v) / 255 for v in np.asarray(image).mean(axis=(0, 1)))
+            return {"RED": round(r, 3), "GREEN": round(g, 3)}
+
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 51, 0), (0, 0, 0))]
+    got = json.loads(_detect(Fake(), Decoded(frames[2], frames=frames)) or "{}")
+    assert got == {"RED": 1.0, "GREEN": 0.2}
+    assert json.loads(_detect(Fake(), Decoded(frames[1])) or "{}") == {"RED": 0.0, "GREEN": 0.2}
+
+
+def test_the_report_shows_frame_strips_and_the_video_truths(video_demo: tuple[Path, Path]) -> None:
+    from clipaudit.reports.render import write_report
+
+    run, _ = video_demo
+    html = Path(write_report([run], run / "r.html").html).read_text()
+    assert html.count('<img class="strip"') >= 10
+    assert "black_video" in html and "still_video" in html and "<script" not in html
