@@ -225,6 +225,40 @@ def _sequential(
     return frames, times
 
 
+def _in_one_pass(
+    container: Any, stream: Any, targets: list[float], t_end: float, limit: int
+) -> VideoDecoded:
+    """The first frame at or after each target time, decoding from the start once (for a
+    short clip: cheaper than a seek per target, which re-decodes from a key frame each time);
+    at most ``limit`` frames decoded."""
+    out = VideoDecoded()
+    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    k = 0
+    last = None
+    for decoded, frame in enumerate(container.decode(stream), 1):
+        _check(t_end)
+        t = _frame_time(frame, stream)
+        rel = (t - base) if t is not None else None
+        last = (frame, rel)
+        if rel is not None and rel >= targets[k] - 1e-6:
+            out.frames.append(_rgb(frame))
+            out.times.append(round(rel, 4))
+            while k < len(targets) and targets[k] - 1e-6 <= rel:
+                k += 1
+            if k == len(targets):
+                break
+        if decoded >= limit:
+            break
+    if k < len(targets) and last is not None and (not out.times or last[1] != out.times[-1]):
+        out.frames.append(_rgb(last[0]))  # past the last frame: the last one there is
+        out.times.append(round(last[1] if last[1] is not None else targets[-1], 4))
+    return out
+
+
+# Up to this many frames (declared) a clip is sampled in one decoding pass, not by seeking.
+ONE_PASS_FRAMES = 600
+
+
 def _uniform(
     container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
 ) -> VideoDecoded:
@@ -233,7 +267,11 @@ def _uniform(
     if not duration or duration <= 0:  # no duration to divide: the first n frames' span
         frames, times = _sequential(container, stream, info, 0.0, t_end, n)
         return VideoDecoded([_rgb(f) for f in frames], times)
-    return _at_times(container, stream, [(i + 0.5) * duration / n for i in range(n)], t_end)
+    targets = [(i + 0.5) * duration / n for i in range(n)]
+    declared = info.get("declared_frames")
+    if declared is not None and declared <= ONE_PASS_FRAMES:
+        return _in_one_pass(container, stream, targets, t_end, ONE_PASS_FRAMES)
+    return _at_times(container, stream, targets, t_end)
 
 
 def _fps(

@@ -59,7 +59,7 @@ class JudgeRules(Strict):
     # Extra rubrics (a name taken by a shipped one replaces it).
     rubrics: dict[str, Rubric] = Field(default_factory=dict)
     # Default selection: alignment within this of the pack's cut is borderline ...
-    alignment_margin: float = Field(default=0.05, ge=0, le=2)
+    alignment_margin: float = Field(default=0.15, ge=0, le=2)
     # ... and a visible-watermark score in this band.
     watermark_band: tuple[float, float] = (0.5, 0.975755)
     # At decide time: a "yes" on faithful lifts low_alignment; a "no" adds judge_unfaithful.
