@@ -205,3 +205,34 @@ def test_bad_input_is_one_line(run: Path) -> None:
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len([x for x in done.stderr.splitlines() if x.strip()]) == 1
+
+
+def test_review_routes_join_the_default_selection(tmp_path: Path) -> None:
+    from clipaudit.judge.run import rubric_for, select
+    from clipaudit.rules.schema import load_pack
+
+    write_world(tmp_path / "w", split="pool", n=40, seed=6, format="webdataset")
+    curate(
+        CurateConfig(
+            dataset=str(tmp_path / "w" / "data"),
+            out=str(tmp_path / "run"),
+            rules="world-routes",
+            stages=["quality", "hashes", "alignment"],
+            gates=False,
+        )
+    )
+    from clipaudit.curate.rundir import RunDir
+
+    pack = load_pack("world-routes")
+    jobs = select(RunDir(tmp_path / "run"), pack, None, None)
+    dec = pq.read_table(tmp_path / "run" / "decisions.parquet", columns=["id", "route"]).to_pylist()
+    queued = {d["id"] for d in dec if d["route"] == "watermark"}  # a flag route
+    routed = {j.id for j in jobs if j.rubric == "route:watermark"}
+    assert queued and routed == queued
+    assert not any(j.rubric == "route:people" for j in jobs)  # a keep route is not asked
+    # Route jobs come after the borderline ones.
+    kinds = [j.rubric.startswith("route:") for j in jobs]
+    assert kinds == sorted(kinds)
+    r = rubric_for(pack, "route:watermark")
+    assert r is not None and "visible watermark" in r.question and r.choices == ["yes", "no"]
+    assert rubric_for(pack, "route:nope") is None

@@ -2,7 +2,9 @@
 
 Selection (default): samples whose alignment lies within the pack's ``judge.alignment_margin``
 of its cut get the ``faithful`` rubric, ranked by closeness to the cut; samples whose
-visible-watermark score lies in ``judge.watermark_band`` get ``watermark``. ``--select EXPR``
+visible-watermark score lies in ``judge.watermark_band`` get ``watermark``; then samples a
+review route (action ``flag``) queued get ``route:NAME``, a yes/no question on what the
+route is about (its verdict is recorded and reported, decide does not act on it). ``--select EXPR``
 (the ``--where`` language over the decision table) replaces that with one rubric for every
 selected sample. ``--budget`` caps the requests, closest first. Each sample's image (a
 video's middle frame) is read from the run's dataset, downscaled and sent on its own: the
@@ -34,6 +36,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
 from clipaudit.judge.client import Settings, ask, image_data_url, make_client, messages
 from clipaudit.rules.schema import Pack, load_pack
+from clipaudit.rules.section_judge import Rubric
 
 JUDGE_DIR = "judge"
 VERDICTS = "verdicts.parquet"
@@ -86,7 +89,28 @@ def select(run: RunDir, pack: Pack, select_expr: str | None, rubric: str | None)
             Job(ids[i], "watermark", float(abs(ws[i] - mid) / max(hi - lo, 1e-9)))
             for i in band.tolist()
         ]
+    if rubric is None and "route" in dec.column_names:
+        # Samples a review route queued: asked whether the image shows what the route is
+        # about, after the borderline ones (priority 1).
+        review = {n for n, r in pack.routes.items() if r.action == "flag"}
+        for i, name in enumerate(dec.column("route").to_pylist()):
+            if name in review:
+                jobs.append(Job(ids[i], f"route:{name}", 1.0))
     return sorted(jobs, key=lambda x: (x.priority, x.id, x.rubric))
+
+
+def rubric_for(pack: Pack, name: str) -> Rubric | None:
+    """A pack rubric, or for ``route:NAME`` a yes/no question on what the route is about."""
+    if name.startswith("route:"):
+        route = pack.routes.get(name[len("route:") :])
+        if route is None:
+            return None
+        about = route.description or "; ".join(route.phrases) or route.where or name
+        return Rubric(
+            question=f"Does this image show the following: {about}? Answer yes or no.",
+            about="other",
+        )
+    return pack.judge.rubric(name)
 
 
 def _images(run: RunDir, ids: set[str]) -> dict[str, tuple[Any, str | None]]:
@@ -161,7 +185,7 @@ def run_judge(
     tokens = {"prompt": 0, "completion": 0}
 
     def one(job: Job) -> None:
-        r = pack.judge.rubric(job.rubric)
+        r = rubric_for(pack, job.rubric)
         assert r is not None
         im, caption = images.get(job.id, (None, None))
         if im is None:
