@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.truth import score_run
+from clipaudit.demo.truth import score_run
 from clipaudit.rules.schema import Dedup
 from clipaudit.world import write_world
 

@@ -48,8 +48,8 @@ def naive(data_dir: Path, limit: int, threads: int | None) -> tuple[int, float]:
     import imagehash
     from PIL import Image
 
-    from clipaudit.curate.stages_hashes import pixel_std
-    from clipaudit.curate.stages_quality import caption_language
+    from clipaudit.curate.stages.hashes import pixel_std
+    from clipaudit.curate.stages.quality import caption_language
     from clipaudit.data import open_dataset
     from clipaudit.models import load_clip
 
@@ -96,8 +96,8 @@ class Clock:
 
 def standalone(data_dir: Path, limit: int, model_threads: int | None) -> dict[str, Any]:
     """Each step alone on this thread, one after another, over the first ``limit`` images."""
-    from clipaudit.curate.pipeline import model_threads as threads
-    from clipaudit.curate.stage import Batch, StageContext, make_stages
+    from clipaudit.curate.engines.local import model_threads as threads
+    from clipaudit.curate.stages import Batch, StageContext, make_stages
     from clipaudit.data import open_dataset
     from clipaudit.data.decode import decode_image
     from clipaudit.data.formats import batched

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipaudit.curate.neardup import choose_bands, near_pairs
+from clipaudit.curate.decide.neardup import choose_bands, near_pairs
 
 RADIUS = 8
 

@@ -35,7 +35,7 @@ from tests.judge_server import ScriptedServer
 def _misaligned_prf(run: Path, labels: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from clipaudit.curate.truth import prf
+    from clipaudit.demo.truth import prf
 
     tp = fp = fn = 0
     for d in pq.read_table(run / "decisions.parquet", columns=["id", "reasons"]).to_pylist():

@@ -319,7 +319,7 @@ def visible_pool(folder: Path, out: Path, skip: frozenset[str]) -> dict[str, dic
 
     from PIL import Image
 
-    from clipaudit.safety import visible_marks as vm
+    from clipaudit.safety.visible import marks as vm
 
     out.mkdir(parents=True, exist_ok=True)
     truth: dict[str, dict[str, Any]] = {}
@@ -350,7 +350,7 @@ def bench_visible(folder: Path, cache: Path) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from clipaudit.rules.schema import load_pack
-    from clipaudit.safety.visible_train import marked_photos
+    from clipaudit.safety.visible.train import marked_photos
 
     pool = cache / "visible-pool"
     if not (cache / "visible-pool.json").is_file():

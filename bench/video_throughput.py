@@ -33,9 +33,9 @@ def main() -> None:
     import av
 
     from clipaudit.curate.pipeline import CurateConfig, curate
-    from clipaudit.curate.video_demo import VIDEO_STAGES
     from clipaudit.data.formats import open_dataset
     from clipaudit.data.video import decode_video
+    from clipaudit.demo.video import VIDEO_STAGES
     from clipaudit.world.video import FPS, FRAMES, VideoPoolConfig, write_video_world
 
     ap = argparse.ArgumentParser()

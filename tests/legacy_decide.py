@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate import all_stages  # noqa: F401  (registers every signal's rules)
-from clipaudit.curate.neardup import near_pairs, popcount64
-from clipaudit.curate.rule_registry import RULES, SIGNAL_STATS
+from clipaudit.curate.decide.neardup import near_pairs, popcount64
+from clipaudit.curate.decide.semdedup import load_image_embeddings, semantic_pairs
 from clipaudit.curate.rundir import RunDir, table_bytes
-from clipaudit.curate.semdedup import load_image_embeddings, semantic_pairs
-from clipaudit.curate.stages_hashes import ThumbCorrelation, as_uint64
+from clipaudit.curate.stages import load_stage_modules
+from clipaudit.curate.stages.hashes import ThumbCorrelation, as_uint64
+from clipaudit.curate.stages.reasons import RULES, SIGNAL_STATS
 from clipaudit.data.decode import DECODE_ERRORS
 from clipaudit.data.formats import (
     Dataset,
@@ -35,6 +35,8 @@ from clipaudit.data.formats import (
 from clipaudit.data.sample import SOFT_READ_ERRORS
 from clipaudit.errors import ClipauditError, DuplicateIdError
 from clipaudit.rules.schema import Pack, load_pack
+
+load_stage_modules()  # every signal registers its rules
 
 # Reader and decoder codes: the sample could not be scored at all.
 ERROR_CODES = set(DECODE_ERRORS) | {"unsafe_path", "truncated_shard", "remote_path"}

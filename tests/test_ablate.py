@@ -172,10 +172,11 @@ def test_one_seed_gives_equal_intervals() -> None:
 def test_scoring_sections_cover_every_pack_read_in_a_stage() -> None:
     """Packs share a scored run when these sections agree; a stage that starts reading
     another section at scoring time must be added to SCORING_SECTIONS."""
-    import clipaudit.curate as curate_pkg
+    import clipaudit.curate.stages as stages_pkg
 
     read: set[str] = set()
-    for f in Path(curate_pkg.__file__).parent.glob("stages_*.py"):
+    for name in stages_pkg.RULE_MODULES + stages_pkg.SCORING_ONLY_MODULES:
+        f = Path(stages_pkg.__file__).with_name(f"{name}.py")
         read |= set(re.findall(r"load_pack\([^\n]*\)\)\.(\w+)", f.read_text()))
     assert read and read <= set(SCORING_SECTIONS)
 

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from clipaudit.curate.stage import Batch
-from clipaudit.curate.stages_alignment import AlignmentStage
+from clipaudit.curate.stages import Batch
+from clipaudit.curate.stages.alignment import AlignmentStage
 from clipaudit.data.decode import decode_image
 from clipaudit.data.sample import Sample
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.stages_hashes import THUMB, pixel_std
+from clipaudit.curate.stages.hashes import THUMB, pixel_std
 from clipaudit.rules.schema import load_pack
 from tests.hostile.shards import TarBuilder
 

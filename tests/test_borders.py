@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from clipaudit.curate.borders import border_box
-from clipaudit.curate.stages_hashes import perceptual_hashes_mirrored
+from clipaudit.curate.stages.borders import border_box
+from clipaudit.curate.stages.hashes import perceptual_hashes_mirrored
 
 
 def _photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
@@ -73,7 +73,7 @@ def test_content_and_colour_backgrounds_are_left_alone() -> None:
 
 def _hash_rows(images: list[Image.Image]) -> dict[str, np.ndarray]:
     """The hash stage's columns for ``images``, as an in-memory signal table."""
-    from clipaudit.curate.stages_hashes import HashStage
+    from clipaudit.curate.stages.hashes import HashStage
     from clipaudit.data.decode import Decoded
 
     stage = HashStage.__new__(HashStage)

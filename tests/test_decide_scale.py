@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipaudit.curate.decide import decide_run
-from clipaudit.curate.keeper import Compact, resolve
+from clipaudit.curate.decide.keeper import Compact, resolve
 from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
@@ -86,7 +86,7 @@ def test_sharded_decide_in_worker_processes_equals_the_old_decide(sim: Path, pac
 
 
 def test_sharded_decide_equals_the_old_decide_on_the_demo_pool(tmp_path: Path) -> None:
-    from clipaudit.curate.demo import run_demo
+    from clipaudit.demo.images import run_demo
 
     run_demo(tmp_path / "demo", n=200, log=lambda m: None)
     run = tmp_path / "demo" / "run"
@@ -178,7 +178,7 @@ def test_a_full_disk_at_any_write_of_decide_is_clear_and_leaves_the_old_output(
 
 
 def test_thumbnails_spilled_in_blocks_correlate_as_held_at_once(tmp_path: Path) -> None:
-    from clipaudit.curate.keeper import ThumbStore
+    from clipaudit.curate.decide.keeper import ThumbStore
 
     rng = np.random.default_rng(1)
     n = 700
@@ -217,7 +217,7 @@ def test_the_kept_set_written_in_parallel_is_byte_identical_to_a_serial_write(
 ) -> None:
     """Output shards straddle input shards (7 kept samples an output shard, 40 samples an
     input shard): two worker processes write what one process writes, byte for byte."""
-    from clipaudit.curate import kept_writer
+    from clipaudit.curate.decide import writer as kept_writer
     from clipaudit.curate.pipeline import CurateConfig, curate
     from clipaudit.world import write_world
 

@@ -87,7 +87,7 @@ def test_collapsed_exact_groups_give_the_full_graphs_outcome(seed: int) -> None:
 def test_a_placeholder_repeated_thousands_of_times_is_one_row_to_search(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import clipaudit.curate.keeper as keeper
+    import clipaudit.curate.decide.keeper as keeper
 
     searched: list[int] = []
     real = keeper.near_duplicate_pairs

@@ -114,7 +114,7 @@ def test_actor_plan_follows_the_cluster(
     plan: dict[str, int],
 ) -> None:
     ray = pytest.importorskip("ray")
-    from clipaudit.curate.engine_ray import _plan
+    from clipaudit.curate.engines.ray import _plan
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
     job = SimpleNamespace(

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from clipaudit.curate.decide import quality_reasons
-from clipaudit.curate.stage import Batch
-from clipaudit.curate.stages_quality import QualityStage, caption_language
+from clipaudit.curate.stages import Batch
+from clipaudit.curate.stages.quality import QualityStage, caption_language
 from clipaudit.data.decode import decode_image
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipaudit.curate.neardup import brute_pairs, choose_bands, near_pairs, popcount64
+from clipaudit.curate.decide.neardup import brute_pairs, choose_bands, near_pairs, popcount64
 
 
 def _planted(n: int, radius: int, seed: int) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_match_and_hashes_are_validated() -> None:
 
 
 def test_thumb_correlation_is_pearson_per_channel_centred() -> None:
-    from clipaudit.curate.stages_hashes import ThumbCorrelation
+    from clipaudit.curate.stages.hashes import ThumbCorrelation
 
     rng = np.random.default_rng(3)
     base = rng.integers(0, 256, (1024, 3)).astype(np.float64)
@@ -136,7 +136,7 @@ def test_mirror_pairs_are_found_and_confirmed_on_the_mirrored_thumbnail() -> Non
 
 
 def test_mirror_thumb_correlation() -> None:
-    from clipaudit.curate.stages_hashes import ThumbCorrelation
+    from clipaudit.curate.stages.hashes import ThumbCorrelation
 
     rng = np.random.default_rng(6)
     t = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
@@ -168,7 +168,7 @@ def _smooth_hashes(n: int, seed: int) -> np.ndarray:
 
 
 def test_bit_layout_is_a_permutation_that_keeps_distances_and_empties_buckets() -> None:
-    from clipaudit.curate.neardup import BandMass, _bands, bit_layout, permute_bits
+    from clipaudit.curate.decide.neardup import BandMass, _bands, bit_layout, permute_bits
 
     h = _smooth_hashes(60_000, 1)
     order = bit_layout(h[:20_000], 4)
@@ -192,7 +192,7 @@ def test_large_search_with_the_data_aware_layout_matches_the_contiguous_one(
 ) -> None:
     """Above MEASURE_MIN the search permutes bits; the pairs must not change (the contiguous
     search is checked against brute force above), and each pair comes exactly once."""
-    from clipaudit.curate import neardup
+    from clipaudit.curate.decide import neardup
 
     h = _smooth_hashes(60_000, 3)
     h[30_000:30_200] = h[:200] ^ np.uint64(0b1011)  # planted near copies
@@ -214,7 +214,7 @@ def test_clipped_highlights_do_not_hide_a_brightened_copy() -> None:
     import sklearn
     from PIL import Image, ImageEnhance
 
-    from clipaudit.curate.stages_hashes import ThumbCorrelation
+    from clipaudit.curate.stages.hashes import ThumbCorrelation
 
     path = Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg"
     im = Image.open(path).convert("RGB")
@@ -241,7 +241,7 @@ def _photo(name: str) -> Any:
 
 
 def test_the_copy_hash_keeps_its_bits_under_crops_and_parts_distinct_photos() -> None:
-    from clipaudit.curate.copyhash import copy_hashes
+    from clipaudit.curate.stages.copyhash import copy_hashes
 
     china, flower = _photo("china.jpg"), _photo("flower.jpg")
     w, h = china.size
@@ -260,7 +260,7 @@ def test_the_copy_hash_keeps_its_bits_under_crops_and_parts_distinct_photos() ->
 def test_the_shifted_edge_check_confirms_a_crop_and_rejects_another_photo() -> None:
     from PIL import Image
 
-    from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation
+    from clipaudit.curate.stages.hashes import THUMB, ThumbCorrelation
     from clipaudit.rules.schema import load_pack
 
     china, flower = _photo("china.jpg"), _photo("flower.jpg")
@@ -285,7 +285,7 @@ def test_the_coarse_pass_keeps_every_crop_the_fine_check_confirms() -> None:
     exactly as the fine check alone, on crops at several offsets and on unrelated pairs."""
     from PIL import Image
 
-    from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation
+    from clipaudit.curate.stages.hashes import THUMB, ThumbCorrelation
     from clipaudit.rules.schema import load_pack
 
     thumbs = []
@@ -316,7 +316,7 @@ def test_the_coarse_pass_keeps_every_crop_the_fine_check_confirms() -> None:
 def test_the_edge_operator_is_the_3x3_mean_with_replicated_edges() -> None:
     from scipy.ndimage import uniform_filter
 
-    from clipaudit.curate.stages_hashes import _box_operator
+    from clipaudit.curate.stages.hashes import _box_operator
 
     z = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
     box = _box_operator()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipaudit.curate.stages_nsfw import NsfwStage, nsfw_rule, nsfw_stats
+from clipaudit.curate.stages.nsfw import NsfwStage, nsfw_rule, nsfw_stats
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from clipaudit.curate.stage import Batch, StageContext
+from clipaudit.curate.stages import Batch, StageContext
 from clipaudit.data.decode import decode_image
 from clipaudit.data.sample import Sample
 

@@ -219,8 +219,8 @@ def test_cache_option_must_be_a_folder(tmp_path: Path) -> None:
 
 
 def test_damaged_cache_files_read_as_unknown(cached_run: dict, tmp_path: Path) -> None:
-    from clipaudit.curate.stage import StageContext
-    from clipaudit.curate.stages_optout import OptoutStage
+    from clipaudit.curate.stages import StageContext
+    from clipaudit.curate.stages.optout import OptoutStage
     from clipaudit.optout.cache import cache_path
 
     a = cached_run["a"]

@@ -17,7 +17,7 @@ from tests.hostile import faults
 @pytest.fixture(autouse=True, scope="module")
 def _warm() -> None:
     # Forked trial workers inherit the loaded language model instead of each unpacking it.
-    from clipaudit.curate.stages_quality import _identifier
+    from clipaudit.curate.stages.quality import _identifier
 
     _identifier()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipaudit.curate.stages_rights import C2paStage, c2pa_reasons
+from clipaudit.curate.stages.rights import C2paStage, c2pa_reasons
 from clipaudit.data.decode import decode_image
 from clipaudit.data.sample import Sample
 from clipaudit.rights import provenance

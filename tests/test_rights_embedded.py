@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from clipaudit.curate.stages_rights import RightsStage, rights_reasons, sources_reasons
+from clipaudit.curate.stages.rights import RightsStage, rights_reasons, sources_reasons
 from clipaudit.data.decode import decode_image
 from clipaudit.data.sample import Sample
 from clipaudit.rights.embedded import caption_has_copyright, read_embedded
 from clipaudit.rights.xmp import data_mining_code, parse_xmp
 from clipaudit.rules.schema import load_pack
-from clipaudit.rules.section_rights import DEFAULT_DATA_MINING_OPTOUT
+from clipaudit.rules.sections.rights import DEFAULT_DATA_MINING_OPTOUT
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DMI = "http://ns.useplus.org/ldf/vocab/DMI-"

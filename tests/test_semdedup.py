@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipaudit.curate.decide import decide_run, dedup
+from clipaudit.curate.decide.semdedup import TARGET_CLUSTER, semantic_pairs, spherical_kmeans
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.semdedup import TARGET_CLUSTER, semantic_pairs, spherical_kmeans
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
 from clipaudit.world import write_world

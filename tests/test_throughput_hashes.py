@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipaudit.curate.stages_hashes import (
+from clipaudit.curate.stages.hashes import (
     HashStage,
     bits_to_int64,
     perceptual_hashes,

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps
 
-from clipaudit.curate.pipeline import CurateConfig, _prepared_batches, curate, model_threads
-from clipaudit.curate.stage import Batch, StageContext, make_stages
+from clipaudit.curate.engines.local import _prepared_batches, model_threads
+from clipaudit.curate.pipeline import CurateConfig, curate
+from clipaudit.curate.stages import Batch, StageContext, make_stages
 from clipaudit.data import Sample, open_dataset
 from clipaudit.data.decode import decode_image
 from clipaudit.data.formats import batched, write_dataset

@@ -104,7 +104,7 @@ def test_readers_know_a_sample_is_a_video(tmp_path: Path) -> None:
 
 
 def _video_pool(tmp: Path, n: int = 120, seed: int = 2) -> tuple[Path, Path]:
-    from clipaudit.curate.video_demo import run_video_demo
+    from clipaudit.demo.video import run_video_demo
 
     run_video_demo(tmp, n=n, seed=seed, log=lambda m: None)
     return tmp / "run", tmp / "pool" / "labels.jsonl"
@@ -155,7 +155,7 @@ def test_video_copies_are_found_through_decide_alone(video_demo: tuple[Path, Pat
 
 
 def test_frame_pairs_need_matching_thumbnails() -> None:
-    from clipaudit.curate.keeper import frame_corr, video_pairs
+    from clipaudit.curate.decide.keeper import frame_corr, video_pairs
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2**63, (3, 8), dtype=np.int64).view(np.uint64)
@@ -198,7 +198,7 @@ def test_embed_gives_a_video_the_mean_of_its_frames(tmp_path: Path) -> None:
 
 
 def test_nsfw_takes_each_class_at_its_worst_frame() -> None:
-    from clipaudit.curate.stages_nsfw import _detect
+    from clipaudit.curate.stages.nsfw import _detect
     from clipaudit.data.decode import Decoded
 
     class Fake:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from clipaudit.calibrate.photo_split import TUNE_SHARE, is_tune, part_of
-from clipaudit.safety import visible_marks as vm
-from clipaudit.safety.visible_train import MARKED_PHOTOS, marked_photos
+from clipaudit.safety.visible import marks as vm
+from clipaudit.safety.visible.train import MARKED_PHOTOS, marked_photos
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "photos"
 

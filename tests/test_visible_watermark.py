@@ -14,16 +14,16 @@ import pytest
 from PIL import Image
 
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.rule_registry import RULES, SIGNAL_STATS
-from clipaudit.curate.stage import Batch
-from clipaudit.curate.stages_visible import COLUMN, VisibleWatermarkStage, score_against_labels
+from clipaudit.curate.stages import Batch
+from clipaudit.curate.stages.reasons import RULES, SIGNAL_STATS
+from clipaudit.curate.stages.visible import COLUMN, VisibleWatermarkStage, score_against_labels
 from clipaudit.data.decode import Decoded, decode_image
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
-from clipaudit.rules.section_visible import FPR_1_THRESHOLD, FPR_5_THRESHOLD
-from clipaudit.safety import visible_data as vd
-from clipaudit.safety.visible_detector import BUNDLED_DIR, load_detector, sha256_file
+from clipaudit.rules.sections.visible import FPR_1_THRESHOLD, FPR_5_THRESHOLD
+from clipaudit.safety.visible import data as vd
+from clipaudit.safety.visible.detector import BUNDLED_DIR, load_detector, sha256_file
 from clipaudit.world import write_world
 
 CARD = json.loads((BUNDLED_DIR / "metrics.json").read_text(encoding="utf-8"))
@@ -115,7 +115,7 @@ def test_real_held_out_photos_close_to_card() -> None:
     from sklearn.metrics import roc_auc_score
 
     from clipaudit.calibrate.photo_split import photos
-    from clipaudit.safety.visible_train import marked_photos
+    from clipaudit.safety.visible.train import marked_photos
 
     skip = marked_photos()
     names = [p.relative_to(SHARED_PHOTOS).as_posix() for p in photos(SHARED_PHOTOS, "held_out")]
@@ -150,7 +150,7 @@ def test_stage_bad_bytes_give_none() -> None:
     Image.new("RGB", (64, 48), (200, 100, 50)).save(buf, format="PNG")
     good, bad = _sample(buf.getvalue()), _sample(b"not an image")
     stage = VisibleWatermarkStage()
-    from clipaudit.curate.stage import StageContext
+    from clipaudit.curate.stages import StageContext
 
     stage.setup(StageContext())
     decoded = [decode_image(good.image), decode_image(bad.image)]
@@ -254,8 +254,8 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
     """Tiny settings on a fixed set of 16 pairs: the loop learns (loss falls) and writes a
     loadable folder with its card and metrics."""
     pytest.importorskip("matplotlib", reason="the TRAIN fonts are matplotlib's bundled TTFs")
-    from clipaudit.safety.visible_detector import load_from
-    from clipaudit.safety.visible_train import TrainConfig, train
+    from clipaudit.safety.visible.detector import load_from
+    from clipaudit.safety.visible.train import TrainConfig, train
 
     cfg = TrainConfig(
         out=str(tmp_path / "wm"),

@@ -12,7 +12,7 @@ from PIL import Image
 
 from clipaudit.curate.decide import decide_run
 from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.stages_watermark import WatermarkStage, watermark_rule, watermark_stats
+from clipaudit.curate.stages.watermark import WatermarkStage, watermark_rule, watermark_stats
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack

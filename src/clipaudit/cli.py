@@ -473,17 +473,13 @@ def decide(
 ) -> None:
     """Re-apply a rules pack to a run's stored signals, without loading any model (routes
     with a phrase the run has not embedded yet load its text tower once)."""
+    from clipaudit.curate.config import CurateConfig
     from clipaudit.curate.decide import decide_run
+    from clipaudit.curate.engines import get_engine
 
-    mapper = None
-    if engine == "ray":
-        from clipaudit.curate.engine_ray import ray_mapper
-        from clipaudit.curate.engines import get_engine
-
-        get_engine("ray")  # not installed: the same one-line error as curate gives
-        mapper = ray_mapper(ray_address)
-    elif engine != "local":
-        raise ClipauditError(f"Unknown --engine {engine!r}; use local or ray.")
+    # An unknown or uninstalled engine: the same one-line error as curate gives.
+    cfg = CurateConfig(dataset="", out=str(run), engine=engine, ray_address=ray_address)
+    mapper = get_engine(engine).decide_mapper(cfg)
     with _phase_bars() as progress:
         stats = decide_run(
             run,
@@ -514,7 +510,7 @@ def demo(
     if video:
         _video_demo(out, 300 if n == 2000 else n, rules, seed)
         return
-    from clipaudit.curate.demo import run_demo
+    from clipaudit.demo.images import run_demo
 
     report = run_demo(
         out, n=n, rules=rules, seed=seed, log=lambda m: console.print(m, highlight=False)
@@ -541,7 +537,7 @@ def demo(
 
 
 def _video_demo(out: Path, n: int, rules: str, seed: int) -> None:
-    from clipaudit.curate.video_demo import run_video_demo
+    from clipaudit.demo.video import run_video_demo
 
     result = run_video_demo(
         out, n=n, rules=rules, seed=seed, log=lambda m: console.print(m, highlight=False)

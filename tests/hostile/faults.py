@@ -295,7 +295,7 @@ def _limit_file_size(limit: int) -> None:
 
 def _child(conn: Any, data: str, run: str, fsize: int | None) -> None:
     if fsize is not None:
-        from clipaudit.curate.stages_quality import _identifier
+        from clipaudit.curate.stages.quality import _identifier
 
         # As in a fresh process: the language model must be unpacked into the temp folder
         # again, whatever the parent (an earlier test) already loaded before the fork.

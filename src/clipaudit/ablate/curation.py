@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from clipaudit.curate.decide import decide_signals, load_signals
+from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.rundir import RunDir, table_bytes
-from clipaudit.curate.semdedup import load_image_embeddings
 from clipaudit.data.formats import atomic_write_bytes
 from clipaudit.rules.schema import Pack, load_pack
 
-# Pack sections that curate's stages read at scoring time (stages_nsfw, stages_optout and
-# stages_watermark load them in setup); tests/test_ablate.py checks that this stays true.
+# Pack sections that curate's stages read at scoring time (stages/nsfw.py, stages/optout.py and
+# stages/watermark.py load them in setup); tests/test_ablate.py checks that this stays true.
 SCORING_SECTIONS = ("nsfw", "optout", "watermark")
 KEPT = ("keep", "flag")  # a flagged sample is kept for training, as in the kept dataset
 

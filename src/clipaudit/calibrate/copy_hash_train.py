@@ -1,4 +1,4 @@
-"""Trains the crop-robust copy hash (``clipaudit.curate.copyhash``) on real photographs.
+"""Trains the crop-robust copy hash (``clipaudit.curate.stages.copyhash``) on real photographs.
 
 ``python -m clipaudit.calibrate.copy_hash_train --photos ../shared/photos`` reads the
 calibration part of the photos only (``photo_split``; the held-out part measures it in

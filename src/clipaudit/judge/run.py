@@ -36,7 +36,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
 from clipaudit.judge.client import Settings, ask, image_data_url, make_client, messages
 from clipaudit.rules.schema import Pack, load_pack
-from clipaudit.rules.section_judge import Rubric
+from clipaudit.rules.sections.judge import Rubric
 
 JUDGE_DIR = "judge"
 VERDICTS = "verdicts.parquet"

@@ -1,6 +1,6 @@
 """Rights and provenance signals: embedded EXIF / IPTC / XMP rights metadata, C2PA Content
 Credentials, url sources (eTLD+1) and licences. Pure functions over a sample's bytes and
-strings; the curate stages in :mod:`clipaudit.curate.stages_rights` call them."""
+strings; the curate stages in :mod:`clipaudit.curate.stages.rights` call them."""
 
 from __future__ import annotations
 

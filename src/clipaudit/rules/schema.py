@@ -17,13 +17,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.base import Action, Strict
 from clipaudit.rules.reasons import REASONS
-from clipaudit.rules.section_bias import BiasThresholds
-from clipaudit.rules.section_judge import JudgeRules
-from clipaudit.rules.section_optout import OptoutRules
-from clipaudit.rules.section_rights import RightsRules, SourcesRules
-from clipaudit.rules.section_routes import REASON_PREFIX, Route, check_route_names
-from clipaudit.rules.section_safety import NsfwRules, WatermarkRules
-from clipaudit.rules.section_visible import VisibleWatermarkRules
+from clipaudit.rules.sections.bias import BiasThresholds
+from clipaudit.rules.sections.judge import JudgeRules
+from clipaudit.rules.sections.optout import OptoutRules
+from clipaudit.rules.sections.rights import RightsRules, SourcesRules
+from clipaudit.rules.sections.routes import REASON_PREFIX, Route, check_route_names
+from clipaudit.rules.sections.safety import NsfwRules, WatermarkRules
+from clipaudit.rules.sections.visible import VisibleWatermarkRules
 
 PACK_DIR = Path(__file__).parent / "packs"
 HashName = Literal["phash", "dhash"]
@@ -131,9 +131,9 @@ class Pack(Strict):
     actions: dict[str, Action] = Field(default_factory=dict)
     gates: Gates = Field(default_factory=Gates)
     bias: BiasThresholds = Field(default_factory=BiasThresholds)
-    # Named policy routes in priority order (section_routes.py).
+    # Named policy routes in priority order (sections/routes.py).
     routes: dict[str, Route] = Field(default_factory=dict)
-    # A native multimodal model's second opinion (section_judge.py, clipaudit judge).
+    # A native multimodal model's second opinion (sections/judge.py, clipaudit judge).
     judge: JudgeRules = Field(default_factory=JudgeRules)
 
     @field_validator("routes")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from clipaudit.curate.stage import Batch
+from clipaudit.curate.stages import Batch
 
 _CACHE_KEY = "safety:img_emb"  # in batch.prepared: never written by the run writer
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import Pack
-from clipaudit.rules.section_routes import REASON_PREFIX
+from clipaudit.rules.sections.routes import REASON_PREFIX
 from clipaudit.search.where import parse_where
 
 PHRASE_CACHE = "route_phrases.parquet"

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from clipaudit.curate.stages_hashes import THUMB
+from clipaudit.curate.stages.hashes import THUMB
 
 THUMB_BYTES = THUMB * THUMB * 3
 

@@ -1,6 +1,6 @@
 """Pass / warn / fail verdicts for a bias result, from thresholds in a strict schema.
 
-The thresholds are a rules-pack section (``bias:``, ``clipaudit.rules.section_bias``):
+The thresholds are a rules-pack section (``bias:``, ``clipaudit.rules.sections.bias``):
 ``eval bias --rules PACK`` takes them from a pack, ``--thresholds FILE`` from a file holding
 that section alone, and the defaults apply otherwise.
 A verdict needs both evidence (a p-value or interval) and size (an effect worth acting on):
@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from clipaudit.errors import ClipauditError
-from clipaudit.rules.section_bias import BiasThresholds
+from clipaudit.rules.sections.bias import BiasThresholds
 
 Verdict = Literal["pass", "warn", "fail"]
 ORDER: dict[str, int] = {"pass": 0, "warn": 1, "fail": 2}

@@ -1,5 +1,5 @@
 """The project's visible-watermark detector: a small CNN trained on synthetic overlays
-(``visible_train``), shipped as package data with its card and held-out metrics.
+(``visible.train``), shipped as package data with its card and held-out metrics.
 
 ``score`` returns a probability-like score per image; it is a "suspect" flag to compare with
 a threshold chosen at a false-positive rate on clean held-out images, not a verdict.
@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from clipaudit.safety.visible_data import INPUT_SIZE, to_input
+from clipaudit.safety.visible.data import INPUT_SIZE, to_input
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled" / "watermark-detector"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models" / "bundled" / "watermark-detector"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"

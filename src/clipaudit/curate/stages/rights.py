@@ -10,8 +10,8 @@ import hashlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from clipaudit.curate.rule_registry import Signals, column, register_rule, register_stats
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.rights.embedded import caption_has_copyright, read_embedded
@@ -24,7 +24,7 @@ from clipaudit.rights.provenance import (
 )
 from clipaudit.rights.sources import UrlParts, match_domain, url_parts
 from clipaudit.rights.xmp import clean_text
-from clipaudit.rules.section_rights import DEFAULT_AI_SOURCE_TYPES
+from clipaudit.rules.sections.rights import DEFAULT_AI_SOURCE_TYPES
 
 if TYPE_CHECKING:
     from clipaudit.rules.schema import Pack

@@ -1,4 +1,4 @@
-"""Visible-watermark stage: the project's trained detector (``safety.visible_detector``).
+"""Visible-watermark stage: the project's trained detector (``safety.visible.detector``).
 
 Column ``visible_watermark_score``: the detector's score in [0, 1], null when the image did
 not decode. Resizing to the detector's input runs per sample on worker threads (``prepare``);
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipaudit.curate.rule_registry import Signals, column, register_rule, register_stats
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 
 if TYPE_CHECKING:
     from clipaudit.rules.schema import Pack
-    from clipaudit.safety.visible_detector import Detector
+    from clipaudit.safety.visible.detector import Detector
 
 COLUMN = "visible_watermark_score"
 
@@ -34,7 +34,7 @@ class VisibleWatermarkStage(Stage):
         self.batch_size = 64
 
     def setup(self, ctx: StageContext) -> None:
-        from clipaudit.safety.visible_detector import load_detector
+        from clipaudit.safety.visible.detector import load_detector
 
         self.detector = load_detector()
         self.batch_size = ctx.batch_size
@@ -45,7 +45,7 @@ class VisibleWatermarkStage(Stage):
         (no image, or pixels Pillow cannot resize)."""
         if decoded.image is None:
             return None
-        from clipaudit.safety.visible_data import to_input
+        from clipaudit.safety.visible.data import to_input
 
         try:
             if decoded.frames:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate.keeper import (
+from clipaudit.curate.decide.keeper import (
     MIRRORED,
     PLAIN,
     Compact,
@@ -32,10 +32,10 @@ from clipaudit.curate.keeper import (
     hashes_agree,
     search_radius,
 )
-from clipaudit.curate.neardup import near_pairs, popcount64
+from clipaudit.curate.decide.neardup import near_pairs, popcount64
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.signal_shards import SignalShards
-from clipaudit.curate.stages_hashes import ThumbCorrelation
+from clipaudit.curate.stages.hashes import ThumbCorrelation
 from clipaudit.errors import ClipauditError
 
 REASON = "duplicate_of_reference"
@@ -78,7 +78,8 @@ def _is_run(path: Path) -> bool:
 
 def _hash_dataset(path: Path, cache_root: Path) -> tuple[RunDir, int]:
     """Hash a dataset into the cache (once); returns the cache run and samples hashed now."""
-    from clipaudit.curate.pipeline import CurateConfig, curate, input_fingerprint
+    from clipaudit.curate.config import CurateConfig
+    from clipaudit.curate.scoring import input_fingerprint, score
     from clipaudit.data.formats import open_dataset
 
     try:
@@ -90,12 +91,12 @@ def _hash_dataset(path: Path, cache_root: Path) -> tuple[RunDir, int]:
         ) from None
     key = hashlib.sha256(f"against-v1|{input_fingerprint(ds)}".encode()).hexdigest()[:24]
     out = cache_root / key
-    stats = curate(
+    done = score(
         CurateConfig(
             dataset=str(path), out=str(out), stages=["quality", "hashes"], decide=False, gates=False
         )
     )
-    return RunDir(out), int(stats.get("scored", 0))
+    return done.run, done.scored
 
 
 def load_reference(path: str | Path, cache_root: Path | None = None) -> Reference:
@@ -260,6 +261,6 @@ def matches(
 
 
 def _as_arrays(v: Any) -> tuple[np.ndarray, np.ndarray]:
-    from clipaudit.curate.stages_hashes import thumb_array
+    from clipaudit.curate.stages.hashes import thumb_array
 
     return v if isinstance(v, tuple) else thumb_array(v)

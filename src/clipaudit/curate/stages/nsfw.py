@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipaudit.curate.rule_registry import column, register_rule, register_stats
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages.reasons import column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
@@ -36,7 +36,7 @@ from clipaudit.safety.words import WordMatcher, fingerprint
 
 if TYPE_CHECKING:
     from clipaudit.rules.schema import Pack
-    from clipaudit.rules.section_safety import NsfwRules, Route
+    from clipaudit.rules.sections.safety import NsfwRules, Route
 
 ROUTE_CODE = {"drop": "nsfw", "review": "nsfw_review"}
 DETECTOR_THREADS = 2  # cascade mode runs the detector in process(): a small pool of its own

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clipaudit.curate import rule_modules  # noqa: F401  (registers every signal's rules)
-from clipaudit.curate.rule_registry import RULES, column
 from clipaudit.curate.signal_shards import floats
+from clipaudit.curate.stages import load_stage_modules
+from clipaudit.curate.stages.reasons import RULES, column
 from clipaudit.data.decode import DECODE_ERRORS
 from clipaudit.data.sample import SOFT_READ_ERRORS
 from clipaudit.errors import ClipauditError
@@ -23,6 +23,8 @@ from clipaudit.rules.schema import Pack
 # Reader and decoder codes: the sample could not be scored at all.
 ERROR_CODES = set(DECODE_ERRORS) | {"unsafe_path", "truncated_shard", "remote_path"}
 DECISIONS = ("keep", "flag", "drop", "error")
+
+load_stage_modules(scoring=False)  # every signal registers its rules and stats
 _OWN = object()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clipaudit.curate.stage import FRAME_EMB, Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import FRAME_EMB, Batch, Stage, StageContext, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.models.loader import LoadedClip

@@ -40,8 +40,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate import against
-from clipaudit.curate.decide_rules import (
+from clipaudit.curate.decide import against
+from clipaudit.curate.decide.keeper import DUPLICATE_KINDS, Compact, resolve
+from clipaudit.curate.decide.keeper import near_duplicate_pairs as _compact_pairs
+from clipaudit.curate.decide.rules import (
     ERROR_CODES,
     add_tallies,
     alignment_percentile,
@@ -52,14 +54,12 @@ from clipaudit.curate.decide_rules import (
     standing,
     tally,
 )
-from clipaudit.curate.keeper import DUPLICATE_KINDS, Compact, resolve
-from clipaudit.curate.keeper import near_duplicate_pairs as _compact_pairs
+from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.memory import release_memory, use_system_arrow_pool
-from clipaudit.curate.rule_registry import SIGNAL_STATS
 from clipaudit.curate.rundir import RunDir, table_bytes
-from clipaudit.curate.semdedup import load_image_embeddings
 from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
-from clipaudit.curate.stages_hashes import THUMB
+from clipaudit.curate.stages.hashes import THUMB
+from clipaudit.curate.stages.reasons import SIGNAL_STATS
 from clipaudit.data.formats import (
     Dataset,
     atomic_write_bytes,
@@ -170,7 +170,7 @@ def _frame_matrix(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | tuple
 
 def _frame_thumbs(col: pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
     """Each row's frame thumbnails (768 bytes a frame, concatenated) as (rows, F, 768)."""
-    from clipaudit.curate.stages_video import FRAME_THUMB
+    from clipaudit.curate.stages.video import FRAME_THUMB
 
     size = FRAME_THUMB * FRAME_THUMB * 3
     out = np.zeros((*valid.shape, size), np.uint8)
@@ -647,7 +647,7 @@ def decide_run(
     split_by_route: bool = False,
 ) -> dict[str, Any]:
     """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset.
-    ``against_paths``: reference sets whose copies are dropped (see ``curate/against.py``).
+    ``against_paths``: reference sets whose copies are dropped (see ``curate/decide/against.py``).
     ``split_by_route``: also one kept dataset per route under ``kept_routes/NAME``."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
@@ -911,7 +911,7 @@ def _write_routes(
     """One kept dataset per route (``kept_routes/NAME``), each swapped in whole."""
     import tempfile
 
-    from clipaudit.curate import kept_writer
+    from clipaudit.curate.decide import writer as kept_writer
 
     if not pack.routes:
         raise ClipauditError(
@@ -948,7 +948,7 @@ def _write_kept(
     jobs where the format allows, else serially; swapped in whole when done."""
     import tempfile
 
-    from clipaudit.curate import kept_writer
+    from clipaudit.curate.decide import writer as kept_writer
     from clipaudit.data.formats import get_format
 
     parts = {k: _work(run.path, "decisions", k) for k in ks}

@@ -1,5 +1,5 @@
 """Pairs for the visible-watermark detector: one view of a clean image, and the same view
-under a synthetic mark (``visible_marks``), degraded the same way after the mark.
+under a synthetic mark (``visible.marks``), degraded the same way after the mark.
 
 Clean images come from real photographs (a folder such as ``../shared/photos``, split by
 ``calibrate.photo_split`` into fit / tune / held-out parts), world scenes, and, when no
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from clipaudit.safety.visible_marks import (  # noqa: F401  (re-exported for callers)
+from clipaudit.safety.visible.marks import (  # noqa: F401  (re-exported for callers)
     HELD_OUT_WORDS,
     LOGOS,
     PILLOW_DEFAULT,

@@ -7,7 +7,7 @@ import functools
 import tempfile
 from typing import Any
 
-from clipaudit.curate.stage import Batch, Stage, register_stage
+from clipaudit.curate.stages import Batch, Stage, register_stage
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
 from clipaudit.errors import ClipauditError

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from clipaudit.curate.engines import EngineJob
+from clipaudit.curate.engines import EngineJob, Mapper, get_engine, register_engine
 from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 
 if TYPE_CHECKING:
-    from clipaudit.curate.pipeline import CurateConfig
+    from clipaudit.curate.config import CurateConfig
 
 
 @dataclass
@@ -85,8 +85,7 @@ class ShardScorer:
             os.chdir(spec.cwd)  # relative dataset, rules and cache paths mean what they did
         import torch
 
-        from clipaudit.curate import all_stages  # noqa: F401  (registers every stage)
-        from clipaudit.curate.stage import StageContext, make_stages
+        from clipaudit.curate.stages import StageContext, make_stages
         from clipaudit.data.formats import open_dataset
 
         torch.set_num_threads(spec.torch_threads)
@@ -104,8 +103,6 @@ class ShardScorer:
         self.setup_seconds: float | None = time.perf_counter() - t0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        from clipaudit.curate.engines import get_engine
-
         local = get_engine("local")
         out: dict[str, list[Any]] = {"k": [], "payload": []}
         for k in batch["k"].tolist():
@@ -273,9 +270,7 @@ def score_on_ray(job: EngineJob) -> int:
             ray.shutdown()
 
 
-def ray_mapper(
-    address: str | None,
-) -> Callable[[Callable[[Any], Any], list[Any], Callable[[int], None]], list[Any]]:
+def ray_mapper(address: str | None) -> Mapper:
     """Decide's map steps as Ray tasks, one per shard (results in job order). The tasks read
     the signal shards and write their per-shard outputs in the run folder, so on a cluster
     the run folder must be on storage every node mounts, as the input dataset already is."""
@@ -304,3 +299,20 @@ def ray_mapper(
                 ray.shutdown()
 
     return run
+
+
+def _ray_installed() -> None:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ClipauditError(
+            "--engine ray needs Ray, which is not installed; run pip install 'clipaudit[ray]'."
+        ) from None
+
+
+def _decide_on_ray(cfg: CurateConfig) -> Mapper:
+    return ray_mapper(cfg.ray_address)
+
+
+register_engine("ray", check=_ray_installed, decide_mapper=_decide_on_ray)(score_on_ray)

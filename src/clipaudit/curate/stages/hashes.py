@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clipaudit.curate.borders import border_box
-from clipaudit.curate.copyhash import copy_hashes
-from clipaudit.curate.stage import Batch, Stage, register_stage
+from clipaudit.curate.stages import Batch, Stage, register_stage
+from clipaudit.curate.stages.borders import border_box
+from clipaudit.curate.stages.copyhash import copy_hashes
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 
@@ -512,5 +512,5 @@ class HashStage(Stage):
             "hash_size": HASH_SIZE,
             "phash": "imagehash.phash on the decoded RGB image",
             "dhash": "imagehash.dhash on the decoded RGB image",
-            "phash_inner": "pHash and thumbnail inside black/white borders (curate/borders.py)",
+            "phash_inner": "pHash and thumbnail inside black/white borders (stages/borders.py)",
         }

@@ -1,5 +1,9 @@
 """The Stage contract: one small class per signal, registered by name.
 
+One module per signal family lives beside this file (``alignment``, ``hashes``, ``nsfw``,
+``optout``, ``quality``, ``rights``, ``video``, ``visible``, ``watermark``); each registers its
+stage here and, through ``reasons``, the rules and stats decide applies to its columns.
+
 A stage declares the columns it writes, loads heavy things in ``setup`` (so it is cheap to
 construct and to pickle), and scores a whole batch at once. It never drops a sample: a
 sample it cannot score gets nulls in its columns, and the reason stays in the decode error.
@@ -7,6 +11,7 @@ sample it cannot score gets nulls in its columns, and the reason stays in the de
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +94,11 @@ class Stage(ABC):
         return {}
 
 
+# Stage modules that register decide's rules and stats; decide (and each of its map workers)
+# imports only these, so it starts without torch, which the scoring-only modules load.
+RULE_MODULES = ("hashes", "nsfw", "optout", "quality", "rights", "video", "visible", "watermark")
+SCORING_ONLY_MODULES = ("alignment",)
+
 STAGES: dict[str, type[Stage]] = {}
 S = TypeVar("S", bound=type[Stage])
 
@@ -102,7 +112,15 @@ def register_stage(name: str) -> Callable[[S], S]:
     return deco
 
 
+def load_stage_modules(scoring: bool = True) -> None:
+    """Import the stage modules so each registers its stage, rules and stats by name; with
+    ``scoring`` False, only the modules decide needs."""
+    for name in RULE_MODULES + (SCORING_ONLY_MODULES if scoring else ()):
+        importlib.import_module(f"{__name__}.{name}")
+
+
 def make_stages(names: list[str]) -> list[Stage]:
+    load_stage_modules()
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ClipauditError(

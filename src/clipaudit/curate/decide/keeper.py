@@ -28,15 +28,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipaudit.curate.memory import release_memory
-from clipaudit.curate.neardup import (
+from clipaudit.curate.decide.neardup import (
     affordable_radius,
     dense_radius,
     iter_near_pairs,
     popcount64,
 )
-from clipaudit.curate.semdedup import semantic_pairs
-from clipaudit.curate.stages_hashes import THUMB, ThumbCorrelation, thumb_array
+from clipaudit.curate.decide.semdedup import semantic_pairs
+from clipaudit.curate.memory import release_memory
+from clipaudit.curate.stages.hashes import THUMB, ThumbCorrelation, thumb_array
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")

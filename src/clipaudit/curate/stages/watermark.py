@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipaudit.curate.rule_registry import column, register_rule, register_stats
-from clipaudit.curate.stage import FRAME_EMB, Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import FRAME_EMB, Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages.reasons import column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
@@ -29,7 +29,7 @@ from clipaudit.safety.words import fingerprint
 
 if TYPE_CHECKING:
     from clipaudit.rules.schema import Pack
-    from clipaudit.rules.section_safety import WatermarkRules
+    from clipaudit.rules.sections.safety import WatermarkRules
 
 BITS_COLUMN = {"sdxl": "wm_sdxl_bits", "sdv1": "wm_sdv1_bits"}
 

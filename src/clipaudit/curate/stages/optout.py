@@ -15,8 +15,8 @@ from typing import Any
 
 from protego import Protego
 
-from clipaudit.curate.rule_registry import Signals, column, register_rule, register_stats
-from clipaudit.curate.stage import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.optout.agents import DEFAULT_AGENTS, DEFAULT_HEADER_DIRECTIVES

@@ -1,6 +1,6 @@
 """Train and measure the visible-watermark detector (seeded, CPU, one torch thread).
 
-    python -m clipaudit.safety.visible_train --out DIR --photos ../shared/photos
+    python -m clipaudit.safety.visible.train --out DIR --photos ../shared/photos
 
 writes ``model.safetensors``, ``config.json``, ``metrics.json`` and ``CARD.md`` to DIR. The
 shipped detector is the output of that command with its defaults. Training draws pairs
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from clipaudit.calibrate.intervals import wilson
-from clipaudit.safety import visible_data as vd
-from clipaudit.safety.visible_detector import (
+from clipaudit.safety.visible import data as vd
+from clipaudit.safety.visible.detector import (
     CONFIG,
     DEFAULT_WIDTHS,
     METRICS,
@@ -394,7 +394,7 @@ def limits(
 
 
 def data_record(bank: vd.Bank, cfg: TrainConfig) -> dict[str, Any]:
-    from clipaudit.safety import visible_marks as vm
+    from clipaudit.safety.visible import marks as vm
 
     photos = (
         f"PHOTOS (a folder of real photos): its fit part ({len(bank.photos)} photos: the "
@@ -451,7 +451,7 @@ def command_for(cfg: TrainConfig) -> str:
     ]
     if list(cfg.widths) != list(defaults.widths):
         args.append("--widths " + " ".join(map(str, cfg.widths)))
-    return " ".join(["python -m clipaudit.safety.visible_train --out DIR", *args])
+    return " ".join(["python -m clipaudit.safety.visible.train --out DIR", *args])
 
 
 def _ci(r: dict[str, Any]) -> str:

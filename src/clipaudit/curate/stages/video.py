@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from clipaudit.curate.rule_registry import Signals, column, register_rule, register_stats
 from clipaudit.curate.signal_shards import floats
-from clipaudit.curate.stage import Batch, Stage, register_stage
-from clipaudit.curate.stages_hashes import perceptual_hashes
+from clipaudit.curate.stages import Batch, Stage, register_stage
+from clipaudit.curate.stages.hashes import perceptual_hashes
+from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
 

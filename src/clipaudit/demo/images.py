@@ -8,7 +8,7 @@ from typing import Any
 
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.rundir import RunDir
-from clipaudit.curate.truth import score_run
+from clipaudit.demo.truth import score_run
 from clipaudit.rules.schema import load_pack
 from clipaudit.world import write_world
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.rundir import RunDir
-from clipaudit.curate.truth import prf, signal_scores
+from clipaudit.demo.truth import prf, signal_scores
 from clipaudit.world.video import VideoPoolConfig, write_video_world
 
 VIDEO_STAGES = ["quality", "hashes", "alignment", "watermark", "visible_watermark", "video"]

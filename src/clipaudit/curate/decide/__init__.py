@@ -1,0 +1,29 @@
+"""Decide: from stored signals to one decision per sample, at any size.
+
+A map step applies the per-sample rules shard by shard (``rules``), a reduce step works on
+compact columns only (duplicate groups: ``neardup`` search, ``keeper`` confirmation and the
+keeper policy, ``semdedup``; references in ``against``; percentile cuts), and a second map
+writes decisions and the kept dataset (``writer``). ``run.decide_run`` drives the three.
+"""
+
+from clipaudit.curate.decide.run import (
+    DUPLICATE_KINDS,
+    ERROR_CODES,
+    decide_run,
+    decide_signals,
+    dedup,
+    load_signals,
+    near_duplicate_pairs,
+    quality_reasons,
+)
+
+__all__ = [
+    "DUPLICATE_KINDS",
+    "ERROR_CODES",
+    "decide_run",
+    "decide_signals",
+    "dedup",
+    "load_signals",
+    "near_duplicate_pairs",
+    "quality_reasons",
+]

@@ -1,0 +1,113 @@
+"""Scoring a dataset into a run folder: check and record the run, then hand the shards still
+to score to an engine.
+
+The run is resumable: each finished shard leaves a marker, and a run folder only resumes
+onto the same data and settings (the fingerprint in ``run.json``), so a killed run ends with
+the same bytes. Deciding is not done here (``pipeline.curate`` composes the two), which lets
+a reference set be hashed for ``--against`` without a decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from clipaudit import __version__
+from clipaudit.curate.config import CurateConfig
+from clipaudit.curate.engines import Engine, EngineJob, get_engine
+from clipaudit.curate.rundir import RunDir
+from clipaudit.curate.stages import StageContext, make_stages
+from clipaudit.data.formats import Dataset, open_dataset
+from clipaudit.models.provenance import library_versions
+
+
+@dataclass
+class Scored:
+    """What scoring leaves for decide: the opened dataset, the run folder, the engine that
+    scored it, counts, and seconds per step (never written: they depend on the machine)."""
+
+    ds: Dataset
+    run: RunDir
+    engine: Engine
+    scored: int
+    resumed: bool
+    shards: int
+    timings: dict[str, float]
+    wall: float
+
+
+def input_fingerprint(ds: Dataset) -> str:
+    """Shard names with their sizes and times: enough to refuse resuming onto other data."""
+    h = hashlib.sha256(f"{ds.format}|{ds.describe()}".encode())
+    for shard in ds.shards():
+        h.update(shard.encode())
+        path = getattr(ds, "_files", {}).get(shard)
+        if path is not None and Path(path).exists():
+            st = Path(path).stat()
+            h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def score(
+    cfg: CurateConfig,
+    progress: Callable[[int, int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Scored:
+    """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out`` with ``cfg.engine``."""
+    from clipaudit.rules.schema import load_pack
+
+    engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
+    ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
+    if warn and "alignment" in cfg.stages:
+        from clipaudit.models.domain import domain_warning
+
+        note = domain_warning(cfg.model, ds)
+        if note:
+            warn(note)
+    load_pack(cfg.rules)  # fail on a bad pack before any scoring work
+    stages = make_stages(cfg.stages)
+    ctx = StageContext(
+        model_spec=cfg.model,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        options={**cfg.options, "rules": cfg.rules},
+    )
+    settings = {
+        "stages": cfg.stages,
+        "model": cfg.model if any(s.needs_model for s in stages) else None,
+        "batch_size": cfg.batch_size,
+        "read": asdict(cfg.read),
+        "options": cfg.options,
+    }
+    if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
+        settings["model_threads"] = cfg.model_threads
+    fingerprint = hashlib.sha256(
+        (input_fingerprint(ds) + json.dumps(settings, sort_keys=True)).encode()
+    ).hexdigest()
+    record = {
+        "clipaudit": __version__,
+        "dataset": {"source": str(cfg.dataset), "format": ds.format, "shards": ds.shards()},
+        "settings": settings,
+        "fingerprint": fingerprint,
+        "versions": library_versions(),
+        "out_format": cfg.out_format or ds.format,
+    }
+    run = RunDir(cfg.out)
+    resumed = run.prepare(record)
+    shards = ds.shards()
+    todo = [k for k in range(len(shards)) if not run.shard_done(k)]
+    if todo:
+        for stage in stages:
+            stage.setup(ctx)
+        prov = {s.name: s.provenance() for s in stages}
+        run.write_json("run.json", {**record, "stage_provenance": prov})
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    job = EngineJob(cfg, ds, shards, todo, stages, ctx, run, progress, timings)
+    scored = engine.score(job) if todo else 0
+    wall = time.perf_counter() - t_start
+    return Scored(ds, run, engine, scored, resumed, len(shards), timings, wall)

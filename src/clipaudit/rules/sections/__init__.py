@@ -1,0 +1,1 @@
+"""Pack sections, one module each: the pydantic models ``rules.schema`` assembles into a Pack."""
