@@ -219,3 +219,48 @@ def test_the_report_shows_frame_strips_and_the_video_truths(video_demo: tuple[Pa
     html = Path(write_report([run], run / "r.html").html).read_text()
     assert html.count('<img class="strip"') >= 10
     assert "black_video" in html and "still_video" in html and "<script" not in html
+
+
+def test_text_to_video_retrieval_on_the_world_video_pool(
+    video_demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``eval retrieval`` reads video samples as the renormalised mean of their sampled
+    frames, the same vectors ``clipaudit embed`` writes; text→video recall is far above
+    chance on the pool's clips (misaligned captions and copies make it less than 1)."""
+    from clipaudit.evaluate.images import embed_images
+    from clipaudit.evaluate.retrieval import zeroshot_retrieval
+    from clipaudit.evaluate.retrievaldata import load_retrieval
+    from clipaudit.models import load_clip
+    from clipaudit.models.embed import embed_dataset
+
+    _, labels = video_demo
+    data_dir = labels.parent / "data"
+    clip = load_clip("bundled:world-clip")
+    data = load_retrieval(str(data_dir))
+    lab = {x["id"]: x for x in map(json.loads, labels.open())}
+    # Clips with identical bytes (the black ones) are one gallery item with several captions.
+    n = len(data.images.ids)
+    assert 100 <= n < 120 and len(data.captions) == 120
+    assert sum("black" in lab[i]["issues"] for i in data.images.ids) == 1
+    emb = embed_images(clip, data.images, batch_size=32)
+    assert emb.ok.sum() == n and not emb.errors
+    assert np.allclose(np.linalg.norm(emb.emb, axis=1), 1.0, atol=1e-5)
+
+    embed_dataset(open_dataset(str(data_dir)), clip, tmp_path / "emb", 32, show_progress=False)
+    parts = range(len(list((tmp_path / "emb" / "img_emb").glob("*.npy"))))
+    ref = np.concatenate([np.load(tmp_path / f"emb/img_emb/img_emb_{k}.npy") for k in parts])
+    meta = [
+        m
+        for k in parts
+        for m in pq.read_table(tmp_path / f"emb/metadata/metadata_{k}.parquet").to_pylist()
+    ]
+    row = {m["id"]: k for k, m in enumerate(meta)}
+    same = ref[[row[i] for i in data.images.ids]]
+    assert np.min(np.sum(same * emb.emb, axis=1)) > 0.9999
+
+    res = zeroshot_retrieval(clip, data, batch_size=32)
+    m = {k: v["value"] for k, v in res["metrics"].items()}
+    chance5 = 5 / n
+    assert m["text_to_image_recall@5"] >= 10 * chance5, m
+    assert m["text_to_image_recall@1"] <= m["text_to_image_recall@5"] <= 1.0
+    assert m["image_to_text_recall@5"] >= 10 * chance5, m

@@ -10,8 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from clipaudit.curate.pipeline import CurateConfig, curate
-from clipaudit.curate.rundir import RunDir
+from clipaudit.demo.loop import curate_and_score
 from clipaudit.demo.truth import prf, signal_scores
 from clipaudit.world.video import VideoPoolConfig, write_video_world
 
@@ -100,17 +99,4 @@ def run_video_demo(
         log(f"writing a world video pool of {n} clips → {pool}")
         write_video_world(pool, VideoPoolConfig(n=n, seed=seed))
     log("curating the clips with bundled:world-clip (frames sampled uniform:8)")
-    stats = curate(
-        CurateConfig(
-            dataset=str(pool / "data"),
-            out=str(out / "run"),
-            rules=rules,
-            model="bundled:world-clip",
-            stages=VIDEO_STAGES,
-        )
-    )
-    truth = score_video_run(out / "run", pool / "labels.jsonl")
-    stats["truth_scores"] = truth
-    saved = {k: v for k, v in stats.items() if k not in ("timings", "resumed")}
-    RunDir(out / "run").write_json("stats.json", saved)
-    return {"stats": stats, "truth": truth}
+    return curate_and_score(out, pool, rules, score_video_run, VIDEO_STAGES)

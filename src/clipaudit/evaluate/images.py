@@ -11,8 +11,10 @@ from PIL import Image
 
 from clipaudit.models.loader import LoadedClip
 
-# Yields (image, None) or (None, reason code) for each id, in order.
-ImageStream = Callable[[], Iterator[tuple[Image.Image | None, str | None]]]
+# Yields (image, None), (a video's sampled frames, None) or (None, reason code) for each id,
+# in order.
+Picture = Image.Image | list[Image.Image]
+ImageStream = Callable[[], Iterator[tuple[Picture | None, str | None]]]
 
 
 @dataclass
@@ -34,7 +36,8 @@ class Embedded:
 
 
 def embed_images(clip: LoadedClip, images: ImageSet, batch_size: int = 64) -> Embedded:
-    """Decode, preprocess and encode every image once, in ``batch_size`` batches."""
+    """Decode, preprocess and encode every image once, in ``batch_size`` batches; a video is
+    the renormalised mean of its frames' embeddings (as ``clipaudit embed`` writes it)."""
     n, dim = len(images.ids), clip.provenance.embed_dim
     emb = np.zeros((n, dim), np.float32)
     ok = np.zeros(n, bool)
@@ -54,8 +57,13 @@ def embed_images(clip: LoadedClip, images: ImageSet, batch_size: int = 64) -> Em
         count += 1
         if i >= n:
             break
-        if im is None:
+        if im is None or (isinstance(im, list) and not im):
             errors[images.ids[i]] = err or "missing_image"
+            continue
+        if isinstance(im, list):
+            e = clip.encode_pixels(torch.stack([clip.preprocess(f) for f in im])).mean(axis=0)
+            emb[i] = e / max(float(np.linalg.norm(e)), 1e-12)
+            ok[i] = True
             continue
         pixels.append(clip.preprocess(im))
         rows.append(i)

@@ -1,4 +1,5 @@
-"""Retrieval datasets: images with one or more captions each.
+"""Retrieval datasets: images (or videos, as the mean of their sampled frames) with one or
+more captions each.
 
 Several captions per image arrive two ways, both accepted: samples whose image bytes are
 identical are one image (its captions in reading order, its id the first sample's), and a
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from clipaudit.data import ReadOptions, Sample, decode_image, open_dataset
+from clipaudit.data import ReadOptions, Sample, open_dataset
+from clipaudit.data.decode import decode_sample
 from clipaudit.errors import ClipauditError
-from clipaudit.evaluate.images import ImageSet
+from clipaudit.evaluate.images import ImageSet, Picture
 
 
 @dataclass
@@ -86,11 +87,11 @@ def load_retrieval(
             caption_image.append(group_of[key])
     keep = set(leaders)
 
-    def read() -> Iterator[tuple[Image.Image | None, str | None]]:
+    def read() -> Iterator[tuple[Picture | None, str | None]]:
         for s in ds:
             if s.id in keep:
-                dec = decode_image(s.image)
-                yield dec.image, dec.error
+                dec = decode_sample(s)  # a video: its frames by the default sampling policy
+                yield (dec.frames or dec.image), dec.error
 
     per_image = np.bincount(np.asarray(caption_image, np.int64), minlength=len(leaders))
     info = {

@@ -6,15 +6,14 @@ keeper policy, ``semdedup``; references in ``against``; percentile cuts), and a 
 writes decisions and the kept dataset (``writer``). ``run.decide_run`` drives the three.
 """
 
+from clipaudit.curate.decide.keeper import DUPLICATE_KINDS
+from clipaudit.curate.decide.rules import ERROR_CODES, quality_reasons
 from clipaudit.curate.decide.run import (
-    DUPLICATE_KINDS,
-    ERROR_CODES,
     decide_run,
     decide_signals,
     dedup,
     load_signals,
     near_duplicate_pairs,
-    quality_reasons,
 )
 
 __all__ = [

@@ -49,7 +49,6 @@ from clipaudit.curate.decide.rules import (
     alignment_percentile,
     compact_columns,
     decision_of,
-    quality_reasons,
     sample_reasons,
     standing,
     tally,
@@ -70,17 +69,6 @@ from clipaudit.errors import ClipauditError
 from clipaudit.judge.verdicts import apply_verdicts, load_verdicts
 from clipaudit.rules.schema import Pack, load_pack
 from clipaudit.search.routes import SCORE_PREFIX, RouteTable, route_table, shard_embeddings
-
-__all__ = [
-    "DUPLICATE_KINDS",
-    "ERROR_CODES",
-    "decide_run",
-    "decide_signals",
-    "dedup",
-    "load_signals",
-    "near_duplicate_pairs",
-    "quality_reasons",
-]
 
 THUMB_BYTES = THUMB * THUMB * 3
 # Below this many samples the map runs in this process: starting workers costs more.
