@@ -15,6 +15,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 # The docs site: a broken link or a page missing from the nav fails here.
 site="$(mktemp -d)"
-.venv/bin/mkdocs build --strict -q -d "$site/site"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site/site"
 rm -rf "$site"
 .venv/bin/python -m pytest -q "$@"

@@ -1,15 +1,25 @@
-"""Shared fixtures: a zoo of real image encodings made with Pillow, and sample sets."""
+"""Shared fixtures: a zoo of real image encodings made with Pillow, sample sets, and world
+pools curated into runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from clipaudit.data import Sample
+
+if TYPE_CHECKING:
+    from clipaudit.curate.pipeline import CurateConfig
 
 # Tests never touch the network: the loader must refuse at once instead of probing.
 os.environ.setdefault("CLIPAUDIT_OFFLINE", "1")
@@ -90,3 +100,105 @@ def zoo_samples(zoo: dict[str, tuple[bytes, str]]) -> list[Sample]:
     out[0].caption = None
     out[1].url = None
     return out
+
+
+# ---- world pools and their runs ---------------------------------------------------------
+
+# The keywords of world_run that are write_world's; the rest are CurateConfig's.
+WORLD_SETTINGS = frozenset({"split", "seed", "size", "shard_size", "format"})
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldRun:
+    """A world written under ``root / "w"`` (its rules pack, if any, at ``pack``) and, once
+    curated, its run at ``root / "run"`` with curate's ``stats`` (empty before a run)."""
+
+    root: Path
+    pack: Path | None = None
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def world(self) -> Path:
+        return self.root / "w"
+
+    @property
+    def data(self) -> Path:
+        return self.world / "data"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @cached_property
+    def labels(self) -> list[dict[str, Any]]:
+        """The world's answer key, labels.jsonl, one dict a sample in the world's order."""
+        text = (self.world / "labels.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines()]
+
+    def labels_by_id(self) -> dict[str, dict[str, Any]]:
+        return {x["id"]: x for x in self.labels}
+
+    def config(self, out: str = "run", **config: Any) -> CurateConfig:
+        """A CurateConfig over the world's data into ``root / out``; the pack is the rules
+        unless ``config`` names others."""
+        from clipaudit.curate.pipeline import CurateConfig  # torch: only for tests that curate
+
+        if self.pack is not None:
+            config.setdefault("rules", str(self.pack))
+        return CurateConfig(dataset=str(self.data), out=str(self.root / out), **config)
+
+    def curate(self, **config: Any) -> WorldRun:
+        """Curate the world into ``run``: this WorldRun with the run's stats."""
+        from clipaudit.curate.pipeline import curate
+
+        return dataclasses.replace(self, stats=curate(self.config("run", **config)))
+
+
+def write_pool(
+    root: Path,
+    *,
+    n: int,
+    rates: dict[str, float] | None = None,
+    pack_yaml: str | None = None,
+    **world: Any,
+) -> WorldRun:
+    """Write ``n`` world samples (webdataset unless ``format`` says otherwise; ``world``: the
+    other write_world settings) and, given its text, a rules pack beside them."""
+    from clipaudit.world import write_world
+
+    world.setdefault("format", "webdataset")
+    write_world(root / "w", n=n, rates=rates, **world)
+    pack = None
+    if pack_yaml is not None:
+        pack = root / "pack.yaml"
+        pack.write_text(pack_yaml, encoding="utf-8")
+    return WorldRun(root, pack)
+
+
+def world_run(
+    root: Path,
+    *,
+    n: int,
+    rates: dict[str, float] | None = None,
+    pack_yaml: str | None = None,
+    **settings: Any,
+) -> WorldRun:
+    """write_pool, then curate it into ``root / "run"``. ``settings``: write_world's split,
+    seed, size, shard_size and format; everything else goes to CurateConfig."""
+    world = {k: v for k, v in settings.items() if k in WORLD_SETTINGS}
+    config = {k: v for k, v in settings.items() if k not in WORLD_SETTINGS}
+    return write_pool(root, n=n, rates=rates, pack_yaml=pack_yaml, **world).curate(**config)
+
+
+WorldRuns = Callable[..., WorldRun]
+
+
+@pytest.fixture(scope="session")
+def world_runs(tmp_path_factory: pytest.TempPathFactory) -> WorldRuns:
+    """``world_runs(name, **world_run settings)``: a world_run in a new folder named ``name``
+    (for module-scoped fixtures that build one run and share it)."""
+
+    def make(name: str, **settings: Any) -> WorldRun:
+        return world_run(tmp_path_factory.mktemp(name), **settings)
+
+    return make

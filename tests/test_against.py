@@ -12,30 +12,23 @@ import pytest
 from clipaudit.curate.decide import decide_run
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.errors import ClipauditError
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, write_pool
 
 STAGES = ["quality", "hashes"]
 
 
 @pytest.fixture(scope="module")
 def halves(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("against")
-    write_world(
-        out / "w",
+    world = write_pool(
+        tmp_path_factory.mktemp("against"),
         n=240,
-        format="webdataset",
         shard_size=120,
         rates={"exact_duplicate": 0.12, "near_duplicate": 0.2},
     )
     for half, tar in (("A", "00000.tar"), ("B", "00001.tar")):
-        (out / half).mkdir()
-        shutil.copy(out / "w" / "data" / tar, out / half / tar)
-    return out
-
-
-def _labels(root: Path) -> dict[str, dict[str, object]]:
-    lines = (root / "w" / "labels.jsonl").read_text().splitlines()
-    return {x["id"]: x for x in map(json.loads, lines)}
+        (world.root / half).mkdir()
+        shutil.copy(world.data / tar, world.root / half / tar)
+    return world.root
 
 
 def _ids(folder: Path, labels: dict[str, dict[str, object]]) -> set[str]:
@@ -47,7 +40,7 @@ def _ids(folder: Path, labels: dict[str, dict[str, object]]) -> set[str]:
 
 def _cross_copies(root: Path) -> tuple[list[tuple[str, set[str], str]], set[str]]:
     """(B sample, the A samples showing the same image, transform) for every cross copy."""
-    labels = _labels(root)
+    labels = WorldRun(root).labels_by_id()
     a, b = _ids(root / "A", labels), _ids(root / "B", labels)
 
     def origin(i: str) -> str:

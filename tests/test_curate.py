@@ -15,40 +15,31 @@ from clipaudit.curate.decide import decide_run
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import open_dataset
 from clipaudit.rules.schema import load_pack
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, write_pool
 
 NOALIGN = "name: noalign\nextends: default\nalignment:\n  min: null\n"
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pool")
-    write_world(
-        out / "w",
+def pool(tmp_path_factory: pytest.TempPathFactory) -> WorldRun:
+    return write_pool(
+        tmp_path_factory.mktemp("pool"),
         n=80,
-        format="webdataset",
         shard_size=20,
         rates={"exact_duplicate": 0.1, "near_duplicate": 0.1},
+        pack_yaml=NOALIGN,
     )
-    (out / "noalign.yaml").write_text(NOALIGN)
-    return out
 
 
 @pytest.fixture(scope="module")
-def run(pool: Path) -> Path:
-    cfg = CurateConfig(
-        dataset=str(pool / "w" / "data"),
-        out=str(pool / "run"),
-        rules=str(pool / "noalign.yaml"),
-        model="random:clipaudit-tiny",
-    )
-    curate(cfg)
-    return pool / "run"
+def run(pool: WorldRun) -> Path:
+    pool.curate(model="random:clipaudit-tiny")
+    return pool.run
 
 
-def test_every_sample_once_and_counts_add_up(pool: Path, run: Path) -> None:
+def test_every_sample_once_and_counts_add_up(pool: WorldRun, run: Path) -> None:
     dec = pq.read_table(run / "decisions.parquet").to_pylist()
-    ids = [s.id for s in open_dataset(pool / "w" / "data")]
+    ids = [s.id for s in open_dataset(pool.data)]
     assert [d["id"] for d in dec] == ids
     stats = json.loads((run / "stats.json").read_text())
     assert stats["input"] == 80 and stats["adds_up"]
@@ -58,9 +49,9 @@ def test_every_sample_once_and_counts_add_up(pool: Path, run: Path) -> None:
     assert json.loads((run / "gates.json").read_text())["success"] is True
 
 
-def test_duplicates_name_a_kept_sample_they_match(pool: Path, run: Path) -> None:
+def test_duplicates_name_a_kept_sample_they_match(pool: WorldRun, run: Path) -> None:
     dec = {d["id"]: d for d in pq.read_table(run / "decisions.parquet").to_pylist()}
-    labels = {x["id"]: x for x in map(json.loads, (pool / "w" / "labels.jsonl").open())}
+    labels = pool.labels_by_id()
     dups = [d for d in dec.values() if d["duplicate_of"]]
     assert dups
     for d in dups:
@@ -82,7 +73,7 @@ def test_duplicates_name_a_kept_sample_they_match(pool: Path, run: Path) -> None
             if x["transform"] not in ("crop", "flip"):
                 groups.setdefault(x["duplicate_of"], {x["duplicate_of"]}).add(i)
     assert groups
-    pack = load_pack(str(pool / "noalign.yaml"))
+    pack = load_pack(str(pool.pack))
     dup_codes = {"exact_duplicate", "near_duplicate", "semantic_duplicate"}
     for root, members in groups.items():
         # Standing: no other rule dropped it (flags such as watermark_suspect keep a sample).
@@ -101,7 +92,9 @@ def test_duplicates_name_a_kept_sample_they_match(pool: Path, run: Path) -> None
         assert len(standing) == 0 or len(kept) == 1 or keeper_outside, (members, standing)
 
 
-def test_redecide_loads_no_model(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redecide_loads_no_model(
+    pool: WorldRun, run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import clipaudit.models.loader as loader
 
     def boom(*a: object, **k: object) -> None:
@@ -112,7 +105,7 @@ def test_redecide_loads_no_model(run: Path, monkeypatch: pytest.MonkeyPatch) -> 
     stats = decide_run(run, "laion")  # random model: every pair is below 0.28
     assert stats["by_reason"].get("low_alignment", 0) == stats["input"] - stats["errored"]
     assert stats["kept"] == 0 and stats["adds_up"]
-    stats = decide_run(run, str(run.parent / "noalign.yaml"))
+    stats = decide_run(run, str(pool.pack))
     assert stats["kept"] == before["kept"]
 
 
@@ -142,14 +135,15 @@ def _files(run: Path) -> dict[str, bytes]:
     }
 
 
-def test_sigkill_then_resume_gives_identical_bytes(pool: Path) -> None:
-    data, rules = pool / "w" / "data", pool / "noalign.yaml"
-    whole = pool / "whole"
+def test_sigkill_then_resume_gives_identical_bytes(pool: WorldRun) -> None:
+    assert pool.pack is not None
+    data, rules = pool.data, pool.pack
+    whole = pool.root / "whole"
     assert (
         subprocess.run(_curate_cmd(data, whole, rules), capture_output=True, timeout=300).returncode
         == 0
     )
-    killed = pool / "killed"
+    killed = pool.root / "killed"
     proc = subprocess.Popen(
         _curate_cmd(data, killed, rules), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -166,13 +160,13 @@ def test_sigkill_then_resume_gives_identical_bytes(pool: Path) -> None:
     assert _files(killed) == _files(whole)
 
 
-def test_resume_refuses_a_different_run(pool: Path, run: Path) -> None:
+def test_resume_refuses_a_different_run(pool: WorldRun, run: Path) -> None:
     from clipaudit.errors import ClipauditError
 
     with pytest.raises(ClipauditError, match="holds a different run"):
         curate(
             CurateConfig(
-                dataset=str(pool / "w" / "data"),
+                dataset=str(pool.data),
                 out=str(run),
                 model="random:clipaudit-tiny",
                 batch_size=3,
@@ -180,8 +174,8 @@ def test_resume_refuses_a_different_run(pool: Path, run: Path) -> None:
         )
 
 
-def test_failed_gate_exits_non_zero_with_one_line(pool: Path, run: Path) -> None:
-    strict_gate = pool / "gate.yaml"
+def test_failed_gate_exits_non_zero_with_one_line(pool: WorldRun, run: Path) -> None:
+    strict_gate = pool.root / "gate.yaml"
     strict_gate.write_text(
         NOALIGN + "gates:\n  min_caption_share: 1.0\n"
         "  min_decodable_share: 1.0\nquality:\n  min_caption_words: 50\n"

@@ -24,6 +24,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
 from clipaudit.world.scale import write_signal_run
 from tests import legacy_decide
+from tests.conftest import world_run
 
 SCALE_PACK = "name: scale\nextends: default\nquality:\n  min_side: 32\n"
 PCT_PACK = SCALE_PACK + "alignment:\n  min: null\n  min_percentile: 20\n"
@@ -218,26 +219,17 @@ def test_the_kept_set_written_in_parallel_is_byte_identical_to_a_serial_write(
     """Output shards straddle input shards (7 kept samples an output shard, 40 samples an
     input shard): two worker processes write what one process writes, byte for byte."""
     from clipaudit.curate.decide import writer as kept_writer
-    from clipaudit.curate.pipeline import CurateConfig, curate
-    from clipaudit.world import write_world
 
-    write_world(
-        tmp_path / "w",
+    monkeypatch.setattr(kept_writer, "KEPT_SHARD_SIZE", 7)
+    run = world_run(
+        tmp_path,
         n=120,
         format=fmt,
         shard_size=40,
         rates={"exact_duplicate": 0.1, "near_duplicate": 0.1},
-    )
-    monkeypatch.setattr(kept_writer, "KEPT_SHARD_SIZE", 7)
-    run = tmp_path / "run"
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "w" / "data"),
-            out=str(run),
-            stages=["quality", "hashes"],
-            gates=False,
-        )
-    )
+        stages=["quality", "hashes"],
+        gates=False,
+    ).run
     serial = {p.name: p.read_bytes() for p in sorted((run / "kept").iterdir())}
     decide_run(run, "default", workers=2, gates=False)
     parallel = {p.name: p.read_bytes() for p in sorted((run / "kept").iterdir())}

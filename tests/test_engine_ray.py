@@ -10,7 +10,7 @@ import pytest
 
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.errors import ClipauditError
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, write_pool
 
 STAGES = ["quality", "hashes", "alignment"]
 # A percentile cut: the threshold is a reduce over every shard's scores, on the driver.
@@ -26,32 +26,27 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rayworld")
-    write_world(
-        out / "w",
+def world(tmp_path_factory: pytest.TempPathFactory) -> WorldRun:
+    return write_pool(
+        tmp_path_factory.mktemp("rayworld"),
         n=36,
-        format="webdataset",
         shard_size=12,
         rates={"exact_duplicate": 0.1, "near_duplicate": 0.1, "misaligned": 0.2},
+        pack_yaml=PACK,
     )
-    (out / "pct.yaml").write_text(PACK)
-    return out
 
 
-def _cfg(world: Path, name: str, engine: str) -> CurateConfig:
-    return CurateConfig(
-        dataset=str(world / "w" / "data"),
-        out=str(world / name),
+def _cfg(world: WorldRun, name: str, engine: str) -> CurateConfig:
+    return world.config(
+        name,
         stages=list(STAGES),
-        rules=str(world / "pct.yaml"),
         model="random:clipaudit-tiny",  # random weights: loads in a second in each actor
         batch_size=8,
         engine=engine,
     )
 
 
-def test_ray_engine_writes_the_local_engines_bytes(world: Path) -> None:
+def test_ray_engine_writes_the_local_engines_bytes(world: WorldRun) -> None:
     ray = pytest.importorskip("ray")
     local = curate(_cfg(world, "local", "local"))
     seen: list[tuple[int, int, int]] = []
@@ -60,7 +55,7 @@ def test_ray_engine_writes_the_local_engines_bytes(world: Path) -> None:
     assert not ray.is_initialized()
     assert remote["timings"]["ray_actors"] >= 1
     assert sorted(seen)[-1] == (3, 3, 36)
-    a, b = _files(world / "local"), _files(world / "ray")
+    a, b = _files(world.root / "local"), _files(world.root / "ray")
     # Every file the local run wrote, byte for byte: decisions, kept dataset, signals,
     # embeddings, stats and markers (run.json records provenance and matches too).
     assert sorted(a) == sorted(b)
@@ -73,15 +68,15 @@ def test_ray_engine_writes_the_local_engines_bytes(world: Path) -> None:
 
 
 def test_without_ray_the_error_says_how_to_install(
-    world: Path, monkeypatch: pytest.MonkeyPatch
+    world: WorldRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(ClipauditError, match=r"pip install 'clipaudit\[ray\]'"):
         curate(_cfg(world, "noray", "ray"))
-    assert not (world / "noray").exists()  # failed before touching the run folder
+    assert not (world.root / "noray").exists()  # failed before touching the run folder
 
 
-def test_an_address_nobody_answers_fails_at_once(world: Path) -> None:
+def test_an_address_nobody_answers_fails_at_once(world: WorldRun) -> None:
     pytest.importorskip("ray")
     cfg = _cfg(world, "badaddr", "ray")
     cfg.ray_address = "127.0.0.1:1"  # nothing listens on port 1: refused, no retries
@@ -89,7 +84,7 @@ def test_an_address_nobody_answers_fails_at_once(world: Path) -> None:
         curate(cfg)
 
 
-def test_unknown_engine_names_the_choices(world: Path) -> None:
+def test_unknown_engine_names_the_choices(world: WorldRun) -> None:
     with pytest.raises(ClipauditError, match=r"Unknown engine 'spark'.*local, ray"):
         curate(_cfg(world, "spark", "spark"))
 

@@ -203,3 +203,28 @@ def test_unknown_format_and_missing_path_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.md").write_text("hi")
     with pytest.raises(DatasetError, match="Cannot tell the format"):
         open_dataset(tmp_path)
+
+
+def test_hf_writes_samples_that_arrive_as_a_generator(tmp_path: Path) -> None:
+    """The CLI hands writers a generator; datasets pickles its row source, so the hf writer
+    must not close over the samples themselves."""
+    import os
+    import stat
+
+    samples = [
+        Sample(id=f"g{i}", image=bytes([i]) * 10, image_ext="jpg", caption=f"c{i}", meta={"k": i})
+        for i in range(7)
+    ]
+    write_dataset((s for s in samples), tmp_path / "hf", "hf", shard_size=3)
+    got = list(open_dataset(str(tmp_path / "hf")))
+    assert [(s.id, s.image, s.caption, s.meta) for s in got] == [
+        (s.id, s.image, s.caption, s.meta) for s in samples
+    ]
+    # Written files are readable by others as open() would make them, not owner-only.
+    umask = os.umask(0)
+    os.umask(umask)
+    written = tmp_path / "out.bin"
+    from clipaudit.data.formats import atomic_write_bytes
+
+    atomic_write_bytes(written, b"x")
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask

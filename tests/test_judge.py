@@ -14,11 +14,10 @@ import pytest
 from PIL import Image
 
 from clipaudit.curate.decide import decide_run
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import parse_answer
 from clipaudit.judge.run import run_judge
-from clipaudit.world import write_world
+from tests.conftest import world_run
 from tests.judge_server import ScriptedServer
 
 KEY = "sk-test-SECRET-0123456789"
@@ -28,16 +27,14 @@ NO = '{"answer": "no", "reason": "wrong colours"}'
 
 @pytest.fixture()
 def run(tmp_path: Path) -> Path:
-    write_world(tmp_path / "w", split="pool", n=40, seed=5, format="webdataset")
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "w" / "data"),
-            out=str(tmp_path / "run"),
-            stages=["quality", "hashes", "alignment"],
-            gates=False,
-        )
-    )
-    return tmp_path / "run"
+    return world_run(
+        tmp_path,
+        split="pool",
+        n=40,
+        seed=5,
+        stages=["quality", "hashes", "alignment"],
+        gates=False,
+    ).run
 
 
 def _ids(run: Path, n: int) -> list[str]:
@@ -211,15 +208,14 @@ def test_review_routes_join_the_default_selection(tmp_path: Path) -> None:
     from clipaudit.judge.run import rubric_for, select
     from clipaudit.rules.schema import load_pack
 
-    write_world(tmp_path / "w", split="pool", n=40, seed=6, format="webdataset")
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "w" / "data"),
-            out=str(tmp_path / "run"),
-            rules="world-routes",
-            stages=["quality", "hashes", "alignment"],
-            gates=False,
-        )
+    world_run(
+        tmp_path,
+        split="pool",
+        n=40,
+        seed=6,
+        rules="world-routes",
+        stages=["quality", "hashes", "alignment"],
+        gates=False,
     )
     from clipaudit.curate.rundir import RunDir
 

@@ -17,7 +17,7 @@ from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import Sample, open_dataset, write_dataset
 from clipaudit.errors import ClipauditError
 from clipaudit.optout import FetchConfig, HttpSettings, fetch_samples
-from clipaudit.world import write_world
+from tests.conftest import world_run
 from tests.test_optout_support import Route, serve
 
 NOALIGN = "name: noalign\nextends: default\nalignment:\n  min: null\n"
@@ -29,18 +29,12 @@ def _decisions(run: Path) -> dict[str, dict]:
 
 def test_world_pool_xrobots_plants_are_all_found(tmp_path: Path) -> None:
     rates = {"xrobots_noai": 0.3, "watermarked": 0.0, "sdxl_watermark": 0.0}
-    write_world(tmp_path / "w", n=60, size=64, rates=rates, format="webdataset")
-    (tmp_path / "noalign.yaml").write_text(NOALIGN)
-    cfg = CurateConfig(
-        dataset=str(tmp_path / "w" / "data"),
-        out=str(tmp_path / "run"),
-        rules=str(tmp_path / "noalign.yaml"),
-        stages=["quality", "optout"],
+    pool = world_run(
+        tmp_path, n=60, size=64, rates=rates, pack_yaml=NOALIGN, stages=["quality", "optout"]
     )
-    stats = curate(cfg)
-    labels = [json.loads(x) for x in (tmp_path / "w" / "labels.jsonl").open()]
-    planted = {x["id"] for x in labels if "xrobots_noai" in x["issues"]}
-    dec = _decisions(tmp_path / "run")
+    stats = pool.stats
+    planted = {x["id"] for x in pool.labels if "xrobots_noai" in x["issues"]}
+    dec = _decisions(pool.run)
     found = {i for i, d in dec.items() if "optout_xrobots" in d["reasons"]}
     assert len(planted) >= 10
     assert found == planted  # recall 1.0 and precision 1.0: an exact signal

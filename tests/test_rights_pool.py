@@ -5,17 +5,14 @@ re-scoring."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from clipaudit.curate.decide import decide_signals, load_signals
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.rundir import RunDir
 from clipaudit.rules.schema import load_pack
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, WorldRuns
 
 # planted issue → the reason code that must name it
 PLANTS = {
@@ -50,39 +47,29 @@ actions:
 
 
 @pytest.fixture(scope="module")
-def pool_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("rights-pool")
-    write_world(root / "world", n=300, format="webdataset", rates=RATES)
-    pack = root / "pack.yaml"
-    pack.write_text(PACK, encoding="utf-8")
-    stats = curate(
-        CurateConfig(
-            dataset=str(root / "world" / "data"),
-            out=str(root / "run"),
-            stages=["quality", "rights", "c2pa"],
-            rules=str(pack),
-            gates=False,
-        )
+def pool_run(world_runs: WorldRuns) -> WorldRun:
+    return world_runs(
+        "rights-pool",
+        n=300,
+        rates=RATES,
+        pack_yaml=PACK,
+        stages=["quality", "rights", "c2pa"],
+        gates=False,
     )
-    labels = [
-        json.loads(line)
-        for line in (root / "world" / "labels.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    return {"root": root, "stats": stats, "labels": labels, "pack": str(pack)}
 
 
-def _reasons(root: Path) -> dict[str, list[str]]:
+def _reasons(run: Path) -> dict[str, list[str]]:
     import pyarrow.parquet as pq
 
-    t = pq.read_table(root / "run" / "decisions.parquet", columns=["id", "reasons"])
+    t = pq.read_table(run / "decisions.parquet", columns=["id", "reasons"])
     return dict(zip(t.column("id").to_pylist(), t.column("reasons").to_pylist(), strict=True))
 
 
-def test_recall_and_false_positives(pool_run: dict[str, Any]) -> None:
-    reasons = _reasons(pool_run["root"])
+def test_recall_and_false_positives(pool_run: WorldRun) -> None:
+    reasons = _reasons(pool_run.run)
     assert len(reasons) == 300
     planted: dict[str, set[str]] = {issue: set() for issue in PLANTS}
-    for row in pool_run["labels"]:
+    for row in pool_run.labels:
         for issue in row["issues"]:
             if issue in planted:
                 planted[issue].add(row["id"])
@@ -101,9 +88,9 @@ def test_recall_and_false_positives(pool_run: dict[str, Any]) -> None:
     assert report["caption_copyright"][2] >= 0.95 and report["caption_copyright"][3] == 0
 
 
-def test_stats_tables(pool_run: dict[str, Any]) -> None:
-    stats = pool_run["stats"]
-    labels = pool_run["labels"]
+def test_stats_tables(pool_run: WorldRun) -> None:
+    stats = pool_run.stats
+    labels = pool_run.labels
     sig = stats["signals"]
     n_stock = sum("stock_url" in r["issues"] for r in labels)
     n_nc = sum("license_nc" in r["issues"] for r in labels)
@@ -132,9 +119,8 @@ def test_stats_tables(pool_run: dict[str, Any]) -> None:
     assert "copyright_notice" not in stats["by_reason_dropping"]
 
 
-def test_block_lists_redecide_without_rescoring(pool_run: dict[str, Any], tmp_path: Path) -> None:
-    root = pool_run["root"]
-    sig = load_signals(RunDir(root / "run"))
+def test_block_lists_redecide_without_rescoring(pool_run: WorldRun, tmp_path: Path) -> None:
+    sig = load_signals(RunDir(pool_run.run))
     ids = list(sig["id"])
     by_domain = [i for i, d in zip(ids, sig["domain"], strict=True) if d == "example.io"]
     sha_row, url_row = 0, 1
@@ -144,7 +130,7 @@ def test_block_lists_redecide_without_rescoring(pool_run: dict[str, Any], tmp_pa
         url_row += 1
     pack_file = tmp_path / "block.yaml"
     pack_file.write_text(
-        f"name: block\nextends: {pool_run['pack']}\nsources:\n"
+        f"name: block\nextends: {pool_run.pack}\nsources:\n"
         "  block_domains: [example.io]\n"
         f"  block_sha256: ['{sig['image_sha256'][sha_row]}']\n"
         f"  block_urls: ['{sig['url_norm'][url_row]}']\n",

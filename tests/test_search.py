@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipaudit.curate.decide import decide_run
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.errors import ClipauditError
 from clipaudit.search.index import build_index
 from clipaudit.search.query import (
@@ -24,34 +23,32 @@ from clipaudit.search.query import (
     position_of,
     search,
 )
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, world_run
 
 
-def _run(tmp: Path, split: str, n: int, seed: int, rules: str = "default") -> tuple[Path, Path]:
-    write_world(tmp / "w", split=split, n=n, seed=seed, format="webdataset", shard_size=100)
-    curate(
-        CurateConfig(
-            dataset=str(tmp / "w" / "data"),
-            out=str(tmp / "run"),
-            rules=rules,
-            stages=["quality", "hashes", "alignment"],
-            gates=False,
-        )
+def _run(tmp: Path, split: str, n: int, seed: int, rules: str) -> WorldRun:
+    return world_run(
+        tmp,
+        split=split,
+        n=n,
+        seed=seed,
+        shard_size=100,
+        rules=rules,
+        stages=["quality", "hashes", "alignment"],
+        gates=False,
     )
-    return tmp / "run", tmp / "w" / "labels.jsonl"
 
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
-    run, labels = _run(tmp_path_factory.mktemp("objects"), "eval-objects", 384, 7, "keep-all")
-    truth = {x["id"]: x["truth"]["objects"][0] for x in map(json.loads, labels.open())}
-    return run, truth
+    w = _run(tmp_path_factory.mktemp("objects"), "eval-objects", 384, 7, "keep-all")
+    return w.run, {i: x["truth"]["objects"][0] for i, x in w.labels_by_id().items()}
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    run, labels = _run(tmp_path_factory.mktemp("pool"), "pool", 300, 11, "world-routes")
-    return run, [json.loads(x) for x in labels.open()]
+    w = _run(tmp_path_factory.mktemp("pool"), "pool", 300, 11, "world-routes")
+    return w.run, w.labels
 
 
 def test_text_search_finds_the_colour_and_shape(objects: tuple[Path, dict]) -> None:
@@ -307,15 +304,7 @@ def test_bad_input_gets_one_line_and_exit_2(objects: tuple[Path, dict], tmp_path
 
 
 def test_a_run_without_embeddings_names_the_stage(tmp_path: Path) -> None:
-    write_world(tmp_path / "w", split="eval-objects", n=20, format="webdataset")
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "w" / "data"),
-            out=str(tmp_path / "run"),
-            stages=["quality"],
-            gates=False,
-        )
-    )
+    world_run(tmp_path, split="eval-objects", n=20, stages=["quality"], gates=False)
     for args in (("search", str(tmp_path / "run"), "x"), ("index", str(tmp_path / "run"))):
         done = _cli(*args)
         assert done.returncode == 2 and "alignment" in done.stderr, done.stderr

@@ -9,10 +9,9 @@ import pytest
 
 from clipaudit.curate.decide import decide_run, dedup
 from clipaudit.curate.decide.semdedup import TARGET_CLUSTER, semantic_pairs, spherical_kmeans
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, WorldRuns
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -75,25 +74,19 @@ def test_keeper_policy_applies_to_semantic_pairs(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sem")
-    write_world(out / "w", n=40, format="webdataset", shard_size=20)
-    curate(
-        CurateConfig(
-            dataset=str(out / "w" / "data"), out=str(out / "run"), model="random:clipaudit-tiny"
-        )
-    )
-    (out / "sem.yaml").write_text(
+def pool(world_runs: WorldRuns) -> WorldRun:
+    pool = world_runs("sem", n=40, shard_size=20, model="random:clipaudit-tiny")
+    (pool.root / "sem.yaml").write_text(
         "name: sem\nextends: default\nalignment:\n  min: null\ndedup:\n  semantic_eps: 0.05\n"
     )
-    return out
+    return pool
 
 
-def test_redecide_with_semantic_dedup(run: Path) -> None:
-    stats = decide_run(run / "run", str(run / "sem.yaml"), gates=False)
+def test_redecide_with_semantic_dedup(pool: WorldRun) -> None:
+    stats = decide_run(pool.run, str(pool.root / "sem.yaml"), gates=False)
     assert stats["adds_up"] and stats["input"] == 40
-    dec = pq.read_table(run / "run" / "decisions.parquet").to_pylist()
-    emb = np.concatenate([np.load(run / "run" / "img_emb" / f"img_emb_{k}.npy") for k in (0, 1)])
+    dec = pq.read_table(pool.run / "decisions.parquet").to_pylist()
+    emb = np.concatenate([np.load(pool.run / "img_emb" / f"img_emb_{k}.npy") for k in (0, 1)])
     row = {d["id"]: i for i, d in enumerate(dec)}
     sem = [d for d in dec if "semantic_duplicate" in d["reasons"]]
     for d in sem:
@@ -102,9 +95,11 @@ def test_redecide_with_semantic_dedup(run: Path) -> None:
     assert sem and stats["by_reason"]["semantic_duplicate"] == len(sem)
 
 
-def test_semantic_dedup_without_embeddings_is_one_clear_error(run: Path, tmp_path: Path) -> None:
+def test_semantic_dedup_without_embeddings_is_one_clear_error(
+    pool: WorldRun, tmp_path: Path
+) -> None:
     broken = tmp_path / "run"
-    shutil.copytree(run / "run", broken)
+    shutil.copytree(pool.run, broken)
     (broken / "img_emb" / "img_emb_1.npy").unlink()
     with pytest.raises(ClipauditError, match="semantic dedup needs the image embeddings"):
-        decide_run(broken, str(run / "sem.yaml"), gates=False)
+        decide_run(broken, str(pool.root / "sem.yaml"), gates=False)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.stages import Batch
 from clipaudit.curate.stages.reasons import RULES, SIGNAL_STATS
 from clipaudit.curate.stages.visible import COLUMN, VisibleWatermarkStage, score_against_labels
@@ -24,7 +22,7 @@ from clipaudit.rules.schema import load_pack
 from clipaudit.rules.sections.visible import FPR_1_THRESHOLD, FPR_5_THRESHOLD
 from clipaudit.safety.visible import data as vd
 from clipaudit.safety.visible.detector import BUNDLED_DIR, load_detector, sha256_file
-from clipaudit.world import write_world
+from tests.conftest import WorldRun, WorldRuns
 
 CARD = json.loads((BUNDLED_DIR / "metrics.json").read_text(encoding="utf-8"))
 
@@ -198,32 +196,21 @@ alignment:
 
 
 @pytest.fixture(scope="module")
-def pool_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("visible-pool")
-    rates = {"watermarked": 0.3, "sdxl_watermark": 0.0}
-    write_world(root / "world", n=240, format="webdataset", rates=rates)
-    pack = root / "pack.yaml"
-    pack.write_text(PACK, encoding="utf-8")
-    stats = curate(
-        CurateConfig(
-            dataset=str(root / "world" / "data"),
-            out=str(root / "run"),
-            stages=["quality", "visible_watermark"],
-            model="random:clipaudit-tiny",
-            rules=str(pack),
-            gates=False,
-        )
+def pool_run(world_runs: WorldRuns) -> WorldRun:
+    return world_runs(
+        "visible-pool",
+        n=240,
+        rates={"watermarked": 0.3, "sdxl_watermark": 0.0},
+        pack_yaml=PACK,
+        stages=["quality", "visible_watermark"],
+        model="random:clipaudit-tiny",
+        gates=False,
     )
-    labels = {
-        x["id"]: x["issues"]
-        for x in map(json.loads, (root / "world" / "labels.jsonl").read_text().splitlines())
-    }
-    return {"root": root, "stats": stats, "labels": labels}
 
 
-def test_pool_recall_and_false_positive_rate(pool_run: dict[str, Any]) -> None:
-    root, labels = pool_run["root"], pool_run["labels"]
-    sig = pq.read_table(root / "run" / "decisions.parquet").to_pylist()
+def test_pool_recall_and_false_positive_rate(pool_run: WorldRun) -> None:
+    labels = {i: x["issues"] for i, x in pool_run.labels_by_id().items()}
+    sig = pq.read_table(pool_run.run / "decisions.parquet").to_pylist()
     ids = [r["id"] for r in sig]
     scores = [r[COLUMN] for r in sig]
     assert len(ids) == 240 and all(s is not None for s in scores)
@@ -241,10 +228,10 @@ def test_pool_recall_and_false_positive_rate(pool_run: dict[str, Any]) -> None:
     # The decisions carry the reason exactly where the score reaches the pack's threshold.
     flagged = {r["id"] for r in sig if "watermark_suspect" in (r["reasons"] or [])}
     assert flagged == {i for i, s in zip(ids, scores, strict=True) if s >= FPR_1_THRESHOLD}
-    st = pool_run["stats"]["signals"]["visible_watermark"]
+    st = pool_run.stats["signals"]["visible_watermark"]
     assert st["scored"] == 240 and st["above_threshold"] == len(flagged)
     assert st["threshold"] == FPR_1_THRESHOLD
-    run = json.loads((root / "run" / "run.json").read_text())
+    run = json.loads((pool_run.run / "run.json").read_text())
     prov = run["stage_provenance"]["visible_watermark"]
     assert prov["weights_sha256"] == CARD["training"]["weights_sha256"]
     assert prov["heldout"]["world"]["auroc"] == CARD["heldout"]["world"]["auroc"]

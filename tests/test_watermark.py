@@ -11,7 +11,6 @@ from imwatermark import WatermarkDecoder, WatermarkEncoder
 from PIL import Image
 
 from clipaudit.curate.decide import decide_run
-from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.curate.stages.watermark import WatermarkStage, watermark_rule, watermark_stats
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
@@ -24,8 +23,8 @@ from clipaudit.safety.invisible import (
     grade,
     read_marks,
 )
-from clipaudit.world import write_world
 from clipaudit.world.scenes import objects_scene, person_scene, rng_for
+from tests.conftest import WorldRun, WorldRuns
 from tests.test_nsfw_support import StubClip, batch_of, ctx_for, png_bytes, safe_photo_paths
 
 
@@ -204,31 +203,28 @@ def test_stage_rule_and_stats_on_a_batch(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pool_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wmpool")
-    write_world(out / "w", n=80, format="webdataset", shard_size=40, rates={"sdxl_watermark": 0.3})
-    (out / "p.yaml").write_text("name: p\nextends: default\nalignment:\n  min: null\n")
-    cfg = CurateConfig(
-        dataset=str(out / "w" / "data"),
-        out=str(out / "run"),
-        rules=str(out / "p.yaml"),
+def pool_run(world_runs: WorldRuns) -> WorldRun:
+    return world_runs(
+        "wmpool",
+        n=80,
+        shard_size=40,
+        rates={"sdxl_watermark": 0.3},
+        pack_yaml="name: p\nextends: default\nalignment:\n  min: null\n",
         model="random:clipaudit-tiny",
         stages=["quality", "nsfw", "watermark"],
         batch_size=16,
     )
-    curate(cfg)
-    return out
 
 
-def test_pool_recall_of_planted_sdxl_marks(pool_run: Path) -> None:
-    labels = [json.loads(x) for x in (pool_run / "w" / "labels.jsonl").read_text().splitlines()]
+def test_pool_recall_of_planted_sdxl_marks(pool_run: WorldRun) -> None:
+    labels = pool_run.labels
     planted = {x["id"] for x in labels if "sdxl_watermark" in x["issues"]}
-    dec = {d["id"]: d for d in pq.read_table(pool_run / "run" / "decisions.parquet").to_pylist()}
+    dec = {d["id"]: d for d in pq.read_table(pool_run.run / "decisions.parquet").to_pylist()}
     found = {i for i, d in dec.items() if "invisible_watermark" in d["reasons"]}
     never_marked = {x["id"] for x in labels if "sdxl_bits_matched" not in x["truth"]}
     recall = len(planted & found) / len(planted)
     false_pos = len(found & never_marked)
-    stats = json.loads((pool_run / "run" / "stats.json").read_text())
+    stats = json.loads((pool_run.run / "stats.json").read_text())
     print(
         f"pool: {len(planted)} planted, {len(found)} found, recall {recall:.3f}, "
         f"{false_pos} flagged of {len(never_marked)} never marked; "
@@ -244,18 +240,18 @@ def test_pool_recall_of_planted_sdxl_marks(pool_run: Path) -> None:
 
 
 def test_pool_redecide_visible_threshold_without_a_model(
-    pool_run: Path, monkeypatch: pytest.MonkeyPatch
+    pool_run: WorldRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import clipaudit.models.loader as loader
 
     monkeypatch.setattr(loader, "load_clip", lambda *a, **k: pytest.fail("no model in decide"))
-    dec = pq.read_table(pool_run / "run" / "decisions.parquet").to_pylist()
+    dec = pq.read_table(pool_run.run / "decisions.parquet").to_pylist()
     scores = sorted(d["wm_phrase_score"] for d in dec)
     cut = scores[len(scores) // 2]
-    (pool_run / "v.yaml").write_text(
+    (pool_run.root / "v.yaml").write_text(
         f"name: v\nextends: default\nalignment:\n  min: null\nwatermark:\n"
         f"  visible_min_margin: {cut}\n"
     )
-    stats = decide_run(pool_run / "run", str(pool_run / "v.yaml"))
+    stats = decide_run(pool_run.run, str(pool_run.root / "v.yaml"))
     assert stats["by_reason"]["watermark_suspect"] == sum(s >= cut for s in scores)
     assert stats["signals"]["watermark"]["visible_phrase"]["above"] == sum(s >= cut for s in scores)

@@ -7,20 +7,18 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import click
 import typer
 from rich.console import Console
 
+from clipaudit.cli_options import DatasetArgs, FormatOpt, dataset_options
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.cli import eval_app
 from clipaudit.judge.cli import judge_command
 from clipaudit.optout.cli import optout_app
 from clipaudit.search.cli import index_command, search_command
-
-if TYPE_CHECKING:
-    from clipaudit.data import Dataset, ReadOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -35,74 +33,19 @@ app.command("index")(index_command)
 app.command("search")(search_command)
 app.command("judge")(judge_command)
 
-FormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."
-    ),
-]
-ImageCol = Annotated[str | None, typer.Option(help="Column holding image bytes.")]
-PathCol = Annotated[str | None, typer.Option(help="Column holding image file paths.")]
-CaptionCol = Annotated[str | None, typer.Option(help="Column or field holding the caption.")]
-IdCol = Annotated[str | None, typer.Option(help="Column holding sample ids.")]
-UrlCol = Annotated[str | None, typer.Option(help="Column holding source urls.")]
-SplitOpt = Annotated[str | None, typer.Option(help="Split of a saved DatasetDict.")]
-
-
-def _read_options(
-    image_column: str | None,
-    path_column: str | None,
-    caption_column: str | None,
-    id_column: str | None,
-    url_column: str | None,
-    split: str | None,
-) -> ReadOptions:
-    from clipaudit.data import ReadOptions
-
-    return ReadOptions(
-        id_column=id_column,
-        image_column=image_column,
-        path_column=path_column,
-        caption_column=caption_column,
-        url_column=url_column,
-        split=split,
-    )
-
-
-def _open(
-    path: str,
-    fmt: str | None,
-    image_column: str | None,
-    path_column: str | None,
-    caption_column: str | None,
-    id_column: str | None,
-    url_column: str | None,
-    split: str | None,
-) -> Dataset:
-    from clipaudit.data import open_dataset
-
-    opts = _read_options(image_column, path_column, caption_column, id_column, url_column, split)
-    return open_dataset(path, format=fmt, options=opts)
-
 
 @app.command()
+@dataset_options()
 def info(
     dataset: Annotated[str, typer.Argument(help="Dataset path (folder, file or shard pattern).")],
-    format: FormatOpt = None,
-    image_column: ImageCol = None,
-    path_column: PathCol = None,
-    caption_column: CaptionCol = None,
-    id_column: IdCol = None,
-    url_column: UrlCol = None,
-    split: SplitOpt = None,
+    *,
+    data: DatasetArgs,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show a dataset's format, shards, sample count, columns and a few captions."""
     from clipaudit.data.info import dataset_info
 
-    ds = _open(
-        dataset, format, image_column, path_column, caption_column, id_column, url_column, split
-    )
+    ds = data.open(dataset)
     result = dataset_info(ds)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -120,6 +63,7 @@ def info(
 
 
 @app.command()
+@dataset_options()
 def embed(
     dataset: Annotated[str, typer.Argument(help="Dataset path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the embeddings.")],
@@ -128,21 +72,14 @@ def embed(
     ] = "random:clipaudit-tiny",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
-    format: FormatOpt = None,
-    image_column: ImageCol = None,
-    path_column: PathCol = None,
-    caption_column: CaptionCol = None,
-    id_column: IdCol = None,
-    url_column: UrlCol = None,
-    split: SplitOpt = None,
+    *,
+    data: DatasetArgs,
 ) -> None:
     """Embed images and captions into the clip-retrieval layout (img_emb, text_emb, metadata)."""
     from clipaudit.models import load_clip
     from clipaudit.models.embed import embed_dataset
 
-    ds = _open(
-        dataset, format, image_column, path_column, caption_column, id_column, url_column, split
-    )
+    ds = data.open(dataset)
     clip = load_clip(model, device=device)
     from clipaudit.models.domain import domain_warning
 
@@ -337,6 +274,10 @@ AgainstCacheOpt = Annotated[
 
 
 @app.command()
+# The column options in the order curate has always listed them (caption first).
+@dataset_options(
+    "caption_column", "image_column", "path_column", "id_column", "url_column", "split"
+)
 def curate(
     dataset: Annotated[str, typer.Argument(help="Dataset path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
@@ -373,13 +314,8 @@ def curate(
     ] = None,
     against: AgainstOpt = None,
     against_cache: AgainstCacheOpt = None,
-    format: FormatOpt = None,
-    caption_column: CaptionCol = None,
-    image_column: ImageCol = None,
-    path_column: PathCol = None,
-    id_column: IdCol = None,
-    url_column: UrlCol = None,
-    split: SplitOpt = None,
+    *,
+    data: DatasetArgs,
 ) -> None:
     """Score every sample with the stages, then keep / flag / drop it with a rules pack."""
     from clipaudit.curate.pipeline import DEFAULT_STAGES, CurateConfig
@@ -394,8 +330,8 @@ def curate(
         out=str(out),
         rules=rules,
         model=model,
-        format=format,
-        read=_read_options(image_column, path_column, caption_column, id_column, url_column, split),
+        format=data.format,
+        read=data.read_options(),
         stages=[s.strip() for s in stages.split(",") if s.strip()]
         if stages
         else list(DEFAULT_STAGES),
@@ -420,6 +356,7 @@ def curate(
             decide_progress=decide_progress,
         )
     _print_stats(stats, out)
+    _gate_exit(stats, allow_gate_failure)
 
 
 @contextlib.contextmanager

@@ -104,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=Path, required=True)
     ap.add_argument(
-        "--out", type=Path, default=Path(__file__).parents[1] / "curate" / "copyhash.npz"
+        "--out", type=Path, default=Path(__file__).parents[1] / "curate" / "stages" / "copyhash.npz"
     )
     ap.add_argument("--epochs", type=int, default=25)
     a = ap.parse_args()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from clipaudit.data.formats import Dataset, DatasetFormat, ReadOptions, meta_json, register_format
+from clipaudit.data.formats import Dataset, DatasetFormat, ReadOptions, register_format
 from clipaudit.data.sample import GeneratedIds, Sample
 from clipaudit.data.tabular import ColumnMap, row_to_sample
 from clipaudit.errors import DatasetError
@@ -122,18 +122,26 @@ class HFFormat(DatasetFormat):
             }
         )
 
-        def rows() -> Iterator[dict[str, Any]]:
-            for s in samples:
-                yield {
-                    "id": s.id,
-                    "image": {"bytes": s.image, "path": None} if s.image is not None else None,
-                    "image_ext": s.image_ext,
-                    "caption": s.caption,
-                    "url": s.url,
-                    "meta": meta_json(s.meta),
-                }
-
         with tempfile.TemporaryDirectory(prefix="clipaudit-hf-") as cache:
+            # datasets pickles the generator to fingerprint it, and the samples may arrive as
+            # a generator (which cannot be pickled): spool them to parquet shards first, a
+            # shard at a time, and let the generator read those back (memory stays bounded).
+            from clipaudit.data.parquet import ParquetFormat
+
+            (Path(cache) / "spool").mkdir()
+            spooled = ParquetFormat.write(samples, Path(cache) / "spool", min(shard_size, 1000))
+
+            def rows(paths: tuple[str, ...] = tuple(map(str, spooled))) -> Iterator[dict[str, Any]]:
+                import pyarrow.parquet as pq
+
+                for path in paths:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+                        for r in batch.to_pylist():
+                            image = r.pop("image")
+                            has = image is not None
+                            r["image"] = {"bytes": image, "path": None} if has else None
+                            yield r
+
             ds = datasets.Dataset.from_generator(
                 rows, features=features, cache_dir=cache, keep_in_memory=False
             )

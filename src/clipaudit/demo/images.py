@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipaudit.demo.loop import curate_and_score
+from clipaudit.demo.loop import curate_and_score, world_pool
 from clipaudit.demo.truth import score_run
 from clipaudit.rules.schema import load_pack
 from clipaudit.world import write_world
@@ -19,11 +19,13 @@ def run_demo(
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """The image demo: a noisy world pool of ``n`` samples, curated and scored (``out/``)."""
     out = Path(out)
-    pool = out / "pool"
-    if not (pool / "world.json").is_file():
-        log(f"writing a noisy world pool of {n} samples → {pool}")
+
+    def write(pool: Path) -> None:
         write_world(pool, split="pool", n=n, seed=seed, format="webdataset", shard_size=500)
+
+    pool = world_pool(out, write, f"a noisy world pool of {n} samples", log)
     log("curating with bundled:world-clip")
     dedup = load_pack(rules).dedup
     return curate_and_score(out, pool, rules, lambda run, labels: score_run(run, labels, dedup))

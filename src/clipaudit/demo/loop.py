@@ -15,6 +15,17 @@ from clipaudit.curate.rundir import RunDir
 Scorer = Callable[[Path, Path], dict[str, Any]]
 
 
+def world_pool(
+    out: Path, write: Callable[[Path], None], what: str, log: Callable[[str], None]
+) -> Path:
+    """``out/pool``, written by ``write`` unless an earlier demo left it there."""
+    pool = out / "pool"
+    if not (pool / "world.json").is_file():
+        log(f"writing {what} → {pool}")
+        write(pool)
+    return pool
+
+
 def curate_and_score(
     out: Path, pool: Path, rules: str, score: Scorer, stages: list[str] | None = None
 ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from clipaudit.demo.loop import curate_and_score
+from clipaudit.demo.loop import curate_and_score, world_pool
 from clipaudit.demo.truth import prf, signal_scores
 from clipaudit.world.video import VideoPoolConfig, write_video_world
 
@@ -89,14 +89,17 @@ FLAGS = frozenset({"watermark_suspect", "license_nc", "copyright_notice", "capti
 def run_video_demo(
     out: str | Path,
     n: int = 300,
-    rules: str = "default",
+    *,
     seed: int = 0,
+    rules: str = "default",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """The video demo: a world pool of ``n`` clips, curated and scored against its truths."""
     out = Path(out)
-    pool = out / "pool"
-    if not (pool / "world.json").is_file():
-        log(f"writing a world video pool of {n} clips → {pool}")
+
+    def write(pool: Path) -> None:
         write_video_world(pool, VideoPoolConfig(n=n, seed=seed))
+
+    pool = world_pool(out, write, f"a world video pool of {n} clips", log)
     log("curating the clips with bundled:world-clip (frames sampled uniform:8)")
     return curate_and_score(out, pool, rules, score_video_run, VIDEO_STAGES)

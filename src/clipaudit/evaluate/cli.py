@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clipaudit.cli_options import DatasetArgs, dataset_options
 from clipaudit.errors import ClipauditError
 
 eval_app = typer.Typer(
@@ -35,13 +36,6 @@ SeedOpt = Annotated[int, typer.Option(help="Bootstrap seed.")]
 BootOpt = Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (0: none).")]
 BatchOpt = Annotated[int, typer.Option(min=1)]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")]
-FormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--format", "-f", help="webdataset, parquet, imagefolder or hf (default: detect)."
-    ),
-]
-ColOpt = Annotated[str | None, typer.Option()]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print comparison JSON, not a table.")]
 
 
@@ -118,6 +112,7 @@ def show(comparison: dict[str, Any], as_json: bool) -> None:
 
 
 @eval_app.command()
+@dataset_options("image_column", "path_column", "id_column", "split", described=False)
 def zeroshot(
     dataset: Annotated[str, typer.Argument(help="Dataset path (class folders or any format).")],
     out: OutOpt,
@@ -138,39 +133,35 @@ def zeroshot(
     heads_cache: Annotated[
         Path | None, typer.Option(help="Folder caching class heads by (model, prompts).")
     ] = None,
-    format: FormatOpt = None,
-    image_column: ColOpt = None,
-    path_column: ColOpt = None,
-    id_column: ColOpt = None,
-    split: ColOpt = None,
+    *,
+    data: DatasetArgs,
     as_json: JsonOpt = False,
 ) -> None:
     """Zero-shot classification: acc1, acc5, mean per-class recall, per-class recall."""
-    from clipaudit.data import ReadOptions
     from clipaudit.evaluate.bootstrap import BootstrapSpec
     from clipaudit.evaluate.classdata import load_classification
     from clipaudit.evaluate.classification import zeroshot_classification
     from clipaudit.evaluate.heads import HeadCache
     from clipaudit.evaluate.prompts import build_prompts, load_classnames, load_templates
 
-    opts = ReadOptions(
-        id_column=id_column, image_column=image_column, path_column=path_column, split=split
-    )
     names = load_classnames(classes) if classes else None
-    data = load_classification(dataset, format, opts, label_column, names)
-    prompts = build_prompts(data.classnames, load_templates(templates), templates)
+    labelled = load_classification(dataset, data.format, data.read_options(), label_column, names)
+    prompts = build_prompts(labelled.classnames, load_templates(templates), templates)
     boot = BootstrapSpec(n=bootstrap, seed=seed)
     heads = HeadCache(heads_cache)
 
     def one(clip: Any) -> dict[str, Any]:
         return zeroshot_classification(
-            clip, data, prompts, boot=boot, heads=heads, batch_size=batch_size
+            clip, labelled, prompts, boot=boot, heads=heads, batch_size=batch_size
         )
 
     show(run_models(model or [DEFAULT_MODEL], one, out, seed, bootstrap, device), as_json)
 
 
 @eval_app.command()
+@dataset_options(
+    "image_column", "path_column", "caption_column", "id_column", "split", described=False
+)
 def retrieval(
     dataset: Annotated[str, typer.Argument(help="Image–caption dataset path.")],
     out: OutOpt,
@@ -182,32 +173,20 @@ def retrieval(
     bootstrap: BootOpt = 1000,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
-    format: FormatOpt = None,
-    image_column: ColOpt = None,
-    path_column: ColOpt = None,
-    caption_column: ColOpt = None,
-    id_column: ColOpt = None,
-    split: ColOpt = None,
+    *,
+    data: DatasetArgs,
     as_json: JsonOpt = False,
 ) -> None:
     """Zero-shot retrieval: text→image and image→text recall@1/5/10."""
-    from clipaudit.data import ReadOptions
     from clipaudit.evaluate.bootstrap import BootstrapSpec
     from clipaudit.evaluate.retrieval import zeroshot_retrieval
     from clipaudit.evaluate.retrievaldata import load_retrieval
 
-    opts = ReadOptions(
-        id_column=id_column,
-        image_column=image_column,
-        path_column=path_column,
-        caption_column=caption_column,
-        split=split,
-    )
-    data = load_retrieval(dataset, format, opts, captions_field)
+    pairs = load_retrieval(dataset, data.format, data.read_options(), captions_field)
     boot = BootstrapSpec(n=bootstrap, seed=seed)
 
     def one(clip: Any) -> dict[str, Any]:
-        return zeroshot_retrieval(clip, data, boot=boot, batch_size=batch_size)
+        return zeroshot_retrieval(clip, pairs, boot=boot, batch_size=batch_size)
 
     show(run_models(model or [DEFAULT_MODEL], one, out, seed, bootstrap, device), as_json)
 

@@ -29,7 +29,7 @@ def fetch(
     agents: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated AI-training user-agent tokens (default: the list in the README)."
+            help="Comma-separated AI-training user-agent tokens (default: see docs/signals.md)."
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,

@@ -9,7 +9,7 @@ with n and small-n warnings, prompt-sensitivity spreads and the limitations that
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,105 +70,119 @@ def _verdict_lookup(result: dict[str, Any]) -> tuple[dict[tuple[str, str], str],
     return items, v.get("thresholds") or {}
 
 
+def _skews(result: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(concept, column, its skew block) for every concept and group column."""
+    for concept, cols in ((result.get("skew") or {}).get("concepts") or {}).items():
+        for col, s in cols.items():
+            yield concept, col, s
+
+
+def _harmful_groups(result: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(label category, group column, its rates by group), the overall rows left out."""
+    block = ((result.get("harmful") or {}).get("variants") or {}).get("without_optional") or {}
+    for cat, by in block.items():
+        if cat == "prediction_shares" or not isinstance(by, dict):
+            continue
+        for col, groups in by.items():
+            if col != "overall":
+                yield cat, col, groups
+
+
+def _disparities(result: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(group column, its disparity block) for every column measured by group."""
+    for col, block in (result.get("disparity") or {}).items():
+        if isinstance(block, dict) and "by_group" in block:
+            yield col, block
+
+
+def _card_row(
+    probe: str,
+    item: str,
+    measure: str,
+    value: Any,
+    threshold: str,
+    *,
+    ci: Any = None,
+    p: Any = None,
+) -> dict[str, Any]:
+    """One summary card (its verdict is added by ``_bias_cards``)."""
+    return {
+        "probe": probe,
+        "item": item,
+        "measure": measure,
+        "value": value,
+        "ci": ci,
+        "p": p,
+        "threshold": threshold,
+    }
+
+
 @card("skew")
 def _skew_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
-    sk = result.get("skew") or {}
-    k = sk.get("k")
+    k = (result.get("skew") or {}).get("k")
+    threshold = (
+        f"fail: CI low > {t.get('max_skew_fail')} and "
+        f"p < {t.get('alpha_fail')}; warn: p < {t.get('alpha_warn')}"
+    )
     out = []
-    for concept, cols in (sk.get("concepts") or {}).items():
-        for col, s in cols.items():
-            u = s.get("uniform") or {}
-            ks = s.get("ks") or []
-            if k not in ks:
-                continue
-            v = u["max_skew"][ks.index(k)]
-            out.append(
-                {
-                    "probe": "skew",
-                    "item": f"{concept} / {col}",
-                    "measure": f"MaxSkew@{k} (uniform)",
-                    "value": v.get("value"),
-                    "ci": v.get("ci"),
-                    "p": u.get("max_skew_p"),
-                    "threshold": f"fail: CI low > {t.get('max_skew_fail')} and "
-                    f"p < {t.get('alpha_fail')}; warn: p < {t.get('alpha_warn')}",
-                }
-            )
+    for concept, col, s in _skews(result):
+        u = s.get("uniform") or {}
+        ks = s.get("ks") or []
+        if k not in ks:
+            continue
+        v = u["max_skew"][ks.index(k)]
+        item, measure = f"{concept} / {col}", f"MaxSkew@{k} (uniform)"
+        p = u.get("max_skew_p")
+        out.append(_card_row("skew", item, measure, v.get("value"), threshold, ci=v.get("ci"), p=p))
     return out
 
 
 @card("association")
 def _association_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
+    threshold = (
+        f"fail: |d| ≥ {t.get('weat_d_fail')} and p < "
+        f"{t.get('alpha_fail')}; warn: |d| ≥ {t.get('weat_d_warn')}"
+    )
     out = []
     for col, targets in (result.get("association") or {}).items():
         for target, tests in targets.items():
             for attr, e in tests.items():
+                item = f"{col}: {target} ~ {attr}"
                 out.append(
-                    {
-                        "probe": "association",
-                        "item": f"{col}: {target} ~ {attr}",
-                        "measure": "WEAT d",
-                        "value": e.get("d"),
-                        "ci": None,
-                        "p": e.get("p"),
-                        "threshold": f"fail: |d| ≥ {t.get('weat_d_fail')} and p < "
-                        f"{t.get('alpha_fail')}; warn: |d| ≥ {t.get('weat_d_warn')}",
-                    }
+                    _card_row("association", item, "WEAT d", e.get("d"), threshold, p=e.get("p"))
                 )
     return out
 
 
 @card("harmful")
 def _harmful_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
+    threshold = (
+        f"> {t.get('harmful_ratio_fail')} with the highest rate ≥ {t.get('harmful_min_rate')}"
+    )
     out = []
-    block = ((result.get("harmful") or {}).get("variants") or {}).get("without_optional") or {}
-    for cat, by in block.items():
-        if cat == "prediction_shares" or not isinstance(by, dict):
+    for cat, col, groups in _harmful_groups(result):
+        rates = {g: v for g, v in groups.items() if v.get("n", 0) > 0}
+        if not rates:
             continue
-        for col, groups in by.items():
-            if col == "overall":
-                continue
-            rates = {g: v for g, v in groups.items() if v.get("n", 0) > 0}
-            if not rates:
-                continue
-            hi = max(rates, key=lambda g: rates[g]["value"])
-            lo = min(rates, key=lambda g: rates[g]["value"])
-            ratio = rates[hi]["value"] / max(rates[lo]["value"], 1e-12)
-            out.append(
-                {
-                    "probe": "harmful",
-                    "item": f"{cat} / {col}",
-                    "measure": f"rate {hi} / rate {lo}",
-                    "value": ratio,
-                    "ci": None,
-                    "p": None,
-                    "threshold": f"> {t.get('harmful_ratio_fail')} with the highest rate ≥ "
-                    f"{t.get('harmful_min_rate')}",
-                }
-            )
+        hi = max(rates, key=lambda g: rates[g]["value"])
+        lo = min(rates, key=lambda g: rates[g]["value"])
+        ratio = rates[hi]["value"] / max(rates[lo]["value"], 1e-12)
+        measure = f"rate {hi} / rate {lo}"
+        out.append(_card_row("harmful", f"{cat} / {col}", measure, ratio, threshold))
     return out
 
 
 @card("disparity")
 def _disparity_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
+    measure = f"{(result.get('disparity') or {}).get('metric', 'metric')} ratio (min/max)"
     out = []
-    for col, block in (result.get("disparity") or {}).items():
-        if not isinstance(block, dict) or "by_group" not in block:
-            continue
+    for col, block in _disparities(result):
         r = block.get("ratio") or {}
-        out.append(
-            {
-                "probe": "disparity",
-                "item": col,
-                "measure": f"{(result.get('disparity') or {}).get('metric', 'metric')} ratio "
-                "(min/max)",
-                "value": r.get("value"),
-                "ci": r.get("ci"),
-                "p": None,
-                "threshold": f"each group within [{block.get('tau')}, 1/{block.get('tau')}] of "
-                f"the reference {block.get('reference')!s}",
-            }
+        threshold = (
+            f"each group within [{block.get('tau')}, 1/{block.get('tau')}] of "
+            f"the reference {block.get('reference')!s}"
         )
+        out.append(_card_row("disparity", col, measure, r.get("value"), threshold, ci=r.get("ci")))
     return out
 
 
@@ -187,84 +201,71 @@ def _bias_cards(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skew_curves(result: dict[str, Any]) -> list[dict[str, Any]]:
-    sk = result.get("skew") or {}
     out = []
-    for concept, cols in (sk.get("concepts") or {}).items():
-        for col, s in cols.items():
-            series = {}
-            for kind in ("uniform", "base_rate"):
-                block = s.get(kind) or {}
-                for m in ("max_skew", "min_skew", "ndkl"):
-                    if m in block:
-                        series[f"{m} ({kind})"] = {
-                            "values": [x.get("value") for x in block[m]],
-                            "ci": [x.get("ci") for x in block[m]],
-                        }
-            out.append(
-                {
-                    "concept": concept,
-                    "column": col,
-                    "ks": s.get("ks") or [],
-                    "series": series,
-                    "max_skew_p": (s.get("uniform") or {}).get("max_skew_p"),
-                }
-            )
+    for concept, col, s in _skews(result):
+        series = {}
+        for kind in ("uniform", "base_rate"):
+            block = s.get(kind) or {}
+            for m in ("max_skew", "min_skew", "ndkl"):
+                if m in block:
+                    series[f"{m} ({kind})"] = {
+                        "values": [x.get("value") for x in block[m]],
+                        "ci": [x.get("ci") for x in block[m]],
+                    }
+        out.append(
+            {
+                "concept": concept,
+                "column": col,
+                "ks": s.get("ks") or [],
+                "series": series,
+                "max_skew_p": (s.get("uniform") or {}).get("max_skew_p"),
+            }
+        )
     return out
 
 
+def _group_table(
+    probe: str,
+    measure: str,
+    col: str,
+    groups: dict[str, Any],
+    row: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """A per-group table: each group's n, value and interval, then what ``row`` adds
+    (ratio to the reference, flag, small-n warning)."""
+    return {
+        "probe": probe,
+        "measure": measure,
+        "column": col,
+        "intersectional": " x " in col,
+        "rows": [
+            {"group": g, "n": v.get("n"), "value": v.get("value"), "ci": v.get("ci"), **row(v)}
+            for g, v in groups.items()
+        ],
+    }
+
+
+def _disparity_row(v: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ratio_to_reference": v.get("ratio_to_reference"),
+        "flag": v.get("flag"),
+        "small_n": v.get("small_n"),
+    }
+
+
+def _harmful_row(v: dict[str, Any]) -> dict[str, Any]:
+    return {"ratio_to_reference": None, "flag": None, "small_n": (v.get("n") or 0) < SMALL_N}
+
+
 def _group_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
-    tables = []
-    disp = result.get("disparity") or {}
-    for col, block in disp.items():
-        if not isinstance(block, dict) or "by_group" not in block:
-            continue
-        tables.append(
-            {
-                "probe": "disparity",
-                "measure": disp.get("metric", "accuracy"),
-                "column": col,
-                "intersectional": " x " in col,
-                "rows": [
-                    {
-                        "group": g,
-                        "n": v.get("n"),
-                        "value": v.get("value"),
-                        "ci": v.get("ci"),
-                        "ratio_to_reference": v.get("ratio_to_reference"),
-                        "flag": v.get("flag"),
-                        "small_n": v.get("small_n"),
-                    }
-                    for g, v in block["by_group"].items()
-                ],
-            }
-        )
-    harm = ((result.get("harmful") or {}).get("variants") or {}).get("without_optional") or {}
-    for cat, by in harm.items():
-        if cat == "prediction_shares" or not isinstance(by, dict):
-            continue
-        for col, groups in by.items():
-            if col == "overall":
-                continue
-            tables.append(
-                {
-                    "probe": "harmful",
-                    "measure": f"P(top label ∈ {cat})",
-                    "column": col,
-                    "intersectional": " x " in col,
-                    "rows": [
-                        {
-                            "group": g,
-                            "n": v.get("n"),
-                            "value": v.get("value"),
-                            "ci": v.get("ci"),
-                            "ratio_to_reference": None,
-                            "flag": None,
-                            "small_n": (v.get("n") or 0) < SMALL_N,
-                        }
-                        for g, v in groups.items()
-                    ],
-                }
-            )
+    metric = (result.get("disparity") or {}).get("metric", "accuracy")
+    tables = [
+        _group_table("disparity", metric, col, block["by_group"], _disparity_row)
+        for col, block in _disparities(result)
+    ]
+    for cat, col, groups in _harmful_groups(result):
+        measure = f"P(top label ∈ {cat})"
+        tables.append(_group_table("harmful", measure, col, groups, _harmful_row))
     return tables
 
 
@@ -273,12 +274,9 @@ def _sensitivity(result: dict[str, Any]) -> list[dict[str, Any]]:
     for col, block in (result.get("disparity") or {}).items():
         if isinstance(block, dict) and block.get("prompt_sensitivity"):
             out.append({"probe": "disparity", "item": col, **block["prompt_sensitivity"]})
-    for concept, cols in ((result.get("skew") or {}).get("concepts") or {}).items():
-        for col, s in cols.items():
-            if s.get("prompt_sensitivity"):
-                out.append(
-                    {"probe": "skew", "item": f"{concept} / {col}", **s["prompt_sensitivity"]}
-                )
+    for concept, col, s in _skews(result):
+        if s.get("prompt_sensitivity"):
+            out.append({"probe": "skew", "item": f"{concept} / {col}", **s["prompt_sensitivity"]})
     for row in out:
         lo, hi = row.get("min"), row.get("max")
         row["spread"] = (

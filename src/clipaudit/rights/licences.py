@@ -35,6 +35,28 @@ def register_licence_parser(name: str) -> Callable[[LicenceParser], LicenceParse
     return deco
 
 
+def _on_match(
+    name: str, regex: str
+) -> Callable[[Callable[[re.Match[str]], Licence | None]], LicenceParser]:
+    """Register a parser that reads the licence off the first match of ``regex`` (case
+    ignored) with the decorated function; no match: ``None``."""
+    pattern = re.compile(regex, re.IGNORECASE)
+
+    def deco(read: Callable[[re.Match[str]], Licence | None]) -> LicenceParser:
+        def parse(text: str) -> Licence | None:
+            m = pattern.search(text)
+            return None if m is None else read(m)
+
+        return register_licence_parser(name)(parse)
+
+    return deco
+
+
+def _named_by(name: str, regex: str, ident: str) -> None:
+    """Register a parser that names licence ``ident`` wherever ``regex`` matches."""
+    _on_match(name, regex)(lambda m: Licence(ident))
+
+
 def _cc(parts: list[str], version: str | None) -> Licence | None:
     """A CC licence from its elements (``by``, ``nc``, ``nd``, ``sa``) in any order."""
     elems = [p for p in parts if p]
@@ -49,18 +71,12 @@ def _cc(parts: list[str], version: str | None) -> Licence | None:
     return Licence(ident, nc="nc" in elems, nd="nd" in elems, sa="sa" in elems)
 
 
-_CC_URL = re.compile(
+@_on_match(
+    "cc_url",
     r"creativecommons\.org/(?P<kind>licenses|licences|publicdomain)/(?P<code>[a-z+-]+)"
     r"(?:/(?P<version>\d(?:\.\d)?))?",
-    re.IGNORECASE,
 )
-
-
-@register_licence_parser("cc_url")
-def _cc_url(text: str) -> Licence | None:
-    m = _CC_URL.search(text)
-    if m is None:
-        return None
+def _cc_url(m: re.Match[str]) -> Licence | None:
     code, version = m["code"].lower(), m["version"]
     if m["kind"].lower() == "publicdomain":
         if code == "zero":
@@ -71,35 +87,25 @@ def _cc_url(text: str) -> Licence | None:
     return _cc(code.replace("+", "-").split("-"), version)
 
 
-_CC_SHORT = re.compile(
+@_on_match(
+    "cc_short",
     r"\bcc[\s_-]*(?P<elems>by(?:[\s_-]*(?:nc|nd|sa)){0,2})\b(?:[\s_-]*v?(?P<version>\d\.\d))?",
-    re.IGNORECASE,
 )
-
-
-@register_licence_parser("cc_short")
-def _cc_short(text: str) -> Licence | None:
+def _cc_short(m: re.Match[str]) -> Licence | None:
     """``CC BY-SA 4.0``, ``cc-by-nc``, ``CC_BY_NC_ND 3.0``."""
-    m = _CC_SHORT.search(text)
-    if m is None:
-        return None
     return _cc(re.split(r"[\s_-]+", m["elems"].lower()), m["version"])
 
 
 _CC_WORDS = {"attribution": "by", "noncommercial": "nc", "noderivatives": "nd", "noderivs": "nd"}
-_CC_WORDS_RE = re.compile(
+
+
+@_on_match(
+    "cc_words",
     r"\battribution(?:[\s-]*(?:non-?commercial|no-?deriv(?:ative)?s|share-?alike))*"
     r"(?:\s+(?P<version>\d\.\d))?",
-    re.IGNORECASE,
 )
-
-
-@register_licence_parser("cc_words")
-def _cc_words(text: str) -> Licence | None:
+def _cc_words(m: re.Match[str]) -> Licence | None:
     """``Attribution-NonCommercial-ShareAlike 4.0 International``."""
-    m = _CC_WORDS_RE.search(text)
-    if m is None:
-        return None
     words = re.sub(r"[\s]+", "-", m[0].lower().replace("non-commercial", "noncommercial"))
     words = words.replace("no-derivatives", "noderivatives").replace("no-derivs", "noderivs")
     words = words.replace("share-alike", "sharealike")
@@ -114,20 +120,8 @@ def _cc_words(text: str) -> Licence | None:
     return _cc(elems, m["version"])
 
 
-_CC0 = re.compile(r"\bcc[\s_-]*(?:0|zero)\b(?:[\s_-]*v?(?P<version>1\.0))?", re.IGNORECASE)
-
-
-@register_licence_parser("cc0")
-def _cc0(text: str) -> Licence | None:
-    return Licence("CC0-1.0") if _CC0.search(text) else None
-
-
-_PUBLIC_DOMAIN = re.compile(r"\bpublic[\s_-]*domain\b", re.IGNORECASE)
-
-
-@register_licence_parser("public_domain")
-def _public_domain(text: str) -> Licence | None:
-    return Licence("LicenseRef-PublicDomain") if _PUBLIC_DOMAIN.search(text) else None
+_named_by("cc0", r"\bcc[\s_-]*(?:0|zero)\b(?:[\s_-]*v?(?P<version>1\.0))?", "CC0-1.0")
+_named_by("public_domain", r"\bpublic[\s_-]*domain\b", "LicenseRef-PublicDomain")
 
 
 # Exact SPDX ids (and common spellings) that also turn up on image datasets.
@@ -149,13 +143,12 @@ def _spdx(text: str) -> Licence | None:
     return Licence(ident) if ident else None
 
 
-_RESERVED = re.compile(r"\ball\s+rights\s+reserved\b|\brights[\s-]+managed\b", re.IGNORECASE)
-
-
-@register_licence_parser("all_rights_reserved")
-def _reserved(text: str) -> Licence | None:
-    # No licence is granted; the notice itself is the copyright_notice signal, not NC/ND.
-    return Licence("LicenseRef-AllRightsReserved") if _RESERVED.search(text) else None
+# No licence is granted; the notice itself is the copyright_notice signal, not NC/ND.
+_named_by(
+    "all_rights_reserved",
+    r"\ball\s+rights\s+reserved\b|\brights[\s-]+managed\b",
+    "LicenseRef-AllRightsReserved",
+)
 
 
 def parse_licence(text: str | None) -> Licence | None:

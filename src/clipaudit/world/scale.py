@@ -75,11 +75,12 @@ def _flip(codes: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
 def write_signal_run(
     out: str | Path,
     n: int,
+    *,
+    thumbs: str = "all",
     shard_size: int = 10_000,
     seed: int = 0,
     exact: float = 0.01,
     near: float = 0.02,
-    thumbs: str = "all",
 ) -> dict[str, Any]:
     """A scored run of ``n`` simulated samples under ``out/run``; ``thumbs='planted'`` stores
     thumbnails only for planted copies and their originals (10^7 thumbnails are 30 GB)."""
@@ -176,11 +177,12 @@ def _jpeg(im: Image.Image, quality: int) -> bytes:
 def write_scale_pool(
     out: str | Path,
     n: int,
+    *,
+    side: int = 48,
     shard_size: int = 10_000,
     seed: int = 0,
     exact: float = 0.01,
     near: float = 0.02,
-    side: int = 48,
 ) -> dict[str, Any]:
     """A parquet pool under ``out/data`` of ``n`` small JPEGs with planted copies."""
     out = Path(out)

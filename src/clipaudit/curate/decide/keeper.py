@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -318,6 +318,22 @@ class ThumbStore:
             f.readinto(px[s:e].reshape(-1).data)
         return px
 
+    def _slices(
+        self, ia: np.ndarray, ib: np.ndarray
+    ) -> Iterator[tuple[int, ThumbCorrelation, np.ndarray, np.ndarray]]:
+        """The pairs (ia[k], ib[k]) of stored rows, ``SLICE_PAIRS`` at a time, their rows read
+        back from the scratch file: (first k, the correlation over just those rows, the
+        slice's a and b as positions in it)."""
+        assert self.path is not None
+        with open(self.path, "rb", buffering=0) as f:
+            for lo in range(0, len(ia), self.SLICE_PAIRS):
+                pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
+                rows, inv = np.unique(np.concatenate([pa_, pb_]), return_inverse=True)
+                part = ThumbCorrelation.from_parts(
+                    self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
+                )
+                yield lo, part, inv[: len(pa_)], inv[len(pa_) :]
+
     def correlate(
         self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray, unclip: np.ndarray
     ) -> np.ndarray:
@@ -331,21 +347,13 @@ class ThumbStore:
                 if len(sel):
                     out[sel] = self.corr(ia[sel], ib[sel], flag, unclip[sel])
             return out
-        assert self.path is not None
-        with open(self.path, "rb", buffering=0) as f:
-            for lo in range(0, len(a), self.SLICE_PAIRS):
-                pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
-                rows, inv = np.unique(np.concatenate([pa_, pb_]), return_inverse=True)
-                part = ThumbCorrelation.from_parts(
-                    self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
-                )
-                la, lb = inv[: len(pa_)], inv[len(pa_) :]
-                flags = mirror_b[lo : lo + self.SLICE_PAIRS]
-                lift = unclip[lo : lo + self.SLICE_PAIRS]
-                for flag in (False, True):
-                    sel = np.flatnonzero(flags == flag)
-                    if len(sel):
-                        out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
+        for lo, part, la, lb in self._slices(ia, ib):
+            flags = mirror_b[lo : lo + self.SLICE_PAIRS]
+            lift = unclip[lo : lo + self.SLICE_PAIRS]
+            for flag in (False, True):
+                sel = np.flatnonzero(flags == flag)
+                if len(sel):
+                    out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
     def crop_confirmed(
@@ -355,21 +363,12 @@ class ThumbStore:
         ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
         if self.corr is not None:
             return self.corr.crop_confirmed(ia, ib, min_values, min_edges)
-        assert self.path is not None
         ok = np.zeros(len(a), np.bool_)
         fine = 0
-        with open(self.path, "rb", buffering=0) as f:
-            for lo in range(0, len(a), self.SLICE_PAIRS):
-                pa_, pb_ = ia[lo : lo + self.SLICE_PAIRS], ib[lo : lo + self.SLICE_PAIRS]
-                rows, inv = np.unique(np.concatenate([pa_, pb_]), return_inverse=True)
-                part = ThumbCorrelation.from_parts(
-                    self._read(f, rows), self.valid[rows], self.sums[rows], self.var[rows]
-                )
-                got, n_fine = part.crop_confirmed(
-                    inv[: len(pa_)], inv[len(pa_) :], min_values, min_edges
-                )
-                ok[lo : lo + len(pa_)] = got
-                fine += n_fine
+        for lo, part, la, lb in self._slices(ia, ib):
+            got, n_fine = part.crop_confirmed(la, lb, min_values, min_edges)
+            ok[lo : lo + len(la)] = got
+            fine += n_fine
         return ok, fine
 
     def close(self) -> None:
@@ -650,13 +649,19 @@ def near_duplicate_pairs(
     return code // n, code % n
 
 
+class _Edges(NamedTuple):
+    """Confirmed pairs of positions (a[k], b[k]), each with the kind of its evidence."""
+
+    a: np.ndarray
+    b: np.ndarray
+    kind: np.ndarray
+
+    def take(self, sel: np.ndarray) -> _Edges:
+        return _Edges(self.a[sel], self.b[sel], self.kind[sel])
+
+
 def _component_keepers(
-    ea: np.ndarray,
-    eb: np.ndarray,
-    ek: np.ndarray,
-    pos_rank: np.ndarray,
-    keeper: np.ndarray,
-    kind: np.ndarray,
+    edges: _Edges, pos_rank: np.ndarray, keeper: np.ndarray, kind: np.ndarray
 ) -> None:
     """One keeper per connected component of the confirmed pairs: its top-ranked member;
     every other member is dropped as its copy, named by the strongest evidence among the
@@ -665,6 +670,7 @@ def _component_keepers(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    ea, eb, ek = edges
     if not len(ea):
         return
     nodes, inv = np.unique(np.concatenate([ea, eb]), return_inverse=True)
@@ -687,16 +693,12 @@ def _component_keepers(
 
 
 def _star_keepers(
-    ea: np.ndarray,
-    eb: np.ndarray,
-    ek: np.ndarray,
-    pos_rank: np.ndarray,
-    keeper: np.ndarray,
-    kind: np.ndarray,
+    edges: _Edges, pos_rank: np.ndarray, keeper: np.ndarray, kind: np.ndarray
 ) -> None:
     """Greedy stars: in rank order, a member still in play is kept and drops its direct
     neighbours still in play (a neighbour's neighbour may stay). Members ``keeper``
     already marks dropped stay out of play."""
+    ea, eb, ek = edges
     src, dst, knd = np.concatenate([ea, eb]), np.concatenate([eb, ea]), np.concatenate([ek, ek])
     o = np.argsort(src, kind="stable")
     src, dst, knd = src[o], dst[o], knd[o]
@@ -830,13 +832,14 @@ def resolve(
         ea, eb = code // m, code % m
     pos_rank = np.empty(m, np.int64)
     pos_rank[order] = np.arange(m)
+    edges = _Edges(ea, eb, ek)
     if d.groups == "component":
         # Copying is transitive, likeness is not: hash pairs group by component, and
         # semantic pairs then drop by stars among the members still standing.
         near = ek == NEAR
-        _component_keepers(ea[near], eb[near], ek[near], pos_rank, keeper, kind)
-        ea, eb, ek = ea[~near], eb[~near], ek[~near]
-    _star_keepers(ea, eb, ek, pos_rank, keeper, kind)
+        _component_keepers(edges.take(near), pos_rank, keeper, kind)
+        edges = edges.take(~near)
+    _star_keepers(edges, pos_rank, keeper, kind)
     # Copies follow their representative: dropped with it, or dropped as its exact copies.
     copies = np.flatnonzero(rep != np.arange(m))
     r = rep[copies]

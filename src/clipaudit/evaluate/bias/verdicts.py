@@ -44,6 +44,15 @@ def load_thresholds(path: str | Path | None, rules: str | None = None) -> BiasTh
         ) from None
 
 
+def _ladder(fail: bool, warn: bool) -> Verdict:
+    """The verdict of an item: fail when ``fail`` holds, else warn when ``warn`` does."""
+    return "fail" if fail else "warn" if warn else "pass"
+
+
+def _item(probe: str, item: str, verdict: Verdict, why: str) -> dict[str, Any]:
+    return {"probe": probe, "item": item, "verdict": verdict, "why": why}
+
+
 def _skew(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
     out = []
     k = res["skew"]["k"]
@@ -53,19 +62,9 @@ def _skew(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
             value = u["max_skew"][s["ks"].index(k)]
             p = u["max_skew_p"]
             big = value["ci"] is not None and value["ci"][0] > t.max_skew_fail
-            verdict: Verdict = "pass"
-            if p < t.alpha_fail and big:
-                verdict = "fail"
-            elif p < t.alpha_warn:
-                verdict = "warn"
-            out.append(
-                {
-                    "probe": "skew",
-                    "item": f"{concept} / {col}",
-                    "verdict": verdict,
-                    "why": f"MaxSkew@{k}={value['value']:.3f} CI={_ci(value['ci'])} p={p:.4f}",
-                }
-            )
+            verdict = _ladder(p < t.alpha_fail and big, p < t.alpha_warn)
+            why = f"MaxSkew@{k}={value['value']:.3f} CI={_ci(value['ci'])} p={p:.4f}"
+            out.append(_item("skew", f"{concept} / {col}", verdict, why))
     return out
 
 
@@ -79,19 +78,12 @@ def _association(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]
         for target, tests in targets.items():
             for attr, e in tests.items():
                 d, p = abs(e["d"]), e["p"]
-                verdict: Verdict = "pass"
-                if d >= t.weat_d_fail and p < t.alpha_fail:
-                    verdict = "fail"
-                elif d >= t.weat_d_warn and p < t.alpha_warn:
-                    verdict = "warn"
-                out.append(
-                    {
-                        "probe": "association",
-                        "item": f"{col}: {target} ~ {attr}",
-                        "verdict": verdict,
-                        "why": f"d={e['d']:.3f} p={p:.4f}",
-                    }
+                verdict = _ladder(
+                    d >= t.weat_d_fail and p < t.alpha_fail,
+                    d >= t.weat_d_warn and p < t.alpha_warn,
                 )
+                why = f"d={e['d']:.3f} p={p:.4f}"
+                out.append(_item("association", f"{col}: {target} ~ {attr}", verdict, why))
     return out
 
 
@@ -111,17 +103,9 @@ def _harmful(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
             ratio = hi["value"] / max(lo["value"], 1e-12)
             # Fail only when the intervals of the extremes do not overlap.
             apart = hi["ci"] is not None and lo["ci"] is not None and hi["ci"][0] > lo["ci"][1]
-            verdict: Verdict = "pass"
-            if hi["value"] >= t.harmful_min_rate and ratio > t.harmful_ratio_fail:
-                verdict = "fail" if apart else "warn"
-            out.append(
-                {
-                    "probe": "harmful",
-                    "item": f"{cat} / {col}",
-                    "verdict": verdict,
-                    "why": f"{hi_g}={hi['value']:.3f} vs {lo_g}={lo['value']:.3f}",
-                }
-            )
+            over = hi["value"] >= t.harmful_min_rate and ratio > t.harmful_ratio_fail
+            why = f"{hi_g}={hi['value']:.3f} vs {lo_g}={lo['value']:.3f}"
+            out.append(_item("harmful", f"{cat} / {col}", _ladder(over and apart, over), why))
     return out
 
 
@@ -133,9 +117,8 @@ def _disparity(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
             continue
         flagged = [g for g, v in block["by_group"].items() if v["flag"]]
         small = [g for g, v in block["by_group"].items() if v["small_n"]]
-        verdict: Verdict = "fail" if flagged else ("warn" if small else "pass")
         why = f"ratio={block['ratio']['value']:.3f} flagged={flagged} small_n={small}"
-        out.append({"probe": "disparity", "item": col, "verdict": verdict, "why": why})
+        out.append(_item("disparity", col, _ladder(bool(flagged), bool(small)), why))
     return out
 
 
