@@ -96,12 +96,24 @@ def run_gates(
     )
     kept = decisions[decisions["decision"].isin(["keep", "flag"])].copy()
     kept["dup_group"] = kept["duplicate_of"].fillna(kept["id"])
-    out_exp: list[Any] = [E.ExpectColumnValuesToBeUnique(column="dup_group")]
-    if "pixel_hash" in kept:
+
+    # The output gate checks what the pack promises of the kept rows: a cut whose code the
+    # pack keeps (keep-all) promises nothing; one it flags still counts (a flagged row is
+    # kept, and the gate says so).
+    def drops(code: str) -> bool:
+        return pack.action(code) != "keep"
+
+    out_exp: list[Any] = []
+    if drops("near_duplicate") and drops("exact_duplicate"):
+        out_exp.append(E.ExpectColumnValuesToBeUnique(column="dup_group"))
+    if "pixel_hash" in kept and drops("exact_duplicate"):
         out_exp.append(E.ExpectColumnValuesToBeUnique(column="pixel_hash"))
-    if alignment_cut is not None and "alignment" in kept:
+    if alignment_cut is not None and "alignment" in kept and drops("low_alignment"):
+        # A judge's "faithful" answer lifts low_alignment: those rows are kept on purpose.
+        if "judge_faithful" in kept:
+            kept.loc[kept["judge_faithful"] == "yes", "alignment"] = None
         out_exp.append(E.ExpectColumnValuesToBeBetween(column="alignment", min_value=alignment_cut))
-    if pack.quality.min_side and "min_side" in kept:
+    if pack.quality.min_side and "min_side" in kept and drops("too_small"):
         out_exp.append(
             E.ExpectColumnValuesToBeBetween(column="min_side", min_value=pack.quality.min_side)
         )

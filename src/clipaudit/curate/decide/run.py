@@ -700,6 +700,7 @@ def decide_run(
                 "pixel_hash",
                 "alignment",
                 "min_side",
+                "judge_faithful",
             ]
             names = pq.read_schema(run.path / "decisions.parquet").names
             frame = pq.read_table(
