@@ -128,6 +128,12 @@ def test_video_demo_finds_the_planted_truths(video_demo: tuple[Path, Path]) -> N
     planted = t["signals_by_planted_issue"]
     assert planted["black"]["recall"] == 1.0 and planted["black"]["false_positives"] == 0
     assert planted["still"]["recall"] == 1.0 and planted["still"]["false_positives"] <= 2
+    # One stand-in unsafe frame among eight decides its clip; no clean clip is dropped for it.
+    assert planted["unsafe_frame"]["planted"] >= 3, planted["unsafe_frame"]
+    assert planted["unsafe_frame"]["recall"] == 1.0, planted["unsafe_frame"]
+    assert planted["unsafe_frame"]["false_positives"] == 0, planted["unsafe_frame"]
+    # Mid-clip marks: no clean clip flagged here (recall: the test below, on more of them).
+    assert planted["watermark_mid"]["false_positives"] == 0, planted["watermark_mid"]
     # Every sample once in the decision table, with its media and video columns.
     dec = pq.read_table(run / "decisions.parquet").to_pylist()
     ids = [json.loads(x)["id"] for x in labels.open()]
@@ -264,3 +270,87 @@ def test_text_to_video_retrieval_on_the_world_video_pool(
     assert m["text_to_image_recall@5"] >= 10 * chance5, m
     assert m["text_to_image_recall@1"] <= m["text_to_image_recall@5"] <= 1.0
     assert m["image_to_text_recall@5"] >= 10 * chance5, m
+
+
+def test_video_watermark_score_is_the_best_window_of_consecutive_frames() -> None:
+    from clipaudit.safety.visible.video import aggregate
+
+    # A mark on the last three of eight frames scores as those frames do.
+    assert aggregate([0.02] * 5 + [0.99] * 3) == pytest.approx(0.99, abs=1e-6)
+    # One frame's false alarm is averaged with its neighbours: far below the frame's score.
+    assert aggregate([0.02, 0.02, 0.999, 0.02, 0.02]) < 0.5
+    # The same alarm on three consecutive frames is a persistent mark.
+    assert aggregate([0.02, 0.999, 0.999, 0.999, 0.02]) == pytest.approx(0.999, abs=1e-6)
+    # Fewer frames than the window: the mean of all of them.
+    assert aggregate([0.5, 0.5]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        aggregate([])
+
+
+def test_a_video_is_judged_against_the_packs_video_threshold() -> None:
+    from clipaudit.curate.stages.visible import visible_watermark_rule
+    from clipaudit.rules.schema import load_pack
+
+    pack = load_pack("default")
+    image_thr, video_thr = pack.visible_watermark.threshold, pack.visible_watermark.video_threshold
+    assert video_thr < image_thr  # squashed, re-encoded frames score lower than photos
+    between = (image_thr + video_thr) / 2
+    sig = {
+        "id": np.array(["img", "vid", "vid-low", "broken"], object),
+        "visible_watermark_score": np.array([between, between, video_thr - 0.01, None], object),
+        "visible_watermark_frames": np.array([None, 8, 8, None], object),
+    }
+    got = visible_watermark_rule(sig, pack)
+    assert got == [[], ["watermark_suspect"], [], []]
+    # A run scored before the frames column existed: every row against the image threshold.
+    old = {k: v for k, v in sig.items() if k != "visible_watermark_frames"}
+    assert visible_watermark_rule(old, pack) == [[], [], [], []]
+
+
+def test_curate_samples_video_frames_by_the_chosen_policy(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clipaudit.cli import app
+
+    clips = [Sample(f"c{k}", encode_video(_moving(32), fps=8), caption="a red circle",
+                    image_ext="mp4") for k in range(2)]  # fmt: skip
+    write_dataset(clips, tmp_path / "d", "webdataset")
+    runner = CliRunner()
+    args = ["curate", str(tmp_path / "d"), "--stages", "quality,video", "--rules", "keep-all"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--video-sampling", "fps:2"])
+    assert r.exit_code == 0, r.output
+    dec = pq.read_table(tmp_path / "r" / "decisions.parquet").to_pylist()
+    # 4 s at 2 frames a second.
+    assert [(d["video_policy"], d["video_frames"]) for d in dec] == [("fps:2", 8)] * 2
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["settings"]["video_sampling"] == "fps:2"
+    assert run["stage_provenance"]["video"]["policy"] == "fps:2"
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "r2"), "--video-sampling", "every:3"])
+    # A user error (main() prints it as one line and exits 2), raised before any work.
+    assert isinstance(r.exception, ClipauditError), r.output
+    assert str(r.exception).startswith("Unknown frame sampling 'every:3'; use uniform:N")
+    assert not (tmp_path / "r2" / "run.json").exists()
+
+
+def test_mid_clip_watermarks_are_found_at_the_video_threshold(tmp_path: Path) -> None:
+    """The world's mark stamped on the screen over the last third of a clip (3 of the 8
+    sampled frames), judged at the default pack's video threshold (calibrated on clips filmed
+    from real photos, not on the world): most found, no clean clip flagged."""
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from clipaudit.world.video import VideoPoolConfig, write_video_world
+
+    cfg = VideoPoolConfig(n=80, seed=31, watermark_mid=0.4, misaligned=0.0, copies=0.0,
+                          still=0.0, black=0.0, unsafe_frame=0.0)  # fmt: skip
+    write_video_world(tmp_path / "pool", cfg)
+    curate(CurateConfig(str(tmp_path / "pool" / "data"), str(tmp_path / "run"),
+                        stages=["quality", "visible_watermark", "video"]))  # fmt: skip
+    marked = {
+        x["id"] for x in map(json.loads, (tmp_path / "pool" / "labels.jsonl").open())
+        if "watermark_mid" in x["issues"]
+    }  # fmt: skip
+    dec = pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()
+    assert all(d["visible_watermark_frames"] == 8 for d in dec)
+    hit = {d["id"] for d in dec if "watermark_suspect" in d["reasons"]}
+    assert len(marked) >= 25
+    assert len(hit & marked) >= 0.6 * len(marked), (len(hit & marked), len(marked))
+    assert not hit - marked

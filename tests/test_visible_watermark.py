@@ -155,8 +155,9 @@ def test_stage_bad_bytes_give_none() -> None:
     assert decoded[1].image is None
     prepared = [stage.prepare(s, d) for s, d in zip((good, bad), decoded, strict=True)]
     assert prepared[0] is not None
-    # One frame for an image (a video gets one row per sampled frame; the highest counts).
-    assert prepared[0].shape == (1, vd.INPUT_SIZE, vd.INPUT_SIZE, 3)
+    # One frame for an image, marked as no video (a video gets one row per sampled frame).
+    assert prepared[0][0].shape == (1, vd.INPUT_SIZE, vd.INPUT_SIZE, 3)
+    assert prepared[0][1] is False
     assert prepared[1] is None
     out = stage.process(Batch([good, bad], decoded, prepared={stage.name: prepared}))[COLUMN]
     assert isinstance(out[0], float) and out[1] is None

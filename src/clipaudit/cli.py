@@ -314,6 +314,13 @@ def curate(
     ] = None,
     against: AgainstOpt = None,
     against_cache: AgainstCacheOpt = None,
+    video_sampling: Annotated[
+        str,
+        typer.Option(
+            help="Frames of a video sample: uniform:N (N evenly spaced), fps:F, keyframes or "
+            "scenes (one a shot). Recorded in the run.",
+        ),
+    ] = "uniform:8",
     *,
     data: DatasetArgs,
 ) -> None:
@@ -345,6 +352,7 @@ def curate(
         model_threads=model_threads,
         against=list(against or []),
         against_cache=str(against_cache) if against_cache else None,
+        video_sampling=video_sampling,
     )
     with _phase_bars() as decide_progress:
         stats = run_curate(
@@ -490,7 +498,9 @@ def _video_demo(out: Path, n: int, rules: str, seed: int) -> None:
     c.print(f"video copies: pair precision {t['copy_pair_precision']}")
     for kind, v in t["copies_by_transform"].items():
         c.print(f"  {kind:<9} recall {v['recall']}  ({v['found']}/{v['planted']})")
-    for plant in ("black", "still", "watermark_mid"):
+    from clipaudit.demo.video import PLANTS
+
+    for plant in PLANTS:
         v = t["signals_by_planted_issue"][plant]
         c.print(
             f"{plant:<14} found {v['found']}/{v['planted']}, false positives {v['false_positives']}"

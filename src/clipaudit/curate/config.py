@@ -41,6 +41,9 @@ class CurateConfig:
     # the last bit (<= 5e-8) than with several threads, so it is a recorded setting.
     model_threads: int | None = None
     gates: bool = True
+    # How a video sample's frames are sampled (data/video.py: uniform:N, fps:F, keyframes,
+    # scenes); part of the fingerprint when not the default.
+    video_sampling: str = "uniform:8"
     # Who scores the shards: "local" (this process) or "ray" (see curate/engines/); the
     # engine never changes the run's files, so it is not part of the run's fingerprint.
     engine: str = "local"

@@ -22,6 +22,7 @@ from clipaudit.curate.engines import Engine, EngineJob, get_engine
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stages import StageContext, make_stages
 from clipaudit.data.formats import Dataset, open_dataset
+from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.models.provenance import library_versions
 
 
@@ -61,6 +62,8 @@ def score(
     from clipaudit.rules.schema import load_pack
 
     engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
+    policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
+
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
     if warn and "alignment" in cfg.stages:
         from clipaudit.models.domain import domain_warning
@@ -74,7 +77,7 @@ def score(
         model_spec=cfg.model,
         device=cfg.device,
         batch_size=cfg.batch_size,
-        options={**cfg.options, "rules": cfg.rules},
+        options={**cfg.options, "rules": cfg.rules, "video_sampling": cfg.video_sampling},
     )
     settings = {
         "stages": cfg.stages,
@@ -85,6 +88,8 @@ def score(
     }
     if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
         settings["model_threads"] = cfg.model_threads
+    if str(policy) != str(DEFAULT_POLICY):  # absent by default, as model_threads
+        settings["video_sampling"] = str(policy)
     fingerprint = hashlib.sha256(
         (input_fingerprint(ds) + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from clipaudit.data.sample import Sample
+
+if TYPE_CHECKING:
+    from clipaudit.data.video import SamplingPolicy
 
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we refuse
 # anything over this many pixels outright, before the pixels are decoded.
@@ -77,15 +80,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
-def decode_sample(sample: Sample) -> Decoded:
-    """A sample's image decoded, or for a video its frames sampled by the default policy
-    (data/video.py); either way a reason code instead of an exception."""
+def decode_sample(sample: Sample, policy: SamplingPolicy | None = None) -> Decoded:
+    """A sample's image decoded, or for a video its frames sampled by ``policy`` (the
+    default ``uniform:8`` when None; data/video.py); either way a reason code instead of an
+    exception."""
     data = sample.scorable_image()
     if sample.media != "video":
         return decode_image(data)
-    from clipaudit.data.video import decode_video, frame_stats
+    from clipaudit.data.video import DEFAULT_POLICY, decode_video, frame_stats
 
-    v = decode_video(data)
+    v = decode_video(data, policy or DEFAULT_POLICY)
     if v.error is not None:
         return Decoded(None, v.error, v.detail, format="video", video=v.info or None)
     mid = v.frames[len(v.frames) // 2]

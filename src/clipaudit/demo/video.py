@@ -12,15 +12,38 @@ import pyarrow.parquet as pq
 
 from clipaudit.demo.loop import curate_and_score, world_pool
 from clipaudit.demo.truth import prf, signal_scores
-from clipaudit.world.video import VideoPoolConfig, write_video_world
+from clipaudit.world.video import UNSAFE_STANDIN, VideoPoolConfig, write_video_world
 
-VIDEO_STAGES = ["quality", "hashes", "alignment", "watermark", "visible_watermark", "video"]
+VIDEO_STAGES = ["quality", "hashes", "alignment", "watermark", "visible_watermark", "nsfw", "video"]
 # Planted issue → the reason code that should find it.
 PLANTS = {
     "black": "black_video",
     "still": "still_video",
     "watermark_mid": "watermark_suspect",
+    "unsafe_frame": "nsfw",
 }
+# The demo's pack: the chosen one plus the world's stand-in for an unsafe shot, routed to
+# ``nsfw`` (drop). The bundled model gives the stand-in's close-up a cosine of 0.86-0.93
+# with the phrase and no frame of 150 clips of another seed (11) more than 0.57.
+STANDIN_MIN_SCORE = 0.72
+
+
+def demo_pack(out: Path, rules: str) -> Path:
+    """A pack file in ``out`` that extends ``rules`` with the unsafe stand-in's phrase."""
+    path = out / "world-video-pack.yaml"
+    path.write_text(
+        "name: world-video-demo\n"
+        'version: "1"\n'
+        f"extends: {json.dumps(rules)}\n"
+        "description: the video demo's pack, with the world's stand-in for an unsafe shot\n"
+        "nsfw:\n"
+        "  phrases:\n"
+        f"    - text: {json.dumps(UNSAFE_STANDIN)}\n"
+        f"      min_score: {STANDIN_MIN_SCORE}\n"
+        "      route: drop\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def score_video_run(run: Path, labels: Path) -> dict[str, Any]:
@@ -32,7 +55,8 @@ def score_video_run(run: Path, labels: Path) -> dict[str, Any]:
       counted over copies whose original and copy both reached deduplication (a clip
       another rule dropped first is not searched); pair precision over every
       ``duplicate_of`` decide wrote;
-    * the black, still and mid-clip-watermark plants: recall and false positives.
+    * the black, still, mid-clip-watermark and unsafe-frame plants: recall and false
+      positives.
     """
     lab = {x["id"]: x for x in map(json.loads, labels.open())}
     dec = {d["id"]: d for d in pq.read_table(run / "decisions.parquet").to_pylist()}
@@ -101,5 +125,6 @@ def run_video_demo(
         write_video_world(pool, VideoPoolConfig(n=n, seed=seed))
 
     pool = world_pool(out, write, f"a world video pool of {n} clips", log)
-    log("curating the clips with bundled:world-clip (frames sampled uniform:8)")
-    return curate_and_score(out, pool, rules, score_video_run, VIDEO_STAGES)
+    pack = demo_pack(out, rules)
+    log(f"curating the clips with bundled:world-clip (frames sampled uniform:8), pack {pack}")
+    return curate_and_score(out, pool, str(pack), score_video_run, VIDEO_STAGES)

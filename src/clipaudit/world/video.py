@@ -8,8 +8,15 @@ zoom), ``FRAMES`` frames at ``FPS``: every frame differs, as in real footage. Pl
 * ``misaligned``: captions swapped in pairs;
 * copies of other clips: ``reencode`` (H.264 at CRF 38), ``resize`` (half size), ``trim``
   (70-90% of the frames kept, a random start), each labelled ``duplicate_of`` its original;
-* ``watermark_mid``: the world's visible watermark over the last third of the frames only;
-* ``still``: the camera does not move (one frame repeated); ``black``: black frames.
+* ``watermark_mid``: the world's visible watermark stamped on the screen (not the scene: it
+  stays put while the camera pans, as a broadcaster's or stock site's mark does) over the
+  last third of the frames only;
+* ``still``: the camera does not move (one frame repeated); ``black``: black frames;
+* ``unsafe_frame``: a world stand-in for one unsafe shot, never real nudity: frames 9-11 of
+  24 (one frame of ``uniform:8``) cut to a close-up of a large black star. No other clip
+  shows a black star (such scenes are drawn again), and ``UNSAFE_STANDIN`` is the phrase a
+  pack routes to ``nsfw`` for it (the video demo's pack does), so the plant tests that one
+  bad frame among clean ones is found, not how a detector sees nudity.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from clipaudit.data.formats import atomic_write_bytes, write_dataset
 from clipaudit.data.sample import Sample
 from clipaudit.data.video import encode_video
 from clipaudit.errors import ClipauditError
+from clipaudit.world.render import overlay_watermark
 from clipaudit.world.scenes import Scene, add_watermark, objects_scene, person_scene, rng_for
 
 FRAMES = 24
 FPS = 8
 VIDEO_MARKER = "clipaudit-world-video"
+UNSAFE_STANDIN = "a large black star"
+UNSAFE_FRAMES = range(9, 12)  # frame 10 is the 4th of uniform:8 (centres of 8 spans)
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class VideoPoolConfig:
     watermark_mid: float = 0.05
     still: float = 0.04
     black: float = 0.04
+    unsafe_frame: float = 0.04
 
 
 @dataclass
@@ -74,6 +85,10 @@ def _pan(scene: Scene, size: int, rng: random.Random, still: bool = False) -> li
     return frames
 
 
+def _shows_standin(scene: Scene) -> bool:
+    return any(o.shape == "star" and o.color == "black" for o in scene.objects)
+
+
 def generate_video_pool(cfg: VideoPoolConfig) -> list[Clip]:
     if cfg.n < 10:
         raise ClipauditError(f"--n must be at least 10 for a video pool, got {cfg.n}.")
@@ -84,24 +99,27 @@ def generate_video_pool(cfg: VideoPoolConfig) -> list[Clip]:
     for i in range(n_base):
         srng = rng_for(cfg.seed, "video", i)
         scene = objects_scene(srng) if srng.random() < 0.55 else person_scene(srng)
+        while _shows_standin(scene):  # the stand-in shot is the unsafe plant's alone
+            scene = objects_scene(srng)
         kind = rng.random()
         issues: list[str] = []
         still = kind < cfg.still
         if still:
             issues.append("still")
-        path = srng.getstate()  # the camera path, replayed for a marked copy of the scene
         frames = _pan(scene, cfg.size, srng, still=still)
         if cfg.still <= kind < cfg.still + cfg.black:
             frames = [Image.new("RGB", (cfg.size, cfg.size), (0, 0, 0))] * FRAMES
             issues.append("black")
         elif cfg.still + cfg.black <= kind < cfg.still + cfg.black + cfg.watermark_mid:
-            marked = add_watermark(copy.deepcopy(scene), srng, mention_rate=0.0)
-            replay = random.Random()
-            replay.setstate(path)
-            late = _pan(marked, cfg.size, replay, still=False)
+            spec = add_watermark(copy.deepcopy(scene), srng, mention_rate=0.0).watermark
+            assert spec is not None
             cut = 2 * FRAMES // 3
-            frames = frames[:cut] + late[cut:]
+            frames = frames[:cut] + [overlay_watermark(f, spec) for f in frames[cut:]]
             issues.append("watermark_mid")
+        elif 0 <= kind - (cfg.still + cfg.black + cfg.watermark_mid) < cfg.unsafe_frame:
+            shot = objects_scene(srng, wanted=[("star", "black", "large")]).render(cfg.size)
+            frames = [shot if k in UNSAFE_FRAMES else f for k, f in enumerate(frames)]
+            issues.append("unsafe_frame")
         base.append(Clip(f"v{i:05d}", scene, scene.caption, b"", issues, frames=frames))
     # Swap captions in pairs among clips with content (not black).
     swappable = [c for c in base if "black" not in c.issues]
@@ -114,7 +132,11 @@ def generate_video_pool(cfg: VideoPoolConfig) -> list[Clip]:
             b.issues.append("misaligned")
     for c in base:
         c.data = encode_video(c.frames, FPS)
-    originals = [c for c in base if not set(c.issues) & {"black", "still"}]
+    # Copies are of plain clips: a copy's labels then say all it carries (a trimmed copy of
+    # a marked clip may or may not keep the mark).
+    originals = [
+        c for c in base if not set(c.issues) & {"black", "still", "watermark_mid", "unsafe_frame"}
+    ]
     copies: list[Clip] = []
     for j in range(n_copies):
         orig = rng.choice(originals)

@@ -193,10 +193,20 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
         "alignment": pa.array(num("alignment")),
         "area": pa.array(_content_area(sig, rows, num("width") * num("height"))),
     }
+    # A video with frame hashes is paired through its frames alone (keeper.video_pairs): its
+    # middle frame's image hashes would pair two distinct clips that share one look (a red
+    # circle on a plain ground) and confirm them on that one frame. Exact copies still meet
+    # on the pixel hash.
+    video = (
+        np.array([m == "video" for m in sig["media"][rows]], bool)
+        if "media" in sig and "frame_phash" in sig
+        else np.zeros(n, bool)
+    )
     for name in ("pixel_hash", "phash", "dhash", "phash_mirror", "phash_inner", "chash"):
         if name in sig:
             v = sig[name][rows]
-            cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64())
+            mask = video if name != "pixel_hash" and video.any() else None
+            cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64(), mask=mask)
     if "frame_phash" in sig:
         cols["frame_phash"] = pa.array(list(sig["frame_phash"][rows]), pa.list_(pa.int64()))
     if "frame_thumbs" in sig:

@@ -26,6 +26,7 @@ from clipaudit.curate.stages import Batch
 from clipaudit.data.decode import decode_sample
 from clipaudit.data.formats import Dataset, batched
 from clipaudit.data.sample import Sample
+from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.errors import DuplicateIdError
 
 # A decoded, prepared batch and the pool-thread seconds per step that made it.
@@ -39,11 +40,14 @@ def _signal_table(ids: list[str], rows: list[int], cols: dict[str, list[Any]]) -
     return pa.table(data)
 
 
-def prepare_batch(samples: list[Sample], stages: list[Any]) -> PreparedBatch:
-    """Decode each image of the batch once and run every stage's batch preparation on it;
-    runs on a pool thread. Returns the batch and the seconds spent per step."""
+def prepare_batch(
+    samples: list[Sample], stages: list[Any], policy: SamplingPolicy = DEFAULT_POLICY
+) -> PreparedBatch:
+    """Decode each image of the batch once (a video's frames by ``policy``) and run every
+    stage's batch preparation on it; runs on a pool thread. Returns the batch and the seconds
+    spent per step."""
     c0, t0 = time.thread_time(), time.perf_counter()
-    decoded = [decode_sample(s) for s in samples]
+    decoded = [decode_sample(s, policy) for s in samples]
     seconds = {"decode": time.perf_counter() - t0}
     prepared: dict[str, list[Any]] = {}
     for stage in stages:
@@ -82,27 +86,31 @@ class _OrderedReader:
 
 
 def _read_and_prepare(
-    reader: _OrderedReader, ticket: int, stages: list[Any]
+    reader: _OrderedReader, ticket: int, stages: list[Any], policy: SamplingPolicy
 ) -> PreparedBatch | None:
     samples = reader.read(ticket)
-    return None if samples is None else prepare_batch(samples, stages)
+    return None if samples is None else prepare_batch(samples, stages, policy)
 
 
 def _prepared_batches(
-    batches: Iterator[list[Sample]], stages: list[Any], pool: ThreadPoolExecutor, depth: int
+    batches: Iterator[list[Sample]],
+    stages: list[Any],
+    pool: ThreadPoolExecutor,
+    depth: int,
+    policy: SamplingPolicy = DEFAULT_POLICY,
 ) -> Iterator[PreparedBatch]:
     """The shard's batches, read, decoded and prepared on the pool, in order; ``depth``
     batches are in flight while the caller scores one (memory: depth + 1 batches)."""
     reader = _OrderedReader(batches)
     pending: deque[Future[PreparedBatch | None]] = deque(
-        pool.submit(_read_and_prepare, reader, t, stages) for t in range(depth)
+        pool.submit(_read_and_prepare, reader, t, stages, policy) for t in range(depth)
     )
     ticket = depth
     while True:
         result = pending.popleft().result()
         if result is None:
             return
-        pending.append(pool.submit(_read_and_prepare, reader, ticket, stages))
+        pending.append(pool.submit(_read_and_prepare, reader, ticket, stages, policy))
         ticket += 1
         yield result
 
@@ -118,6 +126,7 @@ def score_shard(
     timings: dict[str, float],
     *,
     lookahead: int = 2,
+    policy: SamplingPolicy = DEFAULT_POLICY,
 ) -> int:
     """Score one shard and write its files and marker; adds seconds per step to ``timings``:
     ``decode`` the wait on the pool, each stage's ``process`` by name, ``work.*`` pool-thread
@@ -131,7 +140,7 @@ def score_shard(
     for stage in stages:
         stage.begin_shard()
     prepared = _prepared_batches(
-        batched(ds.read_shard(shard), batch_size), stages, pool, max(1, lookahead)
+        batched(ds.read_shard(shard), batch_size), stages, pool, max(1, lookahead), policy
     )
     while True:
         t0 = time.perf_counter()
@@ -188,6 +197,7 @@ def score_local(job: EngineJob) -> int:
     done = len(job.shards) - len(job.todo)
     scored = 0
     threads = max(1, job.cfg.decode_threads)
+    policy = SamplingPolicy.parse(job.cfg.video_sampling)
     with ThreadPoolExecutor(threads) as pool, model_threads(job.cfg.model_threads):
         for k in job.todo:
             scored += score_shard(
@@ -200,6 +210,7 @@ def score_local(job: EngineJob) -> int:
                 pool,
                 job.timings,
                 lookahead=threads,
+                policy=policy,
             )
             done += 1
             if job.progress:

@@ -3,7 +3,8 @@
 Columns (JSON strings, so shards with different hits share one type):
 
 * ``nsfw_detector``  class → max score, ``{}`` when nothing was found; null when not run;
-* ``nsfw_phrases``   phrase → cosine for every pack phrase scored; null without an image;
+* ``nsfw_phrases``   phrase → cosine for every pack phrase scored (a video: at its worst
+  sampled frame); null without an image;
 * ``nsfw_words``     the listed caption words found (normalised), with ``nsfw_words_fp``
   the word lists' fingerprint;
 * ``nsfw_cascade``   ``pass`` (cheap signals reached a bar: detector ran), ``audit`` (below
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
+from clipaudit.curate.stages import FRAME_EMB, Batch, Stage, StageContext, register_stage
 from clipaudit.curate.stages.reasons import column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
@@ -120,6 +121,12 @@ class NsfwStage(Stage):
         if r.phrases and any(has_image):
             emb, _ = image_embeddings(batch, self.clip)
             scores = phrase_scores(emb, self.text_emb)
+            # A video: each phrase at its worst frame, as the detector's classes (one unsafe
+            # frame must not be averaged away). Frames are the alignment stage's; without it
+            # a video is scored on its middle frame.
+            for i, fe in enumerate(batch.prepared.get(FRAME_EMB) or []):
+                if fe is not None:
+                    scores[i] = phrase_scores(fe, self.text_emb).max(axis=0)
         cascade: list[str | None] = [None] * n
         if r.cascade.enabled:
             cascade, det = self._cascade(batch, words, scores, has_image)

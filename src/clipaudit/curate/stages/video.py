@@ -1,8 +1,9 @@
 """Video stage: what a video sample's container and sampled frames say, and frame hashes.
 
 The pipeline decodes a video sample once (``data/decode.decode_sample``: frames sampled by
-the default policy, ``data/video.py``); every image stage scores its middle frame, the
-alignment stage embeds every sampled frame, and this stage records, per sample:
+the run's policy, ``--video-sampling``, ``data/video.py``); the image stages score its middle
+frame, the alignment, phrase, NSFW and visible-watermark stages every sampled frame, and this
+stage records, per sample:
 
 * ``media``: ``image`` or ``video`` (images get nulls in the other columns);
 * ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height``, ``video_codec``,
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from clipaudit.curate.signal_shards import floats
-from clipaudit.curate.stages import Batch, Stage, register_stage
+from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
 from clipaudit.curate.stages.hashes import perceptual_hashes
 from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
@@ -56,6 +57,12 @@ FRAME_THUMB = 16  # side of each sampled frame's colour thumbnail (768 bytes a f
 @register_stage("video")
 class VideoStage(Stage):
     columns = COLUMNS
+
+    def __init__(self) -> None:
+        self.policy = "uniform:8"
+
+    def setup(self, ctx: StageContext) -> None:
+        self.policy = str(ctx.options.get("video_sampling") or self.policy)
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         media = sample.media
@@ -91,11 +98,11 @@ class VideoStage(Stage):
         return {c: [r[k] for r in rows] for k, c in enumerate(COLUMNS)}
 
     def provenance(self) -> dict[str, Any]:
-        from clipaudit.data.video import DEADLINE_S, DEFAULT_POLICY, MAX_FRAME_PIXELS
+        from clipaudit.data.video import DEADLINE_S, MAX_FRAME_PIXELS, SamplingPolicy
 
         return {
             "decoder": "PyAV (FFmpeg's libraries in its wheel)",
-            "policy": str(DEFAULT_POLICY),
+            "policy": str(SamplingPolicy.parse(self.policy)),
             "deadline_s": DEADLINE_S,
             "max_frame_pixels": MAX_FRAME_PIXELS,
             "image_stages": "score the middle sampled frame",

@@ -1,9 +1,14 @@
 """Visible-watermark stage: the project's trained detector (``safety.visible.detector``).
 
 Column ``visible_watermark_score``: the detector's score in [0, 1], null when the image did
-not decode. Resizing to the detector's input runs per sample on worker threads (``prepare``);
-the CNN scores the batch at once in ``process``. The pack's threshold is applied at decide
-time (``watermark_suspect``), so moving it never re-reads an image.
+not decode; for a video, its sampled frames' scores aggregated over time
+(``safety.visible.video.aggregate``: the best mean over three consecutive frames), judged
+against the pack's ``video_threshold``, which was calibrated on filmed real photos. Column
+``visible_watermark_frames``: how many frames a video's score rests on (null for an image).
+
+Resizing to the detector's input runs per sample on worker threads (``prepare``); the CNN
+scores the batch at once in ``process``. The pack's thresholds are applied at decide time
+(``watermark_suspect``), so moving them never re-reads an image.
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
 from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
+from clipaudit.safety.visible.video import aggregate
 
 if TYPE_CHECKING:
     from clipaudit.rules.schema import Pack
     from clipaudit.safety.visible.detector import Detector
 
 COLUMN = "visible_watermark_score"
+FRAMES = "visible_watermark_frames"  # frames scored for a video sample, null for an image
 
 
 @register_stage("visible_watermark")
 class VisibleWatermarkStage(Stage):
-    columns = (COLUMN,)
+    columns = (COLUMN, FRAMES)
 
     def __init__(self) -> None:
         self.detector: Detector | None = None
@@ -39,9 +46,8 @@ class VisibleWatermarkStage(Stage):
         self.detector = load_detector()
         self.batch_size = ctx.batch_size
 
-    def prepare(self, sample: Sample, decoded: Decoded) -> np.ndarray | None:
-        """The detector's input, (frames, ...) stacked for a video (every sampled frame is
-        scored and the highest score counts: a mark may show on a few frames only), or None
+    def prepare(self, sample: Sample, decoded: Decoded) -> tuple[np.ndarray, bool] | None:
+        """The detector's input, (frames, ...) stacked in time order for a video, or None
         (no image, or pixels Pillow cannot resize)."""
         if decoded.image is None:
             return None
@@ -49,26 +55,29 @@ class VisibleWatermarkStage(Stage):
 
         try:
             if decoded.frames:
-                return np.stack([to_input(f) for f in decoded.frames])
-            return to_input(decoded.image)[None]
+                return np.stack([to_input(f) for f in decoded.frames]), True
+            return to_input(decoded.image)[None], False
         except (OSError, ValueError, MemoryError):
             return None
 
     def process(self, batch: Batch) -> dict[str, list[Any]]:
         assert self.detector is not None, "setup() was not called"
-        inputs = self.prepared_for(batch)
-        rows = [i for i, x in enumerate(inputs) if x is not None]
-        out: list[float | None] = [None] * len(inputs)
+        prepared = self.prepared_for(batch)
+        rows = [i for i, x in enumerate(prepared) if x is not None]
+        out: list[float | None] = [None] * len(prepared)
+        frames: list[int | None] = [None] * len(prepared)
         if rows:
             scores = self.detector.score_arrays(
-                np.concatenate([inputs[i] for i in rows]), batch_size=self.batch_size
+                np.concatenate([prepared[i][0] for i in rows]), batch_size=self.batch_size
             )
             at = 0
             for i in rows:
-                k = len(inputs[i])
-                out[i] = round(float(scores[at : at + k].max()), 6)
+                x, video = prepared[i]
+                k = len(x)
+                out[i] = round(aggregate(scores[at : at + k]) if video else float(scores[at]), 6)
+                frames[i] = k if video else None
                 at += k
-        return {COLUMN: out}
+        return {COLUMN: out, FRAMES: frames}
 
     def provenance(self) -> dict[str, Any]:
         return self.detector.provenance() if self.detector is not None else {}
@@ -88,9 +97,18 @@ def visible_watermark_rule(sig: Signals, pack: Pack) -> list[list[str]]:
     rules = pack.visible_watermark
     if COLUMN not in sig or not rules.enabled:
         return out
-    for i in np.nonzero(_scores(sig) >= rules.threshold)[0].tolist():
+    for i in np.nonzero(_scores(sig) >= _thresholds(sig, pack))[0].tolist():
         out[i].append("watermark_suspect")
     return out
+
+
+def _thresholds(sig: Signals, pack: Pack) -> np.ndarray:
+    """Each row's threshold: the pack's video one for a video sample, else the image one."""
+    rules = pack.visible_watermark
+    if FRAMES not in sig:  # a run scored before videos had their own threshold
+        return np.full(len(sig["id"]), rules.threshold)
+    video = np.array([k is not None for k in column(sig, FRAMES)], bool)
+    return np.where(video, rules.video_threshold, rules.threshold)
 
 
 @register_stats("visible_watermark")
@@ -99,6 +117,7 @@ def visible_watermark_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) 
         return {}
     rules = pack.visible_watermark
     score = _scores(sig)
+    above = score >= _thresholds(sig, pack)
     scored = score[~np.isnan(score)]
     quantiles = (
         {f"p{q}": round(float(np.percentile(scored, q)), 4) for q in (10, 50, 90, 99)}
@@ -108,10 +127,11 @@ def visible_watermark_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) 
     return {
         "enabled": rules.enabled,
         "threshold": rules.threshold,
+        "video_threshold": rules.video_threshold,
         "scored": len(scored),
         "unscored": int(np.isnan(score).sum()),
-        "above_threshold": int((scored >= rules.threshold).sum()),
-        "share_above": round(float((scored >= rules.threshold).mean()), 4) if len(scored) else None,
+        "above_threshold": int(above.sum()),
+        "share_above": round(float(above.sum() / len(scored)), 4) if len(scored) else None,
         **quantiles,
     }
 

@@ -15,6 +15,11 @@ from clipaudit.rules.base import Strict
 # metrics.json, "thresholds"); 5% FPR is FPR_5_THRESHOLD. Held-out photos: see its CARD.md.
 FPR_1_THRESHOLD = 0.975755
 FPR_5_THRESHOLD = 0.790052
+# The same false-positive rates for a video's score (frame scores aggregated over time), on
+# clips filmed from the tune photos: models/bundled/watermark-detector/video_metrics.json
+# (``python -m clipaudit.safety.visible.video``).
+FPR_1_VIDEO_THRESHOLD = 0.924986
+FPR_5_VIDEO_THRESHOLD = 0.776059
 
 
 class VisibleWatermarkRules(Strict):
@@ -23,7 +28,10 @@ class VisibleWatermarkRules(Strict):
     The default is the 1%-FPR threshold: the flag feeds a review queue, and at a 10%
     watermark rate a 5% FPR would put about one clean image in the queue for every two
     marked ones. Packs that drop on the flag and prefer recall (strict) use the 5% one.
+    A video sample is judged against ``video_threshold`` (the same false-positive rate for
+    its aggregated frame scores).
     """
 
     enabled: bool = True
     threshold: float = Field(default=FPR_1_THRESHOLD, ge=0, le=1)
+    video_threshold: float = Field(default=FPR_1_VIDEO_THRESHOLD, ge=0, le=1)
