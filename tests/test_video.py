@@ -147,10 +147,18 @@ def test_video_demo_finds_the_planted_truths(video_demo: tuple[Path, Path]) -> N
 
 
 def test_video_copies_are_found_through_decide_alone(video_demo: tuple[Path, Path]) -> None:
-    """Re-deciding with the image hashes switched off leaves only the frame search."""
-    from clipaudit.curate.decide import decide_run
+    """A video pairs through its frame hashes alone (its middle frame's image hashes take no
+    part), confirmed on frame thumbnails read for the candidate pairs only: the compact
+    columns the reduce holds for every sample carry none."""
+    from clipaudit.curate.decide import decide_run, load_signals
+    from clipaudit.curate.decide.rules import compact_columns
+    from clipaudit.curate.rundir import RunDir
 
     run, labels = video_demo
+    sig = load_signals(RunDir(run))
+    compact = compact_columns(sig, np.arange(len(sig["id"])))
+    assert "frame_thumbs" not in compact.column_names and "frame_phash" in compact.column_names
+    assert compact.column("phash").null_count == len(sig["id"])  # all of them videos
     lab = {x["id"]: x for x in map(json.loads, labels.open())}
     stats = decide_run(run, "default", write_kept=False, gates=False)
     search = stats["duplicate_search"]

@@ -37,6 +37,7 @@ from clipaudit.curate.decide.neardup import (
 from clipaudit.curate.decide.semdedup import semantic_pairs
 from clipaudit.curate.memory import release_memory
 from clipaudit.curate.stages.hashes import THUMB, ThumbCorrelation, thumb_array
+from clipaudit.curate.stages.video import FRAME_THUMB
 
 # When a pair is a duplicate in several ways, the strongest evidence names it.
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")
@@ -61,6 +62,9 @@ THUMB_BYTES = THUMB * THUMB * 3
 
 # Positions → their thumbnails: a list of bytes, or (uint8 matrix, valid rows).
 ThumbReader = Callable[[np.ndarray], "Sequence[bytes | None] | tuple[np.ndarray, np.ndarray]"]
+FRAME_THUMB_BYTES = FRAME_THUMB * FRAME_THUMB * 3
+# Positions of a Compact → each row's frame thumbnails (768 bytes a frame, concatenated).
+FrameThumbReader = Callable[[np.ndarray], "Sequence[bytes | None]"]
 
 
 @dataclass
@@ -83,9 +87,10 @@ class Compact:
     inner: np.ndarray | None = None
     # Video rows: the pHash of each sampled frame, (rows, FRAMES) with a validity mask
     # (image rows have none); keeper.video_pairs pairs videos whose frames match.
+    # Their 16x16 frame thumbnails are not here (768 bytes a frame): ``resolve`` reads them
+    # for the candidate pairs only, through a FrameThumbReader.
     frames: np.ndarray | None = None
     frames_valid: np.ndarray | None = None
-    frame_thumbs: np.ndarray | None = None  # (rows, FRAMES, 768) uint8
 
     def __len__(self) -> int:
         return len(self.alignment)
@@ -103,7 +108,6 @@ class Compact:
             inner=None if self.inner is None else self.inner[pos],
             frames=None if self.frames is None else self.frames[pos],
             frames_valid=None if self.frames_valid is None else self.frames_valid[pos],
-            frame_thumbs=None if self.frame_thumbs is None else self.frame_thumbs[pos],
         )
 
 
@@ -752,6 +756,28 @@ def video_pairs(
     return (code // len(frames)).astype(np.int64), (code % len(frames)).astype(np.int64)
 
 
+def frame_thumb_matrix(values: Sequence[bytes | None], valid: np.ndarray) -> np.ndarray:
+    """Rows' frame thumbnails (768 bytes a frame, concatenated) as (rows, F, 768) uint8."""
+    size = FRAME_THUMB_BYTES
+    out = np.zeros((*valid.shape, size), np.uint8)
+    for r, v in enumerate(values):
+        if v:
+            k = min(len(v) // size, valid.shape[1])
+            out[r, :k] = np.frombuffer(v[: k * size], np.uint8).reshape(k, size)
+    return out
+
+
+def confirm_video_pairs(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray, reader: FrameThumbReader, d: Any
+) -> np.ndarray:
+    """Which candidate pairs (positions ``a[k]``, ``b[k]``) have frame thumbnails alike at
+    ``d.video_min_frame_corr``; thumbnails are read for the videos in a pair only."""
+    need = np.unique(np.concatenate([a, b]))
+    th = frame_thumb_matrix(reader(need), valid[need])
+    ia, ib = np.searchsorted(need, a), np.searchsorted(need, b)
+    return frame_corr(th[ia], valid[a], th[ib], valid[b]) >= d.video_min_frame_corr
+
+
 def frame_corr(ta: np.ndarray, va: np.ndarray, tb: np.ndarray, vb: np.ndarray) -> np.ndarray:
     """Per pair k: how alike two videos' frames are — for each valid frame of one, its best
     correlation with any frame of the other, the median over its frames, the larger of the
@@ -779,6 +805,7 @@ def resolve(
     hub_cap: int = HUB_CAP,
     scratch: Path | None = None,
     inner_thumbs: ThumbReader | None = None,
+    frame_thumbs: FrameThumbReader | None = None,
 ) -> Outcome:
     """The keeper policy over every position of ``c`` (all of them standing)."""
     m = len(c)
@@ -803,9 +830,8 @@ def resolve(
     if c.frames is not None and c.frames_valid is not None:
         a, b = video_pairs(c.frames[reps], c.frames_valid[reps], d.video_radius, d.video_match)
         stats["video_candidates"] = len(a)
-        if c.frame_thumbs is not None and len(a):
-            th, fv = c.frame_thumbs[reps], c.frames_valid[reps]
-            ok = frame_corr(th[a], fv[a], th[b], fv[b]) >= d.video_min_frame_corr
+        if frame_thumbs is not None and len(a):
+            ok = confirm_video_pairs(reps[a], reps[b], c.frames_valid, frame_thumbs, d)
             a, b = a[ok], b[ok]
         stats["video_pairs"] = len(a)
         edges_a.append(reps[a])

@@ -179,7 +179,8 @@ def _content_area(sig: dict[str, np.ndarray], rows: np.ndarray, area: np.ndarray
 
 
 def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
-    """What the duplicate reduce needs of ``rows``: a few numbers a sample (no thumbnails).
+    """What the duplicate reduce needs of ``rows``: a few numbers a sample (no thumbnails,
+    a video's frame pHashes; its frame thumbnails are read per candidate pair).
     A table without some column (hashes only, say) gets nulls there."""
     n = len(rows)
 
@@ -209,6 +210,4 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
             cols[name] = pa.array(list(v) if v.dtype == object else v, pa.int64(), mask=mask)
     if "frame_phash" in sig:
         cols["frame_phash"] = pa.array(list(sig["frame_phash"][rows]), pa.list_(pa.int64()))
-    if "frame_thumbs" in sig:
-        cols["frame_thumbs"] = pa.array(list(sig["frame_thumbs"][rows]), pa.binary())
     return pa.table(cols)

@@ -119,15 +119,12 @@ def _as_compact(table: pa.Table) -> Compact:
         hashes["phash_inner"] = inner_codes
     else:
         inner = None
-    frames = frames_valid = frame_thumbs = None
+    frames = frames_valid = None
     if "frame_phash" in table.column_names:
         frames, frames_valid = _frame_matrix(table.column("frame_phash"))
-    if frames is not None and frames_valid is not None and "frame_thumbs" in table.column_names:
-        frame_thumbs = _frame_thumbs(table.column("frame_thumbs"), frames_valid)
     return Compact(
         frames=frames,
         frames_valid=frames_valid,
-        frame_thumbs=frame_thumbs,
         inner=inner,
         ids=table.column("id").combine_chunks(),
         alignment=floats(table.column("alignment").to_numpy(zero_copy_only=False)),
@@ -156,19 +153,6 @@ def _frame_matrix(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | tuple
     return out, valid
 
 
-def _frame_thumbs(col: pa.ChunkedArray, valid: np.ndarray) -> np.ndarray:
-    """Each row's frame thumbnails (768 bytes a frame, concatenated) as (rows, F, 768)."""
-    from clipaudit.curate.stages.video import FRAME_THUMB
-
-    size = FRAME_THUMB * FRAME_THUMB * 3
-    out = np.zeros((*valid.shape, size), np.uint8)
-    for r, v in enumerate(col.to_pylist()):
-        if v:
-            k = min(len(v) // size, valid.shape[1])
-            out[r, :k] = np.frombuffer(v[: k * size], np.uint8).reshape(k, size)
-    return out
-
-
 def _sig_thumbs(
     sig: dict[str, np.ndarray], rows: np.ndarray, inner: bool = False
 ) -> Callable[[np.ndarray], list[Any]] | None:
@@ -180,6 +164,14 @@ def _sig_thumbs(
             plain[rows[p]] if framed[rows[p]] is None else framed[rows[p]] for p in pos
         ]
     return lambda pos: [sig["thumb"][rows[p]] for p in pos]
+
+
+def _sig_frame_thumbs(
+    sig: dict[str, np.ndarray], rows: np.ndarray
+) -> Callable[[np.ndarray], list[Any]] | None:
+    if "frame_thumbs" not in sig:
+        return None
+    return lambda pos: [sig["frame_thumbs"][rows[p]] for p in pos]
 
 
 def near_duplicate_pairs(
@@ -211,7 +203,12 @@ def dedup(
         c.hashes = {}
     emb = image_emb[rows] if image_emb is not None else None
     out = resolve(
-        c, pack.dedup, _sig_thumbs(sig, rows), emb, inner_thumbs=_sig_thumbs(sig, rows, True)
+        c,
+        pack.dedup,
+        _sig_thumbs(sig, rows),
+        emb,
+        inner_thumbs=_sig_thumbs(sig, rows, True),
+        frame_thumbs=_sig_frame_thumbs(sig, rows),
     )
     dropped = {
         int(rows[p]): (int(rows[out.keeper[p]]), DUPLICATE_KINDS[out.kind[p]])
@@ -511,6 +508,30 @@ def _thumb_reader(
     return read
 
 
+def _frame_thumb_reader(
+    shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray
+) -> Callable[[np.ndarray], list[bytes | None]] | None:
+    """Frame thumbnails of the given positions, read a shard at a time: decide's compact
+    columns leave them out (768 bytes a sampled frame), and only videos in a candidate pair
+    are read."""
+    if not shards.has("frame_thumbs"):
+        return None
+
+    def read(pos: np.ndarray) -> list[bytes | None]:
+        out: list[bytes | None] = [None] * len(pos)
+        for k in np.unique(shard_of[pos]).tolist():
+            at = np.flatnonzero(shard_of[pos] == k)
+            t = shards.read(k, ["frame_thumbs"])
+            if "frame_thumbs" not in t.column_names:
+                continue
+            col = t.column("frame_thumbs").combine_chunks().take(pa.array(row_of[pos[at]]))
+            for j, v in zip(at.tolist(), col.to_pylist(), strict=True):
+                out[j] = v
+        return out
+
+    return read
+
+
 def _rows_of(col: pa.Array) -> np.ndarray:
     """Binary values all THUMB_BYTES long as a (rows, THUMB_BYTES) uint8 matrix, read from
     the array's buffers (no Python bytes object per row)."""
@@ -786,6 +807,7 @@ def _decide_sharded(
         del emb
     thumbs = _thumb_reader(shards, shard_of, row_of)
     inner_thumbs = _thumb_reader(shards, shard_of, row_of, inner=True)
+    frame_thumbs = _frame_thumb_reader(shards, shard_of, row_of)
     # Copies of a reference sample are dropped first and join no group of the run's own.
     in_play = np.arange(len(c))
     ref_pos: list[np.ndarray] = []
@@ -814,9 +836,18 @@ def _decide_sharded(
     sub_inner = (
         inner_thumbs if inner_thumbs is None or whole else (lambda p: inner_thumbs(in_play[p]))
     )
+    sub_frames = (
+        frame_thumbs if frame_thumbs is None or whole else (lambda p: frame_thumbs(in_play[p]))
+    )
     with output_errors(run.path / WORK):  # a large thumbnail check spills to the scratch folder
         out = resolve(
-            sub, pack.dedup, sub_thumbs, sub_emb, scratch=run.path / WORK, inner_thumbs=sub_inner
+            sub,
+            pack.dedup,
+            sub_thumbs,
+            sub_emb,
+            scratch=run.path / WORK,
+            inner_thumbs=sub_inner,
+            frame_thumbs=sub_frames,
         )
     sub_hit = np.flatnonzero(out.keeper >= 0)
     hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)
