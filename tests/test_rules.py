@@ -79,3 +79,21 @@ def test_per_model_threshold(tmp_path: Path) -> None:
     pack = load_pack(str(p))
     assert pack.alignment_for("bundled:world-clip").min == 0.5
     assert pack.alignment_for("ViT-B-32:openai").min == 0.28
+
+
+def test_a_packs_own_percentile_wins_over_inherited_model_thresholds(tmp_path: Path) -> None:
+    """datacomp's top 30% is model-relative, so it applies under the bundled model too; an
+    absolute cosine (laion's 0.28, a ViT-B/32 number) leaves the model's calibration."""
+    datacomp, laion = load_pack("datacomp"), load_pack("laion")
+    got = datacomp.alignment_for("bundled:world-clip")
+    assert got.min is None and got.min_percentile == 70
+    assert "bundled:world-clip" not in datacomp.models
+    assert laion.alignment_for("bundled:world-clip").min == 0.48
+    assert laion.alignment_for("hf-hub:some/vit-b-32").min == 0.28
+    # A percentile pack that names a model itself keeps that entry.
+    own = _write(
+        tmp_path,
+        "name: own\nextends: default\nalignment:\n  min: null\n  min_percentile: 50\n"
+        "models:\n  bundled:world-clip:\n    alignment:\n      min: 0.5\n",
+    )
+    assert load_pack(str(own)).alignment_for("bundled:world-clip").min == 0.5

@@ -292,6 +292,16 @@ def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
                 raise ClipauditError(f"{where}: {exc}") from None
             raise
         base_data = base.model_dump(exclude_none=False)
+        own_alignment = data.get("alignment")
+        if isinstance(own_alignment, dict) and own_alignment.get("min_percentile") is not None:
+            # A percentile is model-relative: the pack's own one applies under every model,
+            # so the inherited per-model thresholds it would otherwise lose to are dropped
+            # (those the pack lists itself still merge). An absolute ``min`` is a cosine of
+            # one model, and an inherited calibration for another model keeps winning there.
+            own_models = data.get("models") if isinstance(data.get("models"), dict) else {}
+            base_data["models"] = {
+                m: v for m, v in base_data.get("models", {}).items() if m in own_models
+            }
         merged = _merge(base_data, {k: v for k, v in data.items() if k != "extends"})
         merged["extends"] = parent
         if "actions" in data and isinstance(data["actions"], dict):
