@@ -394,3 +394,27 @@ def test_a_large_run_without_an_index_asks_for_one(
     monkeypatch.setattr(query, "EXACT_RUN_MAX", 100)
     with pytest.raises(ClipauditError, match=r"384 samples and no index.*clipaudit index"):
         open_searchable(run, use_index=False)
+
+
+def test_an_index_follows_a_later_decide(pool: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    """Deciding again changes decisions, reasons and routes, not embeddings: a search over
+    the run's index reads the current decision table; an index built with --where, which may
+    now hold the wrong samples, is refused with a sentence."""
+
+    run, _ = pool
+    decide_run(run, "default", write_kept=False, gates=False)
+    build_index(run)
+    filtered = tmp_path / "kept-index"
+    build_index(run, filtered, where="decision = 'keep'")
+    assert "route" not in open_searchable(run).rows.column_names
+    decide_run(run, "world-routes", write_kept=False, gates=False)
+    s = open_searchable(run)
+    assert s.info["kind"] != "exact"  # the index, not the embeddings read whole
+    hits = search(s, embed_text(s, "a doctor"), k=5, where="route = 'people'")
+    assert len(hits) == 5 and all(h.columns["route"] == "people" for h in hits)
+    now = {d["id"]: d for d in pq.read_table(run / "decisions.parquet").to_pylist()}
+    assert all(h.columns["reasons"] == now[h.id]["reasons"] for h in hits)
+    with pytest.raises(ClipauditError, match="built with --where"):
+        open_searchable(filtered)
+    decide_run(run, "default", write_kept=False, gates=False)  # as the other tests expect
+    assert "route" not in open_searchable(run).rows.column_names

@@ -298,7 +298,8 @@ def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
             # so the inherited per-model thresholds it would otherwise lose to are dropped
             # (those the pack lists itself still merge). An absolute ``min`` is a cosine of
             # one model, and an inherited calibration for another model keeps winning there.
-            own_models = data.get("models") if isinstance(data.get("models"), dict) else {}
+            listed = data.get("models")
+            own_models: dict[str, Any] = listed if isinstance(listed, dict) else {}
             base_data["models"] = {
                 m: v for m, v in base_data.get("models", {}).items() if m in own_models
             }

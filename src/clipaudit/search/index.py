@@ -29,6 +29,7 @@ recall@10 stayed under 0.6 at efSearch 512 already at 10^5.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -193,6 +194,18 @@ def _kind_params(kind: str, dim: int, count: int) -> dict[str, Any]:
     return {}
 
 
+def decisions_stamp(run: RunDir) -> str:
+    """A cheap content stamp of the run's decision table: its size and the hash of its last
+    64 KiB (the parquet footer, whose statistics change with the contents). Copying the run
+    keeps it; deciding again changes it."""
+    path = run.path / "decisions.parquet"
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    return f"{size}:{hashlib.sha256(tail).hexdigest()[:16]}"
+
+
 def build_index(
     run_path: str | Path,
     out: str | Path | None = None,
@@ -243,6 +256,7 @@ def build_index(
                 "format": FORMAT_VERSION,
                 "run": str(run.path.resolve()),
                 "run_fingerprint": run.read_json("run.json").get("fingerprint"),
+                "decisions": decisions_stamp(run),
                 "model": model,
                 "dim": dim,
                 "count": count,

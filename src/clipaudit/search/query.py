@@ -29,6 +29,7 @@ from clipaudit.search.index import (
     INFO,
     ROWS,
     decision_columns,
+    decisions_stamp,
     iter_run,
     run_model,
 )
@@ -143,7 +144,40 @@ def _from_index(folder: Path) -> Searchable:
             f"the index in {str(folder)!r} holds {index.ntotal} vectors for {rows.num_rows} "
             "rows; build it again with clipaudit index."
         )
+    if info.get("decisions") and info["decisions"] != decisions_stamp(run):
+        rows = _fresh_decisions(folder, info, run, rows)
     return Searchable(run, str(info["model"]), rows, None, None, index, text_index, info)
+
+
+def _fresh_decisions(folder: Path, info: dict[str, Any], run: RunDir, rows: pa.Table) -> pa.Table:
+    """The index's rows with the decision columns of the run's current decision table: the
+    run was decided again since the index was built (embeddings do not change with a decide,
+    decisions, reasons and routes do). An index filtered by ``--where`` may hold the wrong
+    samples now, so it is refused instead."""
+    if info.get("where"):
+        raise ClipauditError(
+            f"the index in {str(folder)!r} was built with --where {info['where']!r} from an "
+            "earlier decision of the run; build it again with clipaudit index."
+        )
+    path = run.path / "decisions.parquet"
+    # ``shard`` and ``row`` locate each vector in the run's embedding files: the index's own.
+    names = [c for c in decision_columns(run) if c not in LOCATORS]
+    dec = pq.read_table(path, columns=["id", *names])
+    at = pc.index_in(rows.column("id"), value_set=dec.column("id"))
+    if at.null_count:
+        raise ClipauditError(
+            f"the index in {str(folder)!r} holds samples the run's decision table no longer "
+            "has; build it again with clipaudit index."
+        )
+    for name in names:  # columns the new decision added (a route, say) are added too
+        col = dec.column(name).take(at)
+        k = rows.schema.get_field_index(name)
+        rows = rows.set_column(k, name, col) if k >= 0 else rows.append_column(name, col)
+    # Columns the new decision no longer writes (a route removed) go with it.
+    return rows.drop_columns([c for c in rows.column_names if c not in (*names, *LOCATORS)])
+
+
+LOCATORS = ("id", "shard", "row")
 
 
 def check_model(s: Searchable, model: str | None) -> None:
