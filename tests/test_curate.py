@@ -201,3 +201,23 @@ def test_failed_gate_exits_non_zero_with_one_line(pool: WorldRun, run: Path) -> 
     assert r.returncode == 1
     assert "error: the output gate failed: expect_column_values_to_be_between" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_decide_from_another_folder_finds_a_relatively_named_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json keeps the dataset as typed and its absolute path: a run curated with a
+    relative path is decided (kept dataset included) from any folder."""
+    from clipaudit.curate.decide import decide_run
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from tests.conftest import write_pool
+
+    pool = write_pool(tmp_path / "p", n=24)
+    monkeypatch.chdir(pool.world)
+    curate(CurateConfig("data", str(tmp_path / "run"), stages=["quality", "hashes"]))
+    ds = json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]
+    assert ds["source"] == "data" and ds["resolved"] == str((pool.world / "data").resolve())
+    monkeypatch.chdir(tmp_path)
+    stats = decide_run(tmp_path / "run", "default", gates=False)
+    kept = sum(1 for _ in open_dataset(tmp_path / "run" / "kept"))
+    assert kept == stats["kept"] > 0

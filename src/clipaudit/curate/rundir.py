@@ -118,3 +118,14 @@ class RunDir:
                 self.path / "metadata" / f"metadata_{k}.parquet", table_bytes(metadata)
             )
         atomic_write_bytes(self.marker(k), b"")
+
+
+def recorded_source(record: dict[str, Any]) -> str:
+    """The dataset a run was scored from, as ``run.json`` records it: the path as typed, or
+    its absolute form when the typed one was relative and does not resolve from here (a
+    decide run from another folder)."""
+    ds = record["dataset"]
+    source, resolved = str(ds["source"]), ds.get("resolved")
+    if resolved and not Path(source).exists() and Path(resolved).exists():
+        return str(resolved)
+    return source

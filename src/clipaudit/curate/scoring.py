@@ -95,7 +95,13 @@ def score(
     ).hexdigest()
     record = {
         "clipaudit": __version__,
-        "dataset": {"source": str(cfg.dataset), "format": ds.format, "shards": ds.shards()},
+        "dataset": {
+            "source": str(cfg.dataset),
+            # The absolute path too, so decide and report work from any folder.
+            "resolved": str(Path(cfg.dataset).resolve()) if Path(cfg.dataset).exists() else None,
+            "format": ds.format,
+            "shards": ds.shards(),
+        },
         "settings": settings,
         "fingerprint": fingerprint,
         "versions": library_versions(),

@@ -55,7 +55,7 @@ from clipaudit.curate.decide.rules import (
 )
 from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.memory import release_memory, use_system_arrow_pool
-from clipaudit.curate.rundir import RunDir, table_bytes
+from clipaudit.curate.rundir import RunDir, recorded_source, table_bytes
 from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
 from clipaudit.curate.stages.hashes import THUMB
 from clipaudit.curate.stages.reasons import SIGNAL_STATS
@@ -661,7 +661,7 @@ def decide_run(
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
-    source = record.get("dataset", {}).get("source")
+    source = recorded_source(record) if record.get("dataset") else None
     shards = SignalShards(run, source)
     model_spec = record.get("settings", {}).get("model")
     phases = _Phases(progress)
@@ -683,8 +683,7 @@ def decide_run(
         phases.done("decisions")
         if write_kept:
             if dataset is None:
-                ds_rec = record["dataset"]
-                dataset = open_dataset(ds_rec["source"], format=ds_rec["format"])
+                dataset = open_dataset(recorded_source(record), format=record["dataset"]["format"])
             fmt = out_format or record.get("out_format") or dataset.format
             # Parallel only for the dataset the run records (a Dataset object handed in
             # otherwise, e.g. an in-memory one, is written here).

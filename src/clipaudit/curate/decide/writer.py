@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clipaudit.curate.rundir import recorded_source
 from clipaudit.data.formats import Dataset, ReadOptions, get_format, open_dataset, write_dataset
 from clipaudit.data.sample import Sample
 
@@ -163,7 +164,7 @@ def write_parallel(
     read = dict(record.get("settings", {}).get("read") or {})
     jobs = [
         KeptJob(
-            source=str(ds_rec["source"]),
+            source=recorded_source(record),
             in_format=str(ds_rec["format"]),
             read=read,
             parts={k: str(p) for k, p in parts.items()},
