@@ -202,3 +202,40 @@ def world_runs(tmp_path_factory: pytest.TempPathFactory) -> WorldRuns:
         return world_run(tmp_path_factory.mktemp(name), **settings)
 
     return make
+
+
+_CLI_BATCH = """
+import contextlib, io, json, sys, traceback
+from clipaudit.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    so, se = io.StringIO(), io.StringIO()
+    sys.argv = ["clipaudit", *args]
+    code = 0
+    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    out.append([code, so.getvalue(), se.getvalue()])
+sys.__stdout__.write(json.dumps(out))
+"""
+
+
+def cli_batch(commands: list[tuple[str, ...]]) -> list[tuple[int, str, str]]:
+    """Run clipaudit commands through the real entry point (``main()``: its exit codes and
+    one-line errors), all in one fresh interpreter, which saves an interpreter start and the
+    library imports per command: (exit code, stdout, stderr) for each."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_BATCH, json.dumps([list(c) for c in commands])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [(int(c), o, e) for c, o, e in json.loads(done.stdout)]

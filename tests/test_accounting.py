@@ -38,7 +38,7 @@ sample_st = st.tuples(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(sample_st, min_size=1, max_size=10), st.sampled_from(["parquet", "webdataset"]))
 def test_accounting_holds_under_random_corruption(specs: list, fmt: str) -> None:
     samples = [

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.conftest import cli_batch
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -22,58 +24,59 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_example_info_embed(tmp_path: Path) -> None:
-    r = run(
-        "example",
-        "--out",
-        str(tmp_path / "ds"),
-        "--n",
-        "40",
-        "--format",
-        "parquet",
-        "--shard-size",
-        "16",
+    ds = str(tmp_path / "ds")
+    results = cli_batch(
+        [
+            ("example", "--out", ds, "--n", "40", "--format", "parquet", "--shard-size", "16"),
+            ("info", ds, "--json"),
+            ("info", ds),
+            ("embed", ds, "--out", str(tmp_path / "emb")),
+        ]
     )
-    assert r.returncode == 0, r.stderr
-    r = run("info", str(tmp_path / "ds"), "--json")
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    for code, _, stderr in results:
+        assert code == 0, stderr
+    info = json.loads(results[1][1])
     assert info["format"] == "parquet" and info["samples"] == 40 and info["shards"] == 3
     assert set(info["columns"]) >= {"id", "image", "caption", "url", "meta"}
     assert info["captions"][0].startswith(("a ", "an "))
-    r = run("info", str(tmp_path / "ds"))
-    assert "samples  40" in r.stdout
-    r = run("embed", str(tmp_path / "ds"), "--out", str(tmp_path / "emb"))
-    assert r.returncode == 0, r.stderr
-    assert "embedded 40/40 images and 40 captions in 3 shards" in r.stdout
+    assert "samples  40" in results[2][1]
+    assert "embedded 40/40 images and 40 captions in 3 shards" in results[3][1]
     arr = np.load(tmp_path / "emb" / "img_emb" / "img_emb_2.npy")
     assert arr.shape == (8, 128)
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    r = run("info", str(tmp_path / "missing"))
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [
+    (c1, _, e1), (c2, _, e2), (c3, _, e3) = cli_batch(
+        [
+            ("info", str(tmp_path / "missing")),
+            ("embed", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "nonsense"),
+            ("info", str(tmp_path), "--format", "zip"),
+        ]
+    )
+    assert c1 == 2
+    assert "Traceback" not in e1
+    assert e1.strip().splitlines() == [
         f"error: The dataset path {str(tmp_path / 'missing')!r} does not exist; check the path."
     ]
-    r = run("embed", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "nonsense")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    r = run("info", str(tmp_path), "--format", "zip")
-    assert r.returncode == 2 and "use one of: hf, imagefolder, parquet, webdataset" in r.stderr
+    assert c2 == 2 and "Traceback" not in e2
+    assert c3 == 2 and "use one of: hf, imagefolder, parquet, webdataset" in e3
 
 
 def test_curate_thread_options_are_recorded_and_change_no_decision(tmp_path: Path) -> None:
-    r = run("example", "--out", str(tmp_path / "ds"), "--n", "24", "--format", "webdataset")
-    assert r.returncode == 0, r.stderr
     common = ["--stages", "quality,hashes,alignment", "--model", "random:clipaudit-tiny"]
     common += ["--rules", "keep-all"]
-    r = run("curate", str(tmp_path / "ds"), "--out", str(tmp_path / "a"), *common)
-    assert r.returncode == 0, r.stderr
-    r = run(
-        "curate", str(tmp_path / "ds"), "--out", str(tmp_path / "b"), *common,
-        "--model-threads", "1", "--decode-threads", "1",
+    ds = str(tmp_path / "ds")
+    results = cli_batch(
+        [
+            ("example", "--out", ds, "--n", "24", "--format", "webdataset"),
+            ("curate", ds, "--out", str(tmp_path / "a"), *common),
+            ("curate", ds, "--out", str(tmp_path / "b"), *common,
+             "--model-threads", "1", "--decode-threads", "1"),
+            ("curate", ds, "--out", str(tmp_path / "c"), "--model-threads", "0"),
+        ]
     )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    for code, _, stderr in results[:3]:
+        assert code == 0, stderr
     settings = json.loads((tmp_path / "b" / "run.json").read_text())["settings"]
     assert settings["model_threads"] == 1
     assert "model_threads" not in json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
@@ -83,8 +86,8 @@ def test_curate_thread_options_are_recorded_and_change_no_decision(tmp_path: Pat
     b = pq.read_table(tmp_path / "b" / "decisions.parquet").to_pydict()
     assert a["id"] == b["id"] and a["decision"] == b["decision"] and len(a["id"]) == 24
     assert np.allclose(a["alignment"], b["alignment"], atol=1e-6)
-    r = run("curate", str(tmp_path / "ds"), "--out", str(tmp_path / "c"), "--model-threads", "0")
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    code, _, stderr = results[3]
+    assert code != 0 and "Traceback" not in stderr
 
 
 def test_usage_mistakes_are_a_usage_message_not_a_traceback(tmp_path: Path) -> None:
@@ -94,7 +97,7 @@ def test_usage_mistakes_are_a_usage_message_not_a_traceback(tmp_path: Path) -> N
         ("curate",): "Missing argument",
         ("nosuchcommand",): "nosuchcommand",
     }
-    for args, named in cases.items():
-        r = run(*args)
-        assert r.returncode == 2, (args, r.returncode)
-        assert "Traceback" not in r.stderr and named in r.stderr, (args, r.stderr)
+    results = cli_batch(list(cases))
+    for (args, named), (code, _, stderr) in zip(cases.items(), results, strict=True):
+        assert code == 2, (args, code)
+        assert "Traceback" not in stderr and named in stderr, (args, stderr)

@@ -71,7 +71,7 @@ def _check(data: Path, tmp: Path) -> None:
     assert not bad, bad
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(
         st.tuples(st.integers(0, len(SEEDS) - 1), st.lists(op, max_size=3)), min_size=1, max_size=8
@@ -87,7 +87,7 @@ def test_mutated_images_are_all_accounted_for(specs: list) -> None:
         _check(Path(tmp) / "d", Path(tmp))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.integers(2, 8), st.lists(op, min_size=1, max_size=4))
 def test_mutated_tar_shards_are_all_accounted_for(n: int, ops: list) -> None:
     samples = [

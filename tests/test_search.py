@@ -23,7 +23,7 @@ from clipaudit.search.query import (
     position_of,
     search,
 )
-from tests.conftest import WorldRun, world_run
+from tests.conftest import WorldRun, cli_batch, world_run
 
 
 def _run(tmp: Path, split: str, n: int, seed: int, rules: str) -> WorldRun:
@@ -275,12 +275,6 @@ def test_hostile_captions_are_escaped_in_the_page(
     assert "<img src=x" not in html and "<b>" not in html and "<i>" not in html
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clipaudit", *args], capture_output=True, text=True
-    )
-
-
 def test_bad_input_gets_one_line_and_exit_2(objects: tuple[Path, dict], tmp_path: Path) -> None:
     run, _ = objects
     bad_image = tmp_path / "bad.jpg"
@@ -295,19 +289,19 @@ def test_bad_input_gets_one_line_and_exit_2(objects: tuple[Path, dict], tmp_path
         ("search", str(run)): "exactly one query",
         ("search", str(tmp_path), "x"): "neither a run folder",
     }
-    for args, needle in cases.items():
-        done = _cli(*args)
-        assert done.returncode == 2, (args, done.stderr)
-        lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
-        assert len(lines) == 1 and needle in lines[0], (args, done.stderr)
-        assert "Traceback" not in done.stderr
+    results = cli_batch(list(cases))
+    for (args, needle), (code, _, stderr) in zip(cases.items(), results, strict=True):
+        assert code == 2, (args, stderr)
+        lines = [x for x in stderr.strip().splitlines() if x.strip()]
+        assert len(lines) == 1 and needle in lines[0], (args, stderr)
+        assert "Traceback" not in stderr
 
 
 def test_a_run_without_embeddings_names_the_stage(tmp_path: Path) -> None:
     world_run(tmp_path, split="eval-objects", n=20, stages=["quality"], gates=False)
-    for args in (("search", str(tmp_path / "run"), "x"), ("index", str(tmp_path / "run"))):
-        done = _cli(*args)
-        assert done.returncode == 2 and "alignment" in done.stderr, done.stderr
+    commands = [("search", str(tmp_path / "run"), "x"), ("index", str(tmp_path / "run"))]
+    for code, _, stderr in cli_batch(commands):
+        assert code == 2 and "alignment" in stderr, stderr
     with pytest.raises(ClipauditError, match="alignment"):
         decide_run(tmp_path / "run", "world-routes", write_kept=False, gates=False)
 
