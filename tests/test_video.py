@@ -209,6 +209,16 @@ def test_embed_gives_a_video_the_mean_of_its_frames(tmp_path: Path) -> None:
     e = clip.encode_images(decode_video(vid).frames).mean(axis=0)
     assert np.allclose(got, e / np.linalg.norm(e), atol=1e-5)
     assert pq.read_table(tmp_path / "e" / "metadata" / "metadata_0.parquet")["image_ok"][0].as_py()
+    assert json.loads((tmp_path / "e" / "embed.json").read_text())["video_sampling"] == "uniform:8"
+    # Another sampling policy: the mean of those frames instead.
+    embed_dataset(
+        open_dataset(str(tmp_path / "d")), clip, tmp_path / "k", show_progress=False,
+        policy=SamplingPolicy.parse("keyframes"),
+    )  # fmt: skip
+    got = np.load(tmp_path / "k" / "img_emb" / "img_emb_0.npy")[0]
+    e = clip.encode_images(decode_video(vid, SamplingPolicy.parse("keyframes")).frames).mean(axis=0)
+    assert np.allclose(got, e / np.linalg.norm(e), atol=1e-5)
+    assert json.loads((tmp_path / "k" / "embed.json").read_text())["video_sampling"] == "keyframes"
 
 
 def test_nsfw_takes_each_class_at_its_worst_frame() -> None:

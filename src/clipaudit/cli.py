@@ -13,7 +13,7 @@ import click
 import typer
 from rich.console import Console
 
-from clipaudit.cli_options import DatasetArgs, FormatOpt, dataset_options
+from clipaudit.cli_options import DatasetArgs, FormatOpt, VideoSamplingOpt, dataset_options
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.cli import eval_app
 from clipaudit.judge.cli import judge_command
@@ -72,13 +72,16 @@ def embed(
     ] = "random:clipaudit-tiny",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    video_sampling: VideoSamplingOpt = "uniform:8",
     *,
     data: DatasetArgs,
 ) -> None:
     """Embed images and captions into the clip-retrieval layout (img_emb, text_emb, metadata)."""
+    from clipaudit.data.video import SamplingPolicy
     from clipaudit.models import load_clip
     from clipaudit.models.embed import embed_dataset
 
+    policy = SamplingPolicy.parse(video_sampling)
     ds = data.open(dataset)
     clip = load_clip(model, device=device)
     from clipaudit.models.domain import domain_warning
@@ -86,7 +89,9 @@ def embed(
     note = domain_warning(model, ds)
     if note:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    summary = embed_dataset(ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty())
+    summary = embed_dataset(
+        ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty(), policy=policy
+    )
     Console().print(
         f"embedded {summary.images_embedded}/{summary.samples} images and "
         f"{summary.texts_embedded} captions in {summary.shards} shards → {summary.out}"
@@ -314,13 +319,7 @@ def curate(
     ] = None,
     against: AgainstOpt = None,
     against_cache: AgainstCacheOpt = None,
-    video_sampling: Annotated[
-        str,
-        typer.Option(
-            help="Frames of a video sample: uniform:N (N evenly spaced), fps:F, keyframes or "
-            "scenes (one a shot). Recorded in the run.",
-        ),
-    ] = "uniform:8",
+    video_sampling: VideoSamplingOpt = "uniform:8",
     *,
     data: DatasetArgs,
 ) -> None:

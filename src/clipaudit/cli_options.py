@@ -112,3 +112,13 @@ def dataset_options(*columns: str, described: bool = True) -> Callable[[Command]
         return command
 
     return decorate
+
+
+# How a video sample's frames are sampled (data/video.py), for the commands that read video.
+VideoSamplingOpt = Annotated[
+    str,
+    typer.Option(
+        help="Frames of a video sample: uniform:N (N evenly spaced), fps:F, keyframes or "
+        "scenes (one a shot). Recorded in the output.",
+    ),
+]

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.data.decode import decode_sample
 from clipaudit.data.formats import Dataset, atomic_write_bytes, batched
+from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.errors import DatasetError, DuplicateIdError
 from clipaudit.models.loader import LoadedClip
 
@@ -50,8 +51,10 @@ def embed_dataset(
     out: str | Path,
     batch_size: int = 64,
     show_progress: bool = True,
+    policy: SamplingPolicy = DEFAULT_POLICY,
 ) -> EmbedSummary:
-    """Embed every sample of ``dataset`` with ``clip`` and write the clip-retrieval layout."""
+    """Embed every sample of ``dataset`` with ``clip`` and write the clip-retrieval layout; a
+    video sample is the renormalised mean of its frames sampled by ``policy``."""
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()):
         raise DatasetError(f"The output folder {str(out_path)!r} is not empty; choose a new one.")
@@ -93,7 +96,7 @@ def embed_dataset(
                     fingerprint.update(s.id.encode())
                     err = s.error
                     if err is None:
-                        dec = decode_sample(s)
+                        dec = decode_sample(s, policy)
                         if dec.frames:  # a video: its sampled frames, averaged below
                             clips.append((i, dec.frames))
                         elif dec.image is not None:
@@ -156,6 +159,7 @@ def embed_dataset(
             "shards": shards,
             "ids_sha256": fingerprint.hexdigest(),
         },
+        "video_sampling": str(policy),
     }
     atomic_write_bytes(
         out_path / "embed.json", json.dumps(record, indent=2, sort_keys=True).encode("utf-8")
