@@ -259,6 +259,7 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
         eval_pairs=12,
         limit_pairs=6,
         widths=[8, 8, 12, 16, 16],
+        depths=[1, 1, 1, 2, 2],  # the residual extra convolutions train and load too
     )
     m = train(cfg, log=False)
     t = m["training"]
@@ -277,3 +278,12 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
     assert again["training"]["weights_sha256"] == t["weights_sha256"]
     assert again["thresholds"] == m["thresholds"]
     assert det.score([Image.new("RGB", (50, 80))]).shape == (1,)
+
+
+def test_a_stage_without_convolutions_is_refused() -> None:
+    from clipaudit.safety.visible.detector import VisibleNet
+
+    with pytest.raises(ValueError, match="at least one conv"):
+        VisibleNet([8, 8, 8, 8, 8], [1, 0, 1, 1, 1])
+    # 5 stage convolutions, 3 pools and the last stage's 2 extra (residual) convolutions.
+    assert len(VisibleNet([8, 8, 8, 8, 8], [1, 1, 1, 1, 3]).features) == 10

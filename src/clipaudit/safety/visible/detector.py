@@ -28,6 +28,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 DEFAULT_WIDTHS = (16, 32, 48, 64, 96)
+DEFAULT_DEPTHS = (1, 1, 1, 1, 1)
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -38,20 +39,39 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+class Residual(nn.Module):
+    """``x + block(x)``: the extra convolutions of a stage learn a correction, which keeps a
+    deeper stack as easy to train as the shallow one."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.block = _block(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
 class VisibleNet(nn.Module):
     """Strided stem, three conv+maxpool stages, one more conv, then max and mean pooling:
     the max keeps a small corner mark from being averaged away by a clean frame.
+    ``depths[k]`` convolutions at stage k (the extra ones residual, same width).
 
     ``cells`` is a 1×1 convolution over the last feature map (one logit per 16-px cell of
     the input): training supervises it with where the mark was drawn, which teaches the
     features far faster than one label per image; scoring uses the image head only."""
 
-    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS) -> None:
+    def __init__(
+        self, widths: Sequence[int] = DEFAULT_WIDTHS, depths: Sequence[int] = DEFAULT_DEPTHS
+    ) -> None:
         super().__init__()
-        w = list(widths)
+        w, d = list(widths), list(depths)
+        if len(d) != len(w) or min(d) < 1:
+            raise ValueError(f"depths {d} must give at least one conv to each of {len(w)} stages")
         layers: list[nn.Module] = [_block(3, w[0], stride=2)]
+        layers += [Residual(w[0]) for _ in range(d[0] - 1)]
         for k in range(1, len(w)):
             layers.append(_block(w[k - 1], w[k]))
+            layers += [Residual(w[k]) for _ in range(d[k] - 1)]
             if k < len(w) - 1:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
@@ -144,7 +164,7 @@ def load_from(folder: Path) -> Detector:
     from safetensors.torch import load_file
 
     config = json.loads((folder / CONFIG).read_text())
-    net = VisibleNet(config.get("widths", DEFAULT_WIDTHS))
+    net = VisibleNet(config.get("widths", DEFAULT_WIDTHS), config.get("depths", DEFAULT_DEPTHS))
     net.load_state_dict(load_file(str(folder / WEIGHTS)))
     net.eval()
     metrics_path = folder / METRICS

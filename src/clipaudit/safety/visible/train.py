@@ -32,6 +32,7 @@ from clipaudit.calibrate.intervals import wilson
 from clipaudit.safety.visible import data as vd
 from clipaudit.safety.visible.detector import (
     CONFIG,
+    DEFAULT_DEPTHS,
     DEFAULT_WIDTHS,
     METRICS,
     WEIGHTS,
@@ -75,6 +76,7 @@ class TrainConfig:
     eval_pairs: int = 600  # per source (world, photo)
     limit_pairs: int = 300  # per limitation probe (world-native marks, natural text, ...)
     widths: list[int] = field(default_factory=lambda: list(DEFAULT_WIDTHS))
+    depths: list[int] = field(default_factory=lambda: list(DEFAULT_DEPTHS))
     threads: int = 1
     photos: str = ""  # a folder of real photos; empty: the installed packages' three
     photo_share: float = 0.8  # of fresh pairs drawn over photos (the rest over world scenes)
@@ -165,7 +167,7 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
     bank = vd.Bank.build("train", cfg.n_world, folder, "fit", skip=marked_photos())
     t_bank = time.time() - t0
 
-    net = VisibleNet(cfg.widths)
+    net = VisibleNet(cfg.widths, cfg.depths)
     if cfg.init:
         from safetensors.torch import load_file
 
@@ -222,7 +224,8 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / WEIGHTS))
-    config = {"arch": "VisibleNet", "widths": cfg.widths, "input_size": vd.INPUT_SIZE}
+    config = {"arch": "VisibleNet", "widths": cfg.widths, "depths": cfg.depths,
+              "input_size": vd.INPUT_SIZE}  # fmt: skip
     config["preprocess"] = "RGB, whole frame resized (bilinear) to input_size², x/255 - 0.5"
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     n_params = sum(p.numel() for p in net.parameters())
@@ -447,10 +450,11 @@ def command_for(cfg: TrainConfig) -> str:
     args = [
         f"--{k.replace('_', '-')} {_PATH_ROLES.get(k, v)}"
         for k, v in asdict(cfg).items()
-        if k not in ("out", "widths") and v != getattr(defaults, k)
+        if k not in ("out", "widths", "depths") and v != getattr(defaults, k)
     ]
-    if list(cfg.widths) != list(defaults.widths):
-        args.append("--widths " + " ".join(map(str, cfg.widths)))
+    for k in ("widths", "depths"):
+        if list(getattr(cfg, k)) != list(getattr(defaults, k)):
+            args.append(f"--{k} " + " ".join(map(str, getattr(cfg, k))))
     return " ".join(["python -m clipaudit.safety.visible.train --out DIR", *args])
 
 
@@ -618,11 +622,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     for f, v in asdict(TrainConfig(out="")).items():
-        if f not in ("out", "widths"):
+        if f not in ("out", "widths", "depths"):
             kind: Any = _flag if isinstance(v, bool) else type(v)
             ap.add_argument(f"--{f.replace('_', '-')}", type=kind, default=v)
     ap.add_argument("--widths", type=int, nargs=5, default=list(DEFAULT_WIDTHS),
                     help="channels of the five conv stages")  # fmt: skip
+    ap.add_argument("--depths", type=int, nargs=5, default=list(DEFAULT_DEPTHS),
+                    help="convolutions at each of the five stages")  # fmt: skip
     args = vars(ap.parse_args(argv))
     m = train(TrainConfig(**args))
     r = m.get("real_photos", {})
