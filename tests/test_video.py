@@ -350,6 +350,45 @@ def test_curate_samples_video_frames_by_the_chosen_policy(tmp_path: Path) -> Non
     assert not (tmp_path / "r2" / "run.json").exists()
 
 
+def test_eval_retrieval_samples_video_frames_by_the_chosen_policy(tmp_path: Path) -> None:
+    """``eval retrieval --video-sampling``: a clip's vector is the mean of the frames the
+    policy picks (the same vector ``embed`` writes with that policy), and the run says so."""
+    from typer.testing import CliRunner
+
+    from clipaudit.cli import app
+    from clipaudit.data.video import SamplingPolicy
+    from clipaudit.evaluate.images import embed_images
+    from clipaudit.evaluate.retrievaldata import load_retrieval
+    from clipaudit.models import load_clip
+    from clipaudit.models.embed import embed_dataset
+
+    clips = [
+        Sample(f"c{k}", encode_video(_moving(32, color=(255, 60 * k, 0)), fps=8),
+               caption=f"clip {k}", image_ext="mp4")
+        for k in range(3)
+    ]  # fmt: skip
+    write_dataset(clips, tmp_path / "d", "webdataset")
+    clip = load_clip("random:clipaudit-tiny")
+    two = SamplingPolicy.parse("uniform:2")
+    default = load_retrieval(str(tmp_path / "d"))
+    sampled = load_retrieval(str(tmp_path / "d"), policy=two)
+    assert default.info["video_sampling"] == "uniform:8" and default.info["videos"] == 3
+    assert sampled.info["video_sampling"] == "uniform:2"
+    e8 = embed_images(clip, default.images, batch_size=8).emb
+    e2 = embed_images(clip, sampled.images, batch_size=8).emb
+    assert np.max(np.abs(e8 - e2)) > 1e-3  # other frames, another mean
+    embed_dataset(open_dataset(str(tmp_path / "d")), clip, tmp_path / "emb", 8,
+                  show_progress=False, policy=two)  # fmt: skip
+    ref = np.load(tmp_path / "emb" / "img_emb" / "img_emb_0.npy")
+    assert np.min(np.sum(ref * e2, axis=1)) > 0.9999
+    runner = CliRunner()
+    args = ["eval", "retrieval", str(tmp_path / "d"), "--model", "random:clipaudit-tiny"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--video-sampling", "nth:2"])
+    assert isinstance(r.exception, ClipauditError), r.output
+    assert str(r.exception).startswith("Unknown frame sampling 'nth:2'; use uniform:N")
+    assert not (tmp_path / "r").exists()
+
+
 def test_mid_clip_watermarks_are_found_at_the_video_threshold(tmp_path: Path) -> None:
     """The world's mark stamped on the screen over the last third of a clip (3 of the 8
     sampled frames), judged at the default pack's video threshold (calibrated on clips filmed

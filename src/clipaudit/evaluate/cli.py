@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clipaudit.cli_options import DatasetArgs, dataset_options
+from clipaudit.cli_options import DatasetArgs, VideoSamplingOpt, dataset_options
 from clipaudit.errors import ClipauditError
 
 eval_app = typer.Typer(
@@ -173,16 +173,19 @@ def retrieval(
     bootstrap: BootOpt = 1000,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
+    video_sampling: VideoSamplingOpt = "uniform:8",
     *,
     data: DatasetArgs,
     as_json: JsonOpt = False,
 ) -> None:
     """Zero-shot retrieval: text→image and image→text recall@1/5/10."""
+    from clipaudit.data.video import SamplingPolicy
     from clipaudit.evaluate.bootstrap import BootstrapSpec
     from clipaudit.evaluate.retrieval import zeroshot_retrieval
     from clipaudit.evaluate.retrievaldata import load_retrieval
 
-    pairs = load_retrieval(dataset, data.format, data.read_options(), captions_field)
+    policy = SamplingPolicy.parse(video_sampling)  # a bad policy is refused before any work
+    pairs = load_retrieval(dataset, data.format, data.read_options(), captions_field, policy)
     boot = BootstrapSpec(n=bootstrap, seed=seed)
 
     def one(clip: Any) -> dict[str, Any]:

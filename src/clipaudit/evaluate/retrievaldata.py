@@ -19,6 +19,7 @@ import numpy as np
 
 from clipaudit.data import ReadOptions, Sample, open_dataset
 from clipaudit.data.decode import decode_sample
+from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.images import ImageSet, Picture
 
@@ -63,8 +64,11 @@ def load_retrieval(
     format: str | None = None,
     options: ReadOptions | None = None,
     captions_field: str | None = None,
+    policy: SamplingPolicy | None = None,
 ) -> RetrievalData:
-    """Open an image–caption dataset and group it into images and their captions."""
+    """Open an image–caption dataset and group it into images and their captions; a video
+    sample's frames are sampled by ``policy`` (``uniform:8`` when None), as curate does."""
+    policy = policy or DEFAULT_POLICY
     ds = open_dataset(source, format=format, options=options)
     leaders: list[str] = []
     group_of: dict[str, int] = {}
@@ -72,6 +76,7 @@ def load_retrieval(
     caption_ids: list[str] = []
     caption_image: list[int] = []
     errors: dict[str, str] = {}
+    videos = 0
     for s in ds:
         if s.error is not None or s.image is None:
             errors[s.id] = s.error or "missing_image"
@@ -80,6 +85,7 @@ def load_retrieval(
         if key not in group_of:
             group_of[key] = len(leaders)
             leaders.append(s.id)
+            videos += s.media == "video"
         texts = ([s.caption] if s.caption else []) + _extra_captions(s, captions_field)
         for k, text in enumerate(texts):
             captions.append(text)
@@ -90,7 +96,7 @@ def load_retrieval(
     def read() -> Iterator[tuple[Picture | None, str | None]]:
         for s in ds:
             if s.id in keep:
-                dec = decode_sample(s)  # a video: its frames by the default sampling policy
+                dec = decode_sample(s, policy)
                 yield (dec.frames or dec.image), dec.error
 
     per_image = np.bincount(np.asarray(caption_image, np.int64), minlength=len(leaders))
@@ -102,6 +108,8 @@ def load_retrieval(
         "images_without_captions": int((per_image == 0).sum()),
         "unreadable_samples": len(errors),
     }
+    if videos:  # a video's embedding is the mean of these frames' embeddings
+        info |= {"videos": videos, "video_sampling": str(policy)}
     return RetrievalData(
         ds.describe(),
         ImageSet(leaders, read, errors),
