@@ -3,6 +3,7 @@ copies through decide, and the world's video pool against its truths."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -74,6 +75,19 @@ def test_still_and_black_measures() -> None:
     assert frame_stats(still.frames)["motion"] < 0.7 < frame_stats(moving.frames)["motion"]
     assert frame_stats(black.frames)["black_share"] == 1.0
     assert frame_stats(moving.frames)["black_share"] == 0.0
+
+
+def test_a_slow_pan_is_not_a_still_clip() -> None:
+    """A smooth ramp panned one pixel a frame: sampled frames (every third) differ by under
+    the still cut from their neighbours, but the clip moves 21 pixels in all."""
+    ramp = (60 + 0.15 * np.arange(64 + 24))[None, :, None].repeat(64, 0).repeat(3, 2)
+    frames = [Image.fromarray(ramp[:, k : k + 64].round().astype(np.uint8)) for k in range(24)]
+    v = decode_video(encode_video(frames, fps=8))
+    grey = [np.asarray(f.convert("L").resize((32, 32), Image.Resampling.BOX), np.float32)
+            for f in v.frames]  # fmt: skip
+    steps = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(grey)]
+    assert len(v.frames) == 8 and max(steps) < 0.7
+    assert frame_stats(v.frames)["motion"] > 2.0
 
 
 def test_readers_know_a_sample_is_a_video(tmp_path: Path) -> None:

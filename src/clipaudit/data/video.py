@@ -316,8 +316,10 @@ _SAMPLERS = {"uniform": _uniform, "fps": _fps, "keyframes": _keyframes, "scenes"
 
 def frame_stats(frames: list[Image.Image]) -> dict[str, Any]:
     """Still and black measures over sampled frames: the largest mean absolute difference
-    between consecutive 32x32 grey thumbnails (0: nothing moves), and the share of frames
-    whose mean grey is under 16 with a spread under 8 (black or near black)."""
+    between any two 32x32 grey thumbnails (0: nothing moves), and the share of frames whose
+    mean grey is under 16 with a spread under 8 (black or near black). Any two, not only
+    consecutive ones: a slow pan moves little from frame to frame but adds up over the clip,
+    while a still clip's encoding noise does not add up."""
     if not frames:
         return {"motion": None, "black_share": None}
     g = np.stack(
@@ -326,7 +328,10 @@ def frame_stats(frames: list[Image.Image]) -> dict[str, Any]:
             for f in frames
         ]
     )
-    motion = float(np.abs(np.diff(g, axis=0)).mean(axis=(1, 2)).max()) if len(g) > 1 else 0.0
+    flat = g.reshape(len(g), -1)
+    # Every pair: frames are few (at most MAX_FRAMES), the thumbnails small.
+    pairs = np.abs(flat[:, None, :] - flat[None, :, :]).mean(axis=2)
+    motion = float(pairs.max())
     black = float(((g.mean(axis=(1, 2)) < 16) & (g.std(axis=(1, 2)) < 8)).mean())
     return {"motion": round(motion, 3), "black_share": round(black, 3)}
 

@@ -8,7 +8,7 @@ stage records, per sample:
 * ``media``: ``image`` or ``video`` (images get nulls in the other columns);
 * ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height``, ``video_codec``,
   ``video_frames`` (frames sampled) and ``video_policy`` (the sampling policy);
-* ``video_motion``: the largest mean absolute difference (0-255) between consecutive sampled
+* ``video_motion``: the largest mean absolute difference (0-255) between any two sampled
   frames' 32x32 grey thumbnails (0: a still video), and ``video_black_share``: the share of
   sampled frames that are black;
 * ``frame_phash``: the pHash of each sampled frame, in time order, and ``frame_thumbs``: a
