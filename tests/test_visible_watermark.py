@@ -280,8 +280,16 @@ def test_training_entry_smoke(tmp_path: Path) -> None:
     assert det.score([Image.new("RGB", (50, 80))]).shape == (1,)
 
 
-def test_a_stage_without_convolutions_is_refused() -> None:
+def test_a_stage_without_convolutions_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from clipaudit.safety.visible.detector import VisibleNet
+    from clipaudit.safety.visible.train import main
+
+    with pytest.raises(SystemExit):  # the training command refuses it before any work
+        main(["--out", str(tmp_path / "wm"), "--depths", "1", "0", "1", "1", "1"])
+    assert "give every stage at least one convolution" in capsys.readouterr().err
+    assert not (tmp_path / "wm").exists()
 
     with pytest.raises(ValueError, match="at least one conv"):
         VisibleNet([8, 8, 8, 8, 8], [1, 0, 1, 1, 1])

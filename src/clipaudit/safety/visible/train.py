@@ -630,6 +630,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depths", type=int, nargs=5, default=list(DEFAULT_DEPTHS),
                     help="convolutions at each of the five stages")  # fmt: skip
     args = vars(ap.parse_args(argv))
+    if min(args["depths"]) < 1:
+        ap.error(f"--depths {args['depths']}: give every stage at least one convolution")
     m = train(TrainConfig(**args))
     r = m.get("real_photos", {})
     short = {k: r[k] for k in ("auroc", "tpr", "fpr") if k in r}
