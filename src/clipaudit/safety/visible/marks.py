@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import os
 import random
 import re
 from collections.abc import Callable
@@ -70,10 +71,24 @@ def font_dir() -> Path | None:
     return d if d.is_dir() else None
 
 
+# A machine without the fonts (a lent GPU) reads a packed copy of them instead
+# (``visible.pack``): these folders, in order, replace matplotlib's and the system's.
+FONT_DIRS_ENV = "CLIPAUDIT_FONT_DIRS"
+
+
+def font_roots() -> list[Path]:
+    """Where fonts are looked for: $CLIPAUDIT_FONT_DIRS (colon-separated) when set, else
+    matplotlib's bundled folder, then the system's."""
+    env = os.environ.get(FONT_DIRS_ENV, "")
+    given = [Path(d) for d in env.split(os.pathsep) if d]
+    roots = given or [d for d in (font_dir(), *SYSTEM_FONT_DIRS) if d is not None]
+    return [d for d in roots if d.is_dir()]
+
+
 @functools.lru_cache(maxsize=1)
 def fonts() -> dict[str, Path]:
-    """Every usable text font: file stem → path (matplotlib's first, then the system's)."""
-    roots = [d for d in (font_dir(), *SYSTEM_FONT_DIRS) if d is not None and d.is_dir()]
+    """Every usable text font: file stem → path (the first root's first)."""
+    roots = font_roots()
     out: dict[str, Path] = {}
     for root in roots:
         for p in sorted(root.rglob("*")):

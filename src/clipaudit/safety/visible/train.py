@@ -41,8 +41,10 @@ from clipaudit.safety.visible.detector import (
     to_tensor,
     torch_threads,
 )
+from clipaudit.safety.visible.stream import Pair, fresh_pair, mark_cells, worker_pairs
 
 FPRS = (0.005, 0.01, 0.05)
+FILES = (WEIGHTS, CONFIG, METRICS)  # what a trained folder holds (and CARD.md once measured)
 MARKED_PHOTOS = Path(__file__).with_name("photos_with_marks.json")
 
 
@@ -84,6 +86,12 @@ class TrainConfig:
     cell_pos_weight: float = 4.0  # mark cells are rare: weigh them up
     init: str = ""  # a detector folder to start from (a second stage of training)
     visible_only: bool = True  # redraw a training mark that changes no pixel by MARK_DIFF
+    device: str = "cpu"  # where the net trains ("cuda" on a lent GPU); measured on the CPU
+    workers: int = 0  # processes drawing fresh pairs ahead (0: the loop draws them itself)
+    seconds: float = 0.0  # a time budget (a lent GPU): the schedule anneals by the clock and
+    # the run stops when it is spent, at most ``steps``; 0: by steps alone, reproducible
+    evaluate: bool = True  # false: weights and the training record only (measure later with
+    # --steps 0 --init on the machine that holds the tune and held-out photos)
 
 
 def threshold_at(clean: np.ndarray, fpr: float) -> float:
@@ -102,23 +110,6 @@ def auroc(clean: np.ndarray, marked: np.ndarray) -> float:
 
 def rate(scores: np.ndarray, thr: float) -> float:
     return round(float((scores >= thr).mean()), 4) if len(scores) else float("nan")
-
-
-CELL = 16  # input pixels per cell of the last feature map (stride 2, then three 2x pools)
-MARK_DIFF = 8.0  # mean absolute RGB difference that counts a pixel as marked
-MARK_PIXELS = 4  # marked pixels that make a cell a mark cell
-
-
-def mark_cells(pairs: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
-    """Where each pair's mark was drawn, one 0/1 per CELL² cell: pixels whose marked and
-    clean inputs differ by more than MARK_DIFF (both halves were degraded alike, so the
-    difference is the mark and its JPEG ringing)."""
-    c = np.stack([p[0] for p in pairs]).astype(np.int16)
-    m = np.stack([p[1] for p in pairs]).astype(np.int16)
-    marked = np.abs(m - c).mean(-1) > MARK_DIFF
-    n, h, w = marked.shape
-    counts = marked.reshape(n, h // CELL, CELL, w // CELL, CELL).sum((2, 4))
-    return torch.from_numpy((counts >= MARK_PIXELS).astype(np.float32))
 
 
 def source_metrics(clean: np.ndarray, marked: np.ndarray, thr: dict[str, float]) -> dict[str, Any]:
@@ -174,38 +165,53 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
         net.load_state_dict(load_file(str(Path(cfg.init) / WEIGHTS)))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def progress(step: int) -> float:
+        """Share of the run done: by steps, or by the clock where that is further on."""
+        p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return max(p, (time.time() - t1) / cfg.seconds) if cfg.seconds else p
+
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
-        p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * p))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress(step))))
 
-    buf: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=cfg.buffer)
+    device = torch.device(cfg.device)
+    net.to(device)
+    pos_weight = torch.tensor(cfg.cell_pos_weight, device=device)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    draw_steps = [s for s in range(cfg.steps) if s % cfg.refresh_every == 0]
+    if cfg.workers > 0:
+        # Each step's pairs from its own (seed, step) stream; picks from a stream of their own.
+        pick_rng = random.Random(f"visible-pick:{cfg.seed}")
+        fresh_iter = worker_pairs(bank, draw_steps, cfg.workers, seed=cfg.seed,
+                                  n=cfg.fresh_pairs, photo_share=cfg.photo_share,
+                                  visible_only=cfg.visible_only)  # fmt: skip
+    else:
+        pick_rng = rng
+    buf: deque[Pair] = deque(maxlen=cfg.buffer)
     losses: list[float] = []
     t1 = time.time()
     net.train()
+    steps_done = 0
     for step in range(cfg.steps):
-        for _ in range(cfg.fresh_pairs if step % cfg.refresh_every == 0 else 0):
-            for _attempt in range(4):
-                src = "photo" if rng.random() < cfg.photo_share else "world"
-                c, m, _ = bank.pairs(rng, 1, "train", src)
-                # A mark too faint to change any pixel visibly is a wrong label, not a
-                # hard example: it teaches the net to doubt the marks it can see.
-                if not cfg.visible_only or mark_cells([(c[0], m[0])]).any():
-                    break
-            buf.append((c[0], m[0]))
-        pick = [buf[rng.randrange(len(buf))] for _ in range(cfg.batch_pairs)]
-        x = np.stack([p[0] for p in pick] + [p[1] for p in pick])
-        y = torch.cat([torch.zeros(len(pick)), torch.ones(len(pick))])
+        if cfg.seconds and time.time() - t1 >= cfg.seconds:
+            break  # the time budget is spent (and the schedule, by the clock, has annealed)
+        steps_done = step + 1
+        if step % cfg.refresh_every == 0:
+            if cfg.workers > 0:
+                buf.extend(next(fresh_iter))
+            else:
+                buf.extend(fresh_pair(rng, bank, cfg.photo_share, cfg.visible_only)
+                           for _ in range(cfg.fresh_pairs))  # fmt: skip
+        pick = [buf[pick_rng.randrange(len(buf))] for _ in range(cfg.batch_pairs)]
+        x = to_tensor(np.stack([p[0] for p in pick] + [p[1] for p in pick])).to(device)
+        y = torch.cat([torch.zeros(len(pick)), torch.ones(len(pick))]).to(device)
         marks = mark_cells(pick)
-        where = torch.cat([torch.zeros_like(marks), marks])
+        where = torch.cat([torch.zeros_like(marks), marks]).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        logits, cells = net.forward_both(to_tensor(x))
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        loss = bce(logits, y) + cfg.cell_weight * bce(
-            cells, where, pos_weight=torch.tensor(cfg.cell_pos_weight)
-        )
+        logits, cells = net.forward_both(x)
+        loss = bce(logits, y) + cfg.cell_weight * bce(cells, where, pos_weight=pos_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -213,11 +219,14 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
         if log and (step % 50 == 0 or step == cfg.steps - 1):
             recent = float(np.mean(losses[-50:]))
             print(f"step {step:4d}  loss {recent:.4f}  {time.time() - t1:6.0f} s", flush=True)
+    if cfg.workers > 0:
+        fresh_iter.close()  # ends the workers, also when the clock stopped the run early
+    net.to("cpu")
     t_train = time.time() - t1
 
     net.eval()
     t2 = time.time()
-    metrics = evaluate(net, cfg)
+    metrics = evaluate(net, cfg) if cfg.evaluate else {}
     t_eval = time.time() - t2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,36 +237,76 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
               "input_size": vd.INPUT_SIZE}  # fmt: skip
     config["preprocess"] = "RGB, whole frame resized (bilinear) to input_size², x/255 - 0.5"
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    n_params = sum(p.numel() for p in net.parameters())
+    if cfg.steps == 0:
+        # Measuring weights trained elsewhere (a GPU run): their training record and recipe
+        # are the init folder's; this command only measured them.
+        made = json.loads((Path(cfg.init) / METRICS).read_text(encoding="utf-8"))
+        metrics["training"] = {**made["training"], "measured": {
+            "seconds": round(t_eval, 1), "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "torch": torch.__version__}}  # fmt: skip
+        metrics["recipe"] = {**made["recipe"], "measure_command": command_for(cfg)}
+        metrics["data"] = made["data"]
+    else:
+        metrics["training"] = training_record(cfg, losses, out, t_bank, t_train, t_eval)
+        metrics["training"]["steps_done"] = steps_done
+        metrics["recipe"] = recipe_record(cfg)
+        metrics["data"] = data_record(bank, cfg)
+    metrics["training"]["weights_sha256"] = sha256_file(out / WEIGHTS)
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    if cfg.evaluate:
+        (out / "CARD.md").write_text(card(metrics))
+    return metrics
+
+
+def training_record(
+    cfg: TrainConfig, losses: list[float], out: Path, t_bank: float, t_train: float,
+    t_eval: float,
+) -> dict[str, Any]:  # fmt: skip
+    net_params = VisibleNet(cfg.widths, cfg.depths).parameters()
     w = 10
-    metrics["training"] = {
+    return {
         "loss_first": round(float(np.mean(losses[:w])), 4),
         "loss_last": round(float(np.mean(losses[-w:])), 4),
         "losses_every_10": [round(v, 4) for v in losses[::10]],
-        "params": n_params,
+        "params": sum(p.numel() for p in net_params),
         "weights_bytes": (out / WEIGHTS).stat().st_size,
-        "weights_sha256": sha256_file(out / WEIGHTS),
         "seconds": {
             "bank": round(t_bank, 1),
             "train": round(t_train, 1),
             "eval": round(t_eval, 1),
         },
         "threads": torch.get_num_threads(),
+        "workers": cfg.workers,
+        "device": torch.cuda.get_device_name() if cfg.device.startswith("cuda") else "cpu",
         "machine": platform.machine(),
         "torch": torch.__version__,
     }
-    metrics["recipe"] = {
+
+
+def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
+    rec: dict[str, Any] = {
         "config": {
             k: (_PATH_ROLES[k] if k in _PATH_ROLES and v else v)
             for k, v in asdict(cfg).items()
             if k != "out"
-        }
+        },
+        "command": command_for(cfg),
     }
-    metrics["recipe"]["command"] = command_for(cfg)
-    metrics["data"] = data_record(bank, cfg)
-    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "CARD.md").write_text(card(metrics))
-    return metrics
+    init_metrics = Path(cfg.init) / METRICS if cfg.init else None
+    if init_metrics is not None and init_metrics.is_file():
+        # A second stage: the first stage's recipe travels with it.
+        made = json.loads(init_metrics.read_text(encoding="utf-8"))
+        t = made.get("training", {})
+        rec["stage1"] = {
+            "command": made.get("recipe", {}).get("command"),
+            "config": made.get("recipe", {}).get("config"),
+            "steps": made.get("recipe", {}).get("config", {}).get("steps"),
+            "seconds": t.get("seconds", {}).get("train"),
+            "loss_first": t.get("loss_first"),
+            "loss_last": t.get("loss_last"),
+            "weights_sha256": t.get("weights_sha256"),
+        }
+    return rec
 
 
 def score_arrays(net: VisibleNet, x: np.ndarray) -> np.ndarray:
@@ -526,6 +575,24 @@ def _stage1(m: dict[str, Any]) -> str:
     )
 
 
+def _where(t: dict[str, Any]) -> str:
+    dev = t.get("device", "cpu")
+    where = f"{t['threads']} torch thread(s) ({t['machine']})"
+    if dev != "cpu":
+        where = f"{dev} with {where} and {t.get('workers', 0)} pair-drawing processes"
+    return where
+
+
+def _measured(t: dict[str, Any]) -> str:
+    ms = t.get("measured")
+    if not ms:
+        return ""
+    return (
+        f" Trained there; measured here ({ms['seconds']:.0f} s on {ms['threads']} torch "
+        f"thread(s), {ms['machine']}, torch {ms['torch']})."
+    )
+
+
 def card(m: dict[str, Any]) -> str:
     h, t, lim = m["heldout"], m["training"], m["limits"]
     cfgr = m["recipe"]["config"]
@@ -543,6 +610,7 @@ def card(m: dict[str, Any]) -> str:
         )
 
     data = m["data"]
+    steps = t.get("steps_done", cfgr["steps"])  # fewer where a time budget stopped the run
     wn = lim["world_native_overlays_tpr"]
     ts = lim["train_style_overlays_on_heldout_world"]
     nt = lim["natural_text_flagged"]
@@ -576,12 +644,12 @@ shapes and texts are never shared between training and measurement:
   A training text never contains a word of a held-out text.
 
 ## Training
-{cfgr["steps"]} steps, batch {cfgr["batch_pairs"]} pairs ({cfgr["fresh_pairs"]} fresh a step,
+{steps} steps, batch {cfgr["batch_pairs"]} pairs ({cfgr["fresh_pairs"]} fresh a step,
 the rest replayed from a {cfgr["buffer"]}-pair buffer), AdamW lr {cfgr["lr"]} (warmup
 {cfgr["warmup"]}, cosine), BCE. Loss {t["loss_first"]:.3f} → {t["loss_last"]:.3f}.
 {t["seconds"]["train"]:.0f} s training + {t["seconds"]["bank"]:.0f} s loading +
-{t["seconds"]["eval"]:.0f} s evaluation on {t["threads"]} torch thread(s) ({t["machine"]}),
-torch {t["torch"]}.{_stage1(m)}
+{t["seconds"]["eval"]:.0f} s evaluation on {_where(t)}, torch {t["torch"]}.
+{_stage1(m)}{_measured(t)}
 Reproduce: `{m["recipe"]["command"]}` (seeded; the fonts installed decide the font lists,
 so install the same ones: Debian `fonts-liberation fonts-freefont-ttf
 fonts-urw-base35 fonts-noto-core fonts-open-sans fonts-lato fonts-roboto-unhinted
@@ -632,7 +700,25 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(ap.parse_args(argv))
     if min(args["depths"]) < 1:
         ap.error(f"--depths {args['depths']}: give every stage at least one convolution")
-    m = train(TrainConfig(**args))
+    if args["steps"] < 0 or args["workers"] < 0:
+        ap.error(f"--steps {args['steps']} --workers {args['workers']}: give counts of 0 or more")
+    init = Path(args["init"]) if args["init"] else None
+    if args["steps"] == 0 and not (init and all((init / f).is_file() for f in FILES)):
+        ap.error("--steps 0 measures trained weights: give --init a detector folder with "
+                 f"{', '.join(FILES)}")  # fmt: skip
+    if args["steps"] == 0:  # the shape of the weights is the init folder's
+        made = json.loads((Path(args["init"]) / CONFIG).read_text(encoding="utf-8"))
+        args["widths"] = made["widths"]
+        args["depths"] = made.get("depths", list(DEFAULT_DEPTHS))
+    if args["steps"] == 0 and not args["evaluate"]:
+        ap.error("--steps 0 with --evaluate false would do nothing: drop one of them")
+    if args["device"].startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {args['device']}: no CUDA device is visible here; use --device cpu")
+    cfg = TrainConfig(**args)
+    m = train(cfg)
+    if not cfg.evaluate:
+        print(json.dumps({"out": cfg.out, "training": m["training"]["seconds"]}))
+        return
     r = m.get("real_photos", {})
     short = {k: r[k] for k in ("auroc", "tpr", "fpr") if k in r}
     print(json.dumps({"thresholds": m["thresholds"], "real_photos": short}))
