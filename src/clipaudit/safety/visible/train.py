@@ -155,7 +155,9 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
     rng = random.Random(f"visible-train:{cfg.seed}")
     t0 = time.time()
     folder = Path(cfg.photos) if cfg.photos else None
-    bank = vd.Bank.build("train", cfg.n_world, folder, "fit", skip=marked_photos())
+    # Measuring weights trained elsewhere (--steps 0) draws no training pair: no bank to load.
+    bank = (vd.Bank.build("train", cfg.n_world, folder, "fit", skip=marked_photos())
+            if cfg.steps else vd.Bank([], [], []))  # fmt: skip
     t_bank = time.time() - t0
 
     net = VisibleNet(cfg.widths, cfg.depths)
