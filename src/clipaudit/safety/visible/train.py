@@ -181,10 +181,10 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
     net.to(device)
     pos_weight = torch.tensor(cfg.cell_pos_weight, device=device)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    draw_steps = [s for s in range(cfg.steps) if s % cfg.refresh_every == 0]
     if cfg.workers > 0:
         # Each step's pairs from its own (seed, step) stream; picks from a stream of their own.
         pick_rng = random.Random(f"visible-pick:{cfg.seed}")
+        draw_steps = [s for s in range(cfg.steps) if s % cfg.refresh_every == 0]
         fresh_iter = worker_pairs(bank, draw_steps, cfg.workers, seed=cfg.seed,
                                   n=cfg.fresh_pairs, photo_share=cfg.photo_share,
                                   visible_only=cfg.visible_only)  # fmt: skip
@@ -194,11 +194,9 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
     losses: list[float] = []
     t1 = time.time()
     net.train()
-    steps_done = 0
     for step in range(cfg.steps):
         if cfg.seconds and time.time() - t1 >= cfg.seconds:
             break  # the time budget is spent (and the schedule, by the clock, has annealed)
-        steps_done = step + 1
         if step % cfg.refresh_every == 0:
             if cfg.workers > 0:
                 buf.extend(next(fresh_iter))
@@ -250,7 +248,7 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
         metrics["data"] = made["data"]
     else:
         metrics["training"] = training_record(cfg, losses, out, t_bank, t_train, t_eval)
-        metrics["training"]["steps_done"] = steps_done
+        metrics["training"]["steps_done"] = len(losses)  # one loss a step taken
         metrics["recipe"] = recipe_record(cfg)
         metrics["data"] = data_record(bank, cfg)
     metrics["training"]["weights_sha256"] = sha256_file(out / WEIGHTS)
