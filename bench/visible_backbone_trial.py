@@ -1,5 +1,8 @@
 """Trial: the visible-watermark detector as a small head over a frozen, pretrained backbone.
 
+Kept as the record of the trial (20,000 pairs, 6 epochs); the shipped detector is trained by
+``python -m clipaudit.safety.visible.head_train`` on the same recipe with more pairs.
+
 The shipped detector is a CNN trained from nothing on two CPU cores, and it underfits: it
 misses large, plainly visible words. nudenet's wheel (MIT) ships a YOLO-style detector
 trained on real photographs; its first stages are generic image features. This trial cuts

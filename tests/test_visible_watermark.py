@@ -27,15 +27,18 @@ from tests.conftest import WorldRun, WorldRuns
 CARD = json.loads((BUNDLED_DIR / "metrics.json").read_text(encoding="utf-8"))
 
 # Measured on the 240-sample pool below (seed 0) with the shipped weights; see the printout.
-POOL_RECALL_FLOOR = {"default": 0.5, "fpr5": 0.68}  # measured 0.59, 0.76
-POOL_FPR_CEILING = {"default": 0.02, "fpr5": 0.03}  # measured 0.0, 0.0
+POOL_RECALL_FLOOR = {"default": 0.58, "fpr5": 0.64}  # measured 0.68, 0.73
+POOL_FPR_CEILING = {"default": 0.02, "fpr5": 0.03}  # measured 0.0, 0.006
 
 
 def test_shipped_weights_load_and_score_deterministically() -> None:
     det = load_detector()
     assert det is load_detector()  # cached once per process
     weights = BUNDLED_DIR / "model.safetensors"
-    assert weights.stat().st_size < 2 * 1024 * 1024
+    # The head and the nudenet cut it reads: small enough to ship in the wheel.
+    shipped = weights.stat().st_size + (BUNDLED_DIR / "backbone.onnx").stat().st_size
+    assert shipped < 4 * 1024 * 1024
+    assert det.config["arch"] == "BackboneHead"
     assert det.sha256 == sha256_file(weights) == CARD["training"]["weights_sha256"]
     rng = np.random.default_rng(0)
     ims = [Image.fromarray(rng.integers(0, 255, (90 + 7 * k, 120, 3), np.uint8)) for k in range(5)]
@@ -77,7 +80,8 @@ def test_heldout_detection_close_to_card() -> None:
     thr1, thr5 = CARD["thresholds"]["fpr_0.01"], CARD["thresholds"]["fpr_0.05"]
     report = {}
     for src, n in (("world", 80), ("photo", 60)):
-        clean, marked, _ = bank.pairs(rng, n, "heldout", src)
+        with vd.input_size(det.input_size):
+            clean, marked, _ = bank.pairs(rng, n, "heldout", src)
         c, m = det.score_arrays(clean), det.score_arrays(marked)
         card = CARD["heldout"][src]["tpr_at_shipped"]
         card_fpr = CARD["heldout"][src]["fpr_at_shipped"]
@@ -119,8 +123,9 @@ def test_real_held_out_photos_close_to_card() -> None:
     names = [p.relative_to(SHARED_PHOTOS).as_posix() for p in photos(SHARED_PHOTOS, "held_out")]
     names = [n for n in names if n not in skip][::10]
     bank = vd.Bank([], vd.load_photos_named(SHARED_PHOTOS, names), names)
-    clean, marked, _ = bank.whole(random.Random("test-real-photos"), "heldout")
     det = load_detector()
+    with vd.input_size(det.input_size):
+        clean, marked, _ = bank.whole(random.Random("test-real-photos"), "heldout")
     c, m = det.score_arrays(clean), det.score_arrays(marked)
     thr = load_pack("default").visible_watermark.threshold
     real = CARD["real_photos"]
@@ -156,7 +161,8 @@ def test_stage_bad_bytes_give_none() -> None:
     prepared = [stage.prepare(s, d) for s, d in zip((good, bad), decoded, strict=True)]
     assert prepared[0] is not None
     # One frame for an image, marked as no video (a video gets one row per sampled frame).
-    assert prepared[0][0].shape == (1, vd.INPUT_SIZE, vd.INPUT_SIZE, 3)
+    size = load_detector().input_size
+    assert prepared[0][0].shape == (1, size, size, 3)
     assert prepared[0][1] is False
     assert prepared[1] is None
     out = stage.process(Batch([good, bad], decoded, prepared={stage.name: prepared}))[COLUMN]

@@ -6,9 +6,9 @@ not decode; for a video, its sampled frames' scores aggregated over time
 against the pack's ``video_threshold``, which was calibrated on filmed real photos. Column
 ``visible_watermark_frames``: how many frames a video's score rests on (null for an image).
 
-Resizing to the detector's input runs per sample on worker threads (``prepare``); the CNN
-scores the batch at once in ``process``. The pack's thresholds are applied at decide time
-(``watermark_suspect``), so moving them never re-reads an image.
+Resizing to the detector's input runs per sample on worker threads (``prepare``); the
+detector scores the batch at once in ``process``. The pack's thresholds are applied at
+decide time (``watermark_suspect``), so moving them never re-reads an image.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class VisibleWatermarkStage(Stage):
         (no image, or pixels Pillow cannot resize)."""
         if decoded.image is None:
             return None
-        from clipaudit.safety.visible.data import to_input
-
+        assert self.detector is not None, "setup() was not called"
+        to_input = self.detector.to_input
         try:
             if decoded.frames:
                 return np.stack([to_input(f) for f in decoded.frames]), True

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from clipaudit.rules.base import Strict
+from clipaudit.rules.sections.visible import FPR_1_THRESHOLD
 
 About = Literal["alignment", "watermark", "nsfw", "other"]
 
@@ -61,7 +62,7 @@ class JudgeRules(Strict):
     # Default selection: alignment within this of the pack's cut is borderline ...
     alignment_margin: float = Field(default=0.15, ge=0, le=2)
     # ... and a visible-watermark score in this band.
-    watermark_band: tuple[float, float] = (0.5, 0.975755)
+    watermark_band: tuple[float, float] = (0.5, FPR_1_THRESHOLD)  # up to the flag's threshold
     # At decide time: a "yes" on faithful lifts low_alignment; a "no" adds judge_unfaithful.
     keep_faithful: bool = True
     drop_unfaithful: bool = True

@@ -8,11 +8,12 @@ folder is given, the three photographs installed packages ship (tests, smoke run
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -166,9 +167,11 @@ def degrade(rng: random.Random, im: Image.Image) -> Image.Image:
     return im
 
 
-def to_input(im: Image.Image) -> np.ndarray:
-    """The detector's input: the whole frame squashed to INPUT_SIZE², RGB uint8 (HWC)."""
-    im = im.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+def to_input(im: Image.Image, size: int | None = None) -> np.ndarray:
+    """The detector's input: the whole frame squashed to size² (INPUT_SIZE, read at call
+    time, where none is given), RGB uint8 (HWC)."""
+    size = size or INPUT_SIZE
+    im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(im, np.uint8)
 
 
@@ -233,3 +236,14 @@ def _stacked(
 ) -> tuple[np.ndarray, np.ndarray, list[Overlay]]:
     clean, marked, ovs = zip(*triples, strict=True)
     return np.stack(clean), np.stack(marked), list(ovs)
+
+
+@contextlib.contextmanager
+def input_size(size: int) -> Iterator[None]:
+    """Draw pairs and inputs at ``size`` (a detector kind's own input) inside the block."""
+    global INPUT_SIZE
+    before, INPUT_SIZE = INPUT_SIZE, size
+    try:
+        yield
+    finally:
+        INPUT_SIZE = before

@@ -1,5 +1,8 @@
-"""The project's visible-watermark detector: a small CNN trained on synthetic overlays
-(``visible.train``), shipped as package data with its card and held-out metrics.
+"""The project's visible-watermark detector, shipped as package data with its card and
+held-out metrics. Two kinds load through ``ARCHS`` (the folder's config names one):
+``BackboneHead``, the shipped one (a head over nudenet's frozen first stages,
+``visible.backbone``, trained by ``visible.head_train``), and ``VisibleNet``, a small CNN
+trained from nothing (``visible.train``).
 
 ``score`` returns a probability-like score per image; it is a "suspect" flag to compare with
 a threshold chosen at a false-positive rate on clean held-out images, not a verdict.
@@ -11,7 +14,7 @@ import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,26 +111,87 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+# (uint8 NHWC inputs, batch size) → scores in [0, 1]
+Scorer = Callable[[np.ndarray, int], np.ndarray]
+# (folder, config) → (scorer, the weights file whose sha256 names the detector)
+ARCHS: dict[str, Callable[[Path, dict[str, Any]], tuple[Scorer, Path]]] = {}
+
+
+def register_arch(
+    name: str,
+) -> Callable[
+    [Callable[[Path, dict[str, Any]], tuple[Scorer, Path]]],
+    Callable[[Path, dict[str, Any]], tuple[Scorer, Path]],
+]:
+    """Register how a detector folder whose config says ``"arch": name`` is loaded."""
+
+    def deco(
+        fn: Callable[[Path, dict[str, Any]], tuple[Scorer, Path]],
+    ) -> Callable[[Path, dict[str, Any]], tuple[Scorer, Path]]:
+        ARCHS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_arch("VisibleNet")
+def _load_cnn(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
+    from safetensors.torch import load_file
+
+    net = VisibleNet(config.get("widths", DEFAULT_WIDTHS), config.get("depths", DEFAULT_DEPTHS))
+    net.load_state_dict(load_file(str(folder / WEIGHTS)))
+    net.eval()
+
+    def score(arrays: np.ndarray, batch_size: int) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(arrays), batch_size):
+                out.append(torch.sigmoid(net(to_tensor(arrays[i : i + batch_size]))).numpy())
+        return np.concatenate(out)
+
+    return score, folder / WEIGHTS
+
+
+@register_arch("BackboneHead")
+def _load_backbone_head(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
+    from safetensors.torch import load_file
+
+    from clipaudit.safety.visible.backbone import BACKBONE, Backbone, BackboneHead, Head
+
+    cut = folder / BACKBONE
+    want = config.get("backbone_sha256")
+    if want and sha256_file(cut) != want:
+        raise ValueError(f"{cut} does not match the sha256 its head was trained on; reinstall")
+    head = Head(int(config.get("width", 128)))
+    head.load_state_dict(load_file(str(folder / WEIGHTS)))
+    model = BackboneHead(Backbone(cut), head)
+    return model.score, folder / WEIGHTS
+
+
 @dataclass
 class Detector:
-    net: VisibleNet
+    scorer: Scorer
     config: dict[str, Any]
     metrics: dict[str, Any]
     sha256: str
     path: Path
 
+    @property
+    def input_size(self) -> int:
+        return int(self.config.get("input_size", INPUT_SIZE))
+
+    def to_input(self, im: Image.Image) -> np.ndarray:
+        """This detector's input: the whole frame squashed to its input size (uint8 HWC)."""
+        return to_input(im, self.input_size)
+
     def score_arrays(
         self, arrays: np.ndarray, batch_size: int = 64, threads: int | None = None
     ) -> np.ndarray:
-        """Scores for preprocessed inputs (``to_input`` output, N×128×128×3 uint8)."""
+        """Scores for preprocessed inputs (``to_input`` output, N×size×size×3 uint8)."""
         if len(arrays) == 0:
             return np.zeros(0, np.float32)
-        out = []
-        with torch_threads(threads), torch.inference_mode():
-            for i in range(0, len(arrays), batch_size):
-                logits = self.net(to_tensor(arrays[i : i + batch_size]))
-                out.append(torch.sigmoid(logits).numpy())
-        return np.concatenate(out).astype(np.float32)
+        with torch_threads(threads):
+            return self.scorer(arrays, batch_size).astype(np.float32)
 
     def score(
         self, images: Sequence[Image.Image], batch_size: int = 64, threads: int | None = None
@@ -135,7 +199,8 @@ class Detector:
         """One score in [0, 1] per image (whole frame resized to the input size)."""
         if not images:
             return np.zeros(0, np.float32)
-        return self.score_arrays(np.stack([to_input(im) for im in images]), batch_size, threads)
+        x = np.stack([self.to_input(im) for im in images])
+        return self.score_arrays(x, batch_size, threads)
 
     def threshold_at(self, fpr: float) -> float:
         """The card's threshold at a held-out false-positive rate (0.01 or 0.05)."""
@@ -144,9 +209,10 @@ class Detector:
     def provenance(self) -> dict[str, Any]:
         m = self.metrics
         return {
+            "arch": self.config.get("arch"),
             "weights": str(self.path.name),
             "weights_sha256": self.sha256,
-            "input_size": self.config.get("input_size", INPUT_SIZE),
+            "input_size": self.input_size,
             "thresholds": m.get("thresholds"),
             "heldout": {
                 k: m["heldout"][k] for k in ("world", "photo", "all") if k in m.get("heldout", {})
@@ -161,15 +227,14 @@ def sha256_file(path: Path) -> str:
 
 
 def load_from(folder: Path) -> Detector:
-    from safetensors.torch import load_file
-
     config = json.loads((folder / CONFIG).read_text())
-    net = VisibleNet(config.get("widths", DEFAULT_WIDTHS), config.get("depths", DEFAULT_DEPTHS))
-    net.load_state_dict(load_file(str(folder / WEIGHTS)))
-    net.eval()
+    arch = config.get("arch", "VisibleNet")
+    if arch not in ARCHS:
+        raise ValueError(f"{folder / CONFIG} names arch {arch!r}; known: {sorted(ARCHS)}")
+    scorer, weights = ARCHS[arch](folder, config)
     metrics_path = folder / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return Detector(net, config, metrics, sha256_file(folder / WEIGHTS), folder / WEIGHTS)
+    return Detector(scorer, config, metrics, sha256_file(weights), weights)
 
 
 @functools.lru_cache(maxsize=4)

@@ -21,6 +21,7 @@ import platform
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from clipaudit.safety.visible.detector import (
     torch_threads,
 )
 from clipaudit.safety.visible.stream import Pair, fresh_pair, mark_cells, worker_pairs
+
+Score = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC inputs → scores in [0, 1]
 
 FPRS = (0.005, 0.01, 0.05)
 FILES = (WEIGHTS, CONFIG, METRICS)  # what a trained folder holds (and CARD.md once measured)
@@ -226,7 +229,7 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
 
     net.eval()
     t2 = time.time()
-    metrics = evaluate(net, cfg) if cfg.evaluate else {}
+    metrics = evaluate(lambda x: score_arrays(net, x), cfg) if cfg.evaluate else {}
     t_eval = time.time() - t2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +253,7 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
         metrics["training"] = training_record(cfg, losses, out, t_bank, t_train, t_eval)
         metrics["training"]["steps_done"] = len(losses)  # one loss a step taken
         metrics["recipe"] = recipe_record(cfg)
-        metrics["data"] = data_record(bank, cfg)
+        metrics["data"] = data_record(len(bank.photos), cfg)
     metrics["training"]["weights_sha256"] = sha256_file(out / WEIGHTS)
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     if cfg.evaluate:
@@ -316,7 +319,7 @@ def score_arrays(net: VisibleNet, x: np.ndarray) -> np.ndarray:
         )
 
 
-def evaluate(net: VisibleNet, cfg: TrainConfig) -> dict[str, Any]:
+def evaluate(score: Score, cfg: TrainConfig) -> dict[str, Any]:
     """Held-out overlays over held-out images. With a photo folder the thresholds are chosen
     on its tune part (whole photos) and the headline figures are its held-out part; without
     one, the thresholds are pooled over held-out world and installed-photo views."""
@@ -325,7 +328,7 @@ def evaluate(net: VisibleNet, cfg: TrainConfig) -> dict[str, Any]:
     res: dict[str, tuple[np.ndarray, np.ndarray, list[vd.Overlay]]] = {}
     for src in ("world", "photo"):
         c, m, ovs = bank.pairs(rng, cfg.eval_pairs, "heldout", src)
-        res[src] = (score_arrays(net, c), score_arrays(net, m), ovs)
+        res[src] = (score(c), score(m), ovs)
     clean_all = np.concatenate([res[s][0] for s in res])
     marked_all = np.concatenate([res[s][1] for s in res])
     ovs_all = [o for s in res for o in res[s][2]]
@@ -334,10 +337,10 @@ def evaluate(net: VisibleNet, cfg: TrainConfig) -> dict[str, Any]:
         folder, skip = Path(cfg.photos), marked_photos()
         tune = vd.Bank.build("heldout", 0, folder, "tune", skip=skip)
         c, m, _ = tune.whole(random.Random(f"visible-tune:{cfg.seed}"), "heldout")
-        tc, tm = score_arrays(net, c), score_arrays(net, m)
+        tc, tm = score(c), score(m)
         thr = {f"fpr_{f:g}": threshold_at(tc, f) for f in FPRS}
         out["tune"] = source_metrics(tc, tm, thr)
-        out["real_photos"] = real_photo_metrics(net, folder, skip, thr, cfg.seed)
+        out["real_photos"] = real_photo_metrics(score, folder, skip, thr, cfg.seed)
     else:
         thr = {f"fpr_{f:g}": threshold_at(clean_all, f) for f in FPRS}
     held: dict[str, Any] = {s: source_metrics(res[s][0], res[s][1], thr) for s in res}
@@ -348,14 +351,12 @@ def evaluate(net: VisibleNet, cfg: TrainConfig) -> dict[str, Any]:
     held["world_texts"] = breakdown(
         marked_all, ovs_all, thr, lambda o: "world" if o.text in vd.WATERMARK_TEXTS else "other"
     )
-    extra = limits(net, bank, thr, random.Random(f"visible-limits:{cfg.seed}"), cfg.limit_pairs)
+    extra = limits(score, bank, thr, random.Random(f"visible-limits:{cfg.seed}"), cfg.limit_pairs)
     # The same held-out images under TRAIN-style overlays: the gap to held-out styles.
     c, m, _ = bank.pairs(
         random.Random(f"visible-seen:{cfg.seed}"), cfg.limit_pairs, "train", "world"
     )
-    extra["train_style_overlays_on_heldout_world"] = {
-        k: rate(score_arrays(net, m), t) for k, t in thr.items()
-    }
+    extra["train_style_overlays_on_heldout_world"] = {k: rate(score(m), t) for k, t in thr.items()}
     return {
         "thresholds": {k: round(t, 6) for k, t in thr.items()},
         **out,
@@ -365,13 +366,13 @@ def evaluate(net: VisibleNet, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def real_photo_metrics(
-    net: VisibleNet, folder: Path, skip: frozenset[str], thr: dict[str, float], seed: int
+    score: Score, folder: Path, skip: frozenset[str], thr: dict[str, float], seed: int
 ) -> dict[str, Any]:
     """Every held-out photo whole, clean and under one held-out mark, JPEG-saved alike:
     AUROC, detection and false-positive rates with 95% intervals, by style and by source."""
     held = vd.Bank.build("heldout", 0, folder, "held_out", skip=skip)
     c, m, ovs = held.whole(random.Random(f"visible-real:{seed}"), "heldout")
-    sc, sm = score_arrays(net, c), score_arrays(net, m)
+    sc, sm = score(c), score(m)
     src = np.array([n.split("/")[0] for n in held.photo_names])
     by_source = {
         s: {"fpr": {k: rate_ci(sc[src == s], t) for k, t in thr.items()},
@@ -380,7 +381,7 @@ def real_photo_metrics(
     }  # fmt: skip
     marked = sorted(p for p in skip if (folder / p).is_file())
     ims = vd.load_photos_named(folder, marked)
-    already = score_arrays(net, np.stack([vd.to_input(im) for im in ims])) if ims else None
+    already = score(np.stack([vd.to_input(im) for im in ims])) if ims else None
     return {
         "n_photos": len(sc),
         "auroc": round(auroc(sc, sm), 4),
@@ -435,21 +436,21 @@ def natural_text(rng: random.Random, bank: vd.Bank, n: int) -> np.ndarray:
 
 
 def limits(
-    net: VisibleNet, bank: vd.Bank, thr: dict[str, float], rng: random.Random, n: int
+    score: Score, bank: vd.Bank, thr: dict[str, float], rng: random.Random, n: int
 ) -> dict[str, Any]:
-    wn = score_arrays(net, world_native(rng, bank, n))
-    nt = score_arrays(net, natural_text(rng, bank, n))
+    wn = score(world_native(rng, bank, n))
+    nt = score(natural_text(rng, bank, n))
     return {
         "world_native_overlays_tpr": {k: rate(wn, t) for k, t in thr.items()},
         "natural_text_flagged": {k: rate(nt, t) for k, t in thr.items()},
     }
 
 
-def data_record(bank: vd.Bank, cfg: TrainConfig) -> dict[str, Any]:
+def data_record(n_photos: int, cfg: TrainConfig) -> dict[str, Any]:
     from clipaudit.safety.visible import marks as vm
 
     photos = (
-        f"PHOTOS (a folder of real photos): its fit part ({len(bank.photos)} photos: the "
+        f"PHOTOS (a folder of real photos): its fit part ({n_photos} photos: the "
         "calibration part of calibrate.photo_split minus its tune share, and minus "
         "photos_with_marks.json), longer side capped at 480 px"
         if cfg.photos
@@ -593,7 +594,9 @@ def _measured(t: dict[str, Any]) -> str:
     )
 
 
-def card(m: dict[str, Any]) -> str:
+def card(m: dict[str, Any], about: str | None = None, training: str | None = None) -> str:
+    """The detector's CARD.md; ``about`` (what it is, its input) and ``training`` replace
+    this CNN's own sections for another kind (``visible.head_train``)."""
     h, t, lim = m["heldout"], m["training"], m["limits"]
     cfgr = m["recipe"]["config"]
 
@@ -610,21 +613,40 @@ def card(m: dict[str, Any]) -> str:
         )
 
     data = m["data"]
-    steps = t.get("steps_done", cfgr["steps"])  # fewer where a time budget stopped the run
+    steps = t.get("steps_done", cfgr.get("steps"))  # fewer where a time budget stopped the run
     wn = lim["world_native_overlays_tpr"]
     ts = lim["train_style_overlays_on_heldout_world"]
     nt = lim["natural_text_flagged"]
-    return f"""# clipaudit visible-watermark detector
-
-A small CNN ({t["params"]:,} parameters, {t["weights_bytes"] / 1024:.0f} KiB fp32 safetensors) that
-scores how likely an image carries a visible text or logo watermark, trained by the project
+    kib = t["weights_bytes"] / 1024
+    about = (
+        about
+        or f"""A small CNN ({t["params"]:,} parameters, {kib:.0f} KiB fp32 safetensors)
+that scores how likely an image carries a visible text or logo watermark, trained by the project
 on synthetic marks over real photographs. Scores are **suspect flags against a threshold,
 not verdicts**.
 
 ## Input
 RGB, the whole frame resized (bilinear) to {m.get("input_size", vd.INPUT_SIZE)}² (aspect
 squashed, nothing cropped away), scaled to [-0.5, 0.5]. Output: sigmoid probability.
+"""
+    )
+    fresh = cfgr.get("fresh_pairs")
+    training = (
+        training
+        or f"""{steps} steps, batch {cfgr.get("batch_pairs")} pairs ({fresh} fresh a
+step, the rest replayed from a {cfgr["buffer"]}-pair buffer), AdamW lr {cfgr["lr"]} (warmup
+{cfgr["warmup"]}, cosine), BCE. Loss {t["loss_first"]:.3f} → {t["loss_last"]:.3f}.
+{t["seconds"]["train"]:.0f} s training + {t["seconds"]["bank"]:.0f} s loading +
+{t["seconds"]["eval"]:.0f} s evaluation on {_where(t)}, torch {t["torch"]}.
+{_stage1(m)}{_measured(t)}
+Reproduce: `{m["recipe"]["command"]}` (seeded; the fonts installed decide the font lists,
+so install the same ones: Debian `fonts-liberation fonts-freefont-ttf
+fonts-urw-base35 fonts-noto-core fonts-open-sans fonts-lato fonts-roboto-unhinted
+fonts-cantarell fonts-crosextra-carlito fonts-ebgaramond fonts-comic-neue`)."""
+    )
+    return f"""# clipaudit visible-watermark detector
 
+{about}
 {_real_section(m)}
 ## Data
 Pairs of one random view of a clean image, with and without a mark. Photos: {data["photos"]};
@@ -644,16 +666,7 @@ shapes and texts are never shared between training and measurement:
   A training text never contains a word of a held-out text.
 
 ## Training
-{steps} steps, batch {cfgr["batch_pairs"]} pairs ({cfgr["fresh_pairs"]} fresh a step,
-the rest replayed from a {cfgr["buffer"]}-pair buffer), AdamW lr {cfgr["lr"]} (warmup
-{cfgr["warmup"]}, cosine), BCE. Loss {t["loss_first"]:.3f} → {t["loss_last"]:.3f}.
-{t["seconds"]["train"]:.0f} s training + {t["seconds"]["bank"]:.0f} s loading +
-{t["seconds"]["eval"]:.0f} s evaluation on {_where(t)}, torch {t["torch"]}.
-{_stage1(m)}{_measured(t)}
-Reproduce: `{m["recipe"]["command"]}` (seeded; the fonts installed decide the font lists,
-so install the same ones: Debian `fonts-liberation fonts-freefont-ttf
-fonts-urw-base35 fonts-noto-core fonts-open-sans fonts-lato fonts-roboto-unhinted
-fonts-cantarell fonts-crosextra-carlito fonts-ebgaramond fonts-comic-neue`).
+{training}
 
 ## Synthetic views (held-out marks over held-out world scenes and the installed photos)
 | clean images | clean / marked | AUROC | TPR (FPR) @ 1% threshold | TPR (FPR) @ 5% threshold |

@@ -77,15 +77,19 @@ def film(photo: Image.Image, rng: random.Random, size: int = SIZE) -> list[Image
     return frames
 
 
-def video_score(frames: list[Image.Image], score: Callable[[np.ndarray], np.ndarray]) -> float:
-    """Encode ``frames`` as H.264, decode them as curate does and score the clip."""
+def video_score(
+    frames: list[Image.Image],
+    score: Callable[[np.ndarray], np.ndarray],
+    prepare: Callable[[Image.Image], np.ndarray],
+) -> float:
+    """Encode ``frames`` as H.264, decode them as curate does, ``prepare`` each frame as the
+    detector's input and score the clip."""
     from clipaudit.data.video import decode_video, encode_video
-    from clipaudit.safety.visible.data import to_input
 
     v = decode_video(encode_video(frames, FPS))
     if v.error is not None:
         raise RuntimeError(f"a calibration clip did not decode: {v.error} {v.detail}")
-    return aggregate(score(np.stack([to_input(f) for f in v.frames])))
+    return aggregate(score(np.stack([prepare(f) for f in v.frames])))
 
 
 def calibrate(folder: Path, n: int = 600, seed: int = 0) -> dict[str, Any]:
@@ -110,20 +114,21 @@ def calibrate(folder: Path, n: int = 600, seed: int = 0) -> dict[str, Any]:
         rng.shuffle(names)
         return [photos[k] for k in names[:n]]
 
-    tune = np.array([video_score(film(p, rng), score) for p in pick("tune")])
+    tune = np.array([video_score(film(p, rng), score, det.to_input) for p in pick("tune")])
     thresholds = {f"fpr_{f}": round(threshold_at(tune, f), 6) for f in (0.01, 0.05)}
     clean: list[float] = []
     marked: dict[str, list[float]] = {"from_a_third": [], "whole_clip": []}
     for k, p in enumerate(pick("held_out")):
         frames = film(p, rng)
-        clean.append(video_score(frames, score))
+        clean.append(video_score(frames, score, det.to_input))
         ov = draw_overlay(rng, "heldout")
         start = FRAMES // 3 if k % 2 == 0 else 0
         # The same overlay at the same place on every frame from ``start`` on: screen space.
         frames = frames[:start] + [
             apply_overlay(f, ov, random.Random(f"{seed}:{k}")) for f in frames[start:]
         ]
-        marked["from_a_third" if start else "whole_clip"].append(video_score(frames, score))
+        how = "from_a_third" if start else "whole_clip"
+        marked[how].append(video_score(frames, score, det.to_input))
     c = np.array(clean)
     out: dict[str, Any] = {
         "what": "clips filmed from real photographs (pan with zoom, or tripod), H.264, "

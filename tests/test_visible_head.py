@@ -1,0 +1,116 @@
+"""The visible-watermark detector's backbone kind: nudenet's first stages cut and pinned, a
+head trained on their cached features, loaded through the detector registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipaudit.safety.visible import backbone as vb
+from clipaudit.safety.visible import data as vd
+from clipaudit.safety.visible.detector import ARCHS, CONFIG, load_from
+
+
+def test_input_size_is_scoped() -> None:
+    before = vd.INPUT_SIZE
+    with vd.input_size(vb.INPUT_SIZE):
+        assert vd.to_input(Image.new("RGB", (50, 80))).shape == (320, 320, 3)
+    assert before == vd.INPUT_SIZE
+    assert vd.to_input(Image.new("RGB", (50, 80))).shape == (before, before, 3)
+    assert vd.to_input(Image.new("RGB", (50, 80)), 64).shape == (64, 64, 3)
+
+
+def test_both_kinds_are_registered() -> None:
+    assert {"VisibleNet", "BackboneHead"} <= set(ARCHS)
+
+
+def test_backbone_refuses_another_input_size(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    vb.cut(tmp_path / "b.onnx")
+    bb = vb.Backbone(tmp_path / "b.onnx", threads=1)
+    p3, p4 = bb.features(np.zeros((3, 320, 320, 3), np.uint8))
+    assert p3.shape == (3, *vb.P3_SHAPE) and p4.shape == (3, *vb.P4_SHAPE)
+    assert p3.dtype == np.float16
+    with pytest.raises(ValueError, match="is not 320x320x3"):
+        bb.features(np.zeros((1, 160, 160, 3), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    pytest.importorskip("onnx")
+    pytest.importorskip("matplotlib", reason="the TRAIN fonts are matplotlib's bundled TTFs")
+    from clipaudit.safety.visible.head_train import HeadConfig, run
+
+    root = tmp_path_factory.mktemp("head")
+    cfg = HeadConfig(out=str(root / "wm"), cache=str(root / "cache"), parts=2, pairs_per_part=32,
+                     epochs=6, batch=16, lr=0.01, n_world=8, n_world_heldout=6, eval_pairs=12,
+                     limit_pairs=6, threads=1)  # fmt: skip
+    return root, {"cfg": cfg, "metrics": run(cfg, log=False)}
+
+
+def test_head_training_learns_and_writes_a_loadable_folder(trained: tuple[Path, dict]) -> None:
+    root, r = trained
+    m, folder = r["metrics"], root / "wm"
+    t = m["training"]
+    assert t["pairs"] == 64 and t["loss_last"] < 0.8 * t["loss_first"], t
+    assert set(m["thresholds"]) == {"fpr_0.005", "fpr_0.01", "fpr_0.05"}
+    assert "real_photos" not in m  # no photo folder: no real-photo figures claimed
+    card = (folder / "CARD.md").read_text()
+    assert card.startswith("# clipaudit visible-watermark detector")
+    assert t["backbone_sha256"] in card and "nudenet" in card
+    det = load_from(folder)
+    assert det.config["arch"] == "BackboneHead" and det.input_size == 320
+    assert det.sha256 == t["weights_sha256"]
+    s = det.score([Image.new("RGB", (50, 80)), Image.new("RGB", (300, 200), "white")])
+    assert s.shape == (2,) and ((s >= 0) & (s <= 1)).all()
+    assert det.to_input(Image.new("RGB", (50, 80))).shape == (320, 320, 3)
+
+
+def test_head_training_is_seeded_and_reuses_its_cache(trained: tuple[Path, dict]) -> None:
+    from clipaudit.safety.visible.head_train import HeadConfig, run
+
+    root, r = trained
+    cached = sorted((root / "cache").rglob("train*.npz"))
+    assert len(cached) == 2
+    stamps = [os.stat(p).st_mtime_ns for p in cached]
+    cfg: HeadConfig = r["cfg"]
+    again = run(HeadConfig(**{**vars(cfg), "out": str(root / "again")}), log=False)
+    assert [os.stat(p).st_mtime_ns for p in cached] == stamps  # features read, not redrawn
+    assert again["training"]["weights_sha256"] == r["metrics"]["training"]["weights_sha256"]
+    assert again["thresholds"] == r["metrics"]["thresholds"]
+
+
+def test_a_swapped_backbone_is_refused(trained: tuple[Path, dict]) -> None:
+    root, _ = trained
+    folder = root / "tampered"
+    folder.mkdir()
+    for f in (root / "wm").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / CONFIG).read_text())
+    config["backbone_sha256"] = "0" * 64
+    (folder / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        load_from(folder)
+    config["arch"] = "Nope"
+    (folder / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="names arch 'Nope'"):
+        load_from(folder)
+
+
+def test_head_train_refuses_bad_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clipaudit.safety.visible.head_train import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "wm"), "--parts", "0"])
+    assert "--parts 0: give 1 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "wm"), "--photos", str(tmp_path / "nowhere")])
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "wm").exists()
