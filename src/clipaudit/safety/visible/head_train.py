@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import random
@@ -88,8 +89,12 @@ def cached_parts(
 ) -> tuple[list[Path], int]:
     """The parts' feature files, drawn and run through the backbone where missing; and how
     many were drawn here (the rest were read from the cache)."""
-    # Keyed by what decides the features: the backbone, the photos, the part size.
-    src = "photos" if cfg.photos else "installed"
+    # Keyed by what decides the features: the backbone, which photos, the part size (another
+    # photo folder under the same cache must not reuse these features).
+    src = "installed"
+    if cfg.photos:
+        names = "\n".join(fit_names(Path(cfg.photos))).encode()
+        src = "photos" + hashlib.sha256(names).hexdigest()[:12]
     folder = Path(cfg.cache) / f"{cut_sha[:16]}-{src}-{cfg.pairs_per_part}-w{cfg.n_world}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"train{k}.npz" for k in range(cfg.parts)]
