@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipaudit.safety.visible.detector import conv_block  # conv 3x3, batch norm, ReLU
+
 BACKBONE = "backbone.onnx"
 INPUT_SIZE = 320  # nudenet's own input size: the stages were trained at this scale
 OUTPUTS = ("/model.4/cv2/act/Mul_output_0", "/model.6/cv2/act/Mul_output_0")  # P3, P4
@@ -70,23 +72,17 @@ class Backbone:
         return np.concatenate(p3), np.concatenate(p4)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
-    )
-
-
 class Head(nn.Module):
     """P3 brought to stride 16 and stacked on P4, three convolutions, max and mean pooling
     (the max keeps a small corner credit from being averaged away), one logit."""
 
     def __init__(self, width: int = 128) -> None:
         super().__init__()
-        self.down = _block(P3_SHAPE[0], P3_SHAPE[0], 2)
-        self.a = _block(P3_SHAPE[0] + P4_SHAPE[0], width)
-        self.b = _block(width, width)
+        self.down = conv_block(P3_SHAPE[0], P3_SHAPE[0], 2)
+        self.a = conv_block(P3_SHAPE[0] + P4_SHAPE[0], width)
+        self.b = conv_block(width, width)
         self.pool = nn.MaxPool2d(2)
-        self.c = _block(width, width)
+        self.c = conv_block(width, width)
         self.fc = nn.Linear(2 * width, 1)
 
     def forward(self, p3: torch.Tensor, p4: torch.Tensor) -> torch.Tensor:
@@ -118,10 +114,6 @@ class BackboneHead:
             return np.zeros(0, np.float32)
         p3, p4 = self.backbone.features(x, min(batch_size, 32))
         return (1.0 / (1.0 + np.exp(-head_logits(self.head, p3, p4)))).astype(np.float32)
-
-    @staticmethod
-    def params(head: Head) -> int:
-        return sum(p.numel() for p in head.parameters())
 
 
 def state(head: Head) -> dict[str, Any]:

@@ -34,7 +34,7 @@ DEFAULT_WIDTHS = (16, 32, 48, 64, 96)
 DEFAULT_DEPTHS = (1, 1, 1, 1, 1)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(cout),
@@ -48,7 +48,7 @@ class Residual(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.block = _block(width, width)
+        self.block = conv_block(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)
@@ -70,10 +70,10 @@ class VisibleNet(nn.Module):
         w, d = list(widths), list(depths)
         if len(d) != len(w) or min(d) < 1:
             raise ValueError(f"depths {d} must give at least one conv to each of {len(w)} stages")
-        layers: list[nn.Module] = [_block(3, w[0], stride=2)]
+        layers: list[nn.Module] = [conv_block(3, w[0], stride=2)]
         layers += [Residual(w[0]) for _ in range(d[0] - 1)]
         for k in range(1, len(w)):
-            layers.append(_block(w[k - 1], w[k]))
+            layers.append(conv_block(w[k - 1], w[k]))
             layers += [Residual(w[k]) for _ in range(d[k] - 1)]
             if k < len(w) - 1:
                 layers.append(nn.MaxPool2d(2))

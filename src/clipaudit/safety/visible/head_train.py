@@ -253,7 +253,7 @@ def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
         "loss_first": round(float(np.mean(losses[:w])), 4),
         "loss_last": round(float(np.mean(losses[-w:])), 4),
         "losses_every_100": [round(v, 4) for v in losses[::100]],
-        "params": vb.BackboneHead.params(head),
+        "params": sum(p.numel() for p in head.parameters()),
         "weights_bytes": (out / WEIGHTS).stat().st_size,
         "weights_sha256": sha256_file(out / WEIGHTS),
         "backbone_sha256": cut_sha,
