@@ -114,3 +114,44 @@ def test_head_train_refuses_bad_settings(
         main(["--out", str(tmp_path / "wm"), "--photos", str(tmp_path / "nowhere")])
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "wm").exists()
+
+
+def test_remeasure_keeps_the_training_and_follows_new_labels(
+    trained: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipaudit.calibrate.photo_split import part_of
+    from clipaudit.safety.visible import head_train, train
+    from clipaudit.safety.visible.detector import METRICS
+
+    root, r = trained
+    photos = tmp_path / "photos" / "things"
+    photos.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        arr = rng.integers(0, 255, (8, 12, 3), np.uint8)
+        Image.fromarray(arr).resize((240, 180)).save(photos / f"p{k:02d}.jpg")
+    held = sorted(
+        f"things/{p.name}" for p in photos.iterdir() if part_of(f"things/{p.name}") == "held_out"
+    )
+    folder = tmp_path / "wm"
+    folder.mkdir()
+    for f in (root / "wm").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+
+    def labelled(names: frozenset[str]) -> None:
+        monkeypatch.setattr(train, "marked_photos", lambda: names)
+        monkeypatch.setattr(head_train, "marked_photos", lambda: names)
+
+    labelled(frozenset())
+    first = head_train.remeasure(folder, tmp_path / "photos", threads=1, log=False)
+    assert first["real_photos"]["n_photos"] == len(held) > 0
+    labelled(frozenset(held[:1]))
+    m = head_train.remeasure(folder, tmp_path / "photos", threads=1, log=False)
+    assert m["real_photos"]["n_photos"] == len(held) - 1  # the labelled photo is no longer clean
+    assert m["labels"]["measured_with"] == 1
+    assert m["labels"]["trained_with"] == r["metrics"]["labels"]["trained_with"]
+    assert m["training"] == r["metrics"]["training"]  # the training record is not rewritten
+    assert json.loads((folder / METRICS).read_text())["labels"]["measured_with"] == 1
+    assert (
+        "measured again (`--remeasure`, no retraining) with 1" in (folder / "CARD.md").read_text()
+    )

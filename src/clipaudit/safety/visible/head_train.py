@@ -273,8 +273,42 @@ def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
                                     if k not in ("out", "photos", "cache")},
                          "command": command_for(cfg)}  # fmt: skip
     metrics["data"] = data
+    n_labels = len(marked_photos())
+    metrics["labels"] = {"trained_with": n_labels, "measured_with": n_labels}
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "CARD.md").write_text(render_card(metrics, config))
+    return metrics
+
+
+def remeasure(folder: Path, photos: Path, threads: int = 2, log: bool = True) -> dict[str, Any]:
+    """Measure a trained folder again, without training: for when ``photos_with_marks.json``
+    gains labels (the clean tune and held-out photos change, so do the thresholds and every
+    real-photo figure). The training record is kept as it was, and the metrics say how many
+    labels the training and the measurement each saw."""
+    from clipaudit.safety.visible.detector import load_from
+
+    old = json.loads((folder / METRICS).read_text())
+    config = json.loads((folder / CONFIG).read_text())
+    rc = old["recipe"]["config"]
+    det = load_from(folder)
+    ecfg = TrainConfig(out=str(folder), photos=str(photos), photo_share=PHOTO_SHARE,
+                       seed=rc["seed"], eval_pairs=rc["eval_pairs"],
+                       limit_pairs=rc["limit_pairs"], n_world_heldout=rc["n_world_heldout"],
+                       n_world=rc["n_world"])  # fmt: skip
+    t = time.time()
+    with torch_threads(threads), vd.input_size(det.input_size):
+        metrics = evaluate(lambda x: det.score_arrays(x), ecfg)
+    trained_with = old.get("labels", {}).get(
+        "trained_with", old["data"]["photos_with_marks_skipped"]
+    )
+    metrics["labels"] = {"trained_with": trained_with, "measured_with": len(marked_photos()),
+                         "remeasured_seconds": round(time.time() - t, 1)}  # fmt: skip
+    for k in ("training", "recipe", "data"):
+        metrics[k] = old[k]
+    (folder / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    (folder / "CARD.md").write_text(render_card(metrics, config))
+    if log:
+        print(f"measured again in {metrics['labels']['remeasured_seconds']:.0f} s", flush=True)
     return metrics
 
 
@@ -294,6 +328,13 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         threads=t["threads"], machine=t["machine"], torch=t["torch"],
         command=metrics["recipe"]["command"],
     )  # fmt: skip
+    lab = metrics.get("labels")
+    if lab and lab["measured_with"] != lab["trained_with"]:
+        training += (
+            f"\n\nTrained while {lab['trained_with']} photos were labelled as already marked;"
+            f" measured again (`--remeasure`, no retraining) with {lab['measured_with']}: the"
+            " thresholds and every real-photo figure above are from that measurement."
+        )
     return card(metrics, about, training)
 
 
@@ -302,13 +343,25 @@ def main(argv: list[str] | None = None) -> None:
     for f, v in asdict(HeadConfig(out="", photos="")).items():
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v,
                         required=f == "out")  # fmt: skip
+    ap.add_argument(
+        "--remeasure", action="store_true", help="measure the trained --out again (new labels)"
+    )
     args = ap.parse_args(argv)
     if args.photos and not Path(args.photos).is_dir():
         ap.error(f"--photos {args.photos} is not a folder; give the shared photos folder")
-    for k in ("parts", "pairs_per_part", "epochs", "width", "batch", "threads"):
-        if getattr(args, k) < 1:
-            ap.error(f"--{k} {getattr(args, k)}: give 1 or more")
-    m = run(HeadConfig(**vars(args)))
+    remeasure_only = args.remeasure
+    del args.remeasure
+    if remeasure_only:
+        if not args.photos or not (Path(args.out) / METRICS).is_file():
+            ap.error(
+                f"--remeasure needs --photos and a trained folder; {args.out} has no {METRICS}"
+            )
+        m = remeasure(Path(args.out), Path(args.photos), args.threads)
+    else:
+        for k in ("parts", "pairs_per_part", "epochs", "width", "batch", "threads"):
+            if getattr(args, k) < 1:
+                ap.error(f"--{k} {getattr(args, k)}: give 1 or more")
+        m = run(HeadConfig(**vars(args)))
     r = m.get("real_photos", {})
     short = {k: r[k] for k in ("auroc", "tpr", "fpr") if k in r}
     print(json.dumps({"thresholds": m["thresholds"], "real_photos": short}))
