@@ -30,6 +30,7 @@ Results: ``bench/results/real_photos.json`` (sections are merged, so runs can be
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -352,12 +353,15 @@ def bench_visible(folder: Path, cache: Path) -> dict[str, Any]:
     from clipaudit.rules.schema import load_pack
     from clipaudit.safety.visible.train import marked_photos
 
-    pool = cache / "visible-pool"
-    if not (cache / "visible-pool.json").is_file():
+    # Keyed by the labels: a photo labelled "already marked" later must not stay clean here.
+    skip = marked_photos()
+    key = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:12]
+    pool, record = cache / f"visible-pool-{key}", cache / f"visible-pool-{key}.json"
+    if not record.is_file():
         shutil.rmtree(pool, ignore_errors=True)
-        truth = visible_pool(folder, pool, marked_photos())
-        (cache / "visible-pool.json").write_text(json.dumps(truth))
-    truth = json.loads((cache / "visible-pool.json").read_text())
+        truth = visible_pool(folder, pool, skip)
+        record.write_text(json.dumps(truth))
+    truth = json.loads(record.read_text())
     run = cache / "visible-run"
     shutil.rmtree(run, ignore_errors=True)
     t0 = time.perf_counter()
