@@ -135,6 +135,9 @@ def _files(run: Path) -> dict[str, bytes]:
     }
 
 
+# 44 s of a 23-minute suite. The default suite keeps a kill-and-resume check in process
+# (test_reliability_faults: two trials); killing the CLI is covered by its slow tests too.
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_bytes(pool: WorldRun) -> None:
     assert pool.pack is not None
     data, rules = pool.data, pool.pack
