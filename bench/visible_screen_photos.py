@@ -8,9 +8,9 @@ screens, so the labels do not rest on our detector alone:
 
 - ``detector``: the shipped visible-watermark detector's score on the whole photo;
 - ``text_edge``: an independent text detector (PP-OCRv4's DB text detector, shipped inside
-  the ``rapidocr-onnxruntime`` wheel, Apache-2.0; trained on real scene and document text,
-  never on our marks): the share of text pixels in the outer 18% of the frame, where credit
-  lines, signatures and date stamps sit.
+  the ``rapidocr-onnxruntime`` wheel, Apache-2.0, in the ``bench`` extra; trained on real
+  scene and document text, never on our marks): the share of text pixels in the outer 18%
+  of the frame, where credit lines, signatures and date stamps sit.
 
     python bench/visible_screen_photos.py --photos ../shared/photos --top 240 --out /tmp/screen
 
@@ -41,7 +41,11 @@ TEXT_SIZE = 640  # DB reads small text; the longer side is padded/resized to thi
 
 def text_detector() -> object:
     import onnxruntime as ort
-    import rapidocr_onnxruntime
+
+    try:
+        import rapidocr_onnxruntime
+    except ImportError:
+        sys.exit("the text screen needs rapidocr-onnxruntime: pip install -e '.[bench]'")
 
     path = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
     so = ort.SessionOptions()
