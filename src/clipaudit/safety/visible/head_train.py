@@ -208,6 +208,14 @@ def command_for(cfg: HeadConfig) -> str:
     return " ".join(["python -m clipaudit.safety.visible.head_train --out DIR", *photos, *args])
 
 
+def eval_config(out: str, photos: str, recipe: dict[str, Any]) -> TrainConfig:
+    """What ``visible.train.evaluate`` needs from a head recipe (a ``HeadConfig`` as a dict,
+    or the one a trained folder's metrics record): training and re-measuring share it."""
+    keys = ("seed", "eval_pairs", "limit_pairs", "n_world_heldout", "n_world")
+    return TrainConfig(out=out, photos=photos, photo_share=PHOTO_SHARE,
+                       **{k: recipe[k] for k in keys})  # fmt: skip
+
+
 def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
     """Cut, cache, train, measure; writes the detector folder and returns its metrics."""
     from importlib.metadata import version
@@ -227,9 +235,7 @@ def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
         head, losses = train_head(cfg, parts, log)
         t_train = time.time() - t1
         model = vb.BackboneHead(backbone, head)
-        ecfg = TrainConfig(out=cfg.out, photos=cfg.photos, photo_share=PHOTO_SHARE,
-                           seed=cfg.seed, eval_pairs=cfg.eval_pairs, limit_pairs=cfg.limit_pairs,
-                           n_world_heldout=cfg.n_world_heldout, n_world=cfg.n_world)  # fmt: skip
+        ecfg = eval_config(cfg.out, cfg.photos, asdict(cfg))
         t2 = time.time()
         with vd.input_size(vb.INPUT_SIZE):
             metrics = evaluate(lambda x: model.score(x), ecfg)
@@ -291,10 +297,7 @@ def remeasure(folder: Path, photos: Path, threads: int = 2, log: bool = True) ->
     config = json.loads((folder / CONFIG).read_text())
     rc = old["recipe"]["config"]
     det = load_from(folder)
-    ecfg = TrainConfig(out=str(folder), photos=str(photos), photo_share=PHOTO_SHARE,
-                       seed=rc["seed"], eval_pairs=rc["eval_pairs"],
-                       limit_pairs=rc["limit_pairs"], n_world_heldout=rc["n_world_heldout"],
-                       n_world=rc["n_world"])  # fmt: skip
+    ecfg = eval_config(str(folder), str(photos), rc)
     t = time.time()
     with torch_threads(threads), vd.input_size(det.input_size):
         metrics = evaluate(lambda x: det.score_arrays(x), ecfg)
@@ -352,10 +355,10 @@ def main(argv: list[str] | None = None) -> None:
     remeasure_only = args.remeasure
     del args.remeasure
     if remeasure_only:
-        if not args.photos or not (Path(args.out) / METRICS).is_file():
-            ap.error(
-                f"--remeasure needs --photos and a trained folder; {args.out} has no {METRICS}"
-            )
+        if not args.photos:
+            ap.error("--remeasure needs --photos: give the shared photos folder")
+        if not (Path(args.out) / METRICS).is_file():
+            ap.error(f"--remeasure needs a trained folder; {args.out} has no {METRICS}")
         m = remeasure(Path(args.out), Path(args.photos), args.threads)
     else:
         for k in ("parts", "pairs_per_part", "epochs", "width", "batch", "threads"):
