@@ -155,3 +155,10 @@ def test_remeasure_keeps_the_training_and_follows_new_labels(
     assert (
         "measured again (`--remeasure`, no retraining) with 1" in (folder / "CARD.md").read_text()
     )
+    # As many labels as the training saw, but other photos: the card still says so.
+    n = r["metrics"]["labels"]["trained_with"]
+    labelled(frozenset(held[:1]) | {f"elsewhere/{k}.jpg" for k in range(n - 1)})
+    m = head_train.remeasure(folder, tmp_path / "photos", threads=1, log=False)
+    assert m["labels"]["measured_with"] == n
+    assert m["labels"]["measured_digest"] != m["labels"]["trained_digest"]
+    assert "the same count, other photos" in (folder / "CARD.md").read_text()

@@ -111,6 +111,15 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def cnn_scores(net: VisibleNet, arrays: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """The CNN's sigmoid scores over uint8 NHWC inputs, in batches, without gradients."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(arrays), batch_size):
+            out.append(torch.sigmoid(net(to_tensor(arrays[i : i + batch_size]))).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 # (uint8 NHWC inputs, batch size) → scores in [0, 1]
 Scorer = Callable[[np.ndarray, int], np.ndarray]
 # (folder, config) → (scorer, the weights file whose sha256 names the detector)
@@ -142,14 +151,7 @@ def _load_cnn(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
     net.load_state_dict(load_file(str(folder / WEIGHTS)))
     net.eval()
 
-    def score(arrays: np.ndarray, batch_size: int) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(arrays), batch_size):
-                out.append(torch.sigmoid(net(to_tensor(arrays[i : i + batch_size]))).numpy())
-        return np.concatenate(out)
-
-    return score, folder / WEIGHTS
+    return functools.partial(cnn_scores, net), folder / WEIGHTS
 
 
 @register_arch("BackboneHead")

@@ -34,7 +34,14 @@ from clipaudit.safety.visible import backbone as vb
 from clipaudit.safety.visible import data as vd
 from clipaudit.safety.visible.detector import CONFIG, METRICS, WEIGHTS, sha256_file, torch_threads
 from clipaudit.safety.visible.stream import fresh_pair
-from clipaudit.safety.visible.train import TrainConfig, card, data_record, evaluate, marked_photos
+from clipaudit.safety.visible.train import (
+    TrainConfig,
+    card,
+    data_record,
+    evaluate,
+    labels_digest,
+    marked_photos,
+)
 
 PHOTO_SHARE = 0.85
 
@@ -279,8 +286,10 @@ def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
                                     if k not in ("out", "photos", "cache")},
                          "command": command_for(cfg)}  # fmt: skip
     metrics["data"] = data
-    n_labels = len(marked_photos())
-    metrics["labels"] = {"trained_with": n_labels, "measured_with": n_labels}
+    labels = marked_photos()
+    digest = labels_digest(labels)
+    metrics["labels"] = {"trained_with": len(labels), "measured_with": len(labels),
+                         "trained_digest": digest, "measured_digest": digest}  # fmt: skip
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "CARD.md").write_text(render_card(metrics, config))
     return metrics
@@ -304,7 +313,10 @@ def remeasure(folder: Path, photos: Path, threads: int = 2, log: bool = True) ->
     trained_with = old.get("labels", {}).get(
         "trained_with", old["data"]["photos_with_marks_skipped"]
     )
-    metrics["labels"] = {"trained_with": trained_with, "measured_with": len(marked_photos()),
+    labels = marked_photos()
+    metrics["labels"] = {"trained_with": trained_with, "measured_with": len(labels),
+                         "trained_digest": old.get("labels", {}).get("trained_digest"),
+                         "measured_digest": labels_digest(labels),
                          "remeasured_seconds": round(time.time() - t, 1)}  # fmt: skip
     for k in ("training", "recipe", "data"):
         metrics[k] = old[k]
@@ -313,6 +325,15 @@ def remeasure(folder: Path, photos: Path, threads: int = 2, log: bool = True) ->
     if log:
         print(f"measured again in {metrics['labels']['remeasured_seconds']:.0f} s", flush=True)
     return metrics
+
+
+def relabelled(lab: dict[str, Any]) -> bool:
+    """Whether a folder was measured with other labels than it was trained with (by count,
+    and by digest where the training recorded one)."""
+    if lab["measured_with"] != lab["trained_with"]:
+        return True
+    trained = lab.get("trained_digest")
+    return trained is not None and trained != lab.get("measured_digest")
 
 
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
@@ -332,11 +353,13 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         command=metrics["recipe"]["command"],
     )  # fmt: skip
     lab = metrics.get("labels")
-    if lab and lab["measured_with"] != lab["trained_with"]:
+    if lab and relabelled(lab):
+        same = lab["measured_with"] == lab["trained_with"]
         training += (
             f"\n\nTrained while {lab['trained_with']} photos were labelled as already marked;"
-            f" measured again (`--remeasure`, no retraining) with {lab['measured_with']}: the"
-            " thresholds and every real-photo figure above are from that measurement."
+            f" measured again (`--remeasure`, no retraining) with {lab['measured_with']}"
+            + (" (the same count, other photos)" if same else "")
+            + ": the thresholds and every real-photo figure above are from that measurement."
         )
     return card(metrics, about, training)
 

@@ -15,6 +15,7 @@ photographs installed packages ship stand in.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -38,6 +39,7 @@ from clipaudit.safety.visible.detector import (
     METRICS,
     WEIGHTS,
     VisibleNet,
+    cnn_scores,
     sha256_file,
     to_tensor,
     torch_threads,
@@ -56,6 +58,11 @@ def marked_photos() -> frozenset[str]:
     if not MARKED_PHOTOS.is_file():
         return frozenset()
     return frozenset(json.loads(MARKED_PHOTOS.read_text(encoding="utf-8"))["photos"])
+
+
+def labels_digest(names: frozenset[str]) -> str:
+    """A short hash of a label set: a relabelling that keeps the count still shows."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
 
 
 def rate_ci(scores: np.ndarray, thr: float) -> dict[str, Any]:
@@ -229,7 +236,7 @@ def _train(cfg: TrainConfig, log: bool) -> dict[str, Any]:
 
     net.eval()
     t2 = time.time()
-    metrics = evaluate(lambda x: score_arrays(net, x), cfg) if cfg.evaluate else {}
+    metrics = evaluate(lambda x: cnn_scores(net, x), cfg) if cfg.evaluate else {}
     t_eval = time.time() - t2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -310,13 +317,6 @@ def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
             "weights_sha256": t.get("weights_sha256"),
         }
     return rec
-
-
-def score_arrays(net: VisibleNet, x: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate(
-            [torch.sigmoid(net(to_tensor(x[i : i + 128]))).numpy() for i in range(0, len(x), 128)]
-        )
 
 
 def evaluate(score: Score, cfg: TrainConfig) -> dict[str, Any]:
