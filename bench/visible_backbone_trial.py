@@ -36,33 +36,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 RESULTS = ROOT / "bench" / "results" / "visible_backbone_trial.json"
-OUTPUTS = ["/model.4/cv2/act/Mul_output_0", "/model.6/cv2/act/Mul_output_0"]  # P3, P4
 SIZE = 320
 PAIRS_PER_PART = 4000
 
 
 def backbone(threads: int) -> Any:
-    import nudenet
-    import onnx
-    import onnxruntime as ort
-    from onnx.utils import Extractor
+    """The package's own cut of nudenet's graph (``visible.backbone.cut``), in a temp file."""
+    import tempfile
 
-    src = Path(nudenet.__file__).with_name("320n.onnx")
-    cut = Extractor(onnx.load(str(src))).extract_model(["images"], OUTPUTS)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    return ort.InferenceSession(cut.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    from clipaudit.safety.visible import backbone as vb
+
+    path = Path(tempfile.mkdtemp()) / vb.BACKBONE
+    vb.cut(path)
+    return vb.Backbone(path, threads)
 
 
 def features(sess: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 NHWC at SIZE → (P3, P4) as fp16."""
-    p3, p4 = [], []
-    for i in range(0, len(x), 32):
-        b = np.ascontiguousarray(x[i : i + 32].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-        a, c = sess.run(None, {"images": b})
-        p3.append(a.astype(np.float16))
-        p4.append(c.astype(np.float16))
-    return np.concatenate(p3), np.concatenate(p4)
+    p3, p4 = sess.features(x)
+    return p3, p4
 
 
 def cached(cache: Path, name: str, make: Any) -> dict[str, np.ndarray]:
