@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from clipaudit.safety.visible import backbone as vb
@@ -162,3 +163,56 @@ def test_remeasure_keeps_the_training_and_follows_new_labels(
     assert m["labels"]["measured_with"] == n
     assert m["labels"]["measured_digest"] != m["labels"]["trained_digest"]
     assert "the same count, other photos" in (folder / "CARD.md").read_text()
+
+
+def test_the_stage_exported_into_the_graph_computes_what_torch_computes(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from clipaudit.safety.visible.stage_train import stage_from_cut, write_cut
+
+    vb.cut(tmp_path / "b.onnx")
+    stage = stage_from_cut(tmp_path / "b.onnx")
+    x = vd.to_input(next(iter(vd.real_photos().values())), vb.INPUT_SIZE)[None]
+    p3, p4 = vb.Backbone(tmp_path / "b.onnx", threads=1).features(x)
+    with torch.inference_mode():
+        before = stage(torch.from_numpy(p3.astype(np.float32))).numpy()
+    assert np.abs(before - p4.astype(np.float32)).max() < 0.02  # fp16 cache, same weights
+    with torch.no_grad():  # a changed stage, as training leaves it
+        for conv in stage.convs():
+            conv.weight.mul_(1.1)
+    write_cut(tmp_path / "b.onnx", stage, tmp_path / "t.onnx")
+    _, q4 = vb.Backbone(tmp_path / "t.onnx", threads=1).features(x)
+    with torch.inference_mode():
+        after = stage(torch.from_numpy(p3.astype(np.float32))).numpy()
+    assert np.abs(after - before).max() > 0.1  # the change shows in P4
+    assert np.abs(after - q4.astype(np.float32)).max() < 0.02 * max(1.0, np.abs(after).max())
+    again = stage_from_cut(tmp_path / "t.onnx")
+    for a, b in zip(again.convs(), stage.convs(), strict=True):
+        assert torch.allclose(a.weight, b.weight)
+
+
+def test_stage_training_writes_a_tuned_folder_that_loads(
+    trained: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from clipaudit.safety.visible.stage_train import StageConfig, run
+
+    root, r = trained
+    cfg = StageConfig(init=str(root / "wm"), out=str(tmp_path / "wm2"), cache=str(root / "cache"),
+                      steps=6, batch=16, lr=0.01, threads=1)  # fmt: skip
+    m = run(cfg, log=False)
+    st = m["training"]["stage"]
+    assert st["parts_drawn_here"] == 0  # the head's cached features, not drawn again
+    assert st["steps"] == 6 and st["inputs_seen"] == 96 and st["params"] > 100_000
+    assert st["from"]["weights_sha256"] == r["metrics"]["training"]["weights_sha256"]
+    assert st["export_max_abs_diff"] < 0.05
+    det = load_from(tmp_path / "wm2")
+    assert det.config["arch"] == "BackboneHead"
+    assert det.config["backbone_sha256"] == m["training"]["backbone_sha256"]
+    assert det.config["backbone_sha256"] != r["metrics"]["training"]["backbone_sha256"]
+    card = (tmp_path / "wm2" / "CARD.md").read_text()
+    assert "its stride-16 stage fine-tuned" in card and "6 steps of 16" in card
+    ims = [Image.new("RGB", (50, 80)), Image.fromarray(np.uint8(np.arange(256)).reshape(16, 16))]
+    tuned, first = det.score(ims), load_from(root / "wm").score(ims)
+    assert tuned.shape == (2,) and not np.allclose(tuned, first)  # other weights, other scores
+    with pytest.raises(SystemExit, match="already has a tuned stage"):
+        run(StageConfig(init=str(tmp_path / "wm2"), out=str(tmp_path / "wm3"),
+                        cache=str(root / "cache"), steps=1, threads=1), log=False)  # fmt: skip

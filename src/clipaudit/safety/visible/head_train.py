@@ -158,7 +158,7 @@ def train_head(cfg: HeadConfig, parts: list[Path], log: bool) -> tuple[vb.Head, 
 
 
 ABOUT = """A small head ({params:,} parameters, {kib:.0f} KiB fp32 safetensors) over the first
-stages of nudenet's detector, frozen (`backbone.onnx`: nudenet {nudenet}'s 320n.onnx, MIT,
+stages of nudenet's detector, {frozen} (`backbone.onnx`: nudenet {nudenet}'s 320n.onnx, MIT,
 cut after its stride-8 and stride-16 stages, sha256 `{cut_sha}`), trained by the project on
 synthetic marks over real photographs. It scores how likely an image carries a visible
 text or logo watermark. Scores are **suspect flags against a threshold, not verdicts**.
@@ -342,6 +342,7 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     about = ABOUT.format(params=t["params"], kib=t["weights_bytes"] / 1024,
                          nudenet=config["backbone_from"].split()[1],
                          cut_sha=config["backbone_sha256"], ms=t["ms_per_image"],
+                         frozen="its stride-16 stage fine-tuned" if t.get("stage") else "frozen",
                          cnn_ms=t["cnn_ms_per_image"], threads=t["threads"],
                          size=config["input_size"])  # fmt: skip
     sec = t["seconds"]
@@ -352,6 +353,19 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         threads=t["threads"], machine=t["machine"], torch=t["torch"],
         command=metrics["recipe"]["command"],
     )  # fmt: skip
+    st = t.get("stage")
+    if st:
+        training += (
+            f"\n\nThen the stride-16 stage (model.5 and model.6, {st['params']:,} parameters,"
+            f" from nudenet's weights) and the head (from the weights above, sha256"
+            f" `{st['from']['weights_sha256'][:16]}`) trained together on the cached stride-8"
+            f" features: {st['steps']:,} steps of {st['batch']} ({st['inputs_seen']:,} inputs),"
+            f" AdamW, peak lr {st['lr']}, cosine; loss {st['loss_first']:.3f} →"
+            f" {st['loss_last']:.3f}; {st['seconds']['train']:.0f} s on {st['threads']} thread(s)"
+            f" ({st['machine']}, torch {st['torch']}). The tuned weights replace the stage's in"
+            f" `backbone.onnx` (its graph computes the trained stage to within"
+            f" {st['export_max_abs_diff']:.1e}). Reproduce: `{st['command']}`."
+        )
     lab = metrics.get("labels")
     if lab and relabelled(lab):
         same = lab["measured_with"] == lab["trained_with"]
