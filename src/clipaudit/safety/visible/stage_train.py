@@ -1,5 +1,5 @@
 """A second training step for the visible-watermark detector: nudenet's stride-16 stage
-(model.5 and model.6, 0.15 M parameters) fine-tuned together with a trained head.
+(model.5 and model.6, 0.27 M parameters) fine-tuned together with a trained head.
 
     python -m clipaudit.safety.visible.stage_train --init DIR --photos ../shared/photos --out DIR2
 
