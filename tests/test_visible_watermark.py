@@ -51,6 +51,7 @@ def test_shipped_weights_load_and_score_deterministically() -> None:
     assert det.score([]).shape == (0,)
     prov = det.provenance()
     assert prov["weights_sha256"] == det.sha256
+    assert prov["backbone_sha256"] == sha256_file(BUNDLED_DIR / "backbone.onnx")
     assert prov["thresholds"] == CARD["thresholds"]
 
 

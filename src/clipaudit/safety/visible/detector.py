@@ -210,10 +210,13 @@ class Detector:
 
     def provenance(self) -> dict[str, Any]:
         m = self.metrics
+        # The backbone kind's cut graph is trained too (stage_train): a run names both.
+        cut = self.config.get("backbone_sha256")
         return {
             "arch": self.config.get("arch"),
             "weights": str(self.path.name),
             "weights_sha256": self.sha256,
+            **({"backbone_sha256": cut} if cut else {}),
             "input_size": self.input_size,
             "thresholds": m.get("thresholds"),
             "heldout": {
