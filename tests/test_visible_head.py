@@ -194,6 +194,7 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     trained: tuple[Path, dict], tmp_path: Path
 ) -> None:
     from clipaudit.safety.visible.stage_train import StageConfig, run
+    from clipaudit.safety.visible.train import labels_digest, labels_record, marked_photos
 
     root, r = trained
     cfg = StageConfig(init=str(root / "wm"), out=str(tmp_path / "wm2"), cache=str(root / "cache"),
@@ -204,6 +205,9 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     assert st["steps"] == 6 and st["inputs_seen"] == 96 and st["params"] > 100_000
     assert st["from"]["weights_sha256"] == r["metrics"]["training"]["weights_sha256"]
     assert st["export_max_abs_diff"] < 0.05
+    # Trained and measured under today's labels, recorded as head_train records them.
+    assert m["labels"] == labels_record() == r["metrics"]["labels"]
+    assert m["labels"]["trained_digest"] == labels_digest(marked_photos())
     det = load_from(tmp_path / "wm2")
     assert det.config["arch"] == "BackboneHead"
     assert det.config["backbone_sha256"] == m["training"]["backbone_sha256"]

@@ -40,6 +40,7 @@ from clipaudit.safety.visible.train import (
     data_record,
     evaluate,
     labels_digest,
+    labels_record,
     marked_photos,
 )
 
@@ -286,10 +287,7 @@ def run(cfg: HeadConfig, log: bool = True) -> dict[str, Any]:
                                     if k not in ("out", "photos", "cache")},
                          "command": command_for(cfg)}  # fmt: skip
     metrics["data"] = data
-    labels = marked_photos()
-    digest = labels_digest(labels)
-    metrics["labels"] = {"trained_with": len(labels), "measured_with": len(labels),
-                         "trained_digest": digest, "measured_digest": digest}  # fmt: skip
+    metrics["labels"] = labels_record()
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "CARD.md").write_text(render_card(metrics, config))
     return metrics

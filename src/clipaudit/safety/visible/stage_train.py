@@ -178,7 +178,7 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
         fit_names,
         render_card,
     )
-    from clipaudit.safety.visible.train import data_record, evaluate, labels_digest, marked_photos
+    from clipaudit.safety.visible.train import data_record, evaluate, labels_record
 
     init, out = Path(cfg.init), Path(cfg.out)
     old_config = json.loads((init / CONFIG).read_text())
@@ -242,10 +242,7 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
     metrics["training"] = training
     metrics["recipe"] = old["recipe"]
     metrics["data"] = data
-    labels = marked_photos()
-    metrics["labels"] = {"trained_with": len(labels), "measured_with": len(labels),
-                         "trained_digest": labels_digest(labels),
-                         "measured_digest": labels_digest(labels)}  # fmt: skip
+    metrics["labels"] = labels_record()
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "CARD.md").write_text(render_card(metrics, config))
     return metrics

@@ -65,6 +65,14 @@ def labels_digest(names: frozenset[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
 
 
+def labels_record() -> dict[str, Any]:
+    """The ``labels`` record of a folder trained and measured now: both under today's labels."""
+    labels = marked_photos()
+    digest = labels_digest(labels)
+    return {"trained_with": len(labels), "measured_with": len(labels),
+            "trained_digest": digest, "measured_digest": digest}  # fmt: skip
+
+
 def rate_ci(scores: np.ndarray, thr: float) -> dict[str, Any]:
     k = int((scores >= thr).sum())
     return {"rate": round(k / len(scores), 4) if len(scores) else None, "k": k,
