@@ -1,0 +1,106 @@
+"""Two visible-watermark detectors on the same held-out images, compared at matched false-positive
+rates: their ROC curves at the low rates a pack threshold lives at, not each at its own
+threshold (where one may simply flag more clean photos than the other).
+
+    python bench/real_photos.py --visible          # builds the held-out pool once
+    python bench/visible_matched_fpr.py shipped=src/clipaudit/models/bundled/watermark-detector \
+        trial=DIR [name=DIR ...]
+
+The rates here are read off the held-out clean photos themselves, so they describe the curves;
+the operating point a user gets is the pack threshold chosen on the tune photos
+(``real_photos.json``). Results: ``bench/results/visible_matched_fpr.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "visible_matched_fpr.json"
+RATES = (0.0025, 0.005, 0.0075, 0.01, 0.02, 0.05)
+
+
+def tpr_at(clean: np.ndarray, marked: np.ndarray, rate: float) -> dict[str, Any]:
+    """Detection when at most ``rate`` of the clean photos score at or above the threshold."""
+    k = int(np.floor(rate * len(clean)))
+    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf  # flags exactly k clean
+    flagged = int((clean > thr).sum())
+    return {"clean_flagged": flagged, "detected": round(float((marked > thr).mean()), 4)}
+
+
+def pauc(clean: np.ndarray, marked: np.ndarray, max_fpr: float) -> float:
+    """Area under the ROC curve up to ``max_fpr``, divided by ``max_fpr`` (1.0 is perfect)."""
+    thr = np.sort(clean)[::-1]
+    n = int(np.floor(max_fpr * len(clean)))
+    tprs = [float((marked > t).mean()) for t in thr[: n + 1]]
+    return round(float(np.mean(tprs)), 4)
+
+
+def scores(folder: Path, paths: list[Path]) -> np.ndarray:
+    from PIL import Image
+
+    from clipaudit.safety.visible.detector import load_from
+
+    det = load_from(folder)
+    out = []
+    for i in range(0, len(paths), 64):
+        ims = []
+        for p in paths[i : i + 64]:
+            with Image.open(p) as im:
+                ims.append(im.convert("RGB"))
+        out.append(det.score(ims))
+    return np.concatenate(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("detectors", nargs="+", metavar="NAME=DIR", help="detector folders")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/clipaudit-real-photos"))
+    args = ap.parse_args()
+    named = [d.partition("=") for d in args.detectors]
+    for name, eq, folder in named:
+        if not eq or not (Path(folder) / "metrics.json").is_file():
+            ap.error(f"{name}{eq}{folder}: give NAME=DIR with DIR a detector folder")
+    from sklearn.metrics import roc_auc_score
+
+    from clipaudit.safety.visible.train import marked_photos
+
+    skip = marked_photos()
+    key = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:12]
+    record = args.cache / f"visible-pool-{key}.json"
+    if not record.is_file():
+        sys.exit(f"no held-out pool at {record}: run `python bench/real_photos.py --visible` first")
+    truth = json.loads(record.read_text())
+    clean = sorted(s for s, t in truth.items() if not t["marked"])
+    marked = sorted(s for s, t in truth.items() if t["marked"] and t["layout"] != "already")
+    pool = args.cache / f"visible-pool-{key}"
+    out: dict[str, Any] = {"what": __doc__.splitlines()[0], "clean": len(clean),
+                           "marked": len(marked), "detectors": {}}  # fmt: skip
+    for name, _, path in named:
+        folder = Path(path)
+        s = scores(folder, [pool / f"{x}.jpg" for x in clean + marked])
+        c, m = s[: len(clean)], s[len(clean) :]
+        meta = json.loads((folder / "metrics.json").read_text())["training"]
+        y = np.r_[np.zeros(len(c)), np.ones(len(m))]
+        out["detectors"][name] = {
+            "weights_sha256": meta["weights_sha256"][:16],
+            "stage_steps": (meta.get("stage") or {}).get("steps"),
+            "auroc": round(float(roc_auc_score(y, np.r_[c, m])), 4),
+            "pauc_to_fpr_0.01": pauc(c, m, 0.01),
+            "tpr_at_matched_fpr": {str(r): tpr_at(c, m, r) for r in RATES},
+        }
+        print(name, json.dumps(out["detectors"][name]), flush=True)
+    out["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

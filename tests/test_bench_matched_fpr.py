@@ -1,0 +1,32 @@
+"""The matched-FPR comparison of ``bench/visible_matched_fpr.py``: rates read off the curve."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+spec = importlib.util.spec_from_file_location(
+    "visible_matched_fpr", Path(__file__).parents[1] / "bench" / "visible_matched_fpr.py"
+)
+assert spec is not None and spec.loader is not None
+mf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mf)
+
+
+def test_detection_is_read_at_the_clean_rate_asked_for() -> None:
+    clean = np.arange(200) / 200.0  # 0.0 … 0.995
+    marked = np.array([0.999, 0.996, 0.99, 0.9, 0.5])
+    # 1% of 200 clean = 2 flagged: the threshold is the third-highest clean score, 0.985.
+    assert mf.tpr_at(clean, marked, 0.01) == {"clean_flagged": 2, "detected": 0.6}
+    # No clean photo may be flagged: only what beats the best clean score counts.
+    assert mf.tpr_at(clean, marked, 0.0) == {"clean_flagged": 0, "detected": 0.4}
+    assert mf.tpr_at(clean, marked, 1.0)["clean_flagged"] == 200
+
+
+def test_partial_auc_is_one_for_separated_scores_and_lower_otherwise() -> None:
+    clean = np.linspace(0, 0.5, 400)
+    assert mf.pauc(clean, np.full(10, 0.9), 0.01) == 1.0
+    mixed = np.r_[np.full(5, 0.9), np.full(5, 0.1)]
+    assert mf.pauc(clean, mixed, 0.01) == 0.5
