@@ -41,7 +41,28 @@ def pauc(clean: np.ndarray, marked: np.ndarray, max_fpr: float) -> float:
     thr = np.sort(clean)[::-1]
     n = int(np.floor(max_fpr * len(clean)))
     tprs = [float((marked > t).mean()) for t in thr[: n + 1]]
-    return round(float(np.mean(tprs)), 4)
+    return float(np.mean(tprs))
+
+
+def paired_pauc_gap(
+    base: tuple[np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray],
+    max_fpr: float = 0.01,
+    reps: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``other``'s partial AUROC minus ``base``'s, with a 95% bootstrap interval: clean and
+    marked images resampled alike for both detectors (a paired comparison), so a gap whose
+    interval holds 0 is not a gap."""
+    rng = np.random.default_rng(seed)
+    (bc, bm), (oc, om) = base, other
+    gaps = []
+    for _ in range(reps):
+        i, j = rng.integers(0, len(bc), len(bc)), rng.integers(0, len(bm), len(bm))
+        gaps.append(pauc(oc[i], om[j], max_fpr) - pauc(bc[i], bm[j], max_fpr))
+    lo, hi = np.percentile(gaps, [2.5, 97.5])
+    gap = pauc(oc, om, max_fpr) - pauc(bc, bm, max_fpr)
+    return {"gap": round(gap, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "reps": reps}
 
 
 def scores(folder: Path, paths: list[Path]) -> np.ndarray:
@@ -84,6 +105,7 @@ def main() -> None:
     pool = args.cache / f"visible-pool-{key}"
     out: dict[str, Any] = {"what": __doc__.splitlines()[0], "clean": len(clean),
                            "marked": len(marked), "detectors": {}}  # fmt: skip
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
     for name, _, path in named:
         folder = Path(path)
         s = scores(folder, [pool / f"{x}.jpg" for x in clean + marked])
@@ -94,9 +116,12 @@ def main() -> None:
             "weights_sha256": meta["weights_sha256"][:16],
             "stage_steps": (meta.get("stage") or {}).get("steps"),
             "auroc": round(float(roc_auc_score(y, np.r_[c, m])), 4),
-            "pauc_to_fpr_0.01": pauc(c, m, 0.01),
+            "pauc_to_fpr_0.01": round(pauc(c, m, 0.01), 4),
             "tpr_at_matched_fpr": {str(r): tpr_at(c, m, r) for r in RATES},
         }
+        if kept:  # against the first detector named
+            out["detectors"][name]["pauc_gap_to_" + named[0][0]] = paired_pauc_gap(kept[0], (c, m))
+        kept.append((c, m))
         print(name, json.dumps(out["detectors"][name]), flush=True)
     out["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")

@@ -30,3 +30,12 @@ def test_partial_auc_is_one_for_separated_scores_and_lower_otherwise() -> None:
     assert mf.pauc(clean, np.full(10, 0.9), 0.01) == 1.0
     mixed = np.r_[np.full(5, 0.9), np.full(5, 0.1)]
     assert mf.pauc(clean, mixed, 0.01) == 0.5
+
+
+def test_the_paired_gap_sees_a_better_detector_and_not_a_copy() -> None:
+    rng = np.random.default_rng(1)
+    clean, marked = rng.normal(0, 1, 800), rng.normal(2, 1, 400)
+    same = mf.paired_pauc_gap((clean, marked), (clean, marked), reps=50)
+    assert same["gap"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    better = mf.paired_pauc_gap((clean, marked), (clean, marked + 1.5), reps=50)
+    assert better["gap"] > 0.2 and better["ci95"][0] > 0  # the interval leaves 0 out
