@@ -30,7 +30,6 @@ Results: ``bench/results/real_photos.json`` (sections are merged, so runs can be
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -351,11 +350,11 @@ def bench_visible(folder: Path, cache: Path) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from clipaudit.rules.schema import load_pack
-    from clipaudit.safety.visible.train import marked_photos
+    from clipaudit.safety.visible.train import labels_digest, marked_photos
 
     # Keyed by the labels: a photo labelled "already marked" later must not stay clean here.
     skip = marked_photos()
-    key = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:12]
+    key = labels_digest(skip)[:12]
     pool, record = cache / f"visible-pool-{key}", cache / f"visible-pool-{key}.json"
     if not record.is_file():
         shutil.rmtree(pool, ignore_errors=True)

@@ -14,7 +14,6 @@ the operating point a user gets is the pack threshold chosen on the tune photos
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -31,7 +30,7 @@ RATES = (0.0025, 0.005, 0.0075, 0.01, 0.02, 0.05)
 def tpr_at(clean: np.ndarray, marked: np.ndarray, rate: float) -> dict[str, Any]:
     """Detection when at most ``rate`` of the clean photos score at or above the threshold."""
     k = int(np.floor(rate * len(clean)))
-    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf  # flags exactly k clean
+    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf  # k clean, fewer on ties
     flagged = int((clean > thr).sum())
     return {"clean_flagged": flagged, "detected": round(float((marked > thr).mean()), 4)}
 
@@ -92,10 +91,9 @@ def main() -> None:
             ap.error(f"{name}{eq}{folder}: give NAME=DIR with DIR a detector folder")
     from sklearn.metrics import roc_auc_score
 
-    from clipaudit.safety.visible.train import marked_photos
+    from clipaudit.safety.visible.train import labels_digest, marked_photos
 
-    skip = marked_photos()
-    key = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:12]
+    key = labels_digest(marked_photos())[:12]  # the key real_photos.py gives its pool
     record = args.cache / f"visible-pool-{key}.json"
     if not record.is_file():
         sys.exit(f"no held-out pool at {record}: run `python bench/real_photos.py --visible` first")
