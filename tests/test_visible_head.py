@@ -220,3 +220,33 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     with pytest.raises(SystemExit, match="already has a tuned stage"):
         run(StageConfig(init=str(tmp_path / "wm2"), out=str(tmp_path / "wm3"),
                         cache=str(root / "cache"), steps=1, threads=1), log=False)  # fmt: skip
+
+
+def test_stage_training_draws_fresh_parts_beyond_the_heads(
+    trained: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import shutil
+    from dataclasses import replace
+
+    from clipaudit.safety.visible.head_train import cached_parts, has_p4
+    from clipaudit.safety.visible.stage_train import StageConfig, run
+
+    root, r = trained
+    cache = tmp_path / "cache"  # a copy: the module's cache stays as the other tests expect
+    shutil.copytree(root / "cache", cache)
+    cfg = StageConfig(init=str(root / "wm"), out=str(tmp_path / "wm2"), cache=str(cache),
+                      parts=3, steps=6, batch=16, lr=0.01, threads=1)  # fmt: skip
+    st = run(cfg, log=False)["training"]["stage"]
+    assert st["parts_drawn_here"] == 1 and st["parts"] == 3 and st["inputs_cached"] == 3 * 2 * 32
+    assert "--parts 3" in st["command"]
+    (folder,) = cache.iterdir()
+    fresh, first = folder / "train2.npz", folder / "train0.npz"
+    assert not has_p4(fresh) and has_p4(first)  # the stage computes P4 itself
+    with np.load(fresh) as a, np.load(first) as b:
+        assert a["p3"].shape == b["p3"].shape and a["y"].tolist() == b["y"].tolist()
+        assert not np.array_equal(a["p3"], b["p3"])  # its own seed: new views and marks
+    # head_train needs P4, so it draws again a part the stage stored without it.
+    bb = vb.Backbone(root / "wm" / vb.BACKBONE, 1)
+    sha = r["metrics"]["training"]["backbone_sha256"]
+    paths, drawn = cached_parts(replace(r["cfg"], parts=3, cache=str(cache)), bb, sha, log=False)
+    assert drawn == 1 and has_p4(paths[2]) and paths[2] == fresh

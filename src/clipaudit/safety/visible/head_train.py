@@ -92,11 +92,18 @@ def build_part(backbone: vb.Backbone, bank: vd.Bank, k: int, n: int) -> dict[str
     return {"p3": p3, "p4": p4, "y": y}
 
 
+def has_p4(path: Path) -> bool:
+    with np.load(path) as z:
+        return "p4" in z.files
+
+
 def cached_parts(
-    cfg: HeadConfig, backbone: vb.Backbone, cut_sha: str, log: bool
+    cfg: HeadConfig, backbone: vb.Backbone, cut_sha: str, log: bool, p4: bool = True
 ) -> tuple[list[Path], int]:
     """The parts' feature files, drawn and run through the backbone where missing; and how
-    many were drawn here (the rest were read from the cache)."""
+    many were drawn here (the rest were read from the cache). ``p4=False`` (the stage
+    tuning, which computes P4 itself) stores only P3 in parts it draws, a third less disk;
+    a caller that needs P4 redraws such a part."""
     # Keyed by what decides the features: the backbone, which photos, the part size (another
     # photo folder under the same cache must not reuse these features).
     src = "installed"
@@ -109,7 +116,7 @@ def cached_parts(
     bank: vd.Bank | None = None
     drawn = 0
     for k, path in enumerate(paths):
-        if path.is_file():
+        if path.is_file() and (not p4 or has_p4(path)):
             continue
         drawn += 1
         if bank is None:
@@ -118,7 +125,10 @@ def cached_parts(
         t = time.time()
         tmp = path.with_suffix(".tmp.npz")
         part = build_part(backbone, bank, k, cfg.pairs_per_part)
-        np.savez(tmp, p3=part["p3"], p4=part["p4"], y=part["y"])
+        if p4:
+            np.savez(tmp, p3=part["p3"], p4=part["p4"], y=part["y"])
+        else:
+            np.savez(tmp, p3=part["p3"], y=part["y"])
         tmp.rename(path)  # a part cut short never looks complete
         if log:
             print(f"part {k}: {time.time() - t:.0f} s", flush=True)

@@ -122,6 +122,9 @@ class StageConfig:
     photos: str = ""
     cache: str = "/tmp/clipaudit-visible-head"  # head_train's feature cache
     steps: int = 3200
+    # 0: the parts head_train drew (its recipe's); more draws fresh pairs into the same cache,
+    # part k from its own seed, so a longer run sees new views and marks, not repeats.
+    parts: int = 0
     batch: int = 128
     lr: float = 3e-4  # peak, for head and stage alike; 50 steps of warm-up, then cosine
     weight_decay: float = 1e-4
@@ -192,9 +195,11 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
         src_cut = init / vb.BACKBONE
         backbone = vb.Backbone(src_cut, cfg.threads)
         hcfg = HeadConfig(out=str(out), photos=cfg.photos, cache=cfg.cache,
-                          **{k: rc[k] for k in ("parts", "pairs_per_part", "n_world")})  # fmt: skip
+                          parts=cfg.parts or rc["parts"],
+                          **{k: rc[k] for k in ("pairs_per_part", "n_world")})  # fmt: skip
         t0 = time.time()
-        parts, drawn = cached_parts(hcfg, backbone, old_config["backbone_sha256"], log)
+        sha = old_config["backbone_sha256"]
+        parts, drawn = cached_parts(hcfg, backbone, sha, log, p4=False)
         t_feat = time.time() - t0
         head = vb.Head(int(old_config.get("width", 128)))
         head.load_state_dict(load_file(str(init / WEIGHTS)))
@@ -227,6 +232,7 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
             "from": {"weights_sha256": old["training"]["weights_sha256"],
                      "backbone_sha256": old_config["backbone_sha256"]},
             "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
+            "parts": len(parts), "inputs_cached": 2 * len(parts) * hcfg.pairs_per_part,
             "inputs_seen": cfg.steps * cfg.batch,
             "params": sum(p.numel() for p in model.stage.parameters()),
             "loss_first": round(float(np.mean(losses[:w])), 4),
@@ -284,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     for k in ("steps", "batch", "threads"):
         if getattr(args, k) < 1:
             ap.error(f"--{k} {getattr(args, k)}: give 1 or more")
+    if args.parts < 0:
+        ap.error(f"--parts {args.parts}: give 0 (the recipe's parts) or more")
     m = run(StageConfig(**vars(args)))
     r = m.get("real_photos", {})
     short = {k: r[k] for k in ("auroc", "tpr", "fpr") if k in r}
