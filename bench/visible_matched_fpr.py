@@ -113,6 +113,9 @@ def main() -> None:
         out["detectors"][name] = {
             "weights_sha256": meta["weights_sha256"][:16],
             "stage_steps": (meta.get("stage") or {}).get("steps"),
+            # Parts of cached pairs the stage tuned over; None: no tuned stage, or one from before
+            # --parts existed (the recipe's 10).
+            "stage_parts": (meta.get("stage") or {}).get("parts"),
             "auroc": round(float(roc_auc_score(y, np.r_[c, m])), 4),
             "pauc_to_fpr_0.01": round(pauc(c, m, 0.01), 4),
             "tpr_at_matched_fpr": {str(r): tpr_at(c, m, r) for r in RATES},
