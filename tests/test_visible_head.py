@@ -179,7 +179,7 @@ def test_the_stage_exported_into_the_graph_computes_what_torch_computes(tmp_path
     with torch.no_grad():  # a changed stage, as training leaves it
         for conv in stage.convs():
             conv.weight.mul_(1.1)
-    write_cut(tmp_path / "b.onnx", stage, tmp_path / "t.onnx")
+    write_cut(tmp_path / "b.onnx", [stage], tmp_path / "t.onnx")
     _, q4 = vb.Backbone(tmp_path / "t.onnx", threads=1).features(x)
     with torch.inference_mode():
         after = stage(torch.from_numpy(p3.astype(np.float32))).numpy()
@@ -188,6 +188,33 @@ def test_the_stage_exported_into_the_graph_computes_what_torch_computes(tmp_path
     again = stage_from_cut(tmp_path / "t.onnx")
     for a, b in zip(again.convs(), stage.convs(), strict=True):
         assert torch.allclose(a.weight, b.weight)
+
+
+def test_both_stages_exported_compute_what_torch_computes_from_p2(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from clipaudit.safety.visible.stage_train import FIRST, stage_from_cut, write_cut
+
+    vb.cut(tmp_path / "b.onnx")
+    vb.sub_cut(tmp_path / "b.onnx", [vb.P2_OUTPUT], tmp_path / "p2.onnx")
+    x = vd.to_input(next(iter(vd.real_photos().values())), vb.INPUT_SIZE)[None]
+    f = vb.Backbone(tmp_path / "p2.onnx", threads=1).named(x)
+    assert list(f) == ["p2"] and f["p2"].shape == (1, 32, 80, 80)
+    s8, s16 = stage_from_cut(tmp_path / "b.onnx", FIRST[8]), stage_from_cut(tmp_path / "b.onnx")
+    p3, _ = vb.Backbone(tmp_path / "b.onnx", threads=1).features(x)
+    p2 = torch.from_numpy(f["p2"].astype(np.float32))
+    with torch.inference_mode():
+        assert np.abs(s8(p2).numpy() - p3.astype(np.float32)).max() < 0.02
+    with torch.no_grad():  # both stages changed, as training leaves them
+        for conv in s8.convs() + s16.convs():
+            conv.weight.mul_(1.1)
+    write_cut(tmp_path / "b.onnx", [s8, s16], tmp_path / "t.onnx")
+    q3, q4 = vb.Backbone(tmp_path / "t.onnx", threads=1).features(x)
+    with torch.inference_mode():
+        a3 = s8(p2)
+        a4 = s16(a3).numpy()
+    assert np.abs(a3.numpy() - p3.astype(np.float32)).max() > 0.1  # the change shows in P3
+    for mine, got in ((a3.numpy(), q3), (a4, q4)):
+        assert np.abs(mine - got.astype(np.float32)).max() < 0.02 * max(1.0, np.abs(mine).max())
 
 
 def test_stage_training_writes_a_tuned_folder_that_loads(
@@ -228,7 +255,7 @@ def test_stage_training_draws_fresh_parts_beyond_the_heads(
     import shutil
     from dataclasses import replace
 
-    from clipaudit.safety.visible.head_train import cached_parts, has_p4
+    from clipaudit.safety.visible.head_train import cached_parts, holds
     from clipaudit.safety.visible.stage_train import StageConfig, run
 
     root, r = trained
@@ -241,7 +268,7 @@ def test_stage_training_draws_fresh_parts_beyond_the_heads(
     assert "--parts 3" in st["command"]
     (folder,) = cache.iterdir()
     fresh, first = folder / "train2.npz", folder / "train0.npz"
-    assert not has_p4(fresh) and has_p4(first)  # the stage computes P4 itself
+    assert holds(fresh, ("p3",)) and not holds(fresh, ("p4",)) and holds(first, ("p3", "p4"))
     with np.load(fresh) as a, np.load(first) as b:
         assert a["p3"].shape == b["p3"].shape and a["y"].tolist() == b["y"].tolist()
         assert not np.array_equal(a["p3"], b["p3"])  # its own seed: new views and marks
@@ -249,4 +276,37 @@ def test_stage_training_draws_fresh_parts_beyond_the_heads(
     bb = vb.Backbone(root / "wm" / vb.BACKBONE, 1)
     sha = r["metrics"]["training"]["backbone_sha256"]
     paths, drawn = cached_parts(replace(r["cfg"], parts=3, cache=str(cache)), bb, sha, log=False)
-    assert drawn == 1 and has_p4(paths[2]) and paths[2] == fresh
+    assert drawn == 1 and holds(paths[2], ("p3", "p4")) and paths[2] == fresh
+
+
+def test_stride8_tuning_trains_both_stages_over_cached_p2(
+    trained: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import load_file
+
+    from clipaudit.safety.visible.head_train import holds
+    from clipaudit.safety.visible.stage_train import FIRST, StageConfig, main, run, stage_from_cut
+
+    root, _ = trained
+    cfg = StageConfig(init=str(root / "wm"), out=str(tmp_path / "wm8"), cache=str(tmp_path / "c"),
+                      stride=8, steps=4, batch=16, lr=0.01, threads=1)  # fmt: skip
+    m = run(cfg, log=False)
+    st = m["training"]["stage"]
+    assert st["stride"] == 8 and st["layers"] == "model.3 to model.6"
+    assert st["parts_drawn_here"] == 2 and st["export_max_abs_diff"] < 0.05
+    assert 330_000 < st["params"] < 350_000  # both stages: 68k + 271k
+    (folder,) = [d for d in (tmp_path / "c").iterdir() if d.is_dir()]
+    assert all(holds(p, ("p2",)) and not holds(p, ("p3",)) for p in folder.glob("train*.npz"))
+    before, after = root / "wm" / vb.BACKBONE, tmp_path / "wm8" / vb.BACKBONE
+    for first in FIRST.values():  # both stages moved away from nudenet's weights
+        a, b = stage_from_cut(before, first).convs()[0], stage_from_cut(after, first).convs()[0]
+        assert not torch.allclose(a.weight, b.weight)
+    card = (tmp_path / "wm8" / "CARD.md").read_text()
+    assert "its stride-8 and stride-16 stages fine-tuned" in card and "model.3 to model.6" in card
+    det = load_from(tmp_path / "wm8")
+    assert "model.3 to model.6 fine-tuned" in det.config["backbone_from"]
+    assert det.config["backbone_sha256"] == m["training"]["backbone_sha256"]
+    assert load_file(str(tmp_path / "wm8" / "model.safetensors"))  # the head, tuned with them
+    with pytest.raises(SystemExit):
+        main(["--init", str(root / "wm"), "--out", str(tmp_path / "x"), "--stride", "4"])
+    assert "--stride 4: give 16" in capsys.readouterr().err

@@ -28,6 +28,9 @@ INPUT_SIZE = 320  # nudenet's own input size: the stages were trained at this sc
 OUTPUTS = ("/model.4/cv2/act/Mul_output_0", "/model.6/cv2/act/Mul_output_0")  # P3, P4
 P3_SHAPE = (64, 40, 40)
 P4_SHAPE = (128, 20, 20)
+P2_OUTPUT = "/model.2/cv2/act/Mul_output_0"  # stride 4: 32×80×80, what the stride-8 stage reads
+# The name a training cache stores each output under.
+KEYS = {OUTPUTS[0]: "p3", OUTPUTS[1]: "p4", P2_OUTPUT: "p2"}
 
 
 def cut(out: Path) -> str:
@@ -47,6 +50,20 @@ def cut(out: Path) -> str:
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
+def sub_cut(src: Path, outputs: list[str], out: Path) -> str:
+    """``src`` (a cut, maybe with tuned stages) cut again, to ``outputs``: the frozen first
+    stages a stage tuning reads its inputs from. Returns the sha256 of ``out``."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = Extractor(onnx.load(str(src))).extract_model(["images"], outputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    tmp.rename(out)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
 class Backbone:
     """The cut graph in onnxruntime; ``run`` is thread-safe, so one instance serves all."""
 
@@ -59,17 +76,24 @@ class Backbone:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    def features(self, x: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 NHWC at INPUT_SIZE → (P3, P4) float16 (how training caches them)."""
+    def named(self, x: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """uint8 NHWC at INPUT_SIZE → each output of the graph as float16 (how training caches
+        them), under its ``KEYS`` name."""
         if x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"backbone input {x.shape[1:]} is not {INPUT_SIZE}x{INPUT_SIZE}x3")
-        p3, p4 = [], []
+        keys = [KEYS.get(o.name, o.name) for o in self.session.get_outputs()]
+        got: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for i in range(0, len(x), batch_size):
             b = np.ascontiguousarray(x[i : i + batch_size].transpose(0, 3, 1, 2), np.float32)
-            a, c = self.session.run(None, {"images": b / np.float32(255.0)})
-            p3.append(a.astype(np.float16))
-            p4.append(c.astype(np.float16))
-        return np.concatenate(p3), np.concatenate(p4)
+            out = self.session.run(None, {"images": b / np.float32(255.0)})
+            for k, a in zip(keys, out, strict=True):
+                got[k].append(a.astype(np.float16))
+        return {k: np.concatenate(v) for k, v in got.items()}
+
+    def features(self, x: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 NHWC at INPUT_SIZE → (P3, P4) float16."""
+        f = self.named(x, batch_size)
+        return f["p3"], f["p4"]
 
 
 class Head(nn.Module):

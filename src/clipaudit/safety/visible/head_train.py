@@ -82,28 +82,32 @@ def fit_names(folder: Path) -> list[str]:
 
 
 def build_part(backbone: vb.Backbone, bank: vd.Bank, k: int, n: int) -> dict[str, np.ndarray]:
-    """Part ``k``: ``n`` clean inputs, then their marked twins, as backbone features."""
+    """Part ``k``: ``n`` clean inputs, then their marked twins, as backbone features (each
+    output of the backbone's graph under its ``vb.KEYS`` name) and labels ``y``."""
     rng = random.Random(part_seed(k))
     with vd.input_size(vb.INPUT_SIZE):
         pairs = [fresh_pair(rng, bank, PHOTO_SHARE, True) for _ in range(n)]
     x = np.stack([p[0] for p in pairs] + [p[1] for p in pairs])
-    p3, p4 = backbone.features(x)
     y = np.r_[np.zeros(len(pairs)), np.ones(len(pairs))].astype(np.float32)
-    return {"p3": p3, "p4": p4, "y": y}
+    return {**backbone.named(x), "y": y}
 
 
-def has_p4(path: Path) -> bool:
+def holds(path: Path, keep: tuple[str, ...]) -> bool:
     with np.load(path) as z:
-        return "p4" in z.files
+        return set(keep) <= set(z.files)
 
 
 def cached_parts(
-    cfg: HeadConfig, backbone: vb.Backbone, cut_sha: str, log: bool, p4: bool = True
+    cfg: HeadConfig,
+    backbone: vb.Backbone,
+    cut_sha: str,
+    log: bool,
+    keep: tuple[str, ...] = ("p3", "p4"),
 ) -> tuple[list[Path], int]:
     """The parts' feature files, drawn and run through the backbone where missing; and how
-    many were drawn here (the rest were read from the cache). ``p4=False`` (the stage
-    tuning, which computes P4 itself) stores only P3 in parts it draws, a third less disk;
-    a caller that needs P4 redraws such a part."""
+    many were drawn here (the rest were read from the cache). A part stores only the
+    features in ``keep`` (a stage tuning computes the later ones itself, so they need not
+    be stored); a caller that needs one a part lacks draws that part again."""
     # Keyed by what decides the features: the backbone, which photos, the part size (another
     # photo folder under the same cache must not reuse these features).
     src = "installed"
@@ -116,7 +120,7 @@ def cached_parts(
     bank: vd.Bank | None = None
     drawn = 0
     for k, path in enumerate(paths):
-        if path.is_file() and (not p4 or has_p4(path)):
+        if path.is_file() and holds(path, keep):
             continue
         drawn += 1
         if bank is None:
@@ -125,10 +129,7 @@ def cached_parts(
         t = time.time()
         tmp = path.with_suffix(".tmp.npz")
         part = build_part(backbone, bank, k, cfg.pairs_per_part)
-        if p4:
-            np.savez(tmp, p3=part["p3"], p4=part["p4"], y=part["y"])
-        else:
-            np.savez(tmp, p3=part["p3"], y=part["y"])
+        np.savez(tmp, **{k: part[k] for k in (*keep, "y")})  # type: ignore[arg-type]
         tmp.rename(path)  # a part cut short never looks complete
         if log:
             print(f"part {k}: {time.time() - t:.0f} s", flush=True)
@@ -344,13 +345,19 @@ def relabelled(lab: dict[str, Any]) -> bool:
     return trained is not None and trained != lab.get("measured_digest")
 
 
+def tuned_stages(stage: dict[str, Any]) -> str:
+    """Which of the backbone's stages a stage tuning trained, as the card names them."""
+    return "stride-8 and stride-16 stages" if stage.get("stride") == 8 else "stride-16 stage"
+
+
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     """CARD.md from a trained folder's metrics and config."""
     t, rc = metrics["training"], metrics["recipe"]["config"]
     about = ABOUT.format(params=t["params"], kib=t["weights_bytes"] / 1024,
                          nudenet=config["backbone_from"].split()[1],
                          cut_sha=config["backbone_sha256"], ms=t["ms_per_image"],
-                         frozen="its stride-16 stage fine-tuned" if t.get("stage") else "frozen",
+                         frozen=f"its {tuned_stages(t['stage'])} fine-tuned"
+                         if t.get("stage") else "frozen",
                          cnn_ms=t["cnn_ms_per_image"], threads=t["threads"],
                          size=config["input_size"])  # fmt: skip
     sec = t["seconds"]
@@ -364,10 +371,12 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     st = t.get("stage")
     if st:
         training += (
-            f"\n\nThen the stride-16 stage (model.5 and model.6, {st['params']:,} parameters,"
-            f" from nudenet's weights) and the head (from the weights above, sha256"
-            f" `{st['from']['weights_sha256'][:16]}`) trained together on the cached stride-8"
-            f" features: {st['steps']:,} steps of {st['batch']} ({st['inputs_seen']:,} inputs),"
+            f"\n\nThen the {tuned_stages(st)} ({st.get('layers', 'model.5 and model.6')},"
+            f" {st['params']:,} parameters, from nudenet's weights) and the head (from the"
+            f" weights above, sha256 `{st['from']['weights_sha256'][:16]}`) trained together on"
+            f" the cached stride-{4 if st.get('stride') == 8 else 8} features"
+            f" ({st.get('inputs_cached', 2 * rc['parts'] * rc['pairs_per_part']):,} inputs):"
+            f" {st['steps']:,} steps of {st['batch']} ({st['inputs_seen']:,} inputs),"
             f" AdamW, peak lr {st['lr']}, cosine; loss {st['loss_first']:.3f} →"
             f" {st['loss_last']:.3f}; {st['seconds']['train']:.0f} s on {st['threads']} thread(s)"
             f" ({st['machine']}, torch {st['torch']}). The tuned weights replace the stage's in"

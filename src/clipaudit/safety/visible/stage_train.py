@@ -1,5 +1,6 @@
 """A second training step for the visible-watermark detector: nudenet's stride-16 stage
-(model.5 and model.6, 0.27 M parameters) fine-tuned together with a trained head.
+(model.5 and model.6, 0.27 M parameters), or with ``--stride 8`` its stride-8 stage too,
+fine-tuned together with a trained head.
 
     python -m clipaudit.safety.visible.stage_train --init DIR --photos ../shared/photos --out DIR2
 
@@ -8,6 +9,10 @@ training loss stays near 0.2; the features, not the head, are the limit. The sta
 P3 trains on the P3 features ``head_train`` already cached (``--init``'s recipe finds the
 same cache, or draws it), so the first stages never run again during training and two CPU
 cores suffice.
+
+``--stride 8`` tunes the stride-8 stage (model.3 and model.4, 68k parameters) too, over
+cached P2 features (32×80×80, 410 kB an input in fp16: twice P3, so 10 parts take 33 GB)
+drawn from the same pairs as the P3 cache; a step costs about 1.8× the stride-16 one.
 
 The result ships as the same kind of folder (``arch: BackboneHead``): the cut's graph with
 the stage's weights replaced (``backbone.onnx``, sha256 pinned in the config) and the head's
@@ -34,9 +39,18 @@ from clipaudit.safety.visible import backbone as vb
 from clipaudit.safety.visible import data as vd
 from clipaudit.safety.visible.detector import CONFIG, METRICS, WEIGHTS, sha256_file, torch_threads
 
-# The stage's convolutions in the exported graph (batch norm already folded into them).
-ONNX_CONVS = ("model.5.conv", "model.6.cv1.conv", "model.6.m.0.cv1.conv", "model.6.m.0.cv2.conv",
-              "model.6.m.1.cv1.conv", "model.6.m.1.cv2.conv", "model.6.cv2.conv")  # fmt: skip
+# YOLOv8n's stages as (first layer) → (in, out) channels: model.3/4 make P3 (stride 8) from
+# P2, model.5/6 make P4 (stride 16) from P3.
+CHANNELS = {3: (32, 64), 5: (64, 128)}
+# The stage a tuning from stride s starts at; stride 8 tunes both stages.
+FIRST = {8: 3, 16: 5}
+
+
+def onnx_convs(first: int) -> tuple[str, ...]:
+    """The stage's convolutions in the exported graph (batch norm already folded into them)."""
+    c2f = f"model.{first + 1}"
+    inner = (f"{c2f}.m.{i}.cv{j}.conv" for i in range(2) for j in (1, 2))
+    return (f"model.{first}.conv", f"{c2f}.cv1.conv", *inner, f"{c2f}.cv2.conv")
 
 
 def _conv_silu(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
@@ -44,20 +58,24 @@ def _conv_silu(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
 
 
 class Stage(nn.Module):
-    """YOLOv8n's model.5 (3×3 stride-2 conv, 64→128) and model.6 (C2f, two residual
-    bottlenecks), as the exported graph computes them: P3 → P4."""
+    """A YOLOv8n stage as the exported graph computes it: model.``first`` (3×3 stride-2 conv)
+    and model.``first+1`` (C2f, two residual bottlenecks). ``first=5``: P3 → P4;
+    ``first=3``: P2 → P3."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: int = 5) -> None:
         super().__init__()
-        self.down = _conv_silu(64, 128, 3, 2)
-        self.cv1 = _conv_silu(128, 128, 1)
+        cin, c = CHANNELS[first]
+        self.first = first
+        self.down = _conv_silu(cin, c, 3, 2)
+        self.cv1 = _conv_silu(c, c, 1)
         self.m = nn.ModuleList(
-            nn.Sequential(_conv_silu(64, 64, 3), _conv_silu(64, 64, 3)) for _ in range(2)
+            nn.Sequential(_conv_silu(c // 2, c // 2, 3), _conv_silu(c // 2, c // 2, 3))
+            for _ in range(2)
         )
-        self.cv2 = _conv_silu(256, 128, 1)
+        self.cv2 = _conv_silu(2 * c, c, 1)
 
-    def forward(self, p3: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(self.down(p3)).chunk(2, 1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = list(self.cv1(self.down(x)).chunk(2, 1))
         for block in self.m:
             y.append(y[-1] + block(y[-1]))
         return self.cv2(torch.cat(y, 1))
@@ -68,32 +86,33 @@ class Stage(nn.Module):
         return [cast(nn.Conv2d, cast(nn.Sequential, s)[0]) for s in seq]
 
 
-def stage_from_cut(cut: Path) -> Stage:
+def stage_from_cut(cut: Path, first: int = 5) -> Stage:
     """The stage with the weights the cut graph holds."""
     import onnx
     from onnx import numpy_helper
 
     w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(cut)).graph.initializer}
-    stage = Stage()
+    stage = Stage(first)
     with torch.no_grad():
-        for conv, name in zip(stage.convs(), ONNX_CONVS, strict=True):
+        for conv, name in zip(stage.convs(), onnx_convs(first), strict=True):
             conv.weight.copy_(torch.from_numpy(w[f"{name}.weight"].copy()))
             assert conv.bias is not None
             conv.bias.copy_(torch.from_numpy(w[f"{name}.bias"].copy()))
     return stage
 
 
-def write_cut(src: Path, stage: Stage, out: Path) -> str:
-    """``src``'s graph with the stage's weights put in place of its own; returns the sha256."""
+def write_cut(src: Path, stages: list[Stage], out: Path) -> str:
+    """``src``'s graph with the stages' weights put in place of its own; returns the sha256."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(src))
     new = {}
-    for conv, name in zip(stage.convs(), ONNX_CONVS, strict=True):
-        assert conv.bias is not None
-        new[f"{name}.weight"] = conv.weight.detach().numpy()
-        new[f"{name}.bias"] = conv.bias.detach().numpy()
+    for stage in stages:
+        for conv, name in zip(stage.convs(), onnx_convs(stage.first), strict=True):
+            assert conv.bias is not None
+            new[f"{name}.weight"] = conv.weight.detach().numpy()
+            new[f"{name}.bias"] = conv.bias.detach().numpy()
     for init in model.graph.initializer:
         if init.name in new:
             init.CopyFrom(numpy_helper.from_array(new.pop(init.name).astype(np.float32), init.name))
@@ -105,13 +124,18 @@ def write_cut(src: Path, stage: Stage, out: Path) -> str:
 
 
 class StageHead(nn.Module):
-    """P3 → stage → head: what is trained."""
+    """What is trained: P3 → stride-16 stage → head, or with ``stage8`` P2 → stride-8 stage →
+    P3 → stride-16 stage → head."""
 
-    def __init__(self, stage: Stage, head: vb.Head) -> None:
+    def __init__(self, stage: Stage, head: vb.Head, stage8: Stage | None = None) -> None:
         super().__init__()
-        self.stage, self.head = stage, head
+        self.stage, self.head, self.stage8 = stage, head, stage8
 
-    def forward(self, p3: torch.Tensor) -> torch.Tensor:
+    def stages(self) -> list[Stage]:
+        return [s for s in (self.stage8, self.stage) if s is not None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p3 = self.stage8(x) if self.stage8 is not None else x
         return self.head(p3, self.stage(p3))
 
 
@@ -125,6 +149,9 @@ class StageConfig:
     # 0: the parts head_train drew (its recipe's); more draws fresh pairs into the same cache,
     # part k from its own seed, so a longer run sees new views and marks, not repeats.
     parts: int = 0
+    # 16: tune the stride-16 stage over cached P3; 8: the stride-8 stage too, over cached P2
+    # (twice the disk a part and about 1.8× the step cost).
+    stride: int = 16
     batch: int = 128
     lr: float = 3e-4  # peak, for head and stage alike; 50 steps of warm-up, then cosine
     weight_decay: float = 1e-4
@@ -145,7 +172,7 @@ def train_stage(cfg: StageConfig, model: StageHead, parts: list[Path], log: bool
     while step < cfg.steps:
         for k in rng.permutation(len(parts)).tolist():
             with np.load(parts[k]) as z:
-                p3, y = z["p3"], z["y"]
+                x, y = z["p2" if model.stage8 is not None else "p3"], z["y"]
             perm = rng.permutation(len(y))
             for i in range(0, len(y) - cfg.batch + 1, cfg.batch):
                 if step >= cfg.steps:
@@ -155,7 +182,7 @@ def train_stage(cfg: StageConfig, model: StageHead, parts: list[Path], log: bool
                 for g in opt.param_groups:
                     g["lr"] = lr
                 ix = np.sort(perm[i : i + cfg.batch])
-                loss = bce(model(torch.from_numpy(p3[ix].astype(np.float32))),
+                loss = bce(model(torch.from_numpy(x[ix].astype(np.float32))),
                            torch.from_numpy(y[ix]))  # fmt: skip
                 opt.zero_grad()
                 loss.backward()
@@ -193,23 +220,29 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
         raise SystemExit(f"--init {init} already has a tuned stage; start from head_train's")
     with torch_threads(cfg.threads), torch.random.fork_rng():
         src_cut = init / vb.BACKBONE
+        src_sha = old_config["backbone_sha256"]
         backbone = vb.Backbone(src_cut, cfg.threads)
         hcfg = HeadConfig(out=str(out), photos=cfg.photos, cache=cfg.cache,
                           parts=cfg.parts or rc["parts"],
                           **{k: rc[k] for k in ("pairs_per_part", "n_world")})  # fmt: skip
         t0 = time.time()
-        sha = old_config["backbone_sha256"]
-        parts, drawn = cached_parts(hcfg, backbone, sha, log, p4=False)
+        inputs, sha, key = backbone, src_sha, "p3"
+        if cfg.stride == 8:  # its inputs are P2, from the frozen stages before it
+            p2_cut = Path(cfg.cache) / f"p2-{src_sha[:16]}.onnx"
+            sha, key = vb.sub_cut(src_cut, [vb.P2_OUTPUT], p2_cut), "p2"
+            inputs = vb.Backbone(p2_cut, cfg.threads)
+        parts, drawn = cached_parts(hcfg, inputs, sha, log, keep=(key,))
         t_feat = time.time() - t0
         head = vb.Head(int(old_config.get("width", 128)))
         head.load_state_dict(load_file(str(init / WEIGHTS)))
-        model = StageHead(stage_from_cut(src_cut), head)
+        stage8 = stage_from_cut(src_cut, FIRST[8]) if cfg.stride == 8 else None
+        model = StageHead(stage_from_cut(src_cut), head, stage8)
         t1 = time.time()
         losses = train_stage(cfg, model, parts, log)
         t_train = time.time() - t1
-        cut_sha = write_cut(src_cut, model.stage, out / vb.BACKBONE)
+        cut_sha = write_cut(src_cut, model.stages(), out / vb.BACKBONE)
         tuned = vb.Backbone(out / vb.BACKBONE, cfg.threads)
-        gap = export_gap(tuned, model.stage)
+        gap = export_gap(inputs, tuned, model)
         scorer = vb.BackboneHead(tuned, head)
         ecfg = eval_config(cfg.out, cfg.photos, rc)
         t2 = time.time()
@@ -218,8 +251,9 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
             data = data_record(len(fit_names(Path(cfg.photos))) if cfg.photos else 0, ecfg)
         t_eval = time.time() - t2
     save_file(vb.state(head), str(out / WEIGHTS))
+    tuned_layers = "model.3 to model.6" if cfg.stride == 8 else "model.5 and model.6"
     config = {**old_config, "backbone_sha256": cut_sha,
-              "backbone_from": old_config["backbone_from"] + "; model.5 and model.6 fine-tuned"
+              "backbone_from": old_config["backbone_from"] + f"; {tuned_layers} fine-tuned"
               " by clipaudit.safety.visible.stage_train"}  # fmt: skip
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     w = max(1, min(50, len(losses) // 4))
@@ -232,9 +266,10 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
             "from": {"weights_sha256": old["training"]["weights_sha256"],
                      "backbone_sha256": old_config["backbone_sha256"]},
             "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
+            "stride": cfg.stride, "layers": tuned_layers,
             "parts": len(parts), "inputs_cached": 2 * len(parts) * hcfg.pairs_per_part,
             "inputs_seen": cfg.steps * cfg.batch,
-            "params": sum(p.numel() for p in model.stage.parameters()),
+            "params": sum(p.numel() for st in model.stages() for p in st.parameters()),
             "loss_first": round(float(np.mean(losses[:w])), 4),
             "loss_last": round(float(np.mean(losses[-w:])), 4),
             "losses_every_100": [round(v, 4) for v in losses[::100]],
@@ -254,15 +289,20 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def export_gap(tuned: vb.Backbone, stage: Stage) -> float:
-    """Largest |P4| difference between the exported graph and the torch stage on a real
-    photo: the graph that ships must compute what was trained."""
+def export_gap(inputs: vb.Backbone, tuned: vb.Backbone, model: StageHead) -> float:
+    """Largest |P3| or |P4| difference between the exported graph and the torch stages on a
+    real photo, the stages fed what they trained on (``inputs``: the frozen graph whose P2 or
+    P3 the cache holds): the graph that ships must compute what was trained."""
     x = vd.to_input(next(iter(vd.real_photos().values())), vb.INPUT_SIZE)[None]
     p3, p4 = tuned.features(x)
+    feed = inputs.named(x)["p2" if model.stage8 is not None else "p3"].astype(np.float32)
     with torch.inference_mode():
-        mine = stage(torch.from_numpy(p3.astype(np.float32))).numpy()
-    gap = float(np.abs(mine - p4.astype(np.float32)).max())
-    if gap > 0.02 * max(1.0, float(np.abs(mine).max())):
+        mine3 = model.stage8(torch.from_numpy(feed)) if model.stage8 is not None else None
+        mine4 = model.stage(mine3 if mine3 is not None else torch.from_numpy(feed)).numpy()
+    pairs = [(mine4, p4)] + ([(mine3.numpy(), p3)] if mine3 is not None else [])
+    gap = max(float(np.abs(mine - got.astype(np.float32)).max()) for mine, got in pairs)
+    top = max(1.0, *(float(np.abs(mine).max()) for mine, _ in pairs))
+    if gap > 0.02 * top:
         raise RuntimeError(f"the exported stage differs from the trained one by {gap:.4f}")
     return gap
 
@@ -290,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     for k in ("steps", "batch", "threads"):
         if getattr(args, k) < 1:
             ap.error(f"--{k} {getattr(args, k)}: give 1 or more")
+    if args.stride not in FIRST:
+        ap.error(f"--stride {args.stride}: give 16 (the stride-16 stage) or 8 (both stages)")
     if args.parts < 0:
         ap.error(f"--parts {args.parts}: give 0 (the recipe's parts) or more")
     m = run(StageConfig(**vars(args)))
