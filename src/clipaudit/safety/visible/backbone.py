@@ -37,22 +37,17 @@ def cut(out: Path) -> str:
     """Write nudenet's 320n.onnx cut after P3 and P4 to ``out``; returns its sha256."""
     try:
         import nudenet
-        import onnx
-        from onnx.utils import Extractor
+        import onnx  # noqa: F401  (sub_cut needs it: fail here with the install hint)
     except ImportError as e:
         raise SystemExit(
             f"cutting the backbone needs {e.name}: pip install 'clipaudit[bench]'"
         ) from None
-    src = Path(nudenet.__file__).with_name("320n.onnx")
-    model = Extractor(onnx.load(str(src))).extract_model(["images"], list(OUTPUTS))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return hashlib.sha256(out.read_bytes()).hexdigest()
+    return sub_cut(Path(nudenet.__file__).with_name("320n.onnx"), list(OUTPUTS), out)
 
 
 def sub_cut(src: Path, outputs: list[str], out: Path) -> str:
-    """``src`` (a cut, maybe with tuned stages) cut again, to ``outputs``: the frozen first
-    stages a stage tuning reads its inputs from. Returns the sha256 of ``out``."""
+    """``src`` (nudenet's graph, or a cut of it, maybe with tuned stages) cut to ``outputs``,
+    written to ``out``; returns its sha256."""
     import onnx
     from onnx.utils import Extractor
 

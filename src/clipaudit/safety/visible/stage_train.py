@@ -16,8 +16,8 @@ drawn from the same pairs as the P3 cache; a step costs about 1.8× the stride-1
 
 The result ships as the same kind of folder (``arch: BackboneHead``): the cut's graph with
 the stage's weights replaced (``backbone.onnx``, sha256 pinned in the config) and the head's
-weights. Scoring cost does not change. The exported graph's P4 is checked against the
-trained torch stage before anything is written.
+weights. Scoring cost does not change. The exported graph's P3 and P4 are checked against
+the trained torch stages before anything is written.
 """
 
 from __future__ import annotations
