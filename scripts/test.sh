@@ -11,8 +11,14 @@ fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt-get update -q && apt-get install -y -q chromium chromium-driver
 fi
+# torch and its CUDA libraries take several GB: say so plainly when the disk is short
+# (a CI machine once stopped here with "No space left on device"), and keep no pip cache.
+free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
+if [ "${free_kb:-0}" -lt 12000000 ]; then
+  echo "warning: only $((free_kb / 1024)) MiB free here; the install needs about 12 GB" >&2
+fi
 python3 -m venv .venv
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q --no-cache-dir -e '.[test]'
 # The docs site: a broken link or a page missing from the nav fails here.
 site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site/site"

@@ -220,7 +220,7 @@ def test_both_stages_exported_compute_what_torch_computes_from_p2(tmp_path: Path
 def test_stage_training_writes_a_tuned_folder_that_loads(
     trained: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    from clipaudit.safety.visible.stage_train import StageConfig, run
+    from clipaudit.safety.visible.stage_train import StageConfig, run, stage_from_cut
     from clipaudit.safety.visible.train import labels_digest, labels_record, marked_photos
 
     root, r = trained
@@ -244,9 +244,20 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     ims = [Image.new("RGB", (50, 80)), Image.fromarray(np.uint8(np.arange(256)).reshape(16, 16))]
     tuned, first = det.score(ims), load_from(root / "wm").score(ims)
     assert tuned.shape == (2,) and not np.allclose(tuned, first)  # other weights, other scores
-    with pytest.raises(SystemExit, match="already has a tuned stage"):
-        run(StageConfig(init=str(tmp_path / "wm2"), out=str(tmp_path / "wm3"),
-                        cache=str(root / "cache"), steps=1, threads=1), log=False)  # fmt: skip
+    # A tuned folder can be tuned further: its stages are the start, its tuning is kept.
+    m3 = run(StageConfig(init=str(tmp_path / "wm2"), out=str(tmp_path / "wm3"),
+                         cache=str(tmp_path / "c3"), steps=2, batch=16, lr=0.01,
+                         threads=1), log=False)  # fmt: skip
+    st3 = m3["training"]["stage"]
+    assert st3["from"]["stage"] == st
+    assert st3["from"]["weights_sha256"] == m["training"]["weights_sha256"]
+    assert st3["from"]["backbone_sha256"] == m["training"]["backbone_sha256"]
+    assert st3["parts_drawn_here"] == 2  # P3 of the tuned graph's own cache key
+    before, after = tmp_path / "wm2" / vb.BACKBONE, tmp_path / "wm3" / vb.BACKBONE
+    a, b = stage_from_cut(before).convs()[0], stage_from_cut(after).convs()[0]
+    assert 0 < float((a.weight - b.weight).detach().abs().max()) < 0.5  # moved on from wm2
+    card3 = (tmp_path / "wm3" / "CARD.md").read_text()
+    assert "going on from an earlier tuning of model.5 and model.6 (6 steps)" in card3
 
 
 def test_stage_training_draws_fresh_parts_beyond_the_heads(

@@ -350,6 +350,15 @@ def tuned_stages(stage: dict[str, Any]) -> str:
     return "stride-8 and stride-16 stages" if stage.get("stride") == 8 else "stride-16 stage"
 
 
+def stage_origin(stage: dict[str, Any]) -> str:
+    """Where a stage tuning started: nudenet's weights, or an earlier tuning it went on from."""
+    prev = stage["from"].get("stage")
+    if not prev:
+        return "from nudenet's weights"
+    return (f"going on from an earlier tuning of {prev.get('layers', 'model.5 and model.6')}"
+            f" ({prev['steps']:,} steps); the rest from nudenet's weights")  # fmt: skip
+
+
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     """CARD.md from a trained folder's metrics and config."""
     t, rc = metrics["training"], metrics["recipe"]["config"]
@@ -372,7 +381,7 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     if st:
         training += (
             f"\n\nThen the {tuned_stages(st)} ({st.get('layers', 'model.5 and model.6')},"
-            f" {st['params']:,} parameters, from nudenet's weights) and the head (from the"
+            f" {st['params']:,} parameters, {stage_origin(st)}) and the head (from the"
             f" weights above, sha256 `{st['from']['weights_sha256'][:16]}`) trained together on"
             f" the cached stride-{4 if st.get('stride') == 8 else 8} features"
             f" ({st.get('inputs_cached', 2 * rc['parts'] * rc['pairs_per_part']):,} inputs):"

@@ -14,6 +14,10 @@ cores suffice.
 cached P2 features (32×80×80, 410 kB an input in fp16: twice P3, so 10 parts take 33 GB)
 drawn from the same pairs as the P3 cache; a step costs about 1.8× the stride-16 one.
 
+``--init`` may also be a folder this module wrote (the shipped detector, say): the tuning
+goes on from its stages and head, and its own tuning is kept under ``stage.from``. The
+cached features always come from below the stages being tuned, so they stay valid.
+
 The result ships as the same kind of folder (``arch: BackboneHead``): the cut's graph with
 the stage's weights replaced (``backbone.onnx``, sha256 pinned in the config) and the head's
 weights. Scoring cost does not change. The exported graph's P3 and P4 are checked against
@@ -141,7 +145,9 @@ class StageHead(nn.Module):
 
 @dataclass
 class StageConfig:
-    init: str  # a trained BackboneHead folder (head_train's output): head, recipe, cut
+    # a trained BackboneHead folder: head_train's output, or a tuned one to go on from
+    # (head, recipe, cut; the features cached for the stage are always below what is tuned)
+    init: str
     out: str
     photos: str = ""
     cache: str = "/tmp/clipaudit-visible-head"  # head_train's feature cache
@@ -216,8 +222,6 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
     rc = old["recipe"]["config"]
     if old_config.get("arch") != "BackboneHead":
         raise SystemExit(f"--init {init} is not a BackboneHead folder (head_train's output)")
-    if old["training"].get("stage"):
-        raise SystemExit(f"--init {init} already has a tuned stage; start from head_train's")
     with torch_threads(cfg.threads), torch.random.fork_rng():
         src_cut = init / vb.BACKBONE
         src_sha = old_config["backbone_sha256"]
@@ -264,7 +268,10 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
         "backbone_sha256": cut_sha,
         "stage": {
             "from": {"weights_sha256": old["training"]["weights_sha256"],
-                     "backbone_sha256": old_config["backbone_sha256"]},
+                     "backbone_sha256": old_config["backbone_sha256"],
+                     # a tuned --init goes on from its stages; its own tuning is kept here
+                     **({"stage": old["training"]["stage"]}
+                        if old["training"].get("stage") else {})},
             "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
             "stride": cfg.stride, "layers": tuned_layers,
             "parts": len(parts), "inputs_cached": 2 * len(parts) * hcfg.pairs_per_part,
