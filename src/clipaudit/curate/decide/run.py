@@ -18,7 +18,8 @@ whole run's rows at once:
 4. *map*: per shard, the reduce's outcome applied and the shard's decision rows written,
    then streamed into ``decisions.parquet``; the kept dataset is written shard by shard.
 
-``decide_signals`` is the same decide on one in-memory table (used by ablation and tests).
+``decide_signals`` is the same decide on one in-memory table (used by ablation and tests),
+without policy routes or a judge's verdicts: only ``decide_run`` applies those.
 """
 
 from __future__ import annotations
@@ -287,7 +288,8 @@ def decide_signals(
     model_spec: str | None,
     image_emb: np.ndarray | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Decide one in-memory signal table (every row of a small run)."""
+    """Decide one in-memory signal table (every row of a small run). Policy routes and a
+    multimodal judge's verdicts are not applied here (``decide_run`` applies them)."""
     reasons, used = sample_reasons(sig, pack, model_spec)
     dropped, groups = dedup(sig, standing(reasons, pack), pack, image_emb)
     rows = np.array(sorted(dropped), np.int64)
