@@ -8,7 +8,9 @@ threshold (where one may simply flag more clean photos than the other).
 
 The rates here are read off the held-out clean photos themselves, so they describe the curves;
 the operating point a user gets is the pack threshold chosen on the tune photos
-(``real_photos.json``). Results: ``bench/results/visible_matched_fpr.json``.
+(``real_photos.json``). Results: ``bench/results/visible_matched_fpr.json``; detectors measured
+there before and not named now are carried forward (marked so) when the pool and the first
+detector are the same.
 """
 
 from __future__ import annotations
@@ -62,6 +64,23 @@ def paired_pauc_gap(
     lo, hi = np.percentile(gaps, [2.5, 97.5])
     gap = pauc(oc, om, max_fpr) - pauc(bc, bm, max_fpr)
     return {"gap": round(gap, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "reps": reps}
+
+
+def carry_earlier(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """``now`` with the earlier file's detectors that were not measured again, where both were
+    measured on the same pool against the same first detector (so their gaps still compare);
+    each carried record says so. Trial folders often live in /tmp and are gone a session later."""
+    first = next(iter(now["detectors"]))
+    before = earlier.get("detectors", {})
+    same = (earlier.get("clean"), earlier.get("marked")) == (now["clean"], now["marked"]) and (
+        before.get(first, {}).get("weights_sha256") == now["detectors"][first]["weights_sha256"]
+    )
+    if not same:
+        return now
+    for name, rec in before.items():
+        if name not in now["detectors"]:
+            now["detectors"][name] = {**rec, "carried_from_an_earlier_run": True}
+    return now
 
 
 def scores(folder: Path, paths: list[Path]) -> np.ndarray:
@@ -125,6 +144,8 @@ def main() -> None:
         kept.append((c, m))
         print(name, json.dumps(out["detectors"][name]), flush=True)
     out["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
+    if RESULTS.is_file():
+        out = carry_earlier(json.loads(RESULTS.read_text()), out)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -39,3 +39,21 @@ def test_the_paired_gap_sees_a_better_detector_and_not_a_copy() -> None:
     assert same["gap"] == 0.0 and same["ci95"] == [0.0, 0.0]
     better = mf.paired_pauc_gap((clean, marked), (clean, marked + 1.5), reps=50)
     assert better["gap"] > 0.2 and better["ci95"][0] > 0  # the interval leaves 0 out
+
+
+def test_earlier_detectors_are_carried_only_against_the_same_pool_and_first() -> None:
+    def rec(sha: str) -> dict:
+        return {"weights_sha256": sha, "auroc": 0.9}
+
+    before = {"shipped": rec("aa"), "old-trial": rec("bb"), "t": rec("old")}
+    earlier = {"clean": 10, "marked": 10, "detectors": before}
+    now = {"clean": 10, "marked": 10, "detectors": {"shipped": rec("aa"), "t": rec("new")}}
+    got = mf.carry_earlier(earlier, now)["detectors"]
+    assert list(got) == ["shipped", "t", "old-trial"]
+    assert got["t"]["weights_sha256"] == "new"  # measured now wins over the earlier record
+    assert got["old-trial"]["carried_from_an_earlier_run"] is True
+    assert "carried_from_an_earlier_run" not in got["shipped"]
+    other_first = {"clean": 10, "marked": 10, "detectors": {"shipped": rec("cc")}}
+    assert list(mf.carry_earlier(earlier, other_first)["detectors"]) == ["shipped"]
+    other_pool = {"clean": 12, "marked": 10, "detectors": {"shipped": rec("aa")}}
+    assert list(mf.carry_earlier(earlier, other_pool)["detectors"]) == ["shipped"]
