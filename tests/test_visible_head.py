@@ -257,7 +257,8 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     a, b = stage_from_cut(before).convs()[0], stage_from_cut(after).convs()[0]
     assert 0 < float((a.weight - b.weight).detach().abs().max()) < 0.5  # moved on from wm2
     card3 = (tmp_path / "wm3" / "CARD.md").read_text()
-    assert "going on from an earlier tuning of model.5 and model.6 (6 steps)" in card3
+    assert "going on from an earlier tuning of model.5 and model.6 (6 steps, `" in card3
+    assert "320 px for the whole frame" in card3  # the limits name this kind's input size
 
 
 def test_stage_training_draws_fresh_parts_beyond_the_heads(

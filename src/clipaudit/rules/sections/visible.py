@@ -13,13 +13,13 @@ from clipaudit.rules.base import Strict
 # The shipped detector's threshold at 1% false-positive rate on clean real photos kept out of
 # its training (the tune part of ../shared/photos; models/bundled/watermark-detector/
 # metrics.json, "thresholds"); 5% FPR is FPR_5_THRESHOLD. Held-out photos: see its CARD.md.
-FPR_1_THRESHOLD = 0.958445
-FPR_5_THRESHOLD = 0.742632
+FPR_1_THRESHOLD = 0.972167
+FPR_5_THRESHOLD = 0.754551
 # The same false-positive rates for a video's score (frame scores aggregated over time), on
 # clips filmed from the tune photos: models/bundled/watermark-detector/video_metrics.json
 # (``python -m clipaudit.safety.visible.video``).
-FPR_1_VIDEO_THRESHOLD = 0.878369
-FPR_5_VIDEO_THRESHOLD = 0.590170
+FPR_1_VIDEO_THRESHOLD = 0.901600
+FPR_5_VIDEO_THRESHOLD = 0.607570
 
 
 class VisibleWatermarkRules(Strict):

@@ -356,7 +356,8 @@ def stage_origin(stage: dict[str, Any]) -> str:
     if not prev:
         return "from nudenet's weights"
     return (f"going on from an earlier tuning of {prev.get('layers', 'model.5 and model.6')}"
-            f" ({prev['steps']:,} steps); the rest from nudenet's weights")  # fmt: skip
+            f" ({prev['steps']:,} steps, `{prev['command']}`); the rest from nudenet's"
+            " weights")  # fmt: skip
 
 
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
@@ -382,7 +383,8 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         training += (
             f"\n\nThen the {tuned_stages(st)} ({st.get('layers', 'model.5 and model.6')},"
             f" {st['params']:,} parameters, {stage_origin(st)}) and the head (from the"
-            f" weights above, sha256 `{st['from']['weights_sha256'][:16]}`) trained together on"
+            f" {'earlier tuning' if st['from'].get('stage') else 'weights above'}, sha256"
+            f" `{st['from']['weights_sha256'][:16]}`) trained together on"
             f" the cached stride-{4 if st.get('stride') == 8 else 8} features"
             f" ({st.get('inputs_cached', 2 * rc['parts'] * rc['pairs_per_part']):,} inputs):"
             f" {st['steps']:,} steps of {st['batch']} ({st['inputs_seen']:,} inputs),"
@@ -401,7 +403,8 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
             + (" (the same count, other photos)" if same else "")
             + ": the thresholds and every real-photo figure above are from that measurement."
         )
-    return card(metrics, about, training)
+    # The card's limits name the input size: this kind's (320), not the CNN's default.
+    return card({**metrics, "input_size": config["input_size"]}, about, training)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ frame (a sign passing by, a caption-like texture) is averaged with its neighbour
 fewer than ``WINDOW`` sampled frames is diluted: the honest cost of asking for persistence.
 
 The frames a curate run scores are small (a 128-px clip, a 360p stream squashed to the
-detector's 160 px input), decoded from a lossy stream, and correlated, so the image threshold
+detector's 320 px input), decoded from a lossy stream, and correlated, so the image threshold
 does not carry over. ``calibrate`` films real photographs with a moving camera (a pan with a
 slow zoom, or a still tripod shot), encodes each clip as H.264, decodes it the way curate does
 and takes the 1% and 5% false-positive thresholds from clean clips of the *tune* part of the
