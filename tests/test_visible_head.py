@@ -259,6 +259,7 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     card3 = (tmp_path / "wm3" / "CARD.md").read_text()
     assert "going on from an earlier tuning of model.5 and model.6 (6 steps, `" in card3
     assert "320 px for the whole frame" in card3  # the limits name this kind's input size
+    assert "the rest from nudenet's weights" not in card3  # stride 16 again: nothing fresh
 
 
 def test_stage_training_draws_fresh_parts_beyond_the_heads(

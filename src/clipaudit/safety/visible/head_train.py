@@ -355,9 +355,11 @@ def stage_origin(stage: dict[str, Any]) -> str:
     prev = stage["from"].get("stage")
     if not prev:
         return "from nudenet's weights"
+    # Only a stride-8 tuning after a stride-16 one starts a stage (model.3/4) from nudenet.
+    rest = stage.get("stride") == 8 and prev.get("stride") != 8
     return (f"going on from an earlier tuning of {prev.get('layers', 'model.5 and model.6')}"
-            f" ({prev['steps']:,} steps, `{prev['command']}`); the rest from nudenet's"
-            " weights")  # fmt: skip
+            f" ({prev['steps']:,} steps, `{prev['command']}`)"
+            + ("; the rest from nudenet's weights" if rest else ""))  # fmt: skip
 
 
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
