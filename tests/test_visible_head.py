@@ -220,7 +220,13 @@ def test_both_stages_exported_compute_what_torch_computes_from_p2(tmp_path: Path
 def test_stage_training_writes_a_tuned_folder_that_loads(
     trained: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    from clipaudit.safety.visible.stage_train import StageConfig, run, stage_from_cut
+    from clipaudit.safety.visible.head_train import render_card
+    from clipaudit.safety.visible.stage_train import (
+        StageConfig,
+        head_trained_with,
+        run,
+        stage_from_cut,
+    )
     from clipaudit.safety.visible.train import labels_digest, labels_record, marked_photos
 
     root, r = trained
@@ -232,8 +238,11 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     assert st["steps"] == 6 and st["inputs_seen"] == 96 and st["params"] > 100_000
     assert st["from"]["weights_sha256"] == r["metrics"]["training"]["weights_sha256"]
     assert st["export_max_abs_diff"] < 0.05
-    # Trained and measured under today's labels, recorded as head_train records them.
-    assert m["labels"] == labels_record() == r["metrics"]["labels"]
+    # Trained and measured under today's labels, recorded as head_train records them, and
+    # the labels the head itself was trained with beside them.
+    head_with = r["metrics"]["labels"]["trained_with"]
+    assert m["labels"] == {**labels_record(), "head_trained_with": head_with}
+    assert labels_record() == r["metrics"]["labels"]
     assert m["labels"]["trained_digest"] == labels_digest(marked_photos())
     det = load_from(tmp_path / "wm2")
     assert det.config["arch"] == "BackboneHead"
@@ -260,6 +269,19 @@ def test_stage_training_writes_a_tuned_folder_that_loads(
     assert "going on from an earlier tuning of model.5 and model.6 (6 steps, `" in card3
     assert "320 px for the whole frame" in card3  # the limits name this kind's input size
     assert "the rest from nudenet's weights" not in card3  # stride 16 again: nothing fresh
+    assert m3["labels"]["head_trained_with"] == head_with  # carried along the chain
+    assert "The head was first trained while" not in card3  # the same labels throughout
+    # A head trained under fewer labels than its tuning: the card says both counts.
+    fewer = {**m3, "labels": {**m3["labels"], "head_trained_with": head_with - 1}}
+    config = json.loads((tmp_path / "wm3" / CONFIG).read_text())
+    assert (
+        f"The head was first trained while {head_with - 1} photos were labelled as already"
+        f" marked; the stage tuning above, with {head_with}."
+    ) in render_card(fewer, config)
+    # A tuning from before the head's labels were recorded says nothing rather than guess.
+    older = {**m3, "labels": labels_record()}
+    assert head_trained_with(older) is None
+    assert head_trained_with(r["metrics"]) == head_with  # head_train's own folder
 
 
 def test_stage_training_draws_fresh_parts_beyond_the_heads(

@@ -405,6 +405,14 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
             + (" (the same count, other photos)" if same else "")
             + ": the thresholds and every real-photo figure above are from that measurement."
         )
+    head_with = (lab or {}).get("head_trained_with")
+    if lab and head_with is not None and head_with != lab["trained_with"]:
+        training += (
+            f"\n\nThe head was first trained while {head_with} photos were labelled as already"
+            f" marked; the stage tuning above, with {lab['trained_with']}. Training photos"
+            " labelled later were clean to the head; the figures above are measured with"
+            f" today's {lab['measured_with']}."
+        )
     # The card's limits name the input size: this kind's (320), not the CNN's default.
     return card({**metrics, "input_size": config["input_size"]}, about, training)
 

@@ -290,10 +290,23 @@ def run(cfg: StageConfig, log: bool = True) -> dict[str, Any]:
     metrics["training"] = training
     metrics["recipe"] = old["recipe"]
     metrics["data"] = data
-    metrics["labels"] = labels_record()
+    metrics["labels"] = {**labels_record(), "head_trained_with": head_trained_with(old)}
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "CARD.md").write_text(render_card(metrics, config))
     return metrics
+
+
+def head_trained_with(old: dict[str, Any]) -> int | None:
+    """How many photos were labelled as already marked when the head (head_train) was first
+    trained: the stage tuning is trained with today's labels, and the head is not retrained,
+    so both counts belong in the record. Carried along a chain of tunings; ``None`` where an
+    earlier tuning did not record it."""
+    lab = old.get("labels", {})
+    if "head_trained_with" in lab:
+        return lab["head_trained_with"]
+    if old["training"].get("stage"):
+        return None  # a tuning from before this was recorded
+    return lab.get("trained_with", old["data"].get("photos_with_marks_skipped"))
 
 
 def export_gap(inputs: vb.Backbone, tuned: vb.Backbone, model: StageHead) -> float:
