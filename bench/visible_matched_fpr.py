@@ -8,9 +8,10 @@ threshold (where one may simply flag more clean photos than the other).
 
 The rates here are read off the held-out clean photos themselves, so they describe the curves;
 the operating point a user gets is the pack threshold chosen on the tune photos
-(``real_photos.json``). Results: ``bench/results/visible_matched_fpr.json``; detectors measured
-there before and not named now are carried forward (marked so) when the pool and the first
-detector are the same.
+(``real_photos.json``). Results: ``bench/results/visible_matched_fpr.json`` (``--out`` for a
+trial's); detectors measured there before and not named now are carried forward (marked so)
+when the pool and the first detector are the same. Each detector's scores are kept in the
+cache folder, so the shipped one is scored once however many trials it is compared with.
 """
 
 from __future__ import annotations
@@ -83,11 +84,23 @@ def carry_earlier(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any
     return now
 
 
-def scores(folder: Path, paths: list[Path]) -> np.ndarray:
+def scores(folder: Path, paths: list[Path], cache: Path | None = None) -> np.ndarray:
+    """The detector's scores of ``paths``; kept in ``cache`` under the detector's head and
+    backbone sha256 and the list of images, so a detector already measured on this pool is
+    not scored again (the shipped one, at every trial)."""
+    import hashlib
+
     from PIL import Image
 
     from clipaudit.safety.visible.detector import load_from
 
+    cfg = json.loads((folder / "config.json").read_text())
+    train = json.loads((folder / "metrics.json").read_text())["training"]
+    names = hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest()[:12]
+    shas = f"{train['weights_sha256'][:16]}-{str(cfg.get('backbone_sha256', 'none'))[:16]}"
+    kept = cache / f"visible-scores-{names}-{shas}.npy" if cache else None
+    if kept is not None and kept.is_file():
+        return np.load(kept)
     det = load_from(folder)
     out = []
     for i in range(0, len(paths), 64):
@@ -96,13 +109,17 @@ def scores(folder: Path, paths: list[Path]) -> np.ndarray:
             with Image.open(p) as im:
                 ims.append(im.convert("RGB"))
         out.append(det.score(ims))
-    return np.concatenate(out)
+    got = np.concatenate(out)
+    if kept is not None:
+        np.save(kept, got)
+    return got
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("detectors", nargs="+", metavar="NAME=DIR", help="detector folders")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/clipaudit-real-photos"))
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes (a trial's)")
     args = ap.parse_args()
     named = [d.partition("=") for d in args.detectors]
     for name, eq, folder in named:
@@ -125,7 +142,7 @@ def main() -> None:
     kept: list[tuple[np.ndarray, np.ndarray]] = []
     for name, _, path in named:
         folder = Path(path)
-        s = scores(folder, [pool / f"{x}.jpg" for x in clean + marked])
+        s = scores(folder, [pool / f"{x}.jpg" for x in clean + marked], args.cache)
         c, m = s[: len(clean)], s[len(clean) :]
         meta = json.loads((folder / "metrics.json").read_text())["training"]
         y = np.r_[np.zeros(len(c)), np.ones(len(m))]
@@ -144,9 +161,9 @@ def main() -> None:
         kept.append((c, m))
         print(name, json.dumps(out["detectors"][name]), flush=True)
     out["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
-    if RESULTS.is_file():
-        out = carry_earlier(json.loads(RESULTS.read_text()), out)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    if args.out.is_file():
+        out = carry_earlier(json.loads(args.out.read_text()), out)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 spec = importlib.util.spec_from_file_location(
     "visible_matched_fpr", Path(__file__).parents[1] / "bench" / "visible_matched_fpr.py"
@@ -57,3 +58,28 @@ def test_earlier_detectors_are_carried_only_against_the_same_pool_and_first() ->
     assert list(mf.carry_earlier(earlier, other_first)["detectors"]) == ["shipped"]
     other_pool = {"clean": 12, "marked": 10, "detectors": {"shipped": rec("aa")}}
     assert list(mf.carry_earlier(earlier, other_pool)["detectors"]) == ["shipped"]
+
+
+def test_scores_are_kept_per_detector_and_image_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    import clipaudit.safety.visible.detector as det
+
+    bundled = Path(det.__file__).parents[2] / "models" / "bundled" / "watermark-detector"
+    paths = []
+    for i, colour in enumerate(("white", "navy")):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.new("RGB", (64, 48), colour).save(paths[-1])
+    first = mf.scores(bundled, paths, tmp_path)
+    (kept,) = tmp_path.glob("visible-scores-*.npy")
+    assert first.shape == (2,) and np.array_equal(np.load(kept), first)
+
+    def no_loading(_: Path) -> None:
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(det, "load_from", no_loading)
+    assert np.array_equal(mf.scores(bundled, paths, tmp_path), first)  # from the cache
+    with pytest.raises(AssertionError, match="scored again"):  # another image list: scored
+        mf.scores(bundled, paths[:1], tmp_path)
