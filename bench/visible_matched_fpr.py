@@ -67,6 +67,42 @@ def paired_pauc_gap(
     return {"gap": round(gap, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "reps": reps}
 
 
+def by_style(clean: np.ndarray, marked: np.ndarray, truth: list[dict[str, Any]],
+             rate: float = 0.01) -> dict[str, Any]:  # fmt: skip
+    """Detection by layout, by kind and by layout × kind at the threshold that flags ``rate``
+    of the clean photos, and the curve without a logo alone in a single or centre spot (a
+    shape never seen, anywhere in the frame: the case that caps the whole)."""
+    from sklearn.metrics import roc_auc_score
+
+    k = int(np.floor(rate * len(clean)))
+    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf
+    hit = marked > thr
+
+    def rates(keys: list[str]) -> dict[str, Any]:
+        return {
+            key: {
+                "detected": round(float(hit[[x == key for x in keys]].mean()), 3),
+                "n": keys.count(key),
+            }
+            for key in sorted(set(keys))
+        }
+
+    lone = np.array([t["kind"] == "logo" and t["layout"] in ("single", "center") for t in truth])
+    rest = marked[~lone]
+    y = np.r_[np.zeros(len(clean)), np.ones(len(rest))]
+    return {
+        "clean_rate": rate,
+        "layout": rates([t["layout"] for t in truth]),
+        "kind": rates([t["kind"] for t in truth]),
+        "layout_kind": rates([f"{t['layout']}/{t['kind']}" for t in truth]),
+        "without_lone_logos": {
+            "n": len(rest),
+            "auroc": round(float(roc_auc_score(y, np.r_[clean, rest])), 4),
+            "detected": round(float((rest > thr).mean()), 4),
+        },
+    }
+
+
 def carry_earlier(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     """``now`` with the earlier file's detectors that were not measured again, where both were
     measured on the same pool against the same first detector (so their gaps still compare);
@@ -155,6 +191,7 @@ def main() -> None:
             "auroc": round(float(roc_auc_score(y, np.r_[c, m])), 4),
             "pauc_to_fpr_0.01": round(pauc(c, m, 0.01), 4),
             "tpr_at_matched_fpr": {str(r): tpr_at(c, m, r) for r in RATES},
+            "by_style": by_style(c, m, [truth[x] for x in marked]),
         }
         if kept:  # against the first detector named
             out["detectors"][name]["pauc_gap_to_" + named[0][0]] = paired_pauc_gap(kept[0], (c, m))

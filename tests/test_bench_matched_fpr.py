@@ -83,3 +83,16 @@ def test_scores_are_kept_per_detector_and_image_list(
     assert np.array_equal(mf.scores(bundled, paths, tmp_path), first)  # from the cache
     with pytest.raises(AssertionError, match="scored again"):  # another image list: scored
         mf.scores(bundled, paths[:1], tmp_path)
+
+
+def test_detection_by_style_and_without_lone_logos() -> None:
+    clean = np.linspace(0.0, 0.5, 200)  # 1% of 200: 2 flagged, threshold 0.4925
+    spots = (("single", "logo"), ("center", "logo"), ("corner", "logo"), ("single", "text"))
+    truth = [{"layout": layout, "kind": kind} for layout, kind in spots]
+    marked = np.array([0.1, 0.2, 0.9, 0.95])
+    got = mf.by_style(clean, marked, truth)
+    assert got["layout"]["single"] == {"detected": 0.5, "n": 2}
+    assert got["kind"]["logo"] == {"detected": round(1 / 3, 3), "n": 3}
+    assert got["layout_kind"]["corner/logo"] == {"detected": 1.0, "n": 1}
+    # Without the two lone logos the rest is found and separates perfectly.
+    assert got["without_lone_logos"] == {"n": 2, "auroc": 1.0, "detected": 1.0}
