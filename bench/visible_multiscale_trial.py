@@ -81,6 +81,16 @@ class Logits:
         return np.stack(cols, 1)
 
 
+def shown(folder: Path) -> str:
+    """The detector folder as the record names it: relative to the repository where it lies
+    there, else its name (a machine's own paths stay out of committed results)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(folder.resolve().relative_to(root))
+    except ValueError:
+        return folder.name
+
+
 def combos(z: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
     """Name → (score, cost in pixels read relative to the shipped 320² read)."""
     cost = {s: (s / SHIPPED) ** 2 for s in SIZES}
@@ -150,7 +160,7 @@ def main() -> None:
               f"  TPR {r['tpr_1']['rate']} at FPR {r['fpr_1']['rate']}", flush=True)  # fmt: skip
     res = {
         "what": __doc__.splitlines()[0],
-        "detector": str(a.detector),
+        "detector": shown(Path(a.detector)),
         "n_tune": nt,
         "n_held_out": nh,
         "sizes": list(SIZES),
