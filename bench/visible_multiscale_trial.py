@@ -32,7 +32,7 @@ from PIL import Image
 
 from clipaudit.safety.visible import backbone as vb
 from clipaudit.safety.visible import data as vd
-from clipaudit.safety.visible.detector import BUNDLED_DIR, CONFIG, WEIGHTS
+from clipaudit.safety.visible.detector import BUNDLED_DIR, backbone_and_head
 from clipaudit.safety.visible.train import auroc, marked_photos, rate_ci, threshold_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,12 +55,7 @@ def backbone_size(size: int) -> Iterator[None]:
 
 class Logits:
     def __init__(self, folder: Path) -> None:
-        from safetensors.torch import load_file
-
-        config = json.loads((folder / CONFIG).read_text())
-        self.backbone = vb.Backbone(folder / vb.BACKBONE, 2)
-        self.head = vb.Head(int(config.get("width", 128)))
-        self.head.load_state_dict(load_file(str(folder / WEIGHTS)))
+        self.backbone, self.head = backbone_and_head(folder, 2)
         self.ms: dict[int, list[float]] = {s: [] for s in SIZES}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -19,13 +19,14 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from clipaudit.safety.visible import backbone as vb
 from clipaudit.safety.visible import data as vd
-from clipaudit.safety.visible.detector import BUNDLED_DIR, CONFIG, WEIGHTS
+from clipaudit.safety.visible.detector import BUNDLED_DIR, backbone_and_head
 from clipaudit.safety.visible.stream import fresh_pair
 from clipaudit.safety.visible.train import auroc, marked_photos, rate_ci, threshold_at
 
@@ -52,12 +53,7 @@ def views(x: np.ndarray) -> np.ndarray:
 
 class Logits:
     def __init__(self, folder: Path) -> None:
-        from safetensors.torch import load_file
-
-        config = json.loads((folder / CONFIG).read_text())
-        self.backbone = vb.Backbone(folder / vb.BACKBONE, 2)
-        self.head = vb.Head(int(config.get("width", 128)))
-        self.head.load_state_dict(load_file(str(folder / WEIGHTS)))
+        self.backbone, self.head = backbone_and_head(folder, 2)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """[N, BIG, BIG, 3] → logits [N, 5]."""
@@ -124,7 +120,7 @@ def main() -> None:
                               "logistic": {"coef": lr[0].round(4).tolist(),
                                            "intercept": round(lr[1], 4)}}  # fmt: skip
     layouts = np.array([o.layout for o in ovs])
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for (name, sc), tmk, hcn, hmk in zip(
         combos(tc, lr).items(), combos(tm, lr).values(), combos(hc, lr).values(),
         combos(hm, lr).values(), strict=True,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from PIL import Image
 from torch import nn
 
 from clipaudit.safety.visible.data import INPUT_SIZE, to_input
+
+if TYPE_CHECKING:
+    from clipaudit.safety.visible.backbone import Backbone, Head
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models" / "bundled" / "watermark-detector"
 WEIGHTS = "model.safetensors"
@@ -154,20 +157,28 @@ def _load_cnn(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
     return functools.partial(cnn_scores, net), folder / WEIGHTS
 
 
-@register_arch("BackboneHead")
-def _load_backbone_head(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
+def backbone_and_head(folder: Path, threads: int | None = None) -> tuple[Backbone, Head]:
+    """A BackboneHead folder's two parts, the cut graph checked against the sha256 its head
+    was trained on (for trials that read the features or logits themselves)."""
     from safetensors.torch import load_file
 
-    from clipaudit.safety.visible.backbone import BACKBONE, Backbone, BackboneHead, Head
+    from clipaudit.safety.visible.backbone import BACKBONE, Backbone, Head
 
+    config = json.loads((folder / CONFIG).read_text())
     cut = folder / BACKBONE
     want = config.get("backbone_sha256")
     if want and sha256_file(cut) != want:
         raise ValueError(f"{cut} does not match the sha256 its head was trained on; reinstall")
     head = Head(int(config.get("width", 128)))
     head.load_state_dict(load_file(str(folder / WEIGHTS)))
-    model = BackboneHead(Backbone(cut), head)
-    return model.score, folder / WEIGHTS
+    return Backbone(cut, threads), head
+
+
+@register_arch("BackboneHead")
+def _load_backbone_head(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
+    from clipaudit.safety.visible.backbone import BackboneHead
+
+    return BackboneHead(*backbone_and_head(folder)).score, folder / WEIGHTS
 
 
 @dataclass
