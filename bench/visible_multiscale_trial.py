@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from clipaudit.safety.visible.train import auroc, marked_photos, rate_ci, thresh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from visible_matched_fpr import paired_pauc_gap, pauc
+from visible_multiview_trial import card_logits
 
 BIG = 640
 SIZES = (256, 320, 384, 448)
@@ -114,16 +114,7 @@ def main() -> None:
     model = Logits(Path(a.detector))
     t0 = time.time()
     with vd.input_size(BIG):
-        tune = vd.Bank.build("heldout", 0, folder, "tune", skip=skip)
-        c, m, _ = tune.whole(random.Random("visible-tune:0"), "heldout")
-        tc, tm = model(c), model(m)
-        del tune, c, m
-        print(f"tune {time.time() - t0:.0f} s", flush=True)
-        held = vd.Bank.build("heldout", 0, folder, "held_out", skip=skip)
-        c, m, ovs = held.whole(random.Random("visible-real:0"), "heldout")
-        hc, hm = model(c), model(m)
-        del held, c, m
-        print(f"held out {time.time() - t0:.0f} s", flush=True)
+        tc, tm, hc, hm, ovs = card_logits(folder, skip, model, t0)
     layouts = np.array([o.layout for o in ovs])
     base = (hc[:, SIZES.index(SHIPPED)], hm[:, SIZES.index(SHIPPED)])
     rows: dict[str, dict[str, Any]] = {}

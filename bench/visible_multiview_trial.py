@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,25 @@ def feats(z: np.ndarray) -> np.ndarray:
     return np.c_[z[:, 0], t[:, -1], t[:, -2], t.mean(1)]
 
 
+def card_logits(
+    folder: Path, skip: frozenset[str], model: Callable[[np.ndarray], np.ndarray], t0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """``model`` on the card's clean and marked tune pairs and held-out pairs (same seeds, same
+    marks as the card's measurement; drawn at whatever ``vd.input_size`` the caller set):
+    tune clean, tune marked, held-out clean, held-out marked, and the held-out marks."""
+    tune = vd.Bank.build("heldout", 0, folder, "tune", skip=skip)
+    c, m, _ = tune.whole(random.Random("visible-tune:0"), "heldout")
+    tc, tm = model(c), model(m)
+    del tune, c, m
+    print(f"tune {time.time() - t0:.0f} s", flush=True)
+    held = vd.Bank.build("heldout", 0, folder, "held_out", skip=skip)
+    c, m, ovs = held.whole(random.Random("visible-real:0"), "heldout")
+    hc, hm = model(c), model(m)
+    del held, c, m
+    print(f"held out {time.time() - t0:.0f} s", flush=True)
+    return tc, tm, hc, hm, ovs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", required=True)
@@ -103,15 +123,7 @@ def main() -> None:
         fy = np.r_[np.zeros(len(pairs)), np.ones(len(pairs))]
         del pairs
         print(f"fit pairs {time.time() - t0:.0f} s", flush=True)
-        tune = vd.Bank.build("heldout", 0, folder, "tune", skip=skip)
-        c, m, _ = tune.whole(random.Random("visible-tune:0"), "heldout")
-        tc, tm = model(c), model(m)
-        del tune, c, m
-        print(f"tune {time.time() - t0:.0f} s", flush=True)
-        held = vd.Bank.build("heldout", 0, folder, "held_out", skip=skip)
-        c, m, ovs = held.whole(random.Random("visible-real:0"), "heldout")
-        hc, hm = model(c), model(m)
-        print(f"held out {time.time() - t0:.0f} s", flush=True)
+        tc, tm, hc, hm, ovs = card_logits(folder, skip, model, t0)
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=1.0, max_iter=1000).fit(feats(fz), fy)
