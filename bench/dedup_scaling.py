@@ -55,7 +55,7 @@ def run_ours(n: int) -> dict[str, float]:
     }
 
 
-def _imagededup_worker(n: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
+def _imagededup_worker(n: int, q: mp.Queue) -> None:
     from real_photos import imagededup_phash  # its package init needs the network otherwise
 
     PHash = imagededup_phash()
@@ -71,7 +71,7 @@ def _imagededup_worker(n: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
 
 
 def run_imagededup(n: int, budget: float) -> dict[str, object]:
-    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    q: mp.Queue = mp.Queue()
     p = mp.Process(target=_imagededup_worker, args=(n, q))
     p.start()
     p.join(budget)
@@ -99,10 +99,10 @@ def main() -> None:
         import imagededup  # noqa: F401
 
         for n in args.sizes:
-            r = run_imagededup(n, args.imagededup_budget)
-            theirs.append(r)
-            print(f"imagededup  N={n:>9,}  {r.get('seconds')} s  {r.get('note', '')}")
-            if r.get("seconds") is None:
+            got = run_imagededup(n, args.imagededup_budget)
+            theirs.append(got)
+            print(f"imagededup  N={n:>9,}  {got.get('seconds')} s  {got.get('note', '')}")
+            if got.get("seconds") is None:
                 break
     except ImportError:
         theirs.append({"note": "imagededup is not installed (pip install imagededup)"})

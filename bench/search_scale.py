@@ -77,10 +77,7 @@ def one(n: int, d: int, n_queries: int) -> dict[str, Any]:
 
     xb = _data(n, d)
     rng = np.random.default_rng(1000 + d)
-    queries = {
-        "random": _unit(rng, n_queries, d),
-        "near": None,
-    }
+    queries: dict[str, np.ndarray] = {"random": _unit(rng, n_queries, d)}
     base = xb[rng.choice(n, n_queries, replace=False)]
     noise = _unit(rng, n_queries, d)
     near = 0.8 * base + 0.6 * noise

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         "all": every,
     }
     t = time.time()
-    out = {name: measure(folder, skip) for name, skip in sets.items()}
+    out: dict[str, Any] = {name: measure(folder, skip) for name, skip in sets.items()}
     out["seconds"] = round(time.time() - t, 1)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

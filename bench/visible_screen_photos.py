@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         if im is None:
             continue
         im = im.convert("RGB")
-        part = part_of(rel)
-        part = "held_out" if part == "held_out" else ("tune" if is_tune(rel) else "fit")
+        held = part_of(rel) == "held_out"
+        part = "held_out" if held else ("tune" if is_tune(rel) else "fit")
         x = vd.to_input(im, det.input_size)[None]
         rows.append({
             "photo": rel, "part": part, "labelled": rel in labelled,

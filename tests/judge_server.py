@@ -108,6 +108,7 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server: typeshed allows bytes for other families
         return f"http://{host}:{port}/v1"
 
     def __enter__(self) -> ScriptedServer:

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "cmd",
     [
-        [sys.executable, "-m", "ruff", "check", "src", "tests"],
-        [sys.executable, "-m", "ruff", "format", "--check", "src", "tests"],
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "bench"],
+        [sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "bench"],
         [sys.executable, "-m", "mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
