@@ -157,14 +157,17 @@ def _load_cnn(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
     return functools.partial(cnn_scores, net), folder / WEIGHTS
 
 
-def backbone_and_head(folder: Path, threads: int | None = None) -> tuple[Backbone, Head]:
+def backbone_and_head(
+    folder: Path, threads: int | None = None, config: dict[str, Any] | None = None
+) -> tuple[Backbone, Head]:
     """A BackboneHead folder's two parts, the cut graph checked against the sha256 its head
-    was trained on (for trials that read the features or logits themselves)."""
+    was trained on (for trials that read the features or logits themselves); ``config`` is
+    the folder's, where the caller has read it already."""
     from safetensors.torch import load_file
 
     from clipaudit.safety.visible.backbone import BACKBONE, Backbone, Head
 
-    config = json.loads((folder / CONFIG).read_text())
+    config = config if config is not None else json.loads((folder / CONFIG).read_text())
     cut = folder / BACKBONE
     want = config.get("backbone_sha256")
     if want and sha256_file(cut) != want:
@@ -178,7 +181,7 @@ def backbone_and_head(folder: Path, threads: int | None = None) -> tuple[Backbon
 def _load_backbone_head(folder: Path, config: dict[str, Any]) -> tuple[Scorer, Path]:
     from clipaudit.safety.visible.backbone import BackboneHead
 
-    return BackboneHead(*backbone_and_head(folder)).score, folder / WEIGHTS
+    return BackboneHead(*backbone_and_head(folder, config=config)).score, folder / WEIGHTS
 
 
 @dataclass
