@@ -30,10 +30,15 @@ RESULTS = ROOT / "bench" / "results" / "visible_matched_fpr.json"
 RATES = (0.0025, 0.005, 0.0075, 0.01, 0.02, 0.05)
 
 
+def matched_threshold(clean: np.ndarray, rate: float) -> float:
+    """The score a mark must beat so that at most ``rate`` of the clean photos are flagged."""
+    k = int(np.floor(rate * len(clean)))
+    return float(np.sort(clean)[::-1][k]) if k < len(clean) else -np.inf  # fewer on ties
+
+
 def tpr_at(clean: np.ndarray, marked: np.ndarray, rate: float) -> dict[str, Any]:
     """Detection when at most ``rate`` of the clean photos score at or above the threshold."""
-    k = int(np.floor(rate * len(clean)))
-    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf  # k clean, fewer on ties
+    thr = matched_threshold(clean, rate)
     flagged = int((clean > thr).sum())
     return {"clean_flagged": flagged, "detected": round(float((marked > thr).mean()), 4)}
 
@@ -70,12 +75,12 @@ def paired_pauc_gap(
 def by_style(clean: np.ndarray, marked: np.ndarray, truth: list[dict[str, Any]],
              rate: float = 0.01) -> dict[str, Any]:  # fmt: skip
     """Detection by layout, by kind and by layout × kind at the threshold that flags ``rate``
-    of the clean photos, and the curve without a logo alone in a single or centre spot (a
-    shape never seen, anywhere in the frame: the case that caps the whole)."""
+    of the clean photos, and the curve without a logo alone in a single or centre spot (a lone
+    graphic over the photo: the case that caps the whole, whether its shape is new or not,
+    see ``visible_lone_logo_trial.py``)."""
     from sklearn.metrics import roc_auc_score
 
-    k = int(np.floor(rate * len(clean)))
-    thr = np.sort(clean)[::-1][k] if k < len(clean) else -np.inf
+    thr = matched_threshold(clean, rate)
     hit = marked > thr
 
     def rates(keys: list[str]) -> dict[str, Any]:
@@ -132,7 +137,9 @@ def scores(folder: Path, paths: list[Path], cache: Path | None = None) -> np.nda
 
     cfg = json.loads((folder / "config.json").read_text())
     train = json.loads((folder / "metrics.json").read_text())["training"]
-    names = hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest()[:12]
+    # The pool folder is part of each name: every pool calls its images v00000_clean.jpg, ...
+    listed = "\n".join(f"{p.parent.name}/{p.name}" for p in paths)
+    names = hashlib.sha256(listed.encode()).hexdigest()[:12]
     shas = f"{train['weights_sha256'][:16]}-{str(cfg.get('backbone_sha256', 'none'))[:16]}"
     kept = cache / f"visible-scores-{names}-{shas}.npy" if cache else None
     if kept is not None and kept.is_file():

@@ -83,6 +83,14 @@ def test_scores_are_kept_per_detector_and_image_list(
     assert np.array_equal(mf.scores(bundled, paths, tmp_path), first)  # from the cache
     with pytest.raises(AssertionError, match="scored again"):  # another image list: scored
         mf.scores(bundled, paths[:1], tmp_path)
+    # The same names in another pool's folder are other images: scored, not read back.
+    other = tmp_path / "another-pool"
+    other.mkdir()
+    moved = [other / p.name for p in paths]
+    for p, q in zip(paths, moved, strict=True):
+        q.write_bytes(p.read_bytes())
+    with pytest.raises(AssertionError, match="scored again"):
+        mf.scores(bundled, moved, tmp_path)
 
 
 def test_detection_by_style_and_without_lone_logos() -> None:
