@@ -345,3 +345,40 @@ def test_stride8_tuning_trains_both_stages_over_cached_p2(
     with pytest.raises(SystemExit):
         main(["--init", str(root / "wm"), "--out", str(tmp_path / "x"), "--stride", "4"])
     assert "--stride 4: give 16" in capsys.readouterr().err
+
+
+def test_tail_loss_is_the_marks_against_the_hardest_clean_inputs() -> None:
+    from clipaudit.safety.visible.stage_train import tail_loss
+
+    logits = torch.tensor([5.0, 0.0, -3.0, -9.0, 1.0, 2.0])
+    y = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    sp = torch.nn.functional.softplus
+    # k=1: only the clean input at 5 counts, against both marks
+    want = (sp(torch.tensor(5.0 - 1.0)) + sp(torch.tensor(5.0 - 2.0))) / 2
+    assert torch.isclose(tail_loss(logits, y, 1), want)
+    want2 = sum(sp(torch.tensor(c - m)) for c in (5.0, 0.0) for m in (1.0, 2.0)) / 4
+    assert torch.isclose(tail_loss(logits, y, 2), torch.as_tensor(want2))
+    logits.requires_grad_(True)
+    tail_loss(logits, y, 1).backward()
+    assert logits.grad is not None
+    g = logits.grad.tolist()
+    assert g[0] > 0 and g[1] == g[2] == g[3] == 0.0 and g[4] < 0 and g[5] < 0
+    assert tail_loss(logits, torch.zeros(6), 2).item() == 0.0  # no marks in the batch
+
+
+def test_batches_mix_in_the_hard_clean_inputs() -> None:
+    from clipaudit.safety.visible.stage_train import StageConfig, batches
+
+    y = np.r_[np.zeros(100), np.ones(100)].astype(np.float32)
+    cfg = StageConfig(init="", out="", batch=20)
+    plain = batches(cfg, np.random.default_rng(0), y, np.zeros(0, np.int64))
+    assert len(plain) == 10 and sorted(np.concatenate(plain).tolist()) == list(range(200))
+    cfg.hard_share = 0.25
+    hard = np.array([3, 7])
+    mixed = batches(cfg, np.random.default_rng(0), y, hard)
+    assert len(mixed) == 13 and all(len(b) == 20 for b in mixed)  # 15 plain + 5 hard a batch
+    counts = np.bincount(np.concatenate(mixed), minlength=200)
+    assert counts[3] + counts[7] >= 13 * 5  # the hard ones, drawn 5 a batch besides their turn
+    # with no hard inputs found, the batches are the plain ones
+    same = batches(cfg, np.random.default_rng(0), y, np.zeros(0, np.int64))
+    assert all((a == b).all() for a, b in zip(same, plain, strict=True))

@@ -362,6 +362,21 @@ def stage_origin(stage: dict[str, Any]) -> str:
             + ("; the rest from nudenet's weights" if rest else ""))  # fmt: skip
 
 
+def loss_phrase(st: dict[str, Any]) -> str:
+    """How a stage tuning's loss differed from plain BCE, for the card ('' where it did not)."""
+    loss = st.get("loss") or {}
+    bits = []
+    if "hard_negatives" in loss:
+        h = loss["hard_negatives"]
+        bits.append(f"{h['share_of_batch']:.0%} of each batch from the {h['top_of_part']:.0%}"
+                    " of a part's clean inputs it scored highest")  # fmt: skip
+    if "tail" in loss:
+        t = loss["tail"]
+        bits.append(f"BCE plus {t['weight']} × a pairwise loss between each mark and the"
+                    f" batch's {t['top_clean_per_batch']} highest clean inputs")  # fmt: skip
+    return ("; " + "; ".join(bits)) if bits else ""
+
+
 def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     """CARD.md from a trained folder's metrics and config."""
     t, rc = metrics["training"], metrics["recipe"]["config"]
@@ -390,7 +405,7 @@ def render_card(metrics: dict[str, Any], config: dict[str, Any]) -> str:
             f" the cached stride-{4 if st.get('stride') == 8 else 8} features"
             f" ({st.get('inputs_cached', 2 * rc['parts'] * rc['pairs_per_part']):,} inputs):"
             f" {st['steps']:,} steps of {st['batch']} ({st['inputs_seen']:,} inputs),"
-            f" AdamW, peak lr {st['lr']}, cosine; loss {st['loss_first']:.3f} →"
+            f" AdamW, peak lr {st['lr']}, cosine{loss_phrase(st)}; loss {st['loss_first']:.3f} →"
             f" {st['loss_last']:.3f}; {st['seconds']['train']:.0f} s on {st['threads']} thread(s)"
             f" ({st['machine']}, torch {st['torch']}). The tuned weights replace the stage's in"
             f" `backbone.onnx` (its graph computes the trained stage to within"
