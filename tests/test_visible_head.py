@@ -382,3 +382,14 @@ def test_batches_mix_in_the_hard_clean_inputs() -> None:
     # with no hard inputs found, the batches are the plain ones
     same = batches(cfg, np.random.default_rng(0), y, np.zeros(0, np.int64))
     assert all((a == b).all() for a, b in zip(same, plain, strict=True))
+
+
+def test_the_card_says_how_a_tuning_loss_differed_from_bce() -> None:
+    from clipaudit.safety.visible.head_train import loss_phrase
+    from clipaudit.safety.visible.stage_train import StageConfig, loss_record
+
+    assert loss_phrase({}) == "" and loss_phrase({"loss": loss_record(StageConfig("", ""))}) == ""
+    cfg = StageConfig("", "", hard_share=0.25, hard_top=0.03, tail_weight=1.0, tail_k=4)
+    phrase = loss_phrase({"loss": loss_record(cfg)})
+    assert "25% of each batch from the 3% of a part's clean inputs" in phrase
+    assert "BCE plus 1.0 × a pairwise loss between each mark and the batch's 4 highest" in phrase
