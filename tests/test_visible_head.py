@@ -393,3 +393,22 @@ def test_the_card_says_how_a_tuning_loss_differed_from_bce() -> None:
     phrase = loss_phrase({"loss": loss_record(cfg)})
     assert "25% of each batch from the 3% of a part's clean inputs" in phrase
     assert "BCE plus 1.0 × a pairwise loss between each mark and the batch's 4 highest" in phrase
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [("--hard-share", "1.5", "--hard-share 1.5: give a share of the batch in [0, 1)"),
+     ("--hard-top", "0", "--hard-top 0.0: give a share of a part's clean inputs in (0, 1]"),
+     ("--tail-k", "0", "give a weight of 0 or more and k of 1 or more")],
+)  # fmt: skip
+def test_stage_train_refuses_bad_tail_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, said: str
+) -> None:
+    from clipaudit.safety.visible.stage_train import main
+
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "metrics.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["--init", str(init), "--out", str(tmp_path / "x"), flag, value])
+    assert said in capsys.readouterr().err
