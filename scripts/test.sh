@@ -23,4 +23,6 @@ python3 -m venv .venv
 site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site/site"
 rm -rf "$site"
-.venv/bin/python -m pytest -q "$@"
+# Two worker processes (pytest-xdist), each test file kept on one worker so its module
+# fixtures (trained folders, curated runs) are built once: 14 minutes here against 23 serial.
+.venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
