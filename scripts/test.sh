@@ -24,5 +24,5 @@ site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site/site"
 rm -rf "$site"
 # Two worker processes (pytest-xdist), each test file kept on one worker so its module
-# fixtures (trained folders, curated runs) are built once: 14 minutes here against 23 serial.
+# fixtures (trained folders, curated runs) are built once: 13-14 minutes here, 23 serially.
 .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
