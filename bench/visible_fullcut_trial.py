@@ -34,7 +34,14 @@ from clipaudit.safety.visible import backbone as vb
 from clipaudit.safety.visible import data as vd
 from clipaudit.safety.visible.detector import BUNDLED_DIR, CONFIG, METRICS, WEIGHTS, sha256_file
 from clipaudit.safety.visible.head_train import PHOTO_SHARE
-from clipaudit.safety.visible.stage_train import Stage, _conv_silu, stage_from_cut, write_cut
+from clipaudit.safety.visible.stage_train import (
+    Stage,
+    _conv_silu,
+    load_convs,
+    onnx_convs,
+    stage_from_cut,
+    write_convs,
+)
 from clipaudit.safety.visible.stream import step_pairs
 from clipaudit.safety.visible.train import marked_photos
 
@@ -77,38 +84,15 @@ class FullCut(nn.Module):
 
 
 def stem_from_cut(cut: Path) -> Stem:
-    import onnx
-    from onnx import numpy_helper
-
-    w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(cut)).graph.initializer}
     stem = Stem()
-    with torch.no_grad():
-        for conv, name in zip(stem.convs(), STEM_CONVS, strict=True):
-            conv.weight.copy_(torch.from_numpy(w[f"{name}.weight"].copy()))
-            assert conv.bias is not None
-            conv.bias.copy_(torch.from_numpy(w[f"{name}.bias"].copy()))
+    load_convs(cut, stem.convs(), STEM_CONVS)
     return stem
 
 
 def write_full_cut(src: Path, model: FullCut, out: Path) -> str:
     """``src``'s graph with every tuned weight in place; returns its sha256."""
-    import onnx
-    from onnx import numpy_helper
-
-    write_cut(src, [model.s8, model.s16], out)
-    graph = onnx.load(str(out))
-    new = {}
-    for conv, name in zip(model.stem.convs(), STEM_CONVS, strict=True):
-        assert conv.bias is not None
-        new[f"{name}.weight"], new[f"{name}.bias"] = conv.weight, conv.bias
-    for init in graph.graph.initializer:
-        if init.name in new:
-            arr = new.pop(init.name).detach().numpy().astype(np.float32)
-            init.CopyFrom(numpy_helper.from_array(arr, init.name))
-    if new:
-        raise ValueError(f"{src} lacks the stem's weights {sorted(new)}")
-    onnx.save(graph, str(out))
-    return sha256_file(out)
+    stages = [(s.convs(), onnx_convs(s.first)) for s in (model.s8, model.s16)]
+    return write_convs(src, [(model.stem.convs(), STEM_CONVS), *stages], out)
 
 
 def to_tensor(x: np.ndarray) -> torch.Tensor:

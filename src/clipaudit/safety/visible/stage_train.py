@@ -90,30 +90,41 @@ class Stage(nn.Module):
         return [cast(nn.Conv2d, cast(nn.Sequential, s)[0]) for s in seq]
 
 
-def stage_from_cut(cut: Path, first: int = 5) -> Stage:
-    """The stage with the weights the cut graph holds."""
+def load_convs(cut: Path, convs: list[nn.Conv2d], names: tuple[str, ...]) -> None:
+    """Copy the cut graph's weights (batch norm folded in) into ``convs``, named ``names``."""
     import onnx
     from onnx import numpy_helper
 
     w = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(cut)).graph.initializer}
-    stage = Stage(first)
     with torch.no_grad():
-        for conv, name in zip(stage.convs(), onnx_convs(first), strict=True):
+        for conv, name in zip(convs, names, strict=True):
             conv.weight.copy_(torch.from_numpy(w[f"{name}.weight"].copy()))
             assert conv.bias is not None
             conv.bias.copy_(torch.from_numpy(w[f"{name}.bias"].copy()))
+
+
+def stage_from_cut(cut: Path, first: int = 5) -> Stage:
+    """The stage with the weights the cut graph holds."""
+    stage = Stage(first)
+    load_convs(cut, stage.convs(), onnx_convs(first))
     return stage
 
 
 def write_cut(src: Path, stages: list[Stage], out: Path) -> str:
     """``src``'s graph with the stages' weights put in place of its own; returns the sha256."""
+    return write_convs(src, [(s.convs(), onnx_convs(s.first)) for s in stages], out)
+
+
+def write_convs(src: Path, tuned: list[tuple[list[nn.Conv2d], tuple[str, ...]]], out: Path) -> str:
+    """``src``'s graph with each (convolutions, their names in the graph) put in place of its
+    own weights; returns the sha256 of the graph written to ``out``."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(src))
     new = {}
-    for stage in stages:
-        for conv, name in zip(stage.convs(), onnx_convs(stage.first), strict=True):
+    for convs, names in tuned:
+        for conv, name in zip(convs, names, strict=True):
             assert conv.bias is not None
             new[f"{name}.weight"] = conv.weight.detach().numpy()
             new[f"{name}.bias"] = conv.bias.detach().numpy()
@@ -121,7 +132,7 @@ def write_cut(src: Path, stages: list[Stage], out: Path) -> str:
         if init.name in new:
             init.CopyFrom(numpy_helper.from_array(new.pop(init.name).astype(np.float32), init.name))
     if new:
-        raise ValueError(f"{src} lacks the stage's weights {sorted(new)}: not nudenet's cut")
+        raise ValueError(f"{src} lacks the weights {sorted(new)}: not nudenet's cut")
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
     return sha256_file(out)
