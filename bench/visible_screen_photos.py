@@ -27,6 +27,7 @@ import csv
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -53,15 +54,20 @@ def text_detector() -> object:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def text_edge_share(sess: object, im: Image.Image) -> float:
-    """Share of DB text pixels in the outer EDGE band of the frame."""
+def text_map(sess: Any, im: Image.Image, side: int = TEXT_SIZE) -> np.ndarray:
+    """DB's text probability map with the longer side at ``side`` (multiples of 32)."""
     w, h = im.size
-    s = TEXT_SIZE / max(w, h)
+    s = side / max(w, h)
     nw, nh = max(32, round(w * s / 32) * 32), max(32, round(h * s / 32) * 32)
     x = np.asarray(im.convert("RGB").resize((nw, nh), Image.Resampling.BILINEAR), np.float32)
     x = (x[..., ::-1] / 255.0 - 0.5) / 0.5  # BGR, as PaddleOCR trained it
-    prob = sess.run(None, {"x": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0, 0]  # type: ignore[attr-defined]
-    text = prob > TEXT_PIXEL
+    return sess.run(None, {"x": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0, 0]
+
+
+def text_edge_share(sess: object, im: Image.Image) -> float:
+    """Share of DB text pixels in the outer EDGE band of the frame."""
+    text = text_map(sess, im) > TEXT_PIXEL
+    nh, nw = text.shape
     ey, ex = max(1, int(nh * EDGE)), max(1, int(nw * EDGE))
     band = np.ones_like(text)
     band[ey:-ey, ex:-ex] = False

@@ -29,29 +29,18 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from visible_screen_photos import EDGE, TEXT_PIXEL, text_detector
+from visible_screen_photos import EDGE, TEXT_PIXEL, text_detector, text_map
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "visible_text_trial.json"
 
 SIDES = (320, 480)
 STATS = ("peak", "top_0.5%_mean", "text_share", "edge_share", "inner_share", "text_confidence")
-
-
-def text_map(sess: Any, im: Image.Image, side: int) -> np.ndarray:
-    """DB's text probability map with the longer side at ``side`` (multiples of 32)."""
-    w, h = im.size
-    s = side / max(w, h)
-    nw, nh = max(32, round(w * s / 32) * 32), max(32, round(h * s / 32) * 32)
-    x = np.asarray(im.resize((nw, nh), Image.Resampling.BILINEAR), np.float32)
-    x = (x[..., ::-1] / 255.0 - 0.5) / 0.5  # BGR, as PaddleOCR trained it
-    return sess.run(None, {"x": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0, 0]
 
 
 def map_stats(p: np.ndarray) -> list[float]:
