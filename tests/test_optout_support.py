@@ -57,23 +57,27 @@ def serve(
             try:
                 if delay:
                     rec.stop.wait(delay)
-                route = routes.get(self.path)
-                if route is None:
-                    route = (404, b"not here", {})
-                if callable(route):
-                    route(self)
-                    return
-                status, body, headers = route
-                data = body.encode() if isinstance(body, str) else body
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
             finally:
+                # Leave the in-flight count before answering: once the client has read the
+                # answer it may send its next request, and on a loaded machine that request
+                # can arrive before this thread runs again, which would count one client
+                # slot twice.
                 with rec.lock:
                     rec.inflight -= 1
+            route = routes.get(self.path)
+            if route is None:
+                route = (404, b"not here", {})
+            if callable(route):
+                route(self)
+                return
+            status, body, headers = route
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
     server = _Server(("127.0.0.1", 0), Handler)
     server.stop = rec.stop  # type: ignore[attr-defined]

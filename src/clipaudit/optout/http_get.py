@@ -171,9 +171,12 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
             http.client.HTTPException,
         ) as exc:  # ValueError: bad IDNA, non-ASCII path
             result.outcome, result.body = "unreachable", b""
+            # The socket timeout is capped at the time left, so on a loaded machine it can
+            # fire before the watchdog thread runs: past the deadline, it is the deadline.
+            past_deadline = fired.is_set() or time.monotonic() >= end
             result.error = (
                 f"deadline of {settings.deadline:g}s exceeded"
-                if fired.is_set()
+                if past_deadline
                 else f"{type(exc).__name__}: {str(exc)[:200]}"
             )
             break
