@@ -125,6 +125,21 @@ def carry_earlier(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any
     return now
 
 
+def held_out_pool(cache: Path) -> tuple[Path, dict[str, Any], list[str], list[str]]:
+    """The pool ``real_photos.py --visible`` built in ``cache``: its image folder, its truth,
+    the clean names and the marked ones (photos that came with a mark of their own left out)."""
+    from clipaudit.safety.visible.train import labels_digest, marked_photos
+
+    key = labels_digest(marked_photos())[:12]  # the key real_photos.py gives its pool
+    record = cache / f"visible-pool-{key}.json"
+    if not record.is_file():
+        sys.exit(f"no held-out pool at {record}: run `python bench/real_photos.py --visible` first")
+    truth = json.loads(record.read_text())
+    clean = sorted(s for s, t in truth.items() if not t["marked"])
+    marked = sorted(s for s, t in truth.items() if t["marked"] and t["layout"] != "already")
+    return cache / f"visible-pool-{key}", truth, clean, marked
+
+
 def scores(folder: Path, paths: list[Path], cache: Path | None = None) -> np.ndarray:
     """The detector's scores of ``paths``; kept in ``cache`` under the detector's head and
     backbone sha256 and the list of images, so a detector already measured on this pool is
@@ -170,16 +185,7 @@ def main() -> None:
             ap.error(f"{name}{eq}{folder}: give NAME=DIR with DIR a detector folder")
     from sklearn.metrics import roc_auc_score
 
-    from clipaudit.safety.visible.train import labels_digest, marked_photos
-
-    key = labels_digest(marked_photos())[:12]  # the key real_photos.py gives its pool
-    record = args.cache / f"visible-pool-{key}.json"
-    if not record.is_file():
-        sys.exit(f"no held-out pool at {record}: run `python bench/real_photos.py --visible` first")
-    truth = json.loads(record.read_text())
-    clean = sorted(s for s, t in truth.items() if not t["marked"])
-    marked = sorted(s for s, t in truth.items() if t["marked"] and t["layout"] != "already")
-    pool = args.cache / f"visible-pool-{key}"
+    pool, truth, clean, marked = held_out_pool(args.cache)
     out: dict[str, Any] = {"what": __doc__.splitlines()[0], "clean": len(clean),
                            "marked": len(marked), "detectors": {}}  # fmt: skip
     kept: list[tuple[np.ndarray, np.ndarray]] = []
