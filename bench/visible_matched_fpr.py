@@ -17,6 +17,7 @@ cache folder, so the shipped one is scored once however many trials it is compar
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -72,8 +73,31 @@ def paired_pauc_gap(
     return {"gap": round(gap, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "reps": reps}
 
 
+# A mark's strength as the detector sees it: the share of its input pixels (the marked image
+# and its clean twin, both squashed to 320 px) that the mark moves by more than 12 levels in
+# some channel, beyond the JPEG noise between the twins; binned at these shares.
+CHANGE_STEP = 12
+SHARE_EDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 1.01)
+
+
+def changed_shares(pool: Path, marked: list[str], side: int = 320) -> np.ndarray:
+    """Per marked image of ``pool``, the share of input pixels its mark changes (see above)."""
+    from PIL import Image
+
+    def read(name: str) -> np.ndarray:
+        with Image.open(pool / f"{name}.jpg") as im:
+            small = im.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+        return np.asarray(small, np.int16)
+
+    out = []
+    for name in marked:
+        diff = np.abs(read(name) - read(name.replace("_mark", "_clean")))
+        out.append(float((diff.max(2) > CHANGE_STEP).mean()))
+    return np.array(out)
+
+
 def by_style(clean: np.ndarray, marked: np.ndarray, truth: list[dict[str, Any]],
-             rate: float = 0.01) -> dict[str, Any]:  # fmt: skip
+             rate: float = 0.01, shares: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """Detection by layout, by kind and by layout × kind at the threshold that flags ``rate``
     of the clean photos, and the curve without a logo alone in a single or centre spot (a lone
     graphic over the photo: the case that caps the whole, whether its shape is new or not,
@@ -92,6 +116,11 @@ def by_style(clean: np.ndarray, marked: np.ndarray, truth: list[dict[str, Any]],
             for key in sorted(set(keys))
         }
 
+    if shares is not None:
+        bins = np.digitize(shares, SHARE_EDGES[1:-1])
+        edges = [f"{a:g}-{b:g}" for a, b in itertools.pairwise(SHARE_EDGES[:-1])]
+        labels = [*edges, f"{SHARE_EDGES[-2]:g}+"]
+        by_share = rates([labels[b] for b in bins])
     lone = np.array([t["kind"] == "logo" and t["layout"] in ("single", "center") for t in truth])
     rest = marked[~lone]
     y = np.r_[np.zeros(len(clean)), np.ones(len(rest))]
@@ -100,6 +129,7 @@ def by_style(clean: np.ndarray, marked: np.ndarray, truth: list[dict[str, Any]],
         "layout": rates([t["layout"] for t in truth]),
         "kind": rates([t["kind"] for t in truth]),
         "layout_kind": rates([f"{t['layout']}/{t['kind']}" for t in truth]),
+        **({"changed_share": by_share} if shares is not None else {}),
         "without_lone_logos": {
             "n": len(rest),
             "auroc": round(float(roc_auc_score(y, np.r_[clean, rest])), 4),
@@ -186,6 +216,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     pool, truth, clean, marked = held_out_pool(args.cache)
+    shares = changed_shares(pool, marked)
     out: dict[str, Any] = {"what": __doc__.splitlines()[0], "clean": len(clean),
                            "marked": len(marked), "detectors": {}}  # fmt: skip
     kept: list[tuple[np.ndarray, np.ndarray]] = []
@@ -204,7 +235,7 @@ def main() -> None:
             "auroc": round(float(roc_auc_score(y, np.r_[c, m])), 4),
             "pauc_to_fpr_0.01": round(pauc(c, m, 0.01), 4),
             "tpr_at_matched_fpr": {str(r): tpr_at(c, m, r) for r in RATES},
-            "by_style": by_style(c, m, [truth[x] for x in marked]),
+            "by_style": by_style(c, m, [truth[x] for x in marked], shares=shares),
         }
         if kept:  # against the first detector named
             out["detectors"][name]["pauc_gap_to_" + named[0][0]] = paired_pauc_gap(kept[0], (c, m))
