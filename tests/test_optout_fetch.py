@@ -3,10 +3,13 @@ redirects, size cap, timeouts and deadlines, rate limit, concurrency bound and t
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import re
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -205,6 +208,59 @@ def test_rate_limit_per_host_spaces_requests(tmp_path: Path) -> None:
     slots = [lim.reserve("a:1") for _ in range(3)] + [lim.reserve("b:1")]
     assert slots[1] - slots[0] == pytest.approx(0.1) and slots[2] - slots[1] == pytest.approx(0.1)
     assert slots[3] < slots[1]  # another host is not held back
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-15)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [("gzip", gzip.compress), ("x-gzip", gzip.compress), ("deflate", zlib.compress),
+     ("deflate", _raw_deflate), ("GZip ", gzip.compress)],
+    ids=["gzip", "x-gzip", "deflate-zlib", "deflate-raw", "case-and-space"],
+)  # fmt: skip
+def test_a_compressed_body_sent_unasked_is_decoded(
+    tmp_path: Path, coding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    # We ask for identity; a server that compresses anyway still has its rules read.
+    body = encode(ROBOTS.encode())
+    routes: dict[str, Route] = {"/robots.txt": (200, body, {"Content-Encoding": coding})}
+    with serve(routes) as (origin, _):
+        r = fetch_one(origin, tmp_path)["robots"]
+    assert (r["outcome"], r["body"], r["truncated"]) == ("fetched", ROBOTS, False)
+    assert r["root"]["GPTBot"] == "disallowed" and r["root"]["CCBot"] == "allowed"
+
+
+def test_a_gzip_bomb_is_cut_at_the_size_cap(tmp_path: Path) -> None:
+    head = b"User-agent: GPTBot\nDisallow: /\n"
+    bomb = gzip.compress(head + b"#" * (64 * MAX_BYTES))  # 32 MiB of text in about 32 KiB
+    assert len(bomb) < MAX_BYTES // 8
+    routes: dict[str, Route] = {"/robots.txt": (200, bomb, {"Content-Encoding": "gzip"})}
+    t0 = time.monotonic()
+    with serve(routes) as (origin, _):
+        r = fetch_one(origin, tmp_path)["robots"]
+    assert r["outcome"] == "fetched" and r["truncated"] is True and r["bytes"] == MAX_BYTES
+    assert r["root"]["GPTBot"] == "disallowed"
+    assert time.monotonic() - t0 < 5.0
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "said"),
+    [("br", b"\x1b\x00\x00", "content-encoding 'br' is not one we can read"),
+     ("gzip, br", gzip.compress(b"x"), "content-encoding 'gzip, br'"),
+     ("gzip", b"User-agent: *\nDisallow:\n", "the gzip body does not decode")],
+    ids=["brotli", "two-codings", "not-gzip"],
+)  # fmt: skip
+def test_a_body_we_cannot_decode_is_unreachable(tmp_path: Path, coding: str, body: bytes,
+                                                said: str) -> None:  # fmt: skip
+    # Undecodable bytes read as text would hold no rules, i.e. allow all: disallow instead.
+    routes: dict[str, Route] = {"/robots.txt": (200, body, {"Content-Encoding": coding})}
+    with serve(routes) as (origin, _):
+        r = fetch_one(origin, tmp_path)["robots"]
+    assert r["outcome"] == "unreachable" and r["status"] == 200 and "body" not in r
+    assert said in r["error"], r["error"]
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ trickles or never ends cannot hold a worker past the deadline.
 
 Outcomes follow RFC 9309: 2xx ``fetched``; 4xx ``unavailable`` (no rules: allow); 5xx,
 429, network failure, too many redirects or the deadline ``unreachable`` (disallow all).
+We ask for the identity coding, but misconfigured servers and CDNs send gzip anyway: gzip and
+deflate bodies are undone (capped after decoding, so a small bomb cannot expand past the
+cap); a coding we cannot read is ``unreachable``, not an empty file that would allow all.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -24,6 +28,8 @@ MAX_BYTES = 512 * 1024
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 16 * 1024
+# Content codings undone, with zlib's wbits: 47 reads a gzip or a zlib header.
+_CODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 47}
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,32 @@ def _read_capped(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]
     return bytes(buf[:cap]), True
 
 
+def decode_body(raw: bytes, coding: str | None, cap: int) -> tuple[bytes, bool]:
+    """``raw`` with its Content-Encoding undone: at most ``cap`` bytes, and whether there was
+    more. Raises ValueError for a coding we cannot read or a body that does not decode."""
+    name = (coding or "identity").strip().lower()
+    if name in ("", "identity"):
+        return raw, False
+    wbits = _CODINGS.get(name)
+    if wbits is None:
+        raise ValueError(f"content-encoding {name[:40]!r} is not one we can read")
+    got = _inflate(raw, wbits, cap)
+    if got is None and name == "deflate":  # raw deflate, no zlib header: some servers send it
+        got = _inflate(raw, -15, cap)
+    if got is None:
+        raise ValueError(f"the {name} body does not decode")
+    return got
+
+
+def _inflate(raw: bytes, wbits: int, cap: int) -> tuple[bytes, bool] | None:
+    dec = zlib.decompressobj(wbits)
+    try:
+        out = dec.decompress(raw, cap + 1)
+    except zlib.error:
+        return None
+    return out[:cap], len(out) > cap or bool(dec.unconsumed_tail)
+
+
 def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None = None) -> Fetched:
     """GET ``url`` within ``settings``; never raises for network or server trouble."""
     t0 = time.monotonic()
@@ -160,7 +192,10 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
                 continue
             result.outcome = _classify(resp.status)
             if result.outcome == "fetched":
-                result.body, result.truncated = _read_capped(resp, settings.max_bytes)
+                raw, cut = _read_capped(resp, settings.max_bytes)
+                coding = resp.getheader("Content-Encoding")
+                result.body, more = decode_body(raw, coding, settings.max_bytes)
+                result.truncated = cut or more
             if fired.is_set():  # the read "ended" only because the watchdog cut it
                 result.outcome, result.body = "unreachable", b""
                 result.error = f"deadline of {settings.deadline:g}s exceeded"
