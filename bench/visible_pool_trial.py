@@ -58,8 +58,7 @@ def last_maps(x: np.ndarray, backbone: Any, head: Any) -> np.ndarray:
         for i in range(0, len(p3), 256):
             a = torch.from_numpy(p3[i : i + 256].astype(np.float32))
             b = torch.from_numpy(p4[i : i + 256].astype(np.float32))
-            f = head.c(head.pool(head.b(head.a(torch.cat([head.down(a), b], 1)))))
-            out.append(f.numpy().astype(np.float16))
+            out.append(head.last_map(a, b).numpy().astype(np.float16))
     return np.concatenate(out)
 
 
@@ -85,9 +84,8 @@ def pooled(maps: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
 
 
 def shipped_logits(maps: np.ndarray, head: Any) -> np.ndarray:
-    t = torch.from_numpy(maps.astype(np.float32))
     with torch.inference_mode():
-        return head.fc(torch.cat([t.amax((2, 3)), t.mean((2, 3))], 1)).squeeze(1).numpy()
+        return head.read(torch.from_numpy(maps.astype(np.float32))).numpy()
 
 
 def draw_parts(photos: Path, parts: int, pairs: int, backbone: Any, head: Any) -> list[dict]:

@@ -104,10 +104,17 @@ class Head(nn.Module):
         self.c = conv_block(width, width)
         self.fc = nn.Linear(2 * width, 1)
 
-    def forward(self, p3: torch.Tensor, p4: torch.Tensor) -> torch.Tensor:
+    def last_map(self, p3: torch.Tensor, p4: torch.Tensor) -> torch.Tensor:
+        """The last convolution's map, before pooling (width × 10 × 10 at 320 px)."""
         f = torch.cat([self.down(p3), p4], 1)
-        f = self.c(self.pool(self.b(self.a(f))))
+        return self.c(self.pool(self.b(self.a(f))))
+
+    def read(self, f: torch.Tensor) -> torch.Tensor:
+        """One logit per map: max and mean pooling, then the linear layer."""
         return self.fc(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1)).squeeze(1)
+
+    def forward(self, p3: torch.Tensor, p4: torch.Tensor) -> torch.Tensor:
+        return self.read(self.last_map(p3, p4))
 
 
 def head_logits(head: Head, p3: np.ndarray, p4: np.ndarray, batch_size: int = 256) -> np.ndarray:
