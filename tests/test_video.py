@@ -60,6 +60,33 @@ def test_sampling_policies_pick_the_frames_they_promise() -> None:
             SamplingPolicy.parse(bad)
 
 
+def test_a_phone_clips_display_rotation_is_applied() -> None:
+    """A portrait phone clip is stored sideways with a display matrix; its frames must come
+    out as shown (as FFmpeg's own tool turns them), whatever the sampling policy."""
+    im = Image.new("RGB", (64, 48), (0, 0, 255))
+    ImageDraw.Draw(im).rectangle((0, 0, 15, 47), fill=(255, 0, 0))  # red on the stored left
+    stored = [im] * 16
+    for degrees, turn in (
+        (90, Image.Transpose.ROTATE_90),
+        (-90, Image.Transpose.ROTATE_270),
+        (180, Image.Transpose.ROTATE_180),
+    ):
+        shown = np.asarray(im.transpose(turn), np.int16)
+        data = encode_video(stored, fps=8, rotation=degrees)
+        for policy in ("uniform:4", "fps:2", "keyframes", "scenes"):
+            v = decode_video(data, SamplingPolicy.parse(policy))
+            assert v.error is None and v.frames, (degrees, policy)
+            assert v.frames[0].size == shown.shape[1::-1], (degrees, policy)
+            got = np.asarray(v.frames[0], np.int16)
+            assert np.abs(got - shown).mean() < 12, (degrees, policy)
+        assert (v.info["width"], v.info["height"]) == shown.shape[1::-1]
+    plain = decode_video(encode_video(stored, fps=8))
+    assert plain.frames[0].size == (64, 48) and (plain.info["width"], plain.info["height"]) == (
+        64,
+        48,
+    )
+
+
 def test_decoding_is_bounded_and_never_raises() -> None:
     data = encode_video(_moving(24), fps=8)
     assert decode_video(data, deadline_s=0.0).error == "video_timeout"

@@ -19,6 +19,7 @@ first frame after each cut, cuts found where the mean absolute difference of con
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,8 @@ def decode_video(
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
             out = _SAMPLERS[policy.kind](container, stream, info, policy, t_end)
             out.info = {**info, "policy": str(policy), **out.info}
+            if out.frames:  # the size as shown: a quarter turn swaps the stored sides
+                out.info["width"], out.info["height"] = out.frames[0].size
             if out.error is None and not out.frames:
                 out.error, out.detail = "video_decode_error", "no frame could be decoded"
             return out
@@ -157,8 +160,33 @@ def _info(container: Any, stream: Any) -> dict[str, Any]:
     }
 
 
+# Phone videos store portrait frames sideways and say how to turn them in the stream's display
+# matrix; FFmpeg's own tool applies it, PyAV's to_image does not. PyAV reads the matrix as a
+# counterclockwise angle, PIL's ROTATE_90 is a counterclockwise quarter turn.
+_TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
+
+
+def frame_rotation(frame: Any) -> int:
+    """The display matrix's rotation of ``frame`` to the nearest quarter turn, in [0, 360)
+    counterclockwise (0 where there is none or it cannot be read)."""
+    try:
+        degrees = float(getattr(frame, "rotation", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+    if not math.isfinite(degrees):  # a degenerate matrix
+        return 0
+    return round(degrees / 90.0) % 4 * 90
+
+
 def _rgb(frame: Any) -> Image.Image:
-    return frame.to_image().convert("RGB")
+    """The frame as shown: RGB, turned as its display matrix says."""
+    im = frame.to_image().convert("RGB")
+    turn = _TURNS.get(frame_rotation(frame))
+    return im.transpose(turn) if turn is not None else im
 
 
 def _frame_time(frame: Any, stream: Any) -> float | None:
@@ -337,10 +365,15 @@ def frame_stats(frames: list[Image.Image]) -> dict[str, Any]:
 
 
 def encode_video(
-    frames: list[Image.Image], fps: float = 8.0, fmt: str = "mp4", crf: int = 23
+    frames: list[Image.Image],
+    fps: float = 8.0,
+    fmt: str = "mp4",
+    crf: int = 23,
+    rotation: int = 0,
 ) -> bytes:
     """Frames as an H.264 mp4 (or VP9 webm) in memory; even sizes, yuv420p, key frame every
-    second. For the world's clips and the tests."""
+    second; ``rotation`` (degrees counterclockwise) goes in the display matrix, as a phone
+    writes a portrait clip. For the world's clips and the tests."""
     import av
 
     buf = io.BytesIO()
@@ -353,6 +386,8 @@ def encode_video(
         stream.options = {"crf": str(crf), "g": str(max(1, round(fps)))}
         if codec == "libx264":
             stream.options["preset"] = "veryfast"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for im in frames:
             frame = av.VideoFrame.from_image(im.convert("RGB").crop((0, 0, w, h)))
             for packet in stream.encode(frame):

@@ -6,8 +6,9 @@ frame, the alignment, phrase, NSFW and visible-watermark stages every sampled fr
 stage records, per sample:
 
 * ``media``: ``image`` or ``video`` (images get nulls in the other columns);
-* ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height``, ``video_codec``,
-  ``video_frames`` (frames sampled) and ``video_policy`` (the sampling policy);
+* ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height`` (as shown: a
+  display matrix's quarter turn applied), ``video_codec``, ``video_frames`` (frames sampled)
+  and ``video_policy`` (the sampling policy);
 * ``video_motion``: the largest mean absolute difference (0-255) between any two sampled
   frames' 32x32 grey thumbnails (0: a still video), and ``video_black_share``: the share of
   sampled frames that are black;
