@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from clipaudit.data import decode_image
+from clipaudit.data.decode import decode_sample
+from clipaudit.data.sample import Sample, sniff_image_ext
 
 GOOD = ("jpeg", "progressive", "cmyk", "png_alpha", "palette", "png16", "gray", "webp")
 
@@ -71,3 +74,59 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
     Image.new("1", (12000, 12000)).save(buf, format="PNG")
     dec = decode_image(buf.getvalue())
     assert dec.error == "image_too_large" and "144000000 pixels" in (dec.detail or "")
+
+
+def _saved(fmt: str) -> bytes:
+    im = Image.new("RGB", (64, 48), (20, 180, 40))
+    im.paste((200, 30, 30), (0, 0, 32, 48))
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+# An HEIF still image's first box as a phone writes it (ftyp, major brand heic), then bytes
+# no decoder here can read.
+HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("AVIF", "avif"), ("JPEG2000", "jp2")])
+def test_avif_and_jpeg2000_are_images_not_videos(fmt: str, ext: str) -> None:
+    from PIL import features
+
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    data = _saved(fmt)
+    # An AVIF is an ISO media file like an mp4: the ftyp brands, not the box name, decide.
+    assert sniff_image_ext(data) == ext
+    assert Sample("a", data).media == "image"
+    dec = decode_sample(Sample("a", data))
+    assert dec.error is None and dec.frames is None and dec.image is not None
+    assert dec.image.size == (64, 48)
+    left, right = dec.image.getpixel((8, 24)), dec.image.getpixel((56, 24))
+    assert left[0] > 150 > left[1] and right[1] > 130 > right[0], (left, right)
+
+
+def test_heic_without_a_decoder_names_what_to_install() -> None:
+    from clipaudit.data.decode import HEIF_DECODER, NO_HEIF
+
+    assert sniff_image_ext(HEIC_HEAD) == "heic"
+    assert Sample("h", HEIC_HEAD).media == "image"
+    assert sniff_image_ext(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00isommp42") == "mp4"
+    if HEIF_DECODER:
+        pytest.skip("pillow-heif is installed here")
+    dec = decode_image(HEIC_HEAD)
+    assert dec.error == "decode_error" and dec.detail == NO_HEIF
+
+
+def test_an_image_folder_lists_avif_and_heic_files(tmp_path: Path) -> None:
+    """Files of an image kind the folder reader did not know were passed over in silence."""
+    from clipaudit.data.formats import open_dataset
+
+    (tmp_path / "a.jpg").write_bytes(_saved("JPEG"))
+    (tmp_path / "b.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf")
+    (tmp_path / "c.heic").write_bytes(HEIC_HEAD)
+    (tmp_path / "notes.txt").write_text("not a sample")
+    ds = open_dataset(tmp_path, format="imagefolder")
+    got = {s.image_ext: s for shard in ds.shards() for s in ds.read_shard(shard)}
+    assert sorted(got) == ["avif", "heic", "jpg"]
+    assert all(s.image and s.error is None and s.media == "image" for s in got.values())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from clipaudit.data.sample import Sample
+from clipaudit.data.sample import Sample, sniff_image_ext
 
 if TYPE_CHECKING:
     from clipaudit.data.video import SamplingPolicy
@@ -41,6 +41,22 @@ DECODE_CHAIN = (
     "PIL decode; EXIF orientation applied; first frame of animations; 16-bit scaled to 8-bit; "
     "alpha composited on white; CMYK/palette/grayscale converted to RGB"
 )
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF (phone photos) where the optional ``pillow-heif`` is
+    installed (``pip install 'clipaudit[heif]'``); without it they are a ``decode_error``
+    whose detail says so."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_DECODER = _register_heif()
+NO_HEIF = "HEIF/HEIC image and no decoder for it: pip install 'clipaudit[heif]' (pillow-heif)"
 
 
 @dataclass
@@ -121,5 +137,7 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Decoded(None, "image_too_large", str(exc)[:200])
     except Exception as exc:
+        if not HEIF_DECODER and sniff_image_ext(data) == "heic":
+            return Decoded(None, "decode_error", NO_HEIF)
         return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
     return Decoded(rgb, None, None, stored, mode, fmt)

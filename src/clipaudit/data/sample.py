@@ -7,7 +7,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Extensions a reader recognises as the image of a sample, in order of preference.
-IMAGE_EXTS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+# AVIF and JPEG 2000 decode with Pillow's wheels; HEIC/HEIF (phone photos) needs the optional
+# pillow-heif, and without it is a sample with a reason code, never a file passed over.
+IMAGE_EXTS: tuple[str, ...] = (
+    "jpg",
+    "jpeg",
+    "png",
+    "webp",
+    "gif",
+    "bmp",
+    "tif",
+    "tiff",
+    "avif",
+    "heic",
+    "heif",
+    "jp2",
+)
 # Video members (as video2dataset writes them); a sample's media is one or the other.
 VIDEO_EXTS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "m4v", "avi")
 MEDIA_EXTS: tuple[str, ...] = IMAGE_EXTS + VIDEO_EXTS
@@ -71,13 +86,32 @@ def sniff_image_ext(data: bytes | None) -> str:
             return ext
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or data.startswith(b"\xff\x4f\xff\x51"):
+        return "jp2"
     if len(data) >= 12 and data[4:8] == b"ftyp":
-        return "mov" if data[8:10] == b"qt" else "mp4"
+        return _iso_media_ext(data)
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "webm" if b"webm" in data[:64] else "mkv"
     if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
         return "avi"
     return "bin"
+
+
+# ISO base media files (mp4, mov, and also AVIF and HEIF still images) say what they hold in
+# the ftyp box's major and compatible brands; an image brand there makes the file an image.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+
+def _iso_media_ext(data: bytes) -> str:
+    size = int.from_bytes(data[:4], "big")
+    box = data[8 : max(12, min(size, 256))]  # major brand, minor version, compatible brands
+    brands = {box[:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "avif"
+    if brands & _HEIF_BRANDS:
+        return "heic"
+    return "mov" if data[8:10] == b"qt" else "mp4"
 
 
 def content_id(image: bytes | None, caption: str | None, url: str | None) -> str:

@@ -90,17 +90,6 @@ class VideoDecoded:
     detail: str | None = None
 
 
-def is_video_bytes(data: bytes | None) -> bool:
-    """ISO BMFF (mp4, mov: ``ftyp`` at byte 4), Matroska / WebM (EBML magic), AVI."""
-    if not data or len(data) < 12:
-        return False
-    return (
-        data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")
-        or data[:4] == b"\x1a\x45\xdf\xa3"
-        or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
-    )
-
-
 def decode_video(
     data: bytes | None, policy: SamplingPolicy = DEFAULT_POLICY, deadline_s: float = DEADLINE_S
 ) -> VideoDecoded:
