@@ -87,6 +87,33 @@ def test_a_phone_clips_display_rotation_is_applied() -> None:
     )
 
 
+def test_fps_sampling_decodes_on_within_a_group_of_pictures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Targets closer than the next key frame are reached by decoding on, not by seeking back
+    to the key frame before each: same frames, one seek per group of pictures."""
+    import av.container
+
+    frames = _moving(48, size=48)
+    data = encode_video(frames, fps=8)  # 6 s, a key frame every second
+    seeks: list[int] = []
+    real_seek = av.container.InputContainer.seek
+
+    def counting_seek(self: object, *args: object, **kwargs: object) -> None:
+        seeks.append(1)
+        real_seek(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(av.container.InputContainer, "seek", counting_seek)
+    v = decode_video(data, SamplingPolicy.parse("fps:4"))
+    assert v.error is None and len(v.frames) == 24
+    assert v.times == pytest.approx([i / 4 for i in range(24)], abs=0.07)
+    # Each sampled frame is the one at its time: the ellipse has moved one pixel a frame.
+    for t, im in zip(v.times, v.frames, strict=True):
+        want = np.asarray(frames[round(t * 8)], np.int16)
+        assert np.abs(np.asarray(im, np.int16) - want).mean() < 6, t
+    assert len(seeks) <= 7, len(seeks)  # one per key frame at most, not one per target (24)
+
+
 def test_decoding_is_bounded_and_never_raises() -> None:
     data = encode_video(_moving(24), fps=8)
     assert decode_video(data, deadline_s=0.0).error == "video_timeout"

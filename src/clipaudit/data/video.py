@@ -189,28 +189,59 @@ def _check(t_end: float) -> None:
         raise _Timeout
 
 
+# A target this close ahead of the last decoded frame is reached by decoding on: a seek lands on
+# the key frame before the target and re-decodes up to a whole group of pictures, which for
+# fps:F on a long-GOP 4K HEVC clip cost a group's worth of frames per target and ran past the
+# deadline.
+FORWARD_S = 2.0
+
+
 def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -> VideoDecoded:
-    """The first frame at or after each target time (seeking to the key frame before it)."""
+    """The first frame at or after each target time (ascending): decoding on from the last
+    frame when the target is near, else seeking to the key frame before it."""
     out = VideoDecoded()
-    base = stream.start_time * stream.time_base if stream.start_time is not None else 0.0
+    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    frames: Any = None  # the live decoding iterator, None before the first seek
+    pos: float | None = None  # time of the last frame decoded
+    last_key: float | None = None  # time of the last key frame decoded since the seek
+    gop = 0.0  # the longest gap between two key frames decoded in a row
     for target in targets:
         _check(t_end)
-        ts = int((float(base) + target) / stream.time_base) if stream.time_base else 0
-        container.seek(max(ts, 0), stream=stream, backward=True, any_frame=False)
-        got = None
-        last = None
-        for n, frame in enumerate(container.decode(stream)):
-            _check(t_end)
-            last = frame
-            t = _frame_time(frame, stream)
-            if t is None or t - float(base) >= target - 1e-6 or n >= MAX_DECODED_PER_SEEK:
-                got = frame
-                break
+        # On from here when no key frame is due before the target (a seek would land at or
+        # behind the last frame decoded); before a key-frame gap is known, when it is near.
+        ahead = None if pos is None else target - pos
+        if ahead is None or ahead < 0.0:
+            near = False
+        elif gop > 0 and last_key is not None:
+            near = target < last_key + gop - 1e-6
+        else:
+            near = ahead <= FORWARD_S
+        got = last = None
+        for attempt in ("forward", "seek") if near else ("seek",):
+            if attempt == "seek":
+                ts = int((base + target) / stream.time_base) if stream.time_base else 0
+                container.seek(max(ts, 0), stream=stream, backward=True, any_frame=False)
+                frames, last_key = iter(container.decode(stream)), None
+            for n, frame in enumerate(frames):
+                _check(t_end)
+                last = frame
+                t = _frame_time(frame, stream)
+                rel = None if t is None else t - base
+                if rel is not None:
+                    pos = rel
+                    if frame.key_frame:
+                        gop = max(gop, rel - last_key) if last_key is not None else gop
+                        last_key = rel
+                if rel is None or rel >= target - 1e-6 or n >= MAX_DECODED_PER_SEEK:
+                    got = frame
+                    break
+            if got is not None or last is not None:
+                break  # decoding on ran out of frames: seek, to take the last one there is
         got = got or last  # past the last frame: the last one there is
         if got is None:
             continue
         t = _frame_time(got, stream)
-        rel = round((t - float(base)) if t is not None else target, 4)
+        rel = round((t - base) if t is not None else target, 4)
         if out.times and rel <= out.times[-1] - 1e-9:
             continue  # a seek that lands before the previous frame: nothing new there
         out.frames.append(_rgb(got))
