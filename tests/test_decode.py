@@ -130,3 +130,32 @@ def test_an_image_folder_lists_avif_and_heic_files(tmp_path: Path) -> None:
     got = {s.image_ext: s for shard in ds.shards() for s in ds.read_shard(shard)}
     assert sorted(got) == ["avif", "heic", "jpg"]
     assert all(s.image and s.error is None and s.media == "image" for s in got.values())
+
+
+def test_postscript_is_not_rendered_and_rare_kinds_are_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow renders EPS by running Ghostscript; untrusted bytes never get that far."""
+    from PIL import EpsImagePlugin
+
+    from clipaudit.data.decode import NOT_READ
+
+    ran: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "gs", raising=False)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n%%EOF\n"
+    assert Image.open(io.BytesIO(eps)).format == "EPS"  # what Pillow alone would do
+    dec = decode_image(eps)
+    assert dec.error == "decode_error" and dec.detail == NOT_READ and not ran
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PCX")  # a kind Pillow reads, datasets do not hold
+    assert decode_image(buf.getvalue()).detail == NOT_READ
+
+
+def test_a_phone_jpeg_with_a_second_picture_decodes() -> None:
+    buf = io.BytesIO()
+    first, depth = Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (40, 30))
+    first.save(buf, format="MPO", save_all=True, append_images=[depth])
+    dec = decode_image(buf.getvalue())
+    assert dec.error is None and dec.format == "MPO" and dec.image is not None
+    assert dec.image.getpixel((20, 15))[0] > 150  # the first picture, not the second

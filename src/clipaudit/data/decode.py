@@ -6,13 +6,14 @@ Web data is full of bad bytes, so decoding never raises for content: it returns 
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipaudit.data.sample import Sample, sniff_image_ext
 
@@ -57,6 +58,40 @@ def _register_heif() -> bool:
 
 HEIF_DECODER = _register_heif()
 NO_HEIF = "HEIF/HEIC image and no decoder for it: pip install 'clipaudit[heif]' (pillow-heif)"
+
+# The image kinds untrusted bytes are read as. Pillow would otherwise try every plugin it has:
+# EPS and PostScript it renders by running Ghostscript where that is installed, and a dozen
+# rare formats (FLI, PCX, SGI, FITS, ...) whose decoders web images never need.
+READ_FORMATS = (
+    "JPEG",
+    "MPO",  # phone JPEGs with a second picture (depth map, preview)
+    "PNG",
+    "WEBP",
+    "GIF",
+    "BMP",
+    "DIB",
+    "TIFF",
+    "AVIF",
+    "JPEG2000",
+    "HEIF",  # where pillow-heif registered it
+    "ICO",
+    "PPM",
+)
+
+
+NOT_READ = "not an image of a kind read here (" + ", ".join(READ_FORMATS) + ")"
+
+
+@functools.cache
+def read_formats() -> tuple[str, ...]:
+    """The READ_FORMATS this Pillow has a reader for (an unknown name is an error to it)."""
+    Image.init()
+    return tuple(f for f in READ_FORMATS if f in Image.OPEN)
+
+
+def open_untrusted(data: bytes) -> Image.Image:
+    """``Image.open`` of untrusted bytes, as one of the kinds read here only."""
+    return Image.open(io.BytesIO(data), formats=read_formats())
 
 
 @dataclass
@@ -122,7 +157,7 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im: Image.Image = Image.open(io.BytesIO(data))
+            im: Image.Image = open_untrusted(data)
             stored = im.size
             fmt = getattr(im, "format", None)
             if stored[0] * stored[1] > max_pixels or stored[0] <= 0 or stored[1] <= 0:
@@ -139,5 +174,7 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
     except Exception as exc:
         if not HEIF_DECODER and sniff_image_ext(data) == "heic":
             return Decoded(None, "decode_error", NO_HEIF)
+        if isinstance(exc, UnidentifiedImageError):
+            return Decoded(None, "decode_error", NOT_READ)
         return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
     return Decoded(rgb, None, None, stored, mode, fmt)

@@ -6,7 +6,6 @@ millisecond for web-sized images. Broken metadata gives an error value, never a 
 
 from __future__ import annotations
 
-import io
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -145,7 +144,7 @@ def source_type_name(uri: str | None) -> str | None:
 
 def read_embedded(data: bytes | None) -> EmbeddedRights:
     """EXIF / IPTC / XMP rights fields of the encoded image ``data``."""
-    from PIL import Image
+    from clipaudit.data.decode import open_untrusted
 
     out = EmbeddedRights()
     if not data:
@@ -154,7 +153,7 @@ def read_embedded(data: bytes | None) -> EmbeddedRights:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im = open_untrusted(data)
     except Exception:
         im = None
     artist = notice = None
