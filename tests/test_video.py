@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -112,6 +113,46 @@ def test_fps_sampling_decodes_on_within_a_group_of_pictures(
         want = np.asarray(frames[round(t * 8)], np.int16)
         assert np.abs(np.asarray(im, np.int16) - want).mean() < 6, t
     assert len(seeks) <= 7, len(seeks)  # one per key frame at most, not one per target (24)
+
+
+def test_a_cover_picture_stream_is_not_taken_for_the_clip() -> None:
+    """A Matroska file whose first video stream is a one-frame JPEG cover: the clip is the
+    H.264 stream after it (an MJPEG stream alone is still read)."""
+    import io
+
+    import av
+
+    cover = Image.new("RGB", (64, 64), (250, 250, 0))
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="matroska") as out:
+        pic: Any = out.add_stream("mjpeg", rate=1)
+        pic.width, pic.height, pic.pix_fmt = 64, 64, "yuvj420p"
+        clip: Any = out.add_stream("libx264", rate=8)
+        clip.width, clip.height, clip.pix_fmt = 64, 64, "yuv420p"
+        for packet in pic.encode(av.VideoFrame.from_image(cover)):
+            out.mux(packet)
+        for packet in pic.encode():
+            out.mux(packet)
+        for im in _moving(16):
+            for packet in clip.encode(av.VideoFrame.from_image(im)):
+                out.mux(packet)
+        for packet in clip.encode():
+            out.mux(packet)
+    v = decode_video(buf.getvalue(), SamplingPolicy.parse("uniform:4"))
+    assert v.error is None and v.info["codec"] == "h264" and len(v.frames) == 4
+    assert frame_stats(v.frames)["motion"] > 1.0  # the moving ellipse, not a still cover
+    assert np.asarray(v.frames[0])[..., 2].mean() > 100  # grey ground, not the yellow cover
+    alone = io.BytesIO()  # an MJPEG camera clip: its only stream is the clip
+    with av.open(alone, mode="w", format="avi") as out:
+        cam: Any = out.add_stream("mjpeg", rate=8)
+        cam.width, cam.height, cam.pix_fmt = 64, 64, "yuvj420p"
+        for im in _moving(16):
+            for packet in cam.encode(av.VideoFrame.from_image(im)):
+                out.mux(packet)
+        for packet in cam.encode():
+            out.mux(packet)
+    v = decode_video(alone.getvalue(), SamplingPolicy.parse("uniform:4"))
+    assert v.error is None and v.info["codec"] == "mjpeg" and len(v.frames) == 4
 
 
 def test_decoding_is_bounded_and_never_raises() -> None:

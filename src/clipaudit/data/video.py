@@ -108,7 +108,7 @@ def decode_video(
                 return VideoDecoded(
                     error="no_video_stream", info={"streams": len(container.streams)}
                 )
-            stream = streams[0]
+            stream = _main_stream(streams)
             stream.thread_type = "AUTO"
             info = _info(container, stream)
             w, h = info["width"] or 0, info["height"] or 0
@@ -129,6 +129,23 @@ def decode_video(
 
 class _Timeout(Exception):
     pass
+
+
+# Codecs that carry cover art and thumbnails in a video container; a clip in one of them (an
+# MJPEG camera file) is still read when it is the only video stream.
+_PICTURE_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff"})
+
+
+def _main_stream(streams: Any) -> Any:
+    """The clip's own video stream: not one flagged as an attached picture (cover art), and
+    not a picture codec where another stream is a video codec; the first such."""
+    import av
+
+    def rank(s: Any) -> tuple[bool, bool, int]:
+        cover = bool(int(s.disposition) & int(av.stream.Disposition.attached_pic))
+        return cover, s.codec_context.name in _PICTURE_CODECS, s.index
+
+    return min(streams, key=rank)
 
 
 def _info(container: Any, stream: Any) -> dict[str, Any]:
