@@ -153,6 +153,25 @@ def test_a_cover_picture_stream_is_not_taken_for_the_clip() -> None:
             out.mux(packet)
     v = decode_video(alone.getvalue(), SamplingPolicy.parse("uniform:4"))
     assert v.error is None and v.info["codec"] == "mjpeg" and len(v.frames) == 4
+    song = io.BytesIO()  # audio with its cover art, flagged as an attached picture
+    with av.open(song, mode="w", format="mp4") as out:
+        sound: Any = out.add_stream("aac", rate=44100)
+        art: Any = out.add_stream("mjpeg", rate=1)
+        art.width, art.height, art.pix_fmt = 64, 64, "yuvj420p"
+        art.disposition = av.stream.Disposition.attached_pic
+        for packet in art.encode(av.VideoFrame.from_image(cover)):
+            out.mux(packet)
+        for packet in art.encode():
+            out.mux(packet)
+        for i in range(40):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    v = decode_video(song.getvalue())
+    assert v.error == "no_video_stream" and "cover art" in (v.detail or "")
 
 
 def test_decoding_is_bounded_and_never_raises() -> None:

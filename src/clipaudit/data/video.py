@@ -109,6 +109,12 @@ def decode_video(
                     error="no_video_stream", info={"streams": len(container.streams)}
                 )
             stream = _main_stream(streams)
+            if _is_cover(stream):  # an audio file with its cover art is not a clip
+                return VideoDecoded(
+                    error="no_video_stream",
+                    detail="the only picture stream is attached cover art",
+                    info={"streams": len(container.streams)},
+                )
             stream.thread_type = "AUTO"
             info = _info(container, stream)
             w, h = info["width"] or 0, info["height"] or 0
@@ -136,16 +142,18 @@ class _Timeout(Exception):
 _PICTURE_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff"})
 
 
+def _is_cover(stream: Any) -> bool:
+    import av
+
+    return bool(int(stream.disposition) & int(av.stream.Disposition.attached_pic))
+
+
 def _main_stream(streams: Any) -> Any:
     """The clip's own video stream: not one flagged as an attached picture (cover art), and
     not a picture codec where another stream is a video codec; the first such."""
-    import av
-
-    def rank(s: Any) -> tuple[bool, bool, int]:
-        cover = bool(int(s.disposition) & int(av.stream.Disposition.attached_pic))
-        return cover, s.codec_context.name in _PICTURE_CODECS, s.index
-
-    return min(streams, key=rank)
+    return min(
+        streams, key=lambda s: (_is_cover(s), s.codec_context.name in _PICTURE_CODECS, s.index)
+    )
 
 
 def _info(container: Any, stream: Any) -> dict[str, Any]:
