@@ -233,6 +233,25 @@ def test_a_compressed_body_sent_unasked_is_decoded(
     assert r["root"]["GPTBot"] == "disallowed" and r["root"]["CCBot"] == "allowed"
 
 
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [
+        (b"\xff\xfe" + ROBOTS.encode("utf-16-le"), "utf-16"),
+        (b"\xfe\xff" + ROBOTS.encode("utf-16-be"), "utf-16"),
+        (b"\xef\xbb\xbf" + ROBOTS.encode(), None),
+    ],
+)
+def test_a_robots_txt_saved_with_a_byte_order_mark_keeps_its_rules(
+    tmp_path: Path, body: bytes, encoding: str | None
+) -> None:
+    # RFC 9309 asks for UTF-8; a UTF-16 file read as UTF-8 would lose its Disallow lines.
+    routes: dict[str, Route] = {"/robots.txt": (200, body, {})}
+    with serve(routes) as (origin, _):
+        r = fetch_one(origin, tmp_path)["robots"]
+    assert (r["outcome"], r["body"], r.get("encoding")) == ("fetched", ROBOTS, encoding)
+    assert r["root"]["GPTBot"] == "disallowed" and r["root"]["CCBot"] == "allowed"
+
+
 def test_a_gzip_bomb_is_cut_at_the_size_cap(tmp_path: Path) -> None:
     head = b"User-agent: GPTBot\nDisallow: /\n"
     bomb = gzip.compress(head + b"#" * (64 * MAX_BYTES))  # 32 MiB of text in about 32 KiB

@@ -66,6 +66,17 @@ def dataset_origins(samples: Iterable[Sample]) -> tuple[list[str], dict[str, int
     return sorted(origins), counts
 
 
+def body_text(body: bytes) -> tuple[str, str]:
+    """The text of a fetched file and the encoding it was read in. RFC 9309 and the other
+    protocols ask for UTF-8, but a robots.txt saved as UTF-16 by a Windows editor (its byte
+    order mark says so) still states the publisher's wish; read as UTF-8 its rules would
+    vanish and the opt-out with them."""
+    for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, errors="replace"), "utf-16"
+    return body.decode("utf-8", errors="replace").removeprefix("\ufeff"), "utf-8"
+
+
 def file_record(name: str, got: Fetched, agents: Iterable[str]) -> dict[str, Any]:
     """The cache record of one fetched file, parsed as far as its protocol needs."""
     rec: dict[str, Any] = {
@@ -81,7 +92,9 @@ def file_record(name: str, got: Fetched, agents: Iterable[str]) -> dict[str, Any
     }
     if got.outcome != "fetched":
         return rec
-    text = got.body.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    text, encoding = body_text(got.body)
+    if encoding != "utf-8":
+        rec["encoding"] = encoding
     if name == "tdmrep":
         entries = parse_tdmrep(text)
         rec["entries"] = entries
