@@ -75,6 +75,10 @@ class Dedup(Strict):
     mirrors: bool = False
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
     min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
+    # ... and, where both thumbnails have detail to compare, their edges (each pixel minus
+    # its 3x3 mean) this correlated, unshifted (None: values alone). Values alone pass
+    # different garments laid on one cloth (ThumbCorrelation.edge_corr).
+    min_edge_corr: float | None = Field(default=None, ge=-1, le=1)
     # Also pair images whose crop-robust copy hashes (the hashes stage's ``chash``) are
     # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
     # when, one thumbnail cropped by 10% at the best of 9 x 9 offsets and resized, their

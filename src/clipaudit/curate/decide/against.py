@@ -249,6 +249,10 @@ def matches(
         at_m = np.searchsorted(need_run, mi), off + np.searchsorted(need_ref, mj)
         ok_p = corr(*at_p, unclip=close_p) >= d.min_thumb_corr
         ok_m = corr(*at_m, mirror_b=True, unclip=close_m) >= d.min_thumb_corr
+        if d.min_edge_corr is not None:  # their edges too, as within a run (keeper)
+            for ok, (x, y), flip in ((ok_p, at_p, False), (ok_m, at_m, True)):
+                judged = np.flatnonzero(ok)
+                ok[judged] = corr.edge_corr(x[judged], y[judged], flip) >= d.min_edge_corr
     cand_i = np.concatenate([pi[ok_p], mi[ok_m]])
     cand_j = np.concatenate([pj[ok_p], mj[ok_m]])
     o = np.lexsort((cand_j, cand_i))

@@ -360,6 +360,25 @@ class ThumbStore:
                     out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
         return out
 
+    def edge_corr(self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray) -> np.ndarray:
+        """``ThumbCorrelation.edge_corr`` of each pair (a[k], b[k]), against b's mirror image
+        where mirror_b[k]."""
+        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
+        out = np.full(len(a), -np.inf)
+        parts: Iterator[tuple[int, ThumbCorrelation, np.ndarray, np.ndarray]]
+        if self.corr is not None:
+            parts = iter([(0, self.corr, ia, ib)])
+            step = len(a)
+        else:
+            parts, step = self._slices(ia, ib), self.SLICE_PAIRS
+        for lo, part, la, lb in parts:
+            flags = mirror_b[lo : lo + step]
+            for flag in (False, True):
+                sel = np.flatnonzero(flags == flag)
+                if len(sel):
+                    out[lo + sel] = part.edge_corr(la[sel], lb[sel], flag)
+        return out
+
     def crop_confirmed(
         self, a: np.ndarray, b: np.ndarray, min_values: float, min_edges: float
     ) -> tuple[np.ndarray, int]:
@@ -631,6 +650,13 @@ def near_duplicate_pairs(
                         close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
                         corr = store.correlate(a[sel], b[sel], mirrored, close)
                         ok[sel] = corr >= d.min_thumb_corr
+                        if d.min_edge_corr is not None:  # and their edges (edge_corr)
+                            judged = sel[ok[sel]]
+                            edges = store.edge_corr(a[judged], b[judged], kinds[judged] == MIRRORED)
+                            ok[judged] = edges >= d.min_edge_corr
+                            st["edge_rejected"] = st.get("edge_rejected", 0) + int(
+                                (edges < d.min_edge_corr).sum()
+                            )
                     # A crop candidate the thumbnails do not confirm: the best value and
                     # edge correlations of 81 offsets of a 90% crop of either against the
                     # other, on the whole thumbnails (edges are not fooled by a shared mat).
