@@ -328,8 +328,11 @@ def _in_one_pass(
     return out
 
 
-# Up to this many frames (declared) a clip is sampled in one decoding pass, not by seeking.
+# Up to this many frames (declared) a clip is sampled in one decoding pass, not by seeking,
+# and up to this many pixels in them (600 frames of 720p): a 15 s 4K clip decoded whole cost
+# twice what seeking does with a key frame a second (_at_times decodes on where that is cheaper).
 ONE_PASS_FRAMES = 600
+ONE_PASS_PIXELS = 600 * 1280 * 720
 
 
 def _uniform(
@@ -342,7 +345,12 @@ def _uniform(
         return VideoDecoded([_rgb(f) for f in frames], times)
     targets = [(i + 0.5) * duration / n for i in range(n)]
     declared = info.get("declared_frames")
-    if declared is not None and declared <= ONE_PASS_FRAMES:
+    pixels = (info.get("width") or 0) * (info.get("height") or 0)
+    if (
+        declared is not None
+        and declared <= ONE_PASS_FRAMES
+        and declared * pixels <= ONE_PASS_PIXELS
+    ):
         return _in_one_pass(container, stream, targets, t_end, ONE_PASS_FRAMES)
     return _at_times(container, stream, targets, t_end)
 
