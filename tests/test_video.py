@@ -115,61 +115,64 @@ def test_fps_sampling_decodes_on_within_a_group_of_pictures(
     assert len(seeks) <= 7, len(seeks)  # one per key frame at most, not one per target (24)
 
 
+def _mux(out: Any, stream: Any, frames: Any) -> None:
+    """Encode ``frames`` (PIL images or PyAV frames) into ``stream`` of the open container
+    ``out``, then flush it."""
+    import av
+
+    for frame in frames:
+        if isinstance(frame, Image.Image):
+            frame = av.VideoFrame.from_image(frame)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
+def _picture_stream(out: Any, rate: int) -> Any:
+    stream = out.add_stream("mjpeg", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuvj420p"
+    return stream
+
+
 def test_a_cover_picture_stream_is_not_taken_for_the_clip() -> None:
     """A Matroska file whose first video stream is a one-frame JPEG cover: the clip is the
-    H.264 stream after it (an MJPEG stream alone is still read)."""
+    H.264 stream after it (an MJPEG stream alone is still read); an audio file whose only
+    picture is its attached cover has no video stream."""
     import io
 
     import av
 
-    cover = Image.new("RGB", (64, 64), (250, 250, 0))
+    cover = [Image.new("RGB", (64, 64), (250, 250, 0))]
+    moving = _moving(16)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="matroska") as out:
-        pic: Any = out.add_stream("mjpeg", rate=1)
-        pic.width, pic.height, pic.pix_fmt = 64, 64, "yuvj420p"
+        pic = _picture_stream(out, 1)
         clip: Any = out.add_stream("libx264", rate=8)
         clip.width, clip.height, clip.pix_fmt = 64, 64, "yuv420p"
-        for packet in pic.encode(av.VideoFrame.from_image(cover)):
-            out.mux(packet)
-        for packet in pic.encode():
-            out.mux(packet)
-        for im in _moving(16):
-            for packet in clip.encode(av.VideoFrame.from_image(im)):
-                out.mux(packet)
-        for packet in clip.encode():
-            out.mux(packet)
+        _mux(out, pic, cover)
+        _mux(out, clip, moving)
     v = decode_video(buf.getvalue(), SamplingPolicy.parse("uniform:4"))
     assert v.error is None and v.info["codec"] == "h264" and len(v.frames) == 4
     assert frame_stats(v.frames)["motion"] > 1.0  # the moving ellipse, not a still cover
     assert np.asarray(v.frames[0])[..., 2].mean() > 100  # grey ground, not the yellow cover
     alone = io.BytesIO()  # an MJPEG camera clip: its only stream is the clip
     with av.open(alone, mode="w", format="avi") as out:
-        cam: Any = out.add_stream("mjpeg", rate=8)
-        cam.width, cam.height, cam.pix_fmt = 64, 64, "yuvj420p"
-        for im in _moving(16):
-            for packet in cam.encode(av.VideoFrame.from_image(im)):
-                out.mux(packet)
-        for packet in cam.encode():
-            out.mux(packet)
+        _mux(out, _picture_stream(out, 8), moving)
     v = decode_video(alone.getvalue(), SamplingPolicy.parse("uniform:4"))
     assert v.error is None and v.info["codec"] == "mjpeg" and len(v.frames) == 4
     song = io.BytesIO()  # audio with its cover art, flagged as an attached picture
     with av.open(song, mode="w", format="mp4") as out:
         sound: Any = out.add_stream("aac", rate=44100)
-        art: Any = out.add_stream("mjpeg", rate=1)
-        art.width, art.height, art.pix_fmt = 64, 64, "yuvj420p"
+        art = _picture_stream(out, 1)
         art.disposition = av.stream.Disposition.attached_pic
-        for packet in art.encode(av.VideoFrame.from_image(cover)):
-            out.mux(packet)
-        for packet in art.encode():
-            out.mux(packet)
+        _mux(out, art, cover)
+        silence = []
         for i in range(40):
             frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
             frame.sample_rate, frame.pts = 44100, i * 1024
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode():
-            out.mux(packet)
+            silence.append(frame)
+        _mux(out, sound, silence)
     v = decode_video(song.getvalue())
     assert v.error == "no_video_stream" and "cover art" in (v.detail or "")
 
