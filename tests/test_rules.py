@@ -97,3 +97,16 @@ def test_a_packs_own_percentile_wins_over_inherited_model_thresholds(tmp_path: P
         "models:\n  bundled:world-clip:\n    alignment:\n      min: 0.5\n",
     )
     assert load_pack(str(own)).alignment_for("bundled:world-clip").min == 0.5
+
+
+def test_the_keep_all_pack_keeps_every_reason_code() -> None:
+    """The null pack of `clipaudit ablate`: a code it leaves out (the video and judge codes
+    once) drops or flags under it, and its arm no longer matches the raw one."""
+    import yaml
+
+    from clipaudit.rules.reasons import REASONS
+
+    path = Path(__file__).resolve().parents[1] / "src/clipaudit/rules/packs/keep-all.yaml"
+    actions = yaml.safe_load(path.read_text())["actions"]
+    assert sorted(set(REASONS) - set(actions)) == []
+    assert set(actions.values()) == {"keep"}
