@@ -177,6 +177,33 @@ def test_a_cover_picture_stream_is_not_taken_for_the_clip() -> None:
     assert v.error == "no_video_stream" and "cover art" in (v.detail or "")
 
 
+def test_large_frames_are_kept_small_and_the_clip_keeps_its_size() -> None:
+    """Sampled frames are scaled to MAX_FRAME_SIDE on their longer side (every model reads
+    320 px or less; full-HD frames held gigabytes a batch), while the clip's recorded size
+    is its own, as shown (a phone's quarter turn applied)."""
+    from clipaudit.data.video import MAX_FRAME_SIDE
+
+    stored = []
+    for k in range(16):
+        im = Image.new("RGB", (1280, 720), (40, 120, 200))
+        ImageDraw.Draw(im).rectangle((100 + 8 * k, 200, 400 + 8 * k, 500), fill=(250, 60, 0))
+        stored.append(im)
+    for degrees, shown in ((0, (1280, 720)), (90, (720, 1280))):
+        data = encode_video(stored, fps=8, rotation=degrees)
+        v = decode_video(data, SamplingPolicy.parse("uniform:4"))
+        assert v.error is None and len(v.frames) == 4
+        long_side = MAX_FRAME_SIDE
+        short_side = round(MAX_FRAME_SIDE * 720 / 1280)
+        want = (long_side, short_side) if shown[0] > shown[1] else (short_side, long_side)
+        assert all(f.size == want for f in v.frames), [f.size for f in v.frames]
+        assert (v.info["width"], v.info["height"]) == shown
+        d = decode_sample(Sample("v", data, image_ext="mp4"), SamplingPolicy.parse("uniform:4"))
+        assert d.video is not None and (d.video["width"], d.video["height"]) == shown
+    # The content survives the scaling: the orange block of the last sampled frame.
+    frame = np.asarray(v.frames[-1].transpose(Image.Transpose.ROTATE_270), np.int16)
+    assert frame[..., 0].max() > 200 and frame[..., 2].min() < 40
+
+
 def test_decoding_is_bounded_and_never_raises() -> None:
     data = encode_video(_moving(24), fps=8)
     assert decode_video(data, deadline_s=0.0).error == "video_timeout"

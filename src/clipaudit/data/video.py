@@ -32,6 +32,10 @@ from clipaudit.data.sample import VIDEO_EXTS
 __all__ = ["VIDEO_EXTS", "SamplingPolicy", "VideoDecoded", "decode_video", "encode_video"]
 
 MAX_FRAME_PIXELS = 3840 * 2160  # 4K: an 8K frame is 100 MB of RGB and is refused
+# Sampled frames are kept at most this long on their longer side (scaled in FFmpeg's scaler
+# as they are converted): every model reads 320 px or less, and a batch of 64 clips of
+# 8 full-HD frames held 3.2 GB of RGB (4K: 12.7 GB), a few such batches in flight.
+MAX_FRAME_SIDE = 512
 DEADLINE_S = 20.0
 MAX_DECODED_PER_SEEK = 600  # frames decoded forward after one seek, at most
 MAX_FRAMES = 32  # frames kept by any policy
@@ -122,8 +126,10 @@ def decode_video(
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
             out = _SAMPLERS[policy.kind](container, stream, info, policy, t_end)
             out.info = {**info, "policy": str(policy), **out.info}
-            if out.frames:  # the size as shown: a quarter turn swaps the stored sides
-                out.info["width"], out.info["height"] = out.frames[0].size
+            fw, fh = out.frames[0].size if out.frames else (0, 0)
+            if w != h and fw != fh and (fw > fh) != (w > h):
+                # The size as shown: a quarter turn of the display matrix swaps the sides.
+                out.info["width"], out.info["height"] = h, w
             if out.error is None and not out.frames:
                 out.error, out.detail = "video_decode_error", "no frame could be decoded"
             return out
@@ -197,7 +203,13 @@ def frame_rotation(frame: Any) -> int:
 
 
 def _rgb(frame: Any) -> Image.Image:
-    """The frame as shown: RGB, turned as its display matrix says."""
+    """The frame as shown: RGB, at most MAX_FRAME_SIDE on its longer side, turned as its
+    display matrix says."""
+    w, h = frame.width, frame.height
+    if max(w, h) > MAX_FRAME_SIDE:
+        scale = MAX_FRAME_SIDE / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frame = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
     im = frame.to_image().convert("RGB")
     turn = _TURNS.get(frame_rotation(frame))
     return im.transpose(turn) if turn is not None else im

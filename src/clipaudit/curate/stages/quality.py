@@ -67,7 +67,14 @@ class QualityStage(Stage):
             soft = s.error in SOFT_READ_ERRORS
             out["error"].append((d.error or s.error) if soft else (s.error or d.error))
             if d.image is not None:
-                w, h = d.image.size  # as displayed, after EXIF orientation
+                # As displayed: after EXIF orientation; a clip's own size, not its sampled
+                # frame's (kept at most data.video.MAX_FRAME_SIDE long).
+                v = d.video or {}
+                w, h = (
+                    (v["width"], v["height"])
+                    if v.get("width") and v.get("height")
+                    else d.image.size
+                )
                 out["width"].append(w)
                 out["height"].append(h)
                 out["min_side"].append(min(w, h))
