@@ -338,59 +338,56 @@ class ThumbStore:
                 )
                 yield lo, part, inv[: len(pa_)], inv[len(pa_) :]
 
+    def _parts(
+        self, a: np.ndarray, b: np.ndarray
+    ) -> Iterator[tuple[slice, ThumbCorrelation, np.ndarray, np.ndarray]]:
+        """The pairs (a[k], b[k]) as (which k, a correlation over their rows, their a and b
+        as positions in it): all at once when the thumbnails are held, else ``_slices``."""
+        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
+        if self.corr is not None:
+            yield slice(0, len(a)), self.corr, ia, ib
+            return
+        for lo, part, la, lb in self._slices(ia, ib):
+            yield slice(lo, lo + len(la)), part, la, lb
+
+    def _by_flag(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        mirror_b: np.ndarray,
+        score: Callable[[ThumbCorrelation, np.ndarray, np.ndarray, bool, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """``score(part, a, b, mirrored, k)`` of each pair, the mirrored and plain ones apart
+        (k: the pairs' positions in the caller's arrays)."""
+        out = np.full(len(a), -np.inf)
+        for at, part, la, lb in self._parts(a, b):
+            k = np.arange(len(a))[at]
+            for flag in (False, True):
+                sel = np.flatnonzero(mirror_b[at] == flag)
+                if len(sel):
+                    out[k[sel]] = score(part, la[sel], lb[sel], flag, k[sel])
+        return out
+
     def correlate(
         self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray, unclip: np.ndarray
     ) -> np.ndarray:
         """Correlation of each pair (a[k], b[k]), against b's mirror image where mirror_b[k];
         over unclipped values too where unclip[k] (ThumbCorrelation)."""
-        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
-        out = np.full(len(a), -np.inf)
-        if self.corr is not None:
-            for flag in (False, True):
-                sel = np.flatnonzero(mirror_b == flag)
-                if len(sel):
-                    out[sel] = self.corr(ia[sel], ib[sel], flag, unclip[sel])
-            return out
-        for lo, part, la, lb in self._slices(ia, ib):
-            flags = mirror_b[lo : lo + self.SLICE_PAIRS]
-            lift = unclip[lo : lo + self.SLICE_PAIRS]
-            for flag in (False, True):
-                sel = np.flatnonzero(flags == flag)
-                if len(sel):
-                    out[lo + sel] = part(la[sel], lb[sel], flag, lift[sel])
-        return out
+        return self._by_flag(a, b, mirror_b, lambda part, x, y, f, k: part(x, y, f, unclip[k]))
 
     def edge_corr(self, a: np.ndarray, b: np.ndarray, mirror_b: np.ndarray) -> np.ndarray:
         """``ThumbCorrelation.edge_corr`` of each pair (a[k], b[k]), against b's mirror image
         where mirror_b[k]."""
-        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
-        out = np.full(len(a), -np.inf)
-        parts: Iterator[tuple[int, ThumbCorrelation, np.ndarray, np.ndarray]]
-        if self.corr is not None:
-            parts = iter([(0, self.corr, ia, ib)])
-            step = len(a)
-        else:
-            parts, step = self._slices(ia, ib), self.SLICE_PAIRS
-        for lo, part, la, lb in parts:
-            flags = mirror_b[lo : lo + step]
-            for flag in (False, True):
-                sel = np.flatnonzero(flags == flag)
-                if len(sel):
-                    out[lo + sel] = part.edge_corr(la[sel], lb[sel], flag)
-        return out
+        return self._by_flag(a, b, mirror_b, lambda part, x, y, f, k: part.edge_corr(x, y, f))
 
     def crop_confirmed(
         self, a: np.ndarray, b: np.ndarray, min_values: float, min_edges: float
     ) -> tuple[np.ndarray, int]:
         """``ThumbCorrelation.crop_confirmed`` of each pair (a[k], b[k]): (ok, fine checks)."""
-        ia, ib = np.searchsorted(self.need, a), np.searchsorted(self.need, b)
-        if self.corr is not None:
-            return self.corr.crop_confirmed(ia, ib, min_values, min_edges)
         ok = np.zeros(len(a), np.bool_)
         fine = 0
-        for lo, part, la, lb in self._slices(ia, ib):
-            got, n_fine = part.crop_confirmed(la, lb, min_values, min_edges)
-            ok[lo : lo + len(la)] = got
+        for at, part, la, lb in self._parts(a, b):
+            ok[at], n_fine = part.crop_confirmed(la, lb, min_values, min_edges)
             fine += n_fine
         return ok, fine
 
