@@ -159,3 +159,98 @@ def test_a_phone_jpeg_with_a_second_picture_decodes() -> None:
     dec = decode_image(buf.getvalue())
     assert dec.error is None and dec.format == "MPO" and dec.image is not None
     assert dec.image.getpixel((20, 15))[0] > 150  # the first picture, not the second
+
+
+def _encoded(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+# Patches of 32 px, so JPEG's chroma subsampling does not mix them.
+SRGB_PATCHES = np.array([[0, 200, 0], [200, 30, 30], [30, 30, 200], [250, 220, 10]], np.uint8)
+
+
+def _patches(colours: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.repeat(colours[None], 32, 0).repeat(32, 1))
+
+
+def _centres(im: Image.Image) -> np.ndarray:
+    return np.asarray(im, dtype=int)[16, 16::32]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_a_wide_gamut_photo_is_shown_in_srgb(fmt: str) -> None:
+    from PIL import ImageCms
+
+    from tests.icc_support import rgb_profile
+
+    adobe = ImageCms.ImageCmsProfile(io.BytesIO(rgb_profile()))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    stored = ImageCms.profileToProfile(_patches(SRGB_PATCHES), srgb, adobe, outputMode="RGB")
+    assert stored is not None
+    lossy = {"quality": 100} if fmt in ("JPEG", "WEBP") else {}
+    dec = decode_image(_encoded(stored, fmt, icc_profile=rgb_profile(), **lossy))
+    assert dec.error is None and dec.image is not None
+    assert dec.color_profile == "Adobe RGB (1998)"
+    # The Adobe RGB numbers read as sRGB are far off (green 112 in red); converted, within a
+    # few levels of the colours the photo shows (JPEG and WebP lose a few on pure green).
+    assert np.abs(_centres(stored) - SRGB_PATCHES).max() > 30
+    assert np.abs(_centres(dec.image) - SRGB_PATCHES).max() <= 10
+
+
+def test_a_cmyk_print_file_takes_its_profiles_inks() -> None:
+    from tests.icc_support import PRESS_INKS, cmyk_profile
+
+    pixels = np.array([[255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 255, 0], [0, 0, 0, 255]], np.uint8)
+    cmyk = Image.fromarray(np.repeat(pixels[None], 32, 0).repeat(32, 1), mode="CMYK")
+    with_profile = decode_image(_encoded(cmyk, "JPEG", quality=100, icc_profile=cmyk_profile()))
+    plain = decode_image(_encoded(cmyk, "JPEG", quality=100))
+    assert with_profile.image is not None and plain.image is not None
+    assert with_profile.color_profile == "Coated press test CMYK"
+    assert plain.color_profile is None
+    inks = np.array([PRESS_INKS[k] for k in "CMYK"])
+    assert np.abs(_centres(with_profile.image) - inks).max() <= 8
+    # Without a profile: Pillow's plain formula, pure cyan as (0, 255, 255).
+    assert _centres(plain.image)[0].tolist() == [0, 255, 255]
+
+
+@pytest.mark.parametrize(
+    ("mode", "icc", "expect"),
+    [
+        ("RGB", b"not a profile" * 8, "unread: OSError"),
+        ("L", "rgb", "unread: ValueError: a RGB profile on a L image"),
+        ("RGB", "srgb", None),
+    ],
+)
+def test_an_unusable_or_srgb_profile_leaves_the_pixels_as_stored(
+    mode: str, icc: bytes | str, expect: str | None
+) -> None:
+    from PIL import ImageCms
+
+    from tests.icc_support import rgb_profile
+
+    if icc == "rgb":
+        icc = rgb_profile()
+    elif icc == "srgb":
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.new(mode, (16, 16), 90 if mode == "L" else (90, 140, 200))
+    dec = decode_image(_encoded(im, "PNG", icc_profile=icc))
+    assert dec.error is None and dec.image is not None
+    assert dec.image.getpixel((3, 3)) == ((90, 90, 90) if mode == "L" else (90, 140, 200))
+    if expect is None:
+        assert dec.color_profile is None
+    else:
+        assert dec.color_profile is not None and dec.color_profile.startswith(expect)
+
+
+def test_an_rgba_image_keeps_its_alpha_through_the_profile() -> None:
+    from tests.icc_support import rgb_profile
+
+    arr = np.zeros((16, 16, 4), np.uint8)
+    arr[..., :3] = (112, 199, 47)  # sRGB (0, 200, 0) in Adobe RGB numbers
+    arr[:, 8:, 3] = 255  # left half transparent
+    dec = decode_image(_encoded(Image.fromarray(arr, "RGBA"), "PNG", icc_profile=rgb_profile()))
+    assert dec.image is not None
+    assert dec.image.getpixel((2, 2)) == (255, 255, 255)
+    assert np.abs(np.array(dec.image.getpixel((12, 2))) - (0, 200, 0)).max() <= 4

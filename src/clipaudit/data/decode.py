@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from clipaudit.data.sample import Sample, sniff_image_ext
 
@@ -39,8 +39,9 @@ DECODE_ERRORS: dict[str, str] = {
 # How transparency and odd modes are flattened; recorded with every score so that
 # embeddings can be reproduced (a bare .convert("RGB") would expose hidden pixels).
 DECODE_CHAIN = (
-    "PIL decode; EXIF orientation applied; first frame of animations; 16-bit scaled to 8-bit; "
-    "alpha composited on white; CMYK/palette/grayscale converted to RGB"
+    "PIL decode; EXIF orientation applied; first frame of animations; embedded ICC profile "
+    "converted to sRGB (perceptual intent; sRGB-named profiles taken as is); 16-bit scaled to "
+    "8-bit; alpha composited on white; CMYK/palette/grayscale converted to RGB"
 )
 
 
@@ -107,6 +108,60 @@ class Decoded:
     # scores a representative frame) and what the container and the frames say.
     frames: list[Image.Image] | None = None
     video: dict[str, Any] | None = None
+    # The embedded colour profile's description where the pixels were converted from it to
+    # sRGB; "unread: ..." where a profile was there but could not be used (pixels as stored).
+    color_profile: str | None = None
+
+
+# The profile modes a transform is built for, and the mode it gives (alpha carried through).
+_ICC_MODES = {
+    "RGB": ("RGB ", "RGB"),
+    "RGBA": ("RGB ", "RGBA"),
+    "CMYK": ("CMYK", "RGB"),
+    "L": ("GRAY", "RGB"),
+}
+PROFILE_NAME_CHARS = 80
+
+
+@functools.cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@functools.lru_cache(maxsize=32)
+def _icc_transform(icc: bytes, mode: str) -> tuple[ImageCms.ImageCmsTransform | None, str]:
+    """(transform to sRGB or None where none is needed, the profile's description).
+
+    Cached: a crawl holds a handful of distinct profiles (camera and editor defaults) and
+    building a transform costs far more than applying it. Raises on an unreadable profile."""
+    src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    name = " ".join((ImageCms.getProfileDescription(src) or "").split())[:PROFILE_NAME_CHARS]
+    space, out_mode = _ICC_MODES[mode]
+    if src.profile.xcolor_space != space:
+        raise ValueError(f"a {src.profile.xcolor_space.strip()} profile on a {mode} image")
+    # Most web images carry an sRGB profile: converting would only cost time.
+    if "srgb" in name.lower() and space == "RGB ":
+        return None, name
+    t = ImageCms.buildTransform(
+        src, _srgb(), mode, out_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL
+    )
+    return t, name or "unnamed profile"
+
+
+def _to_srgb(im: Image.Image) -> tuple[Image.Image, str | None]:
+    """``im`` converted from its embedded ICC profile to sRGB, as browsers show it: a
+    CMYK print file or an Adobe RGB / Display P3 photo read as raw numbers has wrong,
+    washed-out colours. A profile that cannot be used leaves the pixels as stored."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in _ICC_MODES:
+        return im, None
+    try:
+        transform, name = _icc_transform(bytes(icc), im.mode)
+        if transform is None:
+            return im, None
+        return ImageCms.applyTransform(im, transform) or im, name
+    except Exception as exc:  # a hostile or broken profile is the file's problem, not ours
+        return im, f"unread: {type(exc).__name__}: {exc}"[:PROFILE_NAME_CHARS]
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -167,6 +222,7 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
             im.load()
             # In place: the default returns a full copy even when nothing is rotated.
             ImageOps.exif_transpose(im, in_place=True)
+            im, profile = _to_srgb(im)
             rgb = _to_rgb(im)
             rgb.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -177,4 +233,4 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
         if isinstance(exc, UnidentifiedImageError):
             return Decoded(None, "decode_error", NOT_READ)
         return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
-    return Decoded(rgb, None, None, stored, mode, fmt)
+    return Decoded(rgb, None, None, stored, mode, fmt, color_profile=profile)

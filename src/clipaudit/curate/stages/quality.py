@@ -50,6 +50,7 @@ class QualityStage(Stage):
         "aspect",
         "file_bytes",
         "image_format",
+        "color_profile",
         "caption_words",
         "caption_chars",
         "caption_lang",
@@ -84,6 +85,7 @@ class QualityStage(Stage):
                     out[c].append(None)
             out["file_bytes"].append(len(s.image) if s.image is not None else None)
             out["image_format"].append(d.format)
+            out["color_profile"].append(d.color_profile)
             text = (s.caption or "").strip()
             out["caption_words"].append(len(text.split()))
             out["caption_chars"].append(len(text))
