@@ -569,3 +569,69 @@ def test_mid_clip_watermarks_are_found_at_the_video_threshold(tmp_path: Path) ->
     assert len(marked) >= 25
     assert len(hit & marked) >= 0.6 * len(marked), (len(hit & marked), len(marked))
     assert not hit - marked
+
+
+def _first_frame_as_stored(data: bytes) -> np.ndarray:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as c:
+        return np.asarray(next(iter(c.decode(video=0))).to_image()).astype(int)
+
+
+def test_an_hdr10_clip_is_tone_mapped_to_what_it_shows() -> None:
+    from tests.video_clips import hdr10_clip
+
+    im = Image.new("RGB", (320, 180), (40, 40, 40))
+    colours = [(220, 30, 30), (30, 200, 40), (30, 60, 220), (240, 220, 20), (250, 250, 250)]
+    for i, c in enumerate(colours):
+        ImageDraw.Draw(im).rectangle((i * 64, 20, i * 64 + 63, 159), fill=c)
+    shown = np.asarray(im).astype(int)
+    data = hdr10_clip(np.asarray(im))
+    v = decode_video(data, SamplingPolicy.parse("uniform:2"))
+    assert v.error is None and v.info["hdr"] == "pq"
+    ours = np.asarray(v.frames[0]).astype(int)
+    # Read as SDR numbers the clip is a grey wash (63 levels off on average); tone-mapped,
+    # each colour within reach of the picture that was filmed.
+    assert np.abs(_first_frame_as_stored(data) - shown).mean() > 45
+    assert np.abs(ours - shown).mean() < 20
+    centres = ours[90, 32::64]
+    assert centres[0].argmax() == 0 and centres[1].argmax() == 1 and centres[2].argmax() == 2
+    assert centres[4].min() > 200  # white stays white, not the grey 145 of the raw signal
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+def test_interlaced_frames_keep_one_field_not_combs(codec: str) -> None:
+    from tests.video_clips import interlaced_clip
+
+    def comb(a: np.ndarray) -> float:
+        g = a.astype(float).mean(axis=2)
+        return float(np.abs(np.diff(g, axis=0)).mean())
+
+    data = interlaced_clip(codec=codec)
+    v = decode_video(data, SamplingPolicy.parse("uniform:3"))
+    assert v.error is None and v.info["interlaced"] == 1.0
+    assert comb(_first_frame_as_stored(data)) > 50  # alternate lines 20 px apart
+    assert all(comb(np.asarray(f)) < 5 for f in v.frames)
+    assert v.frames[0].size == (512, 410)  # 720x576 at most 512 long, the field stretched
+
+
+def test_an_anamorphic_clip_is_shown_at_its_display_aspect() -> None:
+    from fractions import Fraction
+
+    from tests.video_clips import anamorphic_clip
+
+    # A circle as a 16:9 PAL DVD stores it: squeezed to 45/64 of its width.
+    im = Image.new("RGB", (720, 576), (230, 230, 230))
+    ImageDraw.Draw(im).ellipse((360 - 141, 88, 360 + 141, 488), fill=(20, 20, 160))
+    data = anamorphic_clip([np.asarray(im)] * 4, Fraction(64, 45))
+    v = decode_video(data, SamplingPolicy.parse("uniform:2"))
+    assert v.error is None
+    assert (v.info["width"], v.info["height"]) == (1024, 576)
+    frame = v.frames[0]
+    assert frame.size == (512, 288)
+    ys, xs = np.nonzero(np.asarray(frame)[..., 2].astype(int) - np.asarray(frame)[..., 0] > 80)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 1.0) < 0.05  # round again, not 0.70 wide
+    assert v.info["hdr"] is None and v.info["interlaced"] == 0.0

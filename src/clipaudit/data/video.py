@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,7 +126,7 @@ def decode_video(
             if w * h > MAX_FRAME_PIXELS:
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
             out = _SAMPLERS[policy.kind](container, stream, info, policy, t_end)
-            out.info = {**info, "policy": str(policy), **out.info}
+            out.info = {**info, "policy": str(policy), **out.info, **picture_info(out.frames)}
             fw, fh = out.frames[0].size if out.frames else (0, 0)
             if w != h and fw != fh and (fw > fh) != (w > h):
                 # The size as shown: a quarter turn of the display matrix swaps the sides.
@@ -173,7 +174,8 @@ def _info(container: Any, stream: Any) -> dict[str, Any]:
         "duration": round(duration, 3) if duration is not None else None,
         "fps": round(float(rate), 3) if rate else None,
         "declared_frames": int(stream.frames or 0) or None,
-        "width": stream.codec_context.width or None,
+        # As shown: stored pixels stretched by the sample aspect ratio.
+        "width": round(stream.codec_context.width * sample_aspect(stream)) or None,
         "height": stream.codec_context.height or None,
         "codec": stream.codec_context.name,
         "audio": bool(container.streams.audio),
@@ -202,17 +204,111 @@ def frame_rotation(frame: Any) -> int:
     return round(degrees / 90.0) % 4 * 90
 
 
-def _rgb(frame: Any) -> Image.Image:
-    """The frame as shown: RGB, at most MAX_FRAME_SIDE on its longer side, turned as its
-    display matrix says."""
+# Transfer characteristics of HDR video (FFmpeg's AVCOL_TRC_*): phone clips are HLG or PQ,
+# 10-bit BT.2020. Read as SDR numbers they come out grey and washed out.
+HDR_TRC = {16: "pq", 18: "hlg"}
+_BT709 = 1  # AVCOL_TRC_BT709 and AVCOL_PRI_BT709
+_tone_maps = threading.local()
+TONE_MAPPERS_KEPT = 4  # per thread: one per frame size, each costs ~1.7 s to set up
+
+
+def sample_aspect(stream: Any) -> float:
+    """Width of one stored pixel over its height as shown (anamorphic DVD and broadcast
+    clips store 720 pixels for a 16:9 picture), 1.0 where none is declared or it is absurd."""
+    for sar in (
+        getattr(stream, "sample_aspect_ratio", None),
+        getattr(stream.codec_context, "sample_aspect_ratio", None),
+    ):
+        try:
+            value = float(sar) if sar else 0.0
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if 0.25 <= value <= 4.0:
+            return value
+    return 1.0
+
+
+def _trc(frame: Any) -> int:
+    """The frame's transfer characteristic (0 where this PyAV does not say)."""
+    return int(getattr(frame, "color_trc", 0) or 0)
+
+
+def _tone_mapper(size: tuple[int, int]) -> Any:
+    """A reformatter kept per thread and frame size: building FFmpeg's HDR-to-SDR conversion
+    takes ~1.7 s, applying it to a 512-px frame milliseconds."""
+    from av.video.reformatter import VideoReformatter
+
+    kept: dict[tuple[int, int], Any] = getattr(_tone_maps, "kept", None) or {}
+    _tone_maps.kept = kept
+    if size not in kept:
+        if len(kept) >= TONE_MAPPERS_KEPT:
+            kept.pop(next(iter(kept)))
+        kept[size] = VideoReformatter()
+    return kept[size]
+
+
+def _to_rgb_frame(frame: Any, size: tuple[int, int]) -> tuple[Any, bool]:
+    """``frame`` scaled to ``size`` as rgb24, tone-mapped to BT.709 SDR where it is HLG or PQ
+    (FFmpeg's scaler does the mapping); (frame, whether it was tone-mapped)."""
+    same = size == (frame.width, frame.height)
+    if _trc(frame) in HDR_TRC:
+        try:
+            # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
+            small = frame.reformat(
+                width=size[0], height=size[1], format="yuv444p16le", interpolation="AREA"
+            )
+            small.color_trc, small.color_primaries = frame.color_trc, frame.color_primaries
+            mapped = _tone_mapper(size).reformat(
+                small, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
+            )
+            return mapped, True
+        except Exception:  # an older PyAV/FFmpeg without colour conversion: as stored
+            pass
+    if same:
+        return frame, False
+    return frame.reformat(
+        width=size[0], height=size[1], format="rgb24", interpolation="AREA"
+    ), False
+
+
+def _rgb(frame: Any, stream: Any = None) -> Image.Image:
+    """The frame as shown: RGB, stretched to its sample aspect ratio, one field of an
+    interlaced frame, HDR tone-mapped, at most MAX_FRAME_SIDE on its longer side, turned as
+    its display matrix says."""
     w, h = frame.width, frame.height
-    if max(w, h) > MAX_FRAME_SIDE:
-        scale = MAX_FRAME_SIDE / max(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        frame = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
-    im = frame.to_image().convert("RGB")
+    sar = sample_aspect(stream) if stream is not None else 1.0
+    dw = max(1, round(w * sar))
+    scale = min(1.0, MAX_FRAME_SIDE / max(dw, h))
+    size = (max(1, round(dw * scale)), max(1, round(h * scale)))
     turn = _TURNS.get(frame_rotation(frame))
-    return im.transpose(turn) if turn is not None else im
+    # An interlaced frame holds two fields shot 1/50 s apart: motion shows as combs of
+    # alternate lines. Keep the top field and stretch it back (FFmpeg's "bob", one field).
+    interlaced = bool(getattr(frame, "interlaced_frame", False)) and h >= 4
+    rgb, mapped = _to_rgb_frame(frame, (size[0], h) if interlaced else size)
+    im = rgb.to_image().convert("RGB")
+    if interlaced:
+        field = Image.fromarray(np.asarray(im)[0::2])
+        im = field.resize(size, Image.Resampling.BILINEAR)
+    if turn is not None:
+        im = im.transpose(turn)
+    # What the picture needed, summed up per clip by picture_info.
+    im.info.update(
+        hdr=HDR_TRC.get(_trc(frame)),
+        tone_mapped=mapped,
+        interlaced=interlaced,
+    )
+    return im
+
+
+def picture_info(frames: list[Image.Image]) -> dict[str, Any]:
+    """``hdr``: the HDR transfer of the sampled frames (``pq``, ``hlg``; with `` as stored``
+    where this PyAV could not tone-map them), None for SDR; ``interlaced``: the share of
+    sampled frames that were interlaced (one field kept)."""
+    hdr = next((f.info.get("hdr") for f in frames if f.info.get("hdr")), None)
+    if hdr and not all(f.info.get("tone_mapped") for f in frames if f.info.get("hdr")):
+        hdr += " as stored"
+    share = sum(bool(f.info.get("interlaced")) for f in frames) / max(1, len(frames))
+    return {"hdr": hdr, "interlaced": round(share, 3)}
 
 
 def _frame_time(frame: Any, stream: Any) -> float | None:
@@ -281,7 +377,7 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
         rel = round((t - base) if t is not None else target, 4)
         if out.times and rel <= out.times[-1] - 1e-9:
             continue  # a seek that lands before the previous frame: nothing new there
-        out.frames.append(_rgb(got))
+        out.frames.append(_rgb(got, stream))
         out.times.append(rel)
     return out
 
@@ -326,7 +422,7 @@ def _in_one_pass(
         rel = (t - base) if t is not None else None
         last = (frame, rel)
         if rel is not None and rel >= targets[k] - 1e-6:
-            out.frames.append(_rgb(frame))
+            out.frames.append(_rgb(frame, stream))
             out.times.append(round(rel, 4))
             while k < len(targets) and targets[k] - 1e-6 <= rel:
                 k += 1
@@ -335,7 +431,7 @@ def _in_one_pass(
         if decoded >= limit:
             break
     if k < len(targets) and last is not None and (not out.times or last[1] != out.times[-1]):
-        out.frames.append(_rgb(last[0]))  # past the last frame: the last one there is
+        out.frames.append(_rgb(last[0], stream))  # past the last frame: the last one there is
         out.times.append(round(last[1] if last[1] is not None else targets[-1], 4))
     return out
 
@@ -354,7 +450,7 @@ def _uniform(
     duration = info["duration"]
     if not duration or duration <= 0:  # no duration to divide: the first n frames' span
         frames, times = _sequential(container, stream, info, 0.0, t_end, n)
-        return VideoDecoded([_rgb(f) for f in frames], times)
+        return VideoDecoded([_rgb(f, stream) for f in frames], times)
     targets = [(i + 0.5) * duration / n for i in range(n)]
     declared = info.get("declared_frames")
     pixels = (info.get("width") or 0) * (info.get("height") or 0)
@@ -375,7 +471,7 @@ def _fps(
         count = min(policy.max_frames, max(1, int(duration * policy.value)))
         return _at_times(container, stream, [i / policy.value for i in range(count)], t_end)
     frames, times = _sequential(container, stream, info, 1 / policy.value, t_end, policy.max_frames)
-    return VideoDecoded([_rgb(f) for f in frames], times)
+    return VideoDecoded([_rgb(f, stream) for f in frames], times)
 
 
 def _keyframes(
@@ -383,7 +479,7 @@ def _keyframes(
 ) -> VideoDecoded:
     stream.codec_context.skip_frame = "NONKEY"
     frames, times = _sequential(container, stream, info, 0.0, t_end, policy.max_frames)
-    return VideoDecoded([_rgb(f) for f in frames], times)
+    return VideoDecoded([_rgb(f, stream) for f in frames], times)
 
 
 def _scenes(
@@ -393,7 +489,7 @@ def _scenes(
     out = VideoDecoded()
     prev = None
     for f, t in zip(frames, times, strict=True):
-        im = _rgb(f)
+        im = _rgb(f, stream)
         g = np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BOX), np.float32)
         if prev is None or float(np.abs(g - prev).mean()) > SCENE_CUT:
             out.frames.append(im)

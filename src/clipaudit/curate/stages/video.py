@@ -6,9 +6,12 @@ frame, the alignment, phrase, NSFW and visible-watermark stages every sampled fr
 stage records, per sample:
 
 * ``media``: ``image`` or ``video`` (images get nulls in the other columns);
-* ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height`` (as shown: a
-  display matrix's quarter turn applied), ``video_codec``, ``video_frames`` (frames sampled)
-  and ``video_policy`` (the sampling policy);
+* ``video_duration`` (s), ``video_fps``, ``video_width``, ``video_height`` (as shown: the
+  sample aspect ratio and a display matrix's quarter turn applied), ``video_codec``,
+  ``video_hdr`` (``pq`` or ``hlg`` for HDR clips, whose frames are tone-mapped to SDR;
+  ``… as stored`` where this PyAV could not), ``video_interlaced`` (share of sampled frames
+  that were interlaced; one field of each is kept), ``video_frames`` (frames sampled) and
+  ``video_policy`` (the sampling policy);
 * ``video_motion``: the largest mean absolute difference (0-255) between any two sampled
   frames' 32x32 grey thumbnails (0: a still video), and ``video_black_share``: the share of
   sampled frames that are black;
@@ -45,6 +48,8 @@ COLUMNS = (
     "video_width",
     "video_height",
     "video_codec",
+    "video_hdr",
+    "video_interlaced",
     "video_frames",
     "video_policy",
     "video_motion",
@@ -86,6 +91,8 @@ class VideoStage(Stage):
             v.get("width"),
             v.get("height"),
             v.get("codec"),
+            v.get("hdr"),
+            v.get("interlaced"),
             len(frames) if frames else None,
             v.get("policy"),
             v.get("motion"),
