@@ -254,3 +254,11 @@ def test_an_rgba_image_keeps_its_alpha_through_the_profile() -> None:
     assert dec.image is not None
     assert dec.image.getpixel((2, 2)) == (255, 255, 255)
     assert np.abs(np.array(dec.image.getpixel((12, 2))) - (0, 200, 0)).max() <= 4
+
+
+def test_an_oversized_profile_is_refused_before_it_is_parsed() -> None:
+    im = Image.new("RGB", (16, 16), (90, 140, 200))
+    dec = decode_image(_encoded(im, "JPEG", quality=100, icc_profile=bytes(5 << 20)))
+    assert dec.error is None and dec.image is not None
+    assert dec.color_profile == "unread: ValueError: profile of 5242880 bytes, over 4194304"
+    assert np.abs(np.array(dec.image.getpixel((3, 3))) - (90, 140, 200)).max() <= 2

@@ -7,7 +7,9 @@ Web data is full of bad bytes, so decoding never raises for content: it returns 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,12 +130,27 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-@functools.lru_cache(maxsize=32)
+# Real profiles are at most a few MB (printer profiles with large tables); a bigger one is
+# refused before LittleCMS parses it.
+MAX_PROFILE_BYTES = 4 << 20
+_TRANSFORMS_KEPT = 32
+_transforms: dict[tuple[bytes, str], tuple[ImageCms.ImageCmsTransform | None, str]] = {}
+_transforms_lock = threading.Lock()
+
+
 def _icc_transform(icc: bytes, mode: str) -> tuple[ImageCms.ImageCmsTransform | None, str]:
     """(transform to sRGB or None where none is needed, the profile's description).
 
-    Cached: a crawl holds a handful of distinct profiles (camera and editor defaults) and
-    building a transform costs far more than applying it. Raises on an unreadable profile."""
+    Kept by the profile's digest: a crawl holds a handful of distinct profiles (camera and
+    editor defaults) and building a transform costs far more than applying it; the key is
+    a digest so that a hostile stream of large distinct profiles cannot pin their bytes.
+    Raises on an unreadable profile."""
+    if len(icc) > MAX_PROFILE_BYTES:
+        raise ValueError(f"profile of {len(icc)} bytes, over {MAX_PROFILE_BYTES}")
+    key = (hashlib.blake2b(icc, digest_size=16).digest(), mode)
+    with _transforms_lock:
+        if key in _transforms:
+            return _transforms[key]
     src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
     name = " ".join((ImageCms.getProfileDescription(src) or "").split())[:PROFILE_NAME_CHARS]
     space, out_mode = _ICC_MODES[mode]
@@ -141,11 +158,25 @@ def _icc_transform(icc: bytes, mode: str) -> tuple[ImageCms.ImageCmsTransform | 
         raise ValueError(f"a {src.profile.xcolor_space.strip()} profile on a {mode} image")
     # Most web images carry an sRGB profile: converting would only cost time.
     if "srgb" in name.lower() and space == "RGB ":
-        return None, name
-    t = ImageCms.buildTransform(
-        src, _srgb(), mode, out_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL
-    )
-    return t, name or "unnamed profile"
+        made: tuple[ImageCms.ImageCmsTransform | None, str] = (None, name)
+    else:
+        # NOCACHE: LittleCMS's one-pixel cache makes a shared transform unsafe on threads.
+        made = (
+            ImageCms.buildTransform(
+                src,
+                _srgb(),
+                mode,
+                out_mode,
+                renderingIntent=ImageCms.Intent.PERCEPTUAL,
+                flags=ImageCms.Flags.NOCACHE,
+            ),
+            name or "unnamed profile",
+        )
+    with _transforms_lock:
+        if len(_transforms) >= _TRANSFORMS_KEPT:
+            _transforms.pop(next(iter(_transforms)))
+        _transforms[key] = made
+    return made
 
 
 def _to_srgb(im: Image.Image) -> tuple[Image.Image, str | None]:
