@@ -262,3 +262,66 @@ def test_an_oversized_profile_is_refused_before_it_is_parsed() -> None:
     assert dec.error is None and dec.image is not None
     assert dec.color_profile == "unread: ValueError: profile of 5242880 bytes, over 4194304"
     assert np.abs(np.array(dec.image.getpixel((3, 3))) - (90, 140, 200)).max() <= 2
+
+
+def _animation(fmt: str, n: int = 20, size: tuple[int, int] = (120, 90)) -> bytes:
+    """An animation that opens on dark frames and turns red on its last three."""
+    frames = [
+        Image.new("RGB", size, (30, 30, 30) if i < n - 3 else (200, 40, 40)) for i in range(n)
+    ]
+    for i, f in enumerate(frames):  # a moving dot: identical frames would be merged on saving
+        f.paste((255, 255, 255), (i, 0, i + 2, 2))
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_an_animation_is_sampled_over_its_frames_not_just_the_first(fmt: str) -> None:
+    dec = decode_sample(Sample("a", _animation(fmt)))
+    assert dec.error is None and dec.image is not None and dec.frames is not None
+    assert dec.animation == {"frames": 20, "sampled": 8, "last_index": 19}
+    centres = [np.asarray(f, dtype=int)[45, 60] for f in dec.frames]
+    assert np.abs(centres[0] - (30, 30, 30)).max() <= 2  # first frame ...
+    assert np.abs(centres[-1] - (200, 40, 40)).max() <= 2  # ... and last are both seen
+    # The sample's own picture stays the first frame; a plain decode samples nothing.
+    assert np.abs(np.asarray(dec.image, dtype=int)[45, 60] - (30, 30, 30)).max() <= 2
+    assert decode_image(_animation(fmt)).frames is None
+
+
+def test_still_pictures_and_multi_picture_files_are_not_sampled() -> None:
+    still = io.BytesIO()
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(still, "GIF")
+    pages = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(
+        pages, "TIFF", save_all=True, append_images=[Image.new("RGB", (40, 30), (255, 0, 0))]
+    )
+    for data in (still.getvalue(), pages.getvalue()):
+        dec = decode_sample(Sample("s", data))
+        assert dec.error is None and dec.frames is None and dec.animation is None
+
+
+def test_animation_frames_are_bounded_in_decoded_pixels() -> None:
+    from clipaudit.data.animation import ANIMATION_PIXELS, frame_indices
+
+    assert frame_indices(20, 120, 90) == [0, 3, 5, 8, 11, 14, 16, 19]
+    # 400 frames of 1000x800: only the first 125 are within reach of the budget.
+    far = frame_indices(400, 1000, 800)
+    assert far[0] == 0 and far[-1] == ANIMATION_PIXELS // (1000 * 800) - 1 == 124
+    assert frame_indices(3, 10_000, 10_000) == [0]  # one frame over the budget: the first
+    assert frame_indices(2, 10, 10) == [0, 1]
+
+
+def test_nsfw_sees_an_animations_worst_frame() -> None:
+    import json
+
+    from clipaudit.curate.stages.nsfw import _detect
+
+    class Fake:
+        def scores(self, image: Image.Image) -> dict[str, float]:
+            return {"RED": round(float(np.asarray(image)[..., 0].mean()) / 255, 2)}
+
+    dec = decode_sample(Sample("a", _animation("GIF")))
+    assert json.loads(_detect(Fake(), dec) or "{}") == {"RED": 0.78}  # the red ending
+    first = decode_image(_animation("GIF"))
+    assert json.loads(_detect(Fake(), first) or "{}") == {"RED": 0.12}  # blind to it

@@ -41,7 +41,8 @@ DECODE_ERRORS: dict[str, str] = {
 # How transparency and odd modes are flattened; recorded with every score so that
 # embeddings can be reproduced (a bare .convert("RGB") would expose hidden pixels).
 DECODE_CHAIN = (
-    "PIL decode; EXIF orientation applied; first frame of animations; embedded ICC profile "
+    "PIL decode; EXIF orientation applied; first frame of animations (up to 8 frames sampled "
+    "for the NSFW and alignment stages); embedded ICC profile "
     "converted to sRGB (perceptual intent; sRGB-named profiles taken as is); 16-bit scaled to "
     "8-bit; alpha composited on white; CMYK/palette/grayscale converted to RGB"
 )
@@ -113,6 +114,9 @@ class Decoded:
     # The embedded colour profile's description where the pixels were converted from it to
     # sRGB; "unread: ..." where a profile was there but could not be used (pixels as stored).
     color_profile: str | None = None
+    # An animated image (data/animation.py), where frames were asked for: how many frames it
+    # has and how many were sampled into ``frames`` (``image`` stays its first frame).
+    animation: dict[str, int] | None = None
 
 
 # The profile modes a transform is built for, and the mode it gives (alpha carried through).
@@ -223,7 +227,7 @@ def decode_sample(sample: Sample, policy: SamplingPolicy | None = None) -> Decod
     exception."""
     data = sample.scorable_image()
     if sample.media != "video":
-        return decode_image(data)
+        return decode_image(data, frames=True)
     from clipaudit.data.video import DEFAULT_POLICY, decode_video, frame_stats
 
     v = decode_video(data, policy or DEFAULT_POLICY)
@@ -234,8 +238,27 @@ def decode_sample(sample: Sample, policy: SamplingPolicy | None = None) -> Decod
     return Decoded(mid, None, None, mid.size, "RGB", "video", frames=v.frames, video=info)
 
 
-def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded:
-    """Decode ``data`` to an RGB image with EXIF orientation applied."""
+def _finish(im: Image.Image) -> Image.Image:
+    """Orientation, colour profile and flattening to RGB, applied to a loaded frame."""
+    ImageOps.exif_transpose(im, in_place=True)
+    im, _ = _to_srgb(im)
+    return _to_rgb(im)
+
+
+def _animation(data: bytes) -> tuple[list[Image.Image], dict[str, int]] | None:
+    from clipaudit.data.animation import sample_frames
+    from clipaudit.data.video import MAX_FRAME_SIDE
+
+    # A second reader: the first one's frame was turned in place, and later frames of a GIF
+    # or APNG are drawn over the ones before.
+    return sample_frames(open_untrusted(data), _finish, MAX_FRAME_SIDE)
+
+
+def decode_image(
+    data: bytes | None, *, max_pixels: int = MAX_PIXELS, frames: bool = False
+) -> Decoded:
+    """Decode ``data`` to an RGB image with EXIF orientation applied; with ``frames``, an
+    animated GIF, WebP or PNG also gets its frames sampled (data/animation.py)."""
     if data is None:
         return Decoded(None, "missing_image")
     if len(data) == 0:
@@ -256,6 +279,7 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
             im, profile = _to_srgb(im)
             rgb = _to_rgb(im)
             rgb.load()
+            animated = _animation(data) if frames and getattr(im, "is_animated", False) else None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Decoded(None, "image_too_large", str(exc)[:200])
     except Exception as exc:
@@ -264,4 +288,14 @@ def decode_image(data: bytes | None, *, max_pixels: int = MAX_PIXELS) -> Decoded
         if isinstance(exc, UnidentifiedImageError):
             return Decoded(None, "decode_error", NOT_READ)
         return Decoded(None, "decode_error", f"{type(exc).__name__}: {exc}"[:200])
-    return Decoded(rgb, None, None, stored, mode, fmt, color_profile=profile)
+    return Decoded(
+        rgb,
+        None,
+        None,
+        stored,
+        mode,
+        fmt,
+        frames=animated[0] if animated else None,
+        color_profile=profile,
+        animation=animated[1] if animated else None,
+    )

@@ -51,6 +51,7 @@ class QualityStage(Stage):
         "file_bytes",
         "image_format",
         "color_profile",
+        "image_frames",
         "caption_words",
         "caption_chars",
         "caption_lang",
@@ -86,6 +87,7 @@ class QualityStage(Stage):
             out["file_bytes"].append(len(s.image) if s.image is not None else None)
             out["image_format"].append(d.format)
             out["color_profile"].append(d.color_profile)
+            out["image_frames"].append((d.animation or {}).get("frames"))
             text = (s.caption or "").strip()
             out["caption_words"].append(len(text.split()))
             out["caption_chars"].append(len(text))

@@ -54,7 +54,9 @@ class VisibleWatermarkStage(Stage):
         assert self.detector is not None, "setup() was not called"
         to_input = self.detector.to_input
         try:
-            if decoded.frames:
+            # A video's frames; an animated image is judged on its first frame, the picture
+            # the image threshold was calibrated on.
+            if decoded.frames and decoded.video is not None:
                 return np.stack([to_input(f) for f in decoded.frames]), True
             return to_input(decoded.image)[None], False
         except (OSError, ValueError, MemoryError):
