@@ -238,10 +238,13 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
             highlight=False,
         )
     t = stats["thresholds"]
-    c.print(
-        f"alignment threshold: min {t['alignment_min']}, percentile "
-        f"{t['alignment_min_percentile']} → {t['alignment_percentile_value']}"
-    )
+    if t.get("alignment_skipped"):
+        c.print(f"alignment threshold: {t['alignment_skipped']}", highlight=False)
+    else:
+        c.print(
+            f"alignment threshold: min {t['alignment_min']}, percentile "
+            f"{t['alignment_min_percentile']} → {t['alignment_percentile_value']}"
+        )
     gates = stats.get("gates")
     if gates:
         c.print(

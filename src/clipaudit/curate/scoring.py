@@ -65,12 +65,13 @@ def score(
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
 
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
-    if warn and "alignment" in cfg.stages:
-        from clipaudit.models.domain import domain_warning
+    fit = None
+    if "alignment" in cfg.stages:
+        from clipaudit.models.domain import model_fit
 
-        note = domain_warning(cfg.model, ds)
-        if note:
-            warn(note)
+        fit = model_fit(cfg.model, ds)
+        if warn and fit and fit["note"]:
+            warn(fit["note"])
     load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     stages = make_stages(cfg.stages)
     ctx = StageContext(
@@ -107,6 +108,8 @@ def score(
         "versions": library_versions(),
         "out_format": cfg.out_format or ds.format,
     }
+    if fit is not None:  # decide leaves alignment out where the model does not know the data
+        record["model_fit"] = fit
     run = RunDir(cfg.out)
     resumed = run.prepare(record)
     shards = ds.shards()

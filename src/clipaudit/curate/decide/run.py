@@ -68,6 +68,7 @@ from clipaudit.data.formats import (
 )
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.verdicts import apply_verdicts, load_verdicts
+from clipaudit.models.domain import alignment_skip, without_alignment
 from clipaudit.rules.schema import Pack, load_pack
 from clipaudit.search.routes import SCORE_PREFIX, RouteTable, route_table, shard_embeddings
 
@@ -663,6 +664,9 @@ def decide_run(
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
+    skip = alignment_skip(record)
+    if skip:
+        pack = without_alignment(pack)
     source = recorded_source(record) if record.get("dataset") else None
     shards = SignalShards(run, source)
     model_spec = record.get("settings", {}).get("model")
@@ -682,6 +686,8 @@ def decide_run(
         if refs:
             phases.done("against_load")
         stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases, refs)
+        if skip:
+            stats["thresholds"]["alignment_skipped"] = skip
         phases.done("decisions")
         if write_kept:
             if dataset is None:
