@@ -40,6 +40,12 @@ def test_alignment_decides_nothing_where_the_model_does_not_know_the_data(
     pack.write_text("name: p\nextends: default\nalignment:\n  min: 0.99\n", encoding="utf-8")
     again = decide_run(out, rules=str(pack), write_kept=False)
     assert again["by_reason"].get("low_alignment", 0) == 0
+    # The report says so beside the scores.
+    from clipaudit.reports.render import write_report
+
+    write_report([out], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Alignment threshold not applied: bundled:world-clip was trained only" in html
 
 
 def test_world_data_keeps_its_alignment_rule() -> None:
