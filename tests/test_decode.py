@@ -325,3 +325,25 @@ def test_nsfw_sees_an_animations_worst_frame() -> None:
     assert json.loads(_detect(Fake(), dec) or "{}") == {"RED": 0.78}  # the red ending
     first = decode_image(_animation("GIF"))
     assert json.loads(_detect(Fake(), first) or "{}") == {"RED": 0.12}  # blind to it
+
+
+def test_a_cut_or_lying_animation_keeps_its_first_frame_and_what_could_be_read() -> None:
+    from tests.hostile.images import lying_apng
+
+    # A frame count that lies (1,000 claimed, 3 there): the sample is its first frame, not
+    # an error; the second sampled index (143) is past the end, so nothing else is sampled.
+    dec = decode_sample(Sample("a", lying_apng(1000)))
+    assert dec.error is None and dec.image is not None
+    assert dec.image.getpixel((5, 5)) == (0, 0, 0) and dec.animation is None
+    # Claimed 5: frames 0, 1 and 2 are read, then the count runs out.
+    dec = decode_sample(Sample("a", lying_apng(5)))
+    assert dec.error is None and dec.animation is not None
+    assert (dec.animation["sampled"], dec.animation["unreadable_from"]) == (3, 3)
+    # A GIF cut short in its later frames decodes as it did before frames were sampled.
+    gif = _animation("GIF", n=10)
+    cut = gif[: len(gif) * 2 // 3]
+    whole = decode_image(cut)
+    assert whole.error is None and whole.image is not None
+    dec = decode_sample(Sample("g", cut))
+    assert dec.error is None and dec.image is not None
+    assert np.array_equal(np.asarray(dec.image), np.asarray(whole.image))

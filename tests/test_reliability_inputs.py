@@ -28,7 +28,8 @@ def assert_clean(res: ClassResult) -> None:
 IMAGE_COUNTS = {
     "zero-byte files": (18, 18),
     "decompression bombs, absurd dimensions": (39, 24),
-    "animated GIF, APNG, WebP": (12, 0),
+    "animated GIF, APNG, WebP": (21, 0),
+    "ICC profiles (wide gamut, CMYK, broken, mismatched, oversized)": (18, 0),
     "CMYK, 16-bit, palette+transparency, float": (42, 0),
     "EXIF orientation (valid, bogus, broken)": (39, 0),
     "SVG and non-image bytes as images": (18, 18),

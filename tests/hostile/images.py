@@ -273,10 +273,35 @@ def bombs() -> list[ImageCase]:
     return out
 
 
+def lying_apng(claimed: int) -> bytes:
+    """A 3-frame APNG whose animation-control chunk claims ``claimed`` frames."""
+    frames = [Image.new("RGB", (40, 30), (i * 60, 0, 0)) for i in range(3)]
+    data = save(frames[0], "PNG", save_all=True, append_images=frames[1:])
+    at = data.find(b"acTL")
+    return data[: at - 4] + png_chunk(b"acTL", struct.pack(">II", claimed, 0)) + data[at + 16 :]
+
+
 def animated() -> list[ImageCase]:
     frames = [photo(seed=i) for i in range(3)]
     kw = {"save_all": True, "append_images": frames[1:], "duration": 100, "loop": 0}
+    many = [photo(seed=i % 7) for i in range(40)]
+    gif = save(many[0].convert("P"), "GIF", save_all=True, append_images=many[1:], duration=40)
     return [
+        # Frames are sampled in curate: a cut, a lying count or a long animation still ends
+        # as the first frame plus what could be read, within the pixel budget.
+        ImageCase(
+            "gif_cut_in_later_frames",
+            gif[: len(gif) * 2 // 3],
+            "gif",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "apng_claims_1000_frames", lying_apng(1000), "png", frozenset({OK}), size=(40, 30)
+        ),
+        ImageCase(
+            "apng_claims_5_of_3_frames", lying_apng(5), "png", frozenset({OK}), size=(40, 30)
+        ),
         ImageCase(
             "gif_animated",
             save(frames[0].convert("P"), "GIF", **kw),
@@ -407,6 +432,56 @@ def svg_and_non_images() -> list[ImageCase]:
     ]
 
 
+def colour_profiles() -> list[ImageCase]:
+    from tests.icc_support import cmyk_profile, rgb_profile
+
+    cmyk = Image.new("CMYK", (96, 64), (200, 10, 10, 0))
+    return [
+        ImageCase(
+            "icc_adobe_rgb",
+            save(photo(), "JPEG", icc_profile=rgb_profile()),
+            "jpg",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "icc_cmyk_press",
+            save(cmyk, "JPEG", icc_profile=cmyk_profile()),
+            "jpg",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "icc_garbage",
+            save(photo(), "PNG", icc_profile=b"\xff" * 300),
+            "png",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "icc_truncated",
+            save(photo(), "JPEG", icc_profile=rgb_profile()[:150]),
+            "jpg",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "icc_cmyk_profile_on_rgb",
+            save(photo(), "JPEG", icc_profile=cmyk_profile()),
+            "jpg",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+        ImageCase(
+            "icc_5mb",
+            save(photo(), "JPEG", icc_profile=bytes(5 << 20)),
+            "jpg",
+            frozenset({OK}),
+            size=(96, 64),
+        ),
+    ]
+
+
 def _videos() -> list[ImageCase]:
     from tests.hostile.videos import hostile_videos
 
@@ -421,6 +496,7 @@ IMAGE_CLASSES = {
     "animated GIF, APNG, WebP": animated,
     "CMYK, 16-bit, palette+transparency, float": modes,
     "EXIF orientation (valid, bogus, broken)": exif_orientation,
+    "ICC profiles (wide gamut, CMYK, broken, mismatched, oversized)": colour_profiles,
     "SVG and non-image bytes as images": svg_and_non_images,
     "hostile videos (PyAV)": _videos,
 }

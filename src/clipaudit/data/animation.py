@@ -41,18 +41,28 @@ def sample_frames(
     """The sampled frames of the animated ``im`` (opened, not yet read past frame 0), each
     made RGB by ``finish`` (orientation, colour profile, alpha) and shrunk to ``max_side``;
     None when ``im`` is not an animation of a kind sampled here."""
-    if im.format not in ANIMATION_FORMATS or not getattr(im, "is_animated", False):
+    try:
+        if im.format not in ANIMATION_FORMATS or not getattr(im, "is_animated", False):
+            return None
+        n = int(getattr(im, "n_frames", 1))  # GIF: a scan of the file, which may be cut short
+    except Exception:
         return None
-    n = int(getattr(im, "n_frames", 1))
     if n < 2:
         return None
     w, h = im.size
-    indices = frame_indices(n, w, h)
-    frames = []
-    for i in indices:
-        im.seek(i)
-        frame = finish(im.copy())
+    frames: list[Image.Image] = []
+    info = {"frames": n, "sampled": 0, "last_index": 0}
+    for i in frame_indices(n, w, h):
+        try:
+            im.seek(i)
+            frame = finish(im.copy())
+        except Exception:
+            # A truncated file or a frame count that lies (an APNG's acTL is only a claim):
+            # the frames read so far stand, the sample's first frame is unharmed.
+            info["unreadable_from"] = i
+            break
         if max(frame.size) > max_side:
             frame.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         frames.append(frame)
-    return frames, {"frames": n, "sampled": len(frames), "last_index": indices[-1]}
+        info["sampled"], info["last_index"] = len(frames), i
+    return (frames, info) if len(frames) >= 2 else None
