@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -357,3 +358,65 @@ def test_shipped_thresholds_are_the_ones_the_real_photo_bench_chose() -> None:
     # Each threshold clears every benign calibration photo by the rule's margin.
     for c, t in bench["thresholds_chosen"].items():
         assert t >= max(0.5, bench["calibration_max_score"][c] + 0.1 - 1e-9)
+
+
+def test_clips_and_animations_are_judged_by_the_clip_thresholds(tmp_path: Path) -> None:
+    """A sample scored on several frames (each class at its worst) meets the pack's
+    video_classes; one picture meets classes; a run without the frame column, classes."""
+    from clipaudit.curate.stages import Batch
+    from clipaudit.data.decode import decode_sample
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "name: p\nextends: default\nnsfw:\n  classes:\n    FEMALE_BREAST_EXPOSED: 0.8\n"
+        "  video_classes:\n    FEMALE_BREAST_EXPOSED: 0.95\n    ANUS_EXPOSED: null\n"
+    )
+    pack = load_pack(str(p))
+    outs: list[dict[str, float] | None] = [
+        {"FEMALE_BREAST_EXPOSED": 0.9},  # a photo: over 0.8, dropped
+        {"FEMALE_BREAST_EXPOSED": 0.9},  # a clip: under 0.95, reviewed (0.5 band)
+        {"FEMALE_BREAST_EXPOSED": 0.96},  # a clip over 0.95: dropped
+        {"ANUS_EXPOSED": 0.7},  # a clip, a class that never drops clips: reviewed
+    ]
+    sig = _det_signals(outs)
+    sig["nsfw_frames"] = np.array([None, 8, 8, 8], dtype=object)
+    assert nsfw_rule(sig, pack) == [["nsfw"], ["nsfw_review"], ["nsfw"], ["nsfw_review"]]
+    del sig["nsfw_frames"]  # a run scored before the column: photo thresholds for all
+    assert nsfw_rule(sig, pack) == [["nsfw"], ["nsfw"], ["nsfw"], ["nsfw"]]
+    # The stage records the frames it read: 8 for an animation, none for a photo.
+    frames = [Image.new("RGB", (64, 64), (i * 12, 40, 40)) for i in range(20)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    samples = [Sample("gif", buf.getvalue()), Sample("png", solid(RED))]
+    stage = NsfwStage(detector=StubDetector({}))
+    stage.setup(ctx_for(tmp_path, "name: s\nextends: default\n"))
+    cols = stage.process(Batch(samples, [decode_sample(s) for s in samples]))
+    assert cols["nsfw_frames"] == [8, None]
+    # Unknown classes are refused here as in classes.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nextends: default\nnsfw:\n  video_classes:\n    NOSE: 0.5\n")
+    with pytest.raises(ClipauditError, match="unknown nudenet class 'NOSE'"):
+        load_pack(str(bad))
+
+
+def test_shipped_clip_thresholds_are_the_ones_the_clip_bench_chose() -> None:
+    """The clip thresholds are the filmed-clip bench's record, each at least the photo's."""
+    from clipaudit.safety.nsfw_thresholds import (
+        calibrated_classes,
+        calibrated_video_classes,
+        calibration,
+    )
+
+    bench = json.loads(
+        (Path(__file__).parents[1] / "bench" / "results" / "video_nsfw_benign.json").read_text()
+    )
+    chosen = bench["calibration"]["clip_thresholds"]
+    assert calibrated_video_classes() == chosen
+    assert calibration()["video_held_out_dropped"] == bench["with_clip_thresholds"]["clips_dropped"]
+    photo = calibrated_classes()
+    top = bench["calibration"]["highest_clip_scores_by_class"]
+    for c, t in chosen.items():
+        if t is None:  # the rule passed 1.0: no benign-proof threshold exists for clips
+            assert top[c][0] + 0.1 > 1.0
+        else:
+            assert t >= max(photo[c] or 0.0, top[c][0] + 0.1 - 1e-9)

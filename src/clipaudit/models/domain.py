@@ -14,13 +14,15 @@ WORLD_MODELS = ("bundled:world-clip",)
 
 def domain_warning(spec: str, dataset: Dataset) -> str | None:
     """One sentence when a world-trained model is pointed at data the world did not make."""
+    from clipaudit.world.video import VIDEO_MARKER
     from clipaudit.world.write import WORLD_MARKER
 
     if spec not in WORLD_MODELS:
         return None
     for shard in dataset.shards()[:1]:
         for sample in dataset.read_shard(shard):
-            if sample.meta.get("world") == WORLD_MARKER:
+            # The image world and the video world (`clipaudit demo --video`) alike.
+            if sample.meta.get("world") in (WORLD_MARKER, VIDEO_MARKER):
                 return None
             break
     return (

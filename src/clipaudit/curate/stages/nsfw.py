@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipaudit.curate.signal_shards import floats
 from clipaudit.curate.stages import FRAME_EMB, Batch, Stage, StageContext, register_stage
 from clipaudit.curate.stages.reasons import column, register_rule, register_stats
 from clipaudit.data.decode import Decoded
@@ -65,7 +66,14 @@ def _detect(detector: Detector, decoded: Decoded) -> str | None:
 
 @register_stage("nsfw")
 class NsfwStage(Stage):
-    columns = ("nsfw_detector", "nsfw_phrases", "nsfw_words", "nsfw_words_fp", "nsfw_cascade")
+    columns = (
+        "nsfw_detector",
+        "nsfw_phrases",
+        "nsfw_words",
+        "nsfw_words_fp",
+        "nsfw_cascade",
+        "nsfw_frames",
+    )
     needs_model = True
 
     def __init__(self, detector: Detector | None = None) -> None:
@@ -139,12 +147,19 @@ class NsfwStage(Stage):
             else None
             for i in range(n)
         ]
+        # Frames the detector read for a clip or an animation (its scores are each class's
+        # worst frame, judged against the pack's video_classes); None for one picture.
+        frames = [
+            len(d.frames) if det[i] is not None and d.frames else None
+            for i, d in enumerate(batch.decoded)
+        ]
         return {
             "nsfw_detector": det,
             "nsfw_phrases": phrases_col,
             "nsfw_words": [json.dumps(w) for w in words],
             "nsfw_words_fp": [self.words_fp] * n,
             "nsfw_cascade": cascade,
+            "nsfw_frames": frames,
         }
 
     def _cascade(
@@ -222,11 +237,15 @@ def nsfw_hits(sig: dict[str, np.ndarray], pack: Pack) -> NsfwHits:
             "curate again with this pack's nsfw.caption_words, or use the lists it was scored with."
         )
     counted = {c: t for c, t in r.classes.items() if t is not None}
+    counted_frames = {c: t for c, t in r.video_classes.items() if t is not None}
     review = {c: t for c, t in r.review_classes.items() if t is not None}
+    # Runs scored before the column existed hold no clips' frame counts: photo thresholds.
+    frames = floats(column(sig, "nsfw_frames"))
     hits = NsfwHits()
     for i in range(len(sig["id"])):
         d = _loads(det[i]) or {}
-        found = sorted(c for c, t in counted.items() if d.get(c, 0.0) >= t)
+        cut = counted_frames if frames[i] > 1 else counted  # NaN (one picture) is not
+        found = sorted(c for c, t in cut.items() if d.get(c, 0.0) >= t)
         hits.detector.append(found)
         hits.detector_review.append(
             sorted(c for c, t in review.items() if c not in found and d.get(c, 0.0) >= t)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from clipaudit.rules.base import Strict
-from clipaudit.safety.nsfw_thresholds import calibrated_classes
+from clipaudit.safety.nsfw_thresholds import calibrated_classes, calibrated_video_classes
 from clipaudit.safety.nudity import ALL_CLASSES, EXPOSED_CLASSES
 
 Route = Literal["review", "drop"]  # review → nsfw_review, drop → nsfw (actions decide the rest)
@@ -79,6 +79,9 @@ class NsfwRules(Strict):
     # thresholds chosen on benign real photos (safety/nsfw_thresholds.json): at nudenet's
     # own 0.5, 0.7% of ordinary photos (a loaf, a Petri dish) were dropped.
     classes: dict[str, float | None] = Field(default_factory=calibrated_classes)
+    # The same for a sample scored on several frames (a clip or an animation: each class at
+    # its worst frame), chosen on clips filmed from the same benign calibration photos.
+    video_classes: dict[str, float | None] = Field(default_factory=calibrated_video_classes)
     detector_route: Route = "drop"
     # Below those, a detection from these scores goes to review instead (null: not counted):
     # the uncertain band is seen by a person, not dropped and not silently kept.
@@ -89,7 +92,7 @@ class NsfwRules(Strict):
     )
     cascade: Cascade = Field(default_factory=Cascade)
 
-    @field_validator("classes", "review_classes")
+    @field_validator("classes", "video_classes", "review_classes")
     @classmethod
     def _known_classes(cls, v: dict[str, float | None]) -> dict[str, float | None]:
         unknown = sorted(set(v) - set(ALL_CLASSES))
