@@ -30,6 +30,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def clip_thresholds(
     return out
 
 
-def judged(rows: list[dict[str, Any]], thresholds: dict[str, float | None]) -> dict[str, Any]:
+def judged(rows: list[dict[str, Any]], thresholds: Mapping[str, float | None]) -> dict[str, Any]:
     from clipaudit.calibrate.intervals import wilson
 
     def hits(scores: dict[str, float]) -> list[str]:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clipaudit.curate.decide import decide_run
+from clipaudit.curate.decide.model_fit import alignment_skip, without_alignment
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import write_dataset
 from clipaudit.data.example import example_samples
-from clipaudit.models.domain import alignment_skip, without_alignment
 from clipaudit.rules.schema import load_pack
 
 

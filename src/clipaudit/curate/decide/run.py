@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from clipaudit.curate.decide import against
 from clipaudit.curate.decide.keeper import DUPLICATE_KINDS, Compact, resolve
 from clipaudit.curate.decide.keeper import near_duplicate_pairs as _compact_pairs
+from clipaudit.curate.decide.model_fit import alignment_skip, without_alignment
 from clipaudit.curate.decide.rules import (
     ERROR_CODES,
     add_tallies,
@@ -68,7 +69,6 @@ from clipaudit.data.formats import (
 )
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.verdicts import apply_verdicts, load_verdicts
-from clipaudit.models.domain import alignment_skip, without_alignment
 from clipaudit.rules.schema import Pack, load_pack
 from clipaudit.search.routes import SCORE_PREFIX, RouteTable, route_table, shard_embeddings
 
