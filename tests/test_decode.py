@@ -347,3 +347,40 @@ def test_a_cut_or_lying_animation_keeps_its_first_frame_and_what_could_be_read()
     dec = decode_sample(Sample("g", cut))
     assert dec.error is None and dec.image is not None
     assert np.array_equal(np.asarray(dec.image), np.asarray(whole.image))
+
+
+def test_the_stage_columns_carry_the_profile_the_frames_and_the_clips_picture() -> None:
+    """What users read in the run: quality's color_profile and image_frames, the video
+    stage's video_hdr, video_interlaced and the width as shown."""
+    from fractions import Fraction
+
+    from clipaudit.curate.stages import Batch
+    from clipaudit.curate.stages.quality import QualityStage
+    from clipaudit.curate.stages.video import VideoStage
+    from tests.icc_support import rgb_profile
+    from tests.video_clips import anamorphic_clip, hdr10_clip, interlaced_clip
+
+    photo = _encoded(Image.new("RGB", (32, 24), (90, 140, 200)), "PNG", icc_profile=rgb_profile())
+    samples = [
+        Sample("icc", photo),
+        Sample("gif", _animation("GIF")),
+        Sample("plain", _encoded(Image.new("RGB", (32, 24)), "PNG")),
+    ]
+    out = QualityStage().process(Batch(samples, [decode_sample(s) for s in samples]))
+    assert out["color_profile"] == ["Adobe RGB (1998)", None, None]
+    assert out["image_frames"] == [None, 20, None]
+    clips = [
+        Sample("hdr", hdr10_clip(np.full((64, 96, 3), 128, np.uint8)), image_ext="mp4"),
+        Sample("int", interlaced_clip(n=4), image_ext="mp4"),
+        Sample(
+            "wide",
+            anamorphic_clip([np.zeros((576, 720, 3), np.uint8)] * 3, Fraction(64, 45)),
+            image_ext="mp4",
+        ),
+    ]
+    stage = VideoStage()
+    rows = [stage.prepare(s, decode_sample(s)) for s in clips]
+    col = {c: [r[k] for r in rows] for k, c in enumerate(stage.columns)}
+    assert col["video_hdr"] == ["pq", None, None]
+    assert col["video_interlaced"] == [0.0, 1.0, 0.0]
+    assert col["video_width"] == [96, 720, 1024]
