@@ -10,7 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clipaudit.curate.decide import decide_run
-from clipaudit.curate.decide.model_fit import alignment_skip, without_alignment
+from clipaudit.curate.decide.model_fit import (
+    alignment_skip,
+    reads_model_scores,
+    without_alignment,
+)
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import write_dataset
 from clipaudit.data.example import example_samples
@@ -57,3 +61,129 @@ def test_world_data_keeps_its_alignment_rule() -> None:
     pack = without_alignment(load_pack("default"))
     assert pack.alignment.min is None and pack.alignment_for("bundled:world-clip").min is None
     assert load_pack("default").alignment_for("bundled:world-clip").min == 0.48
+
+
+UNFIT_PACK = """\
+name: cosines
+extends: default
+dedup:
+  semantic_eps: 0.5
+nsfw:
+  phrases:
+    - {text: a photo of a nude person, min_score: -1, route: review}
+watermark:
+  visible_min_margin: -2
+routes:
+  by_phrase:
+    phrases: [a photo of a thing]
+    threshold: -2
+    action: flag
+  by_alignment:
+    where: "alignment > -2"
+    action: flag
+  by_size:
+    where: "width >= 1"
+    action: flag
+"""
+
+
+def test_no_rule_on_the_models_cosines_decides_where_it_does_not_know_the_data(
+    tmp_path: Path,
+) -> None:
+    """Phrases, the watermark margin, phrase routes, routes filtering on a model score and
+    semantic duplicates all rest on the same cosines as alignment: left out together, while
+    a route over other signals still applies. The same pack on the same scores with the
+    model trusted fires every one of them, so the test would fail if nothing were left out."""
+    data = tmp_path / "data"
+    write_dataset(example_samples(12), str(data), "parquet")
+    pack = tmp_path / "cosines.yaml"
+    pack.write_text(UNFIT_PACK, encoding="utf-8")
+    out = tmp_path / "run"
+    curate(
+        CurateConfig(
+            str(data),
+            str(out),
+            stages=["quality", "alignment", "watermark", "nsfw"],
+            rules=str(pack),
+            model_threads=1,
+        )
+    )
+    record = json.loads((out / "run.json").read_text())
+    assert record["model_fit"]["fits_data"] is False
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["model_scores_not_applied"] == [
+        "alignment",
+        "dedup.semantic_eps",
+        "dedup.keeper.alignment",
+        "nsfw.phrases",
+        "watermark.visible_min_margin",
+        "routes.by_phrase",
+        "routes.by_alignment",
+    ]
+    rows = pq.read_table(out / "decisions.parquet").to_pylist()
+    assert len(rows) == 12
+    fired = {code for r in rows for code in r["reasons"] or []}
+    assert "route:by_size" in fired
+    assert not fired & {
+        "low_alignment",
+        "semantic_duplicate",
+        "nsfw",
+        "nsfw_review",
+        "watermark_suspect",
+        "route:by_phrase",
+        "route:by_alignment",
+    }
+    assert set(stats["routes"]) == {"by_size"}
+    from clipaudit.reports.render import write_report
+
+    write_report([out], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert (
+        "Also not applied, as they rest on the same model's scores: dedup.semantic_eps, "
+        "dedup.keeper.alignment, nsfw.phrases, watermark.visible_min_margin, routes.by_phrase, "
+        "routes.by_alignment." in html
+    )
+
+    # The same scores with the model trusted: every left-out rule fires.
+    record["model_fit"]["fits_data"] = True
+    (out / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    trusted = decide_run(out, rules=str(pack), write_kept=False)
+    assert "model_scores_not_applied" not in trusted
+    # (Every rule here flags, so every sample stands for the duplicate search.)
+    for code in ("nsfw_review", "watermark_suspect", "route:by_phrase", "route:by_alignment"):
+        assert trusted["by_reason"].get(code, 0) == 12, code
+    assert trusted["by_reason"].get("semantic_duplicate", 0) > 0
+
+
+def test_where_filters_that_read_a_model_score_are_recognised() -> None:
+    assert reads_model_scores("alignment < 0.2")
+    assert reads_model_scores("width > 3 and `wm_phrase_score` >= 0.1")
+    assert reads_model_scores("not (nsfw_phrases is null)")
+    # Quoted text and other columns that merely start alike are not the model's scores.
+    assert not reads_model_scores("'alignment' in caption")
+    assert not reads_model_scores('"it\'s the alignment" in caption and width > 1')
+    assert not reads_model_scores("alignment_frames > 1 or visible_watermark_score >= 0.9")
+
+
+def test_the_nsfw_cascade_does_not_gate_on_an_unfit_models_phrases(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_dataset(example_samples(10), str(data), "parquet")
+    pack = tmp_path / "cascade.yaml"
+    pack.write_text(
+        "name: cascade\nextends: default\nnsfw:\n  cascade: {enabled: true, audit_rate: 0}\n"
+        "  phrases:\n    - {text: a nude photo, min_score: 0.99, bar: 0.99}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    warnings: list[str] = []
+    from clipaudit.curate.scoring import score
+
+    score(
+        CurateConfig(str(data), str(out), stages=["quality", "nsfw"], rules=str(pack)),
+        warn=warnings.append,
+    )
+    assert any("the detector reads every image" in w for w in warnings)
+    sig = pq.read_table(out / "signals").to_pylist()
+    assert len(sig) == 10
+    # No image reached the 0.99 bar, and with the cascade on none would have been read.
+    assert all(r["nsfw_cascade"] is None and r["nsfw_detector"] is not None for r in sig)

@@ -240,6 +240,12 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
     t = stats["thresholds"]
     if t.get("alignment_skipped"):
         c.print(f"alignment threshold: {t['alignment_skipped']}", highlight=False)
+        others = [k for k in stats.get("model_scores_not_applied", []) if k != "alignment"]
+        if others:
+            c.print(
+                f"also not applied, as they rest on the same model: {', '.join(others)}",
+                highlight=False,
+            )
     else:
         c.print(
             f"alignment threshold: min {t['alignment_min']}, percentile "

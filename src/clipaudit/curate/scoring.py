@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipaudit import __version__
 from clipaudit.curate.config import CurateConfig
@@ -24,6 +25,9 @@ from clipaudit.curate.stages import StageContext, make_stages
 from clipaudit.data.formats import Dataset, open_dataset
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.models.provenance import library_versions
+
+if TYPE_CHECKING:
+    from clipaudit.rules.schema import Pack
 
 
 @dataclass
@@ -53,6 +57,14 @@ def input_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
+def uses_clip(stages: list[str], pack: Pack) -> bool:
+    """Whether these stages score anything with the run's CLIP model under ``pack``: alignment,
+    the watermark phrase, NSFW phrases (the NSFW stage reads the model only for those)."""
+    return bool(
+        {"alignment", "watermark"} & set(stages) or ("nsfw" in stages and pack.nsfw.phrases)
+    )
+
+
 def score(
     cfg: CurateConfig,
     progress: Callable[[int, int, int], None] | None = None,
@@ -65,20 +77,27 @@ def score(
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
 
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
+    pack = load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     fit = None
-    if "alignment" in cfg.stages:
+    if uses_clip(cfg.stages, pack):
         from clipaudit.models.domain import model_fit
 
         fit = model_fit(cfg.model, ds)
         if warn and fit and fit["note"]:
             warn(fit["note"])
-    load_pack(cfg.rules)  # fail on a bad pack before any scoring work
+        if warn and fit and fit["note"] and "nsfw" in cfg.stages and pack.nsfw.cascade.enabled:
+            warn("the NSFW cascade's phrase bars rest on it, so the detector reads every image.")
     stages = make_stages(cfg.stages)
     ctx = StageContext(
         model_spec=cfg.model,
         device=cfg.device,
         batch_size=cfg.batch_size,
-        options={**cfg.options, "rules": cfg.rules, "video_sampling": cfg.video_sampling},
+        options={
+            **cfg.options,
+            "rules": cfg.rules,
+            "video_sampling": cfg.video_sampling,
+            "model_fits": None if fit is None else fit["fits_data"],
+        },
     )
     settings = {
         "stages": cfg.stages,

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from clipaudit.curate.decide import against
 from clipaudit.curate.decide.keeper import DUPLICATE_KINDS, Compact, resolve
 from clipaudit.curate.decide.keeper import near_duplicate_pairs as _compact_pairs
-from clipaudit.curate.decide.model_fit import alignment_skip, without_alignment
+from clipaudit.curate.decide.model_fit import alignment_skip, without_model_scores
 from clipaudit.curate.decide.rules import (
     ERROR_CODES,
     add_tallies,
@@ -665,8 +665,14 @@ def decide_run(
     record = run.read_json("run.json")
     pack = load_pack(rules)
     skip = alignment_skip(record)
+    left_out: list[str] = []
     if skip:
-        pack = without_alignment(pack)
+        pack, left_out = without_model_scores(pack)
+        if split_by_route and not pack.routes and any(k.startswith("routes.") for k in left_out):
+            raise ClipauditError(
+                f"--split-by-route has no route to split by: every route of pack {pack.name!r} "
+                f"scores phrases with the run's model, whose scores are {skip}."
+            )
     source = recorded_source(record) if record.get("dataset") else None
     shards = SignalShards(run, source)
     model_spec = record.get("settings", {}).get("model")
@@ -688,6 +694,8 @@ def decide_run(
         stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases, refs)
         if skip:
             stats["thresholds"]["alignment_skipped"] = skip
+            # Every other rule resting on the model's cosines is left out too (pack keys).
+            stats["model_scores_not_applied"] = left_out
         phases.done("decisions")
         if write_kept:
             if dataset is None:

@@ -93,6 +93,12 @@ class NsfwStage(Stage):
         from clipaudit.rules.schema import load_pack
 
         self.rules = load_pack(str(ctx.options.get("rules") or "default")).nsfw
+        if self.rules.cascade.enabled and ctx.options.get("model_fits") is False:
+            # Phrase bars from a model that does not know the data fire at chance: gating
+            # the detector on them would skip it on images a fitting model would send on.
+            self.rules = self.rules.model_copy(
+                update={"cascade": self.rules.cascade.model_copy(update={"enabled": False})}
+            )
         if self.detector is None:
             self.detector = shared_detector()
         if self.rules.phrases:
