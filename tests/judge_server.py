@@ -4,7 +4,10 @@
 (or, when the script is empty, asks ``answer_for(body)``). Behaviours: ``("ok", text)``,
 ``("status", code, retry_after)``, ``("stall", seconds)`` (then a normal answer), ``("drop",)``
 (close the connection with no response), ``("bad_body",)`` (200 with a body that is not
-JSON). Every request body and header set is kept for inspection.
+JSON), ``("trickle", seconds_per_byte)`` (a 200 whose declared body comes a byte at a time),
+``("endless",)`` (a chunked 200 body that never ends), ``("trickle_headers", pause)`` (a
+status line, then header lines for ever). Every request body and header set is
+kept for inspection.
 """
 
 from __future__ import annotations
@@ -78,6 +81,37 @@ class ScriptedServer:
                 if kind == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
+                    return None
+                if kind == "trickle":
+                    data = json.dumps(completion(outer.answer_for(body))).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(step[1])
+                    return None
+                if kind == "trickle_headers":
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        for i in range(100_000):
+                            self.wfile.write(b"x-%d: y\r\n" % i)
+                            self.wfile.flush()
+                            time.sleep(step[1])
+                    self.close_connection = True
+                    return None
+                if kind == "endless":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    chunk = b" " * 65536
+                    with contextlib.suppress(OSError):
+                        while True:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     return None
                 if kind == "bad_body":
                     data = b"<html>upstream error</html>"

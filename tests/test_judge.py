@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -232,3 +233,49 @@ def test_review_routes_join_the_default_selection(tmp_path: Path) -> None:
     r = rubric_for(pack, "route:watermark")
     assert r is not None and "visible watermark" in r.question and r.choices == ["yes", "no"]
     assert rubric_for(pack, "route:nope") is None
+
+
+def test_a_reply_that_trickles_or_never_ends_is_cut_in_time_and_size() -> None:
+    """Per-read timeouts never fire on a server that sends a byte every 50 ms, and a body
+    that never ends would fill memory: the judge's transport ends both (judge/bounded.py)."""
+    from clipaudit.judge.client import Settings, ask, make_client
+
+    with ScriptedServer([("trickle", 0.05), ("trickle", 0.05), ("endless",), ("ok", YES)]) as srv:
+        s = Settings(
+            model="vlm",
+            endpoint=srv.url,
+            api_key="x",
+            read_timeout=5.0,
+            max_attempts=2,
+            backoff=0.01,
+            max_seconds=1.0,
+        )
+        client = make_client(s)
+        msgs = [{"role": "user", "content": "q"}]
+        t0 = time.monotonic()
+        reply = ask(client, s, msgs, ["yes", "no"], time.monotonic() + 60)
+        # Two attempts of about a second each, not the ~10 s the trickled body would take.
+        assert reply.error == "timeout" and reply.attempts == 2
+        assert time.monotonic() - t0 < 4.0
+        t0 = time.monotonic()
+        reply = ask(client, s, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.text == YES and reply.attempts == 2  # the endless body, then an answer
+        assert time.monotonic() - t0 < 4.0
+        # And the run's deadline bounds a reply as well as the attempts.
+        late = make_client(
+            Settings(model="vlm", endpoint=srv.url, api_key="x", max_attempts=1),
+            deadline=time.monotonic() + 0.5,
+        )
+        srv.script.append(("trickle", 0.05))
+        t0 = time.monotonic()
+        reply = ask(late, s, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.error == "timeout" and time.monotonic() - t0 < 2.0
+        one = Settings(model="vlm", endpoint=srv.url, api_key="x", max_attempts=1)
+        srv.script.append(("endless",))
+        reply = ask(make_client(one), one, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.error == "connection: RemoteProtocolError (reply over 1048576 bytes)"
+        # Headers trickled for ever: the watchdog ends them too.
+        srv.script.append(("trickle_headers", 0.05))
+        t0 = time.monotonic()
+        reply = ask(make_client(s), one, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.error == "timeout" and time.monotonic() - t0 < 2.5

@@ -38,6 +38,9 @@ class Settings:
     backoff: float = 0.5  # seconds, doubled each attempt, with up to 100% jitter
     max_retry_after: float = 60.0
     max_tokens: int = 200
+    # The whole reply, body included (the timeouts above are per read): a server that
+    # trickles or never ends its answer is cut here, as a timeout (judge/bounded.py).
+    max_seconds: float = 120.0
 
 
 def image_data_url(image: Image.Image, max_side: int) -> tuple[str, bytes]:
@@ -83,11 +86,21 @@ def response_format(choices: list[str]) -> dict[str, Any]:
     }
 
 
-def make_client(s: Settings) -> Any:
+def make_client(s: Settings, deadline: float | None = None) -> Any:
+    """The SDK client, its retries off (``ask`` retries) and every reply bounded in time
+    (``s.max_seconds``, and the run's ``deadline``) and size."""
     import openai
 
+    from clipaudit.judge.bounded import bounded_http_client
+
     timeout = openai.Timeout(s.read_timeout, connect=s.connect_timeout)
-    return openai.OpenAI(base_url=s.endpoint, api_key=s.api_key, max_retries=0, timeout=timeout)
+    return openai.OpenAI(
+        base_url=s.endpoint,
+        api_key=s.api_key,
+        max_retries=0,
+        timeout=timeout,
+        http_client=bounded_http_client(s.max_seconds, deadline=deadline),
+    )
 
 
 @dataclass
@@ -155,7 +168,10 @@ def ask(
         except openai.APITimeoutError:
             last = "timeout"
         except openai.APIConnectionError as exc:
-            last = f"connection: {type(exc.__cause__ or exc).__name__}"
+            cause = exc.__cause__ or exc
+            last = f"connection: {type(cause).__name__}"
+            if "bytes" in str(cause):  # the size cap (judge/bounded.py): say which
+                last += f" ({cause})"
         except (ValueError, TypeError, AttributeError) as exc:  # a body the client cannot read
             return Reply(
                 None, f"malformed response: {type(exc).__name__}", attempt, time.monotonic() - t0

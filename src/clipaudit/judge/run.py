@@ -178,8 +178,8 @@ def run_judge(
     folder = run.path / JUDGE_DIR
     log = AnswerLog(folder)
     images = _images(run, {j.id for j in jobs})
-    client = make_client(settings)
     deadline = time.monotonic() + deadline_s
+    client = make_client(settings, deadline)
     lock = threading.Lock()
     counts = {"asked": 0, "cached": 0, "ok": 0, "unparseable": 0, "failed": 0, "no_image": 0}
     tokens = {"prompt": 0, "completion": 0}
