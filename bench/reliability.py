@@ -59,14 +59,24 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="inputs, model-stages, config, writes, os-writes, optout, kill, cli-kill",
+        help="inputs, model-stages, config, writes, os-writes, optout, judge, kill, cli-kill",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
     os.environ.setdefault("CLIPAUDIT_OFFLINE", "1")
     wanted = set(
         args.only
-        or ["inputs", "model-stages", "config", "writes", "os-writes", "optout", "kill", "cli-kill"]
+        or [
+            "inputs",
+            "model-stages",
+            "config",
+            "writes",
+            "os-writes",
+            "optout",
+            "judge",
+            "kill",
+            "cli-kill",
+        ]
     )
     rows: list[ClassResult] = []
     t0 = time.perf_counter()
@@ -79,6 +89,7 @@ def main() -> None:
             "writes": lambda: [faults.write_error_trials(root / "writes")],
             "os-writes": lambda: [faults.real_write_errors(root / "os-writes")],
             "optout": lambda: [faults.optout_servers(root / "optout")],
+            "judge": lambda: [faults.judge_servers(root / "judge")],
             "kill": lambda: [faults.sigkill_trials(root / "kill", args.kill_trials, seed=1)],
             "cli-kill": lambda: [
                 faults.sigkill_trials(root / "cli-kill", args.cli_kill_trials, seed=2, via="cli")

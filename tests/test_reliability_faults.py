@@ -91,3 +91,10 @@ def test_a_body_shorter_than_its_length_is_unreachable() -> None:
         got = http_get(origin + "/robots.txt", HttpSettings(timeout=1, deadline=2))
     assert got.outcome == "unreachable" and got.body == b""
     assert "IncompleteRead" in (got.error or "")
+
+
+def test_misbehaving_judge_servers_end_bounded_and_recorded(tmp_path: Path) -> None:
+    res = faults.judge_servers(tmp_path)
+    assert res.cases == 13
+    assert res.unexpected == [], res.unexpected
+    assert res.counts["reason"] == 13
