@@ -580,25 +580,62 @@ def _first_frame_as_stored(data: bytes) -> np.ndarray:
         return np.asarray(next(iter(c.decode(video=0))).to_image()).astype(int)
 
 
-def test_an_hdr10_clip_is_tone_mapped_to_what_it_shows() -> None:
-    from tests.video_clips import hdr10_clip
-
-    im = Image.new("RGB", (320, 180), (40, 40, 40))
+def _bars_picture(w: int = 320, h: int = 180) -> Image.Image:
+    im = Image.new("RGB", (w, h), (40, 40, 40))
     colours = [(220, 30, 30), (30, 200, 40), (30, 60, 220), (240, 220, 20), (250, 250, 250)]
+    step = w // 5
     for i, c in enumerate(colours):
-        ImageDraw.Draw(im).rectangle((i * 64, 20, i * 64 + 63, 159), fill=c)
+        ImageDraw.Draw(im).rectangle((i * step, 20, i * step + step - 1, h - 21), fill=c)
+    return im
+
+
+@pytest.mark.parametrize(("transfer", "stored_off"), [("pq", 45), ("hlg", 25)])
+def test_an_hdr_clip_is_tone_mapped_to_what_it_shows(transfer: str, stored_off: int) -> None:
+    """PQ (HDR10) and HLG (what phones record), each made here from an sRGB picture with sRGB
+    white at 203 nits (ITU-R BT.2408)."""
+    from tests.video_clips import hdr_clip
+
+    im = _bars_picture()
     shown = np.asarray(im).astype(int)
-    data = hdr10_clip(np.asarray(im))
+    data = hdr_clip(np.asarray(im), transfer)
     v = decode_video(data, SamplingPolicy.parse("uniform:2"))
-    assert v.error is None and v.info["hdr"] == "pq"
+    assert v.error is None and v.info["hdr"] == transfer
     ours = np.asarray(v.frames[0]).astype(int)
-    # Read as SDR numbers the clip is a grey wash (63 levels off on average); tone-mapped,
-    # each colour within reach of the picture that was filmed.
-    assert np.abs(_first_frame_as_stored(data) - shown).mean() > 45
-    assert np.abs(ours - shown).mean() < 20
+    # Read as SDR numbers the clip is a grey wash (PQ 63 levels off on average, HLG 35);
+    # tone-mapped, each colour within reach of the picture that was filmed (10 for both).
+    assert np.abs(_first_frame_as_stored(data) - shown).mean() > stored_off
+    assert np.abs(ours - shown).mean() < 15
     centres = ours[90, 32::64]
     assert centres[0].argmax() == 0 and centres[1].argmax() == 1 and centres[2].argmax() == 2
-    assert centres[4].min() > 200  # white stays white, not the grey 145 of the raw signal
+    assert centres[4].min() > 200  # white stays white, not the grey of the raw signal
+
+
+def test_one_tone_mapping_serves_every_frame_size() -> None:
+    """Setting FFmpeg's HDR conversion up takes ~2 s and is redone for every frame size: the
+    frames are mapped on one fixed canvas instead, with the same pixels as a conversion built
+    for their own size."""
+    import io
+
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from clipaudit.data import video as video_module
+    from tests.video_clips import hdr_clip
+
+    video_module._tone_maps.kept = {}
+    clips = [hdr_clip(np.asarray(_bars_picture(w, h)), "hlg") for w, h in ((320, 180), (200, 320))]
+    frames = [decode_video(c, SamplingPolicy.parse("uniform:1")).frames[0] for c in clips]
+    assert [f.size for f in frames] == [(320, 180), (200, 320)]
+    assert len(video_module._tone_maps.kept) == 1
+    for clip, got in zip(clips, frames, strict=True):
+        with av.open(io.BytesIO(clip)) as c:
+            f = next(iter(c.decode(video=0)))
+        small = f.reformat(format="yuv444p16le", interpolation="AREA")
+        small.color_trc, small.color_primaries = f.color_trc, f.color_primaries
+        direct = VideoReformatter().reformat(
+            small, format="rgb24", dst_color_trc=1, dst_color_primaries=1
+        )
+        assert np.array_equal(np.asarray(got), direct.to_ndarray())
 
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])

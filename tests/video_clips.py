@@ -1,6 +1,6 @@
 """Clips for the picture tests, made with PyAV's own encoders (the CI machine has no ffmpeg
-tool): an HDR10 (PQ, BT.2020) clip whose signal is computed here from sRGB, an interlaced clip
-whose two fields are shot at different moments, and anamorphic clips."""
+tool): HDR clips (PQ or HLG, BT.2020) whose signal is computed here from sRGB, an interlaced
+clip whose two fields are shot at different moments, and anamorphic clips."""
 
 from __future__ import annotations
 
@@ -14,23 +14,46 @@ import numpy as np
 SDR_WHITE_NITS = 203  # ITU-R BT.2408: SDR reference white in an HDR signal
 
 
-def pq_signal(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """10-bit limited-range BT.2020 Y'CbCr planes (4:4:4) of an sRGB picture as an HDR10
-    camera records it: sRGB white at 203 nits, PQ (SMPTE ST 2084) transfer."""
+_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+_Y2020 = np.array([0.2627, 0.6780, 0.0593])
+
+
+def _linear_2020(rgb: np.ndarray) -> np.ndarray:
+    """sRGB → linear light in BT.2020 primaries, 1.0 = sRGB white."""
     c = rgb.astype(np.float64) / 255
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    to_2020 = np.array(
-        [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]
-    )
-    nits = np.clip(lin @ to_2020.T, 0, 1) * SDR_WHITE_NITS / 10000
-    m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
-    p = nits**m1
-    e = ((c1 + c2 * p) / (1 + c3 * p)) ** m2
-    y = 0.2627 * e[..., 0] + 0.6780 * e[..., 1] + 0.0593 * e[..., 2]
+    return np.clip(lin @ _TO_2020.T, 0, 1)
+
+
+def _ycbcr10(e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-linear BT.2020 R'G'B' → 10-bit limited-range Y'CbCr planes (4:4:4)."""
+    y = e @ _Y2020
     cb, cr = (e[..., 2] - y) / 1.8814, (e[..., 0] - y) / 1.4746
     return tuple(  # type: ignore[return-value]
         np.round(v).astype(np.uint16) for v in (64 + 876 * y, 512 + 896 * cb, 512 + 896 * cr)
     )
+
+
+def pq_signal(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """10-bit limited-range BT.2020 Y'CbCr planes (4:4:4) of an sRGB picture as an HDR10
+    camera records it: sRGB white at 203 nits, PQ (SMPTE ST 2084) transfer."""
+    nits = _linear_2020(rgb) * SDR_WHITE_NITS / 10000
+    m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+    p = nits**m1
+    return _ycbcr10(((c1 + c2 * p) / (1 + c3 * p)) ** m2)
+
+
+def hlg_signal(rgb: np.ndarray, peak: float = 1000.0) -> tuple[np.ndarray, ...]:
+    """The same as an HLG (ARIB STD-B67) camera records it for a ``peak``-nit display: sRGB
+    white at 203 nits, which is 75% of the signal (ITU-R BT.2408); the display's OOTF (system
+    gamma 1.2) undone, then the HLG OETF."""
+    disp = _linear_2020(rgb) * SDR_WHITE_NITS / peak
+    yd = disp @ _Y2020
+    gamma = 1.2
+    scene = disp * np.power(np.maximum(yd, 1e-12), (1 - gamma) / gamma)[..., None]
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    log = a * np.log(np.maximum(12 * scene - b, 1e-12)) + c
+    return _ycbcr10(np.where(scene <= 1 / 12, np.sqrt(3 * scene), log))
 
 
 def _encode(
@@ -64,14 +87,21 @@ def _encode(
 
 def hdr10_clip(rgb: np.ndarray, n: int = 4) -> bytes:
     """``rgb`` (even sides) as an HEVC Main 10 clip tagged PQ / BT.2020, as a phone writes."""
+    return hdr_clip(rgb, "pq", n)
+
+
+def hdr_clip(rgb: np.ndarray, transfer: str, n: int = 4) -> bytes:
+    """``rgb`` (even sides) as an HEVC Main 10 clip tagged BT.2020 and ``transfer`` (``pq``:
+    SMPTE ST 2084, as HDR10 cameras write; ``hlg``: ARIB STD-B67, as phones write)."""
     import av
 
-    y, u, v = pq_signal(rgb)
+    y, u, v = pq_signal(rgb) if transfer == "pq" else hlg_signal(rgb)
     h, w = y.shape
     planes = [y] + [
         p.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(np.uint16) for p in (u, v)
     ]
-    tags = {"color_primaries": 9, "color_trc": 16, "colorspace": 9, "color_range": 1}
+    trc, name = (16, "smpte2084") if transfer == "pq" else (18, "arib-std-b67")
+    tags = {"color_primaries": 9, "color_trc": trc, "colorspace": 9, "color_range": 1}
 
     def frame(_: int) -> Any:
         f = av.VideoFrame(w, h, "yuv420p10le")
@@ -87,7 +117,7 @@ def hdr10_clip(rgb: np.ndarray, n: int = 4) -> bytes:
         for k, val in tags.items():
             setattr(cc, k, val)
 
-    x265 = "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
+    x265 = f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"
     return _encode(w, h, "libx265", "yuv420p10le", n, frame, {"x265-params": x265}, setup)
 
 

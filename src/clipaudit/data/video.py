@@ -209,7 +209,7 @@ def frame_rotation(frame: Any) -> int:
 HDR_TRC = {16: "pq", 18: "hlg"}
 _BT709 = 1  # AVCOL_TRC_BT709 and AVCOL_PRI_BT709
 _tone_maps = threading.local()
-TONE_MAPPERS_KEPT = 4  # per thread: one per frame size, each costs ~1.7 s to set up
+TONE_MAPPERS_KEPT = 4  # per thread and set of colour tags (and size, past the canvas)
 
 
 def sample_aspect(stream: Any) -> float:
@@ -233,18 +233,62 @@ def _trc(frame: Any) -> int:
     return int(getattr(frame, "color_trc", 0) or 0)
 
 
-def _tone_mapper(size: tuple[int, int]) -> Any:
-    """A reformatter kept per thread and frame size: building FFmpeg's HDR-to-SDR conversion
-    takes ~1.7 s, applying it to a 512-px frame milliseconds."""
+def _tone_mapper(key: tuple[int, ...]) -> Any:
+    """A reformatter kept per thread and ``key``: building FFmpeg's HDR-to-SDR conversion
+    takes ~2 s and is redone whenever the frame size or the colour tags change; applying it
+    to a 512-px frame takes milliseconds."""
     from av.video.reformatter import VideoReformatter
 
-    kept: dict[tuple[int, int], Any] = getattr(_tone_maps, "kept", None) or {}
+    kept: dict[tuple[int, ...], Any] = getattr(_tone_maps, "kept", None) or {}
     _tone_maps.kept = kept
-    if size not in kept:
+    if key not in kept:
         if len(kept) >= TONE_MAPPERS_KEPT:
             kept.pop(next(iter(kept)))
-        kept[size] = VideoReformatter()
-    return kept[size]
+        kept[key] = VideoReformatter()
+    return kept[key]
+
+
+def _tags(frame: Any) -> tuple[int, int, int, int]:
+    return (
+        int(frame.color_trc or 0),
+        int(frame.color_primaries or 0),
+        int(frame.colorspace or 0),
+        int(frame.color_range or 0),
+    )
+
+
+def _tone_map(frame: Any, size: tuple[int, int]) -> Any:
+    """``frame`` scaled to ``size`` and mapped to BT.709 SDR rgb24 by FFmpeg's scaler.
+
+    The mapping is per pixel, so a frame that fits is placed on a fixed black canvas of
+    MAX_FRAME_SIDE square and the canvas mapped: one conversion per thread and set of colour
+    tags serves every frame size (a crawl of clips in many sizes paid the ~2 s set-up per
+    new size), for ~10 ms more per frame than mapping the frame alone; the output is the
+    same pixel for pixel."""
+    import av
+
+    tags = _tags(frame)
+    # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
+    w, h = size
+    small = frame.reformat(width=w, height=h, format="yuv444p16le", interpolation="AREA")
+    if size[0] > MAX_FRAME_SIDE or size[1] > MAX_FRAME_SIDE:  # one field of a tall frame
+        small.color_trc, small.color_primaries = tags[0], tags[1]
+        return _tone_mapper((*size, *tags)).reformat(
+            small, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
+        )
+    full = tags[3] == 2  # AVCOL_RANGE_JPEG; otherwise limited (video) range
+    canvas = np.empty((MAX_FRAME_SIDE, MAX_FRAME_SIDE, 3), np.uint16)
+    canvas[..., 0] = 0 if full else 4096  # black: Y at its floor, chroma at its centre
+    canvas[..., 1:] = 32768
+    canvas[: size[1], : size[0]] = small.to_ndarray()
+    padded = av.VideoFrame.from_ndarray(canvas, format="yuv444p16le")
+    padded.color_trc, padded.color_primaries, padded.colorspace, padded.color_range = tags
+    mapped = _tone_mapper(tags).reformat(
+        padded, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
+    )
+    return av.VideoFrame.from_ndarray(
+        np.ascontiguousarray(mapped.to_ndarray()[: size[1], : size[0]]), format="rgb24"
+    )
 
 
 def _to_rgb_frame(frame: Any, size: tuple[int, int]) -> tuple[Any, bool]:
@@ -253,15 +297,7 @@ def _to_rgb_frame(frame: Any, size: tuple[int, int]) -> tuple[Any, bool]:
     same = size == (frame.width, frame.height)
     if _trc(frame) in HDR_TRC:
         try:
-            # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
-            small = frame.reformat(
-                width=size[0], height=size[1], format="yuv444p16le", interpolation="AREA"
-            )
-            small.color_trc, small.color_primaries = frame.color_trc, frame.color_primaries
-            mapped = _tone_mapper(size).reformat(
-                small, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
-            )
-            return mapped, True
+            return _tone_map(frame, size), True
         except Exception:  # an older PyAV/FFmpeg without colour conversion: as stored
             pass
     if same:
