@@ -627,6 +627,16 @@ def test_one_tone_mapping_serves_every_frame_size() -> None:
     frames = [decode_video(c, SamplingPolicy.parse("uniform:1")).frames[0] for c in clips]
     assert [f.size for f in frames] == [(320, 180), (200, 320)]
     assert len(video_module._tone_maps.kept) == 1
+    # An HDR10 clip's light levels (4,000-nit master, MaxCLL 4,000) set the peak FFmpeg
+    # compresses from: the canvas carries them (without them a 2,000-nit white came out 255
+    # where the clip's own conversion gives 187).
+    levels = (
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
+        "L(40000000,50):max-cll=4000,1000"
+    )
+    clips.append(hdr_clip(np.asarray(_bars_picture()), "pq", white=2000, x265=levels))
+    frames.append(decode_video(clips[-1], SamplingPolicy.parse("uniform:1")).frames[0])
+    assert np.asarray(frames[-1])[90, 288].max() < 230
     for clip, got in zip(clips, frames, strict=True):
         with av.open(io.BytesIO(clip)) as c:
             f = next(iter(c.decode(video=0)))

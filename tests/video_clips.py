@@ -34,10 +34,12 @@ def _ycbcr10(e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def pq_signal(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pq_signal(
+    rgb: np.ndarray, white: float = SDR_WHITE_NITS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """10-bit limited-range BT.2020 Y'CbCr planes (4:4:4) of an sRGB picture as an HDR10
-    camera records it: sRGB white at 203 nits, PQ (SMPTE ST 2084) transfer."""
-    nits = _linear_2020(rgb) * SDR_WHITE_NITS / 10000
+    camera records it: sRGB white at ``white`` nits (203), PQ (SMPTE ST 2084) transfer."""
+    nits = _linear_2020(rgb) * white / 10000
     m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
     p = nits**m1
     return _ycbcr10(((c1 + c2 * p) / (1 + c3 * p)) ** m2)
@@ -90,12 +92,15 @@ def hdr10_clip(rgb: np.ndarray, n: int = 4) -> bytes:
     return hdr_clip(rgb, "pq", n)
 
 
-def hdr_clip(rgb: np.ndarray, transfer: str, n: int = 4) -> bytes:
+def hdr_clip(
+    rgb: np.ndarray, transfer: str, n: int = 4, white: float = SDR_WHITE_NITS, x265: str = ""
+) -> bytes:
     """``rgb`` (even sides) as an HEVC Main 10 clip tagged BT.2020 and ``transfer`` (``pq``:
-    SMPTE ST 2084, as HDR10 cameras write; ``hlg``: ARIB STD-B67, as phones write)."""
+    SMPTE ST 2084, as HDR10 cameras write, sRGB white at ``white`` nits; ``hlg``: ARIB
+    STD-B67, as phones write); ``x265``: more x265 parameters (e.g. HDR10 light levels)."""
     import av
 
-    y, u, v = pq_signal(rgb) if transfer == "pq" else hlg_signal(rgb)
+    y, u, v = pq_signal(rgb, white) if transfer == "pq" else hlg_signal(rgb)
     h, w = y.shape
     planes = [y] + [
         p.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(np.uint16) for p in (u, v)
@@ -117,8 +122,9 @@ def hdr_clip(rgb: np.ndarray, transfer: str, n: int = 4) -> bytes:
         for k, val in tags.items():
             setattr(cc, k, val)
 
-    x265 = f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"
-    return _encode(w, h, "libx265", "yuv420p10le", n, frame, {"x265-params": x265}, setup)
+    params = f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"
+    params += f":{x265}" if x265 else ""
+    return _encode(w, h, "libx265", "yuv420p10le", n, frame, {"x265-params": params}, setup)
 
 
 def bars(shift: int, w: int = 720, h: int = 576) -> np.ndarray:

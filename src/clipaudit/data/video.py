@@ -18,6 +18,7 @@ first frame after each cut, cuts found where the mean absolute difference of con
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import threading
@@ -233,13 +234,13 @@ def _trc(frame: Any) -> int:
     return int(getattr(frame, "color_trc", 0) or 0)
 
 
-def _tone_mapper(key: tuple[int, ...]) -> Any:
+def _tone_mapper(key: tuple[int | bytes, ...]) -> Any:
     """A reformatter kept per thread and ``key``: building FFmpeg's HDR-to-SDR conversion
     takes ~2 s and is redone whenever the frame size or the colour tags change; applying it
     to a 512-px frame takes milliseconds."""
     from av.video.reformatter import VideoReformatter
 
-    kept: dict[tuple[int, ...], Any] = getattr(_tone_maps, "kept", None) or {}
+    kept: dict[tuple[int | bytes, ...], Any] = getattr(_tone_maps, "kept", None) or {}
     _tone_maps.kept = kept
     if key not in kept:
         if len(kept) >= TONE_MAPPERS_KEPT:
@@ -257,37 +258,57 @@ def _tags(frame: Any) -> tuple[int, int, int, int]:
     )
 
 
+# Side data FFmpeg's conversion reads: an HDR10 clip's mastering display and content light
+# levels set the peak it compresses from (a 2,000-nit white came out 187 with a 4,000-nit
+# master, 255 without the metadata).
+_LIGHT_SIDE_DATA = ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")
+
+
+def _light_levels(frame: Any) -> bytes:
+    try:
+        found = [bytes(sd) for sd in frame.side_data if sd.type.name in _LIGHT_SIDE_DATA]
+    except (AttributeError, TypeError, ValueError):  # a PyAV without side-data access
+        return b""
+    return hashlib.sha256(b"".join(found)).digest()[:8] if found else b""
+
+
 def _tone_map(frame: Any, size: tuple[int, int]) -> Any:
     """``frame`` scaled to ``size`` and mapped to BT.709 SDR rgb24 by FFmpeg's scaler.
 
     The mapping is per pixel, so a frame that fits is placed on a fixed black canvas of
-    MAX_FRAME_SIDE square and the canvas mapped: one conversion per thread and set of colour
-    tags serves every frame size (a crawl of clips in many sizes paid the ~2 s set-up per
-    new size), for ~10 ms more per frame than mapping the frame alone; the output is the
-    same pixel for pixel."""
+    MAX_FRAME_SIDE square (a frame that keeps the original's tags and light-level side data,
+    its planes overwritten) and the canvas mapped: one conversion per thread, set of colour
+    tags and light levels serves every frame size (a crawl of clips in many sizes paid the
+    ~2 s set-up per new size), for ~6 ms more per frame; the output is the same pixel for
+    pixel as a conversion built for the frame's size."""
     import av
 
     tags = _tags(frame)
-    # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
+    key = (*tags, _light_levels(frame))
     w, h = size
+    # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
     small = frame.reformat(width=w, height=h, format="yuv444p16le", interpolation="AREA")
-    if size[0] > MAX_FRAME_SIDE or size[1] > MAX_FRAME_SIDE:  # one field of a tall frame
-        small.color_trc, small.color_primaries = tags[0], tags[1]
-        return _tone_mapper((*size, *tags)).reformat(
+    small.color_trc, small.color_primaries = tags[0], tags[1]
+    side = MAX_FRAME_SIDE
+    if w > side or h > side:  # one field of a tall interlaced frame: mapped at its own size
+        return _tone_mapper((w, h, *key)).reformat(
             small, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
         )
-    full = tags[3] == 2  # AVCOL_RANGE_JPEG; otherwise limited (video) range
-    canvas = np.empty((MAX_FRAME_SIDE, MAX_FRAME_SIDE, 3), np.uint16)
-    canvas[..., 0] = 0 if full else 4096  # black: Y at its floor, chroma at its centre
-    canvas[..., 1:] = 32768
-    canvas[: size[1], : size[0]] = small.to_ndarray()
-    padded = av.VideoFrame.from_ndarray(canvas, format="yuv444p16le")
-    padded.color_trc, padded.color_primaries, padded.colorspace, padded.color_range = tags
-    mapped = _tone_mapper(tags).reformat(
+    canvas = np.empty((3, side, side), np.uint16)
+    canvas[0] = 0 if tags[3] == 2 else 4096  # black: Y at its floor (full or video range)
+    canvas[1:] = 32768  # chroma at its centre
+    canvas[:, :h, :w] = small.to_ndarray().transpose(2, 0, 1)
+    padded = small.reformat(width=side, height=side)  # same format, tags and side data
+    padded.color_trc, padded.color_primaries = tags[0], tags[1]
+    for plane, values in zip(padded.planes, canvas, strict=True):
+        rows = np.zeros((side, plane.line_size // 2), np.uint16)
+        rows[:, :side] = values
+        plane.update(rows.tobytes())
+    mapped = _tone_mapper(key).reformat(
         padded, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
     )
     return av.VideoFrame.from_ndarray(
-        np.ascontiguousarray(mapped.to_ndarray()[: size[1], : size[0]]), format="rgb24"
+        np.ascontiguousarray(mapped.to_ndarray()[:h, :w]), format="rgb24"
     )
 
 
