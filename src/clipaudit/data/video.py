@@ -249,6 +249,19 @@ def _tone_mapper(key: tuple[int | bytes, ...]) -> Any:
     return kept[key]
 
 
+def _reformat(frame: Any, reformatter: Any = None, **kw: Any) -> Any:
+    """``frame.reformat(**kw)`` (or a kept reformatter's) on one thread: FFmpeg 8.1's sliced
+    scaler is not deterministic (a 10-bit 4:2:0 to 16-bit 4:4:4 conversion changed one
+    8-pixel run at a slice edge in 6 of 30 calls), and a run's bytes must not depend on the
+    call. Decoding keeps its threads; clips are decoded several at a time anyway."""
+    call = reformatter.reformat if reformatter is not None else frame.reformat
+    args = (frame,) if reformatter is not None else ()
+    try:
+        return call(*args, threads=1, **kw)
+    except TypeError:  # PyAV < 14: no threads argument (and an unsliced, one-thread scaler)
+        return call(*args, **kw)
+
+
 def _tags(frame: Any) -> tuple[int, int, int, int]:
     return (
         int(frame.color_trc or 0),
@@ -287,25 +300,29 @@ def _tone_map(frame: Any, size: tuple[int, int]) -> Any:
     key = (*tags, _light_levels(frame))
     w, h = size
     # Scale first in 16-bit YUV (keeping the HDR tags), then map the small frame.
-    small = frame.reformat(width=w, height=h, format="yuv444p16le", interpolation="AREA")
+    small = _reformat(frame, width=w, height=h, format="yuv444p16le", interpolation="AREA")
     small.color_trc, small.color_primaries = tags[0], tags[1]
     side = MAX_FRAME_SIDE
     if w > side or h > side:  # one field of a tall interlaced frame: mapped at its own size
-        return _tone_mapper((w, h, *key)).reformat(
-            small, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
+        return _reformat(
+            small,
+            _tone_mapper((w, h, *key)),
+            format="rgb24",
+            dst_color_trc=_BT709,
+            dst_color_primaries=_BT709,
         )
     canvas = np.empty((3, side, side), np.uint16)
     canvas[0] = 0 if tags[3] == 2 else 4096  # black: Y at its floor (full or video range)
     canvas[1:] = 32768  # chroma at its centre
     canvas[:, :h, :w] = small.to_ndarray().transpose(2, 0, 1)
-    padded = small.reformat(width=side, height=side)  # same format, tags and side data
+    padded = _reformat(small, width=side, height=side)  # same format, tags and side data
     padded.color_trc, padded.color_primaries = tags[0], tags[1]
     for plane, values in zip(padded.planes, canvas, strict=True):
         rows = np.zeros((side, plane.line_size // 2), np.uint16)
         rows[:, :side] = values
         plane.update(rows.tobytes())
-    mapped = _tone_mapper(key).reformat(
-        padded, format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
+    mapped = _reformat(
+        padded, _tone_mapper(key), format="rgb24", dst_color_trc=_BT709, dst_color_primaries=_BT709
     )
     return av.VideoFrame.from_ndarray(
         np.ascontiguousarray(mapped.to_ndarray()[:h, :w]), format="rgb24"
@@ -322,9 +339,9 @@ def _to_rgb_frame(frame: Any, size: tuple[int, int]) -> tuple[Any, bool]:
         except Exception:  # an older PyAV/FFmpeg without colour conversion: as stored
             pass
     if same:
-        return frame, False
-    return frame.reformat(
-        width=size[0], height=size[1], format="rgb24", interpolation="AREA"
+        return _reformat(frame, format="rgb24"), False
+    return _reformat(
+        frame, width=size[0], height=size[1], format="rgb24", interpolation="AREA"
     ), False
 
 
