@@ -589,15 +589,20 @@ def _bars_picture(w: int = 320, h: int = 180) -> Image.Image:
     return im
 
 
-@pytest.mark.parametrize(("transfer", "stored_off"), [("pq", 45), ("hlg", 25)])
-def test_an_hdr_clip_is_tone_mapped_to_what_it_shows(transfer: str, stored_off: int) -> None:
-    """PQ (HDR10) and HLG (what phones record), each made here from an sRGB picture with sRGB
-    white at 203 nits (ITU-R BT.2408)."""
+@pytest.mark.parametrize(
+    ("transfer", "codec", "stored_off"),
+    [("pq", "libx265", 45), ("hlg", "libx265", 25), ("pq", "libsvtav1", 45)],
+)
+def test_an_hdr_clip_is_tone_mapped_to_what_it_shows(
+    transfer: str, codec: str, stored_off: int
+) -> None:
+    """PQ (HDR10) and HLG (what phones record) in HEVC, and PQ in AV1, each made here from
+    an sRGB picture with sRGB white at 203 nits (ITU-R BT.2408)."""
     from tests.video_clips import hdr_clip
 
     im = _bars_picture()
     shown = np.asarray(im).astype(int)
-    data = hdr_clip(np.asarray(im), transfer)
+    data = hdr_clip(np.asarray(im), transfer, codec=codec)
     v = decode_video(data, SamplingPolicy.parse("uniform:2"))
     assert v.error is None and v.info["hdr"] == transfer
     ours = np.asarray(v.frames[0]).astype(int)

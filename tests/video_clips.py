@@ -93,11 +93,19 @@ def hdr10_clip(rgb: np.ndarray, n: int = 4) -> bytes:
 
 
 def hdr_clip(
-    rgb: np.ndarray, transfer: str, n: int = 4, white: float = SDR_WHITE_NITS, x265: str = ""
+    rgb: np.ndarray,
+    transfer: str,
+    n: int = 4,
+    white: float = SDR_WHITE_NITS,
+    x265: str = "",
+    codec: str = "libx265",
 ) -> bytes:
-    """``rgb`` (even sides) as an HEVC Main 10 clip tagged BT.2020 and ``transfer`` (``pq``:
-    SMPTE ST 2084, as HDR10 cameras write, sRGB white at ``white`` nits; ``hlg``: ARIB
-    STD-B67, as phones write); ``x265``: more x265 parameters (e.g. HDR10 light levels)."""
+    """``rgb`` (even sides) as a 10-bit clip tagged BT.2020 and ``transfer`` (``pq``: SMPTE
+    ST 2084, as HDR10 cameras write, sRGB white at ``white`` nits; ``hlg``: ARIB STD-B67, as
+    phones write); HEVC in mp4, or ``codec="libsvtav1"`` for AV1 (as streaming services
+    send HDR); ``x265``: more x265 parameters (e.g. HDR10 light levels)."""
+    import os
+
     import av
 
     y, u, v = pq_signal(rgb, white) if transfer == "pq" else hlg_signal(rgb)
@@ -122,9 +130,12 @@ def hdr_clip(
         for k, val in tags.items():
             setattr(cc, k, val)
 
+    if codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT prints its set-up otherwise
+        return _encode(w, h, codec, "yuv420p10le", n, frame, {"preset": "12"}, setup)
     params = f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"
     params += f":{x265}" if x265 else ""
-    return _encode(w, h, "libx265", "yuv420p10le", n, frame, {"x265-params": params}, setup)
+    return _encode(w, h, codec, "yuv420p10le", n, frame, {"x265-params": params}, setup)
 
 
 def bars(shift: int, w: int = 720, h: int = 576) -> np.ndarray:
