@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 from clipaudit.curate.stages import Batch, Stage, register_stage
+from clipaudit.curate.stages.caption_text import caption_word_count
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
 from clipaudit.errors import ClipauditError
@@ -89,7 +90,7 @@ class QualityStage(Stage):
             out["color_profile"].append(d.color_profile)
             out["image_frames"].append((d.animation or {}).get("frames"))
             text = (s.caption or "").strip()
-            out["caption_words"].append(len(text.split()))
+            out["caption_words"].append(caption_word_count(text))
             out["caption_chars"].append(len(text))
             out["caption_lang"].append(lang)
             out["caption_lang_score"].append(score)
