@@ -162,3 +162,31 @@ def test_cli_report_and_error(report_base: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "neither a curation run" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bidi_controls_in_data_are_spelt_out_not_obeyed() -> None:
+    """A right-to-left override in a caption or file name survives HTML escaping and reverses
+    what follows it on screen ("invoice\u202efdp.exe" reads "invoiceexe.pdf"); the report
+    shows such controls as code points, in plain values and in Markup (charts) alike."""
+    from markupsafe import Markup
+
+    from clipaudit.reports.render import environment
+
+    page = environment().from_string("<p>{{ caption }}</p>{{ chart }}<p>{{ n }}</p>")
+    html = page.render(
+        caption="invoice\u202efdp.exe <b>",
+        chart=Markup("<svg><text>\u2066x\u2069</text></svg>"),
+        n=3,
+    )
+    assert html == (
+        "<p>invoice⟨U+202E⟩fdp.exe &lt;b&gt;</p><svg><text>⟨U+2066⟩x⟨U+2069⟩</text></svg><p>3</p>"
+    )
+    # Right-to-left text itself (Arabic, Hebrew) is left alone.
+    assert page.render(caption="قطة على الأريكة", chart="", n=0).startswith("<p>قطة على")
+
+
+def test_cards_spell_out_bidi_controls_too() -> None:
+    from clipaudit.reports.cards import code, md
+
+    assert md("invoice\u202efdp.exe") == "invoice⟨U\\+202E⟩fdp.exe"  # "+" escaped for Markdown
+    assert code("a\u2067b") == "`a⟨U+2067⟩b`"

@@ -25,6 +25,7 @@ import yaml
 from clipaudit import __version__
 from clipaudit.data.formats import atomic_write_bytes
 from clipaudit.errors import ClipauditError
+from clipaudit.reports.bidi import spell_controls
 from clipaudit.reports.curation import is_run
 from clipaudit.rules.reasons import REASONS
 
@@ -50,13 +51,13 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 def md(text: Any) -> str:
     """Data text made inert in Markdown and in the HTML a Markdown renderer passes through."""
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = spell_controls(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", s).replace("\n", " ")
 
 
 def code(text: Any) -> str:
     """Data text as a Markdown code span: nothing inside one is interpreted."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+    return "`" + spell_controls(str(text)).replace("`", "'").replace("\n", " ") + "`"
 
 
 def pointer(*keys: str) -> str:

@@ -23,6 +23,7 @@ from clipaudit import __version__
 from clipaudit.data.formats import atomic_write_bytes
 from clipaudit.errors import ClipauditError
 from clipaudit.reports import svg
+from clipaudit.reports.bidi import spell_controls
 from clipaudit.reports.curation import curation_section, is_run
 from clipaudit.reports.evaluation import evaluation_section, is_eval
 from clipaudit.reports.provenance import now_utc
@@ -133,10 +134,20 @@ def skew_chart(curve: dict[str, Any], thresholds: dict[str, Any]) -> Markup:
     )
 
 
+def _shown_controls(value: Any) -> Any:
+    """Every ``{{ }}`` value, with bidi controls spelt out (reports/bidi.py)."""
+    if not isinstance(value, str):
+        return value
+    shown = spell_controls(str(value))
+    # Markup stays Markup: the replacement holds no character HTML treats specially.
+    return Markup(shown) if isinstance(value, Markup) else shown
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every {{ }} is escaped; charts arrive as Markup built in svg.py
+        finalize=_shown_controls,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -1,0 +1,20 @@
+"""Unicode's bidirectional embeddings, overrides and isolates in data text.
+
+HTML and Markdown escaping leave them in place, and one in a caption or a file name reverses
+the text after it on screen ("Trojan Source": "invoice\\u202efdp.exe" reads "invoiceexe.pdf"),
+so what a reviewer reads is not what the data holds. Reports show them as code points.
+Right-to-left text itself, and the marks LRM/RLM/ALM, are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def spell_controls(text: str) -> str:
+    """``text`` with each bidi embedding, override or isolate written as ``⟨U+202E⟩``."""
+    if not CONTROLS.search(text):
+        return text
+    return CONTROLS.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
