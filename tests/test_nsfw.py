@@ -141,6 +141,9 @@ def test_word_lists_match_whole_words_in_any_case_and_script() -> None:
     assert m.find("size XXXL shirt") == []
     assert m.find("xxx-rated") == ["xxx"]  # punctuation is a boundary
     assert m.find("STRASSE") == ["strasse"]  # full case folding (ß → ss)
+    # Invisible characters inside a word: zero-width space, soft hyphen, word joiner, ZWJ.
+    assert m.find("n\u200bude beach") == ["nude"]
+    assert m.find("nu\u00adde, ns\u2060fw, x\u200dxx") == ["nsfw", "nude", "xxx"]
     assert m.find(None) == [] and WordMatcher([]).find("nude") == []
 
 

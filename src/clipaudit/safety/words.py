@@ -1,9 +1,11 @@
 """Caption word lists: whole words or phrases, case-insensitive, Unicode-aware.
 
 Both the caption and the list are NFKC-normalised and case-folded (so full-width letters,
-ligatures and "ß"/"SS" match), and a hit must not touch another letter or digit on either
-side, in any script: "nude" does not match "nudelsuppe". Spaces inside a listed phrase match
-any run of whitespace.
+ligatures and "ß"/"SS" match) and lose their invisible format characters (zero-width space
+and joiners, soft hyphen, word joiner, bidi controls, BOM: "n\u200bude" shows as "nude" and
+slipped past the list), and a hit must not touch another letter or digit on either side, in
+any script: "nude" does not match "nudelsuppe". Spaces inside a listed phrase match any run
+of whitespace.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+# Unicode format characters (category Cf) that render as nothing inside a word.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
 
 def normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).casefold()
 
 
 def fingerprint(items: Sequence[object]) -> str:
