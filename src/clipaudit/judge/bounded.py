@@ -182,11 +182,7 @@ def bounded_http_client(
                             f"reply over {max_bytes} bytes", request=self.request
                         )
                     yield chunk
-            except core.NetworkError as exc:
-                raise mapped(exc, self.request, self.dog) from exc
-            except core.ProtocolError as exc:
-                raise mapped(exc, self.request, self.dog) from exc
-            except core.TimeoutException as exc:
+            except (core.NetworkError, core.ProtocolError, core.TimeoutException) as exc:
                 raise mapped(exc, self.request, self.dog) from exc
 
         def close(self) -> None:
