@@ -13,7 +13,7 @@ from clipaudit.curate.decide import decide_run
 from clipaudit.curate.decide.model_fit import (
     alignment_skip,
     reads_model_scores,
-    without_alignment,
+    without_model_scores,
 )
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import write_dataset
@@ -58,7 +58,7 @@ def test_world_data_keeps_its_alignment_rule() -> None:
     assert alignment_skip({}) is None  # another model, or a run from before the record
     skip = alignment_skip({"model_fit": {"model": "bundled:world-clip", "fits_data": False}})
     assert skip is not None and "--model" in skip
-    pack = without_alignment(load_pack("default"))
+    pack, _ = without_model_scores(load_pack("default"))
     assert pack.alignment.min is None and pack.alignment_for("bundled:world-clip").min is None
     assert load_pack("default").alignment_for("bundled:world-clip").min == 0.48
 

@@ -37,11 +37,6 @@ def alignment_skip(record: dict[str, Any]) -> str | None:
     )
 
 
-def without_alignment(pack: Pack) -> Pack:
-    """``pack`` with no alignment threshold, its per-model ones included."""
-    return without_model_scores(pack)[0]
-
-
 def without_model_scores(pack: Pack) -> tuple[Pack, list[str]]:
     """``pack`` with nothing decided on the run model's cosines, and what was left out (pack
     keys, ``routes.NAME`` for a route). Kept: detectors, hashes, words, and routes with only
