@@ -144,6 +144,12 @@ def test_word_lists_match_whole_words_in_any_case_and_script() -> None:
     # Invisible characters inside a word: zero-width space, soft hyphen, word joiner, ZWJ.
     assert m.find("n\u200bude beach") == ["nude"]
     assert m.find("nu\u00adde, ns\u2060fw, x\u200dxx") == ["nsfw", "nude", "xxx"]
+    # Scripts written without spaces: a Chinese word inside a Chinese sentence, a katakana
+    # word only as a whole katakana run ("ヌードル" is noodle, not "ヌード").
+    cjk = WordMatcher(["裸体", "ヌード"])
+    assert cjk.find("一张裸体照片") == ["裸体"]
+    assert cjk.find("ヌード写真") == ["ヌード"]
+    assert cjk.find("私のヌードル") == []
     assert m.find(None) == [] and WordMatcher([]).find("nude") == []
 
 

@@ -14,17 +14,9 @@ from __future__ import annotations
 
 import re
 
-# Scripts written without spaces between words, counted letter by letter.
-_LETTER_WORDS = (
-    "\u0e00-\u0eff"  # Thai, Lao
-    "\u1000-\u109f"  # Myanmar
-    "\u1780-\u17ff"  # Khmer
-    "\u3040-\u309f"  # Hiragana
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Han (extension A, unified, compatibility)
-    "\U00020000-\U0003134f"  # Han extensions B to G
-)
-_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
-_SPACELESS = re.compile(rf"[{_LETTER_WORDS}]|[{_KATAKANA}]+")
+from clipaudit.data.scripts import KATAKANA, LETTER_WORDS
+
+_SPACELESS = re.compile(rf"[{LETTER_WORDS}]|[{KATAKANA}]+")
 
 
 def _has_alnum(token: str) -> bool:
