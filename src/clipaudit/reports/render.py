@@ -23,7 +23,7 @@ from clipaudit import __version__
 from clipaudit.data.formats import atomic_write_bytes
 from clipaudit.errors import ClipauditError
 from clipaudit.reports import svg
-from clipaudit.reports.bidi import spell_controls
+from clipaudit.reports.bidi import CONTROLS, spell_controls
 from clipaudit.reports.curation import curation_section, is_run
 from clipaudit.reports.evaluation import evaluation_section, is_eval
 from clipaudit.reports.provenance import now_utc
@@ -136,8 +136,8 @@ def skew_chart(curve: dict[str, Any], thresholds: dict[str, Any]) -> Markup:
 
 def _shown_controls(value: Any) -> Any:
     """Every ``{{ }}`` value, with bidi controls spelt out (reports/bidi.py)."""
-    if not isinstance(value, str):
-        return value
+    if not isinstance(value, str) or not CONTROLS.search(value):
+        return value  # the common case: nothing to rewrite, no copy of a chart's Markup
     shown = spell_controls(str(value))
     # Markup stays Markup: the replacement holds no character HTML treats specially.
     return Markup(shown) if isinstance(value, Markup) else shown
