@@ -115,3 +115,39 @@ def sign(data: bytes, mime: str, manifest: dict[str, Any] | None = None) -> byte
     with c2pa.Builder(json.dumps(manifest or MANIFEST)) as builder:
         builder.sign(signer, mime, io.BytesIO(data), out)
     return out.getvalue()
+
+
+def edit_manifest(actions: list[str], extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An editor's manifest: ``actions`` after ``c2pa.opened`` of the parent ingredient, as an
+    editing tool writes it (no ``digitalSourceType``), plus ``extra`` assertions."""
+    opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}}
+    return {
+        "claim_generator_info": [{"name": "clipaudit-tests-editor", "version": "1"}],
+        "title": "edited test asset",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {"actions": [opened, *({"action": a} for a in actions)]},
+            },
+            *(extra or []),
+        ],
+    }
+
+
+def sign_edit(
+    parent: bytes, data: bytes, mime: str, manifest: dict[str, Any] | None = None
+) -> bytes:
+    """``data`` signed as an edit of the signed asset ``parent`` (same media type): the
+    parent and its manifest go in as the ``parentOf`` ingredient."""
+    import c2pa
+
+    chain, private = _chain()
+    signer = c2pa.Signer.from_info(
+        c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=private, ta_url=None)
+    )
+    ingredient = {"title": "parent", "relationship": "parentOf", "label": "parent"}
+    out = io.BytesIO()
+    with c2pa.Builder(json.dumps(manifest or edit_manifest(["c2pa.cropped"]))) as builder:
+        builder.add_ingredient(json.dumps(ingredient), mime, io.BytesIO(parent))
+        builder.sign(signer, mime, io.BytesIO(data), out)
+    return out.getvalue()

@@ -1,6 +1,16 @@
 """C2PA Content Credentials with ``c2pa-python``: presence, validation, source type and
 training-and-data-mining preferences.
 
+An edit signs a new manifest that names the asset it started from as an ingredient, whose
+own manifest travels along in the store; the edit's actions (``c2pa.opened``,
+``c2pa.cropped``) carry no ``digitalSourceType``. So a generated picture that was cropped,
+resized by a CDN or exported again reads as made by nobody in particular from its active
+manifest alone. Source types and training preferences are therefore read over the whole
+chain of ingredient manifests too: a source type found only there is listed apart
+(``ingredient_source_types``) and still makes the asset AI-generated, and the strictest
+training answer for each entry over the chain counts (a derived picture still carries the
+ingredient author's work, and their opt-out with it).
+
 The reader runs with the network off: ``verify.remote_manifest_fetch`` is on by default in
 c2pa-rs (it then fetches the url in XMP ``dcterms:provenance``), so it is switched off, as
 are OCSP and every network host. A remote-only manifest is then reported at once as
@@ -33,6 +43,8 @@ TRAINING_LABELS = ("cawg.training-mining", "c2pa.training-mining")
 USE_ORDER = ("notAllowed", "constrained", "allowed")
 DEFAULT_TRAINING_ENTRIES = ("ai_training", "ai_generative_training")
 MAX_ERROR_CHARS = 200
+# Ingredient manifests followed from the active one; real composites hold a few dozen at most.
+MAX_CHAIN = 64
 
 
 @dataclass
@@ -40,9 +52,12 @@ class C2paInfo:
     status: str  # present | no_manifest | malformed | remote_unverifiable | unsupported
     validation: str | None = None  # Valid | Invalid | Trusted (c2pa's validation_state)
     source_types: list[str] | None = None  # IPTC short names from the active manifest
-    training: dict[str, str] | None = None  # entry (without namespace) → use
+    training: dict[str, str] | None = None  # entry (without namespace) → use, over the chain
     generator: str | None = None
     error: str | None = None
+    # Source types stated only by ingredient manifests (the asset an edit started from).
+    ingredient_source_types: list[str] | None = None
+    ingredients: int = 0  # ingredient manifests found in the store from the active one
 
     @property
     def present(self) -> bool:
@@ -97,7 +112,7 @@ def training_answer(
     return uses[0] if uses else None
 
 
-def _training(manifest: dict[str, Any]) -> dict[str, str] | None:
+def _training(manifest: dict[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for a in manifest.get("assertions") or []:
         if not isinstance(a, dict) or a.get("label") not in TRAINING_LABELS:
@@ -111,7 +126,41 @@ def _training(manifest: dict[str, Any]) -> dict[str, str] | None:
             if isinstance(use, str):
                 # The newer CAWG assertion wins over the older c2pa one for the same entry.
                 found.setdefault(name, use[:40])
-    return found or None
+    return found
+
+
+def _stricter(a: str, b: str) -> str:
+    rank = {u: k for k, u in enumerate(USE_ORDER)}
+    return a if rank.get(a, len(USE_ORDER)) <= rank.get(b, len(USE_ORDER)) else b
+
+
+def _source_types(manifest: dict[str, Any]) -> list[str]:
+    types: list[str] = []
+    for act in _actions(manifest):
+        name = source_type_name(str(act.get("digitalSourceType") or ""))
+        if name and name not in types:
+            types.append(name)
+    return types
+
+
+def _ingredient_manifests(manifests: dict[str, Any], active: str) -> list[dict[str, Any]]:
+    """The manifests that the active one's ingredients point to, their ingredients' in turn
+    (breadth first, each once, at most ``MAX_CHAIN``): the asset's history as signed."""
+    seen, queue = {active}, [active]
+    out: list[dict[str, Any]] = []
+    while queue and len(out) < MAX_CHAIN:
+        manifest = manifests.get(queue.pop(0))
+        if not isinstance(manifest, dict):
+            continue
+        for ing in manifest.get("ingredients") or []:
+            label = ing.get("active_manifest") if isinstance(ing, dict) else None
+            if not isinstance(label, str) or label in seen or label not in manifests:
+                continue
+            seen.add(label)
+            queue.append(label)
+            if isinstance(manifests[label], dict):
+                out.append(manifests[label])
+    return out[:MAX_CHAIN]
 
 
 def summarise(store: dict[str, Any]) -> C2paInfo:
@@ -120,11 +169,14 @@ def summarise(store: dict[str, Any]) -> C2paInfo:
     active = manifests.get(store.get("active_manifest")) if isinstance(manifests, dict) else None
     if not isinstance(active, dict):
         return C2paInfo("malformed", store.get("validation_state"), error="no active manifest")
-    types = []
-    for act in _actions(active):
-        name = source_type_name(str(act.get("digitalSourceType") or ""))
-        if name and name not in types:
-            types.append(name)
+    types = _source_types(active)
+    chain = _ingredient_manifests(manifests, str(store.get("active_manifest")))
+    training = _training(active)
+    from_ingredients: list[str] = []
+    for manifest in chain:
+        from_ingredients += [t for t in _source_types(manifest) if t not in types]
+        for entry, use in _training(manifest).items():
+            training[entry] = _stricter(training[entry], use) if entry in training else use
     gen = active.get("claim_generator")
     if not gen:
         info = active.get("claim_generator_info") or []
@@ -133,8 +185,10 @@ def summarise(store: dict[str, Any]) -> C2paInfo:
         "present",
         validation=store.get("validation_state"),
         source_types=sorted(types) or None,
-        training=_training(active),
+        training=training or None,
         generator=clean_text(gen),
+        ingredient_source_types=sorted(set(from_ingredients)) or None,
+        ingredients=len(chain),
     )
 
 

@@ -127,6 +127,8 @@ class C2paStage(Stage):
         "c2pa_valid",
         "c2pa_validation",
         "c2pa_source_type",
+        "c2pa_ingredient_source_type",
+        "c2pa_ingredients",
         "c2pa_ai_generated",
         "c2pa_training",
         "c2pa_training_mining",
@@ -137,6 +139,7 @@ class C2paStage(Stage):
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
         info = read_c2pa(sample.image)
         types = info.source_types or []
+        inherited = info.ingredient_source_types or []
         training = info.training
         return (
             info.status,
@@ -144,8 +147,10 @@ class C2paStage(Stage):
             info.valid,
             info.validation,
             ",".join(types) or None,
+            ",".join(inherited) or None,
+            info.ingredients if info.status == "present" else None,
             (
-                any(t in DEFAULT_AI_SOURCE_TYPES for t in types)
+                any(t in DEFAULT_AI_SOURCE_TYPES for t in types + inherited)
                 if info.status == "present"
                 else None
             ),
@@ -270,11 +275,13 @@ def c2pa_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
     r = pack.rights
     status, validation = column(sig, "c2pa_status"), column(sig, "c2pa_validation")
     types, mining = column(sig, "c2pa_source_type"), column(sig, "c2pa_training_mining")
+    inherited = column(sig, "c2pa_ingredient_source_type")  # from the manifests edited
     ai_types, optout_uses = set(r.ai_source_types), set(r.training_optout_uses)
     out: list[list[str]] = []
     for i in range(n):
         codes = []
-        if types[i] and ai_types & set(str(types[i]).split(",")):
+        stated = f"{types[i] or ''},{inherited[i] or ''}".split(",")
+        if ai_types & set(stated):
             codes.append("ai_generated")
         answer = training_answer(_c2pa_training(mining[i]), r.training_entries)
         if answer is not None and answer in optout_uses:
@@ -373,12 +380,17 @@ def c2pa_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str, 
     for v in column(sig, "c2pa_source_type"):
         if v:
             types.update(str(v).split(","))
+    inherited: Counter[str] = Counter()
+    for v in column(sig, "c2pa_ingredient_source_type"):
+        if v:
+            inherited.update(str(v).split(","))
     return {
         "computed": True,
         **base,
         "status": _counts(column(sig, "c2pa_status")),
         "validation": _counts(column(sig, "c2pa_validation")),
         "source_types": dict(sorted(types.items())),
+        "ingredient_source_types": dict(sorted(inherited.items())),
         "training": _counts(column(sig, "c2pa_training")),
         "optout_c2pa": _has(reasons, "optout_c2pa"),
         "unverifiable": _has(reasons, "c2pa_unverifiable"),
