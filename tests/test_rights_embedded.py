@@ -233,6 +233,11 @@ def test_control_characters_and_length_are_bounded() -> None:
         ("(c) 2019 Someone", True),
         ("(C) Example Corp", True),
         ("All Rights Reserved.", True),
+        # As it reads on screen: zero-width characters and full-width letters hide nothing.
+        ("Copy\u200bright 2020 Jane", True),
+        ("all righ\u00adts reserved", True),
+        ("\uff23\uff4f\uff50\uff59\uff52\uff49\uff47\uff48\uff54 2021", True),
+        ("(c)\u2060 2019 Someone", True),
         ("options (a), (b) and (c) are shown", False),
         ("a cat on a mat", False),
         ("", False),

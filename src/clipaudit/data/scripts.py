@@ -7,6 +7,9 @@ and a run of katakana one word. Caption word counts and caption word lists read 
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 LETTER_WORDS = (
     "\u0e00-\u0eff"  # Thai, Lao
     "\u1000-\u109f"  # Myanmar
@@ -19,3 +22,15 @@ LETTER_WORDS = (
 
 KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
 """Letters whose runs are one word (inside a regex character class)."""
+
+# Unicode format characters (category Cf) that render as nothing inside a word: zero-width
+# space and joiners, soft hyphen, Arabic letter mark, word joiner, bidi controls, BOM.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
+
+def visible_text(text: str) -> str:
+    """``text`` NFKC-normalised (full-width letters, ligatures) without the format characters
+    that render as nothing, so a pattern sees the word a reader sees ("n\u200bude", "ｃｏｐｙ")."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))

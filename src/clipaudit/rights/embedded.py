@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipaudit.data.scripts import visible_text
 from clipaudit.rights.xmp import (
     XmpRights,
     clean_text,
@@ -189,5 +190,7 @@ _CAPTION_MARK = re.compile(
 
 
 def caption_has_copyright(caption: str | None) -> bool:
-    """Whether a caption carries "©", "(c) 2024 …", "copyright" or "all rights reserved"."""
-    return caption is not None and _CAPTION_MARK.search(caption[:2000]) is not None
+    """Whether a caption carries "©", "(c) 2024 …", "copyright" or "all rights reserved",
+    as it reads on screen: full-width letters and zero-width characters inside the word
+    ("copy\u200bright") do not hide it."""
+    return caption is not None and _CAPTION_MARK.search(visible_text(caption[:2000])) is not None

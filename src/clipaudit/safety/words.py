@@ -15,19 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Sequence
 
-from clipaudit.data.scripts import KATAKANA, LETTER_WORDS
-
-# Unicode format characters (category Cf) that render as nothing inside a word.
-_INVISIBLE = re.compile(
-    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
-)
+from clipaudit.data.scripts import KATAKANA, LETTER_WORDS, visible_text
 
 
 def normalise(text: str) -> str:
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).casefold()
+    return visible_text(text).casefold()
 
 
 def fingerprint(items: Sequence[object]) -> str:
