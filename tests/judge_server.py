@@ -152,3 +152,63 @@ class ScriptedServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class ForwardingProxy:
+    """A plain-HTTP forward proxy on the loopback interface (what ``HTTP_PROXY`` names): each
+    request, sent with its absolute URL, goes to the origin with ``Connection: close`` and the
+    origin's reply is relayed as it arrives, a trickle staying a trickle. ``targets`` keeps
+    the absolute URLs asked for."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                from urllib.parse import urlsplit
+
+                outer.targets.append(self.path)
+                parts = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                skip = {"connection", "proxy-connection", "keep-alive"}
+                head = [f"POST {parts.path or '/'} HTTP/1.1"]
+                head += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in skip]
+                head.append("connection: close")
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    port = parts.port or 80
+                    with socket.create_connection((parts.hostname or "", port)) as up:
+                        up.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+                        # The client is told this connection ends with the reply, as the
+                        # proxy's own hop closes it; the rest is relayed as it comes.
+                        status = b""
+                        while not status.endswith(b"\n") and (byte := up.recv(1)):
+                            status += byte
+                        self.wfile.write(status + b"connection: close\r\n")
+                        while chunk := up.recv(65536):
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        assert isinstance(host, str)
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> ForwardingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

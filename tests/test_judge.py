@@ -19,7 +19,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import parse_answer
 from clipaudit.judge.run import run_judge
 from tests.conftest import world_run
-from tests.judge_server import ScriptedServer
+from tests.judge_server import ForwardingProxy, ScriptedServer
 
 KEY = "sk-test-SECRET-0123456789"
 YES = '{"answer": "yes", "reason": "matches"}'
@@ -279,3 +279,36 @@ def test_a_reply_that_trickles_or_never_ends_is_cut_in_time_and_size() -> None:
         t0 = time.monotonic()
         reply = ask(make_client(s), one, msgs, ["yes", "no"], time.monotonic() + 60)
         assert reply.error == "timeout" and time.monotonic() - t0 < 2.5
+
+
+def test_the_proxy_the_environment_names_is_used_and_still_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client with its own transport ignores HTTP_PROXY unless the transport mounts it: the
+    judge went direct behind a proxy. Through the proxy a trickled reply is still cut."""
+    from clipaudit.judge.client import Settings, ask, make_client
+
+    for var in ("NO_PROXY", "ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    msgs = [{"role": "user", "content": "q"}]
+    with ScriptedServer([("ok", YES), ("trickle", 0.05)]) as srv, ForwardingProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        s = Settings(model="vlm", endpoint=srv.url, api_key="x", max_attempts=1, max_seconds=1.0)
+        client = make_client(s)
+        reply = ask(client, s, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.text == YES
+        assert proxy.targets == [srv.url + "/chat/completions"]
+        t0 = time.monotonic()
+        reply = ask(client, s, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.error == "timeout" and time.monotonic() - t0 < 2.5
+        assert len(proxy.targets) == 2
+        # NO_PROXY names the host: straight to the server.
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        srv.script.append(("ok", YES))
+        reply = ask(make_client(s), s, msgs, ["yes", "no"], time.monotonic() + 60)
+        assert reply.text == YES and len(proxy.targets) == 2 and len(srv.requests) == 3
+        # A proxy URL the client cannot use is a one-line error naming it.
+        monkeypatch.setenv("HTTP_PROXY", "ftp://proxy.invalid")
+        with pytest.raises(ClipauditError, match=r"ftp://proxy\.invalid"):
+            make_client(s)

@@ -7,8 +7,14 @@ each worker thread its own pool (so the sockets a request can be using are that 
 and keep-alive still saves a TLS handshake per call) and arms a watchdog that shuts those
 sockets down at the request's end (``max_seconds`` after it started, never past the run's
 deadline); the body is capped at ``max_bytes``. Either ends the request as a timeout or a
-protocol error, which ``client.ask`` retries or records. Requests sent through a proxy from
-the environment go through the library's own transport.
+protocol error, which ``client.ask`` retries or records.
+
+A client given its own transport no longer reads proxies from the environment (httpx mounts
+them only when it builds its transport itself), so the judge would have ignored
+``HTTPS_PROXY`` and gone direct. The proxies the environment names (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, read as httpx reads them) are mounted here
+as bounded transports of their own: the socket the watchdog shuts down is then the one to
+the proxy, which ends the request just the same.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import importlib
+import importlib.util
 import socket
 import threading
 import time
@@ -191,8 +198,35 @@ def bounded_http_client(
 
     ssl_context = h.create_ssl_context() if hasattr(h, "create_ssl_context") else None
 
+    def new_pool(proxy: Any, backend: _Backend) -> Any:
+        """A connection pool, direct or through ``proxy`` (an ``httpx.Proxy``)."""
+        if proxy is None:
+            return core.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
+        url = core.URL(
+            scheme=proxy.url.raw_scheme,
+            host=proxy.url.raw_host,
+            port=proxy.url.port,
+            target=proxy.url.raw_path,
+        )
+        if proxy.url.scheme in ("http", "https"):
+            return core.HTTPProxy(
+                proxy_url=url,
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                ssl_context=ssl_context,
+                proxy_ssl_context=proxy.ssl_context,
+                network_backend=backend,
+            )
+        return core.SOCKSProxy(  # socks5, checked in proxy_mounts
+            proxy_url=url,
+            proxy_auth=proxy.raw_auth,
+            ssl_context=ssl_context,
+            network_backend=backend,
+        )
+
     class _Bounded(h.BaseTransport):  # type: ignore[name-defined]
-        def __init__(self) -> None:
+        def __init__(self, proxy: Any = None) -> None:
+            self.proxy = proxy
             self.local = threading.local()
             self.pools: list[Any] = []
             self.lock = threading.Lock()
@@ -201,9 +235,7 @@ def bounded_http_client(
             """This thread's pool and its sockets."""
             if not hasattr(self.local, "pool"):
                 sockets = _Sockets()
-                pool = core.ConnectionPool(
-                    ssl_context=ssl_context, network_backend=_Backend(sockets)
-                )
+                pool = new_pool(self.proxy, _Backend(sockets))
                 self.local.pool, self.local.sockets = pool, sockets
                 with self.lock:
                     self.pools.append(pool)
@@ -252,4 +284,36 @@ def bounded_http_client(
             for pool in pools:
                 pool.close()
 
-    return h.Client(transport=_Bounded(), follow_redirects=True)
+    mounts = {
+        pattern: None if proxy is None else _Bounded(proxy)
+        for pattern, proxy in proxy_mounts(h).items()
+    }
+    return h.Client(transport=_Bounded(), mounts=mounts, follow_redirects=True)
+
+
+def proxy_mounts(h: ModuleType) -> dict[str, Any]:
+    """URL pattern → ``h.Proxy`` (or None: go direct, from ``NO_PROXY``) for the proxies
+    the environment names, as the HTTP library would mount them for a client of its own."""
+    from clipaudit.errors import ClipauditError
+
+    env = h._utils.get_environment_proxies()
+    out: dict[str, Any] = {}
+    for pattern, url in env.items():
+        if url is None:
+            out[pattern] = None
+            continue
+        try:
+            proxy = h.Proxy(url)
+        except (ValueError, TypeError) as exc:
+            raise ClipauditError(
+                f"The proxy {url!r} from the environment is not a usable URL ({exc}); fix or "
+                "unset HTTP_PROXY / HTTPS_PROXY / ALL_PROXY."
+            ) from None
+        socks = proxy.url.scheme in ("socks5", "socks5h")
+        if socks and importlib.util.find_spec("socksio") is None:
+            raise ClipauditError(
+                f"The proxy {url!r} from the environment is a SOCKS proxy, which needs the "
+                "socksio package: pip install socksio."
+            )
+        out[pattern] = proxy
+    return out
