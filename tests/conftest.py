@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 os.environ.setdefault("CLIPAUDIT_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' servers listen on the loopback interface, and the opt-out fetcher and the
+    judge use the proxy the environment names: one set on the machine running the tests must
+    not come between them (the proxy tests set their own)."""
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+
+
 def photo_like(w: int = 120, h: int = 80, seed: int = 0) -> np.ndarray:
     """Smooth gradients plus noise: compresses like a photograph, not like flat colour."""
     rng = np.random.default_rng(seed)

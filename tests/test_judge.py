@@ -288,9 +288,6 @@ def test_the_proxy_the_environment_names_is_used_and_still_bounded(
     judge went direct behind a proxy. Through the proxy a trickled reply is still cut."""
     from clipaudit.judge.client import Settings, ask, make_client
 
-    for var in ("NO_PROXY", "ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.lower(), raising=False)
     msgs = [{"role": "user", "content": "q"}]
     with ScriptedServer([("ok", YES), ("trickle", 0.05)]) as srv, ForwardingProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)

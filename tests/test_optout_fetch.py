@@ -3,6 +3,7 @@ redirects, size cap, timeouts and deadlines, rate limit, concurrency bound and t
 
 from __future__ import annotations
 
+import base64
 import gzip
 import itertools
 import json
@@ -24,6 +25,7 @@ from tests.test_optout_support import (
     Log,
     Route,
     endless,
+    forward_proxy,
     refused_origin,
     reset,
     serve,
@@ -380,3 +382,43 @@ def test_cli_fetch_writes_the_cache_and_prints_a_summary(tmp_path: Path) -> None
     assert read_entry(tmp_path / "c", origin) is not None
     bad = CliRunner().invoke(optout_app, [*args, "--ttl", "100000"])
     assert isinstance(bad.exception, ClipauditError) and "--ttl 100000" in str(bad.exception)
+
+
+def test_the_proxy_the_environment_names_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind an egress proxy a direct fetch finds every origin unreachable, which reads as
+    "disallow all": http goes to the proxy as an absolute URL, https as a CONNECT tunnel,
+    no_proxy hosts go direct, and the deadline still holds through the proxy."""
+    routes = {"/robots.txt": (200, ROBOTS, {}), "/stall": stall}
+    with serve(routes) as (origin, log), forward_proxy() as (proxy, seen):  # type: ignore[arg-type]
+        host_port = proxy.removeprefix("http://")
+        monkeypatch.setenv("http_proxy", proxy.replace("http://", "http://u%40x:p%3Aw@"))
+        got = http_get(origin + "/robots.txt", FAST)
+        assert (got.outcome, got.body.decode(), got.proxy) == ("fetched", ROBOTS, host_port)
+        assert seen.lines == [f"GET {origin}/robots.txt HTTP/1.1"]
+        assert seen.auth == ["Basic " + base64.b64encode(b"u@x:p:w").decode()]
+        assert [r[1] for r in log.requests] == ["/robots.txt"]
+        # A server that never answers, through the proxy: the deadline still ends it.
+        t0 = time.monotonic()
+        got = http_get(origin + "/stall", HttpSettings(timeout=5.0, deadline=1.0))
+        assert got.outcome == "unreachable" and "deadline" in (got.error or "")
+        assert time.monotonic() - t0 < 3.0
+        # https: a tunnel to the origin is asked for (this proxy refuses it).
+        monkeypatch.setenv("https_proxy", proxy)
+        got = http_get("https://robots.example.invalid/robots.txt", FAST)
+        assert seen.lines[-1] == "CONNECT robots.example.invalid:443 HTTP/1.0"
+        assert got.outcome == "unreachable" and "403" in (got.error or "")
+        # no_proxy names the host: straight to the origin.
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        asked = len(seen.lines)
+        got = http_get(origin + "/robots.txt", FAST)
+        assert got.outcome == "fetched" and got.proxy is None and len(seen.lines) == asked
+
+
+def test_a_proxy_we_cannot_speak_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("https_proxy", "socks5://127.0.0.1:1080")
+    with pytest.raises(ClipauditError, match=r"^The proxy 'socks5://127\.0\.0\.1:1080' .*unset"):
+        fetch_origins(["https://example.org"], tmp_path, FetchConfig())
+    got = http_get("https://example.org/robots.txt", FAST)
+    assert got.outcome == "unreachable" and "socks5://" in (got.error or "")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -157,3 +158,70 @@ def trickle_headers(h: BaseHTTPRequestHandler) -> None:
             time.sleep(0.01)
     except OSError:
         return
+
+
+@dataclass
+class ProxyLog:
+    """What a proxy was asked: request lines ("GET http://…", "CONNECT host:443") and the
+    Proxy-Authorization header of each."""
+
+    lines: list[str] = field(default_factory=list)
+    auth: list[str | None] = field(default_factory=list)
+
+
+@contextmanager
+def forward_proxy(connect_status: int = 403) -> Iterator[tuple[str, ProxyLog]]:
+    """Yield (proxy URL, log) of a plain-HTTP proxy: a GET for an absolute URL is sent on to
+    the origin and its reply relayed as it comes; a CONNECT is refused with
+    ``connect_status`` (the tests need no TLS origin to see the tunnel asked for)."""
+    import socketserver
+
+    log = ProxyLog()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline().decode("latin-1").strip()
+            head: dict[str, str] = {}
+            while (h := self.rfile.readline().decode("latin-1").strip()) != "":
+                k, _, v = h.partition(":")
+                head[k.strip().lower()] = v.strip()
+            log.lines.append(line)
+            log.auth.append(head.get("proxy-authorization"))
+            method, target, _ = line.split(" ", 2)
+            if method == "CONNECT":
+                self.wfile.write(f"HTTP/1.1 {connect_status} refused\r\n\r\n".encode())
+                return
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(target)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            keep = {k: v for k, v in head.items() if not k.startswith("proxy-")}
+            keep["connection"] = "close"
+            request = f"{method} {path} HTTP/1.1\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in keep.items()
+            )
+            with (
+                socket.create_connection((parts.hostname or "", parts.port or 80)) as up,
+                contextlib.suppress(OSError),
+            ):
+                up.sendall(request.encode() + b"\r\n")
+                while chunk := up.recv(65536):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        block_on_close = False
+        allow_reuse_address = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -18,7 +18,13 @@ from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.optout.agents import DEFAULT_AGENTS
 from clipaudit.optout.cache import FILES, MAX_TTL_S, SCHEMA, is_fresh, read_entry, write_entry
-from clipaudit.optout.http_get import Fetched, HostRateLimiter, HttpSettings, http_get
+from clipaudit.optout.http_get import (
+    Fetched,
+    HostRateLimiter,
+    HttpSettings,
+    env_proxy,
+    http_get,
+)
 from clipaudit.optout.origin import origin_of
 from clipaudit.optout.robots import disallowed_agents, parse_rules
 from clipaudit.optout.tdmrep import parse_tdmrep
@@ -42,6 +48,13 @@ class FetchConfig:
             raise ClipauditError(
                 f"--ttl {self.ttl_s:g} must be above 0 and at most {MAX_TTL_S} seconds (24 h)."
             )
+        for scheme in ("http", "https"):
+            try:
+                env_proxy(scheme, "")
+            except ValueError as exc:
+                raise ClipauditError(
+                    f"{str(exc)[0].upper()}{str(exc)[1:]}: set an http:// proxy or unset it."
+                ) from None
         if not self.http.timeout > 0 or not self.http.deadline > 0:
             raise ClipauditError(
                 f"--timeout {self.http.timeout:g} and --deadline {self.http.deadline:g} must "
@@ -90,6 +103,8 @@ def file_record(name: str, got: Fetched, agents: Iterable[str]) -> dict[str, Any
         "truncated": got.truncated,
         "elapsed_s": got.elapsed_s,
     }
+    if got.proxy:
+        rec["proxy"] = got.proxy
     if got.outcome != "fetched":
         return rec
     text, encoding = body_text(got.body)

@@ -7,6 +7,11 @@ Outcomes follow RFC 9309: 2xx ``fetched``; 4xx ``unavailable`` (no rules: allow)
 We ask for the identity coding, but misconfigured servers and CDNs send gzip anyway: gzip and
 deflate bodies are undone (capped after decoding, so a small bomb cannot expand past the
 cap); a coding we cannot read is ``unreachable``, not an empty file that would allow all.
+
+A proxy the environment names (``http_proxy``, ``https_proxy``, ``all_proxy``, with
+``no_proxy`` exceptions, as urllib reads them) is used: https through a CONNECT tunnel,
+http by asking the proxy for the absolute URL. Without it, a crawl behind an egress proxy
+would find every origin unreachable, which RFC 9309 reads as "disallow all".
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 import zlib
+from base64 import b64encode
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from clipaudit.optout.agents import USER_AGENT
 
@@ -52,6 +59,44 @@ class Fetched:
     redirects: list[str] = field(default_factory=list)
     error: str | None = None
     elapsed_s: float = 0.0
+    proxy: str | None = None  # host:port of the proxy the last request went through
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    headers: dict[str, str]  # Proxy-Authorization where the URL carries a user
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def env_proxy(scheme: str, host: str) -> Proxy | None:
+    """The proxy the environment names for ``scheme``://``host``, or None (none named, or
+    ``no_proxy`` lists the host). Raises ValueError for a proxy URL we cannot use (only plain
+    ``http://`` proxies are spoken here)."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not url or bypass(host, proxies):
+        return None
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise ValueError(
+            f"the proxy {url[:200]!r} from the environment is not an http://host:port proxy "
+            "(https and SOCKS proxies are not supported for opt-out fetches)"
+        )
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + b64encode(pair.encode()).decode()
+    return Proxy(parts.hostname, port, headers)
 
 
 class HostRateLimiter:
@@ -157,13 +202,36 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
         if remaining <= 0:
             result.error = "deadline exceeded"
             break
+        try:
+            proxy = env_proxy(parts.scheme, parts.hostname)
+        except ValueError as exc:
+            result.error = str(exc)
+            break
+        result.proxy = proxy.name if proxy else None
         conn: http.client.HTTPConnection
         timeout = min(settings.timeout, remaining)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"}
         if parts.scheme == "https":
             ctx = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=ctx)
-        else:
+            if proxy is None:
+                conn = http.client.HTTPSConnection(
+                    parts.hostname, port, timeout=timeout, context=ctx
+                )
+            else:  # TLS to the origin inside a CONNECT tunnel through the proxy
+                conn = http.client.HTTPSConnection(
+                    proxy.host, proxy.port, timeout=timeout, context=ctx
+                )
+                conn.set_tunnel(parts.hostname, port or 443, headers=proxy.headers)
+        elif proxy is None:
             conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+        else:  # the proxy is asked for the absolute URL, credentials in it left out
+            conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+            netloc = parts.netloc.rpartition("@")[2]
+            target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+            headers.update(proxy.headers)
         fired = threading.Event()
         socks: list[socket.socket] = []
         watchdog = threading.Timer(remaining, _abort, (socks, fired))
@@ -175,10 +243,6 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
                 socks.append(conn.sock)
             if fired.is_set():
                 raise TimeoutError("deadline reached while connecting")
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"}
             conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
             result.status = resp.status
