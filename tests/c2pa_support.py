@@ -151,3 +151,9 @@ def sign_edit(
         builder.add_ingredient(json.dumps(ingredient), mime, io.BytesIO(parent))
         builder.sign(signer, mime, io.BytesIO(data), out)
     return out.getvalue()
+
+
+def ca_pem() -> bytes:
+    """The throwaway CA's certificate (PEM): what a trust-anchor file of this signer holds."""
+    chain, _ = _chain()
+    return chain[chain.index(b"-----BEGIN CERTIFICATE-----", 1) :]

@@ -308,6 +308,13 @@ def curate(
         Path | None,
         typer.Option(help="Folder written by `clipaudit optout fetch` (read only, offline)."),
     ] = None,
+    c2pa_trust_anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM file of CA certificates (e.g. the C2PA trust list): a manifest signed "
+            "under one reads Trusted, not only Valid.",
+        ),
+    ] = None,
     engine: Annotated[
         str, typer.Option(help="local (this process) or ray (Ray Data; same run files).")
     ] = "local",
@@ -340,6 +347,11 @@ def curate(
         raise ClipauditError(
             f"--ray-address {ray_address!r} is for the ray engine; add --engine ray."
         )
+    if c2pa_trust_anchors:
+        from clipaudit.rights.provenance import load_trust_anchors
+
+        load_trust_anchors(c2pa_trust_anchors)  # a bad file fails here, not in a worker
+        c2pa_trust_anchors = c2pa_trust_anchors.resolve()
     cfg = CurateConfig(
         dataset=dataset,
         out=str(out),
@@ -353,7 +365,14 @@ def curate(
         batch_size=batch_size,
         device=device,
         out_format=out_format,
-        options={"optout_cache": str(optout_cache)} if optout_cache else {},
+        options={
+            k: str(v)
+            for k, v in (
+                ("optout_cache", optout_cache),
+                ("c2pa_trust_anchors", c2pa_trust_anchors),
+            )
+            if v
+        },
         engine=engine,
         ray_address=ray_address,
         decode_threads=decode_threads,

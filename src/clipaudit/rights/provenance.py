@@ -11,6 +11,12 @@ chain of ingredient manifests too: a source type found only there is listed apar
 training answer for each entry over the chain counts (a derived picture still carries the
 ingredient author's work, and their opt-out with it).
 
+Without trust anchors the best a signature can be is ``Valid``: intact, signer unknown
+(anyone can make a certificate that names a camera maker). Given the certificates of the CAs
+a user trusts (``--c2pa-trust-anchors``, a PEM bundle such as the C2PA trust list), a
+manifest signed under one of them reads ``Trusted``; ``c2pa_signer`` names the certificate's
+issuer and subject either way.
+
 The reader runs with the network off: ``verify.remote_manifest_fetch`` is on by default in
 c2pa-rs (it then fetches the url in XMP ``dcterms:provenance``), so it is switched off, as
 are OCSP and every network host. A remote-only manifest is then reported at once as
@@ -21,10 +27,12 @@ are OCSP and every network host. A remote-only manifest is then reported at once
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from clipaudit.rights.embedded import source_type_name
@@ -58,6 +66,7 @@ class C2paInfo:
     # Source types stated only by ingredient manifests (the asset an edit started from).
     ingredient_source_types: list[str] | None = None
     ingredients: int = 0  # ingredient manifests found in the store from the active one
+    signer: str | None = None  # "issuer / subject common name" of the active manifest's signature
 
     @property
     def present(self) -> bool:
@@ -73,13 +82,63 @@ class C2paInfo:
 _local = threading.local()
 
 
-def _context() -> Any:
-    # One Context per thread: prepare() runs on worker threads.
-    ctx = getattr(_local, "ctx", None)
+@dataclass(frozen=True)
+class TrustAnchors:
+    """CA certificates a signature may chain to, for ``Trusted``: the PEM text and its facts."""
+
+    pem: str
+    certificates: int
+    sha256: str
+    source: str
+
+
+def load_trust_anchors(path: str | Path) -> TrustAnchors:
+    """The CA certificates in the PEM file at ``path``; raises ClipauditError naming the file
+    when it cannot be read or holds no certificate."""
+    from cryptography import x509
+
+    from clipaudit.errors import ClipauditError
+
+    where = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ClipauditError(
+            f"The C2PA trust anchors {where!r} cannot be read ({exc.strerror or exc}); give a "
+            "PEM file of CA certificates."
+        ) from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise ClipauditError(
+            f"The C2PA trust anchors {where!r} hold no PEM certificate; give a file of "
+            "'-----BEGIN CERTIFICATE-----' blocks (the C2PA trust list, your CAs)."
+        )
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+    digest = hashlib.sha256(pem.encode()).hexdigest()
+    return TrustAnchors(pem=pem, certificates=len(certs), sha256=digest, source=where)
+
+
+def reader_settings(anchors: TrustAnchors | None = None) -> dict[str, Any]:
+    """c2pa-rs settings: offline always, the trust anchors where given."""
+    if anchors is None:
+        return OFFLINE_SETTINGS
+    return {**OFFLINE_SETTINGS, "trust": {"trust_anchors": anchors.pem}}
+
+
+def _context(anchors: TrustAnchors | None) -> Any:
+    # One Context per thread and trust setting: prepare() runs on worker threads.
+    contexts: dict[str | None, Any] = _local.__dict__.setdefault("contexts", {})
+    key = anchors.sha256 if anchors else None
+    ctx = contexts.get(key)
     if ctx is None:
         import c2pa
 
-        ctx = _local.ctx = c2pa.Context.from_dict(OFFLINE_SETTINGS)
+        ctx = contexts[key] = c2pa.Context.from_dict(reader_settings(anchors))
     return ctx
 
 
@@ -181,9 +240,15 @@ def summarise(store: dict[str, Any]) -> C2paInfo:
     if not gen:
         info = active.get("claim_generator_info") or []
         gen = info[0].get("name") if info and isinstance(info[0], dict) else None
+    sig = active.get("signature_info")
+    signer = None
+    if isinstance(sig, dict):
+        names = [clean_text(sig.get(k)) for k in ("issuer", "common_name")]
+        signer = " / ".join(n for n in names if n) or None
     return C2paInfo(
         "present",
         validation=store.get("validation_state"),
+        signer=signer,
         source_types=sorted(types) or None,
         training=training or None,
         generator=clean_text(gen),
@@ -204,14 +269,15 @@ def _error_status(exc: Exception) -> str:
     return "malformed"
 
 
-def read_c2pa(data: bytes | None) -> C2paInfo:
-    """C2PA facts of the encoded asset ``data``; never raises for content, never fetches."""
+def read_c2pa(data: bytes | None, anchors: TrustAnchors | None = None) -> C2paInfo:
+    """C2PA facts of the encoded asset ``data``, its signature judged against ``anchors``
+    where given; never raises for content, never fetches."""
     if not data or not any(m in data for m in MARKERS):
         return C2paInfo("no_manifest")
     import c2pa
 
     try:
-        with c2pa.Reader(None, io.BytesIO(data), context=_context()) as reader:
+        with c2pa.Reader(None, io.BytesIO(data), context=_context(anchors)) as reader:
             store = json.loads(reader.json())
     except Exception as exc:
         status = _error_status(exc)

@@ -18,7 +18,9 @@ from clipaudit.rights.embedded import caption_has_copyright, read_embedded
 from clipaudit.rights.licences import Licence, parse_licence
 from clipaudit.rights.provenance import (
     OFFLINE_SETTINGS,
+    TrustAnchors,
     c2pa_version,
+    load_trust_anchors,
     read_c2pa,
     training_answer,
 )
@@ -133,11 +135,19 @@ class C2paStage(Stage):
         "c2pa_training",
         "c2pa_training_mining",
         "c2pa_generator",
+        "c2pa_signer",
         "c2pa_error",
     )
 
+    def __init__(self) -> None:
+        self.anchors: TrustAnchors | None = None
+
+    def setup(self, ctx: StageContext) -> None:
+        raw = ctx.options.get("c2pa_trust_anchors")
+        self.anchors = load_trust_anchors(str(raw)) if raw else None
+
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
-        info = read_c2pa(sample.image)
+        info = read_c2pa(sample.image, self.anchors)
         types = info.source_types or []
         inherited = info.ingredient_source_types or []
         training = info.training
@@ -157,6 +167,7 @@ class C2paStage(Stage):
             training_answer(training),
             ",".join(f"{k}={v}" for k, v in sorted(training.items())) if training else None,
             info.generator,
+            info.signer,
             info.error,
         )
 
@@ -165,7 +176,11 @@ class C2paStage(Stage):
         return {c: [r[k] for r in rows] for k, c in enumerate(self.columns)}
 
     def provenance(self) -> dict[str, Any]:
-        return {"c2pa": c2pa_version(), "settings": OFFLINE_SETTINGS}
+        a = self.anchors
+        trust = (
+            {"source": a.source, "certificates": a.certificates, "sha256": a.sha256} if a else None
+        )
+        return {"c2pa": c2pa_version(), "settings": OFFLINE_SETTINGS, "trust_anchors": trust}
 
 
 # --- decide: reason codes per row -------------------------------------------------------
