@@ -615,6 +615,22 @@ def test_an_hdr_clip_is_tone_mapped_to_what_it_shows(
     assert centres[4].min() > 200  # white stays white, not the grey of the raw signal
 
 
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_a_vp9_hdr_clip_is_tone_mapped_from_its_container_tags(transfer: str) -> None:
+    """VP9 profile 2 in WebM (YouTube's HDR): the VP9 stream states no transfer function, the
+    WebM Colour element does; the fixtures were made with the FFmpeg command line."""
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "fixtures" / "video" / f"bars_{transfer}_vp9.webm").read_bytes()
+    shown = np.asarray(_bars_picture()).astype(int)
+    v = decode_video(data, SamplingPolicy.parse("uniform:2"))
+    assert v.error is None and v.info["hdr"] == transfer
+    assert np.abs(_first_frame_as_stored(data) - shown).mean() > 25
+    ours = np.asarray(v.frames[0]).astype(int)
+    assert np.abs(ours - shown).mean() < 15
+    assert ours[90, 32 + 4 * 64].min() > 200
+
+
 def test_hdr_frames_are_the_same_at_every_decode() -> None:
     """FFmpeg 8.1's sliced scaler changed one 8-pixel run at a slice edge of this clip in
     about one call in five; frames (and so hashes and embeddings) must not vary by call."""
