@@ -33,7 +33,8 @@ def test_typo_names_file_line_field_and_allowed_fields(tmp_path: Path) -> None:
         load_pack(str(p))
     assert str(err.value) == (
         f"{p}, line 4: unknown field 'quality.min_sid'; the allowed fields there are: "
-        "languages, max_aspect, max_black_frame_share, max_caption_chars, max_video_duration, "
+        "caption_length, languages, max_aspect, max_black_frame_share, max_caption_chars, "
+        "max_video_duration, "
         "min_caption_chars, min_caption_words, min_file_bytes, min_language_score, "
         "min_pixel_std, min_side, min_video_motion."
     )

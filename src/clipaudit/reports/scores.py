@@ -64,10 +64,22 @@ def _flat(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]
     return _present(("min", pack.get("quality", {}).get("min_pixel_std")))
 
 
+def _length_cuts(pack: dict[str, Any], measure: str) -> list[tuple[str, float]]:
+    """The caption length cuts, drawn on the measure the pack counts them in."""
+    q = pack.get("quality", {})
+    if q.get("caption_length", "chars") != measure:
+        return []
+    return _present(("min", q.get("min_caption_chars")), ("max", q.get("max_caption_chars")))
+
+
 @score("caption_chars", "caption characters", None, "above")
 def _chars(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]]:
-    q = pack.get("quality", {})
-    return _present(("min", q.get("min_caption_chars")), ("max", q.get("max_caption_chars")))
+    return _length_cuts(pack, "chars")
+
+
+@score("caption_width", "caption width (a wide CJK character counts 2)", None, "above")
+def _width(pack: dict[str, Any], stats: dict[str, Any]) -> list[tuple[str, float]]:
+    return _length_cuts(pack, "width")
 
 
 @score("caption_words", "caption words", None, "above")

@@ -48,6 +48,9 @@ class Quality(Strict):
     min_caption_words: int = Field(default=0, ge=0)
     min_caption_chars: int = Field(default=0, ge=0)
     max_caption_chars: int | None = Field(default=None, ge=1)
+    # What min/max_caption_chars count: "chars" (code points, as LAION and DataComp filtered)
+    # or "width" (a wide Han, kana or Hangul character counts 2: "猫の写真" is 8, not 4).
+    caption_length: Literal["chars", "width"] = "chars"
     # ISO 639-1 codes a caption may be in (None: any). Only a confident guess drops: short
     # or mixed captions score low and are left alone.
     languages: list[str] | None = None

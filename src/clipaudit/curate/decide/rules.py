@@ -56,6 +56,9 @@ def quality_reasons(
     flat = floats(column(sig, "pixel_std"))  # NaN in runs scored before the signal existed
     words = floats(column(sig, "caption_words"))
     chars = floats(column(sig, "caption_chars"))
+    if q.caption_length == "width" and "caption_width" in sig:
+        # Runs scored before the column existed keep the code-point count.
+        chars = floats(column(sig, "caption_width"))
     align = floats(column(sig, "alignment"))
     if q.languages is not None and "caption_lang" not in sig:
         raise ClipauditError(

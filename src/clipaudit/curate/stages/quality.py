@@ -8,7 +8,7 @@ import tempfile
 from typing import Any
 
 from clipaudit.curate.stages import Batch, Stage, register_stage
-from clipaudit.curate.stages.caption_text import caption_word_count
+from clipaudit.curate.stages.caption_text import caption_width, caption_word_count
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
 from clipaudit.errors import ClipauditError
@@ -55,6 +55,7 @@ class QualityStage(Stage):
         "image_frames",
         "caption_words",
         "caption_chars",
+        "caption_width",
         "caption_lang",
         "caption_lang_score",
     )
@@ -92,6 +93,7 @@ class QualityStage(Stage):
             text = (s.caption or "").strip()
             out["caption_words"].append(caption_word_count(text))
             out["caption_chars"].append(len(text))
+            out["caption_width"].append(caption_width(text))
             out["caption_lang"].append(lang)
             out["caption_lang_score"].append(score)
         return out
