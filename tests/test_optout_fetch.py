@@ -79,6 +79,7 @@ def test_2xx_is_parsed_and_we_say_who_we_are(tmp_path: Path) -> None:
         (401, "unavailable"),
         (410, "unavailable"),
         (429, "unreachable"),
+        (407, "unreachable"),  # a proxy wanting credentials: the origin was never asked
         (500, "unreachable"),
         (503, "unreachable"),
     ],

@@ -119,7 +119,9 @@ class HostRateLimiter:
 def _classify(status: int) -> str:
     if 200 <= status < 300:
         return "fetched"
-    if 400 <= status < 500 and status != 429:  # 429 is the server asking us to back off
+    # 429 is the server asking us to back off; 407 is a proxy refusing us, not the origin
+    # saying it has no rules (read as "allowed", a proxy's refusal would allow every agent).
+    if 400 <= status < 500 and status not in (407, 429):
         return "unavailable"
     return "unreachable"
 
