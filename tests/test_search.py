@@ -250,6 +250,7 @@ def test_cli_search_json_and_html(objects: tuple[Path, dict], tmp_path: Path) ->
     rows = [json.loads(x) for x in out.stdout.strip().splitlines()]
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert truth[rows[0]["id"]]["shape"] == "square"
+    assert "warning" not in out.stderr  # the world model on world data: it fits
     html = page.read_text()
     assert html.count("data:image/jpeg;base64,") == 3 and "<script" not in html
     assert "Content-Security-Policy" in html
@@ -412,3 +413,30 @@ def test_an_index_follows_a_later_decide(pool: tuple[Path, list[dict]], tmp_path
         open_searchable(filtered)
     decide_run(run, "default", write_kept=False, gates=False)  # as the other tests expect
     assert "route" not in open_searchable(run).rows.column_names
+
+
+def test_a_search_with_a_model_that_does_not_fit_the_data_says_so(tmp_path: Path) -> None:
+    """The world-trained model on data the world did not make ranks at chance (decide
+    already leaves its cosines out); a search over such a run warns, on stderr and on the
+    page, instead of listing arbitrary samples in confident order."""
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from clipaudit.data import write_dataset
+    from clipaudit.data.example import example_samples
+
+    write_dataset(iter(example_samples(12)), str(tmp_path / "data"), "parquet")
+    curate(
+        CurateConfig(
+            str(tmp_path / "data"),
+            str(tmp_path / "run"),
+            stages=["quality", "alignment"],
+            model="bundled:world-clip",
+        )
+    )
+    page = tmp_path / "r.html"
+    ((code, stdout, stderr),) = cli_batch(
+        [("search", str(tmp_path / "run"), "a red square", "--k", "2", "--html", str(page))]
+    )
+    assert code == 0, stderr
+    assert len(stdout.strip().splitlines()) == 2
+    assert "warning: the run's model bundled:world-clip was trained only on" in stderr
+    assert "rank these samples near chance" in page.read_text()

@@ -70,6 +70,7 @@ def search_command(
         check_model,
         embed_image,
         embed_text,
+        fit_warning,
         open_searchable,
         position_of,
         search,
@@ -80,6 +81,9 @@ def search_command(
         raise ClipauditError('give exactly one query: "TEXT", --image PATH or --like ID.')
     s = open_searchable(source)
     check_model(s, model)
+    unfit = fit_warning(s)
+    if unfit:
+        typer.echo(unfit, err=True)
     exclude = None
     if text is not None:
         query, label = embed_text(s, text), text
@@ -118,4 +122,6 @@ def search_command(
             ("index", str(s.info.get("kind", "exact"))),
             ("results", str(len(hits))),
         ]
+        if unfit:
+            facts.append(("model", unfit.removeprefix("warning: ")))
         write_results_html(html, results_html(s, hits, label, facts, show_nsfw))
