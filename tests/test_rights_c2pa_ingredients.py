@@ -79,6 +79,67 @@ def test_a_generated_picture_cropped_and_signed_again_is_still_ai_generated() ->
     assert stats["ingredient_source_types"] == {"trainedAlgorithmicMedia": 1}
 
 
+def test_an_edit_of_a_tampered_asset_is_flagged_though_its_own_signature_holds() -> None:
+    """The editor's tool records that the asset it opened failed validation (its pixels were
+    changed after signing); the edit's own manifest is intact and reads Valid."""
+    parent = sign(_jpeg(4), MIME)
+    tampered = parent[:-100] + b"\x00" * 10 + parent[-90:]
+    assert read_c2pa(tampered).validation == "Invalid"
+    child = sign_edit(tampered, _cropped(parent), MIME)
+    info = read_c2pa(child)
+    assert info.validation == "Valid"
+    assert info.ingredient_failures == ["assertion.dataHash.mismatch"]
+    # Its claims are still read: a tampered picture may still be a generated one.
+    assert info.ingredient_source_types == ["trainedAlgorithmicMedia"]
+    clean = read_c2pa(sign_edit(parent, _cropped(parent), MIME))
+    assert clean.ingredient_failures is None  # an untrusted signer alone is not a failure
+    stage = C2paStage()
+    rows = [stage.prepare(Sample(k, d), decode_image(d)) for k, d in (("t", child),)]
+    sig: dict[str, np.ndarray] = {"id": np.array(["t"], dtype=object)}
+    for k, c in enumerate(stage.columns):
+        sig[c] = np.array([r[k] for r in rows], dtype=object)
+    assert sig["c2pa_ingredient_failures"][0] == "assertion.dataHash.mismatch"
+    assert c2pa_reasons(sig, load_pack("default")) == [
+        ["ai_generated", "optout_c2pa", "c2pa_invalid"]
+    ]
+
+
+def test_recorded_failures_are_read_from_either_place_and_successes_ignored() -> None:
+    ai = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    store = {
+        "active_manifest": "a",
+        "manifests": {
+            "a": {
+                "ingredients": [
+                    {
+                        "active_manifest": "b",
+                        "validation_results": {
+                            "activeManifest": {
+                                "success": [{"code": "claimSignature.validated"}],
+                                "failure": [
+                                    {"code": "signingCredential.untrusted"},
+                                    {"code": "claimSignature.mismatch"},
+                                ],
+                            }
+                        },
+                    },
+                    {
+                        "validation_status": [
+                            {"code": "assertion.hashedURI.match"},
+                            {"code": "assertion.dataHash.mismatch"},
+                            "not a dict",
+                        ]
+                    },
+                ]
+            },
+            "b": _manifest([], ai),
+        },
+    }
+    info = summarise(store)
+    assert info.ingredient_failures == ["claimSignature.mismatch", "assertion.dataHash.mismatch"]
+    assert info.ingredient_source_types == ["trainedAlgorithmicMedia"]
+
+
 def test_the_strictest_training_answer_over_the_chain_counts() -> None:
     base = sign(_jpeg(2), MIME)
     # Parent opts out, the editor says allowed: the parent author's opt-out stands.

@@ -30,6 +30,7 @@ import functools
 import hashlib
 import io
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,10 @@ DEFAULT_TRAINING_ENTRIES = ("ai_training", "ai_generative_training")
 MAX_ERROR_CHARS = 200
 # Ingredient manifests followed from the active one; real composites hold a few dozen at most.
 MAX_CHAIN = 64
+# Validation codes about whether the signer is trusted, not whether the claim holds.
+TRUST_CODES = ("signingCredential.untrusted", "signingCredential.ocsp")
+# c2pa status codes that report a check passed (validated, match, trusted, insideValidity).
+_SUCCESS = re.compile(r"\.(validated|match|trusted|insideValidity|skipped)$")
 
 
 @dataclass
@@ -66,6 +71,8 @@ class C2paInfo:
     # Source types stated only by ingredient manifests (the asset an edit started from).
     ingredient_source_types: list[str] | None = None
     ingredients: int = 0  # ingredient manifests found in the store from the active one
+    # Validation failures recorded for ingredients (an edit of a tampered asset), trust aside.
+    ingredient_failures: list[str] | None = None
     signer: str | None = None  # "issuer / subject common name" of the active manifest's signature
 
     @property
@@ -202,24 +209,50 @@ def _source_types(manifest: dict[str, Any]) -> list[str]:
     return types
 
 
-def _ingredient_manifests(manifests: dict[str, Any], active: str) -> list[dict[str, Any]]:
+def _ingredient_failures(ingredient: dict[str, Any]) -> list[str]:
+    """Validation failures the editor's tool recorded for an ingredient's manifest when it
+    took it in (c2pa-rs keeps them; the asset's own validation state does not count them).
+    An untrusted signer is left out: trust is judged by this run's anchors, not the editor's."""
+    results = ingredient.get("validation_results")
+    active = results.get("activeManifest") if isinstance(results, dict) else None
+    failures = active.get("failure") if isinstance(active, dict) else None
+    entries = failures if isinstance(failures, list) else []
+    older = ingredient.get("validation_status")  # older stores list codes of every kind here
+    if isinstance(older, list):
+        entries = entries + [e for e in older if not _SUCCESS.search(str(_code(e)))]
+    codes = [str(_code(e))[:80] for e in entries if _code(e)]
+    return [c for c in codes if not c.startswith(TRUST_CODES)]
+
+
+def _code(entry: Any) -> Any:
+    return entry.get("code") if isinstance(entry, dict) else None
+
+
+def _ingredient_manifests(
+    manifests: dict[str, Any], active: str
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The manifests that the active one's ingredients point to, their ingredients' in turn
-    (breadth first, each once, at most ``MAX_CHAIN``): the asset's history as signed."""
+    (breadth first, each once, at most ``MAX_CHAIN``): the asset's history as signed; and the
+    validation failures recorded for those ingredients."""
     seen, queue = {active}, [active]
     out: list[dict[str, Any]] = []
+    failures: list[str] = []
     while queue and len(out) < MAX_CHAIN:
         manifest = manifests.get(queue.pop(0))
         if not isinstance(manifest, dict):
             continue
         for ing in manifest.get("ingredients") or []:
-            label = ing.get("active_manifest") if isinstance(ing, dict) else None
+            if not isinstance(ing, dict):
+                continue
+            failures += [c for c in _ingredient_failures(ing) if c not in failures]
+            label = ing.get("active_manifest")
             if not isinstance(label, str) or label in seen or label not in manifests:
                 continue
             seen.add(label)
             queue.append(label)
             if isinstance(manifests[label], dict):
                 out.append(manifests[label])
-    return out[:MAX_CHAIN]
+    return out[:MAX_CHAIN], failures
 
 
 def summarise(store: dict[str, Any]) -> C2paInfo:
@@ -229,7 +262,7 @@ def summarise(store: dict[str, Any]) -> C2paInfo:
     if not isinstance(active, dict):
         return C2paInfo("malformed", store.get("validation_state"), error="no active manifest")
     types = _source_types(active)
-    chain = _ingredient_manifests(manifests, str(store.get("active_manifest")))
+    chain, failures = _ingredient_manifests(manifests, str(store.get("active_manifest")))
     training = _training(active)
     from_ingredients: list[str] = []
     for manifest in chain:
@@ -254,6 +287,7 @@ def summarise(store: dict[str, Any]) -> C2paInfo:
         generator=clean_text(gen),
         ingredient_source_types=sorted(set(from_ingredients)) or None,
         ingredients=len(chain),
+        ingredient_failures=failures or None,
     )
 
 

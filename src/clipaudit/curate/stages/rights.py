@@ -131,6 +131,7 @@ class C2paStage(Stage):
         "c2pa_source_type",
         "c2pa_ingredient_source_type",
         "c2pa_ingredients",
+        "c2pa_ingredient_failures",
         "c2pa_ai_generated",
         "c2pa_training",
         "c2pa_training_mining",
@@ -159,6 +160,7 @@ class C2paStage(Stage):
             ",".join(types) or None,
             ",".join(inherited) or None,
             info.ingredients if info.status == "present" else None,
+            ",".join(info.ingredient_failures or []) or None,
             (
                 any(t in DEFAULT_AI_SOURCE_TYPES for t in types + inherited)
                 if info.status == "present"
@@ -291,6 +293,7 @@ def c2pa_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
     status, validation = column(sig, "c2pa_status"), column(sig, "c2pa_validation")
     types, mining = column(sig, "c2pa_source_type"), column(sig, "c2pa_training_mining")
     inherited = column(sig, "c2pa_ingredient_source_type")  # from the manifests edited
+    broken = column(sig, "c2pa_ingredient_failures")
     ai_types, optout_uses = set(r.ai_source_types), set(r.training_optout_uses)
     out: list[list[str]] = []
     for i in range(n):
@@ -301,7 +304,8 @@ def c2pa_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
         answer = training_answer(_c2pa_training(mining[i]), r.training_entries)
         if answer is not None and answer in optout_uses:
             codes.append("optout_c2pa")
-        if status[i] == "malformed" or validation[i] == "Invalid":
+        # The manifest itself, or one it was edited from as the editor's tool found it.
+        if status[i] == "malformed" or validation[i] == "Invalid" or broken[i]:
             codes.append("c2pa_invalid")
         if status[i] == "remote_unverifiable":
             codes.append("c2pa_unverifiable")
