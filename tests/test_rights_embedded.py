@@ -315,3 +315,37 @@ def test_stage_columns_and_rules(tmp_path: Path) -> None:
         ["rights_metadata_malformed"],
         ["copyright_notice"],
     ]
+
+
+def tdm_xmp(body: str, ns: str = "http://www.w3.org/ns/tdmrep/") -> str:
+    return (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}">'
+        f'<rdf:Description rdf:about="" xmlns:tdm="{ns}" {body}</rdf:Description>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("xmp", "reservation", "policy"),
+    [
+        # As the W3C report writes it into PDFs: elements in the tdm namespace.
+        (
+            tdm_xmp("><tdm:reservation>1</tdm:reservation>"
+                    "<tdm:policy>https://pub.example/tdm.json</tdm:policy>"),
+            1,
+            "https://pub.example/tdm.json",
+        ),
+        (tdm_xmp('tdm:reservation="1">', "http://www.w3.org/ns/tdmrep#"), 1, None),
+        (tdm_xmp('tdm:reservation=" 0 ">', "http://www.w3.org/ns/tdmrep"), 0, None),
+        (tdm_xmp('tdm:reservation="2">'), None, None),  # a protocol error: unset
+        (tdm_xmp('tdm:reservation="1">', "http://example.org/not-tdmrep/"), None, None),
+    ],
+)  # fmt: skip
+def test_tdmrep_reservation_carried_in_the_file(
+    xmp: str, reservation: int | None, policy: str | None
+) -> None:
+    got = read_embedded(encode("JPEG", xmp=xmp))
+    assert (got.tdm_reservation, got.tdm_policy, got.error) == (reservation, policy, None)
+    sig = _rights_signals([Sample("s", encode("JPEG", xmp=xmp), "a photo of a cat")])
+    codes = rights_reasons(sig, load_pack("default"))[0]
+    assert ("optout_tdmrep" in codes) is (reservation == 1)

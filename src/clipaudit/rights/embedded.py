@@ -39,6 +39,8 @@ class EmbeddedRights:
     data_mining: str | None = None  # PLUS code, e.g. PROHIBITED-AIMLTRAINING
     source_type: str | None = None  # IPTC DigitalSourceType short name, from XMP
     provenance: str | None = None  # dcterms:provenance (a remote C2PA manifest url)
+    tdm_reservation: int | None = None  # TDMRep tdm:reservation in XMP: 1 reserved, 0 not
+    tdm_policy: str | None = None  # TDMRep tdm:policy url
     found: list[str] = field(default_factory=list)  # "exif:Copyright", "xmp:dc:rights"...
     errors: list[str] = field(default_factory=list)
 
@@ -131,6 +133,8 @@ _XMP_LABELS = {
     "cc_license": "xmp:cc:license",
     "data_mining": "xmp:plus:DataMining",
     "source_type": "xmp:Iptc4xmpExt:DigitalSourceType",
+    "tdm_reservation": "xmp:tdm:reservation",
+    "tdm_policy": "xmp:tdm:policy",
 }
 
 
@@ -180,6 +184,10 @@ def read_embedded(data: bytes | None) -> EmbeddedRights:
     out.data_mining = data_mining_code(xmp.get("data_mining"))
     out.source_type = source_type_name(xmp.get("source_type"))
     out.provenance = xmp.get("provenance")
+    # Only 0 and 1 mean anything; another value is a protocol error, read as unset.
+    reservation = (xmp.get("tdm_reservation") or "").strip()
+    out.tdm_reservation = int(reservation) if reservation in ("0", "1") else None
+    out.tdm_policy = xmp.get("tdm_policy")
     return out
 
 

@@ -29,6 +29,13 @@ XMP_FIELDS: dict[tuple[str, str], str] = {
     ("http://iptc.org/std/Iptc4xmpExt/2008-02-29/", "DigitalSourceType"): "source_type",
     ("http://purl.org/dc/terms/", "provenance"): "provenance",
 }
+# TDMRep's properties embedded in a file's XMP (as the W3C report writes them into PDFs; the
+# same reservation travels with an image that leaves its site and its HTTP headers). Writers
+# bind the namespace with "/", "#" or neither.
+TDMREP_NAMESPACES = ("http://www.w3.org/ns/tdmrep/", "http://www.w3.org/ns/tdmrep#")
+for _ns in (*TDMREP_NAMESPACES, "http://www.w3.org/ns/tdmrep"):
+    XMP_FIELDS[(_ns, "reservation")] = "tdm_reservation"
+    XMP_FIELDS[(_ns, "policy")] = "tdm_policy"
 
 MAX_XMP_BYTES = 1 << 20  # JPEG caps a packet at 64 KiB; anything far larger is not XMP
 MAX_VALUE_CHARS = 500

@@ -62,6 +62,8 @@ class RightsStage(Stage):
         "rights_error",
         "xmp_data_mining",
         "xmp_source_type",
+        "xmp_tdm_reservation",
+        "xmp_tdm_policy",
         "caption_copyright",
         "license_raw",
         "license_id",
@@ -94,6 +96,8 @@ class RightsStage(Stage):
             emb.error,
             emb.data_mining,
             emb.source_type,
+            emb.tdm_reservation,
+            emb.tdm_policy,
             caption_has_copyright(sample.caption),
             raw,
             lic.id if lic else None,
@@ -208,6 +212,7 @@ def rights_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
     notice_cols = [column(sig, _NOTICE_COLUMNS[f]) for f in r.notice_fields if f != "marked"]
     marked = column(sig, "rights_marked") if "marked" in r.notice_fields else None
     dmi, optout = column(sig, "xmp_data_mining"), set(r.data_mining_optout)
+    tdm = column(sig, "xmp_tdm_reservation")
     xmp_type, ai_types = column(sig, "xmp_source_type"), set(r.ai_source_types)
     caption, error = column(sig, "caption_copyright"), column(sig, "rights_error")
     out: list[list[str]] = []
@@ -217,6 +222,8 @@ def rights_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
             codes.append("copyright_notice")
         if dmi[i] is not None and dmi[i] in optout:
             codes.append("optout_iptc")
+        if tdm[i] is not None and tdm[i] == 1:  # TDMRep's reservation carried in the file
+            codes.append("optout_tdmrep")
         if xmp_type[i] is not None and xmp_type[i] in ai_types:
             codes.append("ai_generated")
         if _true(caption[i]):
@@ -345,6 +352,7 @@ def rights_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str
         "copyright_notice": _has(reasons, "copyright_notice"),
         "data_mining": _counts(column(sig, "xmp_data_mining")),
         "optout_iptc": _has(reasons, "optout_iptc"),
+        "tdm_reservation_in_file": sum(1 for v in column(sig, "xmp_tdm_reservation") if v == 1),
         "caption_copyright": _has(reasons, "caption_copyright"),
         "metadata_errors": _counts(column(sig, "rights_error")),
     }
