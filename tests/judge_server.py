@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 def completion(text: str, model: str = "scripted") -> dict[str, Any]:
@@ -39,7 +39,40 @@ def completion(text: str, model: str = "scripted") -> dict[str, Any]:
     }
 
 
-class ScriptedServer:
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+_L = TypeVar("_L", bound="_Loopback")
+
+
+class _Loopback:
+    """A threaded HTTP server on 127.0.0.1 with ``handler``, run as a context manager."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server: typeshed allows bytes for other families
+        return f"http://{host}:{port}"
+
+    def __enter__(self: _L) -> _L:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedServer(_Loopback):
     def __init__(
         self,
         script: list[tuple[Any, ...]] | None = None,
@@ -54,12 +87,7 @@ class ScriptedServer:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(_Quiet):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
@@ -135,26 +163,14 @@ class ScriptedServer:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        assert isinstance(host, str)  # an IPv4 server: typeshed allows bytes for other families
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.origin + "/v1"
 
 
-class ForwardingProxy:
+class ForwardingProxy(_Loopback):
     """A plain-HTTP forward proxy on the loopback interface (what ``HTTP_PROXY`` names): each
     request, sent with its absolute URL, goes to the origin with ``Connection: close`` and the
     origin's reply is relayed as it arrives, a trickle staying a trickle. ``targets`` keeps
@@ -164,12 +180,7 @@ class ForwardingProxy:
         self.targets: list[str] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(_Quiet):
             def do_POST(self) -> None:
                 from urllib.parse import urlsplit
 
@@ -195,20 +206,8 @@ class ForwardingProxy:
                             self.wfile.write(chunk)
                             self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        assert isinstance(host, str)
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ForwardingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.origin

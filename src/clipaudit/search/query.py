@@ -184,15 +184,17 @@ def fit_warning(s: Searchable) -> str | None:
     """One sentence when the run's model does not fit its data (run.json ``model_fit``, as
     decide reads it): a world-trained model on real photos ranks them at chance, so a
     search would return arbitrary samples in confident order."""
+    from clipaudit.curate.decide.model_fit import unfit_model
+
     try:
         record = s.run.read_json("run.json")
     except (OSError, ValueError, ClipauditError):  # an index whose run has moved
         return None
-    fit = record.get("model_fit") if isinstance(record, dict) else None
-    if not isinstance(fit, dict) or fit.get("fits_data") is not False:
+    model = unfit_model(record)
+    if model is None:
         return None
     return (
-        f"warning: the run's model {fit.get('model')} was trained only on the synthetic world "
+        f"warning: the run's model {model} was trained only on the synthetic world "
         "and this run's data was not made by `clipaudit world`: its cosines rank these "
         "samples near chance, so the results below mean little; curate again with --model "
         "set to a CLIP trained on real images."

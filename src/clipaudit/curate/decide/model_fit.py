@@ -21,17 +21,26 @@ def reads_model_scores(where: str) -> bool:
     return bool(_MODEL_NAME.search(_QUOTED.sub("''", where)))
 
 
+def unfit_model(record: Any) -> str | None:
+    """The run's model where its ``run.json`` (``record``) says the model does not fit the
+    run's data, else None."""
+    fit = record.get("model_fit") if isinstance(record, dict) else None
+    if not isinstance(fit, dict) or fit.get("fits_data") is not False:
+        return None
+    return str(fit.get("model"))
+
+
 def alignment_skip(record: dict[str, Any]) -> str | None:
     """Why the run's CLIP scores must not decide anything, or None where they may: a
     world-trained model on other data scores at chance (on real photos with their own
     class names as captions: AUROC 0.51 against shuffled captions, 98.5% of the right
     captions under its 0.48 cut), so low_alignment would drop nearly every sample, and a
     phrase, a route or a semantic-duplicate cut would fire at random."""
-    fit = record.get("model_fit")
-    if not isinstance(fit, dict) or fit.get("fits_data") is not False:
+    model = unfit_model(record)
+    if model is None:
         return None
     return (
-        f"not applied: {fit.get('model')} was trained only on the synthetic world and this "
+        f"not applied: {model} was trained only on the synthetic world and this "
         "run's data was not made by `clipaudit world`; curate again with --model set to a "
         "CLIP trained on real images to check alignment"
     )
