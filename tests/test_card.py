@@ -83,3 +83,28 @@ def test_removal_counts_and_sections(cards: tuple[Path, dict[str, str]]) -> None
 def test_not_a_run_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(ClipauditError, match="is not a curation run"):
         write_cards(tmp_path)
+
+
+def test_opt_outs_carried_in_the_files_are_reported_without_the_optout_stage(
+    cards: tuple[Path, dict[str, str]],
+) -> None:
+    """The run read every file's XMP (rights stage) but fetched nothing (no optout stage):
+    section 3.1 said only "not available" then, hiding the reservations it did honour."""
+    run, docs = cards
+    stats = json.loads((run / "stats.json").read_text())
+    ai = docs["EU_AI_ACT_SUMMARY.md"]
+    section = ai.split("### 3.1")[1].split("### 3.2")[0]
+    assert f"robots.txt, ai.txt, TDMRep files, X-Robots-Tag): *{NOT_AVAILABLE}*" in section
+    iptc = stats["signals"]["rights"]["optout_iptc"]
+    tdm = stats["signals"]["rights"]["tdm_reservation_in_file"]
+    assert (
+        f"(rights stage, every sample read): PLUS Data Mining prohibiting AI training [{iptc}]("
+        in section
+    )
+    assert f", TDMRep reservation [{tdm}](" in section
+    assert f"C2PA training-and-data-mining assertions: *{NOT_AVAILABLE}*" in section
+    # Every opt-out code that removed samples is listed, and nothing else.
+    removed = {c: n for c, n in stats["by_reason_dropping"].items() if c.startswith("optout_")}
+    for c, n in removed.items():
+        assert f"Removed for `{c}`: [{n}](" in section
+    assert section.count("Removed for") == len(removed)

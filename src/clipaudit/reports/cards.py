@@ -191,12 +191,23 @@ def _domain_lines(ev: Evidence, limit: int = 20) -> list[str]:
 
 
 def _optout_lines(ev: Evidence) -> list[str]:
+    """Opt-outs the sources publish (the optout stage) and those the files carry (the rights
+    and c2pa stages), each said to be unavailable where its stage did not run: a run without
+    the network-facing stage still honoured the reservations embedded in its files."""
     opt = ev.get("signals", "optout", default={}) or {}
     protocols = [k for k, v in sorted(opt.items()) if isinstance(v, dict) and "checked" in v]
+    lines = _embedded_optout_lines(ev)
     if not protocols:
-        return [f"- Opt-out protocols: *{NOT_AVAILABLE}* (the optout stage did not run)."]
+        lines.insert(
+            0,
+            f"- Opt-outs the sources publish (robots.txt, ai.txt, TDMRep files, X-Robots-Tag): "
+            f"*{NOT_AVAILABLE}* (the optout stage did not run).",
+        )
+        return lines + _optout_removals(ev)
     honoured = (ev.get("pack_dump", default={}) or {}).get("optout", {}).get("protocols", [])
-    lines = [f"- Protocols the pack honours: {', '.join(md(p) for p in honoured) or 'none'}."]
+    lines.insert(
+        0, f"- Protocols the pack honours: {', '.join(md(p) for p in honoured) or 'none'}."
+    )
     for p in protocols:
         lines.append(
             f"- {code(p)}: checked {ev.fig('signals', 'optout', p, 'checked')}, opted out "
@@ -204,17 +215,47 @@ def _optout_lines(ev: Evidence) -> list[str]:
             f"{ev.fig('signals', 'optout', p, 'unknown')}, not checked "
             f"{ev.fig('signals', 'optout', p, 'not_checked')}"
         )
-    for rc in (
-        "optout_xrobots",
-        "optout_robots",
-        "optout_aitxt",
-        "optout_tdmrep",
-        "optout_iptc",
-        "optout_c2pa",
-    ):
-        if ev.has("by_reason_dropping", rc):
-            lines.append(f"- Removed for {code(rc)}: {ev.fig('by_reason_dropping', rc)}")
+    return lines + _optout_removals(ev)
+
+
+def _embedded_optout_lines(ev: Evidence) -> list[str]:
+    """Reservations read from the files themselves: XMP (PLUS Data Mining, TDMRep) and C2PA
+    training-and-data-mining assertions."""
+    if ev.get("signals", "rights", "computed") is True:
+        line = (
+            "- Reservations embedded in the files' XMP (rights stage, every sample read): "
+            f"PLUS Data Mining prohibiting AI training {ev.fig('signals', 'rights', 'optout_iptc')}"
+        )
+        if ev.has("signals", "rights", "tdm_reservation_in_file"):
+            line += f", TDMRep reservation {ev.fig('signals', 'rights', 'tdm_reservation_in_file')}"
+        lines = [line + "."]
+    else:
+        lines = [f"- Reservations embedded in the files' XMP: *{NOT_AVAILABLE}* (the rights "
+                 "stage did not run)."]  # fmt: skip
+    if ev.get("signals", "c2pa", "computed") is True:
+        lines.append(
+            "- C2PA training-and-data-mining assertions (c2pa stage, the whole edit chain): "
+            f"opted out {ev.fig('signals', 'c2pa', 'optout_c2pa')}."
+        )
+    else:
+        lines.append(f"- C2PA training-and-data-mining assertions: *{NOT_AVAILABLE}* (the c2pa "
+                     "stage did not run).")  # fmt: skip
     return lines
+
+
+def _optout_removals(ev: Evidence) -> list[str]:
+    return [
+        f"- Removed for {code(rc)}: {ev.fig('by_reason_dropping', rc)}"
+        for rc in (
+            "optout_xrobots",
+            "optout_robots",
+            "optout_aitxt",
+            "optout_tdmrep",
+            "optout_iptc",
+            "optout_c2pa",
+        )
+        if ev.has("by_reason_dropping", rc)
+    ]
 
 
 def _nsfw_lines(ev: Evidence) -> list[str]:
