@@ -190,3 +190,23 @@ def test_cards_spell_out_bidi_controls_too() -> None:
 
     assert md("invoice\u202efdp.exe") == "invoice⟨U\\+202E⟩fdp.exe"  # "+" escaped for Markdown
     assert code("a\u2067b") == "`a⟨U+2067⟩b`"
+
+
+def test_opt_outs_the_files_carry_are_shown_without_the_optout_stage(
+    report: dict[str, Path], report_base: Path
+) -> None:
+    rights = _stats(report_base)["signals"]["rights"]
+    html = report["html"].read_text()
+    assert "the opt-outs the sources publish were not fetched" in html
+    assert (
+        "Reservations the files carry (every sample read): XMP PLUS Data Mining (prohibits AI "
+        f"training) {rights['optout_iptc']}; XMP TDMRep reservation "
+        f"{rights['tdm_reservation_in_file']}." in html
+    )
+    assert "C2PA training-mining" not in html  # the c2pa stage did not run
+    doc = json.loads(report["json"].read_text())
+    in_files = doc["sections"][0]["signals"]["optout"]["in_files"]
+    assert in_files == {
+        "XMP PLUS Data Mining (prohibits AI training)": rights["optout_iptc"],
+        "XMP TDMRep reservation": rights["tdm_reservation_in_file"],
+    }

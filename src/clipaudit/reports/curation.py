@@ -232,6 +232,19 @@ def _scores(
     return out
 
 
+def _in_file_optouts(sig: dict[str, Any]) -> dict[str, Any]:
+    """Reservations the files themselves carry, per kind, where the stage reading it ran."""
+    rights, c2pa = sig.get("rights", {}) or {}, sig.get("c2pa", {}) or {}
+    out: dict[str, Any] = {}
+    if rights.get("computed"):
+        out["XMP PLUS Data Mining (prohibits AI training)"] = rights.get("optout_iptc")
+        if "tdm_reservation_in_file" in rights:
+            out["XMP TDMRep reservation"] = rights["tdm_reservation_in_file"]
+    if c2pa.get("computed"):
+        out["C2PA training-mining (edit chain)"] = c2pa.get("optout_c2pa")
+    return out
+
+
 def _signals(stats: dict[str, Any]) -> dict[str, Any]:
     sig = stats.get("signals", {}) or {}
     n = stats.get("input", 0) or 1
@@ -257,7 +270,11 @@ def _signals(stats: dict[str, Any]) -> dict[str, Any]:
             "c2pa_share": c2pa.get("ai_generated_share"),
             "c2pa_status": c2pa.get("status", {}),
         },
-        "optout": {"protocols": protocols, "any_opted_out": opt.get("any_opted_out")},
+        "optout": {
+            "protocols": protocols,
+            "any_opted_out": opt.get("any_opted_out"),
+            "in_files": _in_file_optouts(sig),
+        },
         "nsfw": {
             k: v
             for k, v in (sig.get("nsfw", {}) or {}).items()
