@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -26,7 +27,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipaudit.data.formats import atomic_write_bytes, output_errors
+from clipaudit.data.formats import (
+    Dataset,
+    ReadOptions,
+    atomic_write_bytes,
+    open_dataset,
+    output_errors,
+)
 from clipaudit.errors import ClipauditError
 
 SUBFOLDERS = ("signals", "markers", "img_emb", "text_emb", "metadata")
@@ -118,6 +125,26 @@ class RunDir:
                 self.path / "metadata" / f"metadata_{k}.parquet", table_bytes(metadata)
             )
         atomic_write_bytes(self.marker(k), b"")
+
+
+def recorded_read_options(record: dict[str, Any]) -> ReadOptions:
+    """The read options (columns, shard size, split) a run was scored with, as ``run.json``
+    records them; keys this version does not know are left out."""
+    known = {f.name for f in dataclasses.fields(ReadOptions)}
+    read = (record.get("settings") or {}).get("read") or {}
+    return ReadOptions(**{k: v for k, v in read.items() if k in known})
+
+
+def open_run_dataset(record: dict[str, Any]) -> Dataset:
+    """The dataset a run was scored from, opened as the run read it: the same format and read
+    options. Opened with detected columns instead, a run read with ``--caption-column descr``
+    would come back captionless (a re-decide wrote its kept captions as empty, the judge asked
+    about an empty caption) and one sharded by ``--shard-size`` with other shard numbers."""
+    return open_dataset(
+        recorded_source(record),
+        format=(record.get("dataset") or {}).get("format"),
+        options=recorded_read_options(record),
+    )
 
 
 def recorded_source(record: dict[str, Any]) -> str:

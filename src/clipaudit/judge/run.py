@@ -115,16 +115,16 @@ def rubric_for(pack: Pack, name: str) -> Rubric | None:
 
 def _images(run: RunDir, ids: set[str]) -> dict[str, tuple[Any, str | None]]:
     """id → (decoded image or None, caption), reading only the shards that hold them."""
+    from clipaudit.curate.rundir import open_run_dataset, recorded_source
     from clipaudit.data.decode import decode_sample
-    from clipaudit.data.formats import open_dataset
 
     record = run.read_json("run.json")
-    src = (record.get("dataset") or {}).get("source")
+    src = recorded_source(record) if record.get("dataset") else None
     if not src or not Path(src).exists():
         raise ClipauditError(
             f"the run's dataset {src!r} is not on this machine; the judge needs the images."
         )
-    ds = open_dataset(src, format=(record.get("dataset") or {}).get("format"))
+    ds = open_run_dataset(record)
     dec = pq.read_table(run.path / "decisions.parquet", columns=["id", "shard"]).to_pylist()
     shards = sorted({int(d["shard"]) for d in dec if d["id"] in ids})
     names = ds.shards()

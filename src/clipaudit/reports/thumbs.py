@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from clipaudit.curate.rundir import open_run_dataset, recorded_source
 from clipaudit.data.decode import decode_image, decode_sample
 from clipaudit.data.formats import open_dataset
 from clipaudit.data.sample import Sample
@@ -51,11 +52,10 @@ class ThumbSource:
     px: int = THUMB_PX
 
     def _dataset(self) -> Any:
-        ds_rec = self.record.get("dataset", {})
-        src = ds_rec.get("source")
+        src = recorded_source(self.record) if self.record.get("dataset") else None
         if src and Path(src).exists():
             try:
-                return open_dataset(src, format=ds_rec.get("format")), True
+                return open_run_dataset(self.record), True  # as the run read it
             except ClipauditError:
                 pass
         kept = self.run / "kept"

@@ -57,14 +57,13 @@ from clipaudit.curate.decide.rules import (
 )
 from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.memory import release_memory, use_system_arrow_pool
-from clipaudit.curate.rundir import RunDir, recorded_source, table_bytes
+from clipaudit.curate.rundir import RunDir, open_run_dataset, recorded_source, table_bytes
 from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
 from clipaudit.curate.stages.hashes import THUMB
 from clipaudit.curate.stages.reasons import SIGNAL_STATS
 from clipaudit.data.formats import (
     Dataset,
     atomic_write_bytes,
-    open_dataset,
     output_errors,
 )
 from clipaudit.errors import ClipauditError
@@ -699,7 +698,7 @@ def decide_run(
         phases.done("decisions")
         if write_kept:
             if dataset is None:
-                dataset = open_dataset(recorded_source(record), format=record["dataset"]["format"])
+                dataset = open_run_dataset(record)
             fmt = out_format or record.get("out_format") or dataset.format
             # Parallel only for the dataset the run records (a Dataset object handed in
             # otherwise, e.g. an in-memory one, is written here).

@@ -1,0 +1,75 @@
+"""A run's dataset opened again (re-decide writing kept/, the judge, report thumbnails) is
+read as the run read it: with its caption column and shard size. Opened with detected
+columns, a run read with ``--caption-column descr`` came back captionless and one read with
+``--shard-size 5`` had other shard numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from clipaudit.curate.decide import decide_run
+from clipaudit.curate.pipeline import CurateConfig, curate
+from clipaudit.curate.rundir import RunDir, open_run_dataset
+from clipaudit.data import open_dataset
+from clipaudit.data.example import example_samples
+from clipaudit.data.formats import ReadOptions
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """12 images in an imagefolder whose captions sit in a field named ``descr``, curated
+    with ``--caption-column descr --shard-size 5`` (three shards)."""
+    base = tmp_path_factory.mktemp("reopen")
+    folder = base / "data"
+    folder.mkdir()
+    captions: dict[str, str] = {}
+    lines = []
+    for i, s in enumerate(example_samples(12)):
+        name = f"img{i:02d}.png"
+        (folder / name).write_bytes(s.image or b"")
+        lines.append(json.dumps({"file_name": name, "descr": s.caption}))
+        captions[name] = str(s.caption)
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    opts = ReadOptions(caption_column="descr", shard_size=5)
+    curate(
+        CurateConfig(
+            str(folder), str(base / "run"), stages=["quality"], rules="keep-all", read=opts
+        )
+    )
+    return base / "run", captions
+
+
+def _name(sample_id: str) -> str:
+    return sample_id.rsplit("/", 1)[-1]
+
+
+def test_the_run_records_three_shards_and_reopens_with_them(
+    run: tuple[Path, dict[str, str]],
+) -> None:
+    path, captions = run
+    record = json.loads((path / "run.json").read_text())
+    ds = open_run_dataset(record)
+    assert len(ds.shards()) == 3 == len(record["dataset"]["shards"])
+    assert {_name(s.id): s.caption for s in ds} == captions
+
+
+def test_a_re_decide_keeps_the_captions(run: tuple[Path, dict[str, str]]) -> None:
+    path, captions = run
+    decide_run(str(path), rules="keep-all")
+    kept = list(open_dataset(str(path / "kept")))
+    assert len(kept) == 12
+    assert {_name(s.id): s.caption for s in kept} == captions
+
+
+def test_the_judge_reads_each_sample_and_its_caption(run: tuple[Path, dict[str, str]]) -> None:
+    from clipaudit.judge.run import _images
+
+    path, captions = run
+    ids = {str(r["id"]) for r in pq.read_table(path / "decisions.parquet").to_pylist()}
+    got = _images(RunDir(path), ids)
+    assert {_name(i): c for i, (_, c) in got.items()} == captions
+    assert all(im is not None for im, _ in got.values())
