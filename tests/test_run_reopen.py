@@ -17,13 +17,17 @@ from clipaudit.curate.rundir import RunDir, open_run_dataset
 from clipaudit.data import open_dataset
 from clipaudit.data.example import example_samples
 from clipaudit.data.formats import ReadOptions
+from clipaudit.errors import ClipauditError
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    return _curated(tmp_path_factory.mktemp("reopen"))
+
+
+def _curated(base: Path) -> tuple[Path, dict[str, str]]:
     """12 images in an imagefolder whose captions sit in a field named ``descr``, curated
     with ``--caption-column descr --shard-size 5`` (three shards)."""
-    base = tmp_path_factory.mktemp("reopen")
     folder = base / "data"
     folder.mkdir()
     captions: dict[str, str] = {}
@@ -73,3 +77,30 @@ def test_the_judge_reads_each_sample_and_its_caption(run: tuple[Path, dict[str, 
     got = _images(RunDir(path), ids)
     assert {_name(i): c for i, (_, c) in got.items()} == captions
     assert all(im is not None for im, _ in got.values())
+
+
+def test_a_source_that_lost_a_kept_sample_is_an_error_not_a_shorter_kept_set(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import cli_batch
+
+    path, _ = _curated(tmp_path)
+    meta = tmp_path / "data" / "metadata.jsonl"  # the source changed after the run
+    meta.write_text(
+        "".join(x for x in meta.read_text().splitlines(True) if "img07" not in x),
+        encoding="utf-8",
+    )
+    with pytest.raises(ClipauditError, match=r"holds 4 of the 5 samples the run kept"):
+        decide_run(str(path), rules="keep-all")
+    # From the command line: one line, and --no-kept decides from the signals alone.
+    (code, _, err), (code2, out2, err2) = cli_batch(
+        [
+            ("decide", str(path), "--rules", "keep-all"),
+            ("decide", str(path), "--rules", "keep-all", "--no-kept"),
+        ]
+    )
+    assert code != 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: The dataset ")
+    assert code2 == 0, err2
+    assert "kept 12" in out2 + err2
+    assert "was not rewritten: it still holds an earlier decision's kept samples" in err2

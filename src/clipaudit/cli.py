@@ -442,6 +442,13 @@ def decide(
     split_by_route: Annotated[
         bool, typer.Option(help="Also write one kept dataset per route (kept_routes/NAME).")
     ] = False,
+    kept: Annotated[
+        bool,
+        typer.Option(
+            help="Write the kept dataset (kept/) from the source; --no-kept decides from the "
+            "run's signals alone, without the source dataset.",
+        ),
+    ] = True,
 ) -> None:
     """Re-apply a rules pack to a run's stored signals, without loading any model (routes
     with a phrase the run has not embedded yet load its text tower once)."""
@@ -463,8 +470,17 @@ def decide(
             against_paths=list(against or []),
             against_cache=against_cache,
             split_by_route=split_by_route,
+            write_kept=kept,
         )
     _print_stats(stats, run)
+    if not kept and (run / "kept").exists():
+        console.print(
+            f"note: {run / 'kept'} was not rewritten: it still holds an earlier decision's "
+            "kept samples.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     _gate_exit(stats, allow_gate_failure)
 
 

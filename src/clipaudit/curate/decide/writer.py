@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from clipaudit.curate.rundir import recorded_source
 from clipaudit.data.formats import Dataset, ReadOptions, get_format, open_dataset, write_dataset
 from clipaudit.data.sample import Sample
+from clipaudit.errors import ClipauditError
 
 KEPT_SHARD_SIZE = 1000
 
@@ -42,13 +43,32 @@ def kept_count(decisions: Path) -> int:
 
 
 def _kept_samples(ds: Dataset, parts: dict[int, Path], start: int) -> Iterator[Sample]:
-    """Kept samples of input shards ``start``, ``start + 1``, … in order."""
+    """Kept samples of input shards ``start``, ``start + 1``, … in order. A kept sample the
+    input no longer holds where the run found it is an error, not a shorter kept dataset."""
     shards = ds.shards()
+    beyond = sorted(k for k in parts if k >= len(shards))
+    if beyond:
+        raise _changed(ds, f"has {len(shards)} shards where the run scored {max(beyond) + 1}")
     for k in range(start, len(shards)):
         if k not in parts:
             continue
         keep = kept_ids(parts[k])
-        yield from (s for s in ds.read_shard(shards[k]) if s.id in keep)
+        found = 0
+        for s in ds.read_shard(shards[k]):
+            if s.id in keep:
+                found += 1
+                yield s
+        if found != len(keep):
+            raise _changed(
+                ds, f"shard {shards[k]!r} holds {found} of the {len(keep)} samples the run kept"
+            )
+
+
+def _changed(ds: Dataset, what: str) -> ClipauditError:
+    return ClipauditError(
+        f"The dataset {ds.describe()!r} {what}: it changed since the run was scored (or was "
+        "opened otherwise); curate it again, or decide with --no-kept."
+    )
 
 
 def write_serial(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str) -> None:
