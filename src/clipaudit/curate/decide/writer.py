@@ -95,11 +95,22 @@ def write_route(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str, route:
         nonlocal written
         for k in sorted(parts):
             want = routed_ids(parts[k], route)
-            if want:
-                for s in ds.read_shard(shards[k]):
-                    if s.id in want:
-                        written += 1
-                        yield s
+            if not want:
+                continue
+            if k >= len(shards):
+                raise _changed(ds, f"has {len(shards)} shards where the run scored {k + 1}")
+            found = 0
+            for s in ds.read_shard(shards[k]):
+                if s.id in want:
+                    found += 1
+                    yield s
+            if found != len(want):
+                raise _changed(
+                    ds,
+                    f"shard {shards[k]!r} holds {found} of the {len(want)} samples routed "
+                    f"to {route!r}",
+                )
+            written += found
 
     write_dataset(samples(), out, fmt, shard_size=_size())
     return written
