@@ -45,6 +45,8 @@ def caption_word_count(text: str) -> int:
 
 def caption_width(text: str) -> int:
     """The display width of ``text``, counted as the module says."""
+    if text.isascii():  # most captions: one column a character, no per-character look-ups
+        return len(text)
     n = 0
     for ch in text:
         if unicodedata.combining(ch) or unicodedata.category(ch) == "Cf":
