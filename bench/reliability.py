@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the catalogue lives beside the tests
@@ -51,6 +52,22 @@ def markdown(rows: list[ClassResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(previous: list[dict[str, Any]], fresh: list[ClassResult]) -> list[ClassResult]:
+    """The committed table's rows with those run now: same class, its row replaced in place;
+    a new class before the kill trials (the table's last rows)."""
+    now = {r.name: r for r in fresh}
+    rows = [now.pop(d["class"]) if d["class"] in now else _row(d) for d in previous]
+    at = next((i for i, r in enumerate(rows) if r.name.startswith("SIGKILL")), len(rows))
+    return rows[:at] + list(now.values()) + rows[at:]
+
+
+def _row(d: dict[str, Any]) -> ClassResult:
+    r = ClassResult(d["class"], d["kind"], d["cases"], seconds=d["seconds"], notes=d["notes"])
+    r.counts.update({c: n for c, n in d["outcomes"].items() if n})
+    r.unexpected = list(d["unexpected"])
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kill-trials", type=int, default=20)
@@ -59,9 +76,16 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="inputs, model-stages, config, writes, os-writes, optout, judge, kill, cli-kill",
+        help="inputs, model-stages, config, writes, os-writes, optout, judge, judge-proxy, "
+        "kill, cli-kill",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other classes of the table in --out: a class run now replaces its row, "
+        "a new class goes before the kill trials",
+    )
     args = ap.parse_args()
     os.environ.setdefault("CLIPAUDIT_OFFLINE", "1")
     wanted = set(
@@ -74,6 +98,7 @@ def main() -> None:
             "os-writes",
             "optout",
             "judge",
+            "judge-proxy",
             "kill",
             "cli-kill",
         ]
@@ -90,6 +115,7 @@ def main() -> None:
             "os-writes": lambda: [faults.real_write_errors(root / "os-writes")],
             "optout": lambda: [faults.optout_servers(root / "optout")],
             "judge": lambda: [faults.judge_servers(root / "judge")],
+            "judge-proxy": lambda: [faults.judge_servers(root / "judge-proxy", via_proxy=True)],
             "kill": lambda: [faults.sigkill_trials(root / "kill", args.kill_trials, seed=1)],
             "cli-kill": lambda: [
                 faults.sigkill_trials(root / "cli-kill", args.cli_kill_trials, seed=2, via="cli")
@@ -111,8 +137,13 @@ def main() -> None:
                     print(f"  unexpected in {r.name}: {u}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/reliability.py " + " ".join(sys.argv[1:])
+    if args.merge and (out / "reliability.json").is_file():
+        before = json.loads((out / "reliability.json").read_text())
+        rows = merged(before["classes"], rows)
+        command = f"{before['command']}; then {command}"
     result: dict[str, object] = {
-        "command": "python bench/reliability.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "seconds": round(time.perf_counter() - t0, 1),
         "classes": [r.to_dict() for r in rows],

@@ -527,17 +527,40 @@ def _short_body(h: Any) -> None:
     h.close_connection = True
 
 
-def judge_servers(root: Path) -> ClassResult:
+def judge_servers(root: Path, via_proxy: bool = False) -> ClassResult:
     """Misbehaving OpenAI-compatible servers behind ``clipaudit judge``: each selected sample
     ends with one recorded answer (``failed`` or ``unparseable``, its problem named) within
-    the run's deadline, and nothing the server sends is taken as a verdict."""
+    the run's deadline, and nothing the server sends is taken as a verdict. ``via_proxy``:
+    the same servers reached through a forwarding proxy named in ``HTTP_PROXY``, which relays
+    each misbehaviour as it comes."""
+    import contextlib
+    import os
+
+    from tests.judge_server import ForwardingProxy
+
+    title = "judge server: stall, trickle, endless, refusals, garbage"
+    res = ClassResult(title + (", through a proxy" if via_proxy else ""), "fault")
+    proxy = ForwardingProxy() if via_proxy else None
+    with contextlib.ExitStack() as stack:
+        if proxy is not None:
+            stack.enter_context(proxy)
+            saved = {k: os.environ.pop(k, None) for k in ("NO_PROXY", "no_proxy")}
+            os.environ["HTTP_PROXY"] = proxy.url
+            stack.callback(os.environ.pop, "HTTP_PROXY", None)
+            stack.callback(os.environ.update, {k: v for k, v in saved.items() if v is not None})
+        _judge_servers(root, res)
+    if proxy is not None:
+        res.notes += f"; every request went through the proxy ({len(proxy.targets)} relayed)"
+    return res
+
+
+def _judge_servers(root: Path, res: ClassResult) -> None:
     from clipaudit.curate.pipeline import CurateConfig, curate
     from clipaudit.data import write_dataset
     from clipaudit.data.example import example_samples
     from clipaudit.judge.run import clean_endpoint, run_judge
     from tests.judge_server import ScriptedServer
 
-    res = ClassResult("judge server: stall, trickle, endless, refusals, garbage", "fault")
     t0 = time.perf_counter()
     write_dataset(example_samples(2), str(root / "data"), "parquet")
     run = root / "run"
@@ -603,4 +626,3 @@ def judge_servers(root: Path) -> ClassResult:
         f"one sample asked of {len(behaviours)} scripted servers (read timeout 1 s, run "
         f"deadline {deadline:g} s): the slowest ended in {slowest:.1f}s"
     )
-    return res
