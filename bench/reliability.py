@@ -54,11 +54,16 @@ def markdown(rows: list[ClassResult]) -> str:
 
 def merged(previous: list[dict[str, Any]], fresh: list[ClassResult]) -> list[ClassResult]:
     """The committed table's rows with those run now: same class, its row replaced in place;
-    a new class before the kill trials (the table's last rows)."""
+    a new class after the row its name extends ("…, through a proxy"), else before the kill
+    trials (the table's last rows)."""
     now = {r.name: r for r in fresh}
     rows = [now.pop(d["class"]) if d["class"] in now else _row(d) for d in previous]
-    at = next((i for i, r in enumerate(rows) if r.name.startswith("SIGKILL")), len(rows))
-    return rows[:at] + list(now.values()) + rows[at:]
+    for r in now.values():
+        parent = [i for i, old in enumerate(rows) if r.name.startswith(old.name + ",")]
+        kill = [i for i, old in enumerate(rows) if old.name.startswith("SIGKILL")]
+        at = parent[-1] + 1 if parent else (kill[0] if kill else len(rows))
+        rows.insert(at, r)
+    return rows
 
 
 def _row(d: dict[str, Any]) -> ClassResult:
@@ -76,8 +81,8 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="inputs, model-stages, config, writes, os-writes, optout, judge, judge-proxy, "
-        "kill, cli-kill",
+        help="inputs, model-stages, config, writes, os-writes, optout, optout-proxy, judge, "
+        "judge-proxy, kill, cli-kill",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument(
@@ -97,6 +102,7 @@ def main() -> None:
             "writes",
             "os-writes",
             "optout",
+            "optout-proxy",
             "judge",
             "judge-proxy",
             "kill",
@@ -114,6 +120,7 @@ def main() -> None:
             "writes": lambda: [faults.write_error_trials(root / "writes")],
             "os-writes": lambda: [faults.real_write_errors(root / "os-writes")],
             "optout": lambda: [faults.optout_servers(root / "optout")],
+            "optout-proxy": lambda: [faults.optout_servers(root / "optout-proxy", via_proxy=True)],
             "judge": lambda: [faults.judge_servers(root / "judge")],
             "judge-proxy": lambda: [faults.judge_servers(root / "judge-proxy", via_proxy=True)],
             "kill": lambda: [faults.sigkill_trials(root / "kill", args.kill_trials, seed=1)],

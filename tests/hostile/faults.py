@@ -415,8 +415,31 @@ def _read_only(path: str) -> bool:
 # --- opt-out fetcher ---------------------------------------------------------------------
 
 
-def optout_servers(root: Path) -> ClassResult:
-    """Every file of origins whose servers misbehave: bounded time, recorded unreachable."""
+def optout_servers(root: Path, via_proxy: bool = False) -> ClassResult:
+    """Every file of origins whose servers misbehave: bounded time, recorded unreachable.
+    ``via_proxy``: fetched through a forwarding proxy named in ``http_proxy`` and
+    ``https_proxy`` (it relays what the origins send and refuses CONNECT tunnels)."""
+    import os
+
+    from tests.test_optout_support import forward_proxy
+
+    title = "opt-out fetch: stall, reset, endless, redirect loops"
+    res = ClassResult(title + (", through a proxy" if via_proxy else ""), "fault")
+    with contextlib.ExitStack() as stack:
+        if via_proxy:
+            url, log = stack.enter_context(forward_proxy())
+            saved = {k: os.environ.pop(k, None) for k in ("no_proxy", "NO_PROXY")}
+            for var in ("http_proxy", "https_proxy"):
+                os.environ[var] = url
+                stack.callback(os.environ.pop, var, None)
+            stack.callback(os.environ.update, {k: v for k, v in saved.items() if v is not None})
+        _optout_servers(root, res)
+        if via_proxy:
+            res.notes += f"; {len(log.lines)} requests went through the proxy"
+    return res
+
+
+def _optout_servers(root: Path, res: ClassResult) -> None:
     from clipaudit.optout import FetchConfig, HttpSettings, read_entry
     from clipaudit.optout.fetch import fetch_origins
     from tests.test_optout_support import (
@@ -429,7 +452,6 @@ def optout_servers(root: Path) -> ClassResult:
         trickle_headers,
     )
 
-    res = ClassResult("opt-out fetch: stall, reset, endless, redirect loops", "fault")
     t0 = time.perf_counter()
     settings = HttpSettings(timeout=1.0, deadline=2.0)
     behaviours: dict[str, tuple[Any, frozenset[str]]] = {
@@ -502,7 +524,6 @@ def optout_servers(root: Path) -> ClassResult:
         f"{len(origins)} origins × 3 files fetched together in {elapsed:.1f}s "
         f"(per-read timeout {settings.timeout:g}s, deadline {settings.deadline:g}s)"
     )
-    return res
 
 
 def _endless_headers(h: Any) -> None:
