@@ -83,6 +83,8 @@ def test_the_request_is_the_openai_image_message(
     for f in run.rglob("*"):
         if f.is_file():
             assert KEY.encode() not in f.read_bytes(), f
+    # The downscaled pictures waited on disk during the run and are gone after it.
+    assert not list((run / "judge").glob(".images-*"))
 
 
 def test_failures_end_as_the_rubric_says_and_the_run_resumes(run: Path) -> None:

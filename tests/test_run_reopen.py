@@ -69,14 +69,22 @@ def test_a_re_decide_keeps_the_captions(run: tuple[Path, dict[str, str]]) -> Non
     assert {_name(s.id): s.caption for s in kept} == captions
 
 
-def test_the_judge_reads_each_sample_and_its_caption(run: tuple[Path, dict[str, str]]) -> None:
+def test_the_judge_reads_each_sample_and_its_caption(
+    run: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    from PIL import Image
+
     from clipaudit.judge.run import _images
 
     path, captions = run
     ids = {str(r["id"]) for r in pq.read_table(path / "decisions.parquet").to_pylist()}
-    got = _images(RunDir(path), ids)
+    got = _images(RunDir(path), ids, tmp_path, max_side=32)
     assert {_name(i): c for i, (_, c) in got.items()} == captions
-    assert all(im is not None for im, _ in got.values())
+    # Each picture waits on disk as the JPEG to send, downscaled: memory holds only paths.
+    for jpeg, _ in got.values():
+        assert jpeg is not None and jpeg.parent == tmp_path
+        with Image.open(jpeg) as im:
+            assert im.format == "JPEG" and max(im.size) <= 32
 
 
 def test_a_source_that_lost_a_kept_sample_is_an_error_not_a_shorter_kept_set(

@@ -50,7 +50,12 @@ def image_data_url(image: Image.Image, max_side: int) -> tuple[str, bytes]:
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=85)
     data = buf.getvalue()
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), data
+    return jpeg_data_url(data), data
+
+
+def jpeg_data_url(jpeg: bytes) -> str:
+    """The ``data:`` URL of JPEG bytes, as the chat API takes an image inline."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 def messages(question: str, data_url: str, choices: list[str]) -> list[dict[str, Any]]:

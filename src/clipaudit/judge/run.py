@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,14 @@ import pyarrow.parquet as pq
 from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
-from clipaudit.judge.client import Settings, ask, image_data_url, make_client, messages
+from clipaudit.judge.client import (
+    Settings,
+    ask,
+    image_data_url,
+    jpeg_data_url,
+    make_client,
+    messages,
+)
 from clipaudit.rules.schema import Pack, load_pack
 from clipaudit.rules.sections.judge import Rubric
 
@@ -113,8 +121,13 @@ def rubric_for(pack: Pack, name: str) -> Rubric | None:
     return pack.judge.rubric(name)
 
 
-def _images(run: RunDir, ids: set[str]) -> dict[str, tuple[Any, str | None]]:
-    """id → (decoded image or None, caption), reading only the shards that hold them."""
+def _images(
+    run: RunDir, ids: set[str], spill: Path, max_side: int = 512
+) -> dict[str, tuple[Path | None, str | None]]:
+    """id → (the JPEG to send, as a file in ``spill``, or None where nothing decoded;
+    caption), reading only the shards that hold them. Each picture is downscaled and written
+    out as it is read, so memory holds paths and captions, not a budget's worth of decoded
+    images (a --budget of 50,000 full-size photos would not fit)."""
     from clipaudit.curate.rundir import open_run_dataset, recorded_source
     from clipaudit.data.decode import decode_sample
 
@@ -128,11 +141,16 @@ def _images(run: RunDir, ids: set[str]) -> dict[str, tuple[Any, str | None]]:
     dec = pq.read_table(run.path / "decisions.parquet", columns=["id", "shard"]).to_pylist()
     shards = sorted({int(d["shard"]) for d in dec if d["id"] in ids})
     names = ds.shards()
-    out: dict[str, tuple[Any, str | None]] = {}
+    out: dict[str, tuple[Path | None, str | None]] = {}
     for k in shards:
         for s in ds.read_shard(names[k]):
             if s.id in ids:
-                out[s.id] = (decode_sample(s).image, s.caption)
+                image = decode_sample(s).image
+                path = None
+                if image is not None:
+                    path = spill / f"{len(out)}.jpg"
+                    path.write_bytes(image_data_url(image, max_side)[1])
+                out[s.id] = (path, s.caption)
     return out
 
 
@@ -177,7 +195,14 @@ def run_judge(
     jobs = select(run, pack, select_expr, rubric)[:budget]
     folder = run.path / JUDGE_DIR
     log = AnswerLog(folder)
-    images = _images(run, {j.id for j in jobs})
+    # The pictures to send, downscaled, wait on disk (removed when the run ends).
+    spill = tempfile.TemporaryDirectory(prefix=".images-", dir=folder)
+    try:
+        images = _images(run, {j.id for j in jobs}, Path(spill.name), max_side)
+    except BaseException:
+        spill.cleanup()
+        log.close()
+        raise
     deadline = time.monotonic() + deadline_s
     client = make_client(settings, deadline)
     lock = threading.Lock()
@@ -187,13 +212,14 @@ def run_judge(
     def one(job: Job) -> None:
         r = rubric_for(pack, job.rubric)
         assert r is not None
-        im, caption = images.get(job.id, (None, None))
-        if im is None:
+        path, caption = images.get(job.id, (None, None))
+        if path is None:
             with lock:
                 counts["no_image"] += 1
             return
         question = r.question.replace("{caption}", json.dumps(caption or ""))
-        url, jpeg = image_data_url(im, max_side)
+        jpeg = path.read_bytes()
+        url = jpeg_data_url(jpeg)
         k = answer_key(jpeg, question + "|" + "|".join(r.choices), model, ep)
         if k in log.done:
             with lock:
@@ -236,6 +262,7 @@ def run_judge(
             list(pool.map(one, jobs))
     finally:
         log.close()
+        spill.cleanup()
     wall = time.monotonic() - t0
     _write_verdicts(folder, log.done)
     cost = None
