@@ -50,18 +50,19 @@ def _kept_samples(ds: Dataset, parts: dict[int, Path], start: int) -> Iterator[S
     if beyond:
         raise _changed(ds, f"has {len(shards)} shards where the run scored {max(beyond) + 1}")
     for k in range(start, len(shards)):
-        if k not in parts:
-            continue
-        keep = kept_ids(parts[k])
-        found = 0
-        for s in ds.read_shard(shards[k]):
-            if s.id in keep:
-                found += 1
-                yield s
-        if found != len(keep):
-            raise _changed(
-                ds, f"shard {shards[k]!r} holds {found} of the {len(keep)} samples the run kept"
-            )
+        if k in parts:
+            yield from _every(ds, shards[k], kept_ids(parts[k]), "the run kept")
+
+
+def _every(ds: Dataset, shard: str, wanted: set[str], what: str) -> Iterator[Sample]:
+    """The samples of ``shard`` whose ids are ``wanted``, in order; all of them or an error."""
+    found = 0
+    for s in ds.read_shard(shard):
+        if s.id in wanted:
+            found += 1
+            yield s
+    if found != len(wanted):
+        raise _changed(ds, f"shard {shard!r} holds {found} of the {len(wanted)} samples {what}")
 
 
 def _changed(ds: Dataset, what: str) -> ClipauditError:
@@ -99,18 +100,8 @@ def write_route(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str, route:
                 continue
             if k >= len(shards):
                 raise _changed(ds, f"has {len(shards)} shards where the run scored {k + 1}")
-            found = 0
-            for s in ds.read_shard(shards[k]):
-                if s.id in want:
-                    found += 1
-                    yield s
-            if found != len(want):
-                raise _changed(
-                    ds,
-                    f"shard {shards[k]!r} holds {found} of the {len(want)} samples routed "
-                    f"to {route!r}",
-                )
-            written += found
+            yield from _every(ds, shards[k], want, f"routed to {route!r}")
+            written += len(want)
 
     write_dataset(samples(), out, fmt, shard_size=_size())
     return written
