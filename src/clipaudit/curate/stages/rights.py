@@ -222,7 +222,7 @@ def rights_reasons(sig: Signals, pack: Pack) -> list[list[str]]:
             codes.append("copyright_notice")
         if dmi[i] is not None and dmi[i] in optout:
             codes.append("optout_iptc")
-        if tdm[i] is not None and tdm[i] == 1:  # TDMRep's reservation carried in the file
+        if tdm[i] == 1:  # TDMRep's reservation carried in the file
             codes.append("optout_tdmrep")
         if xmp_type[i] is not None and xmp_type[i] in ai_types:
             codes.append("ai_generated")
@@ -328,6 +328,15 @@ def _counts(values: Any, top: int | None = None) -> dict[str, int]:
     return dict(c.most_common(top))
 
 
+def _listed(values: Any) -> Counter[str]:
+    """How often each name appears in a column of comma-joined names."""
+    counts: Counter[str] = Counter()
+    for v in values:
+        if v:
+            counts.update(str(v).split(","))
+    return counts
+
+
 def _has(reasons: list[list[str]], code: str) -> int:
     return sum(code in r for r in reasons)
 
@@ -403,14 +412,9 @@ def c2pa_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str, 
     }
     if "c2pa_status" not in sig:
         return {"computed": False, **base}
-    types: Counter[str] = Counter()
-    for v in column(sig, "c2pa_source_type"):
-        if v:
-            types.update(str(v).split(","))
-    inherited: Counter[str] = Counter()
-    for v in column(sig, "c2pa_ingredient_source_type"):
-        if v:
-            inherited.update(str(v).split(","))
+    types, inherited = (
+        _listed(column(sig, c)) for c in ("c2pa_source_type", "c2pa_ingredient_source_type")
+    )
     return {
         "computed": True,
         **base,
