@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -311,3 +312,115 @@ def test_the_proxy_the_environment_names_is_used_and_still_bounded(
         monkeypatch.setenv("HTTP_PROXY", "ftp://proxy.invalid")
         with pytest.raises(ClipauditError, match=r"ftp://proxy\.invalid"):
             make_client(s)
+
+
+QUARTERS = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 220, 0)]
+
+
+def _moving_run(tmp_path: Path, sampling: str) -> Path:
+    """A run over a 4 s clip (one colour a second), a four-colour animated GIF and a still."""
+    from typer.testing import CliRunner
+
+    from clipaudit.cli import app
+    from clipaudit.data.formats import write_dataset
+    from clipaudit.data.sample import Sample
+    from clipaudit.data.video import encode_video
+
+    frames = [Image.new("RGB", (64, 64), QUARTERS[k // 8]) for k in range(32)]
+    gif = io.BytesIO()
+    cells = [Image.new("RGB", (64, 64), c) for c in QUARTERS]
+    cells[0].save(gif, "GIF", save_all=True, append_images=cells[1:], duration=200, loop=0)
+    still = io.BytesIO()
+    Image.new("RGB", (64, 64), QUARTERS[2]).save(still, "JPEG")
+    samples = [
+        Sample("clip", encode_video(frames, fps=8), caption="the clip", image_ext="mp4"),
+        Sample("gif", gif.getvalue(), caption="the gif", image_ext="gif"),
+        Sample("still", still.getvalue(), caption="the still", image_ext="jpg"),
+    ]
+    if not (tmp_path / "d").exists():
+        write_dataset(samples, tmp_path / "d", "webdataset")
+    out = tmp_path / f"r-{sampling.replace(':', '')}"
+    r = CliRunner().invoke(
+        app,
+        ["curate", str(tmp_path / "d"), "--stages", "quality", "--rules", "keep-all",
+         "--out", str(out), "--video-sampling", sampling],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _sent(srv: ScriptedServer) -> dict[str, tuple[str, Image.Image]]:
+    """caption → (question text, picture) of every request the server saw."""
+    out = {}
+    for body in srv.requests:
+        text, image = body["messages"][-1]["content"]
+        jpeg = base64.b64decode(image["image_url"]["url"].split(",", 1)[1])
+        caption = next(c for c in ("the clip", "the gif", "the still") if c in text["text"])
+        out[caption] = (text["text"], Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    return out
+
+
+def _cell_colours(sheet: Image.Image, cols: int, rows: int) -> list[tuple[int, ...]]:
+    w, h = sheet.size
+    px = np.asarray(sheet, np.int16)
+    return [
+        tuple(px[int((r + 0.5) * h / rows), int((c + 0.5) * w / cols)].tolist())
+        for r in range(rows)
+        for c in range(cols)
+    ]
+
+
+def _near(got: list[tuple[int, ...]], want: list[tuple[int, int, int]]) -> bool:
+    if len(got) != len(want):
+        return False
+    pairs = zip(got, want, strict=True)
+    return all(max(abs(a - b) for a, b in zip(g, w, strict=True)) <= 40 for g, w in pairs)
+
+
+def test_a_clip_and_an_animation_are_sent_as_a_sheet_of_their_frames(tmp_path: Path) -> None:
+    """The middle frame alone hid the rest of a clip (and the first frame the rest of a GIF):
+    the judge sends up to four sampled frames, first to last, on one picture, and says so."""
+    run = _moving_run(tmp_path, "uniform:8")
+    with ScriptedServer([("ok", YES)] * 3) as srv:
+        info = run_judge(run, srv.url, "m", select_expr="decision != 'error'", max_side=96)
+    assert info["asked"] == 3 and info["ok"] == 3
+    sent = _sent(srv)
+    text, sheet = sent["the clip"]
+    assert text.startswith("The image shows 4 frames of one video, sampled in order")
+    assert max(sheet.size) <= 96
+    # uniform:8 over 4 s samples 0.25 s … 3.75 s; the sheet shows samples 0, 2, 5 and 7:
+    # one from each second, in reading order.
+    assert _near(_cell_colours(sheet, 2, 2), QUARTERS), _cell_colours(sheet, 2, 2)
+    # The grey gutter between the columns.
+    gutter = np.asarray(sheet, np.int16)[:, sheet.width // 2]
+    assert np.abs(gutter[5:-5] - 128).max() <= 40
+    text, sheet = sent["the gif"]
+    assert text.startswith("The image shows 4 frames of one animation")
+    assert _near(_cell_colours(sheet, 2, 2), QUARTERS)
+    text, picture = sent["the still"]
+    assert not text.startswith("The image shows") and "Caption:" in text
+    assert _near(_cell_colours(picture, 1, 1), [QUARTERS[2]])
+    # The clip is sampled as the run sampled it: two frames, side by side.
+    run = _moving_run(tmp_path, "uniform:2")
+    with ScriptedServer([("ok", YES)] * 3) as srv:
+        run_judge(run, srv.url, "m", select_expr="id == 'clip'", max_side=96)
+    text, sheet = _sent(srv)["the clip"]
+    assert text.startswith("The image shows 2 frames of one video")
+    # uniform:2 samples 1 s and 3 s: the second and the fourth colour.
+    assert sheet.width > 1.8 * sheet.height
+    assert _near(_cell_colours(sheet, 2, 1), [QUARTERS[1], QUARTERS[3]])
+
+
+def test_sheet_indices_and_layout() -> None:
+    from clipaudit.judge.pictures import contact_sheet, sheet_indices
+
+    assert sheet_indices(8) == [0, 2, 5, 7]
+    assert sheet_indices(3) == [0, 1, 2] and sheet_indices(1) == [0]
+    assert sheet_indices(32) == [0, 10, 21, 31]
+    wide = [Image.new("RGB", (640, 360), c) for c in QUARTERS[:3]]
+    sheet = contact_sheet(wide, 512)
+    # Three 16:9 frames on a 2 x 2 grid (one cell left grey), longer side 512 at most.
+    assert sheet.size == (2 * 254 + 4, 2 * 143 + 4)
+    assert _near(_cell_colours(sheet, 2, 2), [*QUARTERS[:3], (128, 128, 128)])
+    # Never enlarged past the frames' own size.
+    assert contact_sheet(wide[:2], 4096).size == (2 * 640 + 4, 360)

@@ -6,9 +6,10 @@ visible-watermark score lies in ``judge.watermark_band`` get ``watermark``; then
 review route (action ``flag``) queued get ``route:NAME``, a yes/no question on what the
 route is about (its verdict is recorded and reported, decide does not act on it). ``--select EXPR``
 (the ``--where`` language over the decision table) replaces that with one rubric for every
-selected sample. ``--budget`` caps the requests, closest first. Each sample's image (a
-video's middle frame) is read from the run's dataset, downscaled and sent on its own: the
-model never sees another sample.
+selected sample. ``--budget`` caps the requests, closest first. Each sample's image is read
+from the run's dataset, downscaled and sent on its own: the model never sees another sample.
+A video or an animated image is sent as one sheet of up to four of the frames the run sampled
+(judge/pictures.py), and the question says so.
 
 Outputs in ``RUN/judge/``: ``answers.jsonl`` (every request's raw answer, verdict, tokens,
 attempts; the resumable cache), ``verdicts.parquet`` (one row per sample and rubric, read by
@@ -123,13 +124,17 @@ def rubric_for(pack: Pack, name: str) -> Rubric | None:
 
 def _images(
     run: RunDir, ids: set[str], spill: Path, max_side: int = 512
-) -> dict[str, tuple[Path | None, str | None]]:
+) -> dict[str, tuple[Path | None, str | None, str]]:
     """id → (the JPEG to send, as a file in ``spill``, or None where nothing decoded;
-    caption), reading only the shards that hold them. Each picture is downscaled and written
-    out as it is read, so memory holds paths and captions, not a budget's worth of decoded
-    images (a --budget of 50,000 full-size photos would not fit)."""
+    caption; what to tell the model about the picture before the question: "" for a still,
+    the frame sheet's description for a clip or an animation), reading only the shards that
+    hold them. Each picture is downscaled and written out as it is read, so memory holds
+    paths and captions, not a budget's worth of decoded images (a --budget of 50,000
+    full-size photos would not fit)."""
     from clipaudit.curate.rundir import open_run_dataset, recorded_source
     from clipaudit.data.decode import decode_sample
+    from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
+    from clipaudit.judge.pictures import contact_sheet, frames_note, sheet_indices
 
     record = run.read_json("run.json")
     src = recorded_source(record) if record.get("dataset") else None
@@ -138,19 +143,29 @@ def _images(
             f"the run's dataset {src!r} is not on this machine; the judge needs the images."
         )
     ds = open_run_dataset(record)
+    # A clip's frames are sampled as the run sampled them (run.json records a policy other
+    # than the default), so the sheet shows the frames the stages scored.
+    recorded = (record.get("settings") or {}).get("video_sampling")
+    policy = SamplingPolicy.parse(recorded) if recorded else DEFAULT_POLICY
     dec = pq.read_table(run.path / "decisions.parquet", columns=["id", "shard"]).to_pylist()
     shards = sorted({int(d["shard"]) for d in dec if d["id"] in ids})
     names = ds.shards()
-    out: dict[str, tuple[Path | None, str | None]] = {}
+    out: dict[str, tuple[Path | None, str | None, str]] = {}
     for k in shards:
         for s in ds.read_shard(names[k]):
-            if s.id in ids:
-                image = decode_sample(s).image
-                path = None
-                if image is not None:
-                    path = spill / f"{len(out)}.jpg"
-                    path.write_bytes(image_data_url(image, max_side)[1])
-                out[s.id] = (path, s.caption)
+            if s.id not in ids:
+                continue
+            d = decode_sample(s, policy)
+            path, note = None, ""
+            picture = d.image
+            if picture is not None and d.frames and len(d.frames) > 1:
+                shown = [d.frames[i] for i in sheet_indices(len(d.frames))]
+                picture = contact_sheet(shown, max_side)
+                note = frames_note(len(shown), "video" if s.media == "video" else "animation")
+            if picture is not None:
+                path = spill / f"{len(out)}.jpg"
+                path.write_bytes(image_data_url(picture, max_side)[1])
+            out[s.id] = (path, s.caption, note)
     return out
 
 
@@ -212,12 +227,12 @@ def run_judge(
     def one(job: Job) -> None:
         r = rubric_for(pack, job.rubric)
         assert r is not None
-        path, caption = images.get(job.id, (None, None))
+        path, caption, note = images.get(job.id, (None, None, ""))
         if path is None:
             with lock:
                 counts["no_image"] += 1
             return
-        question = r.question.replace("{caption}", json.dumps(caption or ""))
+        question = note + r.question.replace("{caption}", json.dumps(caption or ""))
         jpeg = path.read_bytes()
         url = jpeg_data_url(jpeg)
         k = answer_key(jpeg, question + "|" + "|".join(r.choices), model, ep)
