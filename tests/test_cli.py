@@ -101,3 +101,42 @@ def test_usage_mistakes_are_a_usage_message_not_a_traceback(tmp_path: Path) -> N
     for (args, named), (code, _, stderr) in zip(cases.items(), results, strict=True):
         assert code == 2, (args, code)
         assert "Traceback" not in stderr and named in stderr, (args, stderr)
+
+
+def test_a_kept_format_nobody_can_write_fails_before_scoring(tmp_path: Path) -> None:
+    """--out-format was checked only when kept/ was written, after the whole dataset was
+    scored, and run.json kept the typo, so the corrected command and every later decide
+    failed the same way."""
+    ds, out = str(tmp_path / "ds"), str(tmp_path / "r")
+    curate = ("curate", ds, "--out", out, "--stages", "quality", "--rules", "keep-all")
+    results = cli_batch(
+        [
+            ("example", "--out", ds, "--n", "6", "--format", "webdataset"),
+            (*curate, "--out-format", "bogus"),
+            curate,
+            (*curate, "--out-format", "parquet"),
+            ("decide", out, "--rules", "keep-all", "--out-format", "zip"),
+        ]
+    )
+    assert results[0][0] == 0
+    code, _, err = results[1]
+    assert code == 2 and err.strip().splitlines() == [
+        "error: Unknown dataset format 'bogus'; use one of: hf, imagefolder, parquet, webdataset."
+    ]
+    assert results[2][0] == 0 and results[3][0] == 0, results[3][2]
+    # The finished run's kept format follows the latest command.
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["out_format"] == "parquet"
+    assert sorted(p.name for p in (tmp_path / "r" / "kept").iterdir()) == ["00000.parquet"]
+    assert results[4][0] == 2 and "Unknown dataset format 'zip'" in results[4][2]
+    # A run that recorded a format this version cannot write says what to pass.
+    from clipaudit.curate.decide import decide_run
+    from clipaudit.errors import ClipauditError
+
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    (tmp_path / "r" / "run.json").write_text(json.dumps({**record, "out_format": "bogus"}))
+    try:
+        decide_run(tmp_path / "r", "keep-all")
+    except ClipauditError as exc:
+        assert "records the kept format 'bogus'" in str(exc) and "--out-format" in str(exc)
+    else:
+        raise AssertionError("decide accepted a kept format it cannot write")

@@ -22,7 +22,7 @@ from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.engines import Engine, EngineJob, get_engine
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stages import StageContext, make_stages
-from clipaudit.data.formats import Dataset, open_dataset
+from clipaudit.data.formats import Dataset, get_format, open_dataset
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.models.provenance import library_versions
 
@@ -76,6 +76,8 @@ def score(
     engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
 
+    if cfg.out_format is not None:  # so does a kept format nobody can write
+        get_format(cfg.out_format)
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
     pack = load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     fit = None
@@ -133,6 +135,11 @@ def score(
     resumed = run.prepare(record)
     shards = ds.shards()
     todo = [k for k in range(len(shards)) if not run.shard_done(k)]
+    if resumed and not todo:
+        # The kept format is not part of the run's identity: the latest command's holds.
+        old = run.read_json("run.json")
+        if old.get("out_format") != record["out_format"]:
+            run.write_json("run.json", {**old, "out_format": record["out_format"]})
     if todo:
         for stage in stages:
             stage.setup(ctx)

@@ -643,6 +643,18 @@ def _write_decisions(files: list[Path], out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _check_out_format(given: str | None, record: dict[str, Any]) -> None:
+    from clipaudit.data.formats import FORMATS, get_format
+
+    if given is not None:
+        get_format(given)
+    elif (stored := record.get("out_format")) is not None and stored not in FORMATS:
+        raise ClipauditError(
+            f"The run records the kept format {stored!r}, which is not a dataset format; "
+            f"pass --out-format (one of: {', '.join(sorted(FORMATS))})."
+        )
+
+
 def decide_run(
     run_path: str | Path,
     rules: str,
@@ -663,6 +675,8 @@ def decide_run(
     run = RunDir(run_path)
     record = run.read_json("run.json")
     pack = load_pack(rules)
+    if write_kept:  # a format nobody can write fails before deciding, not after
+        _check_out_format(out_format, record)
     skip = alignment_skip(record)
     left_out: list[str] = []
     if skip:
