@@ -228,3 +228,48 @@ def test_hf_writes_samples_that_arrive_as_a_generator(tmp_path: Path) -> None:
 
     atomic_write_bytes(written, b"x")
     assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_row_repeated_in_another_file_is_an_exact_duplicate_not_a_stopped_run(
+    tmp_path: Path,
+) -> None:
+    """Content-hash ids are made per shard; a crawl that saw one picture in two parquet
+    files gave both rows one id, and decide stopped with "Duplicate sample ids" after the
+    whole dataset was scored."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from clipaudit.curate.pipeline import CurateConfig, curate
+
+    def png(seed: int) -> bytes:
+        px = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(px).save(buf, "PNG")
+        return buf.getvalue()
+
+    images = [png(k) for k in range(3)]
+    rows = [{"image": b, "caption": f"photo {i}", "url": f"https://e.org/{i}"} for i, b in
+            enumerate(images)]  # fmt: skip
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:2]), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[1:]), tmp_path / "d" / "b.parquet")
+    ds = open_dataset(tmp_path / "d")
+    ids = [[s.id for s in ds.read_shard(k)] for k in ds.shards()]
+    assert [len(x) for x in ids] == [2, 2] and len({*ids[0], *ids[1]}) == 4
+    assert ids[0][1].endswith("-s0") and ids[1][0].endswith("-s1")
+    assert ids[0][1][:-3] == ids[1][0][:-3]  # the same content hash
+    # One file: plain content hashes, a repeat inside it "-2", as before.
+    single = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pylist([*rows, rows[0]]), single)
+    one = [s.id for s in open_dataset(single).read_shard(open_dataset(single).shards()[0])]
+    assert len(one[0]) == 20 and one[3] == f"{one[0]}-2"
+    curate(CurateConfig(dataset=str(tmp_path / "d"), out=tmp_path / "r", stages=["quality",
+                        "hashes"], gates=False))  # fmt: skip
+    dec = pq.read_table(tmp_path / "r" / "decisions.parquet").to_pylist()
+    assert len(dec) == 4
+    assert sorted(d["decision"] for d in dec) == ["drop", "keep", "keep", "keep"]
+    assert [d["reasons"] for d in dec if d["decision"] == "drop"] == [["exact_duplicate"]]

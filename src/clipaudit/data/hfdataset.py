@@ -78,7 +78,7 @@ class HFDataset(Dataset):
 
     def read_shard(self, shard: str) -> Iterator[Sample]:
         lo, hi = self._shards[shard]
-        ids = GeneratedIds()
+        ids = GeneratedIds.for_shard(list(self._shards), shard)
         for start in range(lo, hi, 256):
             batch = self.ds[start : min(start + 256, hi)]
             names = list(batch)

@@ -57,7 +57,7 @@ class ParquetDataset(Dataset):
 
     def read_shard(self, shard: str) -> Iterator[Sample]:
         path = self._files[shard]
-        ids = GeneratedIds()
+        ids = GeneratedIds.for_shard(list(self._files), shard)
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as exc:

@@ -128,14 +128,24 @@ class GeneratedIds:
 
     Only ids the dataset itself supplies can be duplicates (an error); ids we derive from
     content must not turn an exact duplicate image into a fatal error, since finding those
-    is the curation pipeline's job.
+    is the curation pipeline's job. Shards are read apart (in parallel, resumed one by one),
+    so a row repeated in another shard cannot be counted here: in a dataset of several
+    shards each generated id carries its shard's position (``-s3``), and a crawl that saw
+    one picture in two files gets two ids, not a run that stops at decide.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shard: int | None = None) -> None:
         self._seen: dict[str, int] = {}
+        self._scope = "" if shard is None else f"-s{shard}"
+
+    @classmethod
+    def for_shard(cls, shards: list[str], shard: str) -> GeneratedIds:
+        """The ids of ``shard`` among ``shards``: scoped by its position where there are
+        several, plain content hashes where there is one."""
+        return cls(shards.index(shard) if len(shards) > 1 else None)
 
     def make(self, image: bytes | None, caption: str | None, url: str | None) -> str:
-        base = content_id(image, caption, url)
+        base = content_id(image, caption, url) + self._scope
         n = self._seen.get(base, 0) + 1
         self._seen[base] = n
         return base if n == 1 else f"{base}-{n}"
