@@ -224,3 +224,29 @@ def test_decide_from_another_folder_finds_a_relatively_named_dataset(
     stats = decide_run(tmp_path / "run", "default", gates=False)
     kept = sum(1 for _ in open_dataset(tmp_path / "run" / "kept"))
     assert kept == stats["kept"] > 0
+
+
+def test_decide_through_the_cli_starts_without_torch(run: Path, tmp_path: Path) -> None:
+    """The main app imported the eval sub-app, whose package imported the embedding code:
+    every command, `clipaudit decide` included, loaded torch (6 s, ~750 MiB in the driver and
+    in each worker) although decide promises to start without it."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    probe = (
+        "import sys\n"
+        "from clipaudit.cli import main\n"
+        "sys.argv = ['clipaudit', 'decide', sys.argv[1], '--no-kept', '--allow-gate-failure']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'open_clip')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(copy)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (copy / "decisions.parquet").is_file()

@@ -12,23 +12,27 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.bootstrap import BootstrapSpec
-from clipaudit.evaluate.classdata import ClassificationData
-from clipaudit.evaluate.classification import zeroshot_classification
-from clipaudit.evaluate.heads import HeadCache, model_fingerprint
-from clipaudit.evaluate.images import Embedded, ImageSet, embed_images
 from clipaudit.evaluate.prompts import TEMPLATE_SETS, Prompts, build_prompts
-from clipaudit.evaluate.retrieval import zeroshot_retrieval
-from clipaudit.evaluate.retrievaldata import RetrievalData
-from clipaudit.models.loader import LoadedClip
 from clipaudit.world.captions import objects_caption, person_caption
 from clipaudit.world.splits import scenes
+
+if TYPE_CHECKING:
+    from clipaudit.evaluate.classdata import ClassificationData
+    from clipaudit.evaluate.heads import HeadCache
+    from clipaudit.evaluate.images import Embedded, ImageSet
+    from clipaudit.evaluate.retrievaldata import RetrievalData
+    from clipaudit.models.loader import LoadedClip
+
+# The modules that embed (and import torch) load inside the functions that run a benchmark:
+# the CLI registers these benchmarks by name in every command, decide included, which
+# promises to start without torch.
 
 DEFAULT_SEED = 1
 DEFAULT_SIZE = 256
@@ -37,6 +41,7 @@ CAPTIONS_PER_IMAGE = 3
 
 def world_images(split: str, n: int, seed: int, size: int) -> ImageSet:
     """Scenes are rebuilt from (seed, split, i) on every read, so nothing is kept in memory."""
+    from clipaudit.evaluate.images import ImageSet
 
     def read() -> Iterator[tuple[Image.Image | None, str | None]]:
         for scene in scenes(split, n, seed=seed):
@@ -49,6 +54,8 @@ def _classification(
     split: str, label: Callable[[dict[str, Any]], str], prompt_set: str
 ) -> Callable[[int, int, int], tuple[ClassificationData, Prompts]]:
     def build(n: int, seed: int, size: int) -> tuple[ClassificationData, Prompts]:
+        from clipaudit.evaluate.classdata import ClassificationData
+
         per_class = TEMPLATE_SETS[prompt_set]()
         assert isinstance(per_class, dict)
         names = list(per_class)
@@ -66,6 +73,8 @@ def _classification(
 def world_retrieval_data(n: int, seed: int, size: int) -> RetrievalData:
     """Each scene's caption plus two more from the world's grammar (own seeded stream);
     a caption text that several images share is dropped, so every caption names one image."""
+    from clipaudit.evaluate.retrievaldata import RetrievalData
+
     texts: list[list[str]] = []
     for i, scene in enumerate(scenes("eval-retrieval", n, seed=seed)):
         own = [scene.caption]
@@ -180,6 +189,11 @@ def run_world_benchmark(
 ) -> dict[str, Any]:
     """Build the benchmark's data from the world and run its task; images are embedded
     once per (model, split, n, seed, size) when ``embedded`` is shared between calls."""
+    from clipaudit.evaluate.classification import zeroshot_classification
+    from clipaudit.evaluate.heads import model_fingerprint
+    from clipaudit.evaluate.images import embed_images
+    from clipaudit.evaluate.retrieval import zeroshot_retrieval
+
     bench = get_world_benchmark(name)
     n = n or bench.default_n
     if n < 1:
@@ -211,6 +225,8 @@ def world_benchmark_metrics(
 ) -> dict[str, Any]:
     """Every world benchmark's headline metrics, flat for a model card's metrics.json:
     ``{"world-colors": {"n": …, "acc1": …, "acc1_ci": [lo, hi], …}, …, "eval": {…}}``."""
+    from clipaudit.evaluate.heads import HeadCache
+
     boot = boot or BootstrapSpec()
     sizes = {"eval-objects": n_objects, "eval-people": n_people, "eval-retrieval": n_retrieval}
     shared: dict[tuple[str, ...], Embedded] = {}
