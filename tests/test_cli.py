@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import cli_batch
 
@@ -140,3 +141,23 @@ def test_a_kept_format_nobody_can_write_fails_before_scoring(tmp_path: Path) -> 
         assert "records the kept format 'bogus'" in str(exc) and "--out-format" in str(exc)
     else:
         raise AssertionError("decide accepted a kept format it cannot write")
+
+
+def test_ctrl_c_exits_130_not_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Typer turns Ctrl-C into a returned 130 out of standalone mode, which main() dropped:
+    an interrupted curate exited 0 with nothing printed, so `curate && index` went on."""
+    import clipaudit.cli as cli
+    import clipaudit.data.info as info
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(info, "dataset_info", interrupted)
+    monkeypatch.setattr(sys, "argv", ["clipaudit", "info", str(tmp_path / "ds")])
+    cli_batch([("example", "--out", str(tmp_path / "ds"), "--n", "2")])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == "aborted"

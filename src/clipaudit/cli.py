@@ -644,7 +644,14 @@ def main() -> None:
     """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="clipaudit", standalone_mode=False)
+        returned = command.main(prog_name="clipaudit", standalone_mode=False)
+        # Out of standalone mode an Exit raised inside a command, and Ctrl-C (which Typer
+        # turns into Exit(130)), come back as a returned code, not an exception: dropped,
+        # an interrupted curate exited 0 and `curate && index` went on over a partial run.
+        if returned == 130:
+            raise click.exceptions.Abort()
+        if isinstance(returned, int) and not isinstance(returned, bool) and returned:
+            sys.exit(returned)
     except ClipauditError as err:
         console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
