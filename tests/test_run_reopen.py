@@ -79,9 +79,10 @@ def test_the_judge_reads_each_sample_and_its_caption(
     path, captions = run
     ids = {str(r["id"]) for r in pq.read_table(path / "decisions.parquet").to_pylist()}
     got = _images(RunDir(path), ids, tmp_path, max_side=32)
-    assert {_name(i): c for i, (_, c) in got.items()} == captions
+    assert {_name(i): c for i, (_, c, _) in got.items()} == captions
+    assert {note for _, _, note in got.values()} == {""}  # stills: nothing said before
     # Each picture waits on disk as the JPEG to send, downscaled: memory holds only paths.
-    for jpeg, _ in got.values():
+    for jpeg, _, _ in got.values():
         assert jpeg is not None and jpeg.parent == tmp_path
         with Image.open(jpeg) as im:
             assert im.format == "JPEG" and max(im.size) <= 32
