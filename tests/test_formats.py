@@ -273,3 +273,91 @@ def test_a_row_repeated_in_another_file_is_an_exact_duplicate_not_a_stopped_run(
     assert len(dec) == 4
     assert sorted(d["decision"] for d in dec) == ["drop", "keep", "keep", "keep"]
     assert [d["reasons"] for d in dec if d["decision"] == "drop"] == [["exact_duplicate"]]
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_caption_bytes_in_other_encodings_are_read_as_text(tmp_path: Path, zoo: dict) -> None:
+    """A UTF-8 byte-order mark stayed in the caption, UTF-16 came out as NULs between the
+    letters, Windows-1252 as U+FFFD for every accent (.txt members and sidecars alike)."""
+    jpeg = zoo["jpeg"][0]
+    texts = {
+        "bom": b"\xef\xbb\xbfa red bicycle",
+        "utf16": "un vélo rouge".encode("utf-16"),
+        "cp1252": "un vélo rouge – 5 €".encode("cp1252"),
+        "utf8": "un vélo rouge".encode(),
+    }
+    (tmp_path / "wds").mkdir()
+    members = {}
+    for key, text in texts.items():
+        members |= {f"{key}.jpg": jpeg, f"{key}.txt": text}
+    _tar(tmp_path / "wds" / "00000.tar", members)
+    folder = tmp_path / "if"
+    folder.mkdir()
+    for key, text in texts.items():
+        (folder / f"{key}.jpg").write_bytes(jpeg)
+        (folder / f"{key}.txt").write_bytes(text)
+    want = {
+        "bom": "a red bicycle",
+        "utf16": "un vélo rouge",
+        "cp1252": "un vélo rouge – 5 €",
+        "utf8": "un vélo rouge",
+    }
+    got = {s.id: s.caption for s in open_dataset(tmp_path / "wds")}
+    assert got == want
+    got = {s.id.removesuffix(".jpg"): s.caption for s in open_dataset(folder)}
+    assert got == want
+
+
+def test_a_named_caption_column_that_is_not_there_is_an_error_in_every_format(
+    tmp_path: Path, zoo: dict
+) -> None:
+    """--caption-column was ignored by the WebDataset reader (captions came from .txt
+    whatever was named) and, in an image folder, made every sample captionless."""
+    from clipaudit.data.formats import ReadOptions
+
+    jpeg = zoo["jpeg"][0]
+    (tmp_path / "wds").mkdir()
+    _tar(
+        tmp_path / "wds" / "00000.tar",
+        {
+            "a.jpg": jpeg,
+            "a.txt": b"from txt",
+            "a.caption": b"from the caption member",
+            "a.json": b'{"alt": "from json", "page": "https://e.org/a"}',
+        },
+    )
+    with pytest.raises(DatasetError, match=r"--caption-column 'nope' is not in") as err:
+        open_dataset(tmp_path / "wds", options=ReadOptions(caption_column="nope"))
+    assert "member extensions caption, jpg, json, txt; json fields alt, page" in str(err.value)
+    with pytest.raises(DatasetError, match="--url-column 'link'"):
+        open_dataset(tmp_path / "wds", options=ReadOptions(url_column="link"))
+    with pytest.raises(DatasetError, match="drop --image-column"):
+        open_dataset(tmp_path / "wds", options=ReadOptions(image_column="png"))
+    # A member extension or a json field, as named.
+    (s,) = open_dataset(tmp_path / "wds", options=ReadOptions(caption_column="caption"))
+    assert s.caption == "from the caption member"
+    (s,) = open_dataset(tmp_path / "wds", options=ReadOptions(caption_column="alt",
+                                                              url_column="page"))  # fmt: skip
+    assert (s.caption, s.url) == ("from json", "https://e.org/a")
+    (s,) = open_dataset(tmp_path / "wds")
+    assert s.caption == "from txt"
+    folder = tmp_path / "if"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg)
+    with pytest.raises(DatasetError, match=r"no metadata\.jsonl or metadata\.csv"):
+        open_dataset(folder, options=ReadOptions(caption_column="descr"))
+    (folder / "metadata.jsonl").write_text('{"file_name": "a.jpg", "descr": "x"}\n')
+    with pytest.raises(DatasetError, match="the fields descr, file_name"):
+        open_dataset(folder, options=ReadOptions(caption_column="nope"))
+    (s,) = open_dataset(folder, options=ReadOptions(caption_column="descr"))
+    assert s.caption == "x"

@@ -103,8 +103,28 @@ def clean_text(value: Any) -> str | None:
     if isinstance(value, float) and value != value:  # NaN
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return text_of(value)
     return value if isinstance(value, str) else str(value)
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def text_of(data: bytes) -> str:
+    """Caption bytes (a ``.txt`` member or sidecar, a bytes column) as text. Web captions are
+    mostly UTF-8 but not all: a Windows editor's UTF-8 starts with a byte-order mark (left
+    in, it stayed in the caption and tipped language detection), Notepad's "Unicode" is
+    UTF-16 with one (read as UTF-8, every other character a NUL), and old pages are
+    Windows-1252 (read as UTF-8, every accent a U+FFFD). Strict UTF-8 first; those others by
+    their mark or by UTF-8 failing."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith(_UTF16_BOMS):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def meta_json(meta: dict[str, Any]) -> str:

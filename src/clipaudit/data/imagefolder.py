@@ -26,6 +26,7 @@ from clipaudit.data.formats import (
     meta_json,
     parse_meta_value,
     register_format,
+    text_of,
 )
 from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
 from clipaudit.errors import DatasetError
@@ -35,7 +36,8 @@ RESERVED = ("file_name", "id", "caption", "url", "image_ext")
 
 
 def _load_rows(meta_file: Path) -> list[dict[str, Any]]:
-    text = meta_file.read_text(encoding="utf-8", errors="replace")
+    # utf-8-sig: a byte-order mark would otherwise glue itself to the first row's key.
+    text = meta_file.read_text(encoding="utf-8-sig", errors="replace")
     if meta_file.suffix == ".csv":
         return [dict(r) for r in csv.DictReader(io.StringIO(text))]
     rows: list[dict[str, Any]] = []
@@ -73,6 +75,7 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f"The image folder {str(source)!r} is not a folder.")
         self.root = source
         metas = sorted(p for n in METADATA_NAMES for p in source.rglob(n))
+        self._has_metadata = bool(metas)
         self._rows: list[tuple[Path, dict[str, Any]]] = []
         if metas:
             for m in metas:
@@ -100,6 +103,23 @@ class ImageFolderDataset(Dataset):
             (c for c in URL_CANDIDATES if c in fields), None
         )
         self.id_field = options.id_column or ("id" if "id" in fields else None)
+        # A named field that is not there read as "no caption" for every sample.
+        for option, name in (
+            ("--caption-column", options.caption_column),
+            ("--url-column", options.url_column),
+            ("--id-column", options.id_column),
+        ):
+            if name and name not in fields:
+                has = (
+                    f"its metadata has the fields {', '.join(fields)}"
+                    if self._has_metadata
+                    else "it has no metadata.jsonl or metadata.csv (captions come from .txt "
+                    "files beside the images)"
+                )
+                raise DatasetError(
+                    f"{option} {name!r} is not in {str(source)!r}: {has}; name one of those "
+                    "or drop the option."
+                )
 
     def shards(self) -> list[str]:
         return list(self._shards)
@@ -142,7 +162,7 @@ class ImageFolderDataset(Dataset):
             if image is not None and caption is None and self.caption_field is None:
                 side = path.with_suffix(".txt")
                 if side.is_file():
-                    caption = side.read_text(encoding="utf-8", errors="replace").strip()
+                    caption = text_of(side.read_bytes()).strip()
         ext = clean_text(row.get("image_ext")) or (
             path.suffix.lstrip(".").lower() if path else None
         )

@@ -21,6 +21,7 @@ from clipaudit.data.formats import (
     json_loads_text,
     meta_json,
     register_format,
+    text_of,
 )
 from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
 from clipaudit.errors import DatasetError, DuplicateIdError
@@ -101,6 +102,60 @@ class WebDataset(Dataset):
             raise DatasetError(f"No .tar shards under {text!r}; is this a WebDataset folder?")
         self.root = source if source.is_dir() else source.parent
         self._files = {self._name(f): f for f in files}
+        self._check_columns(options)
+
+    def _check_columns(self, options: ReadOptions) -> None:
+        """Named columns must be there: a member extension or a ``.json`` field for the
+        caption, a ``.json`` field for the url and the id (a name that matched nothing was
+        ignored, and every caption read from ``.txt`` regardless)."""
+        self.caption_key = options.caption_column
+        self.url_key = options.url_column
+        self.id_key = options.id_column
+        if options.image_column or options.path_column:
+            raise DatasetError(
+                f"{str(self.source)!r} is a WebDataset: a sample's image is its media member "
+                "(.jpg, .png, .mp4, ...); drop --image-column / --path-column."
+            )
+        wanted = [k for k in (self.caption_key, self.url_key, self.id_key) if k]
+        if not wanted:
+            return
+        exts, fields = self._peek()
+        listed = "json fields " + (", ".join(sorted(fields)) or "none")
+        for name, key, members in (
+            ("--caption-column", self.caption_key, exts),
+            ("--url-column", self.url_key, set()),
+            ("--id-column", self.id_key, set()),
+        ):
+            if key and key not in members and key not in fields:
+                have = f"member extensions {', '.join(sorted(exts))}; " if members else ""
+                raise DatasetError(
+                    f"{name} {key!r} is not in {str(self.source)!r} (its first shard has "
+                    f"{have}{listed}); name one of those or drop the option."
+                )
+
+    def _peek(self, members: int = 200) -> tuple[set[str], set[str]]:
+        """(member extensions, fields of the first ``.json``) at the head of the first shard."""
+        exts: set[str] = set()
+        fields: set[str] = set()
+        try:
+            with tarfile.open(next(iter(self._files.values())), mode="r|*") as tar:
+                for i, member in enumerate(tar):
+                    if i >= members:
+                        break
+                    ext = split_member(text_name(member.name))[1]
+                    exts.add(ext)
+                    if ext == "json" and not fields and member.isfile():
+                        fh = tar.extractfile(member)
+                        if fh is not None and member.size <= MAX_MEMBER_BYTES:
+                            try:
+                                loaded = json_loads_text(fh.read())
+                            except ValueError:
+                                loaded = None
+                            if isinstance(loaded, dict):
+                                fields = set(loaded)
+        except (tarfile.TarError, OSError, EOFError):
+            pass  # a damaged first shard is reported by its read, with its own message
+        return {e for e in exts if e}, fields
 
     def _name(self, f: Path) -> str:
         try:
@@ -200,16 +255,23 @@ class WebDataset(Dataset):
                 meta = loaded if isinstance(loaded, dict) else {"json": loaded}
             except ValueError:  # UnicodeDecodeError is a ValueError too
                 error = "bad_metadata"
-        stored_key = meta.pop("key", None)
+        stored_key = meta.pop(self.id_key or "key", None)
         if isinstance(stored_key, str) and stored_key:
             sample_id = stored_key
-        url = meta.pop("url", None)
-        json_caption = meta.pop("caption", None)
+        url = meta.pop(self.url_key or "url", None)
         caption: str | None = None
-        if "txt" in parts:
-            caption = parts["txt"].decode("utf-8", errors="replace")
-        elif isinstance(json_caption, str):
-            caption = json_caption
+        if self.caption_key:  # a member (e.g. .caption) or a json field, as named
+            named = parts.get(self.caption_key)
+            caption = text_of(named) if named is not None else None
+            field = meta.pop(self.caption_key, None)
+            if caption is None and isinstance(field, str):
+                caption = field
+        else:
+            json_caption = meta.pop("caption", None)
+            if "txt" in parts:
+                caption = text_of(parts["txt"])
+            elif isinstance(json_caption, str):
+                caption = json_caption
         image_ext = next((e for e in MEDIA_EXTS if e in parts), None)
         image = parts.get(image_ext) if image_ext else None
         if unsafe:
