@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from clipaudit.errors import ClipauditError
-from clipaudit.rules.base import Action, Strict
+from clipaudit.rules.base import Action, Bool, Cosine, Float, Int, Strict
+from clipaudit.rules.languages import check_language
 from clipaudit.rules.reasons import REASONS
 from clipaudit.rules.sections.bias import BiasThresholds
 from clipaudit.rules.sections.judge import JudgeRules
@@ -28,6 +37,7 @@ from clipaudit.rules.sections.visible import VisibleWatermarkRules
 PACK_DIR = Path(__file__).parent / "packs"
 HashName = Literal["phash", "dhash"]
 KeeperKey = Literal["alignment", "resolution", "id"]
+LanguageCode = Annotated[str, AfterValidator(check_language)]
 DEFAULT_HASHES: tuple[HashName, ...] = ("phash", "dhash")
 DEFAULT_KEEPER: tuple[KeeperKey, ...] = ("alignment", "resolution", "id")
 
@@ -35,39 +45,64 @@ DEFAULT_KEEPER: tuple[KeeperKey, ...] = ("alignment", "resolution", "id")
 class Threshold(Strict):
     """A lower bound on a score: absolute (``min``) and/or relative to this run's scores
     (``min_percentile``: keep what is at or above that percentile, DataComp's "top 30%"
-    being ``min_percentile: 70``). Both given: a sample must pass both."""
+    being ``min_percentile: 70``). Both given: a sample must pass both. ``min`` is a
+    cosine, so it lies in [-1, 1]."""
 
-    min: float | None = None
-    min_percentile: float | None = Field(default=None, ge=0, le=100)
+    min: Cosine | None = None
+    min_percentile: Float | None = Field(default=None, ge=0, le=100)
 
 
 class Quality(Strict):
-    min_side: int = Field(default=0, ge=0)
-    max_aspect: float | None = Field(default=None, ge=1)
-    min_file_bytes: int = Field(default=0, ge=0)
-    min_caption_words: int = Field(default=0, ge=0)
-    min_caption_chars: int = Field(default=0, ge=0)
-    max_caption_chars: int | None = Field(default=None, ge=1)
+    min_side: Int = Field(default=0, ge=0)
+    max_aspect: Float | None = Field(default=None, ge=1)
+    min_file_bytes: Int = Field(default=0, ge=0)
+    min_caption_words: Int = Field(default=0, ge=0)
+    min_caption_chars: Int = Field(default=0, ge=0)
+    max_caption_chars: Int | None = Field(default=None, ge=1)
     # What min/max_caption_chars count: "chars" (code points, as LAION and DataComp filtered)
     # or "width" (a wide Han, kana or Hangul character counts 2: "猫の写真" is 8, not 4).
     caption_length: Literal["chars", "width"] = "chars"
-    # ISO 639-1 codes a caption may be in (None: any). Only a confident guess drops: short
-    # or mixed captions score low and are left alone.
-    languages: list[str] | None = None
-    min_language_score: float = Field(default=0.8, ge=0, le=1)
+    # Codes a caption may be in (None: any), as the detector writes them (rules/languages.py:
+    # ISO 639-1 where one exists). Only a confident guess drops: short or mixed captions
+    # score low and are left alone.
+    languages: list[LanguageCode] | None = None
+    min_language_score: Float = Field(default=0.8, ge=0, le=1)
     # Colour spread of the 32x32 thumbnail (0-255, the hashes stage's pixel_std) below which
     # an image is blank: one colour, sensor noise at most (None: not checked).
-    min_pixel_std: float | None = Field(default=None, ge=0, le=128)
+    min_pixel_std: Float | None = Field(default=None, ge=0, le=128)
     # Video samples (the video stage): nothing moves between sampled frames below this mean
     # absolute grey difference (0-255; None: not checked); this share of black sampled frames
     # or more is a black video; longer than this many seconds (None: any length).
-    min_video_motion: float | None = Field(default=0.7, ge=0, le=255)
-    max_black_frame_share: float = Field(default=0.5, gt=0, le=1)
-    max_video_duration: float | None = Field(default=None, gt=0)
+    min_video_motion: Float | None = Field(default=0.7, ge=0, le=255)
+    max_black_frame_share: Float = Field(default=0.5, gt=0, le=1)
+    max_video_duration: Float | None = Field(default=None, gt=0)
+
+    @field_validator("languages")
+    @classmethod
+    def _some_languages(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError(
+                "an empty list allows no language at all; list codes such as [en], "
+                "or leave the field out (or null) to allow any"
+            )
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"{next(c for c in v if v.count(c) > 1)!r} is listed twice")
+        return v
+
+    @field_validator("max_caption_chars")
+    @classmethod
+    def _caption_limits(cls, v: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_caption_chars")
+        if v is not None and low is not None and low > v:
+            raise ValueError(
+                f"min_caption_chars ({low}) is above max_caption_chars ({v}), so every "
+                "caption would be dropped; lower the minimum or raise the maximum"
+            )
+        return v
 
 
 class Dedup(Strict):
-    near_radius: int = Field(default=12, ge=0, le=32)
+    near_radius: Int = Field(default=12, ge=0, le=32)
     hashes: list[HashName] = Field(default_factory=lambda: list(DEFAULT_HASHES), min_length=1)
     # "all": near duplicates are within the radius on every listed hash (fewer candidates);
     # "any": on at least one (pHash is unstable on smooth images where dHash is not, and the
@@ -75,13 +110,13 @@ class Dedup(Strict):
     match: Literal["all", "any"] = "all"
     # Also pair an image with another's left-right mirror image (pHash against the mirror
     # pHash, confirmed on the mirrored thumbnail): a flipped copy is a copy.
-    mirrors: bool = False
+    mirrors: Bool = False
     # Hash candidates must also have colour thumbnails this correlated (None: hashes alone).
-    min_thumb_corr: float | None = Field(default=0.95, ge=-1, le=1)
+    min_thumb_corr: Cosine | None = 0.95
     # ... and, where both thumbnails have detail to compare, their edges (each pixel minus
     # its 3x3 mean) this correlated, unshifted (None: values alone). Values alone pass
     # different garments laid on one cloth (ThumbCorrelation.edge_corr).
-    min_edge_corr: float | None = Field(default=None, ge=-1, le=1)
+    min_edge_corr: Cosine | None = None
     # Also pair images whose crop-robust copy hashes (the hashes stage's ``chash``) are
     # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
     # when, one thumbnail cropped by 10% at the best of 9 x 9 offsets and resized, their
@@ -89,8 +124,8 @@ class Dedup(Strict):
     # (ThumbCorrelation.crop_confirmed).
     # Both must hold at the best offsets: values alone pass different shirts on one cloth,
     # edges alone pass distinct scenes drawn from one template.
-    crops: bool = False
-    min_crop_corr: float = Field(default=0.6, ge=-1, le=1)
+    crops: Bool = False
+    min_crop_corr: Cosine = 0.6
     # Video copies: this share of one video's sampled frames has a frame of the other
     # within video_radius pHash bits (keeper.video_pairs).
     # Confirmed when the frames' 16x16 colour thumbnails correlate at video_min_frame_corr
@@ -99,19 +134,27 @@ class Dedup(Strict):
     # radius is the image one (12): at 8, a trimmed copy whose frames were sampled between
     # the original's (a panning camera) missed by 10-12 bits; at 12 the seed-5 pool of 400
     # clips has 615 candidate pairs, 57 confirmed, none wrong.
-    video_radius: int = Field(default=12, ge=0, le=32)
-    video_match: float = Field(default=0.5, gt=0, le=1)
-    video_min_frame_corr: float = Field(default=0.97, ge=-1, le=1)
-    min_crop_value_corr: float = Field(default=0.94, ge=-1, le=1)
+    video_radius: Int = Field(default=12, ge=0, le=32)
+    video_match: Float = Field(default=0.5, gt=0, le=1)
+    video_min_frame_corr: Cosine = 0.97
+    min_crop_value_corr: Cosine = 0.94
     # "auto": the hash search narrows its radius where the exact search at near_radius
     # would cost more than its work budget (large runs; stats say which radius was
     # searched); "exact": always near_radius, whatever it costs.
     search: Literal["auto", "exact"] = "auto"
-    semantic_eps: float | None = Field(default=None, gt=0, lt=1)
+    semantic_eps: Float | None = Field(default=None, gt=0, lt=1)
     # "component": every connected group of confirmed pairs keeps one member (a copy of a
     # copy is a copy); "star": greedy, each kept member drops only its direct pairs.
     groups: Literal["component", "star"] = "component"
     keeper: list[KeeperKey] = Field(default_factory=lambda: list(DEFAULT_KEEPER))
+
+    @field_validator("hashes", "keeper")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        dup = next((x for x in v if v.count(x) > 1), None)
+        if dup is not None:
+            raise ValueError(f"{dup!r} is listed twice")
+        return v
 
 
 class ModelRules(Strict):
@@ -119,8 +162,8 @@ class ModelRules(Strict):
 
 
 class Gates(Strict):
-    min_decodable_share: float = Field(default=0.5, ge=0, le=1)
-    min_caption_share: float = Field(default=0.5, ge=0, le=1)
+    min_decodable_share: Float = Field(default=0.5, ge=0, le=1)
+    min_caption_share: Float = Field(default=0.5, ge=0, le=1)
 
 
 class Pack(Strict):
@@ -145,6 +188,14 @@ class Pack(Strict):
     routes: dict[str, Route] = Field(default_factory=dict)
     # A native multimodal model's second opinion (sections/judge.py, clipaudit judge).
     judge: JudgeRules = Field(default_factory=JudgeRules)
+
+    @field_validator("name", "version")
+    @classmethod
+    def _not_empty(cls, v: str, info: ValidationInfo) -> str:
+        if not v.strip():
+            example = "my-pack" if info.field_name == "name" else '"1"'
+            raise ValueError(f"the pack's {info.field_name} is empty; write one, e.g. {example}")
+        return v
 
     @field_validator("routes")
     @classmethod
@@ -257,6 +308,66 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """Compose once, refuse duplicate keys, then construct from that one tree.
+
+    An alias is one shared node in the tree (never copied), so the key check visits each
+    node once and an alias bomb stays as small as the file; construction shares objects
+    the same way (the lists and mappings an alias names are never expanded).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _refuse_duplicate_keys(path, node)
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(path: Path, root: yaml.Node) -> None:
+    """YAML would keep the last of two equal keys and silently drop the first; refuse them.
+
+    Keys are compared as the values they load as (``1`` and ``1.0`` are one key). A key a
+    ``<<`` merge brings in may be overridden: only a mapping's own keys are compared."""
+    keys = yaml.SafeLoader("")
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = [(v, f"{where}.{i}" if where else str(i)) for i, v in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for k, v in node.value:
+                name = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+                dotted = f"{where}.{name}" if where else name
+                children.append((v, dotted))
+                if k.tag == _MERGE_TAG or not isinstance(k, yaml.ScalarNode):
+                    continue
+                key = keys.construct_object(k)
+                try:
+                    earlier = first.get(key)
+                except TypeError:  # unhashable: the constructor refuses it with its own line
+                    continue
+                if earlier is not None:
+                    raise ClipauditError(
+                        f"{path}, line {k.start_mark.line + 1}: duplicate key {dotted!r} "
+                        f"(first at line {earlier}); YAML would keep only the last one, so "
+                        "remove one of them."
+                    )
+                first[key] = k.start_mark.line + 1
+        stack.extend(reversed(children))  # document order
+
+
 def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -268,8 +379,7 @@ def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except OSError as exc:
         raise ClipauditError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = _parse(path, text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -334,7 +444,42 @@ def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
                     f"{where}: field {field!r} is a mapping of: {allowed}; got "
                     f"{type(err.get('input')).__name__}."
                 ) from None
-        raise ClipauditError(f"{where}: field {field!r}: {err['msg']}.") from None
+        raise ClipauditError(f"{where}: field {field!r}: {_explain(err)}.") from None
+
+
+def _explain(err: Any) -> str:
+    """pydantic's message for one error, with the value it got (when that is a short
+    scalar: never an aliased structure) and what to write instead where that is clear."""
+    msg = str(err["msg"])
+    if err["type"] == "value_error":  # our own sentences name the value already
+        return msg.removeprefix("Value error, ")
+    got = err.get("input")
+    if not (got is None or isinstance(got, bool | int | float)) and not (
+        isinstance(got, str) and len(got) <= 80
+    ):
+        return msg
+    msg = f"{msg}, got {got!r}"
+    kind = err["type"]
+    if isinstance(got, bool) and kind in ("int_type", "float_type"):
+        msg += " (write a number, not true or false)"
+    elif isinstance(got, bool) and kind != "bool_type":
+        # YAML 1.1 reads an unquoted yes, no, on, off, true or false as a switch.
+        msg += " (YAML reads an unquoted yes, no, on, off, true or false as a switch; quote it)"
+    elif isinstance(got, str) and kind in ("int_type", "float_type") and _is_number(got):
+        msg += " (a quoted string; write the number without quotes)"
+    elif isinstance(got, int | float) and kind == "string_type":
+        msg += f' (quote it: "{got}")'
+    elif kind == "finite_number":
+        msg += " (write a number, or null where the field allows none)"
+    return msg
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fields_of(loc: tuple[Any, ...]) -> list[str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from clipaudit.rules.base import Strict
+from clipaudit.rules.base import Bool, Float, Probability, Strict
 from clipaudit.rules.sections.visible import FPR_1_THRESHOLD
 
 About = Literal["alignment", "watermark", "nsfw", "other"]
@@ -60,14 +60,23 @@ class JudgeRules(Strict):
     # Extra rubrics (a name taken by a shipped one replaces it).
     rubrics: dict[str, Rubric] = Field(default_factory=dict)
     # Default selection: alignment within this of the pack's cut is borderline ...
-    alignment_margin: float = Field(default=0.15, ge=0, le=2)
-    # ... and a visible-watermark score in this band.
-    watermark_band: tuple[float, float] = (0.5, FPR_1_THRESHOLD)  # up to the flag's threshold
+    alignment_margin: Float = Field(default=0.15, ge=0, le=2)
+    # ... and a visible-watermark score (a probability) in this band, low to high.
+    watermark_band: tuple[Probability, Probability] = (0.5, FPR_1_THRESHOLD)  # up to the flag
     # At decide time: a "yes" on faithful lifts low_alignment; a "no" adds judge_unfaithful.
-    keep_faithful: bool = True
-    drop_unfaithful: bool = True
+    keep_faithful: Bool = True
+    drop_unfaithful: Bool = True
     # A "yes" on watermark adds judge_watermark.
-    flag_watermark: bool = True
+    flag_watermark: Bool = True
+
+    @field_validator("watermark_band")
+    @classmethod
+    def _band_order(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(
+                f"the band's low end ({v[0]}) is above its high end ({v[1]}); write [low, high]"
+            )
+        return v
 
     def rubric(self, name: str) -> Rubric | None:
         return self.rubrics.get(name) or SHIPPED_RUBRICS.get(name)

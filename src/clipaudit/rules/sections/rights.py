@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from clipaudit.rules.base import Strict
+from clipaudit.rules.base import Int, Strict
 
 NoticeField = Literal["copyright", "creator", "credit", "usage_terms", "marked"]
 Use = Literal["notAllowed", "constrained", "allowed"]
@@ -146,7 +146,7 @@ class SourcesRules(Strict):
     block_urls: list[str] = Field(default_factory=list)
     block_sha256: list[str] = Field(default_factory=list)
     # Rows in the stats tables of domains and licences.
-    top_n: int = Field(default=20, ge=1, le=1000)
+    top_n: Int = Field(default=20, ge=1, le=1000)
 
     @field_validator("stock_domains", "news_domains", "block_domains")
     @classmethod

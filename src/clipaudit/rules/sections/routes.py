@@ -14,10 +14,11 @@ whose action is ``drop`` or ``flag`` adds its reason code ``route:NAME``.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from clipaudit.rules.base import Action, Strict
+from clipaudit.rules.base import Action, Float, Strict
 
 ROUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 REASON_PREFIX = "route:"
@@ -31,9 +32,9 @@ class Route(Strict):
     # "visible_watermark_score >= 0.79" or "c2pa_ai_generated": with phrases, both must hold.
     where: str | None = None
     # Margin of the best phrase over the best counter-phrase (or, with none, the cosine).
-    threshold: float = Field(default=0.0, ge=-2, le=2)
+    threshold: Float = Field(default=0.0, ge=-2, le=2)
     # Per-model thresholds (model spec -> threshold): cosines are not comparable across models.
-    models: dict[str, float] = Field(default_factory=dict)
+    models: dict[str, Annotated[Float, Field(ge=-2, le=2)]] = Field(default_factory=dict)
     action: Action = "flag"
 
     @field_validator("phrases", "counter_phrases")

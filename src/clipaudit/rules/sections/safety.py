@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from clipaudit.rules.base import Strict
+from clipaudit.rules.base import Bool, Cosine, Float, Int, Probability, Strict
 from clipaudit.safety.nsfw_thresholds import calibrated_classes, calibrated_video_classes
 from clipaudit.safety.nudity import ALL_CLASSES, EXPOSED_CLASSES
 
@@ -47,45 +47,46 @@ class Phrase(Strict):
     Cosines are model-relative, like alignment thresholds."""
 
     text: str = Field(min_length=1)
-    min_score: float = Field(ge=-1, le=1)
+    min_score: Cosine
     route: Route = "review"
     # Scoring time, cascade only: from this cosine the image goes on to the detector
     # (None: this phrase never gates the detector, e.g. a routing-only phrase).
-    bar: float | None = Field(default=None, ge=-1, le=1)
+    bar: Cosine | None = None
 
 
 class WordList(Strict):
     words: list[str] = Field(min_length=1)
     route: Route = "review"
     # Scoring time, cascade only: a hit sends the image on to the detector.
-    gate: bool = True
+    gate: Bool = True
 
 
 class Cascade(Strict):
     """Scoring time: run the detector only where a phrase bar or a gating word list fires,
     plus a seeded audit sample of the rest to measure what skipping would have missed."""
 
-    enabled: bool = False
-    audit_rate: float = Field(default=0.02, ge=0, le=1)
-    audit_seed: int = 0
+    enabled: Bool = False
+    audit_rate: Probability = 0.02
+    audit_seed: Int = 0
     # Nominal detector cost per image for the saved-time estimate in stats.json, which must
     # not depend on machine speed (nudenet's 320n: ~40-47 ms on one core).
-    detector_ms: float = Field(default=45.0, gt=0)
+    detector_ms: Float = Field(default=45.0, gt=0)
 
 
 class NsfwRules(Strict):
-    # nudenet class → minimum score that counts (null: the class does not count). A dict,
-    # so a pack that extends another changes or nulls single classes. By default the
-    # thresholds chosen on benign real photos (safety/nsfw_thresholds.json): at nudenet's
-    # own 0.5, 0.7% of ordinary photos (a loaf, a Petri dish) were dropped.
-    classes: dict[str, float | None] = Field(default_factory=calibrated_classes)
+    # nudenet class → minimum score that counts (a probability in [0, 1]; null: the class
+    # does not count). A dict, so a pack that extends another changes or nulls single
+    # classes. By default the thresholds chosen on benign real photos
+    # (safety/nsfw_thresholds.json): at nudenet's own 0.5, 0.7% of ordinary photos (a loaf,
+    # a Petri dish) were dropped.
+    classes: dict[str, Probability | None] = Field(default_factory=calibrated_classes)
     # The same for a sample scored on several frames (a clip or an animation: each class at
     # its worst frame), chosen on clips filmed from the same benign calibration photos.
-    video_classes: dict[str, float | None] = Field(default_factory=calibrated_video_classes)
+    video_classes: dict[str, Probability | None] = Field(default_factory=calibrated_video_classes)
     detector_route: Route = "drop"
     # Below those, a detection from these scores goes to review instead (null: not counted):
     # the uncertain band is seen by a person, not dropped and not silently kept.
-    review_classes: dict[str, float | None] = Field(default_factory=lambda: _exposed(0.5))
+    review_classes: dict[str, Probability | None] = Field(default_factory=lambda: _exposed(0.5))
     phrases: list[Phrase] = Field(default_factory=list)
     caption_words: list[WordList] = Field(
         default_factory=lambda: [WordList(words=list(DEFAULT_WORDS), route="review")]
@@ -127,4 +128,4 @@ class WatermarkRules(Strict):
     visible_phrase: str = Field(default="a photo with a watermark", min_length=1)
     visible_baseline: str = Field(default="a photo", min_length=1)
     # From this margin an image is watermark_suspect (None: the phrase score is only stored).
-    visible_min_margin: float | None = Field(default=None, ge=-2, le=2)
+    visible_min_margin: Float | None = Field(default=None, ge=-2, le=2)

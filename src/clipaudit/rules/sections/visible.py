@@ -6,9 +6,7 @@ rule off without re-reading an image.
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from clipaudit.rules.base import Strict
+from clipaudit.rules.base import Bool, Probability, Strict
 
 # The shipped detector's threshold at 1% false-positive rate on clean real photos kept out of
 # its training (the tune part of ../shared/photos; models/bundled/watermark-detector/
@@ -32,6 +30,6 @@ class VisibleWatermarkRules(Strict):
     its aggregated frame scores).
     """
 
-    enabled: bool = True
-    threshold: float = Field(default=FPR_1_THRESHOLD, ge=0, le=1)
-    video_threshold: float = Field(default=FPR_1_VIDEO_THRESHOLD, ge=0, le=1)
+    enabled: Bool = True
+    threshold: Probability = FPR_1_THRESHOLD
+    video_threshold: Probability = FPR_1_VIDEO_THRESHOLD
