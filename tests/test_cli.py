@@ -161,3 +161,38 @@ def test_ctrl_c_exits_130_not_0(
         cli.main()
     assert stop.value.code == 130
     assert capsys.readouterr().err.strip() == "aborted"
+
+
+def test_quality_always_runs_and_a_stage_named_twice_is_one_line(tmp_path: Path) -> None:
+    """Without quality in --stages a corrupt file was decided keep and written to kept/, and
+    the input gate read every caption as missing; a stage named twice was a traceback."""
+    import pyarrow.parquet as pq
+
+    ds, out = tmp_path / "ds", tmp_path / "r"
+    cli_batch([("example", "--out", str(ds), "--n", "10", "--format", "imagefolder")])
+    victim = sorted(ds.rglob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:40])  # cut short
+    results = cli_batch(
+        [
+            ("curate", str(ds), "--out", str(out), "--stages", "rights"),
+            ("curate", str(ds), "--out", str(tmp_path / "r2"), "--stages", "quality,quality"),
+        ]
+    )
+    assert results[0][0] == 0, results[0][2]
+    dec = pq.read_table(out / "decisions.parquet").to_pylist()
+    assert len(dec) == 10
+    bad = [d for d in dec if d["decision"] == "error"]
+    assert len(bad) == 1 and bad[0]["reasons"] == ["decode_error"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["stages"] == ["quality", "rights"]
+    code, _, err = results[1]
+    assert code == 2 and err.strip().splitlines() == [
+        "error: --stages lists 'quality' twice; name each stage once."
+    ]
+    # The gate now sees the decode error, and its line prints a plain number.
+    pack = tmp_path / "gate.yaml"
+    pack.write_text(
+        "name: g\nversion: '1'\nextends: default\ngates:\n  min_decodable_share: 0.95\n"
+    )
+    ((code, _, err),) = cli_batch([("decide", str(out), "--rules", str(pack), "--no-kept")])
+    assert code == 1 and "observed {'observed_value': 0.9}" in err, err

@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from clipaudit import __version__
 from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.engines import Engine, EngineJob, get_engine
 from clipaudit.curate.rundir import RunDir
-from clipaudit.curate.stages import StageContext, make_stages
+from clipaudit.curate.stages import StageContext, make_stages, plan_stages
 from clipaudit.data.formats import Dataset, get_format, open_dataset
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.models.provenance import library_versions
@@ -73,6 +73,7 @@ def score(
     """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out`` with ``cfg.engine``."""
     from clipaudit.rules.schema import load_pack
 
+    cfg = replace(cfg, stages=plan_stages(cfg.stages))
     engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
 

@@ -50,8 +50,9 @@ def _validate(ctx: Any, name: str, df: pd.DataFrame, expectations: list[Any]) ->
     checks = []
     for r in result.results:
         cfg = r.expectation_config
+        # Plain numbers: numpy scalars printed as "np.float64(0.75)" in the error line.
         observed = {
-            k: r.result.get(k)
+            k: _plain(r.result.get(k))
             for k in ("observed_value", "unexpected_count", "element_count")
             if k in r.result
         }
@@ -64,6 +65,11 @@ def _validate(ctx: Any, name: str, df: pd.DataFrame, expectations: list[Any]) ->
             }
         )
     return {"success": bool(result.success), "checks": checks}
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "ndim", None) == 0 else value
 
 
 def run_gates(

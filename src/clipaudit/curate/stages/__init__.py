@@ -119,6 +119,17 @@ def load_stage_modules(scoring: bool = True) -> None:
         importlib.import_module(f"{__name__}.{name}")
 
 
+def plan_stages(names: list[str]) -> list[str]:
+    """The stages a run scores: each named once, and ``quality`` always, first where it was
+    not named. It alone records the reader's and decoder's reason code (``error``) and the
+    caption counts the input gate reads: without it a corrupt file was decided ``keep`` and
+    written to ``kept/``, and the gate read every caption as missing."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ClipauditError(f"--stages lists {twice[0]!r} twice; name each stage once.")
+    return names if "quality" in names else ["quality", *names]
+
+
 def make_stages(names: list[str]) -> list[Stage]:
     load_stage_modules()
     unknown = [n for n in names if n not in STAGES]
