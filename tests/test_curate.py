@@ -192,7 +192,7 @@ def test_failed_gate_exits_non_zero_with_one_line(pool: WorldRun, run: Path) -> 
     assert r.returncode == 0, r.stderr  # every caption present, every image decodes
     strict_gate.write_text(
         NOALIGN.replace("min: null", "min: -1")
-        + "models:\n  'random:clipaudit-tiny':\n    alignment: {min: 2.0}\n"
+        + "models:\n  'random:clipaudit-tiny':\n    alignment: {min: 1.0}\n"
         "actions:\n  low_alignment: flag\n"
     )
     r = subprocess.run(
