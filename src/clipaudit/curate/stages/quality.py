@@ -1,5 +1,6 @@
 """Decode and quality signals: readable or not, size, aspect, bytes, caption length and
-the caption's language (py3langid, the langid.py model: 140 labels in py3langid 0.4, shipped in its wheel)."""
+the caption's language (py3langid, the langid.py model shipped in its wheel: 140 labels in
+py3langid 0.4)."""
 
 from __future__ import annotations
 
