@@ -325,9 +325,35 @@ def _state_sha256(model: torch.nn.Module) -> str:
 
 
 def pick_device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device to use: ``device`` checked (one ModelError naming it), else cuda or cpu."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ModelError(
+            f"Unknown device {device!r}; pass cpu, cuda or cuda:N, or leave --device out to "
+            "use a GPU when there is one."
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ModelError(
+                f"The device {device!r} is not available: this machine has no usable CUDA "
+                "GPU; pass --device cpu or leave --device out."
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ModelError(
+                f"The device {device!r} does not exist: this machine has {n} CUDA GPU"
+                + (f"s (cuda:0 to cuda:{n - 1})" if n > 1 else " (cuda:0)")
+                + "; pass one of those."
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(
+            f"The device {device!r} is not available on this machine; pass --device cpu or "
+            "leave --device out."
+        )
+    return dev
 
 
 def open_clip_encode_image() -> Any:
