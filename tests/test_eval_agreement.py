@@ -172,3 +172,83 @@ def test_retrieval_matches_clip_benchmark(clip: Any, tmp_path: Path) -> None:
     assert np.all(
         np.diff([ours["metrics"][f"text_to_image_recall@{k}"]["value"] for k in (1, 5, 10)]) >= 0
     )
+
+
+def _cb_scores(clip: Any, files: list[bytes], texts: list[list[str]]) -> tuple[Any, Any]:
+    """clip-benchmark's score and positive-pair matrices, built as its ``evaluate`` does."""
+    loader = torch.utils.data.DataLoader(
+        Images(files, texts, clip.preprocess, None), batch_size=BATCH, collate_fn=_collate
+    )
+    imgs, txts, index = [], [], []
+    with torch.no_grad():
+        for i, (batch, caps) in enumerate(loader):
+            imgs.append(torch.nn.functional.normalize(clip.model.encode_image(batch), dim=-1))
+            flat = [t for c in caps for t in c]
+            txts.append(
+                torch.nn.functional.normalize(clip.model.encode_text(clip.tokenizer(flat)), dim=-1)
+            )
+            index += [i * BATCH + j for j, c in enumerate(caps) for _ in c]
+    scores = torch.cat(txts) @ torch.cat(imgs).t()
+    positive = torch.zeros_like(scores, dtype=torch.bool)
+    positive[torch.arange(len(scores)), index] = True
+    return scores, positive
+
+
+@pytest.mark.parametrize("n_images", [3, 7])
+def test_small_retrieval_reports_only_defined_recalls_and_matches_clip_benchmark(
+    clip: Any, tmp_path: Path, n_images: int
+) -> None:
+    """Fewer images than 5 or 10, two captions each: recall@k is reported for k below the
+    number of candidates only (k ≥ it is 1 by construction; clip-benchmark's topk fails
+    above it), each equal to clip-benchmark's; the old code crashed on 3 images × 2
+    captions and reported text→image recall@10 = 1 on 7."""
+    world = world_retrieval_data(2 * n_images, seed=5, size=96)
+    picked = [i for i in range(2 * n_images) if np.sum(world.caption_image == i) >= 2]
+    picked = picked[:n_images]
+    samples, files, texts = [], [], []
+    for i, scene in enumerate(scenes("eval-retrieval", 2 * n_images, seed=5)):
+        if i not in picked:
+            continue
+        caps = [c for c, j in zip(world.captions, world.caption_image, strict=True) if j == i][:2]
+        data = _png(scene.render(96))
+        files.append(data)
+        texts.append(caps)
+        samples += [Sample(f"s{i}-{k}", data, c) for k, c in enumerate(caps)]
+    assert len(files) == n_images
+    write_dataset(samples, tmp_path / "ds", "parquet")
+    ours = zeroshot_retrieval(
+        clip, load_retrieval(str(tmp_path / "ds")), boot=BootstrapSpec(n=20), batch_size=BATCH
+    )
+    n_caps = 2 * n_images
+    want = [f"text_to_image_recall@{k}" for k in (1, 5, 10) if k < n_images] + [
+        f"image_to_text_recall@{k}" for k in (1, 5, 10) if k < n_caps
+    ]
+    assert list(ours["metrics"]) == want
+    assert list(ours["clip_benchmark_names"]) == want
+    left_out = [k for k in (1, 5, 10) if k >= n_images]
+    note = next(n for n in ours["notes"] if n.startswith("text→image"))
+    assert f"there are {n_images} images" in note and all(f"@{k}" in note for k in left_out)
+    assert any(n.startswith("image→text recall@10") for n in ours["notes"]) == (n_caps <= 10)
+    # Per-sample rows: each direction's top list holds min(5, its candidates) entries.
+    rows = ours["per_sample"]
+    widths = {d: len(t) for d, t in zip(rows["direction"], rows["top5"], strict=True)}
+    assert widths == {"text_to_image": min(5, n_images), "image_to_text": min(5, n_caps)}
+
+    scores, positive = _cb_scores(clip, files, texts)
+    for name, cb_name in CLIP_BENCHMARK_NAMES.items():
+        if name not in ours["metrics"]:
+            continue
+        k = int(name.rsplit("@", 1)[1])
+        s, p = (scores, positive) if name.startswith("text_to_image") else (scores.T, positive.T)
+        theirs = (cb_ret.batchify(cb_ret.recall_at_k, s, p, BATCH, "cpu", k=k) > 0).float()
+        assert abs(ours["metrics"][name]["value"] - theirs.mean().item()) <= TOL, cb_name
+    # Where both directions are defined, clip-benchmark's own evaluate() agrees too.
+    loader = torch.utils.data.DataLoader(
+        Images(files, texts, clip.preprocess, None), batch_size=BATCH, collate_fn=_collate
+    )
+    both = [k for k in (1, 5, 10) if k < n_images]
+    full = cb_ret.evaluate(clip.model, loader, clip.tokenizer, "cpu", amp=False, recall_k_list=both)
+    for k in both:
+        for d in ("text_to_image", "image_to_text"):
+            name = f"{d}_recall@{k}"
+            assert abs(ours["metrics"][name]["value"] - full[CLIP_BENCHMARK_NAMES[name]]) <= TOL

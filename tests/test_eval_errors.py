@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from clipaudit.data import Sample, write_dataset
 from clipaudit.errors import ClipauditError
-from clipaudit.evaluate import build_prompts, load_classification, load_templates
+from clipaudit.evaluate import BootstrapSpec, build_prompts, load_classification, load_templates
 from clipaudit.evaluate.cli import eval_app
 from clipaudit.evaluate.prompts import load_classnames
 
@@ -110,3 +110,117 @@ def test_cli_surfaces_the_error(tmp_path: Path) -> None:
     assert isinstance(res.exception, ClipauditError)
     assert "'dog'" in str(res.exception)
     assert not (tmp_path / "out").exists()  # nothing written before the data is valid
+
+
+@pytest.mark.parametrize("device", ["potato", "cuda", "cuda:7"])
+def test_bad_device_is_one_sentence_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """An unknown device used to be torch's RuntimeError, and cuda on a CPU-only machine
+    said the weights could not be downloaded; both are refused before any data is read."""
+    import torch
+
+    from clipaudit.errors import ModelError
+    from clipaudit.models.loader import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: device == "cuda:7")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if device == "cuda:7" else 0)
+    with pytest.raises(ModelError) as err:
+        pick_device(device)
+    msg = _one_sentence(err.value)
+    assert f"{device!r}" in msg and "download" not in msg
+    want = {"potato": "Unknown device", "cuda": "--device cpu", "cuda:7": "1 CUDA GPU (cuda:0)"}
+    assert want[device] in msg
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "cat" / "a.png").write_bytes(_png((1, 2, 3)))
+    res = CliRunner().invoke(
+        eval_app,
+        ["zeroshot", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--device", device],
+    )
+    assert isinstance(res.exception, ModelError) and str(res.exception) == msg
+    assert not (tmp_path / "o").exists()
+
+
+def _captioned(root: Path) -> str:
+    """An imagefolder of captions only: caption, file_name and id, no other field."""
+    root.mkdir()
+    rows = []
+    for i in range(3):
+        (root / f"{i}.png").write_bytes(_png((i, 9, 9)))
+        rows.append({"file_name": f"{i}.png", "caption": f"thing {i}", "id": f"s{i}"})
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(root)
+
+
+def test_caption_dataset_offers_no_label_column_it_then_refuses(tmp_path: Path) -> None:
+    """It used to suggest --label-column with caption, file_name or id, then refuse each
+    with 'its fields are none'."""
+    ds = _captioned(tmp_path / "d")
+    with pytest.raises(ClipauditError) as err:
+        load_classification(ds)
+    guess = _one_sentence(err.value)
+    assert "caption, file_name" not in guess
+    assert "no field besides image, caption and id" in guess and "class folders" in guess
+    with pytest.raises(ClipauditError) as err:
+        load_classification(ds, label_column="caption")
+    msg = _one_sentence(err.value)
+    assert "'caption'" in msg and "not as a label" in msg and "class folders" in msg
+    with pytest.raises(ClipauditError) as err:
+        load_classification(ds, label_column="kind")
+    msg = _one_sentence(err.value)
+    assert "'kind'" in msg and "'s0'" in msg and "none" not in msg
+
+
+def test_label_field_missing_names_the_fields_there_are(tmp_path: Path) -> None:
+    samples = [Sample(f"s{i}", _png((i, 0, 0)), meta={"shape": "cat", "size": 2}) for i in range(2)]
+    write_dataset(samples, tmp_path / "ds", "parquet")
+    with pytest.raises(ClipauditError) as err:
+        load_classification(str(tmp_path / "ds"))
+    assert "--label-column with one of shape, size." in _one_sentence(err.value)
+
+
+def test_unreadable_images_and_a_class_left_without_any_are_noted(tmp_path: Path) -> None:
+    """Unreadable images used to vanish with empty notes, and a class whose only images
+    were unreadable was silently averaged out of mean per-class recall."""
+    from clipaudit.evaluate import zeroshot_classification
+    from clipaudit.models import load_clip
+
+    root = tmp_path / "data"
+    bad = b"\x89PNG\r\n\x1a\n broken"
+    layout = {"cat": [(200, 0, 0)] * 3, "dog": [(0, 200, 0), (0, 190, 0), None], "owl": [None]}
+    for name, colours in layout.items():
+        (root / name).mkdir(parents=True)
+        for i, c in enumerate(colours):
+            (root / name / f"{i}.png").write_bytes(_png(c) if c else bad)
+    data = load_classification(str(root))
+    prompts = build_prompts(data.classnames, load_templates("simple"), "simple")
+    clip = load_clip("random:clipaudit-tiny", device="cpu")
+    res = zeroshot_classification(clip, data, prompts, boot=BootstrapSpec(n=0))
+    assert res["dataset"]["n"] == 5 and res["dataset"]["skipped"] == {"decode_error": 2}
+    assert res["notes"][:2] == [
+        "2 images could not be read (decode_error 2) and were left out; the metrics cover "
+        "the other 5.",
+        "1 class ('owl') had no readable image: its recall is null and mean_per_class_recall "
+        "averages the other 2 classes; it stays a candidate for every prediction.",
+    ]
+    recall = res["per_class"]["recall"]
+    assert recall["owl"] is None and res["per_class"]["support"]["owl"] == 0
+    mean = (recall["cat"] + recall["dog"]) / 2
+    assert res["metrics"]["mean_per_class_recall"]["value"] == pytest.approx(mean)
+    out = CliRunner().invoke(
+        eval_app,
+        [
+            "zeroshot",
+            str(root),
+            "--out",
+            str(tmp_path / "o"),
+            "--templates",
+            "simple",
+            "-m",
+            "random:clipaudit-tiny",
+            "--bootstrap",
+            "0",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert all(f"note: {n}" in out.stderr for n in res["notes"][:2])

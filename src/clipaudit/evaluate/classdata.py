@@ -110,9 +110,20 @@ def _labels_from_column(
     raw: list[Any] = []
     for s in ds:
         if column not in s.meta:
+            if column in ds.columns() and not ids:
+                raise ClipauditError(
+                    f"The column {column!r} of {ds.describe()!r} is read as each sample's "
+                    "image, caption or id, not as a label; " + _label_fields_hint(list(s.meta))
+                )
+            fields = ", ".join(sorted(s.meta))
             raise ClipauditError(
-                f"The sample {s.id!r} has no label column {column!r}; its fields are "
-                f"{', '.join(sorted(s.meta)) or 'none'}."
+                f"The sample {s.id!r} has no label field {column!r}; "
+                + (
+                    f"its fields are {fields}: give every sample a {column!r} field or pass "
+                    "--label-column with the field that holds its class."
+                    if fields
+                    else f"it has no field besides image, caption and id: add {column!r} to it."
+                )
             )
         ids.append(s.id)
         raw.append(s.meta[column])
@@ -180,17 +191,28 @@ def load_classification(
     return _finish(ds.describe(), ds, ids, labels, names, f"column {column!r}")
 
 
+def _label_fields_hint(fields: list[str]) -> str:
+    """What to pass instead: the fields that can hold a label, or how to add one."""
+    if fields:
+        return f"pass --label-column with one of {', '.join(fields)}."
+    return (
+        "its samples have no field besides image, caption and id: add a label field to each "
+        "(then --label-column FIELD), or lay the images out as class folders "
+        "ROOT/<class>/<image>."
+    )
+
+
 def _guess_label_column(ds: Dataset) -> str:
     class_labels = list(getattr(ds, "_labels", {}))
     if len(class_labels) == 1:
         return class_labels[0]
-    # Labels may be a column or a field of the stored meta: look at both.
+    # Labels are fields of a sample's meta: the image, caption and id columns never are.
     first = next(iter(ds), None)
-    fields = list(ds.columns()) + (sorted(first.meta) if first is not None else [])
+    fields = sorted(first.meta) if first is not None else []
     found = next((c for c in LABEL_CANDIDATES if c in fields), None)
     if found is None:
         raise ClipauditError(
-            f"Cannot tell which column of {ds.describe()!r} holds the label; pass "
-            f"--label-column with one of {', '.join(dict.fromkeys(fields)) or 'its columns'}."
+            f"Cannot tell which field of {ds.describe()!r} holds the label; "
+            + _label_fields_hint(fields)
         )
     return found

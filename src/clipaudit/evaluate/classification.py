@@ -1,7 +1,9 @@
 """Zero-shot classification as a pure function: (model, data, prompts) → result dict.
 
 Logits are 100 · cos(image, class head), CLIP_benchmark's fixed scale (the model's own
-logit scale changes no ranking). acc5 exists only with 5 or more classes.
+logit scale changes no ranking). acc5 exists only with 5 or more classes. Unreadable images
+are left out with a note; a class all of whose images are unreadable stays a candidate but
+has no recall (null) and is left out of mean per-class recall, with a note naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from clipaudit.evaluate.heads import DEFAULT_HEADS, HeadCache
 from clipaudit.evaluate.images import Embedded, embed_images
 from clipaudit.evaluate.prompts import Prompts
 from clipaudit.evaluate.ranking import rank_of, top_k
-from clipaudit.evaluate.results import dataset_block, record
+from clipaudit.evaluate.results import dataset_block, record, skipped_note
 from clipaudit.evaluate.tasks import register_task
 from clipaudit.models.loader import LoadedClip
 
@@ -109,6 +111,30 @@ def _stats_of(result: dict[str, Any]) -> tuple[dict[str, Stat], int]:
     return classification_stats(per_sample, result["prompts"]["n_classes"]), len(per_sample["id"])
 
 
+def _unreadable_notes(
+    data: ClassificationData, keep: np.ndarray, errors: dict[str, str]
+) -> list[str]:
+    """How many images were left out and which classes lost every image."""
+    notes = []
+    note = skipped_note(errors, "image", len(keep))
+    if note:
+        notes.append(note)
+    n = len(data.classnames)
+    had = np.bincount(data.labels, minlength=n) > 0
+    has = np.bincount(data.labels[keep], minlength=n) > 0
+    gone = [data.classnames[i] for i in np.flatnonzero(had & ~has)]
+    if gone:
+        shown = ", ".join(repr(c) for c in gone[:10]) + (", …" if len(gone) > 10 else "")
+        notes.append(
+            f"{len(gone)} class{'es' * (len(gone) != 1)} ({shown}) had no readable image: "
+            f"{'its' if len(gone) == 1 else 'their'} recall is null and mean_per_class_recall "
+            f"averages the other {int(has.sum())} classes; "
+            f"{'it stays a candidate' if len(gone) == 1 else 'they stay candidates'} for every "
+            "prediction."
+        )
+    return notes
+
+
 @register_task("zeroshot_classification", stats=_stats_of)
 def zeroshot_classification(
     clip: LoadedClip,
@@ -135,6 +161,8 @@ def zeroshot_classification(
     logits = class_logits(emb.emb[keep], head)
     ids = [data.images.ids[i] for i in keep]
     out = classification_metrics(logits, data.labels[keep], data.classnames, ids, boot)
+    lost = _unreadable_notes(data, keep, emb.errors)
+    out["notes"] = lost + out["notes"]
     return record(
         task="zeroshot_classification",
         dataset=dataset_block(

@@ -53,6 +53,14 @@ def _fresh(out: Path) -> None:
         raise ClipauditError(f"The output folder {str(out)!r} is not empty; choose a new one.")
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a bad --device before any data is read (one ModelError naming it)."""
+    if device:
+        from clipaudit.models.loader import pick_device
+
+        pick_device(device)
+
+
 def run_models(
     models: list[str],
     run_one: Callable[[Any], dict[str, Any]],
@@ -69,11 +77,17 @@ def run_models(
 
     if out is not None:
         _fresh(out)
+    check_device(device)
     results = []
+    told: set[str] = set()
     for i, spec in enumerate(models):
         clip = load_clip(spec, device=device)
         result = run_one(clip)
         results.append(result)
+        for note in result.get("notes", []):
+            if note not in told:  # the data's notes are the same for every model
+                told.add(note)
+                typer.echo(f"note: {note}", err=True)
         if out is not None:
             write_result(result, out / f"{i:02d}-{_slug(spec)}")
     comparison = compare_results(results, BootstrapSpec(n=n_boot, seed=seed))
@@ -144,6 +158,7 @@ def zeroshot(
     from clipaudit.evaluate.heads import HeadCache
     from clipaudit.evaluate.prompts import build_prompts, load_classnames, load_templates
 
+    check_device(device)
     names = load_classnames(classes) if classes else None
     labelled = load_classification(dataset, data.format, data.read_options(), label_column, names)
     prompts = build_prompts(labelled.classnames, load_templates(templates), templates)
@@ -167,7 +182,8 @@ def retrieval(
     out: OutOpt,
     model: Models = None,
     captions_field: Annotated[
-        str | None, typer.Option(help="Meta field holding a list of extra captions per image.")
+        str | None,
+        typer.Option(help="Meta field holding a list (or JSON list) of extra captions per image."),
     ] = None,
     seed: SeedOpt = 0,
     bootstrap: BootOpt = 1000,
@@ -185,6 +201,7 @@ def retrieval(
     from clipaudit.evaluate.retrievaldata import load_retrieval
 
     policy = SamplingPolicy.parse(video_sampling)  # a bad policy is refused before any work
+    check_device(device)
     pairs = load_retrieval(dataset, data.format, data.read_options(), captions_field, policy)
     boot = BootstrapSpec(n=bootstrap, seed=seed)
 

@@ -36,6 +36,22 @@ def dataset_block(
     return {"name": name, **info, "n": n, **extra, "skipped": skipped}
 
 
+def skipped_note(errors: dict[str, str], unit: str, n_kept: int, n_captions: int = 0) -> str | None:
+    """The console- and notes-line for unreadable samples left out, or None when none were."""
+    if not errors:
+        return None
+    counts: dict[str, int] = {}
+    for code in errors.values():
+        counts[code] = counts.get(code, 0) + 1
+    why = ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
+    n = len(errors)
+    captions = f" with their {n_captions} caption{'s' * (n_captions != 1)}" if n_captions else ""
+    return (
+        f"{n} {unit}{'s' * (n != 1)} could not be read ({why}) and {'were' if n != 1 else 'was'} "
+        f"left out{captions}; the metrics cover the other {n_kept}."
+    )
+
+
 def record(
     *,
     task: str,

@@ -4,6 +4,9 @@ S = texts · imagesᵀ (unit embeddings). text→image R@k: share of captions wh
 their top k images (clip-benchmark's ``image_retrieval_recall@k``); image→text R@k: share
 of images with at least one of their captions in their top k captions
 (``text_retrieval_recall@k``). The bootstrap resamples images, each with all its captions.
+Recall@k is reported only for k below the number of candidates (images for text queries,
+captions for image queries): at k ≥ that number every query hits by construction (and
+clip-benchmark's ``topk`` fails above it), so such a k is left out with a note.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.bootstrap import BootstrapSpec, Stat, ratio_stat, summarise
 from clipaudit.evaluate.images import Embedded, embed_images
 from clipaudit.evaluate.ranking import top_k
-from clipaudit.evaluate.results import dataset_block, record
+from clipaudit.evaluate.results import dataset_block, record, skipped_note
 from clipaudit.evaluate.retrievaldata import RetrievalData
 from clipaudit.evaluate.tasks import register_task
 from clipaudit.models.loader import LoadedClip
@@ -76,18 +79,37 @@ def image_to_text_ranks(
     return best, np.concatenate(tops), np.concatenate(top_scores)
 
 
+def reported_ks(n_candidates: int) -> tuple[int, ...]:
+    """The recall ks that mean something against ``n_candidates``: k < n_candidates."""
+    return tuple(k for k in RECALL_KS if k < n_candidates)
+
+
 def retrieval_stats(units: dict[str, np.ndarray]) -> dict[str, Stat]:
-    """Recall@k as statistics over resampled images (a cluster bootstrap of captions)."""
+    """Recall@k as statistics over resampled images (a cluster bootstrap of captions), for
+    the ks below each direction's number of candidates."""
     n_img = len(units["i2t_rank"])
+    n_txt = len(units["t2i_rank"])
     counts = np.bincount(units["caption_image"], minlength=n_img)
     query = units["i2t_rank"] >= 0
     stats: dict[str, Stat] = {}
-    for k in RECALL_KS:
+    for k in reported_ks(n_img):
         hits = np.bincount(units["caption_image"], weights=units["t2i_rank"] < k, minlength=n_img)
         stats[f"text_to_image_recall@{k}"] = ratio_stat(hits, counts)
-    for k in RECALL_KS:
+    for k in reported_ks(n_txt):
         stats[f"image_to_text_recall@{k}"] = ratio_stat(query & (units["i2t_rank"] < k), query)
     return stats
+
+
+def _left_out_note(direction: str, n: int, what: str) -> str | None:
+    dropped = [f"@{k}" for k in RECALL_KS if k not in reported_ks(n)]
+    if not dropped:
+        return None
+    ks = ", ".join(dropped[:-1]) + " and " + dropped[-1] if len(dropped) > 1 else dropped[0]
+    return (
+        f"{direction} recall{ks} {'are' if len(dropped) > 1 else 'is'} not reported: there "
+        f"{'is' if n == 1 else 'are'} {n} {what if n != 1 else what[:-1]} to rank, and "
+        f"recall@k with k ≥ {n} is 1 by construction."
+    )
 
 
 def _stats_of(result: dict[str, Any]) -> tuple[dict[str, Stat], int]:
@@ -124,9 +146,13 @@ def zeroshot_retrieval(
     t_rank, t_top, t_sc = text_to_image_ranks(txt, img, caption_image)
     i_rank, i_top, i_sc = image_to_text_ranks(txt, img, caption_image)
     units = {"t2i_rank": t_rank, "i2t_rank": i_rank, "caption_image": caption_image}
-    metrics = {
-        name: summarise(stat, len(img), boot) for name, stat in retrieval_stats(units).items()
-    }
+    stats = retrieval_stats(units)
+    if not stats:
+        raise ClipauditError(
+            f"The dataset {data.name!r} has {len(img)} readable image and {len(captions)} "
+            "caption: every recall@k is 1 by construction; add images and captions."
+        )
+    metrics = {name: summarise(stat, len(img), boot) for name, stat in stats.items()}
     queries = np.flatnonzero(i_rank >= 0)
     per_sample: dict[str, Any] = {
         "direction": ["text_to_image"] * len(captions) + ["image_to_text"] * len(queries),
@@ -134,11 +160,26 @@ def zeroshot_retrieval(
         "caption": captions + [None] * len(queries),
         "image_id": [image_ids[i] for i in caption_image] + [image_ids[i] for i in queries],
         "rank": np.concatenate([t_rank, i_rank[queries]]),
+        # Rows hold min(5, candidates) entries: fewer images than captions, or the reverse,
+        # gives the two directions different widths.
         "top5": [[image_ids[j] for j in row] for row in t_top]
         + [[caption_ids[j] for j in row] for row in i_top[queries]],
-        "top5_scores": np.concatenate([t_sc, i_sc[queries]]).tolist(),
+        "top5_scores": t_sc.tolist() + i_sc[queries].tolist(),
     }
-    notes = []
+    notes = [
+        note
+        for note in (
+            skipped_note(
+                emb.errors,
+                "image",
+                len(img),
+                data.info.get("unreadable_captions", 0) + len(data.captions) - len(captions),
+            ),
+            _left_out_note("text→image", len(img), "images"),
+            _left_out_note("image→text", len(captions), "captions"),
+        )
+        if note
+    ]
     n_lonely = int((i_rank < 0).sum())
     if n_lonely:
         notes.append(
@@ -153,7 +194,7 @@ def zeroshot_retrieval(
         )
     body = {
         "metrics": metrics,
-        "clip_benchmark_names": CLIP_BENCHMARK_NAMES,
+        "clip_benchmark_names": {m: CLIP_BENCHMARK_NAMES[m] for m in metrics},
         "notes": notes,
         "per_sample": per_sample,
     }
