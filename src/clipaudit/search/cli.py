@@ -40,11 +40,26 @@ def index_command(
 
     info = build_index(run, out, backend=backend, where=where, kind=kind)
     folder = out or run / "index"
+    vectors = f"{info['count']} image"
+    if info["without_caption"] is not None:
+        vectors += f" and {info['caption_count']} caption"
     Console().print(
-        f"{escape(str(folder))}: {info['count']} vectors of dimension {info['dim']} "
+        f"{escape(str(folder))}: {vectors} vectors of dimension {info['dim']} "
         f"({info['kind']}, {info['backend']}) in {info['build_s']} s",
         highlight=False,
+        soft_wrap=True,
     )
+    left = []
+    if info["without_image"]:
+        left.append(f"{info['without_image']} without an image embedding (image not decoded)")
+    if info["without_caption"]:
+        left.append(f"{info['without_caption']} without a caption embedding (no caption)")
+    if left:
+        Console().print(
+            f"left out: {'; '.join(left)} (of {info['selected']} samples)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def search_command(
@@ -71,19 +86,20 @@ def search_command(
         embed_image,
         embed_text,
         fit_warning,
+        like_query,
         open_searchable,
-        position_of,
         search,
     )
 
     given = [x for x in (text, image, like) if x is not None]
     if len(given) != 1:
         raise ClipauditError('give exactly one query: "TEXT", --image PATH or --like ID.')
+    if html is not None:
+        from clipaudit.search.html import check_html_path
+
+        check_html_path(html)  # before the search, not after it
     s = open_searchable(source)
     check_model(s, model)
-    unfit = fit_warning(s)
-    if unfit:
-        typer.echo(unfit, err=True)
     exclude = None
     if text is not None:
         query, label = embed_text(s, text), text
@@ -91,8 +107,8 @@ def search_command(
         query, label = embed_image(s, image), f"image {image}"
     else:
         assert like is not None
-        exclude = position_of(s, like)
-        query, label = s.vector_of(__import__("numpy").array([exclude]))[0], f"like {like}"
+        exclude, query = like_query(s, like)
+        label = f"like {like}"
     hits = search(
         s,
         query,
@@ -103,6 +119,18 @@ def search_command(
         exclude=exclude,
         copies_first=like is not None,
     )
+    # Warnings once the query and the filter have been accepted: an error stays one line.
+    unfit = fit_warning(s)
+    if unfit:
+        typer.echo(unfit, err=True)
+    left_out = s.left_out(captions)
+    if left_out:
+        what = "a caption embedding (no caption)" if captions else "an image embedding"
+        typer.echo(
+            f"note: {left_out} sample{'s' if left_out != 1 else ''} without {what} left out "
+            "of the search.",
+            err=True,
+        )
     if as_json:
         for h in hits:
             typer.echo(json.dumps(h.to_dict(), ensure_ascii=False))
@@ -122,6 +150,8 @@ def search_command(
             ("index", str(s.info.get("kind", "exact"))),
             ("results", str(len(hits))),
         ]
+        if left_out:
+            facts.append(("left out", f"{left_out} without the embedding searched"))
         if unfit:
             facts.append(("model", unfit.removeprefix("warning: ")))
         write_results_html(html, results_html(s, hits, label, facts, show_nsfw))

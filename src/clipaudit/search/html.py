@@ -7,6 +7,7 @@ import datetime
 from pathlib import Path
 
 from clipaudit import __version__
+from clipaudit.errors import ClipauditError
 from clipaudit.reports.render import CSP, environment
 from clipaudit.reports.thumbs import NSFW_CODES, ThumbSource
 from clipaudit.search.query import Hit, Searchable
@@ -49,7 +50,35 @@ def _pos(s: Searchable, sample_id: str) -> int:
     return int(pc.index(s.rows.column("id"), sample_id).as_py())
 
 
-def write_results_html(path: str | Path, html: str) -> Path:
+def check_html_path(path: str | Path) -> Path:
+    """Refuse, in one sentence, a page path that cannot be written: a folder, or a path
+    under a file. Missing parent folders are fine: writing creates them."""
     out = Path(path)
-    out.write_text(html, encoding="utf-8")
+    if out.is_dir():
+        raise ClipauditError(
+            f"--html {str(out)!r} is a folder; give a file name for the page, like "
+            f"{str(out / 'search.html')!r}."
+        )
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ClipauditError(
+            f"--html {str(out)!r} lies under {str(above)!r}, which is a file, not a folder; "
+            "give a path in a folder."
+        )
+    return out
+
+
+def write_results_html(path: str | Path, html: str) -> Path:
+    """Write the page, creating missing parent folders."""
+    out = check_html_path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as err:
+        raise ClipauditError(
+            f"cannot write the page to {str(out)!r}: {err.strerror or err}; give a path in a "
+            "folder you can write to."
+        ) from None
     return out

@@ -2,19 +2,22 @@
 
 An index folder (default ``RUN/index``) holds:
 
-* ``index.json``: what was indexed (run, model, filter, count), the faiss kind and its
-  parameters, and the build's time;
-* ``rows.parquet``: one row per vector, in index order: ``id`` and every scalar column of the
-  decision table (caption, url, decision, reasons, route, signals), joined on the sample
-  id, never on row position. ``shard`` and ``row`` locate the vector in the run's own
-  ``img_emb`` files, which exact re-ranking reads back;
+* ``index.json``: what was indexed (the run, as a path relative to the index folder, so a
+  run moved or copied with its index still finds itself; model, filter, counts), the faiss
+  kind and its parameters, a stamp of the decision table and the build's time;
+* ``rows.parquet``: one row per sample with an image or a caption embedding: ``id`` and every
+  scalar column of the decision table (caption, url, decision, reasons, route, signals),
+  joined on the sample id, never on row position. ``shard`` and ``row`` locate the vector
+  in the run's own ``img_emb`` files, which exact re-ranking reads back;
 * ``image.index`` (and ``text.index`` where the run has caption embeddings): faiss
-  indexes whose labels are row numbers of ``rows.parquet`` — the layout clip-retrieval's
-  back end serves (an index and metadata in index order);
+  indexes (``IndexIDMap``) whose labels are row numbers of ``rows.parquet`` — the layout
+  clip-retrieval's back end serves. Each holds only the rows that have its embedding: a
+  sample whose image did not decode, or that has no caption, has an all-zero row in the
+  run's embedding files (cosine 0 with everything), which is left out;
 * with ``--backend lancedb``: ``lancedb/``, a table ``samples`` (the columns above and the
-  image ``vector``) that another program opens with
+  image ``vector``, rows with an image embedding) that another program opens with
   ``lancedb.connect(path).open_table("samples")`` and searches with its own API, and a table
-  ``captions`` (``id``, caption ``vector``).
+  ``captions`` (``id``, caption ``vector``, rows with a caption embedding).
 
 Building streams the run a shard at a time: the rows go to a Parquet writer, the vectors to
 the index. Up to ``FLAT_MAX`` vectors the index is exact (flat inner product: 179 ms a query
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -50,7 +54,8 @@ from clipaudit.search.where import Where, parse_where
 INDEX_DIR = "index"
 ROWS = "rows.parquet"
 INFO = "index.json"
-FORMAT_VERSION = 1
+# 2: the run stored relative to the index; rows without an embedding left out (IndexIDMap).
+FORMAT_VERSION = 2
 # Exact search up to this many vectors; quantised with exact re-ranking above.
 FLAT_MAX = 100_000
 K_FACTOR = 100  # candidates re-ranked exactly, per wanted neighbour
@@ -157,6 +162,12 @@ def _normalised(v: np.ndarray) -> np.ndarray:
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
 
 
+def embedded(v: np.ndarray) -> np.ndarray:
+    """Rows that hold an embedding: the run stores an all-zero row for a sample whose image
+    did not decode or that has no caption."""
+    return np.asarray(np.any(np.asarray(v) != 0, axis=1))
+
+
 def make_faiss(kind: str, dim: int, count: int = 0) -> Any:
     """An empty faiss index of ``kind`` (flat, or pq for ``count`` vectors) over inner
     products; a pq index must be trained before vectors are added."""
@@ -199,6 +210,10 @@ def decisions_stamp(run: RunDir) -> str:
     64 KiB (the parquet footer, whose statistics change with the contents). Copying the run
     keeps it; deciding again changes it."""
     path = run.path / "decisions.parquet"
+    if not path.is_file():
+        raise ClipauditError(
+            f"{str(run.path)!r} has no decisions.parquet; decide it first (clipaudit decide)."
+        )
     size = path.stat().st_size
     with path.open("rb") as f:
         f.seek(max(0, size - 65536))
@@ -254,12 +269,14 @@ def build_index(
         info.update(
             {
                 "format": FORMAT_VERSION,
-                "run": str(run.path.resolve()),
+                # Relative to the index folder: a run moved or copied with its index (the
+                # default RUN/index) finds itself, never the folder it was built in.
+                "run": os.path.relpath(run.path.resolve(), target.resolve()),
                 "run_fingerprint": run.read_json("run.json").get("fingerprint"),
                 "decisions": decisions_stamp(run),
                 "model": model,
                 "dim": dim,
-                "count": count,
+                "selected": count,
                 "where": where,
                 "backend": backend,
                 "kind": chosen,
@@ -289,82 +306,142 @@ def _training_sample(
             return None
         sel = flt.mask(part.rows) if flt else np.ones(part.rows.num_rows, np.bool_)
         idx = np.flatnonzero(sel & (rng.random(len(sel)) < share))
-        parts.append(_normalised(np.asarray(src[idx])))
-    return np.concatenate(parts)[:TRAIN_MAX]
+        vectors = np.asarray(src[idx])
+        parts.append(_normalised(vectors[embedded(vectors)]))
+    sample = np.concatenate(parts)[:TRAIN_MAX]
+    return sample if len(sample) else None
+
+
+def _no_image_embedding(run: RunDir) -> ClipauditError:
+    return ClipauditError(
+        f"no selected sample of {str(run.path)!r} has an image embedding (every image failed "
+        "to decode); there is nothing to index."
+    )
 
 
 def _write(
     run: RunDir, folder: Path, backend: str, flt: Where | None, kind: str, dim: int, count: int
 ) -> dict[str, Any]:
+    """Stream the selected rows into the indexes: a row goes to ``rows.parquet`` when it has
+    an image or a caption embedding, and its vector to each index whose embedding it has
+    (labels: its row number in ``rows.parquet``)."""
     import faiss
 
-    image_index = make_faiss(kind, dim, count)
+    image_index = faiss.IndexIDMap(make_faiss(kind, dim, count))
     text_index: Any = None
     if kind == "pq":
-        image_index.train(_training_sample(run, flt, count, False))
+        sample = _training_sample(run, flt, count, False)
+        if sample is None:
+            raise _no_image_embedding(run)
+        image_index.train(sample)
         sample = _training_sample(run, flt, count, True)
         if sample is not None:
-            text_index = make_faiss(kind, dim, count)
+            text_index = faiss.IndexIDMap(make_faiss(kind, dim, count))
             text_index.train(sample)
     writer: pq.ParquetWriter | None = None
     lance: Any = None
     has_text = True
+    n_rows = n_image = n_text = no_image = no_text = 0
     try:
         for part in iter_run(run):
             sel = flt.mask(part.rows) if flt else np.ones(part.rows.num_rows, np.bool_)
             idx = np.flatnonzero(sel)
             if not len(idx):
                 continue
-            rows = part.rows.take(pa.array(idx))
-            image = _normalised(np.asarray(part.image[idx]))
-            image_index.add(image)
+            image = np.asarray(part.image[idx])
+            has_image = embedded(image)
             has_text = has_text and part.text is not None
-            text = None
-            if has_text and part.text is not None:
-                text = _normalised(np.asarray(part.text[idx]))
-                if text_index is None:
-                    text_index = make_faiss(kind, dim, count)
-                text_index.add(text)
+            text = np.asarray(part.text[idx]) if has_text and part.text is not None else None
+            has_caption = embedded(text) if text is not None else np.zeros(len(idx), np.bool_)
+            no_image += int((~has_image).sum())
+            no_text += int((~has_caption).sum())
+            keep = has_image | has_caption
+            if not keep.any():
+                continue
+            rows = part.rows.take(pa.array(idx[keep]))
+            labels = n_rows + np.arange(rows.num_rows, dtype=np.int64)
+            has_image, has_caption = has_image[keep], has_caption[keep]
+            image_vectors = _normalised(image[keep][has_image])
+            if len(image_vectors):
+                image_index.add_with_ids(image_vectors, labels[has_image])
+            text_vectors = None
+            if text is not None:
+                text_vectors = _normalised(text[keep][has_caption])
+                if len(text_vectors):
+                    if text_index is None:
+                        text_index = faiss.IndexIDMap(make_faiss(kind, dim, count))
+                    text_index.add_with_ids(text_vectors, labels[has_caption])
+            n_rows += rows.num_rows
+            n_image += len(image_vectors)
+            n_text += len(text_vectors) if text_vectors is not None else 0
             if writer is None:
                 writer = pq.ParquetWriter(folder / ROWS, rows.schema)
             writer.write_table(rows.cast(writer.schema))
             if backend == "lancedb":
-                lance = _lance_add(folder, lance, rows, image, text)
+                caps = None
+                if text_vectors is not None and len(text_vectors):
+                    caps = (rows.column("id").filter(pa.array(has_caption)), text_vectors)
+                lance = _lance_add(
+                    folder, lance, rows.filter(pa.array(has_image)), image_vectors, caps
+                )
     finally:
         if writer is not None:
             writer.close()
+    if n_image == 0:
+        raise _no_image_embedding(run)
     faiss.write_index(image_index, str(folder / "image.index"))
     files = ["image.index", ROWS]
-    if has_text and text_index is not None:
+    with_text = has_text and text_index is not None and n_text > 0
+    if with_text:
         faiss.write_index(text_index, str(folder / "text.index"))
         files.append("text.index")
     if backend == "lancedb":
         files.append("lancedb")
-    return {"files": files, "lancedb_table": LANCE_TABLE if backend == "lancedb" else None}
+    return {
+        "files": files,
+        "lancedb_table": LANCE_TABLE if backend == "lancedb" else None,
+        "rows": n_rows,
+        "count": n_image,
+        "caption_count": n_text if with_text else 0,
+        # Selected samples left out of each index: all-zero embedding rows (an image that
+        # did not decode; a missing caption).
+        "without_image": no_image,
+        "without_caption": no_text if with_text else None,
+    }
 
 
 def _lance_add(
-    folder: Path, tables: Any, rows: pa.Table, image: np.ndarray, text: np.ndarray | None
+    folder: Path,
+    tables: Any,
+    rows: pa.Table,
+    image: np.ndarray,
+    captions: tuple[pa.ChunkedArray, np.ndarray] | None,
 ) -> Any:
     """Append a shard to the LanceDB tables: ``samples`` (one vector column, so a reader's
-    ``table.search(vector)`` needs no column name) and ``captions`` (id, caption vector)."""
+    ``table.search(vector)`` needs no column name; rows with an image embedding) and
+    ``captions`` (id, caption vector; rows with a caption embedding)."""
     import lancedb
 
-    dim = image.shape[1]
-
     def vectors(v: np.ndarray) -> pa.Array:
-        return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)
+        return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1])
 
-    data = rows.append_column("vector", vectors(image))
+    data = rows.append_column("vector", vectors(image)) if rows.num_rows else None
     caps = None
-    if text is not None:
-        caps = pa.table({"id": rows.column("id"), "vector": vectors(text)})
+    if captions is not None:
+        caps = pa.table({"id": captions[0], "vector": vectors(captions[1])})
     if tables is None:
-        db = lancedb.connect(str(folder / "lancedb"))
-        samples = db.create_table(LANCE_TABLE, data=data, mode="overwrite")
-        captions = db.create_table(LANCE_CAPTIONS, data=caps, mode="overwrite") if caps else None
-        return (samples, captions)
-    tables[0].add(data)
-    if caps is not None and tables[1] is not None:
-        tables[1].add(caps)
-    return tables
+        tables = (None, None)
+    samples, caption_table = tables
+    if data is not None:
+        if samples is None:
+            db = lancedb.connect(str(folder / "lancedb"))
+            samples = db.create_table(LANCE_TABLE, data=data, mode="overwrite")
+        else:
+            samples.add(data)
+    if caps is not None:
+        if caption_table is None:
+            db = lancedb.connect(str(folder / "lancedb"))
+            caption_table = db.create_table(LANCE_CAPTIONS, data=caps, mode="overwrite")
+        else:
+            caption_table.add(caps)
+    return (samples, caption_table)

@@ -8,11 +8,15 @@ fetches extra neighbours and keeps the selected ones, and a selection under
 ``FILTER_EXACT_BELOW`` of the index (or one the extra neighbours do not fill) is searched
 exactly over its own vectors instead. Results can be collapsed so that one duplicate group
 (a sample and the copies decide dropped for it) shows once.
+
+A sample without the embedding a search needs (an all-zero row in the run: an image that
+did not decode, a missing caption) is never a result: its cosine, 0, says nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,13 @@ import pyarrow.parquet as pq
 from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 from clipaudit.search.index import (
+    FORMAT_VERSION,
     INDEX_DIR,
     INFO,
     ROWS,
     decision_columns,
     decisions_stamp,
+    embedded,
     iter_run,
     run_model,
 )
@@ -64,10 +70,24 @@ class Searchable:
     index: Any = None  # faiss image index
     text_index: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Rows that hold an image / a caption embedding (the others are all-zero in the run).
+    has_image: np.ndarray | None = None
+    has_caption: np.ndarray | None = None
+    # Selected samples with neither embedding, which an index leaves out of its rows.
+    unindexed: int = 0
 
     @property
     def size(self) -> int:
         return self.rows.num_rows
+
+    def usable(self, captions: bool = False) -> np.ndarray:
+        """One bool per row: it holds the embedding a search of images (or captions) needs."""
+        mask = self.has_caption if captions else self.has_image
+        return mask if mask is not None else np.ones(self.size, np.bool_)
+
+    def left_out(self, captions: bool = False) -> int:
+        """Samples a search of images (or captions) leaves out for lack of an embedding."""
+        return int((~self.usable(captions)).sum()) + self.unindexed
 
     def vector_of(self, pos: np.ndarray, captions: bool = False) -> np.ndarray:
         """Exact vectors of rows ``pos``, from memory or the run's embedding files."""
@@ -98,7 +118,7 @@ def open_searchable(path: str | Path, use_index: bool = True) -> Searchable:
             "give a folder written by clipaudit curate or clipaudit index."
         )
     if use_index and (p / INDEX_DIR / INFO).is_file():
-        return _from_index(p / INDEX_DIR)
+        return _from_index(p / INDEX_DIR, RunDir(p))  # this run's own index, wherever it is
     run = RunDir(p)
     model = run_model(run)
     total = sum(np.load(f, mmap_mode="r").shape[0] for f in (p / "img_emb").glob("img_emb_*.npy"))
@@ -117,36 +137,97 @@ def open_searchable(path: str | Path, use_index: bool = True) -> Searchable:
             text.append(np.asarray(part.text, np.float32))
     rows = pa.concat_tables(parts)
     img = np.concatenate(image)
+    has_image = embedded(img)
     img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
     txt = None
+    has_caption = None
     if has_text and text:
         txt = np.concatenate(text)
+        has_caption = embedded(txt)
         txt /= np.maximum(np.linalg.norm(txt, axis=1, keepdims=True), 1e-12)
-    return Searchable(run, model, rows, img, txt, info={"dim": img.shape[1], "kind": "exact"})
+    return Searchable(
+        run,
+        model,
+        rows,
+        img,
+        txt,
+        info={"dim": img.shape[1], "kind": "exact"},
+        has_image=has_image,
+        has_caption=has_caption,
+    )
 
 
-def _from_index(folder: Path) -> Searchable:
+def _index_run(folder: Path, info: dict[str, Any]) -> RunDir:
+    """The run an index searched on its own was built from: ``info["run"]`` is relative to
+    the index folder, so a run moved or copied together with its index finds itself."""
+    path = Path(os.path.normpath(folder.absolute() / str(info.get("run") or "")))
+    if not (path / "run.json").is_file():
+        raise ClipauditError(
+            f"the index in {str(folder)!r} was built from the run at {str(path)!r} (stored "
+            "relative to the index), which is not there now; search the run folder itself "
+            "(clipaudit search RUN uses RUN/index) or build the index again with "
+            "clipaudit index RUN."
+        )
+    return RunDir(path)
+
+
+def _from_index(folder: Path, run: RunDir | None = None) -> Searchable:
+    """An index folder; ``run``: the run it belongs to (a run folder given on the command
+    line, whose ``index/`` this is), else the run ``index.json`` names relative to it."""
     import faiss
 
     info = json.loads((folder / INFO).read_text())
-    run = RunDir(info["run"])
+    if int(info.get("format") or 1) < FORMAT_VERSION:
+        raise ClipauditError(
+            f"the index in {str(folder)!r} was built by an earlier clipaudit (index format "
+            f"{info.get('format') or 1}), which kept samples without embeddings and the run's "
+            "absolute path; build it again with clipaudit index."
+        )
+    run = run or _index_run(folder, info)
+    built = info.get("run_fingerprint")
+    now = run.read_json("run.json").get("fingerprint")
+    if built and now and built != now:
+        raise ClipauditError(
+            f"the index in {str(folder)!r} was built from another run than {str(run.path)!r} "
+            "(their fingerprints differ); build it again with clipaudit index."
+        )
     rows = pq.read_table(folder / ROWS)
     index: Any = faiss.read_index(str(folder / "image.index"))
     text_index: Any = None
     if (folder / "text.index").is_file():
         text_index = faiss.read_index(str(folder / "text.index"))
-    if info.get("kind") == "pq":
-        for ix in (index, text_index):
-            if ix is not None:
-                ix.k_factor = int(info["params"]["k_factor"])
-    if index.ntotal != rows.num_rows:
-        raise ClipauditError(
-            f"the index in {str(folder)!r} holds {index.ntotal} vectors for {rows.num_rows} "
-            "rows; build it again with clipaudit index."
-        )
-    if info.get("decisions") and info["decisions"] != decisions_stamp(run):
+    masks: list[np.ndarray | None] = []
+    for ix in (index, text_index):
+        if ix is None:
+            masks.append(None)
+            continue
+        if info.get("kind") == "pq":
+            inner: Any = faiss.downcast_index(ix.index)  # no type stubs
+            inner.k_factor = int(info["params"]["k_factor"])
+        labels = faiss.vector_to_array(ix.id_map)
+        if len(labels) and (labels.min() < 0 or labels.max() >= rows.num_rows):
+            raise ClipauditError(
+                f"the index in {str(folder)!r} holds labels beyond its {rows.num_rows} rows; "
+                "build it again with clipaudit index."
+            )
+        mask = np.zeros(rows.num_rows, np.bool_)
+        mask[labels] = True
+        masks.append(mask)
+    if info["decisions"] != decisions_stamp(run):
         rows = _fresh_decisions(folder, info, run, rows)
-    return Searchable(run, str(info["model"]), rows, None, None, index, text_index, info)
+    return Searchable(
+        run,
+        str(info["model"]),
+        rows,
+        None,
+        None,
+        index,
+        text_index,
+        info,
+        has_image=masks[0],
+        has_caption=masks[1],
+        unindexed=int(info.get("selected", rows.num_rows)) - rows.num_rows,
+    )
 
 
 def _fresh_decisions(folder: Path, info: dict[str, Any], run: RunDir, rows: pa.Table) -> pa.Table:
@@ -160,8 +241,9 @@ def _fresh_decisions(folder: Path, info: dict[str, Any], run: RunDir, rows: pa.T
             "earlier decision of the run; build it again with clipaudit index."
         )
     path = run.path / "decisions.parquet"
-    # ``shard`` and ``row`` locate each vector in the run's embedding files: the index's own.
-    names = [c for c in decision_columns(run) if c not in LOCATORS]
+    # ``shard`` and ``row`` locate each vector in the run's embedding files: the index's own;
+    # caption and url come from the run's metadata, which a decide does not change.
+    names = [c for c in decision_columns(run) if c not in (*LOCATORS, *FROM_METADATA)]
     dec = pq.read_table(path, columns=["id", *names])
     at = pc.index_in(rows.column("id"), value_set=dec.column("id"))
     if at.null_count:
@@ -174,10 +256,12 @@ def _fresh_decisions(folder: Path, info: dict[str, Any], run: RunDir, rows: pa.T
         k = rows.schema.get_field_index(name)
         rows = rows.set_column(k, name, col) if k >= 0 else rows.append_column(name, col)
     # Columns the new decision no longer writes (a route removed) go with it.
-    return rows.drop_columns([c for c in rows.column_names if c not in (*names, *LOCATORS)])
+    kept = (*names, *LOCATORS, *FROM_METADATA)
+    return rows.drop_columns([c for c in rows.column_names if c not in kept])
 
 
 LOCATORS = ("id", "shard", "row")
+FROM_METADATA = ("caption", "url")
 
 
 def fit_warning(s: Searchable) -> str | None:
@@ -221,6 +305,10 @@ def embed_image(s: Searchable, path: str | Path) -> np.ndarray:
     from clipaudit.data.decode import decode_image
 
     p = Path(path)
+    if p.is_dir():
+        raise ClipauditError(
+            f"the query image {str(p)!r} is a folder; give one image file inside it."
+        )
     if not p.is_file():
         raise ClipauditError(f"the query image {str(p)!r} does not exist; give an image file.")
     decoded = decode_image(p.read_bytes())
@@ -237,11 +325,38 @@ def embed_image(s: Searchable, path: str | Path) -> np.ndarray:
 def position_of(s: Searchable, sample_id: str) -> int:
     at = pc.index(s.rows.column("id"), sample_id).as_py()
     if at < 0:
+        if _in_decisions(s.run, sample_id):
+            raise ClipauditError(
+                f"sample {sample_id!r} has no embedding (its image did not decode and it has "
+                "no caption), so the index left it out; give another sample's id."
+            )
         raise ClipauditError(
             f"no sample {sample_id!r} in this run's index; give an id from its decisions "
             "(clipaudit search prints them)."
         )
     return int(at)
+
+
+def like_query(s: Searchable, sample_id: str) -> tuple[int, np.ndarray]:
+    """``--like ID``: the sample's row and its stored image embedding, which it must have."""
+    at = position_of(s, sample_id)
+    if not s.usable()[at]:
+        why = ""
+        if "error" in s.rows.column_names and s.rows.column("error")[at].as_py():
+            why = f" ({s.rows.column('error')[at].as_py()})"
+        raise ClipauditError(
+            f"sample {sample_id!r} has no image embedding: its image did not decode{why}, so "
+            "--like has nothing to search with; search with its caption as text instead, or "
+            "give another sample's id."
+        )
+    return at, s.vector_of(np.array([at]))[0]
+
+
+def _in_decisions(run: RunDir, sample_id: str) -> bool:
+    path = run.path / "decisions.parquet"
+    if not path.is_file():
+        return False
+    return pq.read_table(path, columns=["id"], filters=[("id", "=", sample_id)]).num_rows > 0
 
 
 def search(
@@ -264,10 +379,13 @@ def search(
         raise ClipauditError("this run holds no caption embeddings; search images instead.")
     q = np.asarray(query, np.float32).reshape(1, -1)
     q /= max(float(np.linalg.norm(q)), 1e-12)
-    allowed: np.ndarray | None = None
+    usable = s.usable(captions)
+    # Rows without the embedding searched never rank: an all-zero row has cosine 0 with
+    # every query (above every real but negative cosine).
+    allowed: np.ndarray | None = None if usable.all() else np.flatnonzero(usable)
     if where is not None:
         flt = parse_where(where, s.rows.column_names)
-        allowed = np.flatnonzero(flt.mask(s.rows))
+        allowed = np.flatnonzero(flt.mask(s.rows) & usable)
     if exclude is not None:
         base = allowed if allowed is not None else np.arange(s.size)
         allowed = base[base != exclude]
@@ -275,6 +393,7 @@ def search(
     pos, scores = _nearest(s, q, want, allowed, captions)
     if copies_first and exclude is not None:
         members = _group_of(s, exclude)
+        members = members[usable[members]]
         if allowed is not None:
             members = np.intersect1d(members, allowed)
         members = members[members != exclude]
@@ -326,7 +445,8 @@ def _nearest(
     index = s.text_index if captions else s.index
     if allowed is not None and not len(allowed):
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if index is None or (allowed is not None and len(allowed) < FILTER_EXACT_BELOW * s.size):
+    total = int(s.usable(captions).sum())  # the vectors the index holds
+    if index is None or (allowed is not None and len(allowed) < FILTER_EXACT_BELOW * total):
         pos = allowed if allowed is not None else np.arange(s.size)
         return _exact(s, q, k, pos, captions)
     if allowed is not None and s.info.get("kind") == "flat":
@@ -337,8 +457,8 @@ def _nearest(
         scores, labels = index.search(q, k, params=params)
     else:
         # Enough extra neighbours that the selection, at its share, still fills k.
-        share = 1.0 if allowed is None else len(allowed) / s.size
-        fetch = min(s.size, int(np.ceil(k / share * 2)) if allowed is not None else k)
+        share = 1.0 if allowed is None else len(allowed) / max(total, 1)
+        fetch = min(total, int(np.ceil(k / share * 2)) if allowed is not None else k)
         scores, labels = index.search(q, fetch)
     got = labels[0] >= 0
     pos, sc = labels[0][got].astype(np.int64), scores[0][got]
