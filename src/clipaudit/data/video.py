@@ -10,10 +10,13 @@ stream header before any frame is decoded) and a cap on the frames kept. Every f
 reason code, never an exception.
 
 Policies (``SamplingPolicy.parse``): ``uniform:N`` (N frames at the centres of N equal
-spans; the default, ``uniform:8``), ``fps:F`` (F frames a second, at most ``max_frames``),
-``keyframes`` (the key frames, at most ``max_frames``), ``scenes`` (one frame per shot: the
-first frame after each cut, cuts found where the mean absolute difference of consecutive
-32x32 grey thumbnails of frames sampled at 4 fps jumps above ``SCENE_CUT``).
+spans; the default, ``uniform:8``), ``fps:F`` (F frames a second; past ``max_frames``,
+``max_frames`` spread over the whole clip as uniform spreads them), ``keyframes`` (the key
+frames by the packets' key flags; past ``max_frames``, ``max_frames`` spread over them),
+``scenes`` (one frame per shot: the first frame after each cut, cuts found where the mean
+absolute difference of consecutive 32x32 grey thumbnails of frames sampled at 4 fps jumps
+above ``SCENE_CUT``). ``info["capped"]`` says whether the cap applied. No decoded frame is
+taken twice.
 """
 
 from __future__ import annotations
@@ -127,7 +130,13 @@ def decode_video(
             if w * h > MAX_FRAME_PIXELS:
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
             out = _SAMPLERS[policy.kind](container, stream, info, policy, t_end)
-            out.info = {**info, "policy": str(policy), **out.info, **picture_info(out.frames)}
+            out.info = {
+                **info,
+                "policy": str(policy),
+                "capped": False,
+                **out.info,
+                **picture_info(out.frames),
+            }
             fw, fh = out.frames[0].size if out.frames else (0, 0)
             if w != h and fw != fh and (fw > fh) != (w > h):
                 # The size as shown: a quarter turn of the display matrix swaps the sides.
@@ -405,7 +414,10 @@ FORWARD_S = 2.0
 
 def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -> VideoDecoded:
     """The first frame at or after each target time (ascending): decoding on from the last
-    frame when the target is near, else seeking to the key frame before it."""
+    frame when the target is near, else seeking to the key frame before it. Each decoded frame
+    is taken once: a target whose frame was already taken (targets closer together than the
+    clip's frames, or in a gap of a variable-frame-rate clip) adds nothing, and targets past
+    the clip's last frame add it once."""
     out = VideoDecoded()
     base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     frames: Any = None  # the live decoding iterator, None before the first seek
@@ -414,6 +426,10 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
     gop = 0.0  # the longest gap between two key frames decoded in a row
     for target in targets:
         _check(t_end)
+        if pos is not None and out.times and pos >= target - 1e-6:
+            # The last frame decoded is at or after this target, and every frame before it
+            # is before the previous target: this target's frame is the one already taken.
+            continue
         # On from here when no key frame is due before the target (a seek would land at or
         # behind the last frame decoded); before a key-frame gap is known, when it is near.
         ahead = None if pos is None else target - pos
@@ -424,6 +440,7 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
         else:
             near = ahead <= FORWARD_S
         got = last = None
+        ended = False  # decoding reached the end of the clip short of the target
         for attempt in ("forward", "seek") if near else ("seek",):
             if attempt == "seek":
                 ts = int((base + target) / stream.time_base) if stream.time_base else 0
@@ -442,17 +459,19 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
                 if rel is None or rel >= target - 1e-6 or n >= MAX_DECODED_PER_SEEK:
                     got = frame
                     break
+            else:
+                ended = True
             if got is not None or last is not None:
                 break  # decoding on ran out of frames: seek, to take the last one there is
         got = got or last  # past the last frame: the last one there is
-        if got is None:
-            continue
-        t = _frame_time(got, stream)
-        rel = round((t - base) if t is not None else target, 4)
-        if out.times and rel <= out.times[-1] - 1e-9:
-            continue  # a seek that lands before the previous frame: nothing new there
-        out.frames.append(_rgb(got, stream))
-        out.times.append(rel)
+        if got is not None:
+            t = _frame_time(got, stream)
+            rel = round((t - base) if t is not None else target, 4)
+            if not out.times or rel > out.times[-1] + 1e-9:  # never a frame twice or backwards
+                out.frames.append(_rgb(got, stream))
+                out.times.append(rel)
+        if ended:
+            break  # later targets are past the end too
     return out
 
 
@@ -504,9 +523,11 @@ def _in_one_pass(
                 break
         if decoded >= limit:
             break
-    if k < len(targets) and last is not None and (not out.times or last[1] != out.times[-1]):
-        out.frames.append(_rgb(last[0], stream))  # past the last frame: the last one there is
-        out.times.append(round(last[1] if last[1] is not None else targets[-1], 4))
+    if k < len(targets) and last is not None:  # past the last frame: the last one there is
+        t_last = round(last[1] if last[1] is not None else targets[-1], 4)
+        if not out.times or t_last > out.times[-1] + 1e-9:  # not the frame already taken
+            out.frames.append(_rgb(last[0], stream))
+            out.times.append(t_last)
     return out
 
 
@@ -521,10 +542,17 @@ def _uniform(
     container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
 ) -> VideoDecoded:
     n = int(policy.value)
-    duration = info["duration"]
-    if not duration or duration <= 0:  # no duration to divide: the first n frames' span
+    if not info["duration"] or info["duration"] <= 0:  # no duration to divide: the first n
         frames, times = _sequential(container, stream, info, 0.0, t_end, n)
         return VideoDecoded([_rgb(f, stream) for f in frames], times)
+    return _spread(container, stream, info, n, t_end)
+
+
+def _spread(
+    container: Any, stream: Any, info: dict[str, Any], n: int, t_end: float
+) -> VideoDecoded:
+    """The frames at the centres of ``n`` equal spans of the clip's declared duration."""
+    duration = info["duration"]
     targets = [(i + 0.5) * duration / n for i in range(n)]
     declared = info.get("declared_frames")
     pixels = (info.get("width") or 0) * (info.get("height") or 0)
@@ -540,26 +568,78 @@ def _uniform(
 def _fps(
     container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
 ) -> VideoDecoded:
+    """F frames a second from the start; where that is more than ``max_frames`` (a clip
+    longer than max_frames / F seconds), ``max_frames`` spread over the whole clip as uniform
+    spreads them, and ``capped`` says so: the first max_frames / F seconds alone would leave
+    the rest of the clip unseen by every stage (an unsafe scene or a mark late in a clip)."""
     duration = info["duration"]
     if duration and duration > 0:
-        count = min(policy.max_frames, max(1, int(duration * policy.value)))
+        count = max(1, int(duration * policy.value + 1e-9))
+        if count > policy.max_frames:
+            out = _spread(container, stream, info, policy.max_frames, t_end)
+            out.info["capped"] = True
+            return out
         return _at_times(container, stream, [i / policy.value for i in range(count)], t_end)
+    # No duration to spread over: the first max_frames frames at 1/F apart.
     frames, times = _sequential(container, stream, info, 1 / policy.value, t_end, policy.max_frames)
-    return VideoDecoded([_rgb(f, stream) for f in frames], times)
+    out = VideoDecoded([_rgb(f, stream) for f in frames], times)
+    out.info["capped"] = len(frames) >= policy.max_frames
+    return out
+
+
+def _key_times(container: Any, stream: Any, t_end: float) -> list[float]:
+    """Times of the stream's key frames from the packets' key flags, demuxed without decoding
+    (about 10 us a packet). Decoders differ in what they skip for skip_frame = NONKEY (VP9's
+    ignores it and returns every frame), packets' flags are the container's and do not."""
+    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    times: set[float] = set()
+    for packet in container.demux(stream):
+        _check(t_end)
+        if not packet.is_keyframe or not packet.size:  # size 0: the demuxer's flush packet
+            continue
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is not None and stream.time_base is not None:
+            times.add(round(max(0.0, float(ts * stream.time_base) - base), 6))
+    return sorted(times)
 
 
 def _keyframes(
     container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
 ) -> VideoDecoded:
-    stream.codec_context.skip_frame = "NONKEY"
-    frames, times = _sequential(container, stream, info, 0.0, t_end, policy.max_frames)
-    return VideoDecoded([_rgb(f, stream) for f in frames], times)
+    """The key frames, found from the packets' key flags and decoded each after a seek to it;
+    where there are more than ``max_frames``, ``max_frames`` of them evenly spread over the
+    list (``capped``)."""
+    keys = _key_times(container, stream, t_end)
+    if not keys:  # no timed key packets: decode from the start and keep what the decoder flags
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+        stream.codec_context.skip_frame = "NONKEY"  # a hint some decoders take, VP9's not
+        kept: list[Any] = []
+        times: list[float] = []
+        base = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        for decoded, frame in enumerate(container.decode(stream), 1):
+            _check(t_end)
+            if frame.key_frame:
+                t = _frame_time(frame, stream)
+                kept.append(frame)
+                times.append(round(t - base, 4) if t is not None else 0.0)
+            if len(kept) > policy.max_frames or decoded >= MAX_DECODED_PER_SEEK * MAX_FRAMES:
+                break
+        n = policy.max_frames
+        out = VideoDecoded([_rgb(f, stream) for f in kept[:n]], times[:n])
+        out.info["capped"] = len(kept) > policy.max_frames
+        return out
+    n = policy.max_frames
+    picked = keys if len(keys) <= n else [keys[int((i + 0.5) * len(keys) / n)] for i in range(n)]
+    out = _at_times(container, stream, picked, t_end)
+    out.info["capped"] = len(keys) > n
+    return out
 
 
 def _scenes(
     container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
 ) -> VideoDecoded:
-    frames, times = _sequential(container, stream, info, 1 / SCAN_FPS, t_end, 4 * MAX_FRAMES)
+    scan = 4 * MAX_FRAMES
+    frames, times = _sequential(container, stream, info, 1 / SCAN_FPS, t_end, scan)
     out = VideoDecoded()
     prev = None
     for f, t in zip(frames, times, strict=True):
@@ -571,6 +651,8 @@ def _scenes(
             if len(out.frames) >= policy.max_frames:
                 break
         prev = g
+    # The scan stops at its cap (32 s at 4 fps) or at max_frames shots: later shots unseen.
+    out.info["capped"] = len(frames) >= scan or len(out.frames) >= policy.max_frames
     return out
 
 
@@ -582,7 +664,9 @@ def frame_stats(frames: list[Image.Image]) -> dict[str, Any]:
     between any two 32x32 grey thumbnails (0: nothing moves), and the share of frames whose
     mean grey is under 16 with a spread under 8 (black or near black). Any two, not only
     consecutive ones: a slow pan moves little from frame to frame but adds up over the clip,
-    while a still clip's encoding noise does not add up."""
+    while a still clip's encoding noise does not add up. Motion is None (no verdict, so no
+    ``still_video``) with fewer than two frames: one frame cannot show movement, and the
+    samplers never take a decoded frame twice."""
     if not frames:
         return {"motion": None, "black_share": None}
     g = np.stack(
@@ -591,11 +675,13 @@ def frame_stats(frames: list[Image.Image]) -> dict[str, Any]:
             for f in frames
         ]
     )
+    black = float(((g.mean(axis=(1, 2)) < 16) & (g.std(axis=(1, 2)) < 8)).mean())
+    if len(frames) < 2:
+        return {"motion": None, "black_share": round(black, 3)}
     flat = g.reshape(len(g), -1)
     # Every pair: frames are few (at most MAX_FRAMES), the thumbnails small.
     pairs = np.abs(flat[:, None, :] - flat[None, :, :]).mean(axis=2)
     motion = float(pairs.max())
-    black = float(((g.mean(axis=(1, 2)) < 16) & (g.std(axis=(1, 2)) < 8)).mean())
     return {"motion": round(motion, 3), "black_share": round(black, 3)}
 
 

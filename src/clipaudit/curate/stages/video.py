@@ -10,17 +10,21 @@ stage records, per sample:
   sample aspect ratio and a display matrix's quarter turn applied), ``video_codec``,
   ``video_hdr`` (``pq`` or ``hlg`` for HDR clips, whose frames are tone-mapped to SDR;
   ``… as stored`` where this PyAV could not), ``video_interlaced`` (share of sampled frames
-  that were interlaced; one field of each is kept), ``video_frames`` (frames sampled) and
-  ``video_policy`` (the sampling policy);
+  that were interlaced; one field of each is kept), ``video_frames`` (distinct frames
+  sampled), ``video_policy`` (the sampling policy) and ``video_capped`` (the policy met the
+  32-frame cap: ``fps`` and ``keyframes`` then spread 32 frames over the whole clip,
+  ``scenes`` stopped scanning, see docs/video.md);
 * ``video_motion``: the largest mean absolute difference (0-255) between any two sampled
-  frames' 32x32 grey thumbnails (0: a still video), and ``video_black_share``: the share of
-  sampled frames that are black;
+  frames' 32x32 grey thumbnails (0: a still video; null where fewer than two frames were
+  sampled, so one frame is never called a still video), and ``video_black_share``: the
+  share of sampled frames that are black;
 * ``frame_phash``: the pHash of each sampled frame, in time order, and ``frame_thumbs``: a
   16x16 colour thumbnail of each (768 bytes a frame): decide pairs videos whose frames match
   (re-encoded, resized, trimmed copies) and confirms them on the thumbnails, see
   ``keeper.video_pairs``.
 
-Rules (pack ``quality``): ``still_video`` below ``min_video_motion``, ``black_video`` at
+Rules (pack ``quality``): ``still_video`` below ``min_video_motion`` (never on a null
+motion), ``black_video`` at
 ``max_black_frame_share`` or more, ``video_too_long`` over ``max_video_duration``.
 """
 
@@ -52,6 +56,7 @@ COLUMNS = (
     "video_interlaced",
     "video_frames",
     "video_policy",
+    "video_capped",
     "video_motion",
     "video_black_share",
     "frame_phash",
@@ -95,6 +100,7 @@ class VideoStage(Stage):
             v.get("interlaced"),
             len(frames) if frames else None,
             v.get("policy"),
+            v.get("capped"),
             v.get("motion"),
             v.get("black_share"),
             phash,
@@ -134,7 +140,11 @@ def video_rule(sig: Signals, pack: Pack) -> list[list[str]]:
             continue
         if black[i] >= q.max_black_frame_share:
             out[i].append("black_video")
-        elif q.min_video_motion is not None and motion[i] < q.min_video_motion:
+        elif (
+            q.min_video_motion is not None
+            and not np.isnan(motion[i])  # one frame sampled: no motion verdict
+            and motion[i] < q.min_video_motion
+        ):
             out[i].append("still_video")
         if q.max_video_duration is not None and duration[i] > q.max_video_duration:
             out[i].append("video_too_long")
