@@ -108,3 +108,30 @@ def test_opt_outs_carried_in_the_files_are_reported_without_the_optout_stage(
     for c, n in removed.items():
         assert f"Removed for `{c}`: [{n}](" in section
     assert section.count("Removed for") == len(removed)
+
+
+def test_kept_structure_reading_errors_and_a_file_as_out(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """After `decide --no-kept` the card still said the kept samples were in kept/ (an
+    earlier decision's, other counts); a reading error's action showed as "drop"; a file
+    given as --out was a traceback."""
+    import shutil
+
+    run, docs = cards
+    stats = json.loads((run / "stats.json").read_text())
+    fmt = stats["kept_dataset"]["format"]
+    assert f"The kept samples are in `kept/` in the `{fmt}` format" in docs["README.md"]
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    edited = {k: v for k, v in stats.items() if k != "kept_dataset"}
+    edited["by_reason"] = {**stats["by_reason"], "decode_error": 2}
+    (copy / "stats.json").write_text(json.dumps(edited))
+    text = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "cards")}["README.md"]
+    assert "This decision wrote no kept dataset (`clipaudit decide --no-kept`)" in text
+    assert "The kept samples are in" not in text
+    row = next(x for x in text.splitlines() if x.startswith("| `decode_error` |"))
+    assert row.split(" | ")[2] == "error"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ClipauditError, match=r"--out '.*file' is a file; the cards need a folder"):
+        write_cards(copy, tmp_path / "file")

@@ -181,6 +181,10 @@ def test_bidi_controls_in_data_are_spelt_out_not_obeyed() -> None:
     assert html == (
         "<p>invoice⟨U+202E⟩fdp.exe &lt;b&gt;</p><svg><text>⟨U+2066⟩x⟨U+2069⟩</text></svg><p>3</p>"
     )
+    # Control characters too (a NUL reached the page as a raw byte); line breaks stay.
+    assert page.render(caption="a\x00b\x1b[31mc\x7f\x85\td\n", chart="", n=0) == (
+        "<p>a⟨U+0000⟩b⟨U+001B⟩[31mc⟨U+007F⟩⟨U+0085⟩\td\n</p><p>0</p>"
+    )
     # Right-to-left text itself (Arabic, Hebrew) is left alone.
     assert page.render(caption="قطة على الأريكة", chart="", n=0).startswith("<p>قطة على")
 

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from clipaudit import __version__
-from clipaudit.data.formats import atomic_write_bytes
+from clipaudit.curate.decide.rules import shown_action
+from clipaudit.data.formats import atomic_write_bytes, output_errors
 from clipaudit.errors import ClipauditError
 from clipaudit.reports.bidi import spell_controls
 from clipaudit.reports.curation import is_run
@@ -174,7 +175,7 @@ def _removal_table(ev: Evidence) -> list[str]:
     for rc in sorted(by, key=lambda c: (-by[c], c)):
         dropped = ev.fig("by_reason_dropping", rc) if ev.has("by_reason_dropping", rc) else "0"
         rows.append(
-            f"| {code(rc)} | {md(REASONS.get(rc, ''))} | {md(actions.get(rc, 'drop'))} | "
+            f"| {code(rc)} | {md(REASONS.get(rc, ''))} | {md(shown_action(rc, actions))} | "
             f"{ev.fig('by_reason', rc)} | {dropped} |"
         )
     if len(rows) == 2:
@@ -343,9 +344,7 @@ def dataset_card(ev: Evidence) -> str:
         "",
         "## Dataset Structure",
         "",
-        f"The kept samples are in `kept/` in the {code(ds.get('format'))} format: one image, its "
-        "caption, its url and its metadata per sample, with the ids of the source. Every "
-        "decision with its reason codes and every signal is in `decisions.parquet`.",
+        _kept_structure(ev),
         "",
         "## Dataset Creation",
         "",
@@ -535,11 +534,34 @@ CARDS: dict[str, Callable[[Evidence], str]] = {
 }
 
 
+def _kept_structure(ev: Evidence) -> str:
+    """Where the kept samples are, from what this decision wrote: after ``decide --no-kept``
+    a ``kept/`` folder, if any, is an earlier decision's and does not hold these counts."""
+    every = "Every decision with its reason codes and every signal is in `decisions.parquet`."
+    kept = ev.stats.get("kept_dataset")
+    if not isinstance(kept, dict):
+        return (
+            "This decision wrote no kept dataset (`clipaudit decide --no-kept`): a `kept/` "
+            "folder beside it, if any, is an earlier decision's and does not match the counts "
+            f"above. {every}"
+        )
+    return (
+        f"The kept samples are in `{md(str(kept.get('path') or 'kept'))}/` in the "
+        f"{code(kept.get('format'))} format: one image, its caption, its url and its metadata "
+        f"per sample, with the ids of the source. {every}"
+    )
+
+
 def write_cards(run: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the three documents into ``out`` (default ``RUN/cards``); return their paths."""
     run = Path(run)
     out = Path(out) if out is not None else run / "cards"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ClipauditError(
+            f"--out {str(out)!r} is a file; the cards need a folder: name a new or existing one."
+        )
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
     ev = load_evidence(run, out)
     paths = []
     for name, build in CARDS.items():

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from clipaudit.curate.decide.rules import shown_action
 from clipaudit.errors import ClipauditError
 from clipaudit.reports.judge_agreement import agreement
 from clipaudit.reports.provenance import run_provenance
@@ -125,7 +126,7 @@ def _reasons(
             {
                 "code": code,
                 "meaning": REASONS.get(code, ""),
-                "action": actions.get(code, "drop"),
+                "action": shown_action(code, actions),
                 "samples": counts.get(code, len(ids)),
                 "dropping": dropping.get(code, 0),
                 "only_reason": only.get(code, 0),

@@ -22,6 +22,14 @@ from clipaudit.rules.schema import Pack
 
 # Reader and decoder codes: the sample could not be scored at all.
 ERROR_CODES = set(DECODE_ERRORS) | {"unsafe_path", "truncated_shard", "remote_path"}
+
+
+def shown_action(code: str, actions: dict[str, str]) -> str:
+    """What a reason code does, as reports and cards show it: a reading error always makes
+    the decision ``error`` (no pack action applies), another code its pack action."""
+    return "error" if code in ERROR_CODES else actions.get(code, "drop")
+
+
 DECISIONS = ("keep", "flag", "drop", "error")
 
 load_stage_modules(scoring=False)  # every signal registers its rules and stats
