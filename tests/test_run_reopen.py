@@ -113,3 +113,17 @@ def test_a_source_that_lost_a_kept_sample_is_an_error_not_a_shorter_kept_set(
     assert code2 == 0, err2
     assert "kept 12" in out2 + err2
     assert "was not rewritten: it still holds an earlier decision's kept samples" in err2
+
+
+def test_a_moved_dataset_is_named_not_read_as_missing_shards(tmp_path: Path) -> None:
+    """A run's dataset moved away read as one missing shard ("has 1 shards where the run
+    scored 3"); it is now named, with what to do."""
+    path, _ = _curated(tmp_path)
+    (tmp_path / "data").rename(tmp_path / "moved")
+    record = json.loads((path / "run.json").read_text())
+    with pytest.raises(ClipauditError, match=r"is not there any more \(moved or deleted\)"):
+        open_run_dataset(record)
+    with pytest.raises(ClipauditError, match="--no-kept"):
+        decide_run(str(path), rules="keep-all")
+    stats = decide_run(str(path), rules="keep-all", write_kept=False)
+    assert stats["kept"] == 12

@@ -140,8 +140,16 @@ def open_run_dataset(record: dict[str, Any]) -> Dataset:
     options. Opened with detected columns instead, a run read with ``--caption-column descr``
     would come back captionless (a re-decide wrote its kept captions as empty, the judge asked
     about an empty caption) and one sharded by ``--shard-size`` with other shard numbers."""
+    source = recorded_source(record)
+    if "{" not in source and not Path(source).exists():
+        # Opened anyway, a moved folder read as one missing shard ("has 1 shards where the
+        # run scored 2"), which sent the user looking for a damaged dataset.
+        raise ClipauditError(
+            f"The run's dataset {source!r} is not there any more (moved or deleted); put it "
+            "back, or decide with --no-kept to use the run's signals alone."
+        )
     return open_dataset(
-        recorded_source(record),
+        source,
         format=(record.get("dataset") or {}).get("format"),
         options=recorded_read_options(record),
     )
