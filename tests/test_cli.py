@@ -194,5 +194,8 @@ def test_quality_always_runs_and_a_stage_named_twice_is_one_line(tmp_path: Path)
     pack.write_text(
         "name: g\nversion: '1'\nextends: default\ngates:\n  min_decodable_share: 0.95\n"
     )
-    ((code, _, err),) = cli_batch([("decide", str(out), "--rules", str(pack), "--no-kept")])
+    ((code, said, err),) = cli_batch([("decide", str(out), "--rules", str(pack), "--no-kept")])
     assert code == 1 and "observed {'observed_value': 0.9}" in err, err
+    # The pack's alignment cut over a run without alignment scores is said to cut nothing.
+    assert "→ not applied: the run has no alignment scores" in said, said
+    assert json.loads((out / "stats.json").read_text())["thresholds"]["alignment_scored"] is False

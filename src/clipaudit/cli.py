@@ -246,6 +246,18 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
                 f"also not applied, as they rest on the same model: {', '.join(others)}",
                 highlight=False,
             )
+    elif t.get("alignment_scored") is False and (
+        t["alignment_min"] is not None or t["alignment_min_percentile"] is not None
+    ):
+        # Said, not silent: a pack that promises an alignment cut (datacomp's top 30%) over
+        # a run scored without the alignment stage cuts nothing.
+        c.print(
+            f"alignment threshold: min {t['alignment_min']}, percentile "
+            f"{t['alignment_min_percentile']} → not applied: the run has no alignment scores "
+            "(curate with the alignment stage to cut on them)",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         c.print(
             f"alignment threshold: min {t['alignment_min']}, percentile "

@@ -949,6 +949,8 @@ def _thresholds(pack: Pack, model_spec: str | None, pct: float | None, view: Any
         "alignment_min_percentile": thr.min_percentile,
         "alignment_percentile_value": pct,
         "alignment_source": "model" if model_spec in pack.models else "pack",
+        # False where the run has no alignment scores: a cut the pack sets then cuts nothing.
+        "alignment_scored": "alignment" in view,
         "blank_check": "pixel_std" in view if q.min_pixel_std is not None else None,
     }
 
