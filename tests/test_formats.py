@@ -361,3 +361,14 @@ def test_a_named_caption_column_that_is_not_there_is_an_error_in_every_format(
         open_dataset(folder, options=ReadOptions(caption_column="nope"))
     (s,) = open_dataset(folder, options=ReadOptions(caption_column="descr"))
     assert s.caption == "x"
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet", "imagefolder"])
+def test_an_empty_dataset_is_written_as_one_readable_empty_shard(tmp_path: Path, fmt: str) -> None:
+    """A kept dataset (or a route's) that kept nothing was an empty folder in WebDataset and
+    parquet, which no reader could tell the format of."""
+    written = write_dataset([], tmp_path / "out", fmt)
+    assert len(written) == 1
+    ds = open_dataset(tmp_path / "out")
+    assert ds.format == fmt and list(ds) == []
+    assert dataset_info(ds).samples == 0

@@ -308,6 +308,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise
 
 
+def shard_batches(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+    """The writers' shards: batches of ``size``, and one empty batch where there is no
+    sample, so a dataset that kept nothing is one empty, readable shard (nothing at all was
+    a folder that no reader could tell the format of)."""
+    empty = True
+    for batch in batched(items, size):
+        empty = False
+        yield batch
+    if empty:
+        yield []
+
+
 def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     for item in items:

@@ -12,9 +12,9 @@ from clipaudit.data.formats import (
     Dataset,
     DatasetFormat,
     ReadOptions,
-    batched,
     meta_json,
     register_format,
+    shard_batches,
 )
 from clipaudit.data.sample import GeneratedIds, Sample
 from clipaudit.data.tabular import ColumnMap, row_to_sample
@@ -109,7 +109,7 @@ class ParquetFormat(DatasetFormat):
     @classmethod
     def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
         files: list[Path] = []
-        for n, batch in enumerate(batched(samples, shard_size)):
+        for n, batch in enumerate(shard_batches(samples, shard_size)):
             table = pa.Table.from_pydict(
                 {
                     "id": [s.id for s in batch],

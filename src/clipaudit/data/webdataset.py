@@ -17,10 +17,10 @@ from clipaudit.data.formats import (
     Dataset,
     DatasetFormat,
     ReadOptions,
-    batched,
     json_loads_text,
     meta_json,
     register_format,
+    shard_batches,
     text_of,
 )
 from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
@@ -310,7 +310,7 @@ class WebDatasetFormat(DatasetFormat):
     @classmethod
     def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
         files: list[Path] = []
-        for n, batch in enumerate(batched(samples, shard_size)):
+        for n, batch in enumerate(shard_batches(samples, shard_size)):
             final = out / f"{n:05d}.tar"
             tmp = out / f".{n:05d}.tar.tmp"
             used: set[str] = set()
