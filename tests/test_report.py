@@ -86,6 +86,11 @@ def test_pack_diff_and_provenance(report: dict[str, Path], report_base: Path) ->
     sha = run_json["stage_provenance"]["alignment"]["weights_sha256"]
     assert prov["models"]["alignment"]["weights_sha256"] == sha
     assert sha in report["html"].read_text()
+    # The NSFW detector decides drops too; the report named only the CLIP model.
+    nudenet = run_json["stage_provenance"]["nsfw"]["nudenet"]
+    assert prov["detectors"]["nsfw"]["libraries"][0] == f"nudenet {nudenet}"
+    assert "320n.onnx" in prov["detectors"]["nsfw"]["detector"]
+    assert "<h4>Detector provenance</h4>" in report["html"].read_text()
 
 
 def test_hostile_caption_is_escaped(report: dict[str, Path]) -> None:

@@ -50,6 +50,26 @@ def _model_summary(prov: dict[str, Any]) -> dict[str, Any]:
     return {k: prov.get(k) for k in keys if k in prov}
 
 
+def _detectors(stage_prov: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The non-CLIP models that scored the run (nudenet, the visible-watermark detector):
+    the report named only the CLIP model, though these decide drops too."""
+    out: dict[str, dict[str, Any]] = {}
+    nsfw = stage_prov.get("nsfw")
+    if isinstance(nsfw, dict) and nsfw.get("detector"):
+        libs = [f"{k} {nsfw[k]}" for k in ("nudenet", "onnxruntime") if nsfw.get(k)]
+        out["nsfw"] = {"detector": nsfw["detector"], "weights_sha256": None, "libraries": libs}
+    vis = stage_prov.get("visible_watermark")
+    if isinstance(vis, dict) and vis.get("arch"):
+        size = f", {vis['input_size']} px input" if vis.get("input_size") else ""
+        shas = [vis.get("weights_sha256"), vis.get("backbone_sha256")]
+        out["visible_watermark"] = {
+            "detector": f"clipaudit visible-watermark detector ({vis['arch']}{size})",
+            "weights_sha256": " / ".join(str(x) for x in shas if x) or None,
+            "libraries": [],
+        }
+    return out
+
+
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -82,6 +102,7 @@ def run_provenance(run: Path, record: dict[str, Any], stats: dict[str, Any]) -> 
         "stages": record.get("settings", {}).get("stages"),
         "model": record.get("settings", {}).get("model"),
         "models": models,
+        "detectors": _detectors(stage_prov),
         "pack": {
             "name": stats.get("pack", {}).get("name"),
             "version": stats.get("pack", {}).get("version"),
