@@ -424,3 +424,17 @@ def test_sheet_indices_and_layout() -> None:
     assert _near(_cell_colours(sheet, 2, 2), [*QUARTERS[:3], (128, 128, 128)])
     # Never enlarged past the frames' own size.
     assert contact_sheet(wide[:2], 4096).size == (2 * 640 + 4, 360)
+
+
+def test_an_empty_default_selection_says_why(tmp_path: Path) -> None:
+    """A run with nothing borderline printed a bare "selected 0"."""
+    run = _moving_run(tmp_path, "uniform:8")
+    with ScriptedServer([]) as srv:
+        info = run_judge(run, srv.url, "m")
+    assert info["selected"] == 0 and not srv.requests
+    assert info["note"] == (
+        "nothing borderline: the run has no alignment scores; no visible-watermark scores; "
+        "no review route; choose samples with --select EXPR."
+    )
+    with ScriptedServer([("ok", YES)]) as srv:
+        assert run_judge(run, srv.url, "m", select_expr="id == 'still'")["note"] is None

@@ -67,3 +67,5 @@ def judge_command(
         + (f"; cost {info['cost']}" if info["cost"] is not None else ""),
         highlight=False,
     )
+    if info.get("note"):
+        Console().print(escape(str(info["note"])), highlight=False, soft_wrap=True)

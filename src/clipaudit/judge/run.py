@@ -108,6 +108,29 @@ def select(run: RunDir, pack: Pack, select_expr: str | None, rubric: str | None)
     return sorted(jobs, key=lambda x: (x.priority, x.id, x.rubric))
 
 
+def why_none(run: RunDir, pack: Pack) -> str:
+    """Why the default selection found no sample (a bare "selected 0" left the user to
+    guess): what each borderline rule lacked in this run."""
+    cols = pq.read_schema(run.path / "decisions.parquet").names
+    thresholds = json.loads((run.path / "stats.json").read_text()).get("thresholds") or {}
+    parts = []
+    if "alignment" not in cols:
+        parts.append("the run has no alignment scores")
+    elif thresholds.get("alignment_min") is None:
+        skipped = thresholds.get("alignment_skipped")
+        parts.append(f"no alignment cut ({skipped})" if skipped else "no alignment cut")
+    else:
+        parts.append(f"no alignment within {pack.judge.alignment_margin} of the cut")
+    if "visible_watermark_score" not in cols:
+        parts.append("no visible-watermark scores")
+    else:
+        lo, hi = pack.judge.watermark_band
+        parts.append(f"no visible-watermark score in [{lo}, {hi})")
+    if not any(r.action == "flag" for r in pack.routes.values()):
+        parts.append("no review route")
+    return "nothing borderline: " + "; ".join(parts) + "; choose samples with --select EXPR."
+
+
 def rubric_for(pack: Pack, name: str) -> Rubric | None:
     """A pack rubric, or for ``route:NAME`` a yes/no question on what the route is about."""
     if name.startswith("route:"):
@@ -296,6 +319,7 @@ def run_judge(
         "budget": budget,
         "concurrency": concurrency,
         "selected": len(jobs),
+        "note": why_none(run, pack) if not jobs and select_expr is None else None,
         **counts,
         "tokens": tokens,
         "cost": cost,
