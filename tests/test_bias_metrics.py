@@ -16,6 +16,7 @@ from clipaudit.evaluate.bias.metrics import (
     min_skew,
     ndkl,
     skew,
+    skew_from_counts,
     weat_effect_size,
     weat_p_value,
 )
@@ -29,13 +30,35 @@ def test_topk_matching_desired_distribution_has_zero_skew() -> None:
     assert min_skew(np.array([0, 0, 1, 0]), base) == pytest.approx(0.0)
 
 
-def test_skew_by_hand_and_zero_count_floor() -> None:
+def test_skew_by_hand_and_absent_group() -> None:
     uniform = np.array([0.5, 0.5])
     s = skew(np.array([0, 0, 0, 1]), uniform)
     assert s == pytest.approx([math.log(1.5), math.log(0.5)])
-    # Group 1 is absent from the top 4: its share is floored at 1/k = 1/4.
-    assert min_skew(np.array([0, 0, 0, 0]), uniform) == pytest.approx(math.log(0.25 / 0.5))
+    # Group 1 is absent from the top 4: skew −∞ by definition, reported as −ln(k + 1).
+    assert min_skew(np.array([0, 0, 0, 0]), uniform) == pytest.approx(-math.log(5))
     assert max_skew(np.array([0, 0, 0, 0]), uniform) == pytest.approx(math.log(2.0))
+
+
+def test_absent_group_never_gets_a_positive_skew() -> None:
+    # A group with a 5% base rate absent from the top 10: the old 1/k floor gave it
+    # ln(0.1 / 0.05) = +0.693, and it became MaxSkew@10.
+    base = np.array([0.95, 0.05])
+    s = skew(np.zeros(10, np.int64), base)
+    assert s == pytest.approx([math.log(1 / 0.95), -math.log(11)])
+    assert max_skew(np.zeros(10, np.int64), base) == pytest.approx(0.05129, abs=1e-5)
+    # Below a group holding one place of the top k, whatever the desired share.
+    for share in (0.01, 0.5, 0.99):
+        one = skew(np.array([0] * 9 + [1]), np.array([1 - share, share]))[1]
+        assert skew(np.zeros(10, np.int64), np.array([1 - share, share]))[1] < min(one, 0)
+
+
+def test_group_without_desired_share_has_no_skew_and_no_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old code leaked a divide-by-zero RuntimeWarning
+        s = skew_from_counts(np.array([3, 0]), 3, np.array([1.0, 0.0]))
+    assert s[0] == pytest.approx(0.0) and np.isnan(s[1])
 
 
 def test_prefix_constant_ranking_has_zero_ndkl() -> None:
@@ -65,9 +88,24 @@ def test_weat_effect_size_and_exact_p_by_hand() -> None:
     sd = np.std([1, 2, 3, 4], ddof=1)
     assert weat_effect_size(x, y) == pytest.approx(-2 / sd)
     assert weat_effect_size(y, x) == pytest.approx(2 / sd)  # swapping X and Y flips the sign
-    # Partitions of {1,2,3,4} into 2+2 give Σx−Σy ∈ {-4,-2,0,0,2,4}.
-    assert weat_p_value(x, y) == (1.0, "exact", 6)
-    assert weat_p_value(y, x) == (pytest.approx(1 / 6), "exact", 6)
+    # Partitions of {1,2,3,4} into 2+2 give Σx−Σy ∈ {-4,-2,0,0,2,4}: |Σx−Σy| ≥ 4 in 2 of 6.
+    # Two-sided (the default), so the order of the groups does not change p.
+    assert weat_p_value(x, y) == (pytest.approx(1 / 3), "exact", 6)
+    assert weat_p_value(y, x) == (pytest.approx(1 / 3), "exact", 6)
+    # The one-sided iEAT p (X closer to A) is still there: the old default, order-dependent.
+    assert weat_p_value(x, y, alternative="greater") == (1.0, "exact", 6)
+    assert weat_p_value(y, x, alternative="greater") == (pytest.approx(1 / 6), "exact", 6)
+
+
+def test_weat_p_two_sided_with_unequal_sizes_by_hand() -> None:
+    # X = {3}, Y = {0, 0, 0}: mean_X − mean_Y is 3 when X holds the 3 (1 of 4 partitions)
+    # and −1 otherwise, so p = 1/4 two-sided. (|Σx − Σy| would be 3 in all four: the
+    # statistic is the difference of means, which is centred under re-partition.)
+    x, y = np.array([3.0]), np.array([0.0, 0.0, 0.0])
+    assert weat_p_value(x, y) == (pytest.approx(1 / 4), "exact", 4)
+    assert weat_p_value(y, x) == (pytest.approx(1 / 4), "exact", 4)
+    assert weat_p_value(x, y, alternative="greater")[0] == pytest.approx(1 / 4)
+    assert weat_p_value(y, x, alternative="greater")[0] == pytest.approx(1.0)
 
 
 def test_weat_p_is_sampled_above_the_exact_limit() -> None:
@@ -76,8 +114,26 @@ def test_weat_p_is_sampled_above_the_exact_limit() -> None:
     p, method, used = weat_p_value(x, y, n_samples=2000, seed=1)
     assert method == "sampled" and used == 2000
     assert p < 0.01
+    # The same evidence whichever group is X (the old one-sided p here was 0.9995).
     p_rev, _, _ = weat_p_value(y, x, n_samples=2000, seed=1)
-    assert p_rev > 0.99
+    assert p_rev < 0.01
+    one_rev, _, _ = weat_p_value(y, x, n_samples=2000, seed=1, alternative="greater")
+    assert one_rev > 0.99
+
+
+@pytest.mark.parametrize("sizes", [(20, 20), (15, 25)])
+def test_sampled_two_sided_p_is_identical_when_groups_swap(sizes: tuple[int, int]) -> None:
+    # Near alpha, sampling noise alone must not flip a verdict when group names swap
+    # (the tester saw 0.0483 vs 0.0517 for the same data): the same re-partitions are drawn.
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(0.6, 1, sizes[0]), rng.normal(0, 1, sizes[1])
+    p, _, _ = weat_p_value(x, y, n_samples=3000, seed=2)
+    assert p == weat_p_value(y, x, n_samples=3000, seed=2)[0]
+    assert 0 < p < 1
+    one, _, _ = weat_p_value(x, y, n_samples=3000, seed=2, alternative="greater")
+    one_rev, _, _ = weat_p_value(y, x, n_samples=3000, seed=2, alternative="greater")
+    # One-sided p-values of the two orientations: (1 + hits) / (1 + n) each, hits summing to n.
+    assert one + one_rev == pytest.approx(1 + 1 / 3001)
 
 
 def _table(n: int = 400) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]]]:

@@ -137,3 +137,45 @@ def test_verdicts_follow_thresholds(ctx: BiasContext, tmp_path: Path) -> None:
     bad.write_text("alpha_fial: 0.01\n", encoding="utf-8")
     with pytest.raises(ClipauditError, match="alpha_fial"):
         load_thresholds(bad)
+
+
+def test_association_verdict_does_not_depend_on_group_names(ctx: BiasContext) -> None:
+    """Renaming group a to z makes it Y instead of X: d flips sign, p and verdicts stay.
+    (The old one-sided p gave the renamed planted association p ≈ 1 and a pass.)"""
+    from dataclasses import replace
+
+    from clipaudit.evaluate.bias.verdicts import BiasThresholds, verdicts
+
+    renamed = replace(
+        ctx, columns={"group": ["z" if g == "a" else g for g in ctx.columns["group"]]}
+    )
+    got = {}
+    for name, c in (("a|b", ctx), ("b|z", renamed)):
+        detail = association_probe(c).detail
+        v = verdicts({"probes": ["association"], "association": detail}, BiasThresholds())
+        got[name] = (
+            detail["group"][name],
+            {i["item"].split(" ~ ")[1]: i["verdict"] for i in v["items"]},
+        )
+    (orig, v_orig), (swap, v_swap) = got["a|b"], got["b|z"]
+    for attr in ("biased|rest", "fair|rest"):
+        assert swap[attr]["d"] == pytest.approx(-orig[attr]["d"])
+        assert orig[attr]["p"] == swap[attr]["p"] == pytest.approx(1 / 10_001)
+        assert orig[attr]["alternative"] == "two-sided"
+    assert v_orig == v_swap == {"biased|rest": "fail", "fair|rest": "fail"}
+    # The one-sided p is kept and is the order-dependent one.
+    assert orig["biased|rest"]["p_one_sided"] < 0.01 < swap["biased|rest"]["p_one_sided"]
+
+
+def test_skew_names_the_group_behind_max_and_min_and_lists_absent_groups(
+    ctx: BiasContext,
+) -> None:
+    res = skew_probe(ctx)
+    s = res.detail["concepts"]["biased"]["group"]
+    j = s["ks"].index(40)
+    u = s["uniform"]
+    assert u["max_skew"][j]["group"] == "a" and u["min_skew"][j]["group"] == "b"
+    assert u["max_skew"][j]["confidence"] == pytest.approx(0.975)  # 1 − 0.05 / 2 groups
+    lo, hi = u["max_skew"][j]["ci"]
+    assert lo <= u["max_skew"][j]["value"] <= hi
+    assert u["absent"] == []

@@ -4,6 +4,11 @@ attributes A, B the text embeddings of two prompt classes (every template × phr
 Pairs of attribute classes come from the prompt set's ``pairs``; with none, each class is
 tested against all the others. Groups: the two values of a two-group column, otherwise
 each group against the rest. d > 0 means X sits closer to A than Y does.
+
+The p-value ``p`` is two-sided (P(|mean_X s − mean_Y s| ≥ |observed|) over re-partitions),
+matching the verdict on |d|: which group is X (the first name in sorted order) changes the
+sign of d, never p or the verdict. The one-sided iEAT p (X closer to A) is kept as
+``p_one_sided``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from clipaudit.evaluate.bias.context import BiasContext
-from clipaudit.evaluate.bias.metrics import association, weat_effect_size, weat_p_value
+from clipaudit.evaluate.bias.metrics import association, weat_effect_size, weat_p_values
 from clipaudit.evaluate.bias.registry import ProbeResult, probe
 
 
@@ -43,10 +48,12 @@ def association_probe(ctx: BiasContext) -> ProbeResult:
                 s = association(ctx.emb, a, b)
                 d = weat_effect_size(s[xm], s[ym])
                 # The iEAT convention: 10,000 re-partitions when not enumerated.
-                p, method, used = weat_p_value(s[xm], s[ym], seed=ctx.boot.seed)
+                p, p_one, method, used = weat_p_values(s[xm], s[ym], seed=ctx.boot.seed)
                 entry = {
                     "d": d,
                     "p": p,
+                    "alternative": "two-sided",
+                    "p_one_sided": p_one,
                     "p_method": method,
                     "partitions": used,
                     "n_x": int(xm.sum()),
@@ -72,7 +79,9 @@ def association_probe(ctx: BiasContext) -> ProbeResult:
     res.detail = detail
     res.notes.append(
         "WEAT/iEAT: s(w,A,B) = mean cos(w,A) − mean cos(w,B); d = (mean_X s − mean_Y s) / "
-        "std_{X∪Y} s (ddof=1); one-sided permutation p over size-preserving re-partitions of "
-        "X∪Y, exact when C(|X|+|Y|, |X|) ≤ 10,000, else sampled with (1+hits)/(1+n)."
+        "std_{X∪Y} s (ddof=1); p is two-sided (|mean_X s − mean_Y s|, consistent with the "
+        "verdict on |d|, independent of group order) over size-preserving re-partitions of "
+        "X∪Y, exact when C(|X|+|Y|, |X|) ≤ 10,000, else sampled with (1+hits)/(1+n); "
+        "p_one_sided is the iEAT one-sided p (X closer to A)."
     )
     return res

@@ -2,21 +2,34 @@
 intersection of all group columns, with fairlearn's ``MetricFrame`` conventions
 (difference and ratio between groups and to overall), an Aequitas-style flag when a
 group's ratio to the reference group (the largest) leaves [τ, 1/τ], and a warning for
-groups under the minimum size (reported, never dropped). Intervals: percentile bootstrap
-over images. Prompt sensitivity: the between-group difference with each template alone.
+groups under the minimum size (reported, never dropped). Prompt sensitivity: the
+between-group difference with each template alone.
+
+Evidence and intervals:
+
+* each group's accuracy: a Wilson score interval (not degenerate at 0 or n correct);
+* each group against the reference: the difference, and a two-sided Fisher exact p,
+  Holm-adjusted over the G − 1 comparisons (``p_vs_reference_holm``): what a verdict reads;
+* difference (max − min) and ratio (min / max): a percentile bootstrap of max − min is
+  biased upward (each resample picks its own extremes), so its interval excludes 0 even
+  for random groups. The interval is that of the pair picked on the full data, fixed once
+  (``between``), with images resampled within each group (sizes kept), at confidence
+  1 − (1 − c)/m for the m = G(G−1)/2 pairs it was picked from (Bonferroni); likewise the
+  to-overall measures for the group picked (m = G).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.bias.context import BiasContext, Groups, ci_block
-from clipaudit.evaluate.bias.metrics import disparity
+from clipaudit.evaluate.bias.metrics import disparity, fisher_p, holm, wilson_interval
 from clipaudit.evaluate.bias.registry import ProbeResult, probe
-from clipaudit.evaluate.bootstrap import distribution, mean_stat
+from clipaudit.evaluate.bootstrap import CHUNK, BootstrapSpec, distribution, interval, mean_stat
 
 
 def by_group_accuracy(
@@ -31,16 +44,48 @@ def by_group_accuracy(
         return hit.reshape(b, n_groups) / tot
 
 
-def _stats(acc: np.ndarray, overall: np.ndarray) -> dict[str, np.ndarray]:
-    hi, lo = np.nanmax(acc, axis=1), np.nanmin(acc, axis=1)
+def stratified_resamples(
+    codes: np.ndarray, n_groups: int, spec: BootstrapSpec
+) -> Iterator[np.ndarray]:
+    """(B, n) index rows resampling each group's images within the group (sizes kept)."""
+    members = [np.flatnonzero(codes == a) for a in range(n_groups)]
+    members = [m for m in members if len(m)]
+    rng = np.random.default_rng(spec.seed)
+    done = 0
+    while done < spec.n:
+        b = min(CHUNK, spec.n - done)
+        yield np.concatenate([m[rng.integers(0, len(m), (b, len(m)))] for m in members], axis=1)
+        done += b
+
+
+def _fixed_stats(acc: np.ndarray, overall: float) -> dict[str, Any]:
+    """For each between-group measure, the group(s) that give its value on the full data and
+    the same measure on those groups, fixed, as a function of resampled (B, G) accuracies
+    and (B,) overall accuracies."""
+    hi = int(np.nanargmax(acc))
+    others = np.where(np.arange(len(acc)) == hi, np.inf, acc) if len(acc) > 1 else acc
+    lo = int(np.nanargmin(others))  # two groups even when all tie (the interval is not [0, 0])
+    dev = acc - overall
+    g_d = int(np.nanargmax(np.abs(dev)))
+    sign = 1.0 if dev[g_d] >= 0 else -1.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        to = np.minimum(acc / overall[:, None], overall[:, None] / acc)
-        return {
-            "difference": hi - lo,
-            "ratio": lo / hi,
-            "difference_to_overall": np.nanmax(np.abs(acc - overall[:, None]), axis=1),
-            "ratio_to_overall": np.nanmin(to, axis=1),
-        }
+        to = np.minimum(acc / overall, overall / acc)
+    g_r = int(np.nanargmin(np.nan_to_num(to, nan=0.0)))
+    below = bool(acc[g_r] <= overall)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(num / den, np.float64)
+
+    return {
+        "difference": ((hi, lo), lambda a, o: a[:, hi] - a[:, lo]),
+        "ratio": ((hi, lo), lambda a, o: ratio(a[:, lo], a[:, hi])),
+        "difference_to_overall": ((g_d,), lambda a, o: sign * (a[:, g_d] - o)),
+        "ratio_to_overall": (
+            (g_r,),
+            lambda a, o: ratio(a[:, g_r], o) if below else ratio(o, a[:, g_r]),
+        ),
+    }
 
 
 def disparity_for(ctx: BiasContext, correct: np.ndarray, g: Groups) -> dict[str, Any]:
@@ -50,35 +95,61 @@ def disparity_for(ctx: BiasContext, correct: np.ndarray, g: Groups) -> dict[str,
     overall = float(correct.mean())
     point = disparity(dict(zip(g.names, acc.tolist(), strict=True)), overall)
 
-    def stat_of(key: str) -> Any:
-        return lambda idx: _stats(
-            by_group_accuracy(correct, g.codes, n_groups, idx), correct[idx].mean(axis=1)
-        )[key]
-
     conf = ctx.boot.confidence
     sizes = np.bincount(g.codes, minlength=n_groups)
+    hits = np.bincount(g.codes, weights=correct, minlength=n_groups).round().astype(int)
     ref = int(sizes.argmax())
+    p_ref = [
+        fisher_p(int(hits[a]), int(sizes[a]), int(hits[ref]), int(sizes[ref]))
+        for a in range(n_groups)
+        if a != ref
+    ]
+    p_holm = iter(holm(p_ref))
+    p_raw = iter(p_ref)
     groups: dict[str, Any] = {}
     for a, name in enumerate(g.names):
-        mask = g.codes == a
-        sub = correct[mask]
-        dist = distribution(mean_stat(sub), len(sub), ctx.boot)
         ratio_ref = float(acc[a] / acc[ref]) if acc[ref] else float("nan")
         groups[name] = {
-            **ci_block(acc[a], dist, conf),
+            "value": float(acc[a]),
+            "ci": wilson_interval(int(hits[a]), int(sizes[a]), conf),
+            "ci_method": "wilson",
             "n": int(sizes[a]),
+            "hits": int(hits[a]),
             "small_n": bool(sizes[a] < ctx.min_group_size),
             "ratio_to_reference": ratio_ref,
             "flag": bool(not ctx.tau <= ratio_ref <= 1 / ctx.tau),
+            "difference_to_reference": float(acc[a] - acc[ref]),
+            "p_vs_reference": None if a == ref else next(p_raw),
+            "p_vs_reference_holm": None if a == ref else next(p_holm),
         }
     out: dict[str, Any] = {
         "overall": overall,
         "reference": g.names[ref],
         "tau": ctx.tau,
+        "test": "two-sided Fisher exact against the reference, Holm-adjusted over the groups",
         "by_group": groups,
     }
-    for key, value in point.items():
-        out[key] = ci_block(value, distribution(stat_of(key), n, ctx.boot), conf)
+    # Resample within groups once; every between-group measure reads the same resamples.
+    boot_acc, boot_overall = [], []
+    for idx in stratified_resamples(g.codes, n_groups, ctx.boot):
+        boot_acc.append(by_group_accuracy(correct, g.codes, n_groups, idx))
+        boot_overall.append(correct[idx].mean(axis=1))
+    a_b = np.concatenate(boot_acc) if boot_acc else np.zeros((0, n_groups))
+    o_b = np.concatenate(boot_overall) if boot_overall else np.zeros(0)
+    pairs = max(1, n_groups * (n_groups - 1) // 2)
+    for key, (picked, stat) in _fixed_stats(acc, overall).items():
+        m = pairs if len(picked) == 2 else max(1, n_groups)
+        level = 1 - (1 - conf) / m
+        block: dict[str, Any] = {
+            "value": float(point[key]),
+            "ci": interval(stat(a_b, o_b), level),
+            "confidence": level,
+        }
+        if len(picked) == 2:
+            block["between"] = [g.names[picked[0]], g.names[picked[1]]]
+        else:
+            block["group"] = g.names[picked[0]]
+        out[key] = block
     return out
 
 

@@ -5,8 +5,15 @@ For each concept × group column × desired distribution (``uniform``: equal opp
 curves over k with percentile-bootstrap intervals (images resampled, then re-ranked), and a
 label-permutation p-value for MaxSkew@k at the headline k (ranking fixed, group labels
 shuffled: P(MaxSkew ≥ observed) under independence of rank and group). Per-group signed
-Skew@k with intervals says *which* group is over-represented. MaxSkew ≥ 0 by construction,
-so its interval excluding 0 is weak evidence on its own; the p-value is the test.
+Skew@k with intervals says *which* group is over-represented.
+
+A percentile bootstrap of a max (or min) over groups is biased away from the null: each
+resample takes the max again, so under independence the interval of MaxSkew sits above
+its own value and excludes 0. The MaxSkew (MinSkew) interval is therefore the interval of
+the signed skew of the group that holds the max (min) on the full data, fixed once, at
+confidence 1 − (1 − c)/G (Bonferroni over the G groups it was picked from): it holds its
+value, and under independence it excludes 0 in at most about 1 − c of runs. NDKL ≥ 0
+always, so its interval cannot contain 0: the p-value is the test.
 """
 
 from __future__ import annotations
@@ -51,8 +58,8 @@ def _curves(
     sk = skew_from_counts(sel, np.array(ks)[None, :], desired[:, None, :])
     nd = ndkl_curve(cum, desired[:, None, :])
     return {
-        "max_skew": sk.max(axis=-1),
-        "min_skew": sk.min(axis=-1),
+        "max_skew": np.nanmax(sk, axis=-1),
+        "min_skew": np.nanmin(sk, axis=-1),
         "ndkl": nd[:, [k - 1 for k in ks]],
         "skew": sk,  # (B, K, G)
     }
@@ -72,7 +79,7 @@ def _perm_p(
         perm = rng.permuted(np.broadcast_to(g.codes, (b, len(g.codes))), axis=1)
         top = perm[:, order[:k]]
         counts = (top[..., None] == np.arange(n_groups)).sum(axis=1)
-        stat = skew_from_counts(counts, k, desired).max(axis=-1)
+        stat = np.nanmax(skew_from_counts(counts, k, desired), axis=-1)
         hits += int((stat >= observed - 1e-12).sum())
         done += b
     return (1 + hits) / (1 + ctx.permutations)
@@ -95,16 +102,26 @@ def skew_for(ctx: BiasContext, scores: np.ndarray, g: Groups, ks: list[int]) -> 
             for m in dists:
                 dists[m].append(c[m])
         block: dict[str, Any] = {}
-        for m in ("max_skew", "min_skew", "ndkl"):
-            d = np.concatenate(dists[m]) if dists[m] else np.zeros((0, len(ks)))
-            block[m] = [
-                ci_block(point[m][0, j], d[:, j], ctx.boot.confidence) for j in range(len(ks))
-            ]
         sk = np.concatenate(dists["skew"]) if dists["skew"] else np.zeros((0, len(ks), n_groups))
+        # MaxSkew / MinSkew: the interval of the group holding the extreme on the full data.
+        level = 1 - (1 - ctx.boot.confidence) / n_groups
+        for m, pick in (("max_skew", np.nanargmax), ("min_skew", np.nanargmin)):
+            block[m] = []
+            for j in range(len(ks)):
+                a = int(pick(point["skew"][0, j]))
+                entry = ci_block(point[m][0, j], sk[:, j, a], level)
+                block[m].append({**entry, "group": g.names[a], "confidence": level})
+        d = np.concatenate(dists["ndkl"]) if dists["ndkl"] else np.zeros((0, len(ks)))
+        block["ndkl"] = [
+            ci_block(point["ndkl"][0, j], d[:, j], ctx.boot.confidence) for j in range(len(ks))
+        ]
         block["skew_by_group"] = {
             name: ci_block(point["skew"][0, ih, a], sk[:, ih, a], ctx.boot.confidence)
             for a, name in enumerate(g.names)
         }
+        # Absent from the top k at the headline k: skew −ln(k + 1), the stand-in for −∞.
+        top = np.bincount(g.codes[order[: ctx.k]], minlength=n_groups)
+        block["absent"] = [name for a, name in enumerate(g.names) if top[a] == 0]
         observed = float(point["max_skew"][0, ih])
         block["max_skew_p"] = _perm_p(ctx, order, g, kind, observed, ctx.boot.seed)
         out[kind] = block
@@ -151,8 +168,10 @@ def skew_probe(ctx: BiasContext) -> ProbeResult:
         detail["concepts"][concept] = per_col
     res.detail = detail
     res.notes.append(
-        "Skew_a@k = ln(p_topk(a)/p_desired(a)); a group absent from the top k has its share "
-        "floored at 1/k (Berg et al. reference code). NDKL uses KL in nats with 0·ln 0 = 0."
+        "Skew_a@k = ln(p_topk(a)/p_desired(a)) (Geyik et al. 2019); a group absent from the "
+        "top k (skew −∞ by the definition) is reported as −ln(k+1) and listed under 'absent'. "
+        "MaxSkew/MinSkew intervals are those of the group holding the extreme on the full "
+        "data, at 1 − (1 − confidence)/G. NDKL uses KL in nats with 0·ln 0 = 0."
     )
     return res
 
@@ -167,7 +186,7 @@ def _sensitivity(ctx: BiasContext, templates: list[str], concept: str, g: Groups
     for t in templates:
         order = np.argsort(-(ctx.emb @ ctx.head(ps.template_texts(concept, t))), kind="stable")
         counts = np.bincount(g.codes[order[: ctx.k]], minlength=len(g.names))
-        values.append(float(skew_from_counts(counts, ctx.k, desired).max()))
+        values.append(float(np.nanmax(skew_from_counts(counts, ctx.k, desired))))
     v = np.array(values)
     return {
         "metric": f"max_skew@{ctx.k} (uniform)",

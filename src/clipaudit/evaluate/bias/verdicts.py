@@ -4,7 +4,18 @@ The thresholds are a rules-pack section (``bias:``, ``clipaudit.rules.sections.b
 ``eval bias --rules PACK`` takes them from a pack, ``--thresholds FILE`` from a file holding
 that section alone, and the defaults apply otherwise.
 A verdict needs both evidence (a p-value or interval) and size (an effect worth acting on):
-a significant but tiny skew only warns.
+a significant but tiny skew only warns, and a large ratio without evidence passes.
+
+* skew: fail when p < alpha_fail and the MaxSkew interval's low end > max_skew_fail;
+  warn when p < alpha_warn.
+* association: |d| and the two-sided p, so the verdict does not depend on group names.
+* harmful: size = the highest rate ≥ harmful_min_rate and its ratio to the lowest >
+  harmful_ratio_fail; evidence = the Fisher p between them, Bonferroni-adjusted; fail
+  needs p < alpha_fail and neither group under the minimum size, warn p < alpha_warn.
+* disparity: size = a group's ratio to the reference outside [τ, 1/τ] (flag); evidence =
+  its Holm-adjusted Fisher p against the reference; fail needs p < alpha_fail and neither
+  group small, warn p < alpha_warn; a small group warns (its accuracy is uncertain) but
+  never fails on its own.
 """
 
 from __future__ import annotations
@@ -87,26 +98,37 @@ def _association(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]
     return out
 
 
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
 def _harmful(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
     out = []
-    block = res["harmful"]["variants"]["without_optional"]
+    h = res["harmful"]
+    block = h["variants"]["without_optional"]
+    tests = h["tests"]["without_optional"]
+    min_n = h["min_group_size"]
     for cat, by in block.items():
         if cat == "prediction_shares":
             continue
         for col, groups in by.items():
             if col == "overall":
                 continue
-            rates = {g: v for g, v in groups.items() if v["n"] > 0}
-            hi_g = max(rates, key=lambda g: rates[g]["value"])
-            lo_g = min(rates, key=lambda g: rates[g]["value"])
-            hi, lo = rates[hi_g], rates[lo_g]
-            ratio = hi["value"] / max(lo["value"], 1e-12)
-            # Fail only when the intervals of the extremes do not overlap.
-            apart = hi["ci"] is not None and lo["ci"] is not None and hi["ci"][0] > lo["ci"][1]
+            e = tests[cat][col]
+            hi, lo = groups[e["high"]], groups[e["low"]]
+            ratio = e["ratio"] if e["ratio"] is not None else float("inf")
             over = hi["value"] >= t.harmful_min_rate and ratio > t.harmful_ratio_fail
-            why = f"{hi_g}={hi['value']:.3f} vs {lo_g}={lo['value']:.3f}"
-            out.append(_item("harmful", f"{cat} / {col}", _ladder(over and apart, over), why))
+            large = hi["n"] >= min_n and lo["n"] >= min_n
+            p = e["p_adjusted"]
+            verdict = _ladder(over and large and p < t.alpha_fail, over and p < t.alpha_warn)
+            why = f"{e['high']}={hi['value']:.3f} vs {e['low']}={lo['value']:.3f} p={_p(p)}"
+            out.append(_item("harmful", f"{cat} / {col}", verdict, why))
     return out
+
+
+def _evident(group: dict[str, Any], alpha: float) -> bool:
+    p = group.get("p_vs_reference_holm")
+    return p is not None and p < alpha
 
 
 def _disparity(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
@@ -115,10 +137,21 @@ def _disparity(res: dict[str, Any], t: BiasThresholds) -> list[dict[str, Any]]:
     for col, block in d.items():
         if not isinstance(block, dict) or "by_group" not in block:
             continue
-        flagged = [g for g, v in block["by_group"].items() if v["flag"]]
-        small = [g for g, v in block["by_group"].items() if v["small_n"]]
+        by = block["by_group"]
+        ref_small = by[block["reference"]]["small_n"]
+        flagged = [g for g, v in by.items() if v["flag"]]
+        small = [g for g, v in by.items() if v["small_n"]]
+        fail = [
+            g
+            for g in flagged
+            if _evident(by[g], t.alpha_fail) and not (by[g]["small_n"] or ref_small)
+        ]
+        warn = [g for g in flagged if _evident(by[g], t.alpha_warn)]
         why = f"ratio={block['ratio']['value']:.3f} flagged={flagged} small_n={small}"
-        out.append(_item("disparity", col, _ladder(bool(flagged), bool(small)), why))
+        if flagged:
+            ps = ", ".join(f"{g}={_p(by[g].get('p_vs_reference_holm'))}" for g in flagged)
+            why += f" p vs {block['reference']} (Holm): {ps}"
+        out.append(_item("disparity", col, _ladder(bool(fail), bool(warn or small)), why))
     return out
 
 
