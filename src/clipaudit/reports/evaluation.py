@@ -140,8 +140,8 @@ def _skew_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any
 @card("association")
 def _association_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
     threshold = (
-        f"fail: |d| ≥ {t.get('weat_d_fail')} and p < "
-        f"{t.get('alpha_fail')}; warn: |d| ≥ {t.get('weat_d_warn')}"
+        f"fail: |d| ≥ {t.get('weat_d_fail')} and two-sided p < "
+        f"{t.get('alpha_fail')}; warn: |d| ≥ {t.get('weat_d_warn')} and p < {t.get('alpha_warn')}"
     )
     out = []
     for col, targets in (result.get("association") or {}).items():
@@ -157,7 +157,9 @@ def _association_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[s
 @card("harmful")
 def _harmful_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, Any]]:
     threshold = (
-        f"> {t.get('harmful_ratio_fail')} with the highest rate ≥ {t.get('harmful_min_rate')}"
+        f"ratio > {t.get('harmful_ratio_fail')} with the highest rate ≥ "
+        f"{t.get('harmful_min_rate')} and an adjusted Fisher p < {t.get('alpha_fail')} "
+        f"(fail; neither group small) or < {t.get('alpha_warn')} (warn)"
     )
     out = []
     for cat, col, groups in _harmful_groups(result):
@@ -168,7 +170,10 @@ def _harmful_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str, 
         lo = min(rates, key=lambda g: rates[g]["value"])
         ratio = rates[hi]["value"] / max(rates[lo]["value"], 1e-12)
         measure = f"rate {hi} / rate {lo}"
-        out.append(_card_row("harmful", f"{cat} / {col}", measure, ratio, threshold))
+        # The verdict's evidence: the adjusted Fisher p between the two (results that have it).
+        tests = ((result.get("harmful") or {}).get("tests") or {}).get("without_optional") or {}
+        p = ((tests.get(cat) or {}).get(col) or {}).get("p_adjusted")
+        out.append(_card_row("harmful", f"{cat} / {col}", measure, ratio, threshold, p=p))
     return out
 
 
@@ -179,8 +184,9 @@ def _disparity_cards(result: dict[str, Any], t: dict[str, Any]) -> list[dict[str
     for col, block in _disparities(result):
         r = block.get("ratio") or {}
         threshold = (
-            f"each group within [{block.get('tau')}, 1/{block.get('tau')}] of "
-            f"the reference {block.get('reference')!s}"
+            f"a group outside [{block.get('tau')}, 1/{block.get('tau')}] of the reference "
+            f"{block.get('reference')!s} with a Holm-adjusted Fisher p < {t.get('alpha_fail')} "
+            f"(fail; neither group small) or < {t.get('alpha_warn')} (warn)"
         )
         out.append(_card_row("disparity", col, measure, r.get("value"), threshold, ci=r.get("ci")))
     return out
