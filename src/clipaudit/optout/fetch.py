@@ -26,7 +26,7 @@ from clipaudit.optout.http_get import (
     http_get,
 )
 from clipaudit.optout.origin import origin_of
-from clipaudit.optout.robots import disallowed_agents, parse_rules
+from clipaudit.optout.robots import complete_lines, disallowed_agents, parse_rules
 from clipaudit.optout.tdmrep import parse_tdmrep
 
 
@@ -116,6 +116,8 @@ def file_record(name: str, got: Fetched, agents: Iterable[str]) -> dict[str, Any
         if entries is None:
             rec["outcome"] = "malformed"  # a protocol error: read as no declaration
     else:
+        if got.truncated:  # cut at the read limit: its unfinished last line is no rule
+            text = complete_lines(text)
         rec["body"] = text
         rules = parse_rules(text, aitxt=name == "aitxt")
         denied = set(disallowed_agents(rules, "/", agents))

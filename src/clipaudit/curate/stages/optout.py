@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from protego import Protego
-
 from clipaudit.curate.stages import Batch, Stage, StageContext, register_stage
 from clipaudit.curate.stages.reasons import Signals, column, register_rule, register_stats
 from clipaudit.data.sample import Sample
@@ -24,7 +22,7 @@ from clipaudit.optout.cache import read_entry
 from clipaudit.optout.headers import header_values, matching_directive, parse_directives
 from clipaudit.optout.html_meta import html_metas, meta_robots_values, meta_value
 from clipaudit.optout.origin import origin_of, path_of
-from clipaudit.optout.robots import disallowed_agents, parse_rules
+from clipaudit.optout.robots import Rules, disallowed_agents, parse_rules
 from clipaudit.optout.tdmrep import resolve
 from clipaudit.rules.schema import Pack
 
@@ -55,7 +53,7 @@ class OptoutStage(Stage):
         self.agents: list[str] = list(DEFAULT_AGENTS)
         self.directives: list[str] = list(DEFAULT_HEADER_DIRECTIVES)
         self._entries: dict[str, dict[str, Any] | None] = {}
-        self._rules: dict[tuple[str, str], Protego] = {}
+        self._rules: dict[tuple[str, str], Rules] = {}
 
     def setup(self, ctx: StageContext) -> None:
         from clipaudit.rules.schema import load_pack
@@ -106,7 +104,9 @@ class OptoutStage(Stage):
             return "allowed", ""
         key = (str(origin), name)
         if key not in self._rules:
-            self._rules[key] = parse_rules(rec.get("body", ""), aitxt=name == "aitxt")
+            self._rules[key] = parse_rules(
+                rec.get("body", ""), aitxt=name == "aitxt", truncated=bool(rec.get("truncated"))
+            )
         denied = disallowed_agents(self._rules[key], path_of(url), self.agents)
         return ("disallowed" if denied else "allowed"), ",".join(denied)
 

@@ -1,0 +1,110 @@
+"""RFC 9309 / TDMRep corner cases: whole-token group selection, a body cut at the read
+limit, stale cache entries, a tdmrep.json with more entries than we keep, percent-encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clipaudit.curate.stages.optout import OptoutStage
+from clipaudit.data.sample import Sample
+from clipaudit.optout import FetchConfig, HttpSettings, read_entry
+from clipaudit.optout.agents import DEFAULT_AGENTS
+from clipaudit.optout.cache import write_entry
+from clipaudit.optout.fetch import fetch_origins
+from clipaudit.optout.http_get import MAX_BYTES
+from clipaudit.optout.robots import disallowed_agents, parse_rules
+from tests.test_optout_support import Route, serve
+
+FAST = HttpSettings(timeout=0.5, deadline=2.0)
+ALL = list(DEFAULT_AGENTS)
+EVERYONE_BUT = lambda *xs: [a for a in ALL if a not in xs]  # noqa: E731
+
+
+@pytest.mark.parametrize(
+    ("body", "denied"),
+    [
+        # A group for a shorter token is not ours: we fall back to "*".
+        ("User-agent: Applebot\nAllow: /\n\nUser-agent: *\nDisallow: /\n", ALL),
+        ("User-agent: Google\nAllow: /\n\nUser-agent: *\nDisallow: /\n", ALL),
+        ("User-agent: Ai2Bot\nAllow: /\n\nUser-agent: *\nDisallow: /\n", ALL),
+        # ... and a shorter token's Disallow does not reach us.
+        (
+            "User-agent: Applebot\nDisallow: /\n\nUser-agent: Google\nDisallow: /\n\n"
+            "User-agent: bot\nDisallow: /\n\nUser-agent: *\nAllow: /\n",
+            [],
+        ),
+        # Our own token, in any case, still selects its group over "*".
+        (
+            "User-agent: applebot-extended\nAllow: /\n\nUser-agent: *\nDisallow: /\n",
+            EVERYONE_BUT("Applebot-Extended"),
+        ),
+        ("User-agent: GPTBot/1.0\nDisallow: /\n", ["GPTBot"]),
+        # Repeated groups merge; a multi-agent group applies to each.
+        (
+            "User-agent: GPTBot\nUser-agent: CCBot\nDisallow: /a/\n\n"
+            "User-agent: gptbot\nDisallow: /b.jpg\n\nUser-agent: *\nDisallow: /\n",
+            EVERYONE_BUT("CCBot"),
+        ),
+    ],
+)
+def test_groups_match_the_whole_product_token(body: str, denied: list[str]) -> None:
+    assert disallowed_agents(parse_rules(body), "/b.jpg", ALL) == denied
+
+
+def test_group_rules_keep_longest_match_wildcards_and_percent_decoding() -> None:
+    body = (
+        "User-agent: GPTBot\nDisallow: /p/\nAllow: /p/open/\nDisallow: /*.png$\n"
+        "Disallow: /~u/\nSitemap: http://x/s.xml\nDisallow: /%E6%97%A5/\n"
+        "\nUser-agent: Applebot\nDisallow: /\n"
+    )
+    rules = parse_rules(body)
+    check = {
+        "/p/x.jpg": ["GPTBot"],
+        "/p/open/x.jpg": [],
+        "/a.png": ["GPTBot"],
+        "/a.png?x=1": [],
+        "/%7Eu/a.jpg": ["GPTBot"],
+        "/%E6%97%A5/a": ["GPTBot"],
+        "/q": [],
+    }
+    for path, want in check.items():
+        assert disallowed_agents(rules, path, ["GPTBot", "Applebot-Extended"]) == want, path
+
+
+def test_a_truncated_body_drops_its_unfinished_last_line() -> None:
+    body = "User-agent: GPTBot\nDisallow: /\nAllow: /im"
+    assert disallowed_agents(parse_rules(body), "/imgs-private/a.jpg", ["GPTBot"]) == []
+    cut = parse_rules(body, truncated=True)
+    assert disallowed_agents(cut, "/imgs-private/a.jpg", ["GPTBot"]) == ["GPTBot"]
+
+
+def _big_robots() -> bytes:
+    # Disallow: / for GPTBot, padding, and "Allow: /imgs-public/" cut at "Allow: /im".
+    head = "User-agent: GPTBot\nDisallow: /\n"
+    pad_len = MAX_BYTES - len(head) - len("Allow: /im")
+    pad = ("# padding " + "x" * 80 + "\n") * (pad_len // 91 + 1)
+    pad = pad[: pad_len - 1] + "\n"
+    return (head + pad + "Allow: /imgs-public/\n" + "# more\n" * 1000).encode()
+
+
+def test_robots_cut_at_the_read_limit_keeps_its_opt_out(tmp_path: Path) -> None:
+    routes: dict[str, Route] = {"/robots.txt": (200, _big_robots(), {})}
+    with serve(routes) as (origin, _):
+        fetch_origins([origin], tmp_path, FetchConfig(rate_per_host=1000, http=FAST))
+    entry = read_entry(tmp_path, origin)
+    assert entry is not None
+    rec = entry["files"]["robots"]
+    assert rec["truncated"] is True and not rec["body"].endswith("Allow: /im")
+    stage = OptoutStage()
+    stage.cache = tmp_path
+    cols = stage.sample_columns(Sample(id="a", image=None, url=origin + "/imgs-private/a.jpg"))
+    assert (cols["optout_robots"], cols["optout_robots_agents"]) == ("disallowed", "GPTBot")
+    # A cache written before the fix (partial line kept) reads the same way.
+    rec["body"] += "Allow: /im"
+    write_entry(tmp_path, entry)
+    stage = OptoutStage()
+    stage.cache = tmp_path
+    cols = stage.sample_columns(Sample(id="a", image=None, url=origin + "/imgs-private/a.jpg"))
+    assert cols["optout_robots"] == "disallowed"
