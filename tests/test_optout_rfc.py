@@ -108,3 +108,26 @@ def test_robots_cut_at_the_read_limit_keeps_its_opt_out(tmp_path: Path) -> None:
     stage.cache = tmp_path
     cols = stage.sample_columns(Sample(id="a", image=None, url=origin + "/imgs-private/a.jpg"))
     assert cols["optout_robots"] == "disallowed"
+
+
+def test_stale_cache_entries_read_as_unknown_and_are_counted(tmp_path: Path) -> None:
+    routes: dict[str, Route] = {"/robots.txt": (200, "User-agent: GPTBot\nDisallow: /\n", {})}
+    with serve(routes) as (fresh, _), serve(routes) as (old, _):
+        fetch_origins([fresh, old], tmp_path, FetchConfig(rate_per_host=1000, http=FAST))
+    entry = read_entry(tmp_path, old)
+    assert entry is not None
+    entry["fetched_at"] -= 30 * 86400  # a month old: past any TTL
+    write_entry(tmp_path, entry)
+    (tmp_path / "notes.json").write_text('{"not": "an entry"}')
+    stage = OptoutStage()
+    stage.cache = tmp_path
+    for origin, want in ((fresh, "disallowed"), (old, "unknown")):
+        cols = stage.sample_columns(Sample(id="a", image=None, url=origin + "/a.jpg"))
+        assert cols["optout_robots"] == want, origin
+        assert cols["optout_aitxt"] in ("allowed", "unknown")
+    cols = stage.sample_columns(Sample(id="b", image=None, url=old + "/a.jpg"))
+    assert (cols["optout_aitxt"], cols["optout_tdmrep"]) == ("unknown", "unknown")
+    prov = stage.provenance()
+    assert prov["cached_origins"] == 2 and prov["stale_origins"] == 1
+    assert prov["oldest_fetch"] < prov["newest_fetch"]
+    assert prov["stale_entries"] == "unknown"

@@ -10,6 +10,10 @@ the evidence, so re-deciding with other agents or directives needs no new scorin
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ from clipaudit.curate.stages.reasons import Signals, column, register_rule, regi
 from clipaudit.data.sample import Sample
 from clipaudit.errors import ClipauditError
 from clipaudit.optout.agents import DEFAULT_AGENTS, DEFAULT_HEADER_DIRECTIVES
-from clipaudit.optout.cache import read_entry
+from clipaudit.optout.cache import SCHEMA, is_fresh, read_entry
 from clipaudit.optout.headers import header_values, matching_directive, parse_directives
 from clipaudit.optout.html_meta import html_metas, meta_robots_values, meta_value
 from clipaudit.optout.origin import origin_of, path_of
@@ -31,6 +35,41 @@ ALL_AGENTS = "*"
 # Parsed robots files kept per stage; a bigger crawl re-reads them from the cache.
 _MEMO_LIMIT = 20_000
 PROTOCOLS = ("xrobots", "robots", "aitxt", "tdmrep")
+log = logging.getLogger(__name__)
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None
+
+
+def cache_summary(cache: Path, now: float) -> dict[str, Any]:
+    """Entries in the cache folder (files that read as an origin's record; other JSON files
+    do not count), their oldest and newest fetch time, and how many are past their TTL."""
+    n = stale = 0
+    oldest: float | None = None
+    newest: float | None = None
+    for path in cache.glob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            continue
+        if not isinstance(data.get("origin"), str) or not isinstance(data.get("files"), dict):
+            continue
+        n += 1
+        t = data.get("fetched_at")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            oldest = t if oldest is None else min(oldest, t)
+            newest = t if newest is None else max(newest, t)
+        if not is_fresh(data, now):
+            stale += 1
+    return {
+        "cached_origins": n,
+        "oldest_fetch": _iso(oldest),
+        "newest_fetch": _iso(newest),
+        "stale_origins": stale,
+    }
 
 
 @register_stage("optout")
@@ -54,6 +93,7 @@ class OptoutStage(Stage):
         self.directives: list[str] = list(DEFAULT_HEADER_DIRECTIVES)
         self._entries: dict[str, dict[str, Any] | None] = {}
         self._rules: dict[tuple[str, str], Rules] = {}
+        self._now: float | None = None  # the freshness clock, fixed at setup
 
     def setup(self, ctx: StageContext) -> None:
         from clipaudit.rules.schema import load_pack
@@ -72,10 +112,26 @@ class OptoutStage(Stage):
                     "'clipaudit optout fetch DATASET --cache DIR' first."
                 )
             self.cache = path
+        self._now = time.time()
 
     def provenance(self) -> dict[str, Any]:
-        n = sum(1 for _ in self.cache.glob("*.json")) if self.cache else 0
-        return {"cache": str(self.cache) if self.cache else None, "cached_origins": n}
+        if self.cache is None:
+            return {"cache": None, "cached_origins": 0}
+        now = self._now if self._now is not None else time.time()
+        summary = cache_summary(self.cache, now)
+        if summary["stale_origins"]:
+            log.warning(
+                "%d of %d opt-out cache entries in %s are older than their TTL (at most 24 h, "
+                "RFC 9309); their origins read as unknown. Run 'clipaudit optout fetch' again.",
+                summary["stale_origins"],
+                summary["cached_origins"],
+                self.cache,
+            )
+        return {
+            "cache": str(self.cache),
+            **summary,
+            "stale_entries": "unknown",  # how a stale entry is read
+        }
 
     def _entry(self, origin: str) -> dict[str, Any] | None:
         if origin not in self._entries:
@@ -83,7 +139,12 @@ class OptoutStage(Stage):
                 self._entries.clear()
                 self._rules.clear()
             assert self.cache is not None
-            self._entries[origin] = read_entry(self.cache, origin)
+            entry = read_entry(self.cache, origin)
+            # Past its TTL (never more than 24 h, RFC 9309 §2.4) an entry is as good as not
+            # fetched: the origin reads as unknown, never as the old answer.
+            if entry is not None and not is_fresh(entry, self._now):
+                entry = None
+            self._entries[origin] = entry
         return self._entries[origin]
 
     def _cached(self, origin: str | None, name: str) -> dict[str, Any] | None:
