@@ -3,6 +3,7 @@ limit, stale cache entries, a tdmrep.json with more entries than we keep, percen
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from clipaudit.optout.cache import write_entry
 from clipaudit.optout.fetch import fetch_origins
 from clipaudit.optout.http_get import MAX_BYTES
 from clipaudit.optout.robots import disallowed_agents, parse_rules
+from clipaudit.optout.tdmrep import parse_tdmrep, resolve
 from tests.test_optout_support import Route, serve
 
 FAST = HttpSettings(timeout=0.5, deadline=2.0)
@@ -131,3 +133,60 @@ def test_stale_cache_entries_read_as_unknown_and_are_counted(tmp_path: Path) -> 
     assert prov["cached_origins"] == 2 and prov["stale_origins"] == 1
     assert prov["oldest_fetch"] < prov["newest_fetch"]
     assert prov["stale_entries"] == "unknown"
+
+
+def _tdm_columns(cache: Path, origin: str, path: str) -> tuple[str | None, str | None]:
+    stage = OptoutStage()
+    stage.cache = cache
+    cols = stage.sample_columns(Sample(id="t", image=None, url=origin + path))
+    return cols["optout_tdmrep"], cols["optout_tdmrep_source"]
+
+
+def test_tdmrep_entries_past_the_limit_make_unmatched_paths_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clipaudit.optout.tdmrep as tdmrep
+
+    assert len(tdmrep.parse_tdmrep(json.dumps([{"location": "/x/"}] * 1200)) or []) == 1200
+    monkeypatch.setattr(tdmrep, "MAX_ENTRIES", 3)
+    body = [{"location": f"/p{i}/", "tdm-reservation": 0} for i in range(3)]
+    body.append({"location": "/", "tdm-reservation": 1})  # dropped: past the limit
+    routes: dict[str, Route] = {"/.well-known/tdmrep.json": (200, json.dumps(body), {})}
+    with serve(routes) as (origin, _):
+        fetch_origins([origin], tmp_path, FetchConfig(rate_per_host=1000, http=FAST))
+    entry = read_entry(tmp_path, origin)
+    assert entry is not None and entry["files"]["tdmrep"]["entries_dropped"] == 1
+    assert _tdm_columns(tmp_path, origin, "/p1/a.jpg") == ("allowed", "file")  # kept entry
+    assert _tdm_columns(tmp_path, origin, "/zzz/a.jpg") == ("unknown", None)  # not "allowed"
+
+
+def test_tdmrep_cut_at_the_read_limit_is_unknown(tmp_path: Path) -> None:
+    body = [{"location": f"/p{i}/", "tdm-reservation": 0} for i in range(20_000)]
+    body.append({"location": "/", "tdm-reservation": 1})
+    text = json.dumps(body)
+    assert len(text) > MAX_BYTES
+    routes: dict[str, Route] = {"/.well-known/tdmrep.json": (200, text, {})}
+    with serve(routes) as (origin, _):
+        fetch_origins([origin], tmp_path, FetchConfig(rate_per_host=1000, http=FAST))
+    entry = read_entry(tmp_path, origin)
+    assert entry is not None and entry["files"]["tdmrep"]["truncated"] is True
+    assert _tdm_columns(tmp_path, origin, "/zzz/a.jpg") == ("unknown", None)
+
+
+@pytest.mark.parametrize(
+    ("location", "path", "reserved"),
+    [
+        ("/~u/*", "/%7Eu/a.jpg", 1),
+        ("/~u/*", "/%7eu/a.jpg", 1),
+        ("/%7Eu/*", "/~u/a.jpg", 1),
+        ("/日/*", "/%E6%97%A5/a.jpg", 1),
+        ("/%e6%97%a5/", "/日/a.jpg", 1),
+        ("/a%2Fb", "/a/b", None),  # an encoded "/" is not a path separator
+        ("/a%2fb", "/a%2Fb", 1),
+    ],
+)
+def test_tdmrep_locations_match_percent_normalised(
+    location: str, path: str, reserved: int | None
+) -> None:
+    entries = parse_tdmrep(json.dumps([{"location": location, "tdm-reservation": 1}]))
+    assert resolve(entries, path).reservation == reserved

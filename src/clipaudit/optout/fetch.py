@@ -27,7 +27,7 @@ from clipaudit.optout.http_get import (
 )
 from clipaudit.optout.origin import origin_of
 from clipaudit.optout.robots import complete_lines, disallowed_agents, parse_rules
-from clipaudit.optout.tdmrep import parse_tdmrep
+from clipaudit.optout.tdmrep import parse_tdmrep_counted
 
 
 @dataclass
@@ -111,8 +111,10 @@ def file_record(name: str, got: Fetched, agents: Iterable[str]) -> dict[str, Any
     if encoding != "utf-8":
         rec["encoding"] = encoding
     if name == "tdmrep":
-        entries = parse_tdmrep(text)
+        entries, dropped = parse_tdmrep_counted(text)
         rec["entries"] = entries
+        if dropped:  # paths none of the kept entries match read as unknown, never allowed
+            rec["entries_dropped"] = dropped
         if entries is None:
             rec["outcome"] = "malformed"  # a protocol error: read as no declaration
     else:

@@ -14,9 +14,37 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# More entries than this is not a real site's policy; the rest are ignored.
-MAX_ENTRIES = 1000
+# The 512 KiB read limit holds at most ~31,000 entries of the shortest shape
+# (``{"location":"/"},``), so this bound is never what cuts a file we fetched. Entries past
+# it are dropped and counted; a path none of the kept entries matches then reads as unknown.
+MAX_ENTRIES = 40_000
 MAX_PATTERN_CHARS = 2048
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ESCAPE = frozenset(' "<>\\^`{|}')
+
+
+def normalise(text: str) -> str:
+    """A path or location in one percent-encoded form, as robots.txt matching compares them
+    (RFC 9309 §2.2.2, RFC 3986 §6.2.2): escapes of unreserved characters decoded (``%7E`` is
+    ``~``), other escapes upper-cased (``%2F`` stays, unlike ``/``), and non-ASCII, space and
+    control characters percent-encoded as UTF-8. ``*`` and ``$`` are left as they are."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        hex2 = text[i + 1 : i + 3]
+        if c == "%" and len(hex2) == 2 and set(hex2) <= _HEX:
+            ch = chr(int(hex2, 16))
+            out.append(ch if ch in _UNRESERVED else "%" + hex2.upper())
+            i += 3
+            continue
+        if ord(c) > 126 or ord(c) < 33 or c in _ESCAPE:
+            out.append("".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -42,14 +70,21 @@ def reservation_value(value: Any) -> int | None:
 def parse_tdmrep(body: str) -> list[dict[str, Any]] | None:
     """The file's entries normalised to ``{location, reservation, policy}`` (reservation None
     where the value was invalid), or None when the body is not a JSON array."""
+    return parse_tdmrep_counted(body)[0]
+
+
+def parse_tdmrep_counted(body: str) -> tuple[list[dict[str, Any]] | None, int]:
+    """``parse_tdmrep``'s entries and how many usable entries past ``MAX_ENTRIES`` were
+    dropped (0 when none were)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return None
+        return None, 0
     if not isinstance(data, list):
-        return None
+        return None, 0
     entries: list[dict[str, Any]] = []
-    for item in data[:MAX_ENTRIES]:
+    dropped = 0
+    for item in data:
         if not isinstance(item, dict):
             continue
         loc = item.get("location")
@@ -58,6 +93,9 @@ def parse_tdmrep(body: str) -> list[dict[str, Any]] | None:
         raw, policy = item.get("tdm-reservation"), item.get("tdm-policy")
         # JSON numbers only: a string "1" in the file is already a protocol error.
         value = None if isinstance(raw, str) else reservation_value(raw)
+        if len(entries) >= MAX_ENTRIES:
+            dropped += 1
+            continue
         entries.append(
             {
                 "location": loc,
@@ -65,13 +103,14 @@ def parse_tdmrep(body: str) -> list[dict[str, Any]] | None:
                 "policy": policy if isinstance(policy, str) else None,
             }
         )
-    return entries
+    return entries, dropped
 
 
 @functools.lru_cache(maxsize=4096)
 def _pattern(location: str) -> re.Pattern[str]:
     """Robots-style pattern: ``*`` any run of characters, a final ``$`` anchors the end,
     otherwise a prefix match from the start of the path."""
+    location = normalise(location)
     anchored = location.endswith("$")
     body = location[:-1] if anchored else location
     if not body.startswith(("/", "*")):
@@ -81,7 +120,9 @@ def _pattern(location: str) -> re.Pattern[str]:
 
 
 def match_entry(entries: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
-    """The first entry whose location matches ``path`` (first match wins), or None."""
+    """The first entry whose location matches ``path`` (first match wins), or None; both
+    compared percent-normalised."""
+    path = normalise(path)
     for entry in entries:
         if _pattern(str(entry["location"])).match(path):
             return entry

@@ -27,7 +27,7 @@ from clipaudit.optout.headers import header_values, matching_directive, parse_di
 from clipaudit.optout.html_meta import html_metas, meta_robots_values, meta_value
 from clipaudit.optout.origin import origin_of, path_of
 from clipaudit.optout.robots import Rules, disallowed_agents, parse_rules
-from clipaudit.optout.tdmrep import resolve
+from clipaudit.optout.tdmrep import match_entry, resolve
 from clipaudit.rules.schema import Pack
 
 # "Every agent": what an unreachable robots.txt (RFC 9309: complete disallow) denies.
@@ -189,6 +189,8 @@ class OptoutStage(Stage):
         )
         if res.reservation is not None:
             status = "disallowed" if res.reservation == 1 else "allowed"
+        elif file_known and rec is not None and _tdm_incomplete(rec, entries, url):
+            status = "unknown"  # the file was cut: what it said about this path is lost
         elif file_known:
             status = "allowed"  # checked, and nothing reserved
         elif self.cache and url:
@@ -233,6 +235,16 @@ class OptoutStage(Stage):
             for name, value in self.sample_columns(s).items():
                 out[name].append(value)
         return out
+
+
+def _tdm_incomplete(rec: dict[str, Any], entries: Any, url: str | None) -> bool:
+    """Whether a tdmrep.json lost entries (cut at the read limit, or past ``MAX_ENTRIES``)
+    and none of those kept speaks for ``url``'s path."""
+    if not (rec.get("truncated") or rec.get("entries_dropped")):
+        return False
+    if not isinstance(entries, list):
+        return True
+    return match_entry(entries, path_of(url) if url else "/") is None
 
 
 def _split(value: Any) -> list[str]:
