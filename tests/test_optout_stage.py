@@ -170,12 +170,26 @@ def test_reasons_per_sample_from_the_cache(cached_run: dict) -> None:
 def test_coverage_stats(cached_run: dict) -> None:
     sig = cached_run["stats"]["signals"]["optout"]
     # 12 rows: 1 without url; 2 unknown (bad url, origin not cached).
-    assert sig["robots"] == {"checked": 9, "opted_out": 2, "unknown": 2, "not_checked": 1}
+    # Of robots' two opt-outs, b_down's is its server's 5xx, not a stated reservation.
+    assert sig["robots"] == {
+        "checked": 9,
+        "opted_out": 2,
+        "unknown": 2,
+        "not_checked": 1,
+        "unreachable": 1,
+    }
     assert sig["aitxt"] == {"checked": 8, "opted_out": 1, "unknown": 3, "not_checked": 1}
     assert sig["tdmrep"] == {"checked": 8, "opted_out": 2, "unknown": 3, "not_checked": 1}
     assert sig["xrobots"] == {"checked": 3, "opted_out": 1, "unknown": 0, "not_checked": 9}
     assert sig["any_opted_out"] == 5
     assert cached_run["stats"]["by_reason"]["optout_unknown"] == 3
+    # The EU AI Act summary says so and names the agent tokens answered for.
+    from clipaudit.reports import write_cards
+
+    cards = {p.name: p.read_text() for p in write_cards(cached_run["run"])}
+    summary = cards["EU_AI_ACT_SUMMARY.md"]
+    assert "robots.txt could not be read: RFC 9309 treats that as disallow-all" in summary
+    assert "- Agent tokens answered for: GPTBot" in summary
 
 
 def test_redecide_with_other_agents_and_protocols(cached_run: dict) -> None:

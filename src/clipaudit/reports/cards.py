@@ -209,10 +209,19 @@ def _optout_lines(ev: Evidence) -> list[str]:
     lines.insert(
         0, f"- Protocols the pack honours: {', '.join(md(p) for p in honoured) or 'none'}."
     )
+    agents = (ev.get("pack_dump", default={}) or {}).get("optout", {}).get("agents", [])
+    lines.insert(1, f"- Agent tokens answered for: {', '.join(md(a) for a in agents) or 'none'}.")
     for p in protocols:
+        unread = (
+            f" (of which {ev.fig('signals', 'optout', p, 'unreachable')} because robots.txt "
+            "could not be read: RFC 9309 treats that as disallow-all, the publisher stated "
+            "nothing)"
+            if ev.has("signals", "optout", p, "unreachable")
+            else ""
+        )
         lines.append(
             f"- {code(p)}: checked {ev.fig('signals', 'optout', p, 'checked')}, opted out "
-            f"{ev.fig('signals', 'optout', p, 'opted_out')}, unknown "
+            f"{ev.fig('signals', 'optout', p, 'opted_out')}{unread}, unknown "
             f"{ev.fig('signals', 'optout', p, 'unknown')}, not checked "
             f"{ev.fig('signals', 'optout', p, 'not_checked')}"
         )

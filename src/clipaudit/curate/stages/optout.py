@@ -316,6 +316,15 @@ def optout_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str
             "unknown": vals.count("unknown"),
             "not_checked": vals.count(None),
         }
+    # Of robots' opt-outs, those where robots.txt could not be read: RFC 9309 has a crawler
+    # treat that as disallow-all, but the publisher stated nothing, and a compliance summary
+    # must not count a server error as a reservation.
+    agents = column(sig, "optout_robots_agents") if "optout_robots_agents" in sig else None
+    out["robots"]["unreachable"] = (
+        sum(r["robots"] == "disallowed" and agents[i] == ALL_AGENTS for i, r in enumerate(rows))
+        if agents is not None
+        else 0
+    )
     out["any_opted_out"] = sum(
         any(r[p] == "disallowed" for p in pack.optout.protocols) for r in rows
     )
