@@ -92,22 +92,27 @@ def score_run(
         group[i] = x["duplicate_of"] or i
     ids = [r["id"] for r in dec]
     pos = {i: k for k, i in enumerate(ids)}
+    # Every signal the run's own duplicate search reads: the crop hash and the hashes inside
+    # borders too. Scored without them, crops read as found 3 of 19 while the run dropped 16
+    # of them, and the pair precision left out the crop matcher's false pairs.
     sig = {
         name: np.array([r.get(name) for r in dec], dtype=object)
-        for name in {*dedup.hashes, "phash", "phash_mirror"}
+        for name in {*dedup.hashes, "phash", "phash_mirror", "phash_inner", "chash"}
         if dec and name in dec[0]
     }
     # Thumbnails stay in the signal shards (decisions do not repeat them).
     shards = SignalShards(RunDir(run))
-    if shards.has("thumb"):
+    for name in ("thumb", "thumb_inner"):
+        if not shards.has(name):
+            continue
         thumb_of: dict[str, Any] = {}
         for k in shards:
-            t = shards.read(k, ["id", "thumb"])
-            if "thumb" in t.column_names:
+            t = shards.read(k, ["id", name])
+            if name in t.column_names:
                 thumb_of.update(
-                    zip(t.column("id").to_pylist(), t.column("thumb").to_pylist(), strict=True)
+                    zip(t.column("id").to_pylist(), t.column(name).to_pylist(), strict=True)
                 )
-        sig["thumb"] = np.array([thumb_of.get(i) for i in ids], dtype=object)
+        sig[name] = np.array([thumb_of.get(i) for i in ids], dtype=object)
     pairs = near_duplicate_pairs(sig, np.arange(len(ids)), dedup)
     found = {(ids[x], ids[y]) for x, y in pairs}
     found |= {(y, x) for x, y in found}
