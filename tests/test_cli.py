@@ -199,3 +199,21 @@ def test_quality_always_runs_and_a_stage_named_twice_is_one_line(tmp_path: Path)
     # The pack's alignment cut over a run without alignment scores is said to cut nothing.
     assert "→ not applied: the run has no alignment scores" in said, said
     assert json.loads((out / "stats.json").read_text())["thresholds"]["alignment_scored"] is False
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
+    """Rich wrapped lines at 80 columns when stdout was not a terminal, so
+    `clipaudit demo | grep "pair precision"` lost the number on the next line."""
+    import os
+
+    out = tmp_path / ("a-folder-name-long-enough-to-push-the-line-past-eighty-columns" * 2)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run(
+        [sys.executable, "-m", "clipaudit", "example", "--out", str(out), "--n", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == [f"wrote 2 samples in 1 files → {out}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -654,6 +655,10 @@ _EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
 
 def main() -> None:
     """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
+    if not sys.stdout.isatty():
+        # Rich wraps at 80 columns when it cannot ask a terminal: piped into a file or grep, a
+        # line broke as "pair precision\n0.980". A pipe has no width; COLUMNS set wins.
+        os.environ.setdefault("COLUMNS", "10000")
     command = typer.main.get_command(app)
     try:
         returned = command.main(prog_name="clipaudit", standalone_mode=False)
