@@ -217,3 +217,29 @@ def test_piped_output_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == [f"wrote 2 samples in 1 files → {out}"]
+
+
+def test_a_file_as_out_and_a_damaged_run_are_one_line(tmp_path: Path) -> None:
+    """example/world/train/embed with --out naming a file, and card on a run whose
+    stats.json was cut short, were tracebacks (NotADirectoryError, JSONDecodeError)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    (run_dir / "stats.json").write_text('{"input": 3, "ke')
+    results = cli_batch(
+        [
+            ("example", "--out", str(afile), "--n", "2"),
+            ("world", "--out", str(afile), "--n", "2"),
+            ("card", str(run_dir)),
+        ]
+    )
+    for code, _, err in results[:2]:
+        assert code == 2 and err.strip().splitlines() == [
+            f"error: The output {str(afile)!r} is a file or a folder that is not empty; "
+            "choose a new folder."
+        ], err
+    code, _, err = results[2]
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "has an unreadable stats.json or run.json" in err

@@ -112,8 +112,10 @@ def run_ablation(cfg: AblateConfig, log: Callable[[str], None] = print) -> dict[
 
     cfg.validate()
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
-        raise ClipauditError(f"The output folder {str(out)!r} is not empty; choose a new one.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ClipauditError(
+            f"The output {str(out)!r} is a file or a folder that is not empty; choose a new folder."
+        )
     out.mkdir(parents=True, exist_ok=True)
     t_start, c_start = time.perf_counter(), time.process_time()
     names = cfg.arm_names()

@@ -251,9 +251,10 @@ def write_dataset(
     if shard_size < 1:
         raise DatasetError(f"shard_size must be at least 1, got {shard_size}.")
     out_path = Path(out)
-    if out_path.exists() and any(out_path.iterdir()):
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise DatasetError(
-            f"The output folder {str(out_path)!r} is not empty; choose a new folder."
+            f"The output {str(out_path)!r} is a file or a folder that is not empty; choose a "
+            "new folder."
         )
     writer = get_format(format)
     with output_errors(out_path):

@@ -56,8 +56,11 @@ def embed_dataset(
     """Embed every sample of ``dataset`` with ``clip`` and write the clip-retrieval layout; a
     video sample is the renormalised mean of its frames sampled by ``policy``."""
     out_path = Path(out)
-    if out_path.exists() and any(out_path.iterdir()):
-        raise DatasetError(f"The output folder {str(out_path)!r} is not empty; choose a new one.")
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise DatasetError(
+            f"The output {str(out_path)!r} is a file or a folder that is not empty; choose a "
+            "new folder."
+        )
     for sub in ("img_emb", "text_emb", "metadata"):
         (out_path / sub).mkdir(parents=True, exist_ok=True)
     summary = EmbedSummary(out=str(out_path))

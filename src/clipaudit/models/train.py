@@ -325,8 +325,11 @@ def train_world_clip(
     import open_clip
 
     out_path = Path(out)
-    if out_path.exists() and any(out_path.iterdir()):
-        raise ClipauditError(f"The output folder {str(out_path)!r} is not empty; choose a new one.")
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise ClipauditError(
+            f"The output {str(out_path)!r} is a file or a folder that is not empty; choose a "
+            "new folder."
+        )
     if cfg.steps < 1 or cfg.batch_size < 2 or cfg.n_train < cfg.batch_size:
         raise ClipauditError(
             f"Need steps ≥ 1, batch size ≥ 2 and n_train ≥ batch size; got steps={cfg.steps}, "

@@ -126,8 +126,14 @@ def load_evidence(run: Path, out: Path) -> Evidence:
             f"{str(run)!r} is not a curation run (no stats.json and run.json); pass the folder "
             "that `clipaudit curate --out` wrote."
         )
-    stats = json.loads((run / "stats.json").read_text(encoding="utf-8"))
-    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    try:
+        stats = json.loads((run / "stats.json").read_text(encoding="utf-8"))
+        record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ClipauditError(
+            f"{str(run)!r} has an unreadable stats.json or run.json ({exc}); run "
+            "`clipaudit decide` on it again to rewrite them."
+        ) from None
     langs: Counter[str] = Counter()
     scored = 0
     dec = run / "decisions.parquet"

@@ -177,8 +177,11 @@ def write_video_world(
 ) -> dict[str, Any]:
     """The pool as WebDataset shards under ``out/data`` and its truths in labels.jsonl."""
     root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        raise ClipauditError(f"The output folder {str(root)!r} is not empty; choose a new one.")
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ClipauditError(
+            f"The output {str(root)!r} is a file or a folder that is not empty; choose a "
+            "new folder."
+        )
     clips = generate_video_pool(cfg)
     samples = (
         Sample(

@@ -48,8 +48,11 @@ def write_world(
 ) -> dict[str, Any]:
     """Write ``n`` samples of ``split`` (or the noisy pool) under ``out``; return world.json."""
     out_path = Path(out)
-    if out_path.exists() and any(out_path.iterdir()):
-        raise ClipauditError(f"The output folder {str(out_path)!r} is not empty; choose a new one.")
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise ClipauditError(
+            f"The output {str(out_path)!r} is a file or a folder that is not empty; choose a "
+            "new folder."
+        )
     if n < 1:
         raise ClipauditError(f"--n must be at least 1, got {n}.")
     if split == "pool":
