@@ -243,3 +243,20 @@ def test_a_file_as_out_and_a_damaged_run_are_one_line(tmp_path: Path) -> None:
     code, _, err = results[2]
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "has an unreadable stats.json or run.json" in err
+
+
+def test_train_refuses_a_bad_device_or_learning_rate_in_one_line(tmp_path: Path) -> None:
+    """--device tpu / cuda without a GPU and --lr -1 / nan were torch tracebacks."""
+    base = ("train", "--steps", "1", "--batch-size", "4", "--n-train", "4")
+    results = cli_batch(
+        [
+            (*base, "--out", str(tmp_path / "a"), "--device", "tpu"),
+            (*base, "--out", str(tmp_path / "b"), "--lr", "-1"),
+            (*base, "--out", str(tmp_path / "c"), "--lr", "nan"),
+        ]
+    )
+    for code, _, err in results:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "tpu" in results[0][2]
+    assert "--lr must be a positive number, got -1.0." in results[1][2]
+    assert "got nan" in results[2][2]

@@ -330,6 +330,11 @@ def train_world_clip(
             f"The output {str(out_path)!r} is a file or a folder that is not empty; choose a "
             "new folder."
         )
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ClipauditError(f"--lr must be a positive number, got {cfg.lr}.")
+    from clipaudit.models.loader import pick_device
+
+    pick_device(cfg.device)  # an unknown device, or cuda without one: one line, before work
     if cfg.steps < 1 or cfg.batch_size < 2 or cfg.n_train < cfg.batch_size:
         raise ClipauditError(
             f"Need steps ≥ 1, batch size ≥ 2 and n_train ≥ batch size; got steps={cfg.steps}, "
