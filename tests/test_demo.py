@@ -63,3 +63,24 @@ def test_the_stats_comparison_sees_a_changed_count() -> None:
     changed = json.loads(FIXTURE.read_text())
     changed["duplicate_search"]["crop_checks"] = 1.0  # an int is not a float
     assert len(same_stats(changed, want)) == 1
+
+
+def test_a_demo_folder_made_with_other_settings_is_refused_not_reused(tmp_path: Path) -> None:
+    """`demo --out d --n 20` over a `--n 10` folder printed the 10-sample pool's figures."""
+    from clipaudit.demo.loop import world_pool
+    from clipaudit.errors import ClipauditError
+
+    writes: list[Path] = []
+
+    def write(pool: Path) -> None:
+        pool.mkdir(parents=True)
+        (pool / "world.json").write_text("{}")
+        writes.append(pool)
+
+    world_pool(tmp_path, write, "a pool", lambda m: None, {"n": 10, "seed": 0})
+    world_pool(tmp_path, write, "a pool", lambda m: None, {"n": 10, "seed": 0})
+    assert len(writes) == 1  # the same settings: reused
+    for other in ({"n": 20, "seed": 0}, {"n": 10, "seed": 5}):
+        with pytest.raises(ClipauditError, match="holds a demo made with"):
+            world_pool(tmp_path, write, "a pool", lambda m: None, other)
+    assert len(writes) == 1

@@ -25,7 +25,7 @@ def run_demo(
     def write(pool: Path) -> None:
         write_world(pool, split="pool", n=n, seed=seed, format="webdataset", shard_size=500)
 
-    pool = world_pool(out, write, f"a noisy world pool of {n} samples", log)
+    pool = world_pool(out, write, f"a noisy world pool of {n} samples", log, {"n": n, "seed": seed})
     log("curating with bundled:world-clip")
     dedup = load_pack(rules).dedup
     return curate_and_score(out, pool, rules, lambda run, labels: score_run(run, labels, dedup))

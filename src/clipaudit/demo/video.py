@@ -124,7 +124,9 @@ def run_video_demo(
     def write(pool: Path) -> None:
         write_video_world(pool, VideoPoolConfig(n=n, seed=seed))
 
-    pool = world_pool(out, write, f"a world video pool of {n} clips", log)
+    pool = world_pool(
+        out, write, f"a world video pool of {n} clips", log, {"n": n, "seed": seed, "video": True}
+    )
     pack = demo_pack(out, rules)
     log(f"curating the clips with bundled:world-clip (frames sampled uniform:8), pack {pack}")
     return curate_and_score(out, pool, str(pack), score_video_run, VIDEO_STAGES)
