@@ -41,6 +41,9 @@ def test_demo_scores_a_small_pool_against_its_truths(tmp_path: Path) -> None:
     assert truth["misaligned_caption"]["f1"] >= 0.85
     assert truth["near_duplicate_by_transform"]["exact"]["recall"] == 1.0
     assert truth["near_duplicate_pair_precision"] >= 0.95
+    drops = truth["near_duplicate_drops"]
+    assert drops["dropped"] == stats["by_reason"]["near_duplicate"]
+    assert drops["precision"] >= 0.95
     assert stats["thresholds"]["alignment_min"] == 0.48  # the calibrated world-clip cut
     assert stats["gates"]["success"]
     # Exact rights and watermark plants are found (issue 5): each planted issue's code fires

@@ -532,6 +532,12 @@ def demo(
     )
     for kind, v in t["near_duplicate_by_transform"].items():
         c.print(f"  {kind:<11} recall {v['recall']}  ({v['found']}/{v['planted']})")
+    drops = t.get("near_duplicate_drops")
+    if drops and drops["dropped"]:
+        c.print(
+            f"  near-duplicate drops that copy the sample they name: "
+            f"{drops['copy_their_kept_sample']}/{drops['dropped']} ({drops['precision']})"
+        )
     from clipaudit.reports import write_report
 
     c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")

@@ -132,6 +132,16 @@ def score_run(
     out["near_duplicate_pair_precision"] = (
         round(true_pairs / (true_pairs + false_pairs), 4) if true_pairs + false_pairs else 1.0
     )
+    # What the run did with those pairs: of its near-duplicate drops, how many copy the
+    # sample they name (the keeper links one pair per drop; the pair precision above counts
+    # every confirmed pair, links or not).
+    linked = [r for r in dec if "near_duplicate" in (r.get("reasons") or [])]
+    same = sum(group.get(r["id"]) == group.get(r.get("duplicate_of")) for r in linked)
+    out["near_duplicate_drops"] = {
+        "dropped": len(linked),
+        "copy_their_kept_sample": same,
+        "precision": round(same / len(linked), 4) if linked else None,
+    }
     main = [per[k] for k in ("resize", "reencode", "brightness") if k in per]
     out["near_duplicate_recall_resize_reencode_brightness"] = round(
         sum(v[0] for v in main) / max(1, sum(v[1] for v in main)), 4
