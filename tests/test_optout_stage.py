@@ -50,7 +50,13 @@ def test_world_pool_xrobots_plants_are_all_found(tmp_path: Path) -> None:
         "not_checked": 0,
     }
     # No cache was given: the cached protocols were not checked, and nothing is "unknown".
-    assert sig["robots"] == {"checked": 0, "opted_out": 0, "unknown": 0, "not_checked": 60}
+    assert sig["robots"] == {
+        "checked": 0,
+        "opted_out": 0,
+        "unknown": 0,
+        "not_checked": 60,
+        "unreachable": 0,
+    }
     assert "optout_unknown" not in stats["by_reason"]
 
 
