@@ -429,19 +429,16 @@ def _lance_add(
     caps = None
     if captions is not None:
         caps = pa.table({"id": captions[0], "vector": vectors(captions[1])})
-    if tables is None:
-        tables = (None, None)
-    samples, caption_table = tables
-    if data is not None:
-        if samples is None:
+
+    def add(table: Any, name: str, part: pa.Table | None) -> Any:
+        """``part`` appended to ``table``, made on its first non-empty part."""
+        if part is None:
+            return table
+        if table is None:
             db = lancedb.connect(str(folder / "lancedb"))
-            samples = db.create_table(LANCE_TABLE, data=data, mode="overwrite")
-        else:
-            samples.add(data)
-    if caps is not None:
-        if caption_table is None:
-            db = lancedb.connect(str(folder / "lancedb"))
-            caption_table = db.create_table(LANCE_CAPTIONS, data=caps, mode="overwrite")
-        else:
-            caption_table.add(caps)
-    return (samples, caption_table)
+            return db.create_table(name, data=part, mode="overwrite")
+        table.add(part)
+        return table
+
+    samples, caption_table = tables if tables is not None else (None, None)
+    return (add(samples, LANCE_TABLE, data), add(caption_table, LANCE_CAPTIONS, caps))
