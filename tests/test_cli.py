@@ -219,6 +219,25 @@ def test_piped_output_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
     assert done.stdout.strip().splitlines() == [f"wrote 2 samples in 1 files → {out}"]
 
 
+def test_piped_help_is_drawn_at_a_readable_width() -> None:
+    """With piped output widened for result lines, `clipaudit --help | less` drew its boxes
+    10,000 columns wide; help and usage errors are capped at 100 columns."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    for args, stream in ((["--help"], "stdout"), (["curate", "--bogus"], "stderr")):
+        done = subprocess.run(
+            [sys.executable, "-m", "clipaudit", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        lines = getattr(done, stream).splitlines()
+        assert lines and max(len(line) for line in lines) <= 100, (args, lines[:3])
+        assert any("─" in line for line in lines) or "No such option" in "".join(lines)
+
+
 def test_a_file_as_out_and_a_damaged_run_are_one_line(tmp_path: Path) -> None:
     """example/world/train/embed with --out naming a file, and card on a run whose
     stats.json was cut short, were tracebacks (NotADirectoryError, JSONDecodeError)."""

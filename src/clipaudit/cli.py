@@ -659,12 +659,23 @@ _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
 _EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
 
 
+def _cap_help_width(width: int) -> None:
+    """Typer's help and usage-error consoles take this width (None: the terminal's)."""
+    import typer.rich_utils
+
+    if typer.rich_utils.MAX_WIDTH is None:
+        typer.rich_utils.MAX_WIDTH = width
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         # Rich wraps at 80 columns when it cannot ask a terminal: piped into a file or grep, a
         # line broke as "pair precision\n0.980". A pipe has no width; COLUMNS set wins.
-        os.environ.setdefault("COLUMNS", "10000")
+        # Help and usage boxes would be drawn to that width (10,000 columns of box in
+        # `--help | less`): Typer draws them at its own width, capped here.
+        os.environ["COLUMNS"] = "10000"
+        _cap_help_width(100)
     command = typer.main.get_command(app)
     try:
         returned = command.main(prog_name="clipaudit", standalone_mode=False)
