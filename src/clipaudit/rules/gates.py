@@ -12,7 +12,10 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from clipaudit.rules.schema import Pack
 
@@ -72,6 +75,23 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and getattr(value, "ndim", None) == 0 else value
 
 
+GATED_CODES = ("near_duplicate", "exact_duplicate", "low_alignment", "too_small")
+
+
+def marked_codes(reasons: pa.ChunkedArray | pa.Array) -> dict[str, np.ndarray]:
+    """``marked:CODE`` → whether each row's reasons hold CODE, for the codes the output gate
+    checks; read from the list column without making a Python list per row."""
+    arr = reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
+    flat = pc.list_flatten(arr)
+    parents = pc.list_parent_indices(arr).to_numpy()
+    out = {}
+    for code in GATED_CODES:
+        hit = np.zeros(len(arr), dtype=bool)
+        hit[parents[pc.equal(flat, code).to_numpy(zero_copy_only=False)]] = True
+        out[f"marked:{code}"] = hit
+    return out
+
+
 def run_gates(
     signals: pd.DataFrame, decisions: pd.DataFrame, pack: Pack, alignment_cut: float | None
 ) -> dict[str, Any]:
@@ -104,22 +124,36 @@ def run_gates(
     kept["dup_group"] = kept["duplicate_of"].fillna(kept["id"])
 
     # The output gate checks what the pack promises of the kept rows: a cut whose code the
-    # pack keeps (keep-all) promises nothing; one it flags still counts (a flagged row is
-    # kept, and the gate says so).
+    # pack keeps (keep-all) promises nothing; one it flags promises that every kept row
+    # past the cut carries the code, so rows marked with it (`marked:CODE` columns, from
+    # `marked_codes`) are set aside and the rest must meet the cut. Without the marks, a
+    # pack that flags duplicates for review failed its own gate on every run.
     def drops(code: str) -> bool:
         return pack.action(code) != "keep"
 
+    def unmarked(*codes: str) -> pd.Series:
+        out = pd.Series(True, index=kept.index)
+        for code in codes:
+            col = f"marked:{code}"
+            if pack.action(code) == "flag" and col in kept:
+                out &= ~kept[col].astype(bool)
+        return out
+
     out_exp: list[Any] = []
     if drops("near_duplicate") and drops("exact_duplicate"):
+        kept.loc[~unmarked("near_duplicate", "exact_duplicate"), "dup_group"] = None
         out_exp.append(E.ExpectColumnValuesToBeUnique(column="dup_group"))
     if "pixel_hash" in kept and drops("exact_duplicate"):
+        kept.loc[~unmarked("exact_duplicate"), "pixel_hash"] = None
         out_exp.append(E.ExpectColumnValuesToBeUnique(column="pixel_hash"))
     if alignment_cut is not None and "alignment" in kept and drops("low_alignment"):
         # A judge's "faithful" answer lifts low_alignment: those rows are kept on purpose.
         if "judge_faithful" in kept:
             kept.loc[kept["judge_faithful"] == "yes", "alignment"] = None
+        kept.loc[~unmarked("low_alignment"), "alignment"] = None
         out_exp.append(E.ExpectColumnValuesToBeBetween(column="alignment", min_value=alignment_cut))
     if pack.quality.min_side and "min_side" in kept and drops("too_small"):
+        kept.loc[~unmarked("too_small"), "min_side"] = None
         out_exp.append(
             E.ExpectColumnValuesToBeBetween(column="min_side", min_value=pack.quality.min_side)
         )

@@ -738,7 +738,7 @@ def decide_run(
             raise ClipauditError("--split-by-route writes kept datasets; drop --no-kept.")
         stats["pack_dump"] = json.loads(pack.model_dump_json())
         if gates:
-            from clipaudit.rules.gates import first_failure, run_gates
+            from clipaudit.rules.gates import first_failure, marked_codes, run_gates
 
             wanted = [
                 "id",
@@ -755,6 +755,11 @@ def decide_run(
             frame = pq.read_table(
                 run.path / "decisions.parquet", columns=[c for c in wanted if c in names]
             ).to_pandas()
+            marks = marked_codes(
+                pq.read_table(run.path / "decisions.parquet", columns=["reasons"])["reasons"]
+            )
+            frame = frame.assign(**marks)
+            del marks
             cut = stats["thresholds"]["alignment_min"]
             pct = stats["thresholds"]["alignment_percentile_value"]
             cuts = [c for c in (cut, pct) if c is not None]
