@@ -224,6 +224,7 @@ def dedup(
     candidates: np.ndarray,
     pack: Pack,
     image_emb: np.ndarray | None = None,
+    reasons: list[list[str]] | None = None,
 ) -> tuple[dict[int, tuple[int, str]], int]:
     """Greedy keeper policy: in priority order, a sample still in play is kept and every
     duplicate of it still in play is dropped naming it. Returns row → (keeper row, kind).
@@ -243,7 +244,10 @@ def dedup(
     def priority(i: int) -> tuple[Any, ...]:
         key: list[Any] = []
         for k in d.keeper:
-            if k == "alignment":
+            if k == "flags":  # fewer codes the pack flags first
+                flagged = {c for c in (reasons[i] if reasons else []) if pack.action(c) == "flag"}
+                key.append(len(flagged))
+            elif k == "alignment":
                 key.append(-(align[i] if not np.isnan(align[i]) else -np.inf))
             elif k == "resolution":
                 key.append(-(area[i] if not np.isnan(area[i]) else -1))
@@ -313,7 +317,7 @@ def decide_signals(
             if extra and not errored[i]:
                 reasons[i].extend(c for c in extra if c not in reasons[i])
     standing = _standing(reasons, pack)
-    dropped, n_groups = dedup(sig, standing, pack, image_emb)
+    dropped, n_groups = dedup(sig, standing, pack, image_emb, reasons)
     dup_of: list[str | None] = [None] * n
     for j, (i, kind) in dropped.items():
         reasons[j].append(kind)

@@ -150,3 +150,25 @@ def test_a_copy_of_a_copy_is_dropped_with_its_group(alignment: list[float]) -> N
         assert star == got
     else:
         assert star == {1: (top, "near_duplicate")}
+
+
+def test_the_default_keeper_keeps_the_clean_copy_over_a_flagged_one() -> None:
+    """The keeper ranked by alignment first, so a group kept the copy flagged for a
+    watermark suspicion and dropped its clean twin; the default pack ranks flags first."""
+    from clipaudit.curate.decide.rules import flag_counts
+
+    sig = _signals(4, np.array([0, 0, 1, 1]), np.array([0, 30]), seed=5)
+    sig["alignment"] = np.array([0.9, 0.5, 0.8, 0.7])
+    pack = load_pack("default")
+    # r00000 is the best aligned but flagged; r00003 is flagged, so r00002 stays the keeper.
+    reasons = [["watermark_suspect", "license_nc"], [], [], ["license_nc"]]
+    flags = flag_counts(reasons, pack)
+    assert flags.tolist() == [2, 0, 0, 1]
+    got, _ = dedup(sig, np.ones(4, bool), pack, None, flags)
+    assert got == {0: (1, "exact_duplicate"), 3: (2, "exact_duplicate")}
+    # Without the key (or the counts) alignment decides, as before.
+    pack.dedup.keeper = ["alignment", "resolution", "id"]
+    assert dedup(sig, np.ones(4, bool), pack, None, flags)[0] == {
+        1: (0, "exact_duplicate"),
+        3: (2, "exact_duplicate"),
+    }

@@ -36,7 +36,7 @@ from clipaudit.rules.sections.visible import VisibleWatermarkRules
 
 PACK_DIR = Path(__file__).parent / "packs"
 HashName = Literal["phash", "dhash"]
-KeeperKey = Literal["alignment", "resolution", "id"]
+KeeperKey = Literal["flags", "alignment", "resolution", "id"]
 LanguageCode = Annotated[str, AfterValidator(check_language)]
 DEFAULT_HASHES: tuple[HashName, ...] = ("phash", "dhash")
 DEFAULT_KEEPER: tuple[KeeperKey, ...] = ("alignment", "resolution", "id")

@@ -91,6 +91,8 @@ class Compact:
     # for the candidate pairs only, through a FrameThumbReader.
     frames: np.ndarray | None = None
     frames_valid: np.ndarray | None = None
+    # How many codes the pack flags each row for (the ``flags`` keeper key); None: none.
+    flags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.alignment)
@@ -108,6 +110,7 @@ class Compact:
             inner=None if self.inner is None else self.inner[pos],
             frames=None if self.frames is None else self.frames[pos],
             frames_valid=None if self.frames_valid is None else self.frames_valid[pos],
+            flags=None if self.flags is None else self.flags[pos],
         )
 
 
@@ -125,7 +128,9 @@ def rank_order(c: Compact, keeper: Sequence[str]) -> np.ndarray:
     """Positions in keeper-priority order (best first; ties by position)."""
     keys: list[np.ndarray] = []
     for k in keeper:
-        if k == "alignment":  # higher first, unscored last
+        if k == "flags":  # fewer flagged codes first: keep the clean copy of a group
+            keys.append(np.zeros(len(c), np.int16) if c.flags is None else c.flags)
+        elif k == "alignment":  # higher first, unscored last
             keys.append(np.where(np.isnan(c.alignment), np.inf, -c.alignment))
         elif k == "resolution":  # larger first, unknown after every known size
             keys.append(np.where(np.isnan(c.area), 1.0, -c.area))

@@ -189,10 +189,18 @@ def _content_area(sig: dict[str, np.ndarray], rows: np.ndarray, area: np.ndarray
     return np.where(np.isnan(inner), area, inner)
 
 
-def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
+def flag_counts(reasons: list[list[str]], pack: Pack) -> np.ndarray:
+    """How many distinct codes the pack flags each row for (the ``flags`` keeper key)."""
+    return np.array([sum(pack.action(c) == "flag" for c in set(r)) for r in reasons], np.int16)
+
+
+def compact_columns(
+    sig: dict[str, np.ndarray], rows: np.ndarray, flags: np.ndarray | None = None
+) -> pa.Table:
     """What the duplicate reduce needs of ``rows``: a few numbers a sample (no thumbnails,
     a video's frame pHashes; its frame thumbnails are read per candidate pair).
-    A table without some column (hashes only, say) gets nulls there."""
+    A table without some column (hashes only, say) gets nulls there. ``flags`` (per row
+    of the shard, from ``flag_counts``) ranks a clean copy above a flagged one."""
     n = len(rows)
 
     def num(name: str) -> np.ndarray:
@@ -204,6 +212,7 @@ def compact_columns(sig: dict[str, np.ndarray], rows: np.ndarray) -> pa.Table:
         "id": pa.array([str(v) for v in ids], pa.string()),
         "alignment": pa.array(num("alignment")),
         "area": pa.array(_content_area(sig, rows, num("width") * num("height"))),
+        "flags": pa.array(flags[rows] if flags is not None else np.zeros(n, np.int16), pa.int16()),
     }
     # A video with frame hashes is paired through its frames alone (keeper.video_pairs): its
     # middle frame's image hashes would pair two distinct clips that share one look (a red

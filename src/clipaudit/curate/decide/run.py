@@ -51,6 +51,7 @@ from clipaudit.curate.decide.rules import (
     alignment_percentile,
     compact_columns,
     decision_of,
+    flag_counts,
     sample_reasons,
     standing,
     tally,
@@ -123,7 +124,11 @@ def _as_compact(table: pa.Table) -> Compact:
     frames = frames_valid = None
     if "frame_phash" in table.column_names:
         frames, frames_valid = _frame_matrix(table.column("frame_phash"))
+    flags = None
+    if "flags" in table.column_names:
+        flags = pc.fill_null(table.column("flags"), 0).to_numpy().astype(np.int16)
     return Compact(
+        flags=flags,
         frames=frames,
         frames_valid=frames_valid,
         inner=inner,
@@ -196,10 +201,12 @@ def dedup(
     candidates: np.ndarray,
     pack: Pack,
     image_emb: np.ndarray | None = None,
+    flags: np.ndarray | None = None,
 ) -> tuple[dict[int, tuple[int, str]], int]:
-    """The keeper policy over the ``candidates`` rows: row → (keeper row, kind)."""
+    """The keeper policy over the ``candidates`` rows: row → (keeper row, kind). ``flags``
+    (per row, ``flag_counts``) feeds the pack's ``flags`` keeper key."""
     rows = np.flatnonzero(candidates)
-    c = _as_compact(compact_columns(sig, rows))
+    c = _as_compact(compact_columns(sig, rows, flags))
     if "phash" not in sig:
         c.hashes = {}
     emb = image_emb[rows] if image_emb is not None else None
@@ -291,7 +298,9 @@ def decide_signals(
     """Decide one in-memory signal table (every row of a small run). Policy routes and a
     multimodal judge's verdicts are not applied here (``decide_run`` applies them)."""
     reasons, used = sample_reasons(sig, pack, model_spec)
-    dropped, groups = dedup(sig, standing(reasons, pack), pack, image_emb)
+    dropped, groups = dedup(
+        sig, standing(reasons, pack), pack, image_emb, flag_counts(reasons, pack)
+    )
     rows = np.array(sorted(dropped), np.int64)
     ids = [str(sig["id"][dropped[r][0]]) for r in rows.tolist()]
     kinds = np.array([DUPLICATE_KINDS.index(dropped[r][1]) for r in rows.tolist()], np.int8)
@@ -349,7 +358,10 @@ def map_rules(job: MapJob) -> int:
         pa.table({"reasons": pa.array(reasons, pa.list_(pa.string())), **cols}),
     )
     rows = np.flatnonzero(standing(reasons, job.pack))
-    _write(_work(job.run, "compact", job.k), compact_columns(sig, rows))
+    _write(
+        _work(job.run, "compact", job.k),
+        compact_columns(sig, rows, flag_counts(reasons, job.pack)),
+    )
     return len(rows)
 
 
