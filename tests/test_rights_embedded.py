@@ -171,6 +171,60 @@ def test_namespace_not_prefix_decides() -> None:
     assert parse_xmp(element).get("data_mining") == f"{DMI}PROHIBITED-AIMLTRAINING"
 
 
+def _plus(body: str) -> str:
+    return (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}">{body}'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+
+
+PLUS_NS = 'xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/"'
+
+
+@pytest.mark.parametrize(
+    "xmp",
+    [
+        # The vocabulary URI in other cases and schemes: the prefix was stripped only as typed.
+        dmi_xmp("PROHIBITED-AIMLTRAINING").replace(
+            "http://ns.useplus.org/ldf/vocab", "https://ns.useplus.org/ldf/vocab"
+        ),
+        dmi_xmp("PROHIBITED-AIMLTRAINING").replace(DMI, DMI.upper()),
+        dmi_xmp("prohibited-aimltraining").replace(DMI, DMI.lower()),
+        # A Bag of values: they were joined into one string no code matched.
+        _plus(
+            f"<rdf:Description {PLUS_NS}><plus:DataMining><rdf:Bag>"
+            f"<rdf:li>{DMI}ALLOWED</rdf:li><rdf:li>{DMI}PROHIBITED-AIMLTRAINING</rdf:li>"
+            "</rdf:Bag></plus:DataMining></rdf:Description>"
+        ),
+        _plus(
+            f"<rdf:Description {PLUS_NS}><plus:DataMining><rdf:Bag>"
+            f'<rdf:li rdf:resource="{DMI}PROHIBITED-AIMLTRAINING"/>'
+            f'<rdf:li rdf:resource="{DMI}PROHIBITED"/>'
+            "</rdf:Bag></plus:DataMining></rdf:Description>"
+        ),
+        # Two descriptions: the first value stated won, so ALLOWED hid the opt-out.
+        _plus(
+            f'<rdf:Description {PLUS_NS} plus:DataMining="{DMI}ALLOWED"/>'
+            f'<rdf:Description {PLUS_NS} plus:DataMining="{DMI}PROHIBITED-AIMLTRAINING"/>'
+        ),
+    ],
+    ids=["https", "upper", "lower", "bag-allowed-first", "bag-two-prohibited", "two-descriptions"],
+)
+def test_a_stated_prohibition_wins_in_any_spelling(xmp: str) -> None:
+    got = read_embedded(encode("JPEG", xmp=xmp))
+    assert got.data_mining == "PROHIBITED-AIMLTRAINING", got.data_mining
+    assert got.data_mining in DEFAULT_DATA_MINING_OPTOUT
+
+
+def test_allowed_alone_stays_allowed_and_text_about_a_code_is_not_one() -> None:
+    two = _plus(
+        f'<rdf:Description {PLUS_NS} plus:DataMining="{DMI}UNSPECIFIED"/>'
+        f'<rdf:Description {PLUS_NS} plus:DataMining="{DMI}ALLOWED"/>'
+    )
+    assert read_embedded(encode("JPEG", xmp=two)).data_mining == "UNSPECIFIED"
+    assert data_mining_code("see DMI-PROHIBITED in the terms") == "SEE DMI-PROHIBITED IN THE TERMS"
+
+
 BOMB = (
     '<?xml version="1.0"?><!DOCTYPE x:xmpmeta [<!ENTITY a "aaaaaaaaaa">'
     + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9))

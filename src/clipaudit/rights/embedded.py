@@ -15,9 +15,9 @@ from clipaudit.data.scripts import visible_text
 from clipaudit.rights.xmp import (
     XmpRights,
     clean_text,
-    data_mining_code,
     find_packet,
     parse_xmp,
+    strictest_data_mining,
 )
 
 EXIF_ARTIST = 0x013B
@@ -181,7 +181,7 @@ def read_embedded(data: bytes | None) -> EmbeddedRights:
     marked = (xmp.get("marked") or "").strip().lower()
     out.marked = True if marked == "true" else False if marked == "false" else None
     out.cc_license = xmp.get("cc_license")
-    out.data_mining = data_mining_code(xmp.get("data_mining"))
+    out.data_mining = strictest_data_mining(xmp.all_of("data_mining"))
     out.source_type = source_type_name(xmp.get("source_type"))
     out.provenance = xmp.get("provenance")
     # Only 0 and 1 mean anything; another value is a protocol error, read as unset.

@@ -8,6 +8,7 @@ Properties are matched by namespace URI, not prefix: a writer may bind any prefi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,11 @@ RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 PLUS = "http://ns.useplus.org/ldf/xmp/1.0/"
 DMI_PREFIX = "http://ns.useplus.org/ldf/vocab/DMI-"
+# The vocabulary URI in any case and scheme, or a bare DMI- code: writers vary.
+_DMI_URI = re.compile(r"^(?:https?://ns\.useplus\.org/ldf/vocab/)?DMI-", re.IGNORECASE)
+# Fields where a packet may state several values (an rdf:Bag, or one rdf:Description each)
+# and the strictest must win: an opt-out listed second is still an opt-out.
+MULTI_FIELDS = frozenset({"data_mining"})
 
 # (namespace, local name) → field of XmpRights.
 XMP_FIELDS: dict[tuple[str, str], str] = {
@@ -47,9 +53,14 @@ _PACKET_ENDS = (b"</x:xmpmeta>", b"</x:xapmeta>")
 class XmpRights:
     values: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # xmp_forbidden | xmp_malformed | xmp_too_large
+    # Every value stated for a MULTI_FIELDS field, item by item, in document order.
+    every: dict[str, list[str]] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
         return self.values.get(name)
+
+    def all_of(self, name: str) -> list[str]:
+        return self.every.get(name, [])
 
 
 def clean_text(value: Any) -> str | None:
@@ -96,6 +107,18 @@ def _property_value(el: Any) -> str | None:
     return clean_text("".join(el.itertext()))
 
 
+def _items(el: Any) -> list[str]:
+    """Each value of a property on its own: rdf:resource, each rdf:li, or the text."""
+    resource = el.get(f"{{{RDF}}}resource")
+    if resource is not None:
+        return [t for t in [clean_text(resource)] if t]
+    items = list(el.iter(f"{{{RDF}}}li"))
+    if items:
+        texts = [clean_text(li.get(f"{{{RDF}}}resource") or "".join(li.itertext())) for li in items]
+        return [t for t in texts if t]
+    return [t for t in [clean_text("".join(el.itertext()))] if t]
+
+
 def _split(tag: str) -> tuple[str, str]:
     if tag.startswith("{"):
         ns, _, local = tag[1:].partition("}")
@@ -123,12 +146,19 @@ def parse_xmp(packet: bytes | str) -> XmpRights:
         for attr, value in desc.attrib.items():
             name = XMP_FIELDS.get(_split(attr))
             text = clean_text(value)
-            if name and text and name not in out.values:
-                out.values[name] = text
+            if name and text:
+                if name in MULTI_FIELDS:
+                    out.every.setdefault(name, []).append(text)
+                if name not in out.values:
+                    out.values[name] = text
         # ...or child elements (with rdf:resource, a text, or an Alt/Seq/Bag of rdf:li).
         for child in desc:
             name = XMP_FIELDS.get(_split(child.tag))
-            if name and name not in out.values:
+            if not name:
+                continue
+            if name in MULTI_FIELDS:
+                out.every.setdefault(name, []).extend(_items(child))
+            if name not in out.values:
                 text = _property_value(child)
                 if text:
                     out.values[name] = text
@@ -136,12 +166,17 @@ def parse_xmp(packet: bytes | str) -> XmpRights:
 
 
 def data_mining_code(value: str | None) -> str | None:
-    """``DMI-PROHIBITED-AIMLTRAINING`` URIs (or bare codes) → ``PROHIBITED-AIMLTRAINING``."""
+    """``DMI-PROHIBITED-AIMLTRAINING`` URIs (any case, http or https) or bare codes →
+    ``PROHIBITED-AIMLTRAINING``."""
     if not value:
         return None
-    v = value.strip()
-    if v.startswith(DMI_PREFIX):
-        v = v[len(DMI_PREFIX) :]
-    elif v.upper().startswith("DMI-"):
-        v = v[4:]
+    v = _DMI_URI.sub("", value.strip(), count=1)
     return v.upper()[:80] or None
+
+
+def strictest_data_mining(values: list[str]) -> str | None:
+    """Of several stated PLUS values, a prohibition over anything else (the first in
+    document order among equals): ALLOWED then PROHIBITED in one Bag is an opt-out."""
+    codes = [c for c in (data_mining_code(v) for v in values) if c]
+    prohibited = [c for c in codes if c.startswith("PROHIBITED")]
+    return (prohibited or codes or [None])[0]
