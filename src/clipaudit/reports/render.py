@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,16 +175,42 @@ def _flatten_numbers(obj: Any, prefix: str, rows: list[tuple[str, str]]) -> None
         rows.append((prefix, repr(obj)))
 
 
-def numbers_csv(sections: list[dict[str, Any]]) -> str:
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text: sample ids, group names and paths come from the
+    data, and a cell starting with = + - @ runs as a formula in Excel or LibreOffice
+    (``=HYPERLINK(...)``), so such a cell that is not a number gets a leading apostrophe
+    (OWASP's CSV-injection advice); control and bidi characters are spelt ``⟨U+202E⟩``."""
+    if not isinstance(value, str):
+        return value
+    text = spell_controls(value)
+    if text.startswith(_FORMULA_STARTS):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def _csv(header: list[str], rows: Iterable[Sequence[object]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["section", "kind", "path", "value"])
-    for k, sec in enumerate(sections):
-        rows: list[tuple[str, str]] = []
-        _flatten_numbers(sec, "", rows)
-        for path, value in rows:
-            w.writerow([k, sec["kind"], path, value])
+    w.writerow(header)
+    w.writerows([csv_cell(v) for v in row] for row in rows)
     return buf.getvalue()
+
+
+def numbers_csv(sections: list[dict[str, Any]]) -> str:
+    def rows() -> Iterator[tuple[object, ...]]:
+        for k, sec in enumerate(sections):
+            flat: list[tuple[str, str]] = []
+            _flatten_numbers(sec, "", flat)
+            for path, value in flat:
+                yield (k, sec["kind"], path, value)
+
+    return _csv(["section", "kind", "path", "value"], rows())
 
 
 def render_html(
@@ -238,10 +264,7 @@ def write_report(
     atomic_write_bytes(csv_path, numbers_csv(sections).encode("utf-8"))
     ids_path = None
     if id_rows:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["section", "reason", "id", "decision"])
-        w.writerows(id_rows)
         ids_path = out.with_name(out.stem + "_ids.csv")
-        atomic_write_bytes(ids_path, buf.getvalue().encode("utf-8"))
+        text = _csv(["section", "reason", "id", "decision"], id_rows)
+        atomic_write_bytes(ids_path, text.encode("utf-8"))
     return ReportFiles(html=out, json=json_path, csv=csv_path, ids_csv=ids_path)
