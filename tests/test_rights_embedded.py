@@ -403,3 +403,29 @@ def test_tdmrep_reservation_carried_in_the_file(
     sig = _rights_signals([Sample("s", encode("JPEG", xmp=xmp), "a photo of a cat")])
     codes = rights_reasons(sig, load_pack("default"))[0]
     assert ("optout_tdmrep" in codes) is (reservation == 1)
+
+
+def test_a_damaged_exif_directory_is_recorded_not_printed(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """An EXIF directory whose entry count lies made Pillow print a UserWarning with its
+    source line per sample and was read as no EXIF at all: a copyright could be lost
+    unseen. It is now `exif_malformed` (flagged as rights_metadata_malformed)."""
+    from clipaudit.data.decode import decode_image
+
+    buf = io.BytesIO()
+    broken = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff" + b"\x00" * 20
+    Image.new("RGB", (48, 32), (9, 9, 9)).save(buf, format="JPEG", exif=broken)
+    data = buf.getvalue()
+    assert decode_image(data).error is None
+    assert read_embedded(data).errors == ["exif_malformed"]
+    # A full camera-like EXIF (orientation, Exif and GPS directories) is not damaged.
+    e = Image.Exif()
+    e[0x0112], e[0x013B], e[0x8298] = 6, "Ana Lens", "(c) Ana Lens"
+    e.get_ifd(0x8769)[0x9003] = "2024:01:01 10:00:00"
+    e.get_ifd(0x8825)[0x0001] = "N"
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32)).save(buf, format="JPEG", exif=e.tobytes())
+    good = read_embedded(buf.getvalue())
+    assert good.errors == [] and good.copyright == "(c) Ana Lens"
+    assert "Corrupt EXIF" not in capfd.readouterr().err

@@ -265,6 +265,9 @@ def decode_image(
         return Decoded(None, "empty_image")
     try:
         with warnings.catch_warnings():
+            # Pillow warns on damaged metadata ("Corrupt EXIF data"): a line with a source path
+            # on the user's stderr per sample; the rights stage records it as a reason.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im: Image.Image = open_untrusted(data)
             stored = im.size

@@ -78,11 +78,22 @@ def _exif_from_bytes(data: bytes) -> Any:
 
 def _exif(im: Any, out: EmbeddedRights) -> tuple[str | None, str | None]:
     try:
-        exif = im.getexif() if not isinstance(im, bytes) else _exif_from_bytes(im)
-        artist, notice = _utf8(exif.get(EXIF_ARTIST)), _utf8(exif.get(EXIF_COPYRIGHT))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            exif = im.getexif() if not isinstance(im, bytes) else _exif_from_bytes(im)
+            raw = None if isinstance(im, bytes) else im.info.get("exif")
+            if isinstance(raw, bytes) and not said:  # read once already, warnings spent
+                from PIL import Image
+
+                Image.Exif().load(raw[:0x10000])
+            artist, notice = _utf8(exif.get(EXIF_ARTIST)), _utf8(exif.get(EXIF_COPYRIGHT))
     except Exception:
         out.errors.append("exif_malformed")
         return None, None
+    # Pillow reads what it can of a damaged IFD and only warns: the rest of the EXIF (a
+    # copyright among it) may be lost, which is worth a review flag like a raise.
+    if any("Corrupt EXIF" in str(w.message) for w in said):
+        out.errors.append("exif_malformed")
     if isinstance(notice, str):
         # EXIF packs "photographer\0editor" copyrights into one tag.
         notice = "; ".join(p for p in notice.split("\x00") if p.strip())
