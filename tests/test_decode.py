@@ -384,3 +384,44 @@ def test_the_stage_columns_carry_the_profile_the_frames_and_the_clips_picture() 
     assert col["video_hdr"] == ["pq", None, None]
     assert col["video_interlaced"] == [0.0, 1.0, 0.0]
     assert col["video_width"] == [96, 720, 1024]
+
+
+def test_a_runs_error_rows_say_what_the_decoder_said(tmp_path: Path) -> None:
+    """Only the code (decode_error, image_too_large) reached the run: which file to fix,
+    and how, was lost. `error_detail` carries the decoder's message."""
+    import struct
+    import zlib
+
+    import pyarrow.parquet as pq
+
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from clipaudit.data import Sample, write_dataset
+
+    def png_header(w: int, h: int) -> bytes:
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+        out = b"\x89PNG\r\n\x1a\n"
+        for kind, body in ((b"IHDR", ihdr), (b"IDAT", zlib.compress(b"\x00" * 64)), (b"IEND", b"")):
+            out += struct.pack(">I", len(body)) + kind + body
+            out += struct.pack(">I", zlib.crc32(kind + body))
+        return out
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, format="PNG")
+    samples = [
+        Sample(id="good", image=buf.getvalue(), caption="a red square"),
+        Sample(id="text", image=b"just some text, not an image", caption="a note"),
+        Sample(id="bomb", image=png_header(40_000, 40_000), caption="a huge picture"),
+    ]
+    write_dataset(samples, tmp_path / "ds", "parquet")
+    curate(CurateConfig(str(tmp_path / "ds"), str(tmp_path / "run"), stages=["quality"]))
+    rows = {
+        r["id"]: r
+        for r in pq.read_table(
+            tmp_path / "run" / "decisions.parquet", columns=["id", "error", "error_detail"]
+        ).to_pylist()
+    }
+    assert rows["good"]["error"] is None and rows["good"]["error_detail"] is None
+    assert rows["text"]["error"] == "decode_error"
+    assert rows["text"]["error_detail"].startswith("not an image of a kind read here (JPEG")
+    assert rows["bomb"]["error"] == "image_too_large"
+    assert rows["bomb"]["error_detail"].startswith("Image size (1600000000 pixels) exceeds")

@@ -13,6 +13,7 @@ from clipaudit.curate.stages.caption_text import caption_width, caption_word_cou
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import SOFT_READ_ERRORS, Sample
 from clipaudit.errors import ClipauditError
+from clipaudit.rights.xmp import clean_text
 
 # Language identification on a caption longer than this reads only its start: enough for
 # the language, and a megabyte caption costs no more than a short one.
@@ -46,6 +47,7 @@ def caption_language(text: str) -> tuple[str | None, float | None]:
 class QualityStage(Stage):
     columns = (
         "error",
+        "error_detail",
         "width",
         "height",
         "min_side",
@@ -70,7 +72,12 @@ class QualityStage(Stage):
         for s, d, (lang, score) in zip(batch.samples, batch.decoded, langs, strict=True):
             # A soft reader code (bad_metadata) gives way to a decode error, which is fatal.
             soft = s.error in SOFT_READ_ERRORS
-            out["error"].append((d.error or s.error) if soft else (s.error or d.error))
+            code = (d.error or s.error) if soft else (s.error or d.error)
+            out["error"].append(code)
+            # What the decoder said ("7680x4320", PyAV's message, what to install): the code
+            # alone does not tell a user which file to fix or how.
+            said = clean_text(d.detail) if code is not None and code == d.error else None
+            out["error_detail"].append(said[:200] if said else None)
             if d.image is not None:
                 # As displayed: after EXIF orientation; a clip's own size, not its sampled
                 # frame's (kept at most data.video.MAX_FRAME_SIDE long).
