@@ -40,6 +40,18 @@ def test_empty_class_folder_is_named(tmp_path: Path) -> None:
     assert "'dog'" in msg and "no images" in msg
 
 
+def test_a_hidden_folder_is_not_a_class(tmp_path: Path) -> None:
+    """Jupyter's .ipynb_checkpoints beside the class folders was a KeyError traceback: the
+    class list skipped it, the image reader did not."""
+    for name, colour in (("cat", (1, 2, 3)), ("dog", (9, 8, 7)), (".ipynb_checkpoints", (5, 5, 5))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.png").write_bytes(_png(colour))
+    data = load_classification(str(tmp_path))
+    assert data.classnames == ["cat", "dog"]
+    assert sorted(data.images.ids) == ["cat/a.png", "dog/a.png"]
+    assert data.labels.tolist() == [0, 1]
+
+
 def test_class_in_list_without_images_is_named(tmp_path: Path) -> None:
     samples = [Sample(f"s{i}", _png((i, 0, 0)), meta={"label": "cat"}) for i in range(3)]
     write_dataset(samples, tmp_path / "ds", "parquet")

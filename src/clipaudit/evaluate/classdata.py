@@ -95,8 +95,12 @@ def _class_folders(path: Path, classnames: list[str] | None) -> ClassificationDa
     ds = open_dataset(path, format="imagefolder")
     ids, labels = [], []
     for s in ds:
-        ids.append(s.id)
-        labels.append(index[s.id.split("/", 1)[0]])
+        top = s.id.split("/", 1)[0]
+        # Hidden folders (.ipynb_checkpoints, .thumbnails) are not classes, as above: their
+        # images were read anyway and their folder name had no class (a KeyError).
+        if top in index:
+            ids.append(s.id)
+            labels.append(index[top])
     return _finish(str(path), ds, ids, labels, names, "class folders")
 
 
