@@ -37,6 +37,26 @@ def test_acc5_absent_below_five_classes() -> None:
     assert len(out["per_sample"]["top5"][0]) == 4  # every class, not a padded top 5
 
 
+def test_trivial_metrics_say_so() -> None:
+    """With exactly 5 classes acc5 is 1.0 [1, 1] whatever the model (reported, as
+    CLIP_benchmark does, with a note); with one class acc1 is."""
+    logits, labels = _logits(30, 5, 1)
+    out = classification_metrics(
+        logits, labels, list("abcde"), [str(i) for i in range(30)], BootstrapSpec(20)
+    )
+    assert out["metrics"]["acc5"]["value"] == 1.0
+    assert "acc5 is 1.0 by construction: the dataset has exactly 5 classes." in out["notes"]
+    one = classification_metrics(
+        np.zeros((3, 1), np.float32), np.zeros(3, np.int64), ["a"], list("xyz"), BootstrapSpec(0)
+    )
+    assert one["metrics"]["acc1"]["value"] == 1.0
+    assert "acc1 is 1.0 by construction: the dataset has one class." in one["notes"]
+    six = classification_metrics(
+        *_logits(30, 6, 2), list("abcdef"), [str(i) for i in range(30)], BootstrapSpec(0)
+    )
+    assert not any("by construction" in n for n in six["notes"])
+
+
 def test_metrics_on_known_logits() -> None:
     logits = np.array(
         [[3, 2, 1, 0, 0, 0], [0, 3, 2, 1, 0, 0], [0, 0, 0, 0, 0, 9], [5, 4, 3, 2, 1, 0]], np.float32

@@ -80,6 +80,11 @@ def classification_metrics(
         per_sample["correct5"] = ranks < 5
     else:
         notes.append(f"acc5 is not reported: the dataset has {n_classes} classes (fewer than 5).")
+    # Reported as CLIP_benchmark reports them, but a reader should not take them for skill.
+    if n_classes == 5:
+        notes.append("acc5 is 1.0 by construction: the dataset has exactly 5 classes.")
+    if n_classes == 1:
+        notes.append("acc1 is 1.0 by construction: the dataset has one class.")
     stats = classification_stats(per_sample, n_classes)
     metrics = {name: summarise(stat, len(labels), boot) for name, stat in stats.items()}
     confusion = np.zeros((n_classes, n_classes), np.int64)
