@@ -187,3 +187,26 @@ def test_the_nsfw_cascade_does_not_gate_on_an_unfit_models_phrases(tmp_path: Pat
     assert len(sig) == 10
     # No image reached the 0.99 bar, and with the cascade on none would have been read.
     assert all(r["nsfw_cascade"] is None and r["nsfw_detector"] is not None for r in sig)
+
+
+def test_a_model_clipaudit_train_made_is_world_trained(tmp_path: Path) -> None:
+    """Only the spec string bundled:world-clip was recognised: a model from `clipaudit
+    train` (world-only by construction) got no warning on real data and its chance-level
+    cosines dropped 15 of 16 real photos as low_alignment."""
+    from clipaudit.data import open_dataset
+    from clipaudit.models.domain import model_fit, world_trained
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4), str(data), "parquet")
+    ds = open_dataset(str(data))
+    trained, other = tmp_path / "trained", tmp_path / "other"
+    trained.mkdir()
+    other.mkdir()
+    (trained / "train.json").write_text(json.dumps({"config": {"seed": 0}}))
+    (other / "train.json").write_text("not json")
+    assert world_trained(f"local-dir:{trained}") and world_trained("bundled:world-clip")
+    assert not world_trained(f"local-dir:{other}") and not world_trained("local-dir:/nowhere")
+    fit = model_fit(f"local-dir:{trained}", ds)
+    assert fit is not None and fit["fits_data"] is False
+    assert "trained only on clipaudit's synthetic world" in fit["note"]
+    assert model_fit(f"local-dir:{other}", ds) is None  # the user's own model is trusted

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from clipaudit.data.formats import Dataset
 
 WORLD_MODELS = ("bundled:world-clip",)
+# `clipaudit train` writes this beside the weights; it trains on the synthetic world only.
+TRAIN_RECORD = "train.json"
+
+
+def world_trained(spec: str) -> bool:
+    """The bundled model, or a ``local-dir:`` folder that ``clipaudit train`` made (from
+    scratch or from the bundled weights): both know only the synthetic world."""
+    if spec in WORLD_MODELS:
+        return True
+    if not spec.startswith("local-dir:"):
+        return False
+    record = Path(spec[len("local-dir:") :]).expanduser() / TRAIN_RECORD
+    try:
+        return record.is_file() and "config" in json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def domain_warning(spec: str, dataset: Dataset) -> str | None:
@@ -14,7 +32,7 @@ def domain_warning(spec: str, dataset: Dataset) -> str | None:
     from clipaudit.world.video import VIDEO_MARKER
     from clipaudit.world.write import WORLD_MARKER
 
-    if spec not in WORLD_MODELS:
+    if not world_trained(spec):
         return None
     for shard in dataset.shards()[:1]:
         for sample in dataset.read_shard(shard):
@@ -33,7 +51,7 @@ def model_fit(spec: str, dataset: Dataset) -> dict[str, Any] | None:
     """What run.json records about whether the model knows the data: for a world-trained
     model, whether the data comes from the world (None for any other model: the user's
     choice is trusted)."""
-    if spec not in WORLD_MODELS:
+    if not world_trained(spec):
         return None
     note = domain_warning(spec, dataset)
     return {"model": spec, "fits_data": note is None, "note": note}
