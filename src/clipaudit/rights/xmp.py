@@ -179,4 +179,4 @@ def strictest_data_mining(values: list[str]) -> str | None:
     document order among equals): ALLOWED then PROHIBITED in one Bag is an opt-out."""
     codes = [c for c in (data_mining_code(v) for v in values) if c]
     prohibited = [c for c in codes if c.startswith("PROHIBITED")]
-    return (prohibited or codes or [None])[0]
+    return (prohibited or codes)[0] if codes else None
