@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from clipaudit.curate.decide import decide_run
 from clipaudit.curate.decide.model_fit import (
@@ -18,6 +19,7 @@ from clipaudit.curate.decide.model_fit import (
 from clipaudit.curate.pipeline import CurateConfig, curate
 from clipaudit.data import write_dataset
 from clipaudit.data.example import example_samples
+from clipaudit.errors import ClipauditError
 from clipaudit.rules.schema import load_pack
 
 
@@ -210,3 +212,28 @@ def test_a_model_clipaudit_train_made_is_world_trained(tmp_path: Path) -> None:
     assert fit is not None and fit["fits_data"] is False
     assert "trained only on clipaudit's synthetic world" in fit["note"]
     assert model_fit(f"local-dir:{other}", ds) is None  # the user's own model is trusted
+
+
+def test_a_relative_model_folder_is_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`curate -m local-dir:m` stored `local-dir:m` as typed: search and route decides from
+    any other folder failed, and the same folder named absolutely was 'not the run's model'."""
+    import shutil
+
+    from clipaudit.models.loader import BUNDLED_DIR
+    from clipaudit.search.query import check_model, open_searchable
+
+    shutil.copytree(BUNDLED_DIR / "world-clip", tmp_path / "m")
+    write_dataset(example_samples(4), str(tmp_path / "data"), "parquet")
+    monkeypatch.chdir(tmp_path)
+    curate(CurateConfig("data", "run", stages=["quality", "alignment"], model="local-dir:m"))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["settings"]["model"] == f"local-dir:{tmp_path / 'm'}"
+    monkeypatch.chdir("/")
+    s = open_searchable(tmp_path / "run")
+    check_model(s, f"local-dir:{tmp_path / 'm'}")  # the run's own model, named absolutely
+    with pytest.raises(ClipauditError, match="is not the run's model"):
+        check_model(s, "random:clipaudit-tiny")
+    monkeypatch.chdir(tmp_path)
+    check_model(s, "local-dir:m")  # and relatively, from its folder

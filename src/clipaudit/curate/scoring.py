@@ -71,9 +71,12 @@ def score(
     warn: Callable[[str], None] | None = None,
 ) -> Scored:
     """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out`` with ``cfg.engine``."""
+    from clipaudit.models.spec_paths import portable_spec
     from clipaudit.rules.schema import load_pack
 
-    cfg = replace(cfg, stages=plan_stages(cfg.stages))
+    # A relative model folder is recorded as an absolute path: `local-dir:m` stored as typed
+    # made search and routes fail from any other folder ("'m' has no open_clip_config.json").
+    cfg = replace(cfg, stages=plan_stages(cfg.stages), model=portable_spec(cfg.model))
     engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
 

@@ -286,7 +286,10 @@ def fit_warning(s: Searchable) -> str | None:
 
 
 def check_model(s: Searchable, model: str | None) -> None:
-    if model is not None and model != s.model:
+    from clipaudit.models.spec_paths import portable_spec
+
+    # The same folder named relatively or absolutely is the same model.
+    if model is not None and portable_spec(model) != portable_spec(s.model):
         raise ClipauditError(
             f"the query model {model!r} is not the run's model {s.model!r}; cosines of two "
             "models do not compare: search with the run's own model (drop --model)."
