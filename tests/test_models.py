@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,17 @@ def test_checkpoint_and_local_dir_round_trip(tmp_path, tiny) -> None:  # type: i
     assert np.allclose(loaded.encode_texts(["hello"]), t1, atol=1e-6)
     _model, preprocess, tokenizer, prov = loaded
     assert prov is loaded.provenance and callable(preprocess) and callable(tokenizer)
+
+
+def test_a_checkpoint_for_another_architecture_is_one_short_sentence(tmp_path: Path) -> None:
+    """torch lists every mismatched key: a ViT checkpoint passed as RN50 was a 17 KB error."""
+    import torch
+
+    torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ModelError) as err:
+        load_clip(f"RN50:{tmp_path / 'other.pt'}")
+    msg = str(err.value)
+    assert len(msg) < 400 and "\n" not in msg, msg
+    assert "do not fit the architecture 'RN50'" in msg
+    assert "1 are unexpected (e.g. ['foo.weight'])" in msg
+    assert "name the architecture the checkpoint was trained with" in msg

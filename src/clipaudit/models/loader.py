@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -390,7 +391,18 @@ def load_clip(spec: str, device: str | None = None) -> LoadedClip:
     except (OSError, RuntimeError, ValueError) as exc:
         if "download" in str(exc).lower() or "connect" in str(exc).lower():
             raise ModelError(offline_message(spec)) from exc
-        raise ModelError(f"Could not build model {spec!r}: {exc}") from exc
+        text = str(exc)
+        if "state_dict" in text and ("Missing key" in text or "Unexpected key" in text):
+            # torch lists every mismatched key (17 KB for a ViT checkpoint given as RN50).
+            missing = re.findall(r'"([^"]+)"', text.partition("Unexpected key")[0])
+            unexpected = re.findall(r'"([^"]+)"', text.partition("Unexpected key")[2])
+            raise ModelError(
+                f"The weights in {spec!r} do not fit the architecture {spec.partition(':')[0]!r}: "
+                f"{len(missing)} of its keys are missing (e.g. {missing[:1]}) and "
+                f"{len(unexpected)} are unexpected (e.g. {unexpected[:1]}); name the "
+                "architecture the checkpoint was trained with."
+            ) from exc
+        raise ModelError(f"Could not build model {spec!r}: {text[:500]}") from exc
     finally:
         if quiet:
             logging.disable(logging.NOTSET)
