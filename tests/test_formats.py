@@ -102,6 +102,16 @@ def test_webdataset_duplicate_key_in_one_shard(tmp_path: Path) -> None:
             tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(DuplicateIdError, match="'a'"):
         list(open_dataset(path))
+    # The same key twice in a row: the second image and caption were skipped, one sample
+    # lost while the run said its counts added up.
+    path = tmp_path / "y.tar"
+    with tarfile.open(path, "w") as tar:
+        for name in ("k1.jpg", "k1.txt", "k1.jpg", "k1.txt", "k2.jpg", "k2.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DuplicateIdError, match="'k1'"):
+        list(open_dataset(path))
 
 
 def test_webdataset_reads_img2dataset_layout_and_braces(tmp_path: Path) -> None:

@@ -208,8 +208,10 @@ class WebDataset(Dataset):
                     if unsafe_member(member.name) or not member.isfile():
                         unsafe = True
                         continue
-                    if ext in parts:
-                        continue
+                    if ext in parts or ext in too_large:
+                        # The same member twice in a row (k1.jpg k1.txt k1.jpg ...) is a
+                        # second sample under one key: skipping it lost a sample silently.
+                        raise DuplicateIdError([mkey], f"shard {str(path)!r}")
                     if member.size > MAX_MEMBER_BYTES:
                         too_large.add(ext)
                         continue
