@@ -112,7 +112,7 @@ def test_failures_end_as_the_rubric_says_and_the_run_resumes(run: Path) -> None:
             srv.url,
             "vlm",
             select_expr=select,
-            budget=9,
+            budget=len(script),  # the budget counts HTTP requests, retries included
             concurrency=1,
             read_timeout=1.0,
             api_key_env="",
@@ -126,8 +126,13 @@ def test_failures_end_as_the_rubric_says_and_the_run_resumes(run: Path) -> None:
         hostile = got[5]
         assert hostile["verdict"] is None and "<script>" in hostile["raw"]  # kept as text only
         assert got[8]["problem"] == "HTTP 401" and got[8]["attempts"] == 1
-        verdicts = pq.read_table(run / "judge" / "verdicts.parquet").to_pylist()
-        assert len(verdicts) == 6 and {v["status"] for v in verdicts} == {"ok", "unparseable"}
+        # Every selected sample has a row, the failed ones too, each saying what went wrong.
+        verdicts = {
+            v["id"]: v for v in pq.read_table(run / "judge" / "verdicts.parquet").to_pylist()
+        }
+        assert [verdicts[a["id"]]["status"] for a in got] == statuses
+        assert [verdicts[a["id"]]["problem"] for a in got[4:]] == [a["problem"] for a in got[4:]]
+        assert verdicts[got[8]["id"]]["problem"] == "HTTP 401"
         # A re-run (same server, model, rubric) asks only what has no answer: the failures.
         asked_before = len(srv.requests)
         srv.script.extend([("ok", YES)] * 3)

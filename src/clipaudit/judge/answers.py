@@ -84,15 +84,21 @@ class AnswerLog:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "answers.jsonl"
-        self.done: dict[str, dict[str, Any]] = {}
+        self.done: dict[str, dict[str, Any]] = {}  # key → the answer (ok or unparseable)
+        # (id, rubric) → its latest failure, so verdicts.parquet can list what got no answer
+        self.failed: dict[tuple[str, str], dict[str, Any]] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a kill mid-write
-                if isinstance(rec, dict) and rec.get("status") in ("ok", "unparseable"):
+                if not isinstance(rec, dict):
+                    continue
+                if rec.get("status") in ("ok", "unparseable"):
                     self.done[str(rec["key"])] = rec
+                elif rec.get("status") == "failed":
+                    self.failed[(str(rec["id"]), str(rec["rubric"]))] = rec
         self._fh = self.path.open("a", encoding="utf-8")
 
     def add(self, answer: Answer) -> None:
@@ -100,6 +106,8 @@ class AnswerLog:
         self._fh.flush()
         if answer.status in ("ok", "unparseable"):
             self.done[answer.key] = asdict(answer)
+        else:
+            self.failed[(answer.id, answer.rubric)] = asdict(answer)
 
     def close(self) -> None:
         self._fh.close()

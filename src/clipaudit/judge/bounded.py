@@ -288,7 +288,9 @@ def bounded_http_client(
         pattern: None if proxy is None else _Bounded(proxy)
         for pattern, proxy in proxy_mounts(h).items()
     }
-    return h.Client(transport=_Bounded(), mounts=mounts, follow_redirects=True)
+    # Redirects are not followed: a 3xx could send the image and the key to another host,
+    # and each hop would be a request the --budget did not count (client.ask names it).
+    return h.Client(transport=_Bounded(), mounts=mounts, follow_redirects=False)
 
 
 def proxy_mounts(h: ModuleType) -> dict[str, Any]:

@@ -24,7 +24,9 @@ def judge_command(
         str | None,
         typer.Option(help="Ask about the rows this filter selects (the --where language)."),
     ] = None,
-    budget: Annotated[int, typer.Option(min=0, help="At most this many requests.")] = 200,
+    budget: Annotated[
+        int, typer.Option(min=0, help="At most this many HTTP requests, retries included.")
+    ] = 200,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 4,
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the API key (never written).")
@@ -40,7 +42,8 @@ def judge_command(
     ] = None,
 ) -> None:
     """Ask a native multimodal model about a run's borderline samples; verdicts land in
-    RUN/judge/ and the next `clipaudit decide` reads them."""
+    RUN/judge/ and the next `clipaudit decide` reads them. Exits 1 when none of the selected
+    samples got an answer."""
     from clipaudit.judge.run import run_judge
 
     info = run_judge(
@@ -59,13 +62,27 @@ def judge_command(
         price_in=price_in,
         price_out=price_out,
     )
+    # Why requests failed, grouped by problem, most frequent first: "failed 2" alone sent
+    # the user to answers.jsonl.
+    why = "; ".join(f"{problem}: {n}" for problem, n in info["failures"].items())
     Console().print(
         f"{escape(str(run))}/judge: selected {info['selected']}, asked {info['asked']} "
         f"(cached {info['cached']}): ok {info['ok']}, unparseable {info['unparseable']}, "
-        f"failed {info['failed']}; tokens {info['tokens']['prompt']} in / "
-        f"{info['tokens']['completion']} out"
+        f"failed {info['failed']}"
+        + (f" ({escape(why)})" if why else "")
+        + (f", no picture {info['no_image']}" if info["no_image"] else "")
+        + f"; tokens {info['tokens']['prompt']} in / {info['tokens']['completion']} out"
         + (f"; cost {info['cost']}" if info["cost"] is not None else ""),
         highlight=False,
     )
     if info.get("note"):
         Console().print(escape(str(info["note"])), highlight=False, soft_wrap=True)
+    if info["selected"] and not info["answered"]:
+        # Exit 1, as a failed gate does: `judge && decide` must not go on as if judged.
+        Console().print(
+            f"error: none of the {info['selected']} selected samples got an answer (see "
+            f"{escape(str(run))}/judge/verdicts.parquet).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)

@@ -2,21 +2,31 @@
 
 The message is the API pattern native multimodal models share: a user turn whose content
 array holds the question (``text``) and the image as a base64 ``data:`` URL (``image_url``).
-Structured output is asked for with ``response_format`` (a JSON schema); a server that
-refuses the parameter (HTTP 400) is asked again without it, and every answer is parsed
-strictly either way. The client's own retries are off: this loop retries 429 (honouring
-``Retry-After``), 5xx, timeouts and dropped connections with exponential backoff and jitter,
-up to ``max_attempts`` and never past the run's deadline.
+Structured output is asked for with ``response_format`` (a JSON schema); any HTTP 400 to a
+request that carried it is asked once more without it (servers word the refusal in many ways,
+or not at all), and a server that then answers is asked plainly for the rest of the run; every
+answer is parsed strictly either way. The client's own retries are off and redirects are not
+followed (a 3xx is a failure naming where it pointed), so one ``create`` call is one HTTP
+request, which the run's ``RequestBudget`` counts. This loop retries 429 (honouring
+``Retry-After``, seconds or an HTTP-date), 5xx, timeouts and dropped connections with
+exponential backoff and jitter, up to ``max_attempts`` and never past the run's deadline; a
+failure that ends there names the errors before it.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
+import math
 import random
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from PIL import Image
 
@@ -36,11 +46,14 @@ class Settings:
     read_timeout: float = 60.0
     max_attempts: int = 5
     backoff: float = 0.5  # seconds, doubled each attempt, with up to 100% jitter
-    max_retry_after: float = 60.0
+    max_retry_after: float = 60.0  # a longer Retry-After fails the request at once
     max_tokens: int = 200
     # The whole reply, body included (the timeouts above are per read): a server that
     # trickles or never ends its answer is cut here, as a timeout (judge/bounded.py).
     max_seconds: float = 120.0
+    # Cleared, for every thread of the run, once a server that answered HTTP 400 to a
+    # request with response_format took the same request without it.
+    response_format: bool = True
 
 
 def image_data_url(image: Image.Image, max_side: int) -> tuple[str, bytes]:
@@ -108,11 +121,29 @@ def make_client(s: Settings, deadline: float | None = None) -> Any:
     )
 
 
+class RequestBudget:
+    """The run's ``--budget``: every HTTP request sent counts, retries and the plain retry of
+    a refused ``response_format`` included; shared by the worker threads."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.sent = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """One request may be sent (and is counted), or the budget is spent."""
+        with self._lock:
+            if self.limit is not None and self.sent >= self.limit:
+                return False
+            self.sent += 1
+            return True
+
+
 @dataclass
 class Reply:
     text: str | None
     error: str | None
-    attempts: int
+    attempts: int  # HTTP requests sent
     seconds: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -120,19 +151,35 @@ class Reply:
 
 
 def ask(
-    client: Any, s: Settings, msgs: list[dict[str, Any]], choices: list[str], deadline: float
+    client: Any,
+    s: Settings,
+    msgs: list[dict[str, Any]],
+    choices: list[str],
+    deadline: float,
+    budget: RequestBudget | None = None,
 ) -> Reply:
     """Ask once, retrying what is worth retrying; never raises for the server's behaviour."""
     import openai
 
     t0 = time.monotonic()
-    structured = True
-    attempt = 0
-    last = "not asked"
+    structured = s.response_format
+    fell_back = False  # a 400 to response_format: this request is being asked plainly
+    attempt = 0  # towards max_attempts; the plain retry after a 400 does not count
+    sent = 0
+    errors: list[str] = []  # each retried attempt's error, in order
+
+    def failed(error: str) -> Reply:
+        return Reply(None, error, sent, time.monotonic() - t0)
+
     while attempt < s.max_attempts:
-        attempt += 1
         if time.monotonic() >= deadline:
-            return Reply(None, "deadline", attempt - 1, time.monotonic() - t0)
+            return failed(f"deadline after {tally(errors)}" if errors else "deadline (not asked)")
+        if budget is not None and not budget.take():
+            n = budget.limit
+            spent = f"the --budget of {n} request{'' if n == 1 else 's'} was spent"
+            return failed(f"{tally(errors)} (then {spent})" if errors else f"not asked ({spent})")
+        attempt += 1
+        sent += 1
         kwargs: dict[str, Any] = {
             "model": s.model,
             "messages": msgs,
@@ -144,52 +191,108 @@ def ask(
         wait = s.backoff * 2 ** (attempt - 1) * (1 + random.random())
         try:
             resp = client.chat.completions.create(**kwargs)
+            if fell_back:
+                s.response_format = False  # the server takes the plain request: keep to it
             choice = resp.choices[0] if getattr(resp, "choices", None) else None
             text = choice.message.content if choice is not None else None
             usage = getattr(resp, "usage", None)
             return Reply(
                 text if isinstance(text, str) else None,
                 None,
-                attempt,
+                sent,
                 time.monotonic() - t0,
                 int(getattr(usage, "prompt_tokens", 0) or 0),
                 int(getattr(usage, "completion_tokens", 0) or 0),
                 structured,
             )
-        except openai.RateLimitError as exc:
-            last = "HTTP 429"
-            wait = _retry_after(exc, s.max_retry_after) or wait
         except openai.BadRequestError as exc:
-            if structured and "response_format" in str(exc):
-                structured = False  # the server does not take json_schema: ask plainly
+            if structured:
+                # Any 400 to a request with response_format: servers refuse the parameter
+                # with many texts (or none), so it is asked once more without it.
+                structured, fell_back = False, True
                 attempt -= 1
                 continue
-            return Reply(None, f"HTTP 400: {str(exc)[:200]}", attempt, time.monotonic() - t0)
+            return failed(f"HTTP 400: {str(exc)[:200]}")
         except openai.APIStatusError as exc:
-            last = f"HTTP {exc.status_code}"
-            if exc.status_code < 500 and exc.status_code not in (408, 409):
-                return Reply(None, last, attempt, time.monotonic() - t0)
-            wait = _retry_after(exc, s.max_retry_after) or wait
+            code = exc.status_code
+            if fell_back:
+                s.response_format = False  # past the 400: the parameter was the problem
+            if 300 <= code < 400:
+                # Not followed: the request (the image, the key) would go wherever it points.
+                where = _location(exc)
+                return failed(
+                    f"HTTP {code} redirect to {where}, not followed"
+                    if where
+                    else f"HTTP {code} (redirects are not followed)"
+                )
+            errors.append(f"HTTP {code}")
+            if code != 429 and code < 500 and code not in (408, 409):
+                return failed(errors[-1])
+            after = retry_after(exc)
+            if after is not None:
+                if after > deadline - time.monotonic():
+                    return failed(
+                        f"{tally(errors)} (Retry-After {after:.0f} s exceeds the time left)"
+                    )
+                if after > s.max_retry_after:
+                    return failed(
+                        f"{tally(errors)} (Retry-After {after:.0f} s exceeds the "
+                        f"{s.max_retry_after:g} s the judge waits)"
+                    )
+                wait = after
         except openai.APITimeoutError:
-            last = "timeout"
+            errors.append("timeout")
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            last = f"connection: {type(cause).__name__}"
+            err = f"connection: {type(cause).__name__}"
             if "bytes" in str(cause):  # the size cap (judge/bounded.py): say which
-                last += f" ({cause})"
+                err += f" ({cause})"
+            errors.append(err)
         except (ValueError, TypeError, AttributeError) as exc:  # a body the client cannot read
-            return Reply(
-                None, f"malformed response: {type(exc).__name__}", attempt, time.monotonic() - t0
-            )
+            return failed(f"malformed response: {type(exc).__name__}")
         if attempt < s.max_attempts:
-            time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
-    return Reply(None, last, attempt, time.monotonic() - t0)
+            if wait >= deadline - time.monotonic():
+                return failed(f"deadline after {tally(errors)}")  # no time for another try
+            time.sleep(max(0.0, wait))
+    return failed(errors[-1] if errors else "not asked")
 
 
-def _retry_after(exc: Any, cap: float) -> float | None:
+def tally(errors: list[str]) -> str:
+    """``["HTTP 500", "HTTP 500", "timeout"]`` → ``"HTTP 500 ×2, timeout"``."""
+    return ", ".join(e if n == 1 else f"{e} ×{n}" for e, n in Counter(errors).items())
+
+
+def retry_after(exc: Any) -> float | None:
+    """The seconds a reply's ``Retry-After`` asks for: a number of seconds or an HTTP-date
+    (RFC 9110); None where it is absent or unreadable (the backoff applies)."""
     resp = getattr(exc, "response", None)
     value = resp.headers.get("retry-after") if resp is not None else None
-    try:
-        return min(max(float(value), 0.0), cap) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return None if math.isnan(seconds) else max(seconds, 0.0)
+
+
+def _location(exc: Any) -> str | None:
+    """Where a redirect pointed, absolute, without user, password or query (a key may ride
+    in either)."""
+    resp = getattr(exc, "response", None)
+    loc = resp.headers.get("location") if resp is not None else None
+    if resp is None or not loc:
+        return None
+    try:
+        base = str(resp.request.url)
+    except RuntimeError:  # a response built without its request
+        base = ""
+    parts = urlsplit(urljoin(base, loc))
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) or None

@@ -12,8 +12,10 @@ A video or an animated image is sent as one sheet of up to four of the frames th
 (judge/pictures.py), and the question says so.
 
 Outputs in ``RUN/judge/``: ``answers.jsonl`` (every request's raw answer, verdict, tokens,
-attempts; the resumable cache), ``verdicts.parquet`` (one row per sample and rubric, read by
-decide), ``judge.json`` (settings without the key, counts, tokens, cost).
+attempts; the resumable cache), ``verdicts.parquet`` (one row per sample and rubric asked
+about, answered or not, with its status and problem; decide applies the ok verdicts),
+``judge.json`` (settings without the key, counts, failures by problem, tokens, cost).
+``--budget`` counts HTTP requests, retries included (client.RequestBudget).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
 from clipaudit.judge.client import (
+    RequestBudget,
     Settings,
     ask,
     image_data_url,
@@ -49,6 +53,7 @@ from clipaudit.rules.sections.judge import Rubric
 
 JUDGE_DIR = "judge"
 VERDICTS = "verdicts.parquet"
+NO_PICTURE = "no picture (the sample did not decode)"
 
 
 @dataclass(frozen=True)
@@ -243,19 +248,25 @@ def run_judge(
         raise
     deadline = time.monotonic() + deadline_s
     client = make_client(settings, deadline)
+    requests = RequestBudget(budget)
     lock = threading.Lock()
     counts = {"asked": 0, "cached": 0, "ok": 0, "unparseable": 0, "failed": 0, "no_image": 0}
+    failures: Counter[str] = Counter()  # problem → samples
     tokens = {"prompt": 0, "completion": 0}
 
     def one(job: Job) -> None:
         r = rubric_for(pack, job.rubric)
         assert r is not None
         path, caption, note = images.get(job.id, (None, None, ""))
+        question = note + r.question.replace("{caption}", json.dumps(caption or ""))
         if path is None:
+            # Nothing to send, but the sample was selected: verdicts.parquet says so.
+            k = answer_key(b"", question + "|" + "|".join(r.choices), model, ep)
+            lost = Answer(k, job.id, job.rubric, model, ep, "failed", problem=NO_PICTURE)
             with lock:
+                log.add(lost)
                 counts["no_image"] += 1
             return
-        question = note + r.question.replace("{caption}", json.dumps(caption or ""))
         jpeg = path.read_bytes()
         url = jpeg_data_url(jpeg)
         k = answer_key(jpeg, question + "|" + "|".join(r.choices), model, ep)
@@ -263,7 +274,8 @@ def run_judge(
             with lock:
                 counts["cached"] += 1
             return
-        reply = ask(client, settings, messages(question, url, r.choices), r.choices, deadline)
+        msgs = messages(question, url, r.choices)
+        reply = ask(client, settings, msgs, r.choices, deadline, requests)
         verdict: str | None = None
         problem: str | None = reply.error
         status = "failed"
@@ -291,6 +303,8 @@ def run_judge(
             log.add(ans)
             counts["asked"] += 1
             counts[status] += 1
+            if status == "failed":
+                failures[str(problem)] += 1
             tokens["prompt"] += reply.prompt_tokens
             tokens["completion"] += reply.completion_tokens
 
@@ -302,7 +316,7 @@ def run_judge(
         log.close()
         spill.cleanup()
     wall = time.monotonic() - t0
-    _write_verdicts(folder, log.done)
+    _write_verdicts(folder, log)
     cost = None
     if price_in is not None or price_out is not None:
         cost = round(
@@ -321,6 +335,11 @@ def run_judge(
         "selected": len(jobs),
         "note": why_none(run, pack) if not jobs and select_expr is None else None,
         **counts,
+        # Selected samples with an answer (parsed or not; now or from an earlier run): none
+        # of a non-empty selection makes the command exit 1.
+        "answered": counts["ok"] + counts["unparseable"] + counts["cached"],
+        "failures": dict(sorted(failures.items(), key=lambda x: (-x[1], x[0]))),
+        "requests": requests.sent,
         "tokens": tokens,
         "cost": cost,
         "price_per_million_tokens": {"input": price_in, "output": price_out},
@@ -331,10 +350,12 @@ def run_judge(
     return info
 
 
-def _write_verdicts(folder: Path, done: dict[str, dict[str, Any]]) -> None:
-    """One row per (sample, rubric): the latest parsed answer."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for rec in done.values():
+def _write_verdicts(folder: Path, log: AnswerLog) -> None:
+    """One row per (sample, rubric) ever asked about: the latest answer (ok or unparseable),
+    else the latest failure, so a sample that got no answer is listed rather than missing.
+    Only ok rows carry a verdict, and decide (verdicts.load_verdicts) reads only those."""
+    latest: dict[tuple[str, str], dict[str, Any]] = dict(log.failed)
+    for rec in log.done.values():
         latest[(str(rec["id"]), str(rec["rubric"]))] = rec
     rows = sorted(latest.values(), key=lambda r: (str(r["id"]), str(r["rubric"])))
     table = pa.table(
@@ -343,6 +364,7 @@ def _write_verdicts(folder: Path, done: dict[str, dict[str, Any]]) -> None:
             "rubric": pa.array([str(r["rubric"]) for r in rows], pa.string()),
             "verdict": pa.array([r.get("verdict") for r in rows], pa.string()),
             "status": pa.array([str(r["status"]) for r in rows], pa.string()),
+            "problem": pa.array([r.get("problem") for r in rows], pa.string()),
             "model": pa.array([str(r["model"]) for r in rows], pa.string()),
         }
     )

@@ -16,13 +16,15 @@ COLUMNS = {"faithful": "judge_faithful", "watermark": "judge_watermark", "nsfw":
 
 
 def load_verdicts(run_path: Path) -> dict[str, dict[str, str]]:
-    """id → {rubric: verdict} of the parsed answers (empty without a judge run)."""
+    """id → {rubric: verdict} of the parsed answers (empty without a judge run). The file
+    also lists the samples that got no usable answer (status unparseable or failed, no
+    verdict): those are skipped."""
     f = run_path / VERDICTS_FILE
     if not f.is_file():
         return {}
     out: dict[str, dict[str, str]] = {}
     for r in pq.read_table(f).to_pylist():
-        if r["verdict"] is not None:
+        if r["verdict"] is not None and r.get("status", "ok") == "ok":
             out.setdefault(str(r["id"]), {})[str(r["rubric"])] = str(r["verdict"])
     return out
 
