@@ -79,6 +79,11 @@ def test_hf_dataset_object_in_python_api(zoo_samples: list[Sample]) -> None:
     # No id column: ids are content hashes, stable across reads and unique.
     assert [s.id for s in got] == [s.id for s in open_dataset(ds)]
     assert len({s.id for s in got}) == len(got)
+    # A label named as the caption column is its class name, not its index ("1").
+    from clipaudit.data import ReadOptions
+
+    named = list(open_dataset(ds, options=ReadOptions(caption_column="label")))
+    assert [s.caption for s in named[:4]] == ["a", "b", "c", "a"]
 
 
 def test_duplicate_ids_are_an_error_naming_them(tmp_path: Path, zoo_samples: list[Sample]) -> None:

@@ -84,6 +84,10 @@ class HFDataset(Dataset):
             names = list(batch)
             for i in range(len(batch[names[0]]) if names else 0):
                 row = {k: batch[k][i] for k in names}
+                cap = self.cols.caption
+                if cap in self._labels and isinstance(row.get(cap), int) and row[cap] >= 0:
+                    # A label used as the caption is its class name, not its index ('46').
+                    row[cap] = self._labels[cap].int2str(row[cap])
                 sample = row_to_sample(row, self.cols, self.base_dir, ids)
                 # ClassLabel ints are kept, with their names beside them for readability.
                 for col, feature in self._labels.items():
