@@ -387,3 +387,27 @@ def test_an_empty_dataset_is_written_as_one_readable_empty_shard(tmp_path: Path,
     ds = open_dataset(tmp_path / "out")
     assert ds.format == fmt and list(ds) == []
     assert dataset_info(ds).samples == 0
+
+
+def test_a_list_of_captions_gives_its_first(tmp_path: Path) -> None:
+    """A COCO-style column of several captions per image became the caption "['a', 'b']"."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from clipaudit.data.formats import clean_text
+
+    assert clean_text(["", "a dog on a sofa", "a sofa"]) == "a dog on a sofa"
+    assert clean_text(np.array(["two cats", "cats"])) == "two cats"
+    assert clean_text([]) is None and clean_text([None, " "]) is None
+    assert clean_text(7) == "7" and clean_text("plain") == "plain"
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    pq.write_table(
+        pa.table({"image": [buf.getvalue()] * 2, "caption": [["a red cup", "a cup"], ["x"]]}),
+        tmp_path / "d.parquet",
+    )
+    assert [s.caption for s in open_dataset(tmp_path / "d.parquet")] == ["a red cup", "x"]

@@ -104,6 +104,14 @@ def clean_text(value: Any) -> str | None:
         return None
     if isinstance(value, bytes):
         return text_of(value)
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:
+        # Several captions per image (COCO style): the first non-empty one is the caption;
+        # str() of the list ("['a', 'b']") was a caption no one wrote.
+        for item in value:
+            text = clean_text(item)
+            if text and text.strip():
+                return text
+        return None
     return value if isinstance(value, str) else str(value)
 
 
