@@ -411,3 +411,20 @@ def test_a_list_of_captions_gives_its_first(tmp_path: Path) -> None:
         tmp_path / "d.parquet",
     )
     assert [s.caption for s in open_dataset(tmp_path / "d.parquet")] == ["a red cup", "x"]
+
+
+def test_writing_hf_draws_no_progress_bars(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A kept hf dataset printed datasets' own "Generating train split" and "Saving the
+    dataset" bars into curate's output; the caller's bar setting is left as it was."""
+    import datasets
+
+    from clipaudit.data.example import example_samples
+
+    write_dataset(example_samples(3), tmp_path / "hf", "hf", shard_size=1000)
+    said = capfd.readouterr()
+    assert "Saving the dataset" not in said.err + said.out
+    assert "Generating train split" not in said.err + said.out
+    assert not datasets.are_progress_bars_disabled()
+    assert len(list(open_dataset(tmp_path / "hf"))) == 3

@@ -146,8 +146,16 @@ class HFFormat(DatasetFormat):
                             r["image"] = {"bytes": image, "path": None} if has else None
                             yield r
 
-            ds = datasets.Dataset.from_generator(
-                rows, features=features, cache_dir=cache, keep_in_memory=False
-            )
-            ds.save_to_disk(str(out), max_shard_size="500MB")
+            # datasets draws its own bars ("Generating train split", "Saving the dataset")
+            # into the command's output; the caller's setting is restored after.
+            was_off = datasets.are_progress_bars_disabled()
+            datasets.disable_progress_bars()
+            try:
+                ds = datasets.Dataset.from_generator(
+                    rows, features=features, cache_dir=cache, keep_in_memory=False
+                )
+                ds.save_to_disk(str(out), max_shard_size="500MB")
+            finally:
+                if not was_off:
+                    datasets.enable_progress_bars()
         return sorted(out.glob("*.arrow"))
