@@ -3,11 +3,15 @@
 A video is never decoded whole. The sampler picks target times from the container's
 declared duration (uniform N, frames per second) or reads only key frames, and the decoder
 seeks to each target and decodes forward until it reaches it, so the cost depends on the
-number of frames sampled, not on the clip's length. Every decode is bounded: a wall-clock
-deadline, a cap on frames decoded after each seek (a file whose header lies about its
-frame count or timestamps cannot spin a worker), a cap on frame size (checked from the
-stream header before any frame is decoded) and a cap on the frames kept. Every failure is a
-reason code, never an exception.
+number of frames sampled, not on the clip's length (decoding on instead where a seek would
+land at or behind the last frame decoded). Every decode is bounded: a wall-clock deadline, a
+cap on the work decoded from one key frame (a file whose header lies about its frame count
+or timestamps cannot spin a worker; targets past it get no frame and ``capped`` says so), a
+cap on frame size (checked from the stream header before any frame is decoded) and a cap on
+the frames kept. A packet that fails to decode is skipped, as a player skips it, and counted
+(``info["bad_packets"]``); a clip whose packets end well before its declared duration (a
+partial download) is ``video_decode_error`` under every policy; a target past the last frame
+that decodes gets no frame. Every failure is a reason code, never an exception.
 
 Policies (``SamplingPolicy.parse``): ``uniform:N`` (N frames at the centres of N equal
 spans; the default, ``uniform:8``), ``fps:F`` (F frames a second; past ``max_frames``,
@@ -15,7 +19,7 @@ spans; the default, ``uniform:8``), ``fps:F`` (F frames a second; past ``max_fra
 frames by the packets' key flags; past ``max_frames``, ``max_frames`` spread over them),
 ``scenes`` (one frame per shot: the first frame after each cut, cuts found where the mean
 absolute difference of consecutive 32x32 grey thumbnails of frames sampled at 4 fps jumps
-above ``SCENE_CUT``). ``info["capped"]`` says whether the cap applied. No decoded frame is
+above ``SCENE_CUT``). ``info["capped"]`` says whether a cap applied. No decoded frame is
 taken twice.
 """
 
@@ -26,6 +30,7 @@ import io
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +47,18 @@ MAX_FRAME_PIXELS = 3840 * 2160  # 4K: an 8K frame is 100 MB of RGB and is refuse
 # 8 full-HD frames held 3.2 GB of RGB (4K: 12.7 GB), a few such batches in flight.
 MAX_FRAME_SIDE = 512
 DEADLINE_S = 20.0
-MAX_DECODED_PER_SEEK = 600  # frames decoded forward after one seek, at most
+# Work decoded from one key frame, at most: 600 full-HD frames, each frame counted as at least
+# 128x128 (75,000 frames that small). A group of pictures is decoded as far as its targets need
+# within this (a 31-min clip of 32-px frames with one key frame: 46,500 frames, 1.4 s); targets
+# past it are given up and the clip is ``capped``. It used to be 600 frames after each seek,
+# whatever their size, and the target's frame was then the 600th: a 60 s clip with one key
+# frame was sampled in its first 24 s and nothing said so.
+MAX_GOP_WORK = 600 * 1920 * 1080
+MIN_FRAME_WORK = 128 * 128
+# A clip whose packets end this far before its declared duration (the larger of the two) is cut
+# short (a partial download): video_decode_error, whatever the policy.
+TRUNCATED_S = 1.0
+TRUNCATED_SHARE = 0.1
 MAX_FRAMES = 32  # frames kept by any policy
 SCENE_CUT = 30.0  # mean absolute grey difference (0-255) between 32x32 thumbnails
 SCAN_FPS = 4.0  # sampling rate of the scene-cut scan
@@ -129,14 +145,25 @@ def decode_video(
             w, h = info["width"] or 0, info["height"] or 0
             if w * h > MAX_FRAME_PIXELS:
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
-            out = _SAMPLERS[policy.kind](container, stream, info, policy, t_end)
+            reader = _Reader(data, container, stream, t_end)
+            try:
+                out = _SAMPLERS[policy.kind](reader, info, policy)
+                cut = _cut_short(reader, info)
+            finally:
+                reader.close()
+            if cut is not None:
+                info = {**info, "policy": str(policy), "bad_packets": reader.bad_packets}
+                return VideoDecoded(error="video_decode_error", detail=cut, info=info)
             out.info = {
                 **info,
                 "policy": str(policy),
                 "capped": False,
                 **out.info,
+                "bad_packets": reader.bad_packets,
                 **picture_info(out.frames),
             }
+            if reader.capped:  # a group of pictures ran past MAX_GOP_WORK: targets given up
+                out.info["capped"] = True
             fw, fh = out.frames[0].size if out.frames else (0, 0)
             if w != h and fw != fh and (fw > fh) != (w > h):
                 # The size as shown: a quarter turn of the display matrix swaps the sides.
@@ -152,6 +179,23 @@ def decode_video(
 
 class _Timeout(Exception):
     pass
+
+
+def _cut_short(reader: _Reader, info: dict[str, Any]) -> str | None:
+    """Why the clip is cut short, where its packets end well before its declared duration (a
+    partial download), None where they do not or it cannot be told. Checked on the packets, not
+    on what the policy decoded, so every policy gives the same bytes the same verdict."""
+    duration = info.get("duration")
+    if not duration or duration <= 0:
+        return None
+    at = duration - max(TRUNCATED_S, TRUNCATED_SHARE * duration)
+    if at <= 0:
+        return None
+    reached, end = reader.reaches(at)
+    if reached is not False:
+        return None
+    where = f"at {end:.2f} s" if end is not None else f"before {at:.2f} s"
+    return f"truncated: the packets end {where} of a declared {duration:g} s"
 
 
 # Codecs that carry cover art and thumbnails in a video container; a clip in one of them (an
@@ -405,6 +449,171 @@ def _check(t_end: float) -> None:
         raise _Timeout
 
 
+def _packet_time(packet: Any, time_base: Any) -> float | None:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    if ts is None or time_base is None:
+        return None
+    return float(ts * time_base)
+
+
+class _Reader:
+    """One clip's stream, decoded as a player decodes it: packet by packet, a packet that
+    fails to decode skipped and counted (4 KB of damage mid-clip errored the whole sample,
+    while FFmpeg's tool decodes the 60 frames of 75 around it), the work since the last key
+    frame bounded (MAX_GOP_WORK), and where the packets end noted once demuxing runs out."""
+
+    def __init__(self, data: bytes, container: Any, stream: Any, t_end: float) -> None:
+        self.data, self.container, self.stream, self.t_end = data, container, stream, t_end
+        self.base = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        self.bad_packets = 0  # packets that failed to decode (or to be read), skipped
+        self.over_budget = False  # the current decoding run stopped at MAX_GOP_WORK
+        self.capped = False  # some run did: targets past it were given up
+        self.end: float | None = None  # end of the last packet, once demuxing ran out
+        self.whole_file = stream.duration is None  # the duration declared is the file's
+        self._probe: Any = None  # a second demuxer on the same bytes: where seeks land
+        rate = stream.average_rate or stream.guessed_rate
+        self._frame_s = 1 / float(rate) if rate else 0.0
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+
+    def time(self, frame: Any) -> float | None:
+        t = _frame_time(frame, self.stream)
+        return None if t is None else t - self.base
+
+    def shown_until(self, frame: Any) -> float | None:
+        """When ``frame`` leaves the screen: its time plus its duration (one frame at the
+        stream's rate where the decoder gives none)."""
+        t = self.time(frame)
+        if t is None:
+            return None
+        d = getattr(frame, "duration", None)
+        tb = self.stream.time_base
+        return t + (float(d * tb) if d and tb else self._frame_s)
+
+    def seek(self, target: float, any_frame: bool = False) -> None:
+        tb = self.stream.time_base
+        ts = int((self.base + target) / tb) if tb else 0
+        self.container.seek(max(ts, 0), stream=self.stream, backward=True, any_frame=any_frame)
+
+    def packets(self) -> Iterator[Any]:
+        """The stream's packets from where the clip's demuxer stands; the end of the timed ones
+        is noted where they run out. A demuxer error ends what can be read."""
+        import av
+
+        stream = self.stream
+        top = None  # the latest packet end, in the stream's time base (integers: no Fractions)
+        try:
+            for packet in self.container.demux(stream):
+                _check(self.t_end)
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None and packet.size:
+                    ts += packet.duration or 0
+                    top = ts if top is None or ts > top else top
+                yield packet
+        except av.FFmpegError:
+            self.bad_packets += 1
+        if top is not None and stream.time_base is not None:
+            end = float(top * stream.time_base) - self.base
+            self.end = end if self.end is None else max(self.end, end)
+
+    def decode(self) -> Iterator[Any]:
+        """Frames from where the clip's container stands, a packet that fails to decode
+        skipped; the run stops (``over_budget``) once the frames decoded since the last key
+        frame pass MAX_GOP_WORK."""
+        import av
+
+        self.over_budget = False
+        work = 0
+        for packet in self.packets():
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                self.bad_packets += 1
+                continue
+            for frame in frames:
+                if frame.key_frame:
+                    work = 0
+                work += max(frame.width * frame.height, MIN_FRAME_WORK)
+                if work > MAX_GOP_WORK:
+                    self.over_budget = self.capped = True
+                    return
+                yield frame
+
+    def _second(self) -> Any:
+        import av
+
+        if self._probe is None:
+            self._probe = av.open(io.BytesIO(self.data), mode="r", metadata_errors="ignore")
+        return self._probe
+
+    def landing(self, target: float) -> float | None:
+        """The time of the key frame a seek to ``target`` lands on, read by a second demuxer
+        on the same bytes without decoding (the clip's own keeps its place); None where it
+        cannot be told."""
+        try:
+            probe = self._second()
+            ps = probe.streams[self.stream.index]
+            tb = ps.time_base
+            ts = int((self.base + target) / tb) if tb else 0
+            probe.seek(max(ts, 0), stream=ps, backward=True, any_frame=False)
+            for packet in probe.demux(ps):
+                t = _packet_time(packet, tb) if packet.size else None
+                if t is None:
+                    return None
+                return t - self.base if packet.is_keyframe else None
+        except Exception:  # a demuxer that cannot seek: decide as if unknown
+            return None
+        return None
+
+    def reaches(self, t: float) -> tuple[bool | None, float | None]:
+        """Whether the clip's packets reach time ``t`` (None: cannot be told), and where they
+        end when they do not: a seek to ``t`` on any frame and the packets from there, no
+        decoding; where none comes at all, the packets from the start on a fresh demuxer (a
+        demuxer that cannot seek must not make a whole clip look cut short). Where the
+        duration declared is the file's, not the stream's (Matroska), packets of every
+        stream count: an audio track that outlasts the video is no cut."""
+        import av
+
+        if self.end is not None and (self.end >= t - 1e-6 or not self.whole_file):
+            return self.end >= t - 1e-6, self.end
+        try:
+            self.seek(t, any_frame=True)
+            reached, end = self._scan(self.container, t)
+            if reached or end is not None:
+                return reached, end
+        except _Timeout:
+            raise
+        except Exception:  # a demuxer that cannot seek: read from the start below
+            pass
+        with av.open(io.BytesIO(self.data), mode="r", metadata_errors="ignore") as fresh:
+            reached, end = self._scan(fresh, t)
+        return (reached if reached or end is not None else None), end
+
+    def _scan(self, container: Any, t: float) -> tuple[bool, float | None]:
+        """Whether a packet from where ``container`` stands reaches ``t`` (of the clip's
+        stream, or of any where the duration is the file's), and where those read end."""
+        import av
+
+        index = self.stream.index
+        streams = list(container.streams) if self.whole_file else [container.streams[index]]
+        end = None
+        try:
+            for packet in container.demux(streams):
+                _check(self.t_end)
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None or not packet.size or packet.time_base is None:
+                    continue
+                e = float((ts + (packet.duration or 0)) * packet.time_base) - self.base
+                if e >= t - 1e-6:
+                    return True, e
+                end = e if end is None else max(end, e)
+        except av.FFmpegError:  # a demuxer error: what was read is what there is
+            pass
+        return False, end
+
+
 # A target this close ahead of the last decoded frame is reached by decoding on: a seek lands on
 # the key frame before the target and re-decodes up to a whole group of pictures, which for
 # fps:F on a long-GOP 4K HEVC clip cost a group's worth of frames per target and ran past the
@@ -412,20 +621,22 @@ def _check(t_end: float) -> None:
 FORWARD_S = 2.0
 
 
-def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -> VideoDecoded:
+def _at_times(reader: _Reader, targets: list[float]) -> VideoDecoded:
     """The first frame at or after each target time (ascending): decoding on from the last
-    frame when the target is near, else seeking to the key frame before it. Each decoded frame
-    is taken once: a target whose frame was already taken (targets closer together than the
-    clip's frames, or in a gap of a variable-frame-rate clip) adds nothing, and targets past
-    the clip's last frame add it once."""
+    frame when the target is near or a seek would land at or behind it, else seeking to the
+    key frame before it. Each decoded frame is taken once: a target whose frame was already
+    taken (targets closer together than the clip's frames, or in a gap of a variable-frame-rate
+    clip) adds nothing. A target past the last frame takes it only while it is still shown
+    (a clip cut short gives its last frame for no later target), and a target that lies more
+    than MAX_GOP_WORK past its key frame is given up (``reader.capped``)."""
     out = VideoDecoded()
-    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    frames: Any = None  # the live decoding iterator, None before the first seek
+    frames: Iterator[Any] | None = None  # the live decoding run, None before the first seek
     pos: float | None = None  # time of the last frame decoded
     last_key: float | None = None  # time of the last key frame decoded since the seek
     gop = 0.0  # the longest gap between two key frames decoded in a row
+    stuck: float | None = None  # where the last run over budget stopped
     for target in targets:
-        _check(t_end)
+        _check(reader.t_end)
         if pos is not None and out.times and pos >= target - 1e-6:
             # The last frame decoded is at or after this target, and every frame before it
             # is before the previous target: this target's frame is the one already taken.
@@ -433,42 +644,61 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
         # On from here when no key frame is due before the target (a seek would land at or
         # behind the last frame decoded); before a key-frame gap is known, when it is near.
         ahead = None if pos is None else target - pos
-        if ahead is None or ahead < 0.0:
+        if frames is None or ahead is None or ahead < 0.0:
             near = False
         elif gop > 0 and last_key is not None:
             near = target < last_key + gop - 1e-6
         else:
             near = ahead <= FORWARD_S
+        if not near and pos is not None and ahead is not None and ahead >= 0.0:
+            # A clip with few key frames (one, in a 31-min clip) would land every seek on the
+            # same key frame and decode up to the target again; ask where it would land.
+            key = reader.landing(target)
+            if key is not None and key <= pos + 1e-6:
+                if stuck is not None:
+                    continue  # past a run that already ran over budget from that key frame
+                near = True
         got = last = None
-        ended = False  # decoding reached the end of the clip short of the target
         for attempt in ("forward", "seek") if near else ("seek",):
+            ended = False  # decoding reached the end of the clip short of the target
             if attempt == "seek":
-                ts = int((base + target) / stream.time_base) if stream.time_base else 0
-                container.seek(max(ts, 0), stream=stream, backward=True, any_frame=False)
-                frames, last_key = iter(container.decode(stream)), None
-            for n, frame in enumerate(frames):
-                _check(t_end)
+                reader.seek(target)
+                frames, last_key, stuck = reader.decode(), None, None
+            assert frames is not None
+            for frame in frames:
+                _check(reader.t_end)
                 last = frame
-                t = _frame_time(frame, stream)
-                rel = None if t is None else t - base
+                rel = reader.time(frame)
                 if rel is not None:
                     pos = rel
                     if frame.key_frame:
                         gop = max(gop, rel - last_key) if last_key is not None else gop
                         last_key = rel
-                if rel is None or rel >= target - 1e-6 or n >= MAX_DECODED_PER_SEEK:
+                if rel is None or rel >= target - 1e-6:
                     got = frame
                     break
             else:
                 ended = True
-            if got is not None or last is not None:
-                break  # decoding on ran out of frames: seek, to take the last one there is
-        got = got or last  # past the last frame: the last one there is
+            if reader.over_budget and attempt == "forward":
+                # The run gave out short of the target; a seek helps only past a key frame.
+                key = reader.landing(target)
+                if key is not None and pos is not None and key > pos + 1e-6:
+                    last = None
+                    continue
+                break
+            if got is not None or last is not None or reader.over_budget:
+                break  # decoding on ran out of frames: seek, to read the last ones there
+        if reader.over_budget:  # no frame for this target; a later one may follow a key frame
+            frames, stuck = None, pos
+            continue
+        if got is None and last is not None:  # past the last frame: it, while still shown
+            until = reader.shown_until(last)
+            got = last if until is None or target < until - 1e-6 else None
         if got is not None:
-            t = _frame_time(got, stream)
-            rel = round((t - base) if t is not None else target, 4)
+            t = reader.time(got)
+            rel = round(t if t is not None else target, 4)
             if not out.times or rel > out.times[-1] + 1e-9:  # never a frame twice or backwards
-                out.frames.append(_rgb(got, stream))
+                out.frames.append(_rgb(got, reader.stream))
                 out.times.append(rel)
         if ended:
             break  # later targets are past the end too
@@ -476,57 +706,50 @@ def _at_times(container: Any, stream: Any, targets: list[float], t_end: float) -
 
 
 def _sequential(
-    container: Any, stream: Any, info: dict[str, Any], every: float, t_end: float, limit: int
+    reader: _Reader, info: dict[str, Any], every: float, limit: int
 ) -> tuple[list[Any], list[float]]:
     """Frames at least ``every`` seconds apart, decoding from the start (no duration known,
     or a scan); bounded by ``limit`` frames kept and the decode caps."""
     frames: list[Any] = []
     times: list[float] = []
     next_t = 0.0
-    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    for decoded, frame in enumerate(container.decode(stream), 1):
-        _check(t_end)
-        t = _frame_time(frame, stream)
-        rel = (t - base) if t is not None else decoded / (info["fps"] or 25.0)
+    for decoded, frame in enumerate(reader.decode(), 1):
+        _check(reader.t_end)
+        t = reader.time(frame)
+        rel = t if t is not None else decoded / (info["fps"] or 25.0)
         if rel >= next_t - 1e-6:
             frames.append(frame)
             times.append(round(rel, 4))
             next_t = rel + every
             if len(frames) >= limit:
                 break
-        if decoded >= MAX_DECODED_PER_SEEK * limit:
-            break
     return frames, times
 
 
-def _in_one_pass(
-    container: Any, stream: Any, targets: list[float], t_end: float, limit: int
-) -> VideoDecoded:
+def _in_one_pass(reader: _Reader, targets: list[float]) -> VideoDecoded:
     """The first frame at or after each target time, decoding from the start once (for a
     short clip: cheaper than a seek per target, which re-decodes from a key frame each time);
-    at most ``limit`` frames decoded."""
+    past the last frame, it, while it is still shown."""
     out = VideoDecoded()
-    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     k = 0
     last = None
-    for decoded, frame in enumerate(container.decode(stream), 1):
-        _check(t_end)
-        t = _frame_time(frame, stream)
-        rel = (t - base) if t is not None else None
-        last = (frame, rel)
+    for frame in reader.decode():
+        _check(reader.t_end)
+        rel = reader.time(frame)
+        last = frame
         if rel is not None and rel >= targets[k] - 1e-6:
-            out.frames.append(_rgb(frame, stream))
+            out.frames.append(_rgb(frame, reader.stream))
             out.times.append(round(rel, 4))
             while k < len(targets) and targets[k] - 1e-6 <= rel:
                 k += 1
             if k == len(targets):
                 break
-        if decoded >= limit:
-            break
-    if k < len(targets) and last is not None:  # past the last frame: the last one there is
-        t_last = round(last[1] if last[1] is not None else targets[-1], 4)
-        if not out.times or t_last > out.times[-1] + 1e-9:  # not the frame already taken
-            out.frames.append(_rgb(last[0], stream))
+    if k < len(targets) and last is not None and not reader.over_budget:
+        t, until = reader.time(last), reader.shown_until(last)
+        shown = until is None or targets[k] < until - 1e-6
+        t_last = round(t if t is not None else targets[-1], 4)
+        if shown and (not out.times or t_last > out.times[-1] + 1e-9):  # not taken already
+            out.frames.append(_rgb(last, reader.stream))
             out.times.append(t_last)
     return out
 
@@ -538,19 +761,15 @@ ONE_PASS_FRAMES = 600
 ONE_PASS_PIXELS = 600 * 1280 * 720
 
 
-def _uniform(
-    container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
-) -> VideoDecoded:
+def _uniform(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) -> VideoDecoded:
     n = int(policy.value)
     if not info["duration"] or info["duration"] <= 0:  # no duration to divide: the first n
-        frames, times = _sequential(container, stream, info, 0.0, t_end, n)
-        return VideoDecoded([_rgb(f, stream) for f in frames], times)
-    return _spread(container, stream, info, n, t_end)
+        frames, times = _sequential(reader, info, 0.0, n)
+        return VideoDecoded([_rgb(f, reader.stream) for f in frames], times)
+    return _spread(reader, info, n)
 
 
-def _spread(
-    container: Any, stream: Any, info: dict[str, Any], n: int, t_end: float
-) -> VideoDecoded:
+def _spread(reader: _Reader, info: dict[str, Any], n: int) -> VideoDecoded:
     """The frames at the centres of ``n`` equal spans of the clip's declared duration."""
     duration = info["duration"]
     targets = [(i + 0.5) * duration / n for i in range(n)]
@@ -561,13 +780,11 @@ def _spread(
         and declared <= ONE_PASS_FRAMES
         and declared * pixels <= ONE_PASS_PIXELS
     ):
-        return _in_one_pass(container, stream, targets, t_end, ONE_PASS_FRAMES)
-    return _at_times(container, stream, targets, t_end)
+        return _in_one_pass(reader, targets)
+    return _at_times(reader, targets)
 
 
-def _fps(
-    container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
-) -> VideoDecoded:
+def _fps(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) -> VideoDecoded:
     """F frames a second from the start; where that is more than ``max_frames`` (a clip
     longer than max_frames / F seconds), ``max_frames`` spread over the whole clip as uniform
     spreads them, and ``capped`` says so: the first max_frames / F seconds alone would leave
@@ -576,53 +793,50 @@ def _fps(
     if duration and duration > 0:
         count = max(1, int(duration * policy.value + 1e-9))
         if count > policy.max_frames:
-            out = _spread(container, stream, info, policy.max_frames, t_end)
+            out = _spread(reader, info, policy.max_frames)
             out.info["capped"] = True
             return out
-        return _at_times(container, stream, [i / policy.value for i in range(count)], t_end)
+        return _at_times(reader, [i / policy.value for i in range(count)])
     # No duration to spread over: the first max_frames frames at 1/F apart.
-    frames, times = _sequential(container, stream, info, 1 / policy.value, t_end, policy.max_frames)
-    out = VideoDecoded([_rgb(f, stream) for f in frames], times)
+    frames, times = _sequential(reader, info, 1 / policy.value, policy.max_frames)
+    out = VideoDecoded([_rgb(f, reader.stream) for f in frames], times)
     out.info["capped"] = len(frames) >= policy.max_frames
     return out
 
 
-def _key_times(container: Any, stream: Any, t_end: float) -> list[float]:
+def _key_times(reader: _Reader) -> list[float]:
     """Times of the stream's key frames from the packets' key flags, demuxed without decoding
     (about 10 us a packet). Decoders differ in what they skip for skip_frame = NONKEY (VP9's
     ignores it and returns every frame), packets' flags are the container's and do not."""
-    base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    tb = reader.stream.time_base
     times: set[float] = set()
-    for packet in container.demux(stream):
-        _check(t_end)
+    for packet in reader.packets():
         if not packet.is_keyframe or not packet.size:  # size 0: the demuxer's flush packet
             continue
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is not None and stream.time_base is not None:
-            times.add(round(max(0.0, float(ts * stream.time_base) - base), 6))
+        t = _packet_time(packet, tb)
+        if t is not None:
+            times.add(round(max(0.0, t - reader.base), 6))
     return sorted(times)
 
 
-def _keyframes(
-    container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
-) -> VideoDecoded:
+def _keyframes(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) -> VideoDecoded:
     """The key frames, found from the packets' key flags and decoded each after a seek to it;
     where there are more than ``max_frames``, ``max_frames`` of them evenly spread over the
     list (``capped``)."""
-    keys = _key_times(container, stream, t_end)
+    keys = _key_times(reader)
+    stream = reader.stream
     if not keys:  # no timed key packets: decode from the start and keep what the decoder flags
-        container.seek(0, stream=stream, backward=True, any_frame=False)
+        reader.container.seek(0, stream=stream, backward=True, any_frame=False)
         stream.codec_context.skip_frame = "NONKEY"  # a hint some decoders take, VP9's not
         kept: list[Any] = []
         times: list[float] = []
-        base = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        for decoded, frame in enumerate(container.decode(stream), 1):
-            _check(t_end)
+        for frame in reader.decode():
+            _check(reader.t_end)
             if frame.key_frame:
-                t = _frame_time(frame, stream)
+                t = reader.time(frame)
                 kept.append(frame)
-                times.append(round(t - base, 4) if t is not None else 0.0)
-            if len(kept) > policy.max_frames or decoded >= MAX_DECODED_PER_SEEK * MAX_FRAMES:
+                times.append(round(t, 4) if t is not None else 0.0)
+            if len(kept) > policy.max_frames:
                 break
         n = policy.max_frames
         out = VideoDecoded([_rgb(f, stream) for f in kept[:n]], times[:n])
@@ -630,20 +844,18 @@ def _keyframes(
         return out
     n = policy.max_frames
     picked = keys if len(keys) <= n else [keys[int((i + 0.5) * len(keys) / n)] for i in range(n)]
-    out = _at_times(container, stream, picked, t_end)
+    out = _at_times(reader, picked)
     out.info["capped"] = len(keys) > n
     return out
 
 
-def _scenes(
-    container: Any, stream: Any, info: dict[str, Any], policy: SamplingPolicy, t_end: float
-) -> VideoDecoded:
+def _scenes(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) -> VideoDecoded:
     scan = 4 * MAX_FRAMES
-    frames, times = _sequential(container, stream, info, 1 / SCAN_FPS, t_end, scan)
+    frames, times = _sequential(reader, info, 1 / SCAN_FPS, scan)
     out = VideoDecoded()
     prev = None
     for f, t in zip(frames, times, strict=True):
-        im = _rgb(f, stream)
+        im = _rgb(f, reader.stream)
         g = np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BOX), np.float32)
         if prev is None or float(np.abs(g - prev).mean()) > SCENE_CUT:
             out.frames.append(im)

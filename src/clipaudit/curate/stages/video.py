@@ -11,9 +11,11 @@ stage records, per sample:
   ``video_hdr`` (``pq`` or ``hlg`` for HDR clips, whose frames are tone-mapped to SDR;
   ``… as stored`` where this PyAV could not), ``video_interlaced`` (share of sampled frames
   that were interlaced; one field of each is kept), ``video_frames`` (distinct frames
-  sampled), ``video_policy`` (the sampling policy) and ``video_capped`` (the policy met the
+  sampled), ``video_policy`` (the sampling policy), ``video_capped`` (the policy met the
   32-frame cap: ``fps`` and ``keyframes`` then spread 32 frames over the whole clip,
-  ``scenes`` stopped scanning, see docs/video.md);
+  ``scenes`` stopped scanning; or a group of pictures ran past the decode bound and the
+  targets past it got no frame, see docs/video.md) and ``video_bad_packets`` (packets that
+  failed to decode and were skipped, as a player skips them: 0 for an undamaged clip);
 * ``video_motion``: the largest mean absolute difference (0-255) between any two sampled
   frames' 32x32 grey thumbnails (0: a still video; null where fewer than two frames were
   sampled, so one frame is never called a still video), and ``video_black_share``: the
@@ -57,6 +59,7 @@ COLUMNS = (
     "video_frames",
     "video_policy",
     "video_capped",
+    "video_bad_packets",
     "video_motion",
     "video_black_share",
     "frame_phash",
@@ -101,6 +104,7 @@ class VideoStage(Stage):
             len(frames) if frames else None,
             v.get("policy"),
             v.get("capped"),
+            v.get("bad_packets"),
             v.get("motion"),
             v.get("black_share"),
             phash,
@@ -112,13 +116,22 @@ class VideoStage(Stage):
         return {c: [r[k] for r in rows] for k, c in enumerate(COLUMNS)}
 
     def provenance(self) -> dict[str, Any]:
-        from clipaudit.data.video import DEADLINE_S, MAX_FRAME_PIXELS, SamplingPolicy
+        from clipaudit.data.video import (
+            DEADLINE_S,
+            MAX_FRAME_PIXELS,
+            MAX_GOP_WORK,
+            MIN_FRAME_WORK,
+            SamplingPolicy,
+        )
 
         return {
             "decoder": "PyAV (FFmpeg's libraries in its wheel)",
             "policy": str(SamplingPolicy.parse(self.policy)),
             "deadline_s": DEADLINE_S,
             "max_frame_pixels": MAX_FRAME_PIXELS,
+            # pixels decoded from one key frame, each frame counted as at least MIN_FRAME_WORK
+            "max_gop_work": MAX_GOP_WORK,
+            "min_frame_work": MIN_FRAME_WORK,
             "image_stages": "score the middle sampled frame",
             "alignment": "mean of the sampled frames' embeddings, renormalised",
         }
