@@ -266,8 +266,9 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             # Pillow warns on damaged metadata ("Corrupt EXIF data"): a line with a source path
-            # on the user's stderr per sample; the rights stage records it as a reason.
-            warnings.simplefilter("ignore")
+            # on the user's stderr per sample; the rights stage records it as a reason. Narrow
+            # on purpose: catch_warnings is process-wide, and decode runs in threads.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im: Image.Image = open_untrusted(data)
             stored = im.size

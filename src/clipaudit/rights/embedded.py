@@ -7,6 +7,7 @@ millisecond for web-sized images. Broken metadata gives an error value, never a 
 from __future__ import annotations
 
 import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,23 +77,33 @@ def _exif_from_bytes(data: bytes) -> Any:
     return exif
 
 
+def exif_directory_damaged(raw: bytes) -> bool:
+    """Whether the first directory of a raw EXIF block (``Exif\\0\\0`` + TIFF) claims more
+    entries than its bytes hold, or points outside them."""
+    tiff = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return bool(tiff)  # bytes that are not TIFF at all
+    order = "<" if tiff[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return True
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    return offset + 2 + 12 * count > len(tiff)
+
+
 def _exif(im: Any, out: EmbeddedRights) -> tuple[str | None, str | None]:
     try:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            exif = im.getexif() if not isinstance(im, bytes) else _exif_from_bytes(im)
-            raw = None if isinstance(im, bytes) else im.info.get("exif")
-            if isinstance(raw, bytes) and not said:  # read once already, warnings spent
-                from PIL import Image
-
-                Image.Exif().load(raw[:0x10000])
-            artist, notice = _utf8(exif.get(EXIF_ARTIST)), _utf8(exif.get(EXIF_COPYRIGHT))
+        exif = im.getexif() if not isinstance(im, bytes) else _exif_from_bytes(im)
+        artist, notice = _utf8(exif.get(EXIF_ARTIST)), _utf8(exif.get(EXIF_COPYRIGHT))
     except Exception:
         out.errors.append("exif_malformed")
         return None, None
-    # Pillow reads what it can of a damaged IFD and only warns: the rest of the EXIF (a
-    # copyright among it) may be lost, which is worth a review flag like a raise.
-    if any("Corrupt EXIF" in str(w.message) for w in said):
+    # Pillow reads what it can of a damaged directory and only warns (a warning cannot be
+    # caught per call in decode threads: catch_warnings is process-wide and not thread-safe),
+    # so the first directory is checked here: the rest of the EXIF, a copyright among it,
+    # may be lost, which is worth a review flag like a raise.
+    raw = im.info.get("exif") if not isinstance(im, bytes) else None
+    if isinstance(raw, bytes) and exif_directory_damaged(raw):
         out.errors.append("exif_malformed")
     if isinstance(notice, str):
         # EXIF packs "photographer\0editor" copyrights into one tag.
