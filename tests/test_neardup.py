@@ -322,3 +322,22 @@ def test_the_edge_operator_is_the_3x3_mean_with_replicated_edges() -> None:
     box = _box_operator()
     want = uniform_filter(z, size=(1, 1, 3, 3), mode="nearest")
     assert np.allclose(box @ z @ box.T, want, atol=1e-5)
+
+
+def test_crop_candidates_have_their_own_smaller_budget() -> None:
+    """Crop candidates cost a shifted search each (~200 plain checks): under the plain pair
+    budget a dense 30,000-image pool spooled millions of them and decide ran for an hour."""
+    from clipaudit.curate.decide.neardup import CROP_PAIR_BUDGET, dense_radius, estimated_pairs
+
+    rng = np.random.default_rng(4)
+    # 3,000 codes in 30 tight clusters: ~150,000 pairs within 4 bits, under the plain budget
+    # (every pair of 3,000 fits it) but over the crop budget.
+    centres = rng.integers(0, 2**63, 30, dtype=np.uint64)
+    noise = np.zeros(3000, np.uint64)
+    for _ in range(3):
+        noise |= (rng.random(3000) < 0.3).astype(np.uint64) << np.uint64(rng.integers(0, 64))
+    codes = centres[rng.integers(0, 30, 3000)] ^ noise
+    assert dense_radius(codes, 12) == 12
+    r = dense_radius(codes, 12, crops=True)
+    assert r < 12
+    assert estimated_pairs(codes, 12)[r] <= max(CROP_PAIR_BUDGET, 2.0 * len(codes))

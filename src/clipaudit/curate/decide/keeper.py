@@ -159,17 +159,20 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return lo.astype(np.int64) * n + hi
 
 
-def search_radius(n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | None = None) -> int:
+def search_radius(
+    n: int, d: Any, a: np.ndarray | None = None, b: np.ndarray | None = None, crops: bool = False
+) -> int:
     """The radius a search over ``n`` hashes uses: the pack's, or under ``search: auto`` the
     largest one whose exact search fits the work budget and, given the hashes ``a`` (and
-    ``b`` for a cross search), whose estimated candidate pairs fit the pair budget."""
+    ``b`` for a cross search), whose estimated candidate pairs fit the pair budget (the
+    smaller crop budget for the copy hash, ``crops``)."""
     if d.search == "exact":
         return int(d.near_radius)
     if a is None:
         return affordable_radius(n, d.near_radius)
     h = a if b is None else np.concatenate([a, b])
     r = affordable_radius(n, d.near_radius, h=h)
-    return min(r, dense_radius(a, r, b))
+    return min(r, dense_radius(a, r, b, crops=crops))
 
 
 def _key_pair_chunks(
@@ -188,7 +191,7 @@ def _key_pair_chunks(
     searched = stats.setdefault("radius_searched", {})
 
     def radius(name: str, a: np.ndarray, b: np.ndarray | None = None) -> int:
-        r = search_radius(len(a) + (0 if b is None else len(b)), d, a, b)
+        r = search_radius(len(a) + (0 if b is None else len(b)), d, a, b, crops=name == "chash")
         searched[name] = min(r, searched.get(name, r))
         return r
 
