@@ -236,3 +236,17 @@ def test_unreadable_images_and_a_class_left_without_any_are_noted(tmp_path: Path
     )
     assert out.exit_code == 0, out.output
     assert all(f"note: {n}" in out.stderr for n in res["notes"][:2])
+
+
+def test_an_out_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
+    """`--out afile` said "The output folder 'afile' is not empty"."""
+    from clipaudit.evaluate.cli import _fresh
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ClipauditError, match="is a file; choose a new folder"):
+        _fresh(tmp_path / "afile")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(ClipauditError, match="is not empty; choose a new one"):
+        _fresh(tmp_path / "full")
+    _fresh(tmp_path / "new")  # a folder that is not there yet is fine

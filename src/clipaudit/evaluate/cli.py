@@ -49,7 +49,9 @@ def _slug(spec: str) -> str:
 
 
 def _fresh(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ClipauditError(f"The output {str(out)!r} is a file; choose a new folder.")
+    if out.is_dir() and any(out.iterdir()):
         raise ClipauditError(f"The output folder {str(out)!r} is not empty; choose a new one.")
 
 
