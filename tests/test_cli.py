@@ -216,7 +216,7 @@ def test_piped_output_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines() == [f"wrote 2 samples in 1 files → {out}"]
+    assert done.stdout.strip().splitlines() == [f"wrote 2 samples in 1 file → {out}"]
 
 
 def test_piped_help_is_drawn_at_a_readable_width() -> None:

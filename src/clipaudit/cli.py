@@ -113,7 +113,8 @@ def example(
     from clipaudit.data.example import example_samples
 
     files = write_dataset(example_samples(n, seed), out, format, shard_size=shard_size)
-    Console().print(f"wrote {n} samples in {len(files)} files → {out}")
+    files_word = "file" if len(files) == 1 else "files"
+    Console().print(f"wrote {n} samples in {len(files)} {files_word} → {out}")
 
 
 @app.command()
