@@ -425,3 +425,20 @@ def test_a_runs_error_rows_say_what_the_decoder_said(tmp_path: Path) -> None:
     assert rows["text"]["error_detail"].startswith("not an image of a kind read here (JPEG")
     assert rows["bomb"]["error"] == "image_too_large"
     assert rows["bomb"]["error_detail"].startswith("Image size (1600000000 pixels) exceeds")
+
+
+def test_the_bytes_not_the_name_say_image_or_video() -> None:
+    """A JPEG named .mp4 was decoded as a one-frame MJPEG clip, an mp4 named .jpg was a
+    decode_error; in Parquet (no name) the magic bytes already told them apart."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (3, 4, 5)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 64
+    webm = b"\x1a\x45\xdf\xa3" + b"\x00" * 8 + b"webm" + b"\x00" * 64
+    assert Sample("a", jpeg, image_ext="mp4").media == "image"
+    assert Sample("b", mp4, image_ext="jpg").media == "video"
+    assert Sample("c", webm, image_ext="png").media == "video"
+    assert Sample("d", mp4, image_ext=None).media == "video"
+    # Bytes no reader knows keep the name's word: a damaged clip still reads as a clip.
+    assert Sample("e", b"\x00garbage", image_ext="mp4").media == "video"
+    assert Sample("f", b"\x00garbage", image_ext="jpg").media == "image"

@@ -56,13 +56,16 @@ class Sample:
 
     @property
     def media(self) -> str:
-        """``video`` for a video member (by extension, or by magic bytes when the reader
-        had none), else ``image``."""
-        if self.image_ext in VIDEO_EXTS:
+        """``video`` or ``image``: by the bytes' magic where they have one a reader knows,
+        else by the extension. Names lie: a JPEG saved as ``.mp4`` was decoded as a one-frame
+        MJPEG clip and an mp4 saved as ``.jpg`` was a decode_error, while the same bytes in a
+        Parquet column (no name) were told apart correctly."""
+        sniffed = sniff_image_ext(self.image)
+        if sniffed in VIDEO_EXTS:
             return "video"
-        if self.image_ext in (None, "bin") and sniff_image_ext(self.image) in VIDEO_EXTS:
-            return "video"
-        return "image"
+        if sniffed != "bin":
+            return "image"
+        return "video" if self.image_ext in VIDEO_EXTS else "image"
 
     def image_sha256(self) -> str | None:
         return hashlib.sha256(self.image).hexdigest() if self.image is not None else None
