@@ -320,6 +320,15 @@ def test_no_answer_at_all_exits_1_and_says_why(run: Path, quick: None) -> None:
     decide_run(run, "default", write_kept=False, gates=False)
     names = pq.read_schema(run / "decisions.parquet").names
     assert not [c for c in names if c.startswith("judge_")]  # nothing applied
+    # The report says the judge was asked and got nothing, instead of leaving no trace.
+    from clipaudit.reports.render import write_report
+
+    files = write_report([run], run / "r.html")
+    section = json.loads(Path(files.json).read_text())["sections"][0]
+    (faithful,) = [j for j in section["judge"] if j["rubric"] == "faithful"]
+    assert (faithful["asked"], faithful["no_answer"], faithful["answered"]) == (3, 3, 0)
+    assert faithful["agreement"] is None
+    assert "no usable answer" in Path(files.html).read_text()
     # Answers on the next try: exit 0.
     with Server(lambda body, k: ok()) as srv:
         done = CliRunner().invoke(app, [*args, "--endpoint", srv.url])

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from clipaudit.curate.decide.rules import shown_action
 from clipaudit.errors import ClipauditError
-from clipaudit.reports.judge_agreement import agreement
+from clipaudit.reports.judge_agreement import agreement, asked
 from clipaudit.reports.provenance import run_provenance
 from clipaudit.reports.scores import SCORES, histogram, what_if
 from clipaudit.reports.thumbs import NSFW_CODES, SampleView, ThumbSource
@@ -337,7 +337,7 @@ def curation_section(
         "duplicates": dups,
         "flagged": flagged,
         "routes": _routes(dec, stats),
-        "judge": agreement(dec, stats, pack),
+        "judge": agreement(dec, stats, pack, asked(run)),
         "scores": _scores(dec, stats, pack, actions),
         "signals": _signals(stats),
         "gates": _gates(run),

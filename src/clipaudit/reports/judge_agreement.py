@@ -8,6 +8,7 @@ measure of the signal near its cut, not of the judge."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from clipaudit.calibrate.intervals import wilson
@@ -15,15 +16,55 @@ from clipaudit.calibrate.intervals import wilson
 COLUMNS = {"faithful": "judge_faithful", "watermark": "judge_watermark", "nsfw": "judge_nsfw"}
 
 
+def asked(run: Path) -> dict[str, dict[str, int]]:
+    """Rubric → status (ok / unparseable / failed) → samples, from the judge's
+    ``verdicts.parquet``: what was asked, not only what was answered."""
+    path = run / "judge" / "verdicts.parquet"
+    if not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path, columns=["rubric", "status"]).to_pylist()
+    except Exception:  # an older judge's file without a status column: answered rows only
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by = out.setdefault(str(r["rubric"]), {})
+        by[str(r["status"])] = by.get(str(r["status"]), 0) + 1
+    return out
+
+
 def agreement(
-    dec: dict[str, Any], stats: dict[str, Any], pack: dict[str, Any]
+    dec: dict[str, Any],
+    stats: dict[str, Any],
+    pack: dict[str, Any],
+    asked_by: dict[str, dict[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Per rubric: agreement where the judge answered, and (``asked_by``) how many samples
+    it was asked about and got no usable answer for, so a failed judge run is not a blank."""
+    asked_by = asked_by or {}
     cut = (stats.get("thresholds") or {}).get("alignment_min")
     wm_thr = (pack.get("visible_watermark") or {}).get("threshold")
     out = []
     for rubric, col in COLUMNS.items():
         verdicts = dec.get(col)
+        statuses = asked_by.get(rubric, {})
+        unanswered = sum(v for k, v in statuses.items() if k != "ok")
         if not verdicts:
+            if statuses:
+                out.append(
+                    {
+                        "rubric": rubric,
+                        "asked": sum(statuses.values()),
+                        "no_answer": unanswered,
+                        "answered": 0,
+                        "judge_yes": 0,
+                        "agree": 0,
+                        "agreement": None,
+                        "ci": None,
+                    }
+                )
             continue
         n = agree = yes = 0
         for k, v in enumerate(verdicts):
@@ -48,6 +89,8 @@ def agreement(
             out.append(
                 {
                     "rubric": rubric,
+                    "asked": sum(statuses.values()) if statuses else None,
+                    "no_answer": unanswered if statuses else None,
                     "answered": n,
                     "judge_yes": yes,
                     "agree": agree,
