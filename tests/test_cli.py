@@ -238,6 +238,24 @@ def test_piped_help_is_drawn_at_a_readable_width() -> None:
         assert any("─" in line for line in lines) or "No such option" in "".join(lines)
 
 
+def test_help_reflows_docstrings_instead_of_keeping_their_line_breaks() -> None:
+    """Typer kept a docstring's hard line breaks: `clipaudit --help` showed "with its sample
+    ids," alone on a line and `judge`'s summary broken mid-sentence twice."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LINES",)}
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [sys.executable, "-m", "clipaudit", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    line = next(x for x in done.stdout.splitlines() if " index " in x)
+    assert "with its sample ids, captions, urls, decisions, reasons, routes and signals" in line
+
+
 def test_a_file_as_out_and_a_damaged_run_are_one_line(tmp_path: Path) -> None:
     """example/world/train/embed with --out naming a file, and card on a run whose
     stats.json was cut short, were tracebacks (NotADirectoryError, JSONDecodeError)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -668,6 +669,22 @@ def _cap_help_width(width: int) -> None:
         typer.rich_utils.MAX_WIDTH = width
 
 
+def _reflowed(doc: str) -> str:
+    """A docstring's paragraphs with their hard line breaks joined: Typer keeps them, so
+    `--help` broke sentences mid-line ("with its sample ids," alone on a line)."""
+    paras = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paras if p.strip())
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for cmd in typer_app.registered_commands:
+        if cmd.help is None and cmd.callback is not None and cmd.callback.__doc__:
+            cmd.help = _reflowed(cmd.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr (exit 2), never a traceback."""
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
@@ -677,6 +694,7 @@ def main() -> None:
         # `--help | less`): Typer draws them at its own width, capped here.
         os.environ["COLUMNS"] = "10000"
         _cap_help_width(100)
+    _reflow_help(app)
     command = typer.main.get_command(app)
     try:
         returned = command.main(prog_name="clipaudit", standalone_mode=False)
