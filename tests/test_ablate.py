@@ -230,3 +230,11 @@ def test_benchmark_pixels_are_what_the_model_preprocess_gives() -> None:
     mean = torch.tensor(clip.provenance.mean).view(3, 1, 1)
     std = torch.tensor(clip.provenance.std).view(3, 1, 1)
     assert torch.allclose((ours - mean) / std, clip.preprocess(im), atol=1e-5)
+
+
+def test_a_pack_that_does_not_load_fails_before_the_pool_is_read(tmp_path: Path) -> None:
+    """`ablate --rules nonexistent` decoded the whole pool first; the pool path here does not
+    even exist, so reaching it would be a different error."""
+    cfg = AblateConfig(pool=str(tmp_path / "no-pool"), out=str(tmp_path / "o"), rules=["nope"])
+    with pytest.raises(ClipauditError, match="Unknown rules pack 'nope'"):
+        run_ablation(cfg, log=lambda m: None)

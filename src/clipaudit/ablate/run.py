@@ -128,6 +128,10 @@ def run_ablation(cfg: AblateConfig, log: Callable[[str], None] = print) -> dict[
         workers=cfg.workers,
     )
     _, model_cfg, _ = new_model(base_cfg)  # an unknown --arch fails before any work
+    from clipaudit.rules.schema import load_pack
+
+    for rules in cfg.rules:  # so does a pack name or file that does not load
+        load_pack(rules)
     image_size = int(model_cfg["vision_cfg"]["image_size"])
     data_path, _ = locate(cfg.pool)
 

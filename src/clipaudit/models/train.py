@@ -21,6 +21,7 @@ The output folder is a ``local-dir:`` model (``open_clip_config.json`` +
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -269,7 +270,13 @@ def new_model(cfg: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any], Path]:
     model_cfg = json.loads(cfg_file.read_text())
     torch.manual_seed(cfg.seed)
     open_clip.add_model_config(cfg_file)
-    model = open_clip.create_model(cfg.arch, output_dict=True)
+    # open_clip warns on the root logger that no pretrained weights were loaded: a model to
+    # train from scratch (or from --init below) has none by design.
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(cfg.arch, output_dict=True)
+    finally:
+        logging.disable(logging.NOTSET)
     if cfg.init:
         from clipaudit.models.loader import resolve_spec
 
