@@ -428,3 +428,25 @@ def test_writing_hf_draws_no_progress_bars(
     assert "Generating train split" not in said.err + said.out
     assert not datasets.are_progress_bars_disabled()
     assert len(list(open_dataset(tmp_path / "hf"))) == 3
+
+
+def test_a_multi_dot_tar_member_is_read_by_its_last_extension(tmp_path: Path) -> None:
+    """ "a.b.c.jpg" is key "a" with extension "b.c.jpg" (WebDataset's first-dot rule); its
+    image was reported missing although it was in the tar."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    path = tmp_path / "m.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("a.b.c.jpg", jpeg), ("a.txt", b"a cup"), ("d.jpg", jpeg)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    got = {s.id: s for s in open_dataset(path)}
+    assert got["a"].image == jpeg and got["a"].image_ext == "jpg" and got["a"].error is None
+    assert got["a"].caption == "a cup" and got["d"].image == jpeg

@@ -276,6 +276,12 @@ class WebDataset(Dataset):
                 caption = json_caption
         image_ext = next((e for e in MEDIA_EXTS if e in parts), None)
         image = parts.get(image_ext) if image_ext else None
+        if image is None:
+            # A multi-dot member ("a.b.c.jpg": key "a", extension "b.c.jpg") is an image by its
+            # last component, as WebDataset's own decoders read it; it was a missing_image.
+            dotted = sorted(e for e in parts if e.rpartition(".")[2] in MEDIA_EXTS and "." in e)
+            if dotted:
+                image, image_ext = parts[dotted[0]], dotted[0].rpartition(".")[2]
         if unsafe:
             error, image = "unsafe_path", None
         elif image is None and too_large and any(e in MEDIA_EXTS for e in too_large):
