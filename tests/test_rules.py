@@ -18,7 +18,7 @@ def test_shipped_packs_load_and_extend() -> None:
     assert datacomp.quality.max_caption_chars == default.quality.max_caption_chars == 2000
     assert default.action("license_nc") == "flag" and strict.action("license_nc") == "drop"
     assert strict.action("decode_error") == "drop"  # unlisted reasons drop
-    assert default.dedup.keeper == ["alignment", "resolution", "id"]
+    assert default.dedup.keeper == ["flags", "alignment", "resolution", "id"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
