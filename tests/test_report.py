@@ -257,3 +257,26 @@ def test_csv_cells_are_text_in_a_spreadsheet() -> None:
     text = _csv(["section", "reason", "id", "decision"], [(0, "low_alignment", hostile[0], "drop")])
     (row,) = list(csv.reader(io.StringIO(text)))[1:]
     assert row[2].startswith("'=") and row[3] == "drop"
+
+
+def test_a_rubric_that_got_no_answer_is_listed_beside_one_that_did() -> None:
+    """decide adds an all-null judge_watermark column when that rubric's every request
+    failed and another rubric answered: the failed rubric vanished from the report."""
+    from clipaudit.reports.judge_agreement import agreement
+
+    dec = {
+        "judge_faithful": ["yes", "no"],
+        "judge_watermark": [None, None],
+        "alignment": [0.9, 0.1],
+        "reasons": [[], []],
+    }
+    rows = agreement(
+        dec,
+        {"thresholds": {"alignment_min": 0.5}},
+        {},
+        {"faithful": {"ok": 2}, "watermark": {"failed": 3}},
+    )
+    by = {r["rubric"]: r for r in rows}
+    assert by["faithful"]["answered"] == 2 and by["faithful"]["agree"] == 2
+    assert (by["watermark"]["asked"], by["watermark"]["no_answer"]) == (3, 3)
+    assert by["watermark"]["answered"] == 0 and by["watermark"]["agreement"] is None

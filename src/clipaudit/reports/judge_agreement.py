@@ -51,7 +51,9 @@ def agreement(
         verdicts = dec.get(col)
         statuses = asked_by.get(rubric, {})
         unanswered = sum(v for k, v in statuses.items() if k != "ok")
-        if not verdicts:
+        if not any(v in ("yes", "no") for v in verdicts or []):
+            # No column, or decide's all-null column for a rubric whose every request failed
+            # while another rubric answered.
             if statuses:
                 out.append(
                     {
