@@ -135,3 +135,35 @@ def test_kept_structure_reading_errors_and_a_file_as_out(
     (tmp_path / "file").write_text("x")
     with pytest.raises(ClipauditError, match=r"--out '.*file' is a file; the cards need a folder"):
         write_cards(copy, tmp_path / "file")
+
+
+def test_checks_that_did_not_run_are_not_reported_as_zero(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A quality,hashes run's EU summary said "samples declared AI-generated: 0" and "Block
+    lists … removed: 0", and a run without the opt-out cache said the pack "honours" robots,
+    ai.txt and TDMRep although no sample was checked."""
+    import shutil
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    sig = stats["signals"]
+    sig["rights"] = {"computed": False}
+    sig["c2pa"] = {"computed": False}
+    sig["sources"] = {"computed": False}
+    sig["optout"] = {
+        p: {"checked": 0, "opted_out": 0, "unknown": 0, "not_checked": 40}
+        for p in ("robots", "aitxt", "tdmrep")
+    }
+    stats["by_reason"].pop("ai_generated", None)
+    stats["by_reason_dropping"].pop("blocked_source", None)
+    (copy / "stats.json").write_text(json.dumps(stats))
+    docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "cards")}
+    ai = docs["EU_AI_ACT_SUMMARY.md"]
+    assert f"samples declared AI-generated: *{NOT_AVAILABLE}* (neither the rights" in ai
+    assert f"Block lists (domains, urls, image hashes) removed: *{NOT_AVAILABLE}*" in ai
+    assert "Protocols the pack honours" not in ai
+    assert "**not checked for any sample** in this run: `aitxt`, `robots`, `tdmrep`" in ai
+    assert f"Samples marked AI-generated (XMP / C2PA): *{NOT_AVAILABLE}*" in docs["README.md"]

@@ -212,8 +212,24 @@ def _optout_lines(ev: Evidence) -> list[str]:
         )
         return lines + _optout_removals(ev)
     honoured = (ev.get("pack_dump", default={}) or {}).get("optout", {}).get("protocols", [])
+    # "Honours" only where the protocol was looked up: a run without the opt-out cache
+    # checked no robots.txt, ai.txt or TDMRep file, and kept every sample unflagged.
+    unchecked = [
+        p
+        for p in protocols
+        if not int(ev.get("signals", "optout", p, "checked", default=0) or 0)
+        and int(ev.get("signals", "optout", p, "not_checked", default=0) or 0)
+    ]
     lines.insert(
-        0, f"- Protocols the pack honours: {', '.join(md(p) for p in honoured) or 'none'}."
+        0,
+        f"- Protocols the pack would honour: {', '.join(md(p) for p in honoured) or 'none'}"
+        + (
+            f"; **not checked for any sample** in this run: {', '.join(code(p) for p in unchecked)}"
+            " (no opt-out cache was given, or it held none of the sources), so samples whose "
+            "sources reserve their rights by these protocols may be in the kept set."
+            if unchecked
+            else "."
+        ),
     )
     agents = (ev.get("pack_dump", default={}) or {}).get("optout", {}).get("agents", [])
     lines.insert(1, f"- Agent tokens answered for: {', '.join(md(a) for a in agents) or 'none'}.")
@@ -232,6 +248,25 @@ def _optout_lines(ev: Evidence) -> list[str]:
             f"{ev.fig('signals', 'optout', p, 'not_checked')}"
         )
     return lines + _optout_removals(ev)
+
+
+def _ai_generated(ev: Evidence) -> str:
+    """Samples declaring themselves AI-generated (XMP source type or C2PA), or *not
+    available* where neither stage that reads the declaration ran: "0" read as checked."""
+    if not (
+        ev.get("signals", "rights", "computed") is True
+        or ev.get("signals", "c2pa", "computed") is True
+    ):
+        return f"*{NOT_AVAILABLE}* (neither the rights nor the c2pa stage ran)"
+    return ev.fig("by_reason", "ai_generated") if ev.has("by_reason", "ai_generated") else "0"
+
+
+def _blocked(ev: Evidence) -> str:
+    if ev.get("signals", "sources", "computed") is not True:
+        return f"*{NOT_AVAILABLE}* (the rights stage, which reads the block lists, did not run)"
+    if ev.has("by_reason_dropping", "blocked_source"):
+        return ev.fig("by_reason_dropping", "blocked_source")
+    return "0"
 
 
 def _embedded_optout_lines(ev: Evidence) -> list[str]:
@@ -384,8 +419,7 @@ def dataset_card(ev: Evidence) -> str:
         "",
         f"- Demographic composition: {na} (no demographic signal is computed during curation).",
         *_nsfw_lines(ev),
-        f"- Samples marked AI-generated (XMP / C2PA): "
-        f"{ev.fig('by_reason', 'ai_generated') if ev.has('by_reason', 'ai_generated') else '0'}"
+        f"- Samples marked AI-generated (XMP / C2PA): {_ai_generated(ev)}"
         " (only images that declare it can be counted).",
         "",
         "## Personal and Sensitive Information",
@@ -477,18 +511,28 @@ def datasheet(ev: Evidence) -> str:
     return "\n".join(lines)
 
 
+def _videos(ev: Evidence) -> int:
+    return int(ev.get("signals", "video", "videos", default=0) or 0)
+
+
+def _modalities(ev: Evidence) -> str:
+    images = int(ev.get("signals", "video", "images", default=0) or 0)
+    if not _videos(ev):
+        return "image"
+    return "video and image" if images else "video"
+
+
+def _pairs(ev: Evidence) -> str:
+    return "sample-caption pairs (images or video clips)" if _videos(ev) else "image-caption pairs"
+
+
 def ai_act_summary(ev: Evidence) -> str:
     na = f"*{NOT_AVAILABLE}.*"
     kept = int(ev.get("kept", default=0))
-    ai = ev.fig("by_reason", "ai_generated") if ev.has("by_reason", "ai_generated") else "0"
+    ai = _ai_generated(ev)
     illegal = [
         *_nsfw_lines(ev),
-        "- Block lists (domains, urls, image hashes) removed: "
-        + (
-            ev.fig("by_reason_dropping", "blocked_source")
-            if ev.has("by_reason_dropping", "blocked_source")
-            else "0"
-        ),
+        f"- Block lists (domains, urls, image hashes) removed: {_blocked(ev)}",
         f"- Hash matching against known illegal material (e.g. CSAM hash lists): {na} (not "
         "checked by this run).",
     ]
@@ -501,8 +545,8 @@ def ai_act_summary(ev: Evidence) -> str:
         "## 1. General information",
         "",
         f"- 1.1 Provider, model name and version: {na}",
-        "- 1.2 Modalities: image and text (captions).",
-        f"- Size: {ev.fig('kept')} image-caption pairs kept ({size_category(kept)}).",
+        f"- 1.2 Modalities: {_modalities(ev)} and text (captions).",
+        f"- Size: {ev.fig('kept')} {_pairs(ev)} kept ({size_category(kept)}).",
         "- Content types: photographs or rendered images with natural-language captions; "
         f"anything more specific: {na}",
         "",

@@ -266,9 +266,13 @@ def _signals(stats: dict[str, Any]) -> dict[str, Any]:
         "licence_flags": src.get("licence_flags", {}),
         "on_lists": src.get("on_lists", {}),
         "ai_generated": {
+            # Read from the files only where a stage that reads the declaration ran: a
+            # quality,hashes run said "0 samples carry ai_generated; C2PA-declared share 0%".
+            "checked": (sig.get("rights") or {}).get("computed") is True
+            or c2pa.get("computed") is True,
             "samples": ai_codes,
             "share": round(ai_codes / n, 6),
-            "c2pa_share": c2pa.get("ai_generated_share"),
+            "c2pa_share": c2pa.get("ai_generated_share") if c2pa.get("computed") else None,
             "c2pa_status": c2pa.get("status", {}),
         },
         "optout": {
