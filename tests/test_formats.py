@@ -450,3 +450,14 @@ def test_a_multi_dot_tar_member_is_read_by_its_last_extension(tmp_path: Path) ->
     got = {s.id: s for s in open_dataset(path)}
     assert got["a"].image == jpeg and got["a"].image_ext == "jpg" and got["a"].error is None
     assert got["a"].caption == "a cup" and got["d"].image == jpeg
+
+
+def test_an_empty_hf_dataset_is_written_and_reads_back(tmp_path: Path) -> None:
+    """An empty kept set (or route) in hf was a traceback ("Instruction 'train' corresponds to
+    no data!") after decide had rewritten its decisions, leaving the previous kept/ there."""
+    import datasets
+
+    write_dataset([], tmp_path / "empty", "hf", shard_size=1000)
+    assert list(open_dataset(tmp_path / "empty")) == []
+    loaded = datasets.load_from_disk(str(tmp_path / "empty"))
+    assert loaded.num_rows == 0 and "image" in loaded.features and "caption" in loaded.features

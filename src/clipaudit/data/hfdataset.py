@@ -115,6 +115,11 @@ class HFFormat(DatasetFormat):
     def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
         import datasets
 
+        def pq_rows(path: Path) -> int:
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+
         features = datasets.Features(
             {
                 "id": datasets.Value("string"),
@@ -151,10 +156,18 @@ class HFFormat(DatasetFormat):
             was_off = datasets.are_progress_bars_disabled()
             datasets.disable_progress_bars()
             try:
-                ds = datasets.Dataset.from_generator(
-                    rows, features=features, cache_dir=cache, keep_in_memory=False
-                )
-                ds.save_to_disk(str(out), max_shard_size="500MB")
+                if any(pq_rows(p) for p in spooled):
+                    ds = datasets.Dataset.from_generator(
+                        rows, features=features, cache_dir=cache, keep_in_memory=False
+                    )
+                    ds.save_to_disk(str(out), max_shard_size="500MB")
+                else:
+                    # An empty kept set (or route) is an empty dataset with the same features,
+                    # in one (empty) shard so it loads: from_generator refuses a generator that
+                    # yields nothing, which crashed decide after it had rewritten the decisions
+                    # and left the previous kept/ in place.
+                    ds = datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+                    ds.save_to_disk(str(out), num_shards=1)
             finally:
                 if not was_off:
                     datasets.enable_progress_bars()
