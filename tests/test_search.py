@@ -185,6 +185,10 @@ def test_routes_label_flag_and_split(pool: tuple[Path, list[dict]]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    # A later decide that writes kept/ without --split-by-route removes the route datasets,
+    # which belonged to the earlier decisions (they survived and contradicted the run).
+    decide_run(run, "world-routes", gates=False)
+    assert not (run / "kept_routes").exists() and (run / "kept").is_dir()
 
 
 def test_where_can_select_a_route(pool: tuple[Path, list[dict]]) -> None:

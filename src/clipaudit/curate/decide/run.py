@@ -746,6 +746,11 @@ def decide_run(
             if split_by_route:
                 stats["kept_routes"] = _write_routes(dataset, run, list(shards), fmt, pack)
                 phases.done("kept_routes")
+            else:
+                # An earlier decide's route datasets contradict these decisions (people,
+                # watermark routes of a pack no longer applied): kept/ is rewritten, so they go.
+                with output_errors(run.path / "kept_routes"):
+                    shutil.rmtree(run.path / "kept_routes", ignore_errors=True)
         elif split_by_route:
             raise ClipauditError("--split-by-route writes kept datasets; drop --no-kept.")
         stats["pack_dump"] = json.loads(pack.model_dump_json())
