@@ -167,3 +167,33 @@ def test_checks_that_did_not_run_are_not_reported_as_zero(
     assert "Protocols the pack honours" not in ai
     assert "**not checked for any sample** in this run: `aitxt`, `robots`, `tdmrep`" in ai
     assert f"Samples marked AI-generated (XMP / C2PA): *{NOT_AVAILABLE}*" in docs["README.md"]
+
+
+def test_a_redecide_removes_the_cards_and_report_it_makes_stale(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """After `decide --rules strict` the run's cards still said "Rules pack: default" and
+    linked figures that stats.json no longer held (kept 222 against 164)."""
+    import shutil
+
+    from clipaudit.curate.decide import decide_run
+    from clipaudit.reports.render import write_report
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    write_cards(copy, copy / "cards")
+    write_report([copy], copy / "report.html")
+    (copy / "notes.txt").write_text("mine")
+    stats = decide_run(copy, "strict", write_kept=False, gates=False)
+    assert stats["stale_documents_removed"] == [
+        "report.html",
+        "report.json",
+        "report.csv",
+        "report_ids.csv",
+        "cards",
+    ]
+    assert not (copy / "cards").exists() and not (copy / "report.html").exists()
+    assert (copy / "notes.txt").read_text() == "mine"  # only what report and card write
+    again = decide_run(copy, "strict", write_kept=False, gates=False)
+    assert "stale_documents_removed" not in again

@@ -488,6 +488,14 @@ def decide(
             write_kept=kept,
         )
     _print_stats(stats, run)
+    if stats.get("stale_documents_removed"):
+        console.print(
+            f"note: removed {', '.join(stats['stale_documents_removed'])} from {run}: they "
+            "described the previous decisions; run `clipaudit report` / `clipaudit card` again.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if not kept and (run / "kept").exists():
         console.print(
             f"note: {run / 'kept'} was not rewritten: it still holds an earlier decision's "

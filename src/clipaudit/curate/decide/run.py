@@ -785,6 +785,9 @@ def decide_run(
             run.write_json("gates.json", result)
             stats["gates"] = {"success": result["success"], "first_failure": first_failure(result)}
             phases.done("gates")
+        stale = _remove_stale_documents(run.path)
+        if stale:
+            stats["stale_documents_removed"] = stale
         run.write_json("stats.json", stats)
         # Machine-dependent figures live beside the stats: the run's other files do not
         # depend on how fast the machine was (a local and a Ray run compare byte for byte).
@@ -793,6 +796,27 @@ def decide_run(
         pa.set_memory_pool(arrow_pool)
         shutil.rmtree(run.path / WORK, ignore_errors=True)
     return stats
+
+
+# What `clipaudit report RUN` and `clipaudit card RUN` write inside the run by default.
+STALE_DOCUMENTS = ("report.html", "report.json", "report.csv", "report_ids.csv", "cards")
+
+
+def _remove_stale_documents(folder: Path) -> list[str]:
+    """A report or cards inside the run describe the decisions this decide replaces: their
+    figures and stats.json links then disagreed with the run (kept 222 against 164, the old
+    pack's name). They are removed; the CLI says so, and they are made again on request."""
+    gone = []
+    for name in STALE_DOCUMENTS:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        gone.append(name)
+    return gone
 
 
 def _same_input(dataset: Dataset, record: dict[str, Any]) -> bool:
