@@ -197,3 +197,28 @@ def test_a_redecide_removes_the_cards_and_report_it_makes_stale(
     assert (copy / "notes.txt").read_text() == "mine"  # only what report and card write
     again = decide_run(copy, "strict", write_kept=False, gates=False)
     assert "stale_documents_removed" not in again
+
+
+def test_unrecognised_licences_and_a_run_without_a_model_are_said(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """6 CC-BY and 2 unrecognised licences read "coverage 80%" beside a list of 6; a run
+    whose stages used no CLIP printed "model: None"."""
+    import shutil
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    stats["signals"]["sources"].update(
+        {"licences": {"CC-BY-4.0": 6}, "licence_unrecognised": 2, "licence_coverage": 0.8}
+    )
+    (copy / "stats.json").write_text(json.dumps(stats))
+    record = json.loads((copy / "run.json").read_text())
+    record["settings"]["model"] = None
+    (copy / "run.json").write_text(json.dumps(record))
+    sheet = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}["DATASHEET.md"]
+    assert (
+        "declared but not recognised as a known licence (left out of the list above): [2](" in sheet
+    )
+    assert "CLIP model: none (no stage of this run used one)" in sheet and "`None`" not in sheet

@@ -171,6 +171,12 @@ def _licences(ev: Evidence) -> list[str] | str:
     return "unknown"
 
 
+def _clip_model(ev: Evidence) -> str:
+    model = ev.record.get("settings", {}).get("model")
+    # Recorded only when a stage scored with it: "model: None" read as a missing value.
+    return code(model) if model else "none (no stage of this run used one)"
+
+
 def _removal_table(ev: Evidence) -> list[str]:
     by = ev.get("by_reason", default={}) or {}
     actions = (ev.get("pack_dump", default={}) or {}).get("actions") or {}
@@ -484,7 +490,7 @@ def datasheet(ev: Evidence) -> str:
         "## Preprocessing / Cleaning / Labeling",
         "",
         f"Stages: {', '.join(md(s) for s in ev.record.get('settings', {}).get('stages', []))}; "
-        f"model: {code(ev.record.get('settings', {}).get('model'))}. The raw data stays at "
+        f"CLIP model: {_clip_model(ev)}. The raw data stays at "
         "the source; every decision and signal is in `decisions.parquet`.",
         "",
         *_removal_table(ev),
@@ -501,6 +507,14 @@ def datasheet(ev: Evidence) -> str:
             f"  - {code(k)}: {ev.fig('signals', 'sources', 'licences', k)}"
             for k in sorted(ev.get("signals", "sources", "licences", default={}) or {})
         ],
+        *(
+            [
+                "  - declared but not recognised as a known licence (left out of the list "
+                f"above): {ev.fig('signals', 'sources', 'licence_unrecognised')}"
+            ]
+            if ev.get("signals", "sources", "licence_unrecognised", default=0)
+            else []
+        ),
         f"- How and when it will be distributed: {na}",
         "",
         "## Maintenance",
