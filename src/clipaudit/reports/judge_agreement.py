@@ -48,10 +48,10 @@ def agreement(
     wm_thr = (pack.get("visible_watermark") or {}).get("threshold")
     out = []
     for rubric, col in COLUMNS.items():
-        verdicts = dec.get(col)
+        verdicts: list[Any] = dec.get(col) or []
         statuses = asked_by.get(rubric, {})
         unanswered = sum(v for k, v in statuses.items() if k != "ok")
-        if not any(v in ("yes", "no") for v in verdicts or []):
+        if not any(v in ("yes", "no") for v in verdicts):
             # No column, or decide's all-null column for a rubric whose every request failed
             # while another rubric answered.
             if statuses:
