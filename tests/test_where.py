@@ -779,3 +779,23 @@ def test_million_rows_match_numpy() -> None:
     assert got.shape == (n,)
     assert np.array_equal(got, expected)
     assert 0 < got.sum() < n
+
+
+def test_a_routes_type_error_names_the_pack_and_route() -> None:
+    """A route's `where: "caption_words = 'five'"` failed on the data with no pack or route
+    named, unlike its syntax and column errors."""
+    from clipaudit.search.routes import RouteTable
+
+    table = RouteTable(
+        names=("r",),
+        actions=("flag",),
+        thresholds=np.zeros(1),
+        phrases=np.zeros((0, 1), np.float32),
+        phrase_route=np.zeros(0, np.int64),
+        counters=np.zeros((0, 1), np.float32),
+        counter_route=np.zeros(0, np.int64),
+        wheres=("caption_words = 'five'",),
+        pack="w",
+    )
+    with pytest.raises(ClipauditError, match=r"^pack 'w', route 'r': Column 'caption_words'"):
+        table.masks(pa.table({"caption_words": pa.array([1, 2], pa.int64())}))

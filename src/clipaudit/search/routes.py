@@ -36,6 +36,7 @@ class RouteTable:
     counters: np.ndarray  # (C, d)
     counter_route: np.ndarray  # (C,)
     wheres: tuple[str | None, ...] = ()  # per route: a filter over the signals, or None
+    pack: str = ""  # the pack's name, for error messages
 
     @property
     def needs_embeddings(self) -> bool:
@@ -46,7 +47,13 @@ class RouteTable:
         out = np.ones((signals.num_rows, len(self.names)), np.bool_)
         for j, text in enumerate(self.wheres):
             if text:
-                out[:, j] = parse_where(text, signals.column_names).mask(signals)
+                try:
+                    out[:, j] = parse_where(text, signals.column_names).mask(signals)
+                except ClipauditError as exc:
+                    # A type mismatch shows only here, on the data: name the route as the
+                    # load-time syntax and column checks do.
+                    where = f"pack {self.pack!r}, route {self.names[j]!r}"
+                    raise ClipauditError(f"{where}: {exc}") from None
         return out
 
     def scores(self, emb: np.ndarray | None, n: int) -> np.ndarray:
@@ -153,6 +160,7 @@ def route_table(
             counters=np.zeros((0, 1), np.float32),
             counter_route=np.zeros(0, np.int64),
             wheres=tuple(r.where for r in pack.routes.values()),
+            pack=pack.name,
         )
     if not model_spec:
         raise ClipauditError(
@@ -181,6 +189,7 @@ def route_table(
             [j for j, r in enumerate(pack.routes.values()) for _ in r.counter_phrases], np.int64
         ),
         wheres=tuple(r.where for r in pack.routes.values()),
+        pack=pack.name,
     )
 
 
