@@ -106,6 +106,17 @@ def test_where_filters_before_the_vector_search(objects: tuple[Path, dict]) -> N
     assert all(len(c) > 30 for c in cap.values())
     none = search(s, embed_text(s, "a red circle"), k=10, where="decision = 'drop'")
     assert none == []  # keep-all drops nothing
+    # Through the CLI an empty answer is said (it printed nothing and exited 0).
+    from typer.testing import CliRunner
+
+    from clipaudit.cli import app
+
+    done = CliRunner().invoke(
+        app, ["search", str(run), "a red circle", "--where", "decision = 'drop'", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ""
+    assert "no result: no sample passes --where \"decision = 'drop'\"." in done.stderr
 
 
 def test_like_returns_the_samples_own_copies_first(pool: tuple[Path, list[dict]]) -> None:

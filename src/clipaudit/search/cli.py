@@ -131,6 +131,18 @@ def search_command(
             "of the search.",
             err=True,
         )
+    if not hits:
+        # Said on stderr, so stdout (and --json) stays empty: a blank answer read as a hang
+        # or a failure.
+        typer.echo(
+            "no result: "
+            + (
+                f"no sample passes --where {where!r}."
+                if where
+                else "the run has nothing to search."
+            ),
+            err=True,
+        )
     if as_json:
         for h in hits:
             typer.echo(json.dumps(h.to_dict(), ensure_ascii=False))
