@@ -429,3 +429,24 @@ def test_a_damaged_exif_directory_is_recorded_not_printed(
     good = read_embedded(buf.getvalue())
     assert good.errors == [] and good.copyright == "(c) Ana Lens"
     assert "Corrupt EXIF" not in capfd.readouterr().err
+
+
+def test_an_opt_out_in_a_megabyte_packet_is_read() -> None:
+    """Photoshop's document history grows XMP past 1 MiB; such a packet was refused as too
+    large and its PLUS opt-out went unread (flagged malformed, kept)."""
+    history = "".join(f"<rdf:li>xmp.did:{i:032x}</rdf:li>" for i in range(40_000))
+    xmp = (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}">'
+        '<rdf:Description xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/" '
+        'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+        f'plus:DataMining="{DMI}PROHIBITED-AIMLTRAINING"><photoshop:DocumentAncestors>'
+        f"<rdf:Bag>{history}</rdf:Bag></photoshop:DocumentAncestors>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    assert len(xmp) > 2 << 20
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp, zip=False)
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32)).save(buf, format="PNG", pnginfo=info)
+    got = read_embedded(buf.getvalue())
+    assert got.data_mining == "PROHIBITED-AIMLTRAINING" and got.errors == []

@@ -98,8 +98,9 @@ XMP_PACKETS: dict[str, tuple[str | bytes, str]] = {
     ),
     "many_attributes": (_xmp(" ".join(f'dc:a{i}="v"' for i in range(20_000))), ""),
     "huge_value": (_xmp('dc:rights="' + "©" * 300_000 + '"'), ""),
-    # Pillow refuses to inflate a PNG text chunk over 1 MB: that PNG is a decode error.
-    "two_megabytes": (_xmp('dc:rights="' + "x" * (2 << 20) + '"'), "xmp_too_large|decode_error"),
+    # Over the 8 MiB packet cap (packets of a few MB are read: Photoshop's history makes
+    # them). Pillow refuses to inflate a PNG text chunk over 1 MB: that PNG is a decode error.
+    "nine_megabytes": (_xmp('dc:rights="' + "x" * (9 << 20) + '"'), "xmp_too_large|decode_error"),
 }
 
 
