@@ -3,6 +3,7 @@ near-duplicate search, with the same outcome as resolving the full graph of pair
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,21 @@ def test_the_default_keeper_keeps_the_clean_copy_over_a_flagged_one() -> None:
         1: (0, "exact_duplicate"),
         3: (2, "exact_duplicate"),
     }
+
+
+def test_identical_near_copies_under_a_pack_that_flags_near_keep_one(tmp_path: Path) -> None:
+    """Two identical images, both near copies of a keeper, were both named after the keeper
+    as near duplicates: a pack that flags near duplicates and drops exact ones kept both
+    (and failed its own output gate on their shared pixel hash)."""
+    sig = _signals(3, np.array([0, 1, 1]), np.array([0, 3]), seed=2)
+    sig["alignment"] = np.array([0.9, 0.5, 0.4])
+    dropping = load_pack("default")
+    got, _ = dedup(sig, np.ones(3, bool), dropping)
+    assert got == {1: (0, "near_duplicate"), 2: (0, "near_duplicate")}  # both go, as before
+    pack_file = tmp_path / "p.yaml"
+    pack_file.write_text(
+        "name: p\nversion: '1'\nextends: default\nactions:\n  near_duplicate: flag\n"
+    )
+    flagging = load_pack(str(pack_file))
+    got, _ = dedup(sig, np.ones(3, bool), flagging)
+    assert got == {1: (0, "near_duplicate"), 2: (1, "exact_duplicate")}

@@ -837,8 +837,11 @@ def resolve(
     scratch: Path | None = None,
     inner_thumbs: ThumbReader | None = None,
     frame_thumbs: FrameThumbReader | None = None,
+    kept_kinds: Sequence[int] = (),
 ) -> Outcome:
-    """The keeper policy over every position of ``c`` (all of them standing)."""
+    """The keeper policy over every position of ``c`` (all of them standing). ``kept_kinds``
+    are the duplicate kinds (NEAR, SEMANTIC) the pack only flags, so a representative named
+    one of them stays in the kept set."""
     m = len(c)
     keeper = np.full(m, -1, np.int64)
     kind = np.full(m, -1, np.int8)
@@ -898,9 +901,12 @@ def resolve(
         edges = edges.take(~near)
     _star_keepers(edges, pos_rank, keeper, kind)
     # Copies follow their representative: dropped with it, or dropped as its exact copies.
+    # A representative the pack only flags (near duplicates for review) stays in the kept
+    # set, so its copies are its exact copies: named after its keeper too, two identical
+    # images were both kept, flagged, beside a pack that drops exact duplicates.
     copies = np.flatnonzero(rep != np.arange(m))
     r = rep[copies]
-    rep_dropped = keeper[r] >= 0
+    rep_dropped = (keeper[r] >= 0) & ~np.isin(kind[r], np.asarray(kept_kinds, np.int8))
     keeper[copies] = np.where(rep_dropped, keeper[r], r)
     kind[copies] = np.where(rep_dropped, kind[r], EXACT)
     groups = len(np.unique(keeper[keeper >= 0]))

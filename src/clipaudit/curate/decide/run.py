@@ -196,6 +196,13 @@ def near_duplicate_pairs(
     return sorted((int(rows[x]), int(rows[y])) for x, y in zip(a, b, strict=True))
 
 
+def kept_duplicate_kinds(pack: Pack) -> tuple[int, ...]:
+    """Duplicate kinds (keeper.NEAR, keeper.SEMANTIC) this pack keeps or only flags."""
+    return tuple(
+        i for i, code in enumerate(DUPLICATE_KINDS) if i > 0 and pack.action(code) != "drop"
+    )
+
+
 def dedup(
     sig: dict[str, np.ndarray],
     candidates: np.ndarray,
@@ -217,6 +224,7 @@ def dedup(
         emb,
         inner_thumbs=_sig_thumbs(sig, rows, True),
         frame_thumbs=_sig_frame_thumbs(sig, rows),
+        kept_kinds=kept_duplicate_kinds(pack),
     )
     dropped = {
         int(rows[p]): (int(rows[out.keeper[p]]), DUPLICATE_KINDS[out.kind[p]])
@@ -922,6 +930,7 @@ def _decide_sharded(
             scratch=run.path / WORK,
             inner_thumbs=sub_inner,
             frame_thumbs=sub_frames,
+            kept_kinds=kept_duplicate_kinds(pack),
         )
     sub_hit = np.flatnonzero(out.keeper >= 0)
     hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)
