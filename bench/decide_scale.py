@@ -249,9 +249,10 @@ def main() -> None:
     if all(sims):
         a, b = (r["decide_peak_rss_mib"] for r in sims if r)
         results["sim_peak_ratio_1e6_over_1e5"] = round(b / a, 3)
-    results["command"] = "python bench/decide_scale.py " + " ".join(sys.argv[1:]).replace(
-        str(root), "DIR"
-    )
+    command = " ".join(sys.argv[1:]).replace(str(root), "DIR")
+    if args.world:  # a pool on this machine: named as the docs name it
+        command = command.replace(args.world, "POOL")
+    results["command"] = "python bench/decide_scale.py " + command
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     if args.dir is None:
