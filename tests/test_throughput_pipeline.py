@@ -132,3 +132,78 @@ def test_pipeline_signals_equal_a_plain_loop(tmp_path: Path, zoo_samples: list) 
     assert any(r["error"] for r in ref) and any(r["phash"] is not None for r in ref)
     emb = np.concatenate([np.load(f) for f in sorted((run / "img_emb").glob("*.npy"))])
     assert emb.tobytes() == ref_emb.tobytes()
+
+
+def test_batches_close_before_the_pixel_budget_is_passed() -> None:
+    costs = [5, 5, 5, 20, 1, 1, 1, 1]
+    samples = _samples(len(costs))
+    cost = {s.id: c for s, c in zip(samples, costs, strict=True)}
+    got = [[s.id for s in b] for b in batched(iter(samples), 3, lambda s: cost[s.id], 10)]
+    # Within budget (5 + 5), then one over it alone (20), then by count (3).
+    assert got == [["s0", "s1"], ["s2"], ["s3"], ["s4", "s5", "s6"], ["s7"]]
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (90, 120, 40)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_held_pixels_reads_the_header_and_caps_a_clip() -> None:
+    from clipaudit.data.decode import MAX_PIXELS, held_pixels
+    from clipaudit.data.video import MAX_FRAME_SIDE, SamplingPolicy
+
+    assert held_pixels(Sample("a", _jpeg(3000, 2000))) == 6_000_000
+    assert held_pixels(Sample("b", b"not an image at all")) == 0
+    assert held_pixels(Sample("c", None)) == 0
+    # A header declaring more than decode accepts costs nothing: decode refuses it unread.
+    big = io.BytesIO()
+    Image.new("1", (20_000, 5_000)).save(big, "PNG")
+    assert MAX_PIXELS < 20_000 * 5_000
+    assert held_pixels(Sample("d", big.getvalue())) == 0
+    clip = Sample("e", b"\x00" * 64, image_ext="mp4")
+    assert held_pixels(clip) == 8 * MAX_FRAME_SIDE**2
+    assert held_pixels(clip, SamplingPolicy.parse("fps:2")) == 32 * MAX_FRAME_SIDE**2
+
+
+def test_large_images_are_scored_in_smaller_batches_with_the_same_signals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import clipaudit.curate.engines.local as local
+
+    samples = [Sample(f"p{i}", _jpeg(1500 + 10 * i, 1000), caption=f"photo {i}") for i in range(7)]
+    data = tmp_path / "big.parquet"
+    write_dataset(samples, data, "parquet")
+    sizes: list[int] = []
+    real = local.prepare_batch
+
+    def spy(batch: list[Sample], *args: object) -> object:
+        sizes.append(len(batch))
+        return real(batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local, "prepare_batch", spy)
+    tables = {}
+    for name, mp in (("budget", 4), ("default", CurateConfig.batch_megapixels)):
+        sizes.clear()
+        cfg = CurateConfig(
+            dataset=str(data),
+            out=str(tmp_path / name),
+            stages=["quality", "hashes"],
+            batch_size=64,
+            batch_megapixels=mp,
+            gates=False,
+        )
+        curate(cfg)
+        tables[name] = pq.read_table(tmp_path / name / "signals" / "shard-00000.parquet")
+        settings = json.loads((tmp_path / name / "run.json").read_text())["settings"]
+        if name == "budget":
+            # 1.5 megapixels each: two to a batch of 4, the last one alone.
+            assert sizes == [2, 2, 2, 1]
+            assert settings["batch_megapixels"] == 4
+        else:
+            assert sizes == [7]
+            assert "batch_megapixels" not in settings  # earlier runs keep their fingerprint
+    assert tables["budget"].num_rows == 7
+    assert tables["budget"].equals(tables["default"])

@@ -15,7 +15,13 @@ import click
 import typer
 from rich.console import Console
 
-from clipaudit.cli_options import DatasetArgs, FormatOpt, VideoSamplingOpt, dataset_options
+from clipaudit.cli_options import (
+    BatchMegapixelsOpt,
+    DatasetArgs,
+    FormatOpt,
+    VideoSamplingOpt,
+    dataset_options,
+)
 from clipaudit.errors import ClipauditError
 from clipaudit.evaluate.cli import eval_app
 from clipaudit.judge.cli import judge_command
@@ -73,6 +79,7 @@ def embed(
         str, typer.Option("--model", "-m", help="Model spec, e.g. bundled:NAME.")
     ] = "random:clipaudit-tiny",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    batch_megapixels: BatchMegapixelsOpt = 128,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
     video_sampling: VideoSamplingOpt = "uniform:8",
     *,
@@ -92,7 +99,13 @@ def embed(
     if note:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     summary = embed_dataset(
-        ds, clip, out, batch_size=batch_size, show_progress=sys.stderr.isatty(), policy=policy
+        ds,
+        clip,
+        out,
+        batch_size=batch_size,
+        show_progress=sys.stderr.isatty(),
+        policy=policy,
+        batch_megapixels=batch_megapixels,
     )
     Console().print(
         f"embedded {summary.images_embedded}/{summary.samples} images and "
@@ -316,6 +329,7 @@ def curate(
         str | None, typer.Option(help="Comma-separated stages (default: all of them).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    batch_megapixels: BatchMegapixelsOpt = 128,
     out_format: Annotated[str | None, typer.Option(help="Format of the kept dataset.")] = None,
     device: Annotated[str | None, typer.Option()] = None,
     allow_gate_failure: Annotated[bool, typer.Option(help="Exit 0 even if a gate fails.")] = False,
@@ -378,6 +392,7 @@ def curate(
         if stages
         else list(DEFAULT_STAGES),
         batch_size=batch_size,
+        batch_megapixels=batch_megapixels,
         device=device,
         out_format=out_format,
         options={

@@ -122,3 +122,12 @@ VideoSamplingOpt = Annotated[
         "scenes (one a shot). Recorded in the output.",
     ),
 ]
+
+BatchMegapixelsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="A batch also ends at this many megapixels of images (as their headers declare), "
+        "so a batch of large photos holds no more pixels than one of small ones.",
+    ),
+]

@@ -32,6 +32,9 @@ class CurateConfig:
     read: ReadOptions = field(default_factory=ReadOptions)
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     batch_size: int = 64
+    # A batch also closes at this many megapixels of decoded images (headers' sizes): at 64
+    # camera photos a batch held 6 GB, and the look-ahead holds three (curate/engines/local.py).
+    batch_megapixels: int = 128
     device: str | None = None
     out_format: str | None = None
     decode_threads: int = 2

@@ -114,6 +114,8 @@ def score(
     }
     if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
         settings["model_threads"] = cfg.model_threads
+    if cfg.batch_megapixels != CurateConfig.batch_megapixels:  # absent by default, as above
+        settings["batch_megapixels"] = cfg.batch_megapixels
     if str(policy) != str(DEFAULT_POLICY):  # absent by default, as model_threads
         settings["video_sampling"] = str(policy)
     fingerprint = hashlib.sha256(

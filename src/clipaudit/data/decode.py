@@ -238,6 +238,29 @@ def decode_sample(sample: Sample, policy: SamplingPolicy | None = None) -> Decod
     return Decoded(mid, None, None, mid.size, "RGB", "video", frames=v.frames, video=info)
 
 
+def held_pixels(sample: Sample, policy: SamplingPolicy | None = None) -> int:
+    """About how many pixels decoding ``sample`` holds while its batch is scored: an image's
+    size as its header declares it (nothing is decoded; 0 for bytes no reader opens or a
+    size decode refuses), a video's sampled frames at their size cap. What the engines
+    budget a batch by, so a batch of camera photos is not 64 of them at once."""
+    data = sample.scorable_image()
+    if not data:
+        return 0
+    if sample.media == "video":
+        from clipaudit.data.video import DEFAULT_POLICY, MAX_FRAME_SIDE
+
+        p = policy or DEFAULT_POLICY
+        frames = int(p.value) if p.kind == "uniform" else p.max_frames
+        return frames * MAX_FRAME_SIDE * MAX_FRAME_SIDE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = open_untrusted(data).size
+    except Exception:
+        return 0
+    return w * h if 0 < w * h <= MAX_PIXELS else 0
+
+
 def _finish(im: Image.Image) -> Image.Image:
     """Orientation, colour profile and flattening to RGB, applied to a loaded frame."""
     ImageOps.exif_transpose(im, in_place=True)

@@ -329,12 +329,26 @@ def shard_batches(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
         yield []
 
 
-def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+def batched(
+    items: Iterable[Sample],
+    size: int,
+    cost: Callable[[Sample], int] | None = None,
+    budget: int = 0,
+) -> Iterator[list[Sample]]:
+    """Batches of ``size`` items; with ``cost``, a batch also closes before the item that
+    would take its summed cost past ``budget`` (an item over the budget alone is a batch of
+    one), so a batch of huge images holds as many pixels as one of ordinary ones."""
     batch: list[Sample] = []
+    spent = 0
     for item in items:
+        c = cost(item) if cost is not None else 0
+        if batch and cost is not None and spent + c > budget:
+            yield batch
+            batch, spent = [], 0
         batch.append(item)
+        spent += c
         if len(batch) == size:
             yield batch
-            batch = []
+            batch, spent = [], 0
     if batch:
         yield batch

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipaudit.data.decode import decode_sample
+from clipaudit.data.decode import decode_sample, held_pixels
 from clipaudit.data.formats import Dataset, atomic_write_bytes, batched
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.errors import DatasetError, DuplicateIdError
@@ -52,9 +52,11 @@ def embed_dataset(
     batch_size: int = 64,
     show_progress: bool = True,
     policy: SamplingPolicy = DEFAULT_POLICY,
+    batch_megapixels: int = 128,
 ) -> EmbedSummary:
     """Embed every sample of ``dataset`` with ``clip`` and write the clip-retrieval layout; a
-    video sample is the renormalised mean of its frames sampled by ``policy``."""
+    video sample is the renormalised mean of its frames sampled by ``policy``. A batch holds
+    at most ``batch_size`` samples and about ``batch_megapixels`` of decoded images."""
     out_path = Path(out)
     if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise DatasetError(
@@ -87,7 +89,13 @@ def embed_dataset(
             meta: dict[str, list[Any]] = {
                 k: [] for k in ("id", "caption", "url", "image_ok", "text_ok", "error")
             }
-            for batch in batched(dataset.read_shard(shard), batch_size):
+            batches = batched(
+                dataset.read_shard(shard),
+                batch_size,
+                lambda s: held_pixels(s, policy),
+                batch_megapixels * 1_000_000,
+            )
+            for batch in batches:
                 img = np.zeros((len(batch), dim), np.float32)
                 txt = np.zeros((len(batch), dim), np.float32)
                 pics, pic_rows, caps, cap_rows = [], [], [], []

@@ -23,7 +23,7 @@ import pyarrow as pa
 from clipaudit.curate.engines import EngineJob, register_engine
 from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stages import Batch
-from clipaudit.data.decode import decode_sample
+from clipaudit.data.decode import decode_sample, held_pixels
 from clipaudit.data.formats import Dataset, batched
 from clipaudit.data.sample import Sample
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
@@ -127,10 +127,14 @@ def score_shard(
     *,
     lookahead: int = 2,
     policy: SamplingPolicy = DEFAULT_POLICY,
+    pixel_budget: int = 0,
 ) -> int:
     """Score one shard and write its files and marker; adds seconds per step to ``timings``:
     ``decode`` the wait on the pool, each stage's ``process`` by name, ``work.*`` pool-thread
-    seconds per step, ``cpu.main`` / ``cpu.work`` CPU seconds of this thread / the pool."""
+    seconds per step, ``cpu.main`` / ``cpu.work`` CPU seconds of this thread / the pool.
+    A batch holds at most ``batch_size`` samples and, where ``pixel_budget`` is set, about
+    that many decoded pixels (what the headers declare): lookahead + 1 batches are held
+    decoded at once, and 64 camera photos of 24 megapixels are 6 GB each time."""
     c0 = time.thread_time()
     ids: list[str] = []
     cols: dict[str, list[Any]] = {c: [] for s in stages for c in s.columns}
@@ -139,8 +143,13 @@ def score_shard(
     seen: set[str] = set()
     for stage in stages:
         stage.begin_shard()
+    cost = (lambda s: held_pixels(s, policy)) if pixel_budget > 0 else None
     prepared = _prepared_batches(
-        batched(ds.read_shard(shard), batch_size), stages, pool, max(1, lookahead), policy
+        batched(ds.read_shard(shard), batch_size, cost, pixel_budget),
+        stages,
+        pool,
+        max(1, lookahead),
+        policy,
     )
     while True:
         t0 = time.perf_counter()
@@ -211,6 +220,7 @@ def score_local(job: EngineJob) -> int:
                 job.timings,
                 lookahead=threads,
                 policy=policy,
+                pixel_budget=job.cfg.batch_megapixels * 1_000_000,
             )
             done += 1
             if job.progress:
