@@ -148,6 +148,15 @@ class Dataset(ABC):
     def __init__(self, source: Any, options: ReadOptions) -> None:
         self.source = source
         self.options = options
+        # Table readers attach each row as stored (``Sample.source``) when this is set and
+        # ``row_schema()`` is not None: the kept writer's copy in the input's own schema.
+        self.keep_rows = False
+
+    def row_schema(self) -> Any:
+        """The one schema every stored row of this dataset has, where a kept dataset in this
+        format can copy rows as they are; None where it cannot (not a table, images by path,
+        shards whose schemas differ)."""
+        return None
 
     @abstractmethod
     def shards(self) -> list[str]:

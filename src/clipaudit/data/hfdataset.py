@@ -6,6 +6,7 @@ Shards are contiguous row ranges of ``ReadOptions.shard_size``.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from clipaudit.data.formats import Dataset, DatasetFormat, ReadOptions, register_format
 from clipaudit.data.sample import GeneratedIds, Sample
-from clipaudit.data.tabular import ColumnMap, row_to_sample
+from clipaudit.data.tabular import ColumnMap, row_to_sample, source_row, stored_row
 from clipaudit.errors import DatasetError
 
 
@@ -54,6 +55,8 @@ class HFDataset(Dataset):
 
         super().__init__(source, options)
         ds = _load(source, options.split)
+        # As stored (images decoded on load): what a kept dataset in this format is saved with.
+        self.features = ds.features
         image_cols = [n for n, f in ds.features.items() if isinstance(f, datasets.Image)]
         for name in image_cols:
             ds = ds.cast_column(name, datasets.Image(decode=False))
@@ -76,14 +79,20 @@ class HFDataset(Dataset):
     def columns(self) -> list[str]:
         return list(self.ds.column_names)
 
+    def row_schema(self) -> Any:
+        ok = self.cols.image is not None and self.cols.path is None
+        return self.features if ok else None
+
     def read_shard(self, shard: str) -> Iterator[Sample]:
         lo, hi = self._shards[shard]
         ids = GeneratedIds.for_shard(list(self._shards), shard)
+        features = self.row_schema() if self.keep_rows else None
         for start in range(lo, hi, 256):
             batch = self.ds[start : min(start + 256, hi)]
             names = list(batch)
             for i in range(len(batch[names[0]]) if names else 0):
                 row = {k: batch[k][i] for k in names}
+                stored = dict(row)
                 cap = self.cols.caption
                 if cap in self._labels and isinstance(row.get(cap), int) and row[cap] >= 0:
                     # A label used as the caption is its class name, not its index ('46').
@@ -94,6 +103,8 @@ class HFDataset(Dataset):
                     value = row.get(col)
                     if col in sample.meta and isinstance(value, int) and value >= 0:
                         sample.meta[f"{col}_name"] = feature.int2str(value)
+                if features is not None:
+                    sample.source = source_row("hf", features, stored, self.cols)
                 yield sample
 
 
@@ -138,17 +149,36 @@ class HFFormat(DatasetFormat):
             from clipaudit.data.parquet import ParquetFormat
 
             (Path(cache) / "spool").mkdir()
-            spooled = ParquetFormat.write(samples, Path(cache) / "spool", min(shard_size, 1000))
+            it = iter(samples)
+            first = next(it, None)
+            stream = itertools.chain([] if first is None else [first], it)
+            src = first.source if first is not None else None
+            as_stored = src is not None and src.format == "hf"
+            if as_stored:
+                # Rows read from an hf dataset are saved with its own features (ClassLabel,
+                # Sequence, every column), not folded into ``meta``.
+                assert src is not None
+                features = datasets.Features(
+                    {src.id_column: datasets.Value("string"), **src.schema}
+                    if src.id_column
+                    else dict(src.schema)
+                )
+                spooled = _spool_stored(stream, Path(cache) / "spool", features)
+            else:
+                spooled = ParquetFormat.write(stream, Path(cache) / "spool", min(shard_size, 1000))
 
-            def rows(paths: tuple[str, ...] = tuple(map(str, spooled))) -> Iterator[dict[str, Any]]:
+            def rows(
+                paths: tuple[str, ...] = tuple(map(str, spooled)), canonical: bool = not as_stored
+            ) -> Iterator[dict[str, Any]]:
                 import pyarrow.parquet as pq
 
                 for path in paths:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
                         for r in batch.to_pylist():
-                            image = r.pop("image")
-                            has = image is not None
-                            r["image"] = {"bytes": image, "path": None} if has else None
+                            if canonical:
+                                image = r.pop("image")
+                                has = image is not None
+                                r["image"] = {"bytes": image, "path": None} if has else None
                             yield r
 
             # datasets draws its own bars ("Generating train split", "Saving the dataset")
@@ -172,3 +202,30 @@ class HFFormat(DatasetFormat):
                 if not was_off:
                     datasets.enable_progress_bars()
         return sorted(out.glob("*.arrow"))
+
+
+def _spool_stored(samples: Iterable[Sample], out: Path, features: Any) -> list[Path]:
+    """Samples read with their hf rows (``Sample.source``), as parquet files in the arrow
+    schema of ``features``, 1,000 rows a file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = features.arrow_schema
+    files: list[Path] = []
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        path = out / f"{len(files):05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(chunk, schema=schema), path)
+        files.append(path)
+        chunk.clear()
+
+    for s in samples:
+        if s.source is None or s.source.format != "hf":
+            raise DatasetError(f"Sample {s.id!r} was not read from a Hugging Face dataset.")
+        chunk.append(stored_row(s))
+        if len(chunk) == 1000:
+            flush()
+    if chunk or not files:
+        flush()
+    return files

@@ -17,7 +17,7 @@ from clipaudit.data.formats import (
     shard_batches,
 )
 from clipaudit.data.sample import GeneratedIds, Sample
-from clipaudit.data.tabular import ColumnMap, row_to_sample
+from clipaudit.data.tabular import ColumnMap, row_to_sample, source_row, stored_row
 from clipaudit.errors import DatasetError
 
 SCHEMA = pa.schema(
@@ -48,12 +48,22 @@ class ParquetDataset(Dataset):
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(f"{str(first)!r} is not a readable parquet file ({exc}).") from exc
         self.cols = ColumnMap.resolve(self._names, options, repr(str(first)))
+        self._row_schema: pa.Schema | bool | None = False  # False: not read yet
 
     def shards(self) -> list[str]:
         return list(self._files)
 
     def columns(self) -> list[str]:
         return list(self._names)
+
+    def row_schema(self) -> pa.Schema | None:
+        if self._row_schema is False:
+            self._row_schema = None
+            if self.cols.image is not None and self.cols.path is None:
+                schemas = [pq.read_schema(f) for f in self._files.values()]
+                if all(s.equals(schemas[0]) for s in schemas[1:]):
+                    self._row_schema = schemas[0]
+        return self._row_schema
 
     def read_shard(self, shard: str) -> Iterator[Sample]:
         path = self._files[shard]
@@ -74,6 +84,7 @@ class ParquetDataset(Dataset):
             )
         batches = pf.iter_batches(batch_size=256)
         rows_read = 0
+        schema = self.row_schema() if self.keep_rows else None
         while True:
             try:
                 batch = next(batches, None)
@@ -88,7 +99,10 @@ class ParquetDataset(Dataset):
                 return
             for row in batch.to_pylist():
                 rows_read += 1
-                yield row_to_sample(row, self.cols, path.parent, ids)
+                sample = row_to_sample(row, self.cols, path.parent, ids)
+                if schema is not None:
+                    sample.source = source_row("parquet", schema, row, self.cols)
+                yield sample
 
 
 @register_format("parquet")
@@ -110,20 +124,37 @@ class ParquetFormat(DatasetFormat):
     def write(cls, samples: Iterable[Sample], out: Path, shard_size: int) -> list[Path]:
         files: list[Path] = []
         for n, batch in enumerate(shard_batches(samples, shard_size)):
-            table = pa.Table.from_pydict(
-                {
-                    "id": [s.id for s in batch],
-                    "image": [s.image for s in batch],
-                    "image_ext": [s.image_ext for s in batch],
-                    "caption": [s.caption for s in batch],
-                    "url": [s.url for s in batch],
-                    "meta": [meta_json(s.meta) for s in batch],
-                },
-                schema=SCHEMA,
-            )
+            table = _as_stored(batch)
+            if table is None:
+                table = pa.Table.from_pydict(
+                    {
+                        "id": [s.id for s in batch],
+                        "image": [s.image for s in batch],
+                        "image_ext": [s.image_ext for s in batch],
+                        "caption": [s.caption for s in batch],
+                        "url": [s.url for s in batch],
+                        "meta": [meta_json(s.meta) for s in batch],
+                    },
+                    schema=SCHEMA,
+                )
             final = out / f"{n:05d}.parquet"
             tmp = out / f".{n:05d}.parquet.tmp"
             pq.write_table(table, tmp, row_group_size=256)
             tmp.replace(final)
             files.append(final)
         return files
+
+
+def _as_stored(batch: list[Sample]) -> pa.Table | None:
+    """The batch's rows in their input's parquet schema, where each was read with it
+    (``Sample.source``); None otherwise (the canonical columns are written)."""
+    srcs = [s.source for s in batch]
+    first = srcs[0] if srcs else None
+    if first is None or first.format != "parquet":
+        return None
+    if any(x is None or x.format != "parquet" or x.schema is not first.schema for x in srcs):
+        return None
+    schema: pa.Schema = first.schema
+    if first.id_column is not None:
+        schema = schema.insert(0, pa.field(first.id_column, pa.string()))
+    return pa.Table.from_pylist([stored_row(s) for s in batch], schema=schema)

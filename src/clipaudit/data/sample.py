@@ -32,6 +32,22 @@ MEDIA_EXTS: tuple[str, ...] = IMAGE_EXTS + VIDEO_EXTS
 SOFT_READ_ERRORS: frozenset[str] = frozenset({"bad_metadata"})
 
 
+@dataclass(frozen=True)
+class SourceRow:
+    """A table row as the input stored it, so a kept dataset in the input's own format keeps
+    the input's columns and types (a label's ClassLabel, a timestamp, a struct) instead of
+    folding them into a ``meta`` JSON string. ``schema`` is the arrow schema (parquet) or the
+    ``datasets.Features`` (hf) of the input; ``image_column`` holds the image cell, whose
+    bytes the writer sets from the sample; ``id_column`` is a column the writer adds with the
+    run's sample id where the input has no id column of its own (None: it has one)."""
+
+    format: str
+    schema: Any
+    row: dict[str, Any]
+    image_column: str
+    id_column: str | None = None
+
+
 @dataclass
 class Sample:
     """One image-caption pair.
@@ -49,6 +65,8 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     image_ext: str | None = None
     error: str | None = None
+    # The row as stored, where the reader was asked for it (``Dataset.keep_rows``).
+    source: SourceRow | None = field(default=None, compare=False, repr=False)
 
     def scorable_image(self) -> bytes | None:
         """The image bytes when the reader's code (if any) leaves the image usable."""

@@ -17,7 +17,7 @@ from clipaudit.data.formats import (
     parse_meta_value,
     pick_column,
 )
-from clipaudit.data.sample import GeneratedIds, Sample, sniff_image_ext
+from clipaudit.data.sample import GeneratedIds, Sample, SourceRow, sniff_image_ext
 from clipaudit.errors import DatasetError
 
 
@@ -101,3 +101,30 @@ def read_path(ref: str, base_dir: Path | None) -> tuple[bytes | None, str | None
         return p.read_bytes(), None
     except OSError:
         return None, "missing_image"
+
+
+ADDED_ID = "id"
+
+
+def source_row(fmt: str, schema: Any, row: dict[str, Any], cols: ColumnMap) -> SourceRow:
+    """``row`` as stored, for a kept dataset in the input's schema; an input without an id
+    column gets the run's ids in an added ``id`` column, so kept rows join the decisions."""
+    assert cols.image is not None
+    return SourceRow(fmt, schema, row, cols.image, ADDED_ID if cols.id is None else None)
+
+
+def stored_row(sample: Sample) -> dict[str, Any]:
+    """The row to write for a sample read with ``source_row``: as stored, its image cell
+    holding the bytes that were scored (a ``{"bytes", "path"}`` cell keeps its path as a
+    name), and the added id column where there is one."""
+    src = sample.source
+    assert src is not None
+    row = dict(src.row)
+    cell = row.get(src.image_column)
+    if isinstance(cell, dict):
+        row[src.image_column] = {**cell, "bytes": sample.image}
+    else:
+        row[src.image_column] = sample.image
+    if src.id_column is not None:
+        row = {src.id_column: sample.id, **row}
+    return row

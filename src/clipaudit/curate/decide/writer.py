@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,21 @@ def _changed(ds: Dataset, what: str) -> ClipauditError:
     )
 
 
+@contextmanager
+def _as_stored(ds: Dataset, fmt: str) -> Iterator[None]:
+    """Within: ``ds`` hands each row as stored to the writer where ``fmt`` is its own format,
+    so a parquet or hf kept dataset keeps the input's columns and types."""
+    before = ds.keep_rows
+    ds.keep_rows = fmt == ds.format
+    try:
+        yield
+    finally:
+        ds.keep_rows = before
+
+
 def write_serial(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str) -> None:
-    write_dataset(_kept_samples(ds, parts, 0), out, fmt, shard_size=_size())
+    with _as_stored(ds, fmt):
+        write_dataset(_kept_samples(ds, parts, 0), out, fmt, shard_size=_size())
 
 
 def routed_ids(decisions: Path, route: str) -> set[str]:
@@ -103,7 +117,8 @@ def write_route(ds: Dataset, parts: dict[int, Path], out: Path, fmt: str, route:
             yield from _every(ds, shards[k], want, f"routed to {route!r}")
             written += len(want)
 
-    write_dataset(samples(), out, fmt, shard_size=_size())
+    with _as_stored(ds, fmt):
+        write_dataset(samples(), out, fmt, shard_size=_size())
     return written
 
 
@@ -131,6 +146,7 @@ class KeptJob:
 
 def write_part(job: KeptJob) -> int:
     ds = open_dataset(job.source, format=job.in_format, options=ReadOptions(**job.read))
+    ds.keep_rows = job.fmt == ds.format
     writer = get_format(job.fmt)
     assert writer.shard_file is not None
     parts = {k: Path(p) for k, p in job.parts.items()}

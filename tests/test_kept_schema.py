@@ -1,0 +1,150 @@
+"""A kept dataset in the input's own format keeps the input's columns and types."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from clipaudit.curate.config import CurateConfig
+from clipaudit.curate.decide import decide_run
+from clipaudit.curate.decide import writer as kept_writer
+from clipaudit.curate.pipeline import curate
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+N = 6
+BROKEN = 3  # this row's image bytes are not an image: dropped as decode_error
+
+
+def _images() -> list[bytes]:
+    return [b"not an image" if i == BROKEN else _png((40 * i, 90, 200 - 30 * i)) for i in range(N)]
+
+
+def _table(offset: int = 0) -> pa.Table:
+    return pa.table(
+        {
+            "jpg": pa.array(_images(), pa.binary()),
+            "caption": [f"a coloured square {i + offset}" for i in range(N)],
+            "score": pa.array([i / 4 for i in range(N)], pa.float32()),
+            "when": pa.array([1_700_000_000_000 + i for i in range(N)], pa.timestamp("ms")),
+            "nested": [{"x": i, "y": [i, i + 1]} for i in range(N)],
+            "tags": [["a", str(i)] for i in range(N)],
+        }
+    )
+
+
+def _curate(data: Path, run: Path, **kw: object) -> None:
+    curate(CurateConfig(dataset=str(data), out=str(run), stages=["quality"], **kw))  # type: ignore[arg-type]
+
+
+def test_parquet_kept_rows_keep_every_column_and_type(tmp_path: Path) -> None:
+    src = _table()
+    pq.write_table(src, tmp_path / "in.parquet")
+    _curate(tmp_path / "in.parquet", tmp_path / "run")
+    [out] = sorted((tmp_path / "run" / "kept").glob("*.parquet"))
+    got = pq.read_table(out)
+    # The input's schema, with the run's ids in front (the input had no id column).
+    assert got.schema.remove(0).equals(src.schema)
+    assert got.schema.field(0).name == "id" and got.schema.field(0).type == pa.string()
+    keep = [i for i in range(N) if i != BROKEN]
+    assert got.drop(["id"]).equals(src.take(keep))
+    decisions = pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()
+    kept_ids = [d["id"] for d in decisions if d["decision"] in ("keep", "flag")]
+    assert got.column("id").to_pylist() == kept_ids
+    assert len(kept_ids) == N - 1
+
+
+def test_parquet_with_its_own_ids_is_copied_with_no_column_added(tmp_path: Path) -> None:
+    src = _table().append_column("key", pa.array([f"k{i}" for i in range(N)]))
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(src.slice(0, 4), data / "a.parquet")
+    pq.write_table(src.slice(4), data / "b.parquet")
+    _curate(data, tmp_path / "run")
+    # Two input files, one output shard: rows from both, in input order, the same schema.
+    got = pa.concat_tables(
+        pq.read_table(f) for f in sorted((tmp_path / "run" / "kept").glob("*.parquet"))
+    )
+    assert got.schema.equals(src.schema)
+    assert got.column("key").to_pylist() == ["k0", "k1", "k2", "k4", "k5"]
+
+
+def test_parallel_write_keeps_the_schema_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        pq.write_table(_table(offset=10 * k), data / f"{k}.parquet")
+    _curate(data, tmp_path / "run", decide=False)
+    monkeypatch.setattr(kept_writer, "KEPT_SHARD_SIZE", 4)  # output shards across inputs
+    decide_run(tmp_path / "run", "default", workers=2, gates=False)
+    files = sorted((tmp_path / "run" / "kept").glob("*.parquet"))
+    got = pa.concat_tables(pq.read_table(f) for f in files)
+    assert len(files) == 4 and got.num_rows == 15
+    assert got.schema.remove(0).equals(_table().schema)
+    assert got.column("caption").to_pylist()[:5] == [
+        f"a coloured square {i}" for i in range(N) if i != BROKEN
+    ]
+
+
+def test_another_out_format_or_images_by_path_get_the_canonical_columns(tmp_path: Path) -> None:
+    from clipaudit.data import open_dataset
+
+    pq.write_table(_table(), tmp_path / "in.parquet")
+    _curate(tmp_path / "in.parquet", tmp_path / "run", out_format="webdataset")
+    kept = list(open_dataset(tmp_path / "run" / "kept"))
+    # Another format: the canonical sample, the other columns in its metadata.
+    assert [s.caption for s in kept][:2] == ["a coloured square 0", "a coloured square 1"]
+    assert kept[1].meta["score"] == 0.25 and kept[1].meta["tags"] == ["a", "1"]
+    # Images by path: copied rows would name files the kept folder does not have.
+    (tmp_path / "imgs").mkdir()
+    for i, b in enumerate(_images()):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(b)
+    captions = [f"a coloured square {i}" for i in range(N)]
+    by_path = pa.table({"path": [f"imgs/{i}.png" for i in range(N)], "caption": captions})
+    pq.write_table(by_path, tmp_path / "paths.parquet")
+    _curate(tmp_path / "paths.parquet", tmp_path / "run2")
+    [out] = sorted((tmp_path / "run2" / "kept").glob("*.parquet"))
+    t = pq.read_table(out)
+    assert "image" in t.column_names and t.num_rows == N - 1
+    assert t.column("image").to_pylist()[0] == _images()[0]
+
+
+def test_hf_kept_dataset_keeps_its_features(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["cat", "dog"]),
+            "score": datasets.Value("float32"),
+            "tags": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    rows = {
+        "image": [{"bytes": b, "path": None} for b in _images()],
+        "caption": [f"a photo {i}" for i in range(N)],
+        "label": [i % 2 for i in range(N)],
+        "score": [i / 4 for i in range(N)],
+        "tags": [["t", str(i)] for i in range(N)],
+    }
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
+    _curate(tmp_path / "hf", tmp_path / "run")
+    kept = datasets.load_from_disk(str(tmp_path / "run" / "kept"))
+    assert kept.features == datasets.Features({"id": datasets.Value("string"), **features})
+    keep = [i for i in range(N) if i != BROKEN]
+    assert kept["label"] == [i % 2 for i in keep]
+    assert kept.features["label"].int2str(kept["label"][1]) == "dog"
+    assert kept["tags"] == [["t", str(i)] for i in keep]
+    assert kept[0]["image"].size == (64, 64)  # decoded on load, as the input's were
