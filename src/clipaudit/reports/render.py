@@ -194,7 +194,7 @@ def csv_cell(value: object) -> object:
     return text
 
 
-def _csv(header: list[str], rows: Iterable[Sequence[object]]) -> str:
+def csv_text(header: list[str], rows: Iterable[Sequence[object]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -210,7 +210,7 @@ def numbers_csv(sections: list[dict[str, Any]]) -> str:
             for path, value in flat:
                 yield (k, sec["kind"], path, value)
 
-    return _csv(["section", "kind", "path", "value"], rows())
+    return csv_text(["section", "kind", "path", "value"], rows())
 
 
 def render_html(
@@ -265,6 +265,6 @@ def write_report(
     ids_path = None
     if id_rows:
         ids_path = out.with_name(out.stem + "_ids.csv")
-        text = _csv(["section", "reason", "id", "decision"], id_rows)
+        text = csv_text(["section", "reason", "id", "decision"], id_rows)
         atomic_write_bytes(ids_path, text.encode("utf-8"))
     return ReportFiles(html=out, json=json_path, csv=csv_path, ids_csv=ids_path)
