@@ -67,3 +67,25 @@ def test_broken_json_is_still_decoded_deduplicated_and_flagged(tmp_path: Path) -
     assert rows["d"]["decision"] == "flag" and rows["d"]["reasons"] == ["bad_metadata"]
     assert rows["a"]["decision"] == "keep"
     assert stats["kept"] + stats["dropped"] + stats["errored"] == 4
+
+
+def test_broken_metadata_does_not_count_against_the_decodable_share(tmp_path: Path) -> None:
+    """Every image decodes; two of four samples' .json is broken. The input gate read the
+    bad_metadata code as undecodable (observed 0.5) and failed curate."""
+    data = tmp_path / "data"
+    data.mkdir()
+    members: list[tuple[str, bytes]] = []
+    for k in range(4):
+        members += [(f"s{k}.jpg", _jpeg(10 + k)), (f"s{k}.txt", b"a photo of a square on a table")]
+        if k % 2:
+            members.append((f"s{k}.json", b"{not json"))
+    _tar(data / "shard-000.tar", members)
+    pack = tmp_path / "pack.yaml"
+    pack.write_text("name: p\nextends: default\ngates:\n  min_decodable_share: 1.0\n")
+    stats = curate(
+        CurateConfig(
+            dataset=str(data), out=str(tmp_path / "run"), stages=["quality"], rules=str(pack)
+        )
+    )
+    assert stats["gates"]["success"] is True, stats["gates"]
+    assert stats["flagged"] == 2 and stats["by_reason"]["bad_metadata"] == 2

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clipaudit.data.sample import SOFT_READ_ERRORS
 from clipaudit.rules.schema import Pack
 
 
@@ -103,7 +104,14 @@ def run_gates(
     sig = pd.DataFrame(
         {
             "id": signals["id"].astype(str),
-            "decodable": signals["error"].isna().astype(float) if "error" in signals else 1.0,
+            # A soft reader code (bad_metadata) leaves the image decoded and scored.
+            "decodable": (
+                (signals["error"].isna() | signals["error"].isin(list(SOFT_READ_ERRORS))).astype(
+                    float
+                )
+                if "error" in signals
+                else 1.0
+            ),
             "has_caption": (
                 signals.get("caption_chars", pd.Series(0, index=signals.index)).fillna(0) > 0
             ).astype(float),
