@@ -89,3 +89,25 @@ def test_broken_metadata_does_not_count_against_the_decodable_share(tmp_path: Pa
     )
     assert stats["gates"]["success"] is True, stats["gates"]
     assert stats["flagged"] == 2 and stats["by_reason"]["bad_metadata"] == 2
+
+
+def test_a_parquet_meta_cell_that_is_not_json_is_bad_metadata(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from clipaudit.data import open_dataset
+
+    meta = ['{"licence": "CC-BY"}', "{not json", None, "  "]
+    pq.write_table(
+        pa.table(
+            {
+                "image": [_jpeg(20 + k) for k in range(4)],
+                "caption": ["a photo of a square on a table"] * 4,
+                "meta": meta,
+            }
+        ),
+        tmp_path / "in.parquet",
+    )
+    got = list(open_dataset(tmp_path / "in.parquet"))
+    assert [s.error for s in got] == [None, "bad_metadata", None, None]
+    assert got[0].meta == {"licence": "CC-BY"} and got[1].meta == {"meta": "{not json"}
+    assert got[1].image is not None  # the image is there and is scored

@@ -96,6 +96,17 @@ def parse_meta_value(value: Any) -> dict[str, Any]:
     return {"meta": value}
 
 
+def not_json(value: Any) -> bool:
+    """True for a ``meta`` cell of text that does not parse as JSON (``{not json``)."""
+    if not isinstance(value, (str, bytes)) or not value.strip():
+        return False
+    try:
+        json_loads_text(value)
+    except ValueError:
+        return True
+    return False
+
+
 def clean_text(value: Any) -> str | None:
     """Captions and urls arrive as str, bytes, NaN or numbers; normalise to str or None."""
     if value is None:

@@ -14,6 +14,7 @@ from clipaudit.data.formats import (
     URL_CANDIDATES,
     ReadOptions,
     clean_text,
+    not_json,
     parse_meta_value,
     pick_column,
 )
@@ -79,7 +80,11 @@ def row_to_sample(
             error = "missing_image"
     caption = clean_text(row.get(cols.caption)) if cols.caption else None
     url = clean_text(row.get(cols.url)) if cols.url else None
-    meta: dict[str, Any] = parse_meta_value(row.get(cols.meta)) if cols.meta else {}
+    raw_meta = row.get(cols.meta) if cols.meta else None
+    meta: dict[str, Any] = parse_meta_value(raw_meta) if cols.meta else {}
+    if error is None and not_json(raw_meta):
+        # As a broken .json member of a tar: the text is kept under "meta", the image scored.
+        error = "bad_metadata"
     for name in cols.others:
         meta.setdefault(name, row.get(name))
     given = clean_text(row.get(cols.id)) if cols.id else None
