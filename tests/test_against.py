@@ -168,3 +168,51 @@ def test_the_cli_takes_against_and_names_a_bad_path_in_one_line(halves: Path) ->
         sum(r["duplicate_of_reference"] is not None for r in dec.values())
         == stats["by_reason"]["duplicate_of_reference"]
     )
+
+
+def test_a_redecide_keeps_the_reference_sets_until_told_otherwise(
+    halves: Path, tmp_path: Path
+) -> None:
+    """`decide RUN --rules strict` without --against silently kept every copy of the
+    reference the curate had dropped."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    cache = tmp_path / "cache"
+    first = curate(
+        CurateConfig(
+            dataset=str(halves / "B"),
+            out=str(run),
+            stages=STAGES,
+            against=[str(halves / "A")],
+            against_cache=str(cache),
+        )
+    )
+    matched = first["by_reason"]["duplicate_of_reference"]
+    assert matched > 0
+    recorded = json.loads((run / "against.json").read_text())
+    assert recorded == {"references": [str((halves / "A").resolve())], "cache": str(cache)}
+
+    def decide(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "clipaudit", "decide", str(run), "--no-kept", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    r = decide("--rules", "strict", "--against", str(halves / "A"), "--against-cache", str(cache))
+    assert r.returncode == 0, r.stderr
+    strict = json.loads((run / "stats.json").read_text())["by_reason"]["duplicate_of_reference"]
+    r = decide("--rules", "strict")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["by_reason"]["duplicate_of_reference"] == strict > 0
+    assert stats["against"][0]["hashed_now"] == 0  # the recorded cache was read
+    said = r.stdout + r.stderr
+    assert "dropped as the run's last decide did" in said and "--no-against" in said
+    r = decide("--no-against")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((run / "stats.json").read_text())
+    assert "duplicate_of_reference" not in stats["by_reason"] and "against" not in stats
+    r = decide()  # the last decide used none: none again
+    assert "duplicate_of_reference" not in json.loads((run / "stats.json").read_text())["by_reason"]
+    r = decide("--against", str(halves / "A"), "--no-against")
+    assert r.returncode == 2 and "contradict" in r.stderr and "Traceback" not in r.stderr

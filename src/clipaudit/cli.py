@@ -469,6 +469,14 @@ def decide(
     ] = None,
     against: AgainstOpt = None,
     against_cache: AgainstCacheOpt = None,
+    no_against: Annotated[
+        bool,
+        typer.Option(
+            "--no-against",
+            help="Decide without reference sets (by default a decide without --against drops "
+            "copies of those the run's last decide used).",
+        ),
+    ] = False,
     split_by_route: Annotated[
         bool, typer.Option(help="Also write one kept dataset per route (kept_routes/NAME).")
     ] = False,
@@ -486,6 +494,10 @@ def decide(
     from clipaudit.curate.decide import decide_run
     from clipaudit.curate.engines import get_engine
 
+    if against and no_against:
+        raise ClipauditError("--against and --no-against contradict each other; pass one.")
+    # None: the reference sets of the run's last decide (RUN/against.json).
+    against_paths = list(against) if against else ([] if no_against else None)
     # An unknown or uninstalled engine: the same one-line error as curate gives.
     cfg = CurateConfig(dataset="", out=str(run), engine=engine, ray_address=ray_address)
     mapper = get_engine(engine).decide_mapper(cfg)
@@ -497,12 +509,20 @@ def decide(
             workers=workers,
             mapper=mapper,
             progress=progress,
-            against_paths=list(against or []),
+            against_paths=against_paths,
             against_cache=against_cache,
             split_by_route=split_by_route,
             write_kept=kept,
         )
     _print_stats(stats, run)
+    if stats.get("against_reused"):
+        console.print(
+            f"note: copies of {', '.join(stats['against_reused'])} dropped as the run's last "
+            "decide did (RUN/against.json); --no-against decides without them.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if stats.get("stale_documents_removed"):
         console.print(
             f"note: removed {', '.join(stats['stale_documents_removed'])} from {run}: they "

@@ -268,3 +268,38 @@ def _as_arrays(v: Any) -> tuple[np.ndarray, np.ndarray]:
     from clipaudit.curate.stages.hashes import thumb_array
 
     return v if isinstance(v, tuple) else thumb_array(v)
+
+
+RECORD = "against.json"
+
+
+def record(run: Path, references: list[str], cache: Path | None) -> None:
+    """Which reference sets this decide dropped copies of, as absolute paths: the next
+    ``decide`` without ``--against`` uses them again (``recorded``)."""
+    import json
+
+    from clipaudit.data.formats import atomic_write_bytes
+
+    doc = {
+        "references": [str(Path(p).resolve()) for p in references],
+        "cache": str(Path(cache).resolve()) if cache else None,
+    }
+    atomic_write_bytes(run / RECORD, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def recorded(run: Path) -> dict[str, Any]:
+    """The reference sets the run's last decide used (none for a run decided before this
+    record existed, or never against anything)."""
+    import json
+
+    path = run / RECORD
+    if not path.is_file():
+        return {"references": [], "cache": None}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        refs = [str(p) for p in doc["references"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ClipauditError(
+            f"{str(path)!r} is unreadable; pass --against again (or --no-against) to rewrite it."
+        ) from None
+    return {"references": refs, "cache": doc.get("cache")}

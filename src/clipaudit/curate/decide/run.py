@@ -690,10 +690,18 @@ def decide_run(
     split_by_route: bool = False,
 ) -> dict[str, Any]:
     """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset.
-    ``against_paths``: reference sets whose copies are dropped (see ``curate/decide/against.py``).
+    ``against_paths``: reference sets whose copies are dropped (see ``curate/decide/against.py``);
+    None: the ones the run's last decide used (``against.json``; [] decides without any).
     ``split_by_route``: also one kept dataset per route under ``kept_routes/NAME``."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
+    reused = against_paths is None
+    if reused:
+        # A re-decide with another pack silently undid the decontamination it did not repeat.
+        recorded = against.recorded(run.path)
+        against_paths = recorded["references"]
+        if against_cache is None and recorded.get("cache"):
+            against_cache = Path(recorded["cache"])
     pack = load_pack(rules)
     if write_kept:  # a format nobody can write fails before deciding, not after
         _check_out_format(out_format, record)
@@ -724,7 +732,10 @@ def decide_run(
         refs = [against.load_reference(p, against_cache) for p in against_paths or []]
         if refs:
             phases.done("against_load")
+        against.record(run.path, against_paths or [], against_cache)
         stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases, refs)
+        if reused and refs:
+            stats["against_reused"] = [r.label for r in refs]
         if skip:
             stats["thresholds"]["alignment_skipped"] = skip
             # Every other rule resting on the model's cosines is left out too (pack keys).
