@@ -127,3 +127,27 @@ def test_a_moved_dataset_is_named_not_read_as_missing_shards(tmp_path: Path) -> 
         decide_run(str(path), rules="keep-all")
     stats = decide_run(str(path), rules="keep-all", write_kept=False)
     assert stats["kept"] == 12
+
+
+def test_a_start_that_failed_before_scoring_is_redone_with_the_corrected_command(
+    tmp_path: Path,
+) -> None:
+    """A mistyped --model failed after run.json was written; the corrected command was then
+    refused as "a different run" though nothing had been scored."""
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(6, seed=1), data, "parquet")
+    out = tmp_path / "run"
+    cfg = dict(dataset=str(data), out=str(out), stages=["quality", "alignment"])
+    with pytest.raises(ClipauditError, match="nosuch"):
+        curate(CurateConfig(**cfg, model="bundled:nosuch"))  # type: ignore[arg-type]
+    assert (out / "run.json").is_file()
+    stats = curate(CurateConfig(**cfg, model="random:clipaudit-tiny"))  # type: ignore[arg-type]
+    assert stats["input"] == 6
+    assert (
+        json.loads((out / "run.json").read_text())["settings"]["model"] == "random:clipaudit-tiny"
+    )
+    # Once a shard is scored, a different command is still refused.
+    with pytest.raises(ClipauditError, match="holds a different run"):
+        curate(CurateConfig(**{**cfg, "stages": ["quality"]}))  # type: ignore[arg-type]

@@ -63,7 +63,13 @@ class RunDir:
                 old = json.loads(run_json.read_text())
             except (OSError, ValueError):
                 old = {}
-            if not isinstance(old, dict) or old.get("fingerprint") != record.get("fingerprint"):
+            same = isinstance(old, dict) and old.get("fingerprint") == record.get("fingerprint")
+            if not same and self._scored_nothing():
+                # A start that failed before its first shard (a mistyped --model): the
+                # corrected command starts the run afresh instead of being refused.
+                self.write_json("run.json", record)
+                return False
+            if not same:
                 raise ClipauditError(
                     f"{str(self.path)!r} holds a different run (other input, stages, model or "
                     "settings); choose a new --out folder or delete that one."
@@ -83,6 +89,17 @@ class RunDir:
             for sub in SUBFOLDERS:
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
         return False
+
+    def _scored_nothing(self) -> bool:
+        """Only run.json and empty subfolders (temporary files aside): nothing to resume."""
+        for p in self.path.iterdir():
+            if p.name == "run.json" or (p.name.startswith(".") and p.name.endswith(".tmp")):
+                continue
+            if p.name not in SUBFOLDERS or not p.is_dir() or p.is_symlink():
+                return False
+            if any(not (q.name.startswith(".") and q.name.endswith(".tmp")) for q in p.iterdir()):
+                return False
+        return True
 
     def remove_leftovers(self) -> None:
         """Temp files and folders a killed run left (``.name.XXXX.tmp``, ``.kept-XXXX``):
