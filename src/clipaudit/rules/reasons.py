@@ -35,9 +35,12 @@ REASONS: dict[str, str] = {
     "near_duplicate": "perceptual hash within the radius of a kept sample's",
     "semantic_duplicate": "embedding cosine above 1 - epsilon to a kept sample's",
     # safety and rights (signals arrive with later stages)
-    "nsfw": "NSFW detector or policy phrase above threshold",
+    "nsfw": "the NSFW detector reaches a class's drop threshold (its route being drop, the "
+    "default), or a policy phrase or caption word routes the image to drop",
     "watermark_suspect": "visible or invisible watermark detected",
-    "nsfw_review": "a policy phrase or caption word routes the image to human review",
+    "nsfw_review": "the NSFW detector scores a class from its review threshold up to its drop "
+    "threshold (or above, where nsfw.detector_route is review), or a policy phrase or caption "
+    "word routes the image to human review",
     "invisible_watermark": "an SD v1 / SDXL invisible watermark reads back at a counted grade",
     "ai_generated": "provenance says the image was made by a generative model",
     "optout_robots": "robots.txt disallows AI training for this url",
