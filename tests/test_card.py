@@ -276,3 +276,33 @@ def test_eu_summary_lists_the_top_tenth_of_kept_domains_by_content_size(
         "1,big.example,2,10000000,0.713419",
         "2,'=HYPERLINK(1).example,1,3000000,0.214026",
     ]
+
+
+def test_every_document_says_whether_alignment_was_checked(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A run on real photos with a synthetic-world model left the alignment cut out; the
+    cards repeated the pack's "drops weak alignment" and never said it was not checked."""
+    import shutil
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    stats["thresholds"]["alignment_skipped"] = "not applied: the model was trained on shapes"
+    stats["model_scores_not_applied"] = ["alignment", "dedup.keeper.alignment"]
+    (copy / "stats.json").write_text(json.dumps(stats))
+    docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}
+    said = (
+        "Image-caption alignment was **not checked**: the model was trained on shapes. Also "
+        "left out, resting on the same scores: `dedup.keeper.alignment`."
+    )
+    for name in ("README.md", "DATASHEET.md", "EU_AI_ACT_SUMMARY.md"):
+        assert said in docs[name], name
+    stats["thresholds"].pop("alignment_skipped")
+    stats["thresholds"].update({"alignment_scored": True, "alignment_min": 0.3})
+    stats.pop("model_scores_not_applied")
+    (copy / "stats.json").write_text(json.dumps(stats))
+    docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}
+    assert "Image-caption alignment was checked with" in docs["DATASHEET.md"]
+    assert "cosine cut [0.3](" in docs["DATASHEET.md"]

@@ -243,6 +243,30 @@ def _domain_lines(ev: Evidence, limit: int = 20) -> list[str]:
     return [f"- {code(d)}: {ev.fig('signals', 'sources', 'domains', d)} samples" for d in top]
 
 
+def _alignment_line(ev: Evidence) -> str:
+    """Whether the image-caption alignment cut was applied: a pack described as dropping
+    "weak alignment" said nothing when the run's model could not check it."""
+    th = ev.get("thresholds", default={}) or {}
+    skipped = th.get("alignment_skipped")
+    others = [k for k in ev.get("model_scores_not_applied", default=[]) or [] if k != "alignment"]
+    also = (
+        f" Also left out, resting on the same scores: {', '.join(map(code, others))}."
+        if others
+        else ""
+    )
+    if skipped:
+        why = str(skipped).removeprefix("not applied: ")
+        return f"Image-caption alignment was **not checked**: {md(why)}.{also}"
+    if th.get("alignment_scored") is False:
+        return "Image-caption alignment was **not checked**: the run has no alignment scores."
+    if th.get("alignment_min") is None and th.get("alignment_min_percentile") is None:
+        return "Image-caption alignment was scored but the pack sets no cut on it."
+    cut = ev.fig("thresholds", "alignment_min", kind="count")
+    if th.get("alignment_min_percentile") is not None:
+        cut = ev.fig("thresholds", "alignment_percentile_value", kind="count")
+    return f"Image-caption alignment was checked with {_clip_model(ev)}: cosine cut {cut}."
+
+
 DOMAINS_CSV = "EU_AI_ACT_DOMAINS.csv"
 TOP_DOMAIN_SHARE = 0.10  # the AI Office template's "top 10% of all domain names"
 
@@ -498,6 +522,8 @@ def dataset_card(ev: Evidence) -> str:
         "Rules pack description: "
         + md((ev.get("pack_dump", default={}) or {}).get("description") or NOT_AVAILABLE),
         "",
+        _alignment_line(ev),
+        "",
         "Samples per reason code (a sample can carry several):",
         "",
         *_removal_table(ev),
@@ -581,6 +607,8 @@ def datasheet(ev: Evidence) -> str:
         f"Stages: {', '.join(md(s) for s in ev.record.get('settings', {}).get('stages', []))}; "
         f"CLIP model: {_clip_model(ev)}. The raw data stays at "
         "the source; every decision and signal is in `decisions.parquet`.",
+        "",
+        _alignment_line(ev),
         "",
         *_removal_table(ev),
         "",
@@ -680,6 +708,8 @@ def ai_act_summary(ev: Evidence) -> str:
         *illegal,
         "",
         "### 3.3 Other information",
+        "",
+        _alignment_line(ev),
         "",
         "Samples per reason code and how many each rule removed:",
         "",
