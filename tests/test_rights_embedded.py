@@ -450,3 +450,27 @@ def test_an_opt_out_in_a_megabyte_packet_is_read() -> None:
     Image.new("RGB", (48, 32)).save(buf, format="PNG", pnginfo=info)
     got = read_embedded(buf.getvalue())
     assert got.data_mining == "PROHIBITED-AIMLTRAINING" and got.errors == []
+
+
+def test_a_png_whose_compressed_xmp_inflates_past_1_mib_decodes_and_is_read() -> None:
+    """Pillow refused the whole PNG (decode_error) when one compressed iTXt chunk inflated
+    past 1 MiB: a 5 KB file with a 2.4 MB XMP history lost its image and its opt-out."""
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        'xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/" '
+        'plus:DataMining="http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"/>'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<dc:description>" + "history " * 300_000 + "</dc:description></rdf:Description>"
+        "</rdf:RDF></x:xmpmeta>"
+    )
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp, zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 300), (120, 30, 200)).save(buf, "PNG", pnginfo=info)
+    data = buf.getvalue()
+    assert len(data) < 20_000 and len(xmp) > 2_000_000
+    d = decode_image(data)
+    assert d.error is None and d.image is not None and d.image.size == (300, 300)
+    got = read_embedded(data)
+    assert got.data_mining is not None and data_mining_code(got.data_mining) == "PROHIBITED"

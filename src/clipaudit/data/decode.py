@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from clipaudit.data.sample import Sample, sniff_image_ext
 
@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we refuse
 # anything over this many pixels outright, before the pixels are decoded.
 MAX_PIXELS = 89_478_485
+
+# Pillow refuses a PNG whose one compressed text chunk inflates past 1 MiB, and the image with
+# it: a 5 KB PNG carrying Photoshop's 2.4 MB XMP history was a decode_error, its PLUS opt-out
+# unread. The rights stage reads XMP packets up to 8 MiB (rights/xmp.py); so does decoding.
+# Pillow's total cap on text (64 MiB) stays.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 8 << 20)
 
 DECODE_ERRORS: dict[str, str] = {
     "missing_image": "the sample has no image bytes",
