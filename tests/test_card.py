@@ -306,3 +306,19 @@ def test_every_document_says_whether_alignment_was_checked(
     docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}
     assert "Image-caption alignment was checked with" in docs["DATASHEET.md"]
     assert "cosine cut [0.3](" in docs["DATASHEET.md"]
+
+
+def test_codes_outside_the_pack_vocabulary_have_their_meaning(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    import shutil
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    stats["by_reason"].update({"duplicate_of_reference": 4, "route:people": 2})
+    (copy / "stats.json").write_text(json.dumps(stats))
+    card = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}["README.md"]
+    assert "| `duplicate_of_reference` | a copy of a sample of a reference set given with" in card
+    assert "| `route:people` | routed to 'people' by the pack's routes |" in card

@@ -32,7 +32,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.reports.bidi import spell_controls
 from clipaudit.reports.curation import is_run
 from clipaudit.reports.render import csv_text
-from clipaudit.rules.reasons import REASONS
+from clipaudit.rules.reasons import meaning
 
 NOT_AVAILABLE = "Not available from the run"
 DISCLAIMER = (
@@ -227,7 +227,7 @@ def _removal_table(ev: Evidence) -> list[str]:
     for rc in sorted(by, key=lambda c: (-by[c], c)):
         dropped = ev.fig("by_reason_dropping", rc) if ev.has("by_reason_dropping", rc) else "0"
         rows.append(
-            f"| {code(rc)} | {md(REASONS.get(rc, ''))} | {md(shown_action(rc, actions))} | "
+            f"| {code(rc)} | {md(meaning(rc))} | {md(shown_action(rc, actions))} | "
             f"{ev.fig('by_reason', rc)} | {dropped} |"
         )
     if len(rows) == 2:

@@ -22,7 +22,7 @@ from clipaudit.reports.judge_agreement import agreement, asked
 from clipaudit.reports.provenance import run_provenance
 from clipaudit.reports.scores import SCORES, histogram, what_if
 from clipaudit.reports.thumbs import NSFW_CODES, SampleView, ThumbSource
-from clipaudit.rules.reasons import REASONS
+from clipaudit.rules.reasons import meaning
 
 # Caps that keep a 100,000-sample report small; every cap is reported where it bites.
 IDS_PER_REASON = 2000
@@ -125,7 +125,7 @@ def _reasons(
         rows.append(
             {
                 "code": code,
-                "meaning": REASONS.get(code, ""),
+                "meaning": meaning(code),
                 "action": shown_action(code, actions),
                 "samples": counts.get(code, len(ids)),
                 "dropping": dropping.get(code, 0),

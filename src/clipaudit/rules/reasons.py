@@ -67,3 +67,17 @@ REASONS: dict[str, str] = {
 }
 
 ACTIONS = ("drop", "flag", "keep")
+
+# Codes outside the vocabulary a pack's ``actions:`` may name: decide sets them whatever the
+# pack says (a reference copy always drops; a route names where a kept sample goes).
+FIXED_REASONS: dict[str, str] = {
+    "duplicate_of_reference": "a copy of a sample of a reference set given with --against "
+    "(always dropped)",
+}
+
+
+def meaning(code: str) -> str:
+    """What a reason code means, for reports and cards ("" for one nobody described)."""
+    if code.startswith("route:"):
+        return f"routed to {code.removeprefix('route:')!r} by the pack's routes"
+    return REASONS.get(code) or FIXED_REASONS.get(code, "")
