@@ -148,3 +148,35 @@ def test_hf_kept_dataset_keeps_its_features(tmp_path: Path) -> None:
     assert kept.features["label"].int2str(kept["label"][1]) == "dog"
     assert kept["tags"] == [["t", str(i)] for i in keep]
     assert kept[0]["image"].size == (64, 64)  # decoded on load, as the input's were
+
+
+def test_webdataset_kept_samples_keep_every_member(tmp_path: Path) -> None:
+    """A kept tar held only image, .txt and a rewritten .json: .cls labels, a second image
+    and the stored json were lost."""
+    import tarfile
+
+    from tests.hostile.shards import TarBuilder
+
+    images = _images()
+    tar = TarBuilder(tmp_path / "00000.tar")
+    for i in range(N):
+        tar.file(f"k{i}.jpg", images[i])
+        tar.file(f"k{i}.txt", f"a coloured square {i}".encode())
+        tar.file(f"k{i}.cls", str(i % 3).encode())
+        tar.file(f"k{i}.seg.png", _png((i, i, i)))
+        tar.file(f"k{i}.json", f'{{"width": 64, "src": "s{i}"}}'.encode())
+    tar.close()
+    _curate(tmp_path / "00000.tar", tmp_path / "run")
+    with (
+        tarfile.open(tmp_path / "00000.tar") as src,
+        tarfile.open(next((tmp_path / "run" / "kept").glob("*.tar"))) as out,
+    ):
+        want = {
+            m.name: src.extractfile(m).read()  # type: ignore[union-attr]
+            for m in src.getmembers()
+            if not m.name.startswith(f"k{BROKEN}.")
+        }
+        got = {m.name: out.extractfile(m).read() for m in out.getmembers()}  # type: ignore[union-attr]
+        names = [m.name for m in out.getmembers()]
+    assert got == want
+    assert names[:5] == ["k0.jpg", "k0.txt", "k0.cls", "k0.seg.png", "k0.json"]  # input order

@@ -23,7 +23,7 @@ from clipaudit.data.formats import (
     shard_batches,
     text_of,
 )
-from clipaudit.data.sample import MEDIA_EXTS, Sample, sniff_image_ext
+from clipaudit.data.sample import MEDIA_EXTS, Sample, SourceRow, sniff_image_ext
 from clipaudit.errors import DatasetError, DuplicateIdError
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -31,6 +31,10 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-]")
 # A member larger than this is not read: no image or caption is that big, and reading it
 # would hold all of it in memory. Its sample gets a reason code instead.
 MAX_MEMBER_BYTES = 1 << 30
+
+
+# A kept sample's stored form: its tar members by extension (``SourceRow.schema``).
+MEMBERS = "members"
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -163,6 +167,9 @@ class WebDataset(Dataset):
         except ValueError:
             return str(f)
 
+    def row_schema(self) -> str:
+        return MEMBERS
+
     def shards(self) -> list[str]:
         return list(self._files)
 
@@ -288,7 +295,7 @@ class WebDataset(Dataset):
             error = "image_too_large"
         elif image is None and error is None:
             error = "truncated_shard" if truncated else "missing_image"
-        return Sample(
+        sample = Sample(
             id=sample_id,
             image=image,
             caption=caption,
@@ -297,6 +304,12 @@ class WebDataset(Dataset):
             image_ext=image_ext,
             error=error,
         )
+        if self.keep_rows and not unsafe:
+            # Every member as stored (.cls, .json, a second image...), under WebDataset's own
+            # "__key__": a kept tar holds the input's members, not only image, text and json.
+            row: dict[str, Any] = {"__key__": key, **parts}
+            sample.source = SourceRow("webdataset", MEMBERS, row, image_ext or "")
+        return sample
 
 
 @register_format("webdataset")
@@ -324,17 +337,13 @@ class WebDatasetFormat(DatasetFormat):
             used: set[str] = set()
             with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for sample in batch:
-                    member_key = _member_key(sample.id, used)
-                    meta = {"key": sample.id, **sample.meta}
-                    if sample.url is not None:
-                        meta["url"] = sample.url
-                    entries: list[tuple[str, bytes]] = []
-                    if sample.image is not None:
-                        ext = sample.image_ext or sniff_image_ext(sample.image)
-                        entries.append((ext, sample.image))
-                    if sample.caption is not None:
-                        entries.append(("txt", sample.caption.encode("utf-8")))
-                    entries.append(("json", meta_json(meta).encode("utf-8")))
+                    src = sample.source
+                    if src is not None and src.format == "webdataset":
+                        member_key = _member_key(str(src.row["__key__"]), used)
+                        entries = [(e, d) for e, d in src.row.items() if e != "__key__"]
+                    else:
+                        member_key = _member_key(sample.id, used)
+                        entries = _canonical_members(sample)
                     for ext, data in entries:
                         info = tarfile.TarInfo(f"{member_key}.{ext}")
                         info.size = len(data)
@@ -344,6 +353,20 @@ class WebDatasetFormat(DatasetFormat):
             tmp.replace(final)
             files.append(final)
         return files
+
+
+def _canonical_members(sample: Sample) -> list[tuple[str, bytes]]:
+    """Image, caption (.txt) and metadata (.json: the id as ``key``, the url, the rest)."""
+    meta = {"key": sample.id, **sample.meta}
+    if sample.url is not None:
+        meta["url"] = sample.url
+    entries: list[tuple[str, bytes]] = []
+    if sample.image is not None:
+        entries.append((sample.image_ext or sniff_image_ext(sample.image), sample.image))
+    if sample.caption is not None:
+        entries.append(("txt", sample.caption.encode("utf-8")))
+    entries.append(("json", meta_json(meta).encode("utf-8")))
+    return entries
 
 
 def _member_key(sample_id: str, used: set[str]) -> str:
