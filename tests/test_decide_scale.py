@@ -242,3 +242,27 @@ def test_the_kept_set_written_in_parallel_is_byte_identical_to_a_serial_write(
     )
     assert len(serial) == -(-kept // 7) >= 10
     assert parallel == serial
+
+
+def test_decide_lists_the_signal_shards_once_not_once_a_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each map job listed and checked every signal shard (read_metadata of all of them), so
+    decide grew with shards²: 2,000 shards of 5 rows ran past 10 minutes."""
+    from clipaudit.curate import signal_shards
+
+    write_signal_run(tmp_path, n=400, shard_size=10, seed=5)
+    (tmp_path / "scale.yaml").write_text(SCALE_PACK)
+    reads: list[int] = []
+    real = signal_shards.pq.read_metadata
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(signal_shards.pq, "read_metadata", counted)
+    stats = decide_run(
+        tmp_path / "run", str(tmp_path / "scale.yaml"), workers=1, write_kept=False, gates=False
+    )
+    assert stats["input"] == 400 and stats["adds_up"]
+    assert len(reads) <= 2 * 40  # 40 shards: a listing or two, not one per map job (1,600+)

@@ -348,8 +348,7 @@ def _write(path: Path, table: pa.Table) -> None:
 
 def map_rules(job: MapJob) -> int:
     """Map 1: a shard's reason codes and the compact columns of its standing rows."""
-    shards = SignalShards(RunDir(job.run))
-    table = shards.read(job.k)
+    table = SignalShards.read_one(RunDir(job.run), job.k)
     sig = table_signals(table)
     reasons, _ = sample_reasons(sig, job.pack, job.model_spec, job.percentile_value)
     cols: dict[str, Any] = {}
@@ -376,7 +375,7 @@ def map_rules(job: MapJob) -> int:
 def map_finish(job: MapJob) -> dict[str, Any]:
     """Map 2: a shard's duplicates applied; its decision rows written; its tallies back."""
     run = RunDir(job.run)
-    table = SignalShards(run).read(job.k)
+    table = SignalShards.read_one(run, job.k)
     sig = table_signals(table)
     coded = pq.read_table(_work(job.run, "reasons", job.k))
     reasons = coded.column("reasons").to_pylist()
