@@ -30,6 +30,7 @@ Results: ``bench/results/real_photos.json`` (sections are merged, so runs can be
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -51,15 +52,33 @@ RESULTS = ROOT / "bench" / "results" / "real_photos.json"
 THRESHOLDS = ROOT / "src" / "clipaudit" / "safety" / "nsfw_thresholds.json"
 
 
-def nsfw_scores(folder: Path, cache: Path) -> dict[str, dict[str, float]]:
-    """Relative path → nudenet's max score per class, for every photo (cached)."""
+# How a photo is shown to the detector: as stored, and as the same photo reaches a crawl in
+# other forms (a grayscale copy turned a held baby alligator into an exposed anus at 0.62).
+NSFW_VIEWS: dict[str, Any] = {
+    "orig": lambda im: im,
+    "gray": lambda im: im.convert("L").convert("RGB"),
+    "jpeg40": lambda im: _jpeg_again(im, 40),
+}
+
+
+def _jpeg_again(im: Any, quality: int) -> Any:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def nsfw_scores(folder: Path, cache: Path, view: str = "orig") -> dict[str, dict[str, float]]:
+    """Relative path → nudenet's max score per class, for every photo in ``view`` (cached)."""
     from PIL import Image
 
     from clipaudit.data.decode import decode_image
     from clipaudit.safety.nudity import NudeNet
 
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / "nsfw_scores.json"
+    path = cache / ("nsfw_scores.json" if view == "orig" else f"nsfw_scores_{view}.json")
+    show = NSFW_VIEWS[view]
     done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
     todo = [p for p in photos(folder) if p.relative_to(folder).as_posix() not in done]
     det = NudeNet(threads=1)
@@ -67,14 +86,15 @@ def nsfw_scores(folder: Path, cache: Path) -> dict[str, dict[str, float]]:
     def score(p: Path) -> tuple[str, dict[str, float]]:
         decoded = decode_image(p.read_bytes())
         im: Image.Image | None = decoded.image
-        return p.relative_to(folder).as_posix(), det.scores(im) if im is not None else {}
+        return p.relative_to(folder).as_posix(), det.scores(show(im)) if im is not None else {}
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for k, (rel, s) in enumerate(pool.map(score, todo), 1):
             done[rel] = s
             if k % 500 == 0:
-                print(f"nsfw: {k}/{len(todo)} in {time.perf_counter() - t0:.0f} s", flush=True)
+                took = time.perf_counter() - t0
+                print(f"nsfw {view}: {k}/{len(todo)} in {took:.0f} s", flush=True)
                 path.write_text(json.dumps(done))
     path.write_text(json.dumps(done))
     return done
@@ -110,54 +130,86 @@ def wilson(k: int, n: int) -> list[float]:
     return intervals.wilson(k, n, digits=5)
 
 
-def bench_nsfw(folder: Path, cache: Path, write: bool) -> dict[str, Any]:
+def _max_scores(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    from clipaudit.safety.nudity import EXPOSED_CLASSES
+
+    return {
+        c: round(max((sc.get(c, 0.0) for sc in scores.values()), default=0), 3)
+        for c in EXPOSED_CLASSES
+    }
+
+
+def bench_nsfw(
+    folder: Path, cache: Path, write: bool, views: tuple[str, ...] = ("orig",)
+) -> dict[str, Any]:
+    """Thresholds chosen on the calibration photos in every view (a photo's score per class
+    is its highest over the views), figures on the held-out photos in each view."""
     from clipaudit.safety.nudity import EXPOSED_CLASSES
 
     t0 = time.perf_counter()
-    scores = nsfw_scores(folder, cache)
+    by_view = {v: nsfw_scores(folder, cache, v) for v in views}
     wall = time.perf_counter() - t0
-    parts: dict[str, dict[str, dict[str, float]]] = {"calibration": {}, "held_out": {}}
-    for rel, s in scores.items():
-        parts[part_of(rel)][rel] = s
+    parts: dict[str, dict[str, dict[str, dict[str, float]]]] = {v: {} for v in views}
+    for v, scores in by_view.items():
+        parts[v] = {"calibration": {}, "held_out": {}}
+        for rel, sc in scores.items():
+            parts[v][part_of(rel)][rel] = sc
+    worst: dict[str, dict[str, float]] = {}
+    for v in views:
+        for rel, sc in parts[v]["calibration"].items():
+            w = worst.setdefault(rel, {})
+            for c, x in sc.items():
+                w[c] = max(w.get(c, 0.0), x)
     old = dict.fromkeys(EXPOSED_CLASSES, 0.5)
-    new = choose_thresholds(parts["calibration"], list(EXPOSED_CLASSES), floor=0.5, margin=0.1)
+    shipped = json.loads(THRESHOLDS.read_text())["classes"]
+    new = choose_thresholds(worst, list(EXPOSED_CLASSES), floor=0.5, margin=0.1)
+    rule = "per class: max benign calibration score + 0.1, up to the 0.05 grid, floor 0.5"
+    if len(views) > 1:
+        rule += f"; a photo's score is its highest over the views {', '.join(views)}"
     report: dict[str, Any] = {
         "what": "benign real photos dropped by nudenet's exposed classes (default route: drop)",
-        "photos": {k: len(v) for k, v in parts.items()},
+        "views": list(views),
+        "photos": {k: len(v) for k, v in parts[views[0]].items()},
         "scoring_wall_s": round(wall, 1),
         "thresholds_old": old,
+        "thresholds_before": shipped,
         "thresholds_chosen": new,
-        "rule": "per class: max benign calibration score + 0.1, up to the 0.05 grid, floor 0.5",
-        "calibration_max_score": {
-            c: round(max((s.get(c, 0.0) for s in parts["calibration"].values()), default=0), 3)
-            for c in EXPOSED_CLASSES
-        },
+        "rule": rule,
+        "calibration_max_score": {v: _max_scores(parts[v]["calibration"]) for v in views},
     }
-    for name, th in (("old", old), ("chosen", new)):
-        for part, sc in parts.items():
-            hit = dropped(sc, th)
-            report[f"dropped_{name}_{part}"] = {
-                "count": len(hit),
-                "share": round(len(hit) / max(len(sc), 1), 5),
-                "interval95": wilson(len(hit), len(sc)),
-                "examples": hit[:15],
-            }
+    for name, th in (("old", old), ("before", shipped), ("chosen", new)):
+        for v in views:
+            for part, got in parts[v].items():
+                hit = dropped(got, th)
+                key = f"dropped_{name}_{part}" + ("" if v == "orig" else f"_{v}")
+                report[key] = {
+                    "count": len(hit),
+                    "share": round(len(hit) / max(len(got), 1), 5),
+                    "interval95": wilson(len(hit), len(got)),
+                    "examples": hit[:15],
+                }
     if write:
-        THRESHOLDS.write_text(
-            json.dumps(
-                {
-                    "classes": new,
-                    "calibrated_on": f"{len(parts['calibration'])} benign real photos "
-                    "(Caltech-101 and a clothing set, the calibration part of shared/photos)",
-                    "rule": report["rule"],
-                    "held_out_dropped": report["dropped_chosen_held_out"]["count"],
-                    "held_out_photos": len(parts["held_out"]),
+        doc = json.loads(THRESHOLDS.read_text())  # video_* keys are video_nsfw_benign.py's
+        doc.update(
+            {
+                "classes": new,
+                "calibrated_on": f"{len(worst)} benign real photos (Caltech-101 and a clothing "
+                "set, the calibration part of shared/photos), each in the views "
+                + ", ".join(views),
+                "rule": rule,
+                "held_out_dropped": {
+                    v: report["dropped_chosen_held_out" + ("" if v == "orig" else f"_{v}")]["count"]
+                    for v in views
                 },
-                indent=1,
-                sort_keys=True,
-            )
-            + "\n"
+                "held_out_photos": len(parts[views[0]]["held_out"]),
+            }
         )
+        # A clip's threshold is never below the photo's (video_nsfw_benign.py's rule).
+        if "video_classes" in doc:
+            doc["video_classes"] = {
+                c: max(float(t), new.get(c, 0.0)) for c, t in doc["video_classes"].items()
+            }
+        THRESHOLDS.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return report
 
 
@@ -459,6 +511,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/clipaudit-real-photos"))
+    ap.add_argument(
+        "--nsfw-views",
+        nargs="+",
+        choices=list(NSFW_VIEWS),
+        default=["orig"],
+        help="views of each photo the NSFW thresholds must hold on (orig first)",
+    )
     ap.add_argument("--nsfw", action="store_true")
     ap.add_argument("--write-thresholds", action="store_true")
     ap.add_argument("--near", action="store_true")
@@ -469,7 +528,9 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     if args.nsfw:
-        results["nsfw"] = {**bench_nsfw(args.photos, args.cache, args.write_thresholds)}
+        results["nsfw"] = {
+            **bench_nsfw(args.photos, args.cache, args.write_thresholds, tuple(args.nsfw_views))
+        }
         results["nsfw"]["machine"] = machine
         print(json.dumps({k: v for k, v in results["nsfw"].items() if "dropped" in k}, indent=1))
     if args.near:

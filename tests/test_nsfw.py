@@ -363,10 +363,20 @@ def test_shipped_thresholds_are_the_ones_the_real_photo_bench_chose() -> None:
         (Path(__file__).parents[1] / "bench" / "results" / "real_photos.json").read_text()
     )["nsfw"]
     assert calibrated_classes() == bench["thresholds_chosen"]
-    assert calibration()["held_out_dropped"] == bench["dropped_chosen_held_out"]["count"]
-    # Each threshold clears every benign calibration photo by the rule's margin.
-    for c, t in bench["thresholds_chosen"].items():
-        assert t >= max(0.5, bench["calibration_max_score"][c] + 0.1 - 1e-9)
+    views = bench["views"]
+    assert views[0] == "orig" and len(views) == 3
+    for v in views:
+        key = "dropped_chosen_held_out" + ("" if v == "orig" else f"_{v}")
+        assert calibration()["held_out_dropped"][v] == bench[key]["count"]
+        # Each threshold clears every benign calibration photo, in every view, by the margin.
+        for c, t in bench["thresholds_chosen"].items():
+            assert t >= max(0.5, bench["calibration_max_score"][v][c] + 0.1 - 1e-9)
+        assert (
+            bench["dropped_chosen_calibration" + key.removeprefix("dropped_chosen_held_out")][
+                "count"
+            ]
+            == 0
+        )
 
 
 def test_clips_and_animations_are_judged_by_the_clip_thresholds(tmp_path: Path) -> None:
