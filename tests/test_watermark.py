@@ -255,3 +255,26 @@ def test_pool_redecide_visible_threshold_without_a_model(
     stats = decide_run(pool_run.run, str(pool_run.root / "v.yaml"))
     assert stats["by_reason"]["watermark_suspect"] == sum(s >= cut for s in scores)
     assert stats["signals"]["watermark"]["visible_phrase"]["above"] == sum(s >= cut for s in scores)
+
+
+def test_the_default_pack_counts_only_very_likely_marks_and_strict_likely_too() -> None:
+    """34 of 48 bits match by chance on 0.28% of clean images (5 of the demo's 1,950, one
+    real photo turned by EXIF); 36 on 0.036%, and every planted mark reads 36 or more."""
+    from math import comb
+
+    assert abs(sum(comb(48, k) for k in range(34, 49)) / 2**48 - 0.0028) < 1e-4
+    n = 4
+    sig = {
+        "id": np.array([f"s{i}" for i in range(n)], dtype=object),
+        "wm_invisible": np.array(["likely", "likely", "very_likely", "none"], dtype=object),
+        "wm_sdxl_bits": np.array([34, 35, 36, 27], dtype=object),
+        "wm_sdv1_bits": np.array([60, 60, 60, 60], dtype=object),
+    }
+    counted = {
+        name: [("invisible_watermark" in r) for r in watermark_rule(sig, load_pack(name))]
+        for name in ("default", "strict")
+    }
+    assert counted == {
+        "default": [False, False, True, False],
+        "strict": [True, True, True, False],
+    }

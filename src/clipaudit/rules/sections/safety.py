@@ -20,7 +20,11 @@ Route = Literal["review", "drop"]  # review → nsfw_review, drop → nsfw (acti
 Grade = Literal["partial", "likely", "very_likely"]
 Mark = Literal["sdxl", "sdv1"]
 MARKS: tuple[Mark, ...] = ("sdxl", "sdv1")
-COUNTED_GRADES: tuple[Grade, ...] = ("likely", "very_likely")
+# Only very likely (>= 36 of 48 bits) by default: a clean image matches a 48-bit message in
+# 34 or more bits by chance 0.28% of the time (binomial, p = 1/2), 36 or more 0.036%. On the
+# demo's 1,950 clean images 5 read 34-35 bits and every one of its 50 planted marks 36 or more;
+# a real photo turned by EXIF read 34. Packs that want the likely grade too say so (strict).
+COUNTED_GRADES: tuple[Grade, ...] = ("very_likely",)
 
 DEFAULT_WORDS = (
     "porn",
