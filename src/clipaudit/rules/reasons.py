@@ -37,7 +37,9 @@ REASONS: dict[str, str] = {
     # safety and rights (signals arrive with later stages)
     "nsfw": "the NSFW detector reaches a class's drop threshold (its route being drop, the "
     "default), or a policy phrase or caption word routes the image to drop",
-    "watermark_suspect": "visible or invisible watermark detected",
+    "watermark_suspect": "a visible overlay is suspected: a watermark, logo, credit line or "
+    "other text laid over the image (the visible-watermark detector, or the pack's CLIP "
+    "phrase margin)",
     "nsfw_review": "the NSFW detector scores a class from its review threshold up to its drop "
     "threshold (or above, where nsfw.detector_route is review), or a policy phrase or caption "
     "word routes the image to human review",
