@@ -140,3 +140,20 @@ def test_committed_benchmark_results_carry_no_machine_path() -> None:
     assert len(list(results.glob("*.json"))) > 10
     assert not found, found
     assert machine_path.findall('{"pool": "/tmp/x/pool/data"}') == ["/tmp/x/pool/data"]
+
+
+def test_no_symlink_or_environment_is_tracked() -> None:
+    """A worktree's `.venv` link was committed (the ignore pattern `.venv/` matches a folder
+    only), and merging it replaced the real environment with a link to itself."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return  # an sdist or a copy without history: nothing is tracked
+    r = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=root, capture_output=True, text=True, check=True
+    )
+    entries = [line.split(maxsplit=3) for line in r.stdout.splitlines()]
+    links = [path for mode, _, _, path in entries if mode == "120000"]
+    assert links == []
+    assert not [p for *_, p in entries if p.split("/")[0] in {".venv", "venv", ".env"}]
