@@ -180,3 +180,40 @@ def test_webdataset_kept_samples_keep_every_member(tmp_path: Path) -> None:
         names = [m.name for m in out.getmembers()]
     assert got == want
     assert names[:5] == ["k0.jpg", "k0.txt", "k0.cls", "k0.seg.png", "k0.json"]  # input order
+
+
+def test_parquet_shards_of_other_schemas_and_exotic_types(tmp_path: Path) -> None:
+    """Differing schemas: each file's own other columns reach meta (the first file's names
+    were looked up in every row, so b's column y was lost). A file_name column beside image
+    bytes no longer forces the canonical columns, and a fixed_shape_tensor column (an
+    embedding) survives the copy (a Python round trip of the row crashed)."""
+    from clipaudit.data import open_dataset
+
+    data = tmp_path / "mixed"
+    data.mkdir()
+    base = _table().select(["jpg", "caption"])
+    pq.write_table(base.append_column("x", pa.array(range(N))), data / "a.parquet")
+    pq.write_table(
+        base.append_column("y", pa.array([f"y{i}" for i in range(N)])), data / "b.parquet"
+    )
+    _curate(data, tmp_path / "run")
+    kept = list(open_dataset(tmp_path / "run" / "kept"))
+    assert [s.meta for s in kept][N - 1 :] == [{"y": f"y{i}"} for i in range(N) if i != BROKEN]
+    assert kept[0].meta == {"x": 0}
+
+    tensor_type = pa.fixed_shape_tensor(pa.float32(), [4])
+    emb = pa.ExtensionArray.from_storage(
+        tensor_type, pa.array([[float(i)] * 4 for i in range(N)], pa.list_(pa.float32(), 4))
+    )
+    src = (
+        _table()
+        .select(["jpg", "caption"])
+        .append_column("file_name", pa.array([f"f{i}.png" for i in range(N)]))
+    )
+    src = src.append_column("emb", emb)
+    pq.write_table(src, tmp_path / "t.parquet")
+    _curate(tmp_path / "t.parquet", tmp_path / "run2")
+    got = pq.read_table(next((tmp_path / "run2" / "kept").glob("*.parquet")))
+    assert got.schema.remove(0).equals(src.schema)
+    keep = [i for i in range(N) if i != BROKEN]
+    assert got.drop(["id"]).equals(src.take(keep))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,7 +19,7 @@ from clipaudit.data.formats import (
     shard_batches,
 )
 from clipaudit.data.sample import GeneratedIds, Sample
-from clipaudit.data.tabular import ColumnMap, row_to_sample, source_row, stored_row
+from clipaudit.data.tabular import ColumnMap, row_to_sample, source_row
 from clipaudit.errors import DatasetError
 
 SCHEMA = pa.schema(
@@ -59,9 +61,11 @@ class ParquetDataset(Dataset):
     def row_schema(self) -> pa.Schema | None:
         if self._row_schema is False:
             self._row_schema = None
-            if self.cols.image is not None and self.cols.path is None:
+            # Images from a bytes column (a path column beside it is only a fallback for
+            # rows without bytes; copied rows get their bytes set): rows can be copied.
+            if self.cols.image is not None:
                 schemas = [pq.read_schema(f) for f in self._files.values()]
-                if all(s.equals(schemas[0]) for s in schemas[1:]):
+                if all(s.equals(schemas[0], check_metadata=True) for s in schemas[1:]):
                     self._row_schema = schemas[0]
         return self._row_schema
 
@@ -85,6 +89,12 @@ class ParquetDataset(Dataset):
         batches = pf.iter_batches(batch_size=256)
         rows_read = 0
         schema = self.row_schema() if self.keep_rows else None
+        # This file's own other columns: shards of another schema lost theirs (the first
+        # file's names were looked up in every row).
+        names = pf.schema_arrow.names
+        used = {self.cols.id, self.cols.image, self.cols.path, self.cols.caption, self.cols.url}
+        used |= {self.cols.meta, "image_ext"}
+        cols = replace(self.cols, others=[n for n in names if n not in used])
         while True:
             try:
                 batch = next(batches, None)
@@ -97,11 +107,14 @@ class ParquetDataset(Dataset):
                 ) from None
             if batch is None:
                 return
-            for row in batch.to_pylist():
+            for i, row in enumerate(batch.to_pylist()):
                 rows_read += 1
-                sample = row_to_sample(row, self.cols, path.parent, ids)
+                sample = row_to_sample(row, cols, path.parent, ids)
                 if schema is not None:
-                    sample.source = source_row("parquet", schema, row, self.cols)
+                    # The arrow row itself (batch and index): every type survives, extension
+                    # types (fixed_shape_tensor) included, which a Python round trip does not.
+                    stored = {"__batch__": batch, "__index__": i, **row}
+                    sample.source = source_row("parquet", schema, stored, cols)
                 yield sample
 
 
@@ -146,8 +159,10 @@ class ParquetFormat(DatasetFormat):
 
 
 def _as_stored(batch: list[Sample]) -> pa.Table | None:
-    """The batch's rows in their input's parquet schema, where each was read with it
-    (``Sample.source``); None otherwise (the canonical columns are written)."""
+    """The batch's rows in their input's parquet schema, each the stored arrow row (so every
+    type survives), where each was read with it (``Sample.source``); None otherwise (the
+    canonical columns are written). A row whose image came from its path column gets its
+    bytes in the image column; an input without an id column gets the run's ids in front."""
     srcs = [s.source for s in batch]
     first = srcs[0] if srcs else None
     if first is None or first.format != "parquet":
@@ -155,6 +170,28 @@ def _as_stored(batch: list[Sample]) -> pa.Table | None:
     if any(x is None or x.format != "parquet" or x.schema is not first.schema for x in srcs):
         return None
     schema: pa.Schema = first.schema
+    rows = [x.row for x in srcs if x is not None]
+    table = pa.Table.from_batches(
+        [r["__batch__"].slice(r["__index__"], 1) for r in rows], schema=schema
+    )
+    image = first.image_column
+    cells = table.column(image)
+    if cells.null_count and any(
+        r.get(image) is None and s.image is not None for r, s in zip(rows, batch, strict=True)
+    ):
+        kind = schema.field(image).type
+        filled: list[Any]
+        if pa.types.is_struct(kind):
+            filled = [
+                dict(r.get(image) or {}, bytes=s.image) for r, s in zip(rows, batch, strict=True)
+            ]
+        else:
+            filled = [s.image for s in batch]
+        table = table.set_column(
+            schema.get_field_index(image), schema.field(image), pa.array(filled, kind)
+        )
     if first.id_column is not None:
-        schema = schema.insert(0, pa.field(first.id_column, pa.string()))
-    return pa.Table.from_pylist([stored_row(s) for s in batch], schema=schema)
+        table = table.add_column(
+            0, pa.field(first.id_column, pa.string()), pa.array([s.id for s in batch], pa.string())
+        )
+    return table.combine_chunks()
