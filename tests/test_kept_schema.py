@@ -217,3 +217,29 @@ def test_parquet_shards_of_other_schemas_and_exotic_types(tmp_path: Path) -> Non
     assert got.schema.remove(0).equals(src.schema)
     keep = [i for i in range(N) if i != BROKEN]
     assert got.drop(["id"]).equals(src.take(keep))
+
+
+def test_webdataset_kept_members_keep_their_stored_names(tmp_path: Path) -> None:
+    """Keys in sub-folders, non-ASCII keys and upper-case extensions were renamed
+    (dir/s2 -> dir_s2, café -> caf_), so ids read back differently, and dir/k and dir_k
+    swapped images."""
+    import tarfile
+
+    from clipaudit.data import open_dataset
+    from tests.hostile.shards import TarBuilder
+
+    names = ["dir/k", "dir_k", "café", "UP"]
+    tar = TarBuilder(tmp_path / "00000.tar")
+    for i, key in enumerate(names):
+        ext = ("PNG", "TXT") if key == "UP" else ("png", "txt")
+        tar.file(f"{key}.{ext[0]}", _png((30 * i, 200, 10 * i)))
+        tar.file(f"{key}.{ext[1]}", f"a coloured square number {i}".encode())
+    tar.close()
+    _curate(tmp_path / "00000.tar", tmp_path / "run")
+    out = next((tmp_path / "run" / "kept").glob("*.tar"))
+    with tarfile.open(tmp_path / "00000.tar") as a, tarfile.open(out) as b:
+        assert [m.name for m in b.getmembers()] == [m.name for m in a.getmembers()]
+        for m in a.getmembers():
+            assert b.extractfile(m.name).read() == a.extractfile(m).read()  # type: ignore[union-attr]
+    decided = pq.read_table(tmp_path / "run" / "decisions.parquet").column("id").to_pylist()
+    assert [s.id for s in open_dataset(out)] == decided == names

@@ -188,6 +188,7 @@ class WebDataset(Dataset):
         seen: set[str] = set()
         key: str | None = None
         parts: dict[str, bytes] = {}
+        names: dict[str, str] = {}  # extension -> the member's name as stored
         unsafe = False
         too_large: set[str] = set()
         try:
@@ -204,11 +205,13 @@ class WebDataset(Dataset):
                     mkey, ext = split_member(text_name(member.name))
                     if mkey != key:
                         if key is not None:
-                            yield self._sample(key, parts, unsafe, shard, too_large=too_large)
+                            yield self._sample(
+                                key, parts, unsafe, shard, too_large=too_large, names=names
+                            )
                         if mkey in seen:
                             raise DuplicateIdError([mkey], f"shard {str(path)!r}")
                         seen.add(mkey)
-                        key, parts, unsafe = mkey, {}, False
+                        key, parts, unsafe, names = mkey, {}, False, {}
                         too_large = set()
                     # Links and devices are never followed or opened: a link could point
                     # anywhere on the reader's disk, a device could block forever.
@@ -225,18 +228,19 @@ class WebDataset(Dataset):
                     fh = tar.extractfile(member)
                     if fh is not None:
                         parts[ext] = fh.read()
+                        names[ext] = text_name(member.name)
                 damaged_at = _data_after_end(tar)
             except (tarfile.TarError, OSError, EOFError):
                 # A truncated shard: the sample being read when the bytes ran out is kept
                 # with what it had, marked, and reading stops there.
                 if key is not None:
                     yield self._sample(
-                        key, parts, unsafe, shard, truncated=True, too_large=too_large
+                        key, parts, unsafe, shard, truncated=True, too_large=too_large, names=names
                     )
                     key = None
                 damaged_at = None
             if key is not None:
-                yield self._sample(key, parts, unsafe, shard, too_large=too_large)
+                yield self._sample(key, parts, unsafe, shard, too_large=too_large, names=names)
             if damaged_at is not None:
                 # tarfile ends quietly at a damaged header in mid-shard: the members after it
                 # exist but cannot be reached, so stop rather than lose them silently.
@@ -254,6 +258,7 @@ class WebDataset(Dataset):
         shard: str,
         truncated: bool = False,
         too_large: set[str] | None = None,
+        names: dict[str, str] | None = None,
     ) -> Sample:
         meta: dict[str, Any] = {}
         error: str | None = None
@@ -307,7 +312,7 @@ class WebDataset(Dataset):
         if self.keep_rows and not unsafe:
             # Every member as stored (.cls, .json, a second image...), under WebDataset's own
             # "__key__": a kept tar holds the input's members, not only image, text and json.
-            row: dict[str, Any] = {"__key__": key, **parts}
+            row: dict[str, Any] = {"__key__": key, "__names__": dict(names or {}), **parts}
             sample.source = SourceRow("webdataset", MEMBERS, row, image_ext or "")
         return sample
 
@@ -339,13 +344,12 @@ class WebDatasetFormat(DatasetFormat):
                 for sample in batch:
                     src = sample.source
                     if src is not None and src.format == "webdataset":
-                        member_key = _member_key(str(src.row["__key__"]), used)
-                        entries = [(e, d) for e, d in src.row.items() if e != "__key__"]
+                        members = _stored_members(src.row, used)
                     else:
                         member_key = _member_key(sample.id, used)
-                        entries = _canonical_members(sample)
-                    for ext, data in entries:
-                        info = tarfile.TarInfo(f"{member_key}.{ext}")
+                        members = [(f"{member_key}.{e}", d) for e, d in _canonical_members(sample)]
+                    for name, data in members:
+                        info = tarfile.TarInfo(name)
                         info.size = len(data)
                         info.mtime = 0  # stable bytes for the same content
                         info.mode = 0o644
@@ -353,6 +357,20 @@ class WebDatasetFormat(DatasetFormat):
             tmp.replace(final)
             files.append(final)
         return files
+
+
+def _stored_members(row: dict[str, Any], used: set[str]) -> list[tuple[str, bytes]]:
+    """A kept sample's members under their stored names (a sub-folder key, non-ASCII letters
+    and the extension's case kept, so ids read back the same); only a key already in this
+    output tar (the same key in two input shards) is renamed, as canonical keys are."""
+    key = str(row["__key__"])
+    stored: dict[str, str] = row.get("__names__") or {}
+    parts = [(e, d) for e, d in row.items() if e not in ("__key__", "__names__")]
+    if key not in used:
+        used.add(key)
+        return [(stored.get(e, f"{key}.{e}"), d) for e, d in parts]
+    renamed = _member_key(key, used)
+    return [(f"{renamed}.{e}", d) for e, d in parts]
 
 
 def _canonical_members(sample: Sample) -> list[tuple[str, bytes]]:
