@@ -243,3 +243,38 @@ def test_webdataset_kept_members_keep_their_stored_names(tmp_path: Path) -> None
             assert b.extractfile(m.name).read() == a.extractfile(m).read()  # type: ignore[union-attr]
     decided = pq.read_table(tmp_path / "run" / "decisions.parquet").column("id").to_pylist()
     assert [s.id for s in open_dataset(out)] == decided == names
+
+
+def test_hf_nested_images_and_the_dataset_info_are_kept(tmp_path: Path) -> None:
+    """A Sequence of Image crashed the kept write (its cells came back as PIL objects), and
+    the kept dataset lost the input's description, licence and citation."""
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "extra": datasets.Sequence(datasets.Image()),
+        }
+    )
+    images = _images()
+    rows = {
+        "image": [{"bytes": b, "path": None} for b in images],
+        "caption": [f"a photo {i}" for i in range(N)],
+        "extra": [[{"bytes": _png((i, 1, 2)), "path": None}] * 2 for i in range(N)],
+    }
+    info = datasets.DatasetInfo(
+        description="squares", license="cc-by-4.0", citation="@x{y}", features=features
+    )
+    ds = datasets.Dataset.from_dict(rows, features=features, info=info)
+    ds.save_to_disk(str(tmp_path / "hf"))
+    _curate(tmp_path / "hf", tmp_path / "run")
+    kept = datasets.load_from_disk(str(tmp_path / "run" / "kept"))
+    assert kept.features == datasets.Features({"id": datasets.Value("string"), **features})
+    assert (kept.info.license, kept.info.description, kept.info.citation) == (
+        "cc-by-4.0",
+        "squares",
+        "@x{y}",
+    )
+    raw = kept.cast_column("extra", datasets.Sequence(datasets.Image(decode=False)))
+    keep = [i for i in range(N) if i != BROKEN]
+    assert [[c["bytes"] for c in r] for r in raw["extra"]] == [[_png((i, 1, 2))] * 2 for i in keep]

@@ -58,9 +58,14 @@ class HFDataset(Dataset):
         # As stored (images decoded on load): what a kept dataset in this format is saved with.
         self.features = ds.features
         image_cols = [n for n, f in ds.features.items() if isinstance(f, datasets.Image)]
-        for name in image_cols:
-            ds = ds.cast_column(name, datasets.Image(decode=False))
+        # Every image undecoded, nested ones too (a Sequence of Image came back as PIL objects,
+        # which crashed the kept write and reached meta as "<PIL...JpegImageFile at 0x...>").
+        for name, feature in ds.features.items():
+            undecoded = _undecoded(feature)
+            if undecoded != feature:
+                ds = ds.cast_column(name, undecoded)
         self.ds = ds
+        self.info = ds.info  # description, licence, citation: a kept dataset keeps them
         self._labels = {n: f for n, f in ds.features.items() if isinstance(f, datasets.ClassLabel)}
         where = repr(str(source)) if isinstance(source, (str, Path)) else "the dataset"
         hint = image_cols[0] if image_cols and options.image_column is None else None
@@ -80,7 +85,7 @@ class HFDataset(Dataset):
         return list(self.ds.column_names)
 
     def row_schema(self) -> Any:
-        ok = self.cols.image is not None and self.cols.path is None
+        ok = self.cols.image is not None  # a path column beside it: rows get their bytes
         return self.features if ok else None
 
     def read_shard(self, shard: str) -> Iterator[Sample]:
@@ -104,8 +109,27 @@ class HFDataset(Dataset):
                     if col in sample.meta and isinstance(value, int) and value >= 0:
                         sample.meta[f"{col}_name"] = feature.int2str(value)
                 if features is not None:
-                    sample.source = source_row("hf", features, stored, self.cols)
+                    sample.source = source_row("hf", features, stored, self.cols, self.info)
                 yield sample
+
+
+def _undecoded(feature: Any) -> Any:
+    """``feature`` with every Image in it, however nested, read as stored bytes."""
+    import dataclasses
+
+    import datasets
+
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    if isinstance(feature, dict):
+        return {k: _undecoded(v) for k, v in feature.items()}
+    if isinstance(feature, (list, tuple)):
+        return type(feature)(_undecoded(v) for v in feature)
+    inner = getattr(feature, "feature", None)
+    if inner is not None and dataclasses.is_dataclass(feature) and not isinstance(feature, type):
+        new = _undecoded(inner)
+        return feature if new == inner else dataclasses.replace(feature, feature=new)
+    return feature
 
 
 @register_format("hf")
@@ -190,6 +214,9 @@ class HFFormat(DatasetFormat):
                     ds = datasets.Dataset.from_generator(
                         rows, features=features, cache_dir=cache, keep_in_memory=False
                     )
+                    if as_stored and src is not None and src.extra is not None:
+                        for field in ("description", "citation", "homepage", "license"):
+                            setattr(ds.info, field, getattr(src.extra, field, "") or "")
                     ds.save_to_disk(str(out), max_shard_size="500MB")
                 else:
                     # An empty kept set (or route) is an empty dataset with the same features,

@@ -46,6 +46,8 @@ class SourceRow:
     row: dict[str, Any]
     image_column: str
     id_column: str | None = None
+    # Format-specific: an hf dataset's DatasetInfo (description, licence, citation).
+    extra: Any = None
 
 
 @dataclass

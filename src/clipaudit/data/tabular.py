@@ -111,11 +111,13 @@ def read_path(ref: str, base_dir: Path | None) -> tuple[bytes | None, str | None
 ADDED_ID = "id"
 
 
-def source_row(fmt: str, schema: Any, row: dict[str, Any], cols: ColumnMap) -> SourceRow:
+def source_row(
+    fmt: str, schema: Any, row: dict[str, Any], cols: ColumnMap, extra: Any = None
+) -> SourceRow:
     """``row`` as stored, for a kept dataset in the input's schema; an input without an id
     column gets the run's ids in an added ``id`` column, so kept rows join the decisions."""
     assert cols.image is not None
-    return SourceRow(fmt, schema, row, cols.image, ADDED_ID if cols.id is None else None)
+    return SourceRow(fmt, schema, row, cols.image, ADDED_ID if cols.id is None else None, extra)
 
 
 def stored_row(sample: Sample) -> dict[str, Any]:
