@@ -151,3 +151,15 @@ def test_a_start_that_failed_before_scoring_is_redone_with_the_corrected_command
     # Once a shard is scored, a different command is still refused.
     with pytest.raises(ClipauditError, match="holds a different run"):
         curate(CurateConfig(**{**cfg, "stages": ["quality"]}))  # type: ignore[arg-type]
+
+
+def test_a_run_folder_inside_the_dataset_folder_is_refused(tmp_path: Path) -> None:
+    """The run's own parquet files were then read as part of the dataset: the next decide
+    failed on 'No image column in .../compact-00000.parquet'."""
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4, seed=2), data, "parquet")
+    with pytest.raises(ClipauditError, match="inside the dataset folder"):
+        curate(CurateConfig(dataset=str(data), out=str(data / "run"), stages=["quality"]))
+    assert not (data / "run").exists()

@@ -24,6 +24,7 @@ from clipaudit.curate.rundir import RunDir
 from clipaudit.curate.stages import StageContext, make_stages, plan_stages
 from clipaudit.data.formats import Dataset, get_format, open_dataset
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
+from clipaudit.errors import ClipauditError
 from clipaudit.models.provenance import library_versions
 
 if TYPE_CHECKING:
@@ -82,6 +83,14 @@ def score(
 
     if cfg.out_format is not None:  # so does a kept format nobody can write
         get_format(cfg.out_format)
+    src = Path(cfg.dataset)
+    if src.is_dir() and Path(cfg.out).resolve().is_relative_to(src.resolve()):
+        # The run's own parquet and tar files (signals, kept/) would be read as part of the
+        # dataset: the next decide failed on "No image column in .../compact-00000.parquet".
+        raise ClipauditError(
+            f"--out {cfg.out!r} is inside the dataset folder {cfg.dataset!r}, whose files "
+            "the run would then read as input; choose an --out folder outside it."
+        )
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
     pack = load_pack(cfg.rules)  # fail on a bad pack before any scoring work
     fit = None
