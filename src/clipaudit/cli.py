@@ -515,30 +515,23 @@ def decide(
             write_kept=kept,
         )
     _print_stats(stats, run)
+    notes = []
     if stats.get("against_reused"):
-        console.print(
-            f"note: copies of {', '.join(stats['against_reused'])} dropped as the run's last "
-            "decide did (RUN/against.json); --no-against decides without them.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        notes.append(
+            f"copies of {', '.join(stats['against_reused'])} dropped as the run's last decide "
+            "did (RUN/against.json); --no-against decides without them."
         )
     if stats.get("stale_documents_removed"):
-        console.print(
-            f"note: removed {', '.join(stats['stale_documents_removed'])} from {run}: they "
-            "described the previous decisions; run `clipaudit report` / `clipaudit card` again.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        notes.append(
+            f"removed {', '.join(stats['stale_documents_removed'])} from {run}: they described "
+            "the previous decisions; run `clipaudit report` / `clipaudit card` again."
         )
     if not kept and (run / "kept").exists():
-        console.print(
-            f"note: {run / 'kept'} was not rewritten: it still holds an earlier decision's "
-            "kept samples.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        notes.append(
+            f"{run / 'kept'} was not rewritten: it still holds an earlier decision's kept samples."
         )
+    for note in notes:  # plain text: paths and ids are not markup
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     _gate_exit(stats, allow_gate_failure)
 
 
