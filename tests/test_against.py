@@ -216,3 +216,12 @@ def test_a_redecide_keeps_the_reference_sets_until_told_otherwise(
     assert "duplicate_of_reference" not in json.loads((run / "stats.json").read_text())["by_reason"]
     r = decide("--against", str(halves / "A"), "--no-against")
     assert r.returncode == 2 and "contradict" in r.stderr and "Traceback" not in r.stderr
+    # A recorded reference set that has gone: one line saying where it came from, and the
+    # ways on (it blamed an --against the user never typed).
+    (run / "against.json").write_text(
+        json.dumps({"references": [str(tmp_path / "gone")], "cache": None})
+    )
+    r = decide()
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    said = " ".join(r.stderr.split())
+    assert "against.json) cannot be read" in said and "--no-against" in said

@@ -728,7 +728,17 @@ def decide_run(
         (run.path / WORK).mkdir()
     arrow_pool = use_system_arrow_pool()
     try:
-        refs = [against.load_reference(p, against_cache) for p in against_paths or []]
+        try:
+            refs = [against.load_reference(p, against_cache) for p in against_paths or []]
+        except ClipauditError as err:
+            if not reused:
+                raise
+            # The user typed no --against: say where the path came from and the ways on.
+            raise ClipauditError(
+                f"The reference set this run's last decide used ({run.path / against.RECORD}) "
+                f"cannot be read: {err} Pass --against NEWPATH, or --no-against to decide "
+                "without it."
+            ) from None
         if refs:
             phases.done("against_load")
         against.record(run.path, against_paths or [], against_cache)
