@@ -250,7 +250,7 @@ def test_eu_summary_lists_the_top_tenth_of_kept_domains_by_content_size(
     rows += [("keep", "=HYPERLINK(1).example", 3_000_000)]  # a formula-looking name
     rows += [("keep", f"d{i:02}.example", 1_000) for i in range(17)]
     rows += [("drop", "dropped.example", 90_000_000)] * 3  # dropped: not training content
-    rows += [("keep", None, 7)] * 4
+    rows += [("keep", None, 7_000_000)] * 4  # 28 MB with no url
     decision, domain, size = zip(*rows, strict=True)
     pq.write_table(
         pa.table(
@@ -267,7 +267,9 @@ def test_eu_summary_lists_the_top_tenth_of_kept_domains_by_content_size(
     ai = docs["EU_AI_ACT_SUMMARY.md"]
     # 20 kept domains: the top 10% is 2, ranked by bytes (big 10 MB, then =HYPERLINK 3 MB).
     assert "20 distinct domains among the kept samples (4 kept samples have no url" in ai
-    assert "the top 10% (2 domains) hold 92.7% of it" in ai
+    # 13 MB of the 14.017 MB with a domain; of all 42.017 MB kept, 30.9%.
+    assert "the top 10% (2 domains) hold 92.7% of the image bytes of kept samples with a " in ai
+    assert "domain (30.9% of all kept image bytes)" in ai
     assert "`big.example`: 2 samples, 10.0 MB" in ai
     assert "dropped.example" not in ai and "`many.example`" not in ai
     table = docs["EU_AI_ACT_DOMAINS.csv"].splitlines()

@@ -102,6 +102,7 @@ class Evidence:
     # None where the run has no domain column (the rights stage did not run).
     kept_domains: dict[str, tuple[int, int]] | None = None
     kept_without_domain: int = 0
+    kept_without_domain_bytes: int = 0
 
     @property
     def stats_link(self) -> str:
@@ -175,11 +176,13 @@ def _tally_kept(ev: Evidence, dec: Path) -> None:
             ):
                 langs[str(row["caption_lang"])] += int(row["caption_lang_count"])
         if has_domain:
-            known = pc.is_valid(t.column("domain"))
-            ev.kept_without_domain += t.num_rows - int(pc.sum(known).as_py() or 0)
-            t = t.filter(known)
             if "file_bytes" not in t.column_names:
                 t = t.append_column("file_bytes", pa.array([0] * t.num_rows, pa.int64()))
+            known = pc.is_valid(t.column("domain"))
+            ev.kept_without_domain += t.num_rows - int(pc.sum(known).as_py() or 0)
+            unknown = t.filter(pc.invert(known)).column("file_bytes")
+            ev.kept_without_domain_bytes += int(pc.sum(unknown).as_py() or 0)
+            t = t.filter(known)
             agg = t.group_by("domain").aggregate([("domain", "count"), ("file_bytes", "sum")])
             for row in agg.to_pylist():
                 got = domains.setdefault(str(row["domain"]), [0, 0])
@@ -303,13 +306,17 @@ def _kept_domain_lines(ev: Evidence, shown: int = 10) -> list[str]:
         return [f"- No kept sample has a url with a domain ({without})."]
     top = top_domain_count(len(ranked))
     total = sum(b for _, _, b in ranked)
-    share = sum(b for _, _, b in ranked[:top]) / total if total else 0.0
+    every = total + ev.kept_without_domain_bytes
+    held = sum(b for _, _, b in ranked[:top])
+    share = held / total if total else 0.0
+    of_all = held / every if every else 0.0
     lines = [
         f"- {len(ranked):,} distinct domains among the kept samples ({without}); ranked by the "
         f"size of the kept content from each (image bytes), the top 10% ({top:,} "
-        f"domain{'s' if top != 1 else ''}) hold "
-        f"{share:.1%} of it and are listed in `{DOMAINS_CSV}`. Counted from "
-        "`decisions.parquet` (kept and flagged rows). The largest:",
+        f"domain{'s' if top != 1 else ''}) hold {share:.1%} of the image bytes of kept samples "
+        f"with a domain ({of_all:.1%} of all kept image bytes) and are listed in "
+        f"`{DOMAINS_CSV}`. Counted from `decisions.parquet` (kept and flagged rows). The "
+        "largest:",
     ]
     for d, n, b in ranked[: min(shown, top)]:
         lines.append(f"  - {code(d)}: {n:,} samples, {b / 1e6:,.1f} MB")
