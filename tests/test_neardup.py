@@ -341,3 +341,74 @@ def test_crop_candidates_have_their_own_smaller_budget() -> None:
     r = dense_radius(codes, 12, crops=True)
     assert r < 12
     assert estimated_pairs(codes, 12)[r] <= max(CROP_PAIR_BUDGET, 2.0 * len(codes))
+
+
+def _noisy_gradients(count: int, seed: int = 1) -> list[bytes]:
+    """32x32 thumbnails of noisy 72-px gradients saved as JPEG: a look-alike family whose
+    values correlate >= 0.99 under any crop, while nothing in them is a copy."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, 72, dtype=np.float32)[None, :, None]
+    out = []
+    for _ in range(count):
+        px = np.clip(ramp + rng.integers(0, 56, (72, 72, 3)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(px).save(buf, "JPEG", quality=80)
+        im = Image.open(buf).convert("RGB")
+        out.append(im.resize((32, 32), Image.Resampling.BOX).tobytes())
+    return out
+
+
+def test_edge_corr_is_the_correlation_of_the_3x3_edges_mirrors_and_flat_rows_included() -> None:
+    """The integer edge check (each row filtered once) against its definition in floats:
+    each pixel minus its 3x3 mean (edges replicated), centred per channel, correlated."""
+    from scipy.ndimage import uniform_filter
+
+    from clipaudit.curate.stages.hashes import ThumbCorrelation
+
+    rng = np.random.default_rng(5)
+    noise = [rng.integers(0, 256, 3072, dtype=np.uint8).tobytes() for _ in range(6)]
+    rows: list[bytes | None] = [*noise, *_noisy_gradients(3), bytes(3072), None]  # flat, missing
+    corr = ThumbCorrelation(rows)
+    a = np.array([0, 1, 2, 6, 7, 3, 9, 10])
+    b = np.array([1, 0, 2, 7, 8, 4, 0, 5])
+
+    def edges(k: int, mirror: bool) -> np.ndarray:
+        x = corr.px[k].reshape(32, 32, 3).astype(np.float64)
+        x = x[:, ::-1] if mirror else x
+        return x - uniform_filter(x, size=(3, 3, 1), mode="nearest")
+
+    for mirror in (False, True):
+        got = corr.edge_corr(a, b, mirror)
+        for k, (i, j) in enumerate(zip(a, b, strict=True)):
+            if i == 10 or j == 10:  # the missing row
+                assert got[k] == -np.inf
+                continue
+            ex, ey = edges(i, False), edges(j, mirror)
+            if min(ex.std(), ey.std()) < ThumbCorrelation.MIN_EDGE_STD:
+                assert got[k] == np.inf  # too little detail to judge
+                continue
+            cx, cy = ex - ex.mean((0, 1)), ey - ey.mean((0, 1))
+            want = (cx * cy).sum() / np.sqrt((cx * cx).sum() * (cy * cy).sum())
+            assert got[k] == pytest.approx(want, abs=1e-9), (mirror, i, j)
+    assert corr.edge_corr(np.array([2]), np.array([2]))[0] == pytest.approx(1.0)
+
+
+def test_a_look_alike_family_stops_at_the_coarse_crop_pass() -> None:
+    """Noisy gradients pass the coarse values of every crop candidate; the coarse edges (the
+    outer ring left out) stop them all before the fine check, and none is confirmed."""
+    from clipaudit.curate.stages.hashes import ThumbCorrelation
+    from clipaudit.rules.schema import load_pack
+
+    corr = ThumbCorrelation(_noisy_gradients(40))
+    pairs = np.array([(i, j) for i in range(40) for j in range(i + 1, 40)])
+    d = load_pack("default").dedup
+    values, _, _ = corr._shifted(pairs[:, 0], pairs[:, 1], 16, 5, False, half=True)
+    assert (values >= d.min_crop_value_corr).all()  # values alone would send all on
+    ok, n_fine = corr.crop_confirmed(
+        pairs[:, 0], pairs[:, 1], d.min_crop_value_corr, d.min_crop_corr
+    )
+    assert n_fine == 0 and not ok.any()

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import threadpool_limits
 
 from clipaudit.curate.decide.neardup import (
     affordable_radius,
@@ -644,36 +645,14 @@ def near_duplicate_pairs(
             release_memory()  # the blocks the scratch files were written from
             spilled = any(s.path is not None for s in stores.values())
             st["thumbnails_spilled"] = bool(st.get("thumbnails_spilled")) or spilled
+        # One BLAS thread: the checks are many small matrix products, which two threads
+        # do no faster on an idle machine, and on a busy one (other jobs, decide's own map
+        # workers) OpenBLAS threads waiting on each other made them 1.8x slower.
         try:
-            for part in spool.chunks():
-                a, b, kinds = part[:, 0], part[:, 1], part[:, 2]
-                if stores:
-                    ok = np.zeros(len(a), np.bool_)
-                    for inner, store in stores.items():
-                        sel = np.flatnonzero(np.isin(kinds, INNER_KINDS) == inner)
-                        mirrored = kinds[sel] == MIRRORED
-                        close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
-                        corr = store.correlate(a[sel], b[sel], mirrored, close)
-                        ok[sel] = corr >= d.min_thumb_corr
-                        if d.min_edge_corr is not None:  # and their edges (edge_corr)
-                            judged = sel[ok[sel]]
-                            edges = store.edge_corr(a[judged], b[judged], kinds[judged] == MIRRORED)
-                            ok[judged] = edges >= d.min_edge_corr
-                            st["edge_rejected"] = st.get("edge_rejected", 0) + int(
-                                (edges < d.min_edge_corr).sum()
-                            )
-                    # A crop candidate the thumbnails do not confirm: the best value and
-                    # edge correlations of 81 offsets of a 90% crop of either against the
-                    # other, on the whole thumbnails (edges are not fooled by a shared mat).
-                    crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
-                    if len(crop):
-                        ok[crop], fine = stores[False].crop_confirmed(
-                            a[crop], b[crop], d.min_crop_value_corr, d.min_crop_corr
-                        )
-                        st["crop_checks"] = st.get("crop_checks", 0) + len(crop)
-                        st["crop_fine_checks"] = st.get("crop_fine_checks", 0) + fine
-                    a, b = a[ok], b[ok]
-                confirmed.append(np.unique(_pair_codes(a, b, n)))
+            with threadpool_limits(1, user_api="blas"):
+                for part in spool.chunks():
+                    a, b = _confirmed(part, stores, c, d, st)
+                    confirmed.append(np.unique(_pair_codes(a, b, n)))
         finally:
             for store in stores.values():
                 store.close()
@@ -682,6 +661,40 @@ def near_duplicate_pairs(
     code = np.unique(np.concatenate(confirmed)) if confirmed else empty
     st["confirmed_pairs"] = st.get("confirmed_pairs", 0) + len(code)
     return code // n, code % n
+
+
+def _confirmed(
+    part: np.ndarray, stores: dict[bool, ThumbStore], c: Compact, d: Any, st: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs of one spooled chunk (rows of a, b, kind) that the thumbnails
+    confirm (all of them without a thumbnail check)."""
+    a, b, kinds = part[:, 0], part[:, 1], part[:, 2]
+    if not stores:
+        return a, b
+    ok = np.zeros(len(a), np.bool_)
+    for inner, store in stores.items():
+        sel = np.flatnonzero(np.isin(kinds, INNER_KINDS) == inner)
+        mirrored = kinds[sel] == MIRRORED
+        close = _hashes_agree(c, a[sel], b[sel], kinds[sel], d)
+        corr = store.correlate(a[sel], b[sel], mirrored, close)
+        ok[sel] = corr >= d.min_thumb_corr
+        if d.min_edge_corr is not None:  # and their edges (edge_corr)
+            judged = sel[ok[sel]]
+            edges = store.edge_corr(a[judged], b[judged], kinds[judged] == MIRRORED)
+            ok[judged] = edges >= d.min_edge_corr
+            rejected = int((edges < d.min_edge_corr).sum())
+            st["edge_rejected"] = st.get("edge_rejected", 0) + rejected
+    # A crop candidate the thumbnails do not confirm: the best value and edge correlations
+    # of 81 offsets of a 90% crop of either against the other, on the whole thumbnails
+    # (edges are not fooled by a shared mat).
+    crop = np.flatnonzero(np.isin(kinds, CROP_KINDS) & ~ok)
+    if len(crop):
+        ok[crop], fine = stores[False].crop_confirmed(
+            a[crop], b[crop], d.min_crop_value_corr, d.min_crop_corr
+        )
+        st["crop_checks"] = st.get("crop_checks", 0) + len(crop)
+        st["crop_fine_checks"] = st.get("crop_fine_checks", 0) + fine
+    return a[ok], b[ok]
 
 
 class _Edges(NamedTuple):

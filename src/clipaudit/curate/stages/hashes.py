@@ -40,6 +40,13 @@ CROP_OFFSETS = 9  # offsets per axis, from one edge to the other (0.4 thumbnail 
 # sibling scenes of one template make thousands of crop candidates, 5 in 6 stop there.
 COARSE_OFFSETS = 5
 COARSE_MARGIN = 0.15
+# The coarse pass also reads edges (16 x 16 means, without the outer ring) where its values
+# pass, and the fine check runs only where they come within COARSE_EDGE_MARGIN of the edge
+# cut. On 3,220 calibration-part real 90% crops (some also halved or brightened, JPEG q30-92)
+# passing the fine check, the coarse edges were at least 0.528 (the pack's cut 0.6 less this
+# margin: 0.35); on a cluster of noisy gradients (one product-shot-like look-alike family,
+# 4,950 pairs) at most 0.241, where values alone sent every pair to the fine check.
+COARSE_EDGE_MARGIN = 0.25
 
 
 class ThumbCorrelation:
@@ -69,6 +76,10 @@ class ThumbCorrelation:
     # Up to this many rows, the mirrored thumbnails are made once (fast); above, a chunk at
     # a time, so a large check does not hold a second copy of every thumbnail.
     MIRROR_COPY_MAX = 20_000
+    # Up to this many rows, every row's edges are filtered once (6 KiB a row: 48 MiB at
+    # most, twice that with mirrors; decide's thumbnail store holds 8,192 rows at a time):
+    # in a cluster of look-alike images each row is a candidate of hundreds of others.
+    EDGE_CACHE_MAX = 8_192
 
     def __init__(
         self,
@@ -78,6 +89,7 @@ class ThumbCorrelation:
         self.px, self.valid = values if isinstance(values, tuple) else thumb_array(values)
         self.chunk = chunk
         self._mirrored: np.ndarray | None = None
+        self._edges: tuple[np.ndarray, ...] | None = None
         self.sums, self.var = self.moments(self.px, chunk)
 
     @classmethod
@@ -102,6 +114,7 @@ class ThumbCorrelation:
         self.px, self.valid, self.sums, self.var = px, valid, sums, var
         self.chunk = 1024
         self._mirrored = None
+        self._edges = None
         return self
 
     def _mirror_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -124,7 +137,10 @@ class ThumbCorrelation:
     def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Row-wise dot products of two uint8 matrices, exact: each product of two bytes
         fits uint16 (<= 65,025), summed in int64 (2.5x faster than int32 products)."""
-        return (x.astype(np.uint16) * y).sum(1, dtype=np.int64)
+        if x.dtype == np.uint8:
+            return (x.astype(np.uint16) * y).sum(1, dtype=np.int64)
+        # int16 edges (_edges9): |product| <= 2,295^2, summed exactly in int64.
+        return np.einsum("ij,ij->i", x, y, dtype=np.int64)
 
     def __call__(
         self,
@@ -167,7 +183,7 @@ class ThumbCorrelation:
         return out
 
     def edge_corr(
-        self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False, chunk: int = 256
+        self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False, chunk: int = 2048
     ) -> np.ndarray:
         """Correlation of the edges (each pixel minus its 3x3 mean, centred per channel) of
         row ``a[k]`` and row ``b[k]`` (its left-right mirror with ``mirror_b``), unshifted.
@@ -178,22 +194,41 @@ class ThumbCorrelation:
         Values alone pass different garments laid on one cloth (a black T-shirt and a navy
         polo on one carpet: 0.954; two striped shirts on one red sheet: 0.950), whose
         silhouettes fill the 32 x 32 thumbnails alike; their edges correlate at 0.46. Resized,
-        re-encoded and brightened copies of held-out real photos keep >= 0.92."""
-        box, box_t = _box_operator(), _box_operator().T
+        re-encoded and brightened copies of held-out real photos keep >= 0.92.
+
+        Each distinct row of a chunk is filtered once, not once per pair: a cluster of
+        look-alike images (product shots on white) makes every member a candidate of every
+        other, and filtering each pair's two thumbnails took most of a decide's time."""
         out = np.full(len(a), -np.inf)
         for s in range(0, len(a), chunk):
             ia, ib = a[s : s + chunk], b[s : s + chunk]
-            k = len(ia)
-            pb = self._mirror_rows(ib) if mirror_b else self.px[ib]
-            x = self.px[ia].reshape(k, THUMB, THUMB, 3).transpose(0, 3, 1, 2).astype(np.float32)
-            y = pb.reshape(k, THUMB, THUMB, 3).transpose(0, 3, 1, 2).astype(np.float32)
-            ex = x - np.matmul(np.matmul(box, x), box_t)
-            ey = y - np.matmul(np.matmul(box, y), box_t)
-            corr = _corr_grid(ex[:, :, None, None], ey)[:, 0]
-            spread = np.minimum(ex.reshape(k, -1).std(1), ey.reshape(k, -1).std(1))
-            corr = np.where(spread < self.MIN_EDGE_STD, np.inf, corr)
+            ea, sa, va, spread_a = self._edge_rows(ia, False)
+            eb, sb, vb, spread_b = self._edge_rows(ib, mirror_b)
+            # Centred per channel, in integers as ``__call__``: PIXELS * sum(x y) - sums.
+            cov = self.PIXELS * self._dot(ea, eb) - (sa * sb).sum(1)
+            den = np.sqrt(va.astype(np.float64) * vb)
+            corr = np.divide(cov, den, out=np.zeros(len(ia)), where=den > 0)
+            corr = np.where(np.minimum(spread_a, spread_b) < self.MIN_EDGE_STD, np.inf, corr)
             out[s : s + chunk] = np.where(self.valid[ia] & self.valid[ib], corr, -np.inf)
         return out
+
+    def _edge_rows(self, rows: np.ndarray, mirror: bool) -> tuple[np.ndarray, ...]:
+        """``_edges9`` of these rows (of their mirror images with ``mirror``): from the
+        cache of every row's edges when the rows are few enough, else each distinct row
+        filtered once. The 3x3 filter is symmetric, so a mirror's edges are the mirrored
+        edges, exactly (integers); sums, variance and spread do not change."""
+        m = len(self.px)
+        if m <= self.EDGE_CACHE_MAX:
+            if self._edges is None:
+                self._edges = _edges9(self.px)
+            if mirror and len(self._edges) == 4:
+                flip = self._edges[0].reshape(m, THUMB, THUMB, 3)[:, :, ::-1]
+                self._edges += (np.ascontiguousarray(flip).reshape(m, -1),)
+            e, sums, var, spread = (part[rows] for part in self._edges[:4])
+            return (self._edges[4][rows] if mirror else e), sums, var, spread
+        unique, at = np.unique(rows, return_inverse=True)
+        px = self._mirror_rows(unique) if mirror else self.px[unique]
+        return tuple(part[at] for part in _edges9(px))
 
     def shifted(
         self,
@@ -226,16 +261,19 @@ class ThumbCorrelation:
         with_edges: bool,
         near: np.ndarray | None = None,
         half: bool = False,
+        edge_gate: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``shifted`` plus where the best values lie: (values, edges, where), ``where[k, d]``
         the (row, column) offset index of direction d (0: a cropped, 1: b cropped). ``near``:
         search only the 3 x 3 window of the fine grid around ``near[k, d]`` (fine indices).
-        ``half``: on 16 x 16 means of the thumbnails (values only; a fifth of the cost)."""
+        ``half``: on 16 x 16 means of the thumbnails (a fifth of the cost); its edges leave
+        out the outer ring of pixels, where a replicated border gives any two smooth ramps
+        the same edges. ``edge_gate``: edges only for the directions whose best value
+        reaches it (-inf elsewhere)."""
         n = len(a)
         values, edges = np.full(n, -np.inf), np.full(n, -np.inf)
         where = np.zeros((n, 2, 2), np.int64)
         fine = _crop_operators(CROP_OFFSETS)
-        box, box_t = _box_operator(), _box_operator().T
         step = np.arange(-1, 2)
         for s in range(0, n, chunk):
             ia, ib = a[s : s + chunk], b[s : s + chunk]
@@ -260,11 +298,13 @@ class ThumbCorrelation:
                 p, q = np.divmod(top, crops.shape[3])
                 where[s : s + k, d, 0] = idx[np.arange(k), 0, p]
                 where[s : s + k, d, 1] = idx[np.arange(k), 1, q]
-                best_v = np.maximum(best_v, corr[np.arange(k), top])
-                if with_edges:  # each pixel minus its 3x3 mean: X - B X B^T, in place
-                    crops -= np.matmul(np.matmul(box, crops), box_t)
-                    ref = whole - np.matmul(np.matmul(box, whole), box_t)
-                    best_e = np.maximum(best_e, _corr_grid(crops, ref).max(axis=1))
+                value = corr[np.arange(k), top]
+                best_v = np.maximum(best_v, value)
+                if with_edges:
+                    sel = np.arange(k) if edge_gate is None else np.flatnonzero(value >= edge_gate)
+                    if len(sel):
+                        e = _grid_edges(crops[sel], whole[sel], ring=1 if half else 0)
+                        best_e[sel] = np.maximum(best_e[sel], e)
             ok = self.valid[ia] & self.valid[ib]
             values[s : s + chunk] = np.where(ok, best_v, -np.inf)
             edges[s : s + chunk] = np.where(ok, best_e, -np.inf)
@@ -275,12 +315,17 @@ class ThumbCorrelation:
     ) -> tuple[np.ndarray, int]:
         """(ok, fine): whether row ``a[k]`` and row ``b[k]`` pass the crop check at these
         cuts (values >= min_values and edges >= min_edges), and how many pairs needed the
-        fine pass. Coarse to fine: values alone on the 5 x 5 grid; where they come within
-        COARSE_MARGIN of the cut, values and edges on the 3 x 3 window of the 9 x 9 grid
-        around each direction's coarse best (9 resamplings a direction, not 81)."""
+        fine pass. Coarse to fine: values on the 5 x 5 grid of 16 x 16 means, and the edges
+        of the offsets whose values come within COARSE_MARGIN of the cut; where both come
+        within their margins (COARSE_EDGE_MARGIN for edges), values and edges on the 3 x 3
+        window of the 9 x 9 grid around each direction's coarse best (9 resamplings a
+        direction, not 81)."""
         ok = np.zeros(len(a), np.bool_)
-        coarse, _, where = self._shifted(a, b, 16, COARSE_OFFSETS, False, half=True)
-        go = np.flatnonzero(coarse >= min_values - COARSE_MARGIN)
+        gate = min_values - COARSE_MARGIN
+        coarse, coarse_edges, where = self._shifted(
+            a, b, 16, COARSE_OFFSETS, True, half=True, edge_gate=gate
+        )
+        go = np.flatnonzero((coarse >= gate) & (coarse_edges >= min_edges - COARSE_EDGE_MARGIN))
         if len(go):
             scale = (CROP_OFFSETS - 1) // (COARSE_OFFSETS - 1)
             values, edges, _ = self._shifted(
@@ -341,16 +386,44 @@ def _crop_operators(count: int = CROP_OFFSETS, n: int = THUMB) -> np.ndarray:
     return ops
 
 
-@lru_cache(maxsize=1)
-def _box_operator() -> np.ndarray:
-    """(32, 32): row i averages rows i-1, i, i+1 (edges replicated), so ``B @ X @ B.T`` is
+@lru_cache(maxsize=2)
+def _box_operator(n: int = THUMB) -> np.ndarray:
+    """(n, n): row i averages rows i-1, i, i+1 (edges replicated), so ``B @ X @ B.T`` is
     the 3x3 mean of every pixel of X."""
-    n = THUMB
     box = np.zeros((n, n), np.float32)
     for i in range(n):
         for j in (i - 1, i, i + 1):
             box[i, min(max(j, 0), n - 1)] += 1 / 3
     return box
+
+
+def _edges9(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nine times the edges of uint8 thumbnail rows (9 x each pixel minus the sum of its 3x3
+    neighbourhood, edges replicated: ``_box_operator``'s filter, exact in int16) with each
+    row's channel sums, PIXELS * centred sum of squares (as ``ThumbCorrelation.moments``) and
+    the spread (standard deviation) of the edges themselves."""
+    m = len(px)
+    x = px.reshape(m, THUMB, THUMB, 3).astype(np.int16)
+    # The 3x3 sum is separable: each pixel plus its upper and lower neighbour (the edge
+    # row counted again in place of the missing one), then the same across columns.
+    rows = x.copy()
+    rows[:, 1:] += x[:, :-1]
+    rows[:, :-1] += x[:, 1:]
+    rows[:, 0] += x[:, 0]
+    rows[:, -1] += x[:, -1]
+    near = rows.copy()
+    near[:, :, 1:] += rows[:, :, :-1]
+    near[:, :, :-1] += rows[:, :, 1:]
+    near[:, :, 0] += rows[:, :, 0]
+    near[:, :, -1] += rows[:, :, -1]
+    e = (9 * x - near).reshape(m, -1)
+    sums = np.einsum("mpc->mc", e.reshape(m, -1, 3), dtype=np.int64)
+    sq = ThumbCorrelation._dot(e, e)
+    var = ThumbCorrelation.PIXELS * sq - (sums * sums).sum(1)
+    n = e.shape[1]
+    total = sums.sum(1)
+    spread = np.sqrt(np.maximum(sq / n - (total / n) ** 2, 0.0)) / 9
+    return e, sums, var, spread
 
 
 def _half(x: np.ndarray) -> np.ndarray:
@@ -377,6 +450,19 @@ def _resample(src: np.ndarray, ops_r: np.ndarray, ops_c: np.ndarray) -> np.ndarr
     else:
         out = np.matmul(rows.reshape(k, 3 * p * n, n), stack_c).reshape(k, 3, p, n, q, n)
     return np.ascontiguousarray(out.transpose(0, 1, 2, 4, 3, 5))
+
+
+def _grid_edges(crops: np.ndarray, whole: np.ndarray, ring: int) -> np.ndarray:
+    """The best edge correlation (each pixel minus its 3x3 mean) of any crop
+    ``crops[k, :, p, q]`` with ``whole[k]``, over the pixels at least ``ring`` from the border.
+    The crops are filtered in place."""
+    box = _box_operator(crops.shape[-1])
+    crops -= np.matmul(np.matmul(box, crops), box.T)
+    ref = whole - np.matmul(np.matmul(box, whole), box.T)
+    if ring:
+        inner = (..., slice(ring, -ring), slice(ring, -ring))
+        crops, ref = np.ascontiguousarray(crops[inner]), np.ascontiguousarray(ref[inner])
+    return _corr_grid(crops, ref).max(axis=1)
 
 
 def _corr_grid(crops: np.ndarray, whole: np.ndarray) -> np.ndarray:
