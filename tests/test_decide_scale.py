@@ -266,3 +266,35 @@ def test_decide_lists_the_signal_shards_once_not_once_a_shard(
     )
     assert stats["input"] == 400 and stats["adds_up"]
     assert len(reads) <= 2 * 40  # 40 shards: a listing or two, not one per map job (1,600+)
+
+
+def test_a_scratch_folder_a_killed_run_still_writes_into_is_moved_aside(
+    sim: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed 5,000-shard curate stopped on "Cannot write RUN/.decide: File exists": a
+    worker of the killed process wrote into the scratch folder while it was being removed.
+    The old folder is moved aside; the decide runs in a fresh one and cleans up both."""
+    import shutil
+
+    from clipaudit.curate.decide import run as decide_module
+
+    run = tmp_path / "run"
+    shutil.copytree(sim / "run", run)
+    late = run / decide_module.WORK / "reasons-00000.parquet"
+    late.parent.mkdir()
+    late.write_bytes(b"a late write of the killed run")
+    real_rmtree = shutil.rmtree
+    calls: list[Path] = []
+
+    def writer_wins_once(path: Any, ignore_errors: bool = False, **kw: Any) -> None:
+        calls.append(Path(path))
+        if len(calls) > 1:  # the first removal loses the race; later ones work
+            real_rmtree(path, ignore_errors=ignore_errors, **kw)
+
+    monkeypatch.setattr(decide_module.shutil, "rmtree", writer_wins_once)
+    stats = decide_run(run, str(sim / "scale.yaml"), write_kept=False, gates=False)
+    assert stats["input"] == 6_000 and stats["adds_up"]
+    assert calls[0] == run / decide_module.WORK
+    assert calls[1].name.startswith(f"{decide_module.WORK}.stale-")  # moved aside, removed
+    left = sorted(p.name for p in run.iterdir() if p.name.startswith(decide_module.WORK))
+    assert left == []

@@ -338,6 +338,19 @@ class MapJob:
     verdicts: dict[str, dict[str, str]] | None = None  # a multimodal judge's, by id
 
 
+def _fresh_work_folder(work: Path) -> None:
+    """An empty scratch folder at ``work``. What a killed run left there is removed; where
+    that fails (a worker of the killed process still writing into it: a resumed 5,000-shard
+    curate stopped on "File exists"), the old folder is moved aside under a unique name
+    and removed as far as it can be, so its late files never mix with this run's."""
+    shutil.rmtree(work, ignore_errors=True)
+    if work.exists():
+        aside = work.with_name(f"{work.name}.stale-{os.getpid()}-{time.time_ns()}")
+        work.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    work.mkdir()
+
+
 def _work(run: str | Path, name: str, k: int) -> Path:
     return Path(run) / WORK / f"{name}-{k:05d}.parquet"
 
@@ -724,8 +737,7 @@ def decide_run(
     local = mapper is None
     mapper = mapper or local_mapper(workers)
     with output_errors(run.path / WORK):
-        shutil.rmtree(run.path / WORK, ignore_errors=True)
-        (run.path / WORK).mkdir()
+        _fresh_work_folder(run.path / WORK)
     arrow_pool = use_system_arrow_pool()
     try:
         try:
@@ -822,7 +834,8 @@ def decide_run(
         run.write_json("phases.json", {"workers": workers, "samples": n, "phases": phases.out})
     finally:
         pa.set_memory_pool(arrow_pool)
-        shutil.rmtree(run.path / WORK, ignore_errors=True)
+        for scratch in (run.path / WORK, *run.path.glob(f"{WORK}.stale-*")):
+            shutil.rmtree(scratch, ignore_errors=True)
     return stats
 
 
