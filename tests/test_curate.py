@@ -166,7 +166,10 @@ def test_sigkill_then_resume_gives_identical_bytes(pool: WorldRun) -> None:
 def test_resume_refuses_a_different_run(pool: WorldRun, run: Path) -> None:
     from clipaudit.errors import ClipauditError
 
-    with pytest.raises(ClipauditError, match="holds a different run"):
+    # It names what differs, so the user can tell a typo from another run.
+    with pytest.raises(
+        ClipauditError, match=r"holds a different run \(--batch-size: \d+ there, 3 now\)"
+    ):
         curate(
             CurateConfig(
                 dataset=str(pool.data),

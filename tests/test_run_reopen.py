@@ -149,7 +149,9 @@ def test_a_start_that_failed_before_scoring_is_redone_with_the_corrected_command
         json.loads((out / "run.json").read_text())["settings"]["model"] == "random:clipaudit-tiny"
     )
     # Once a shard is scored, a different command is still refused.
-    with pytest.raises(ClipauditError, match="holds a different run"):
+    with pytest.raises(
+        ClipauditError, match=r'--stages: \["quality", "alignment"\] there, \["quality"\] now'
+    ):
         curate(CurateConfig(**{**cfg, "stages": ["quality"]}))  # type: ignore[arg-type]
 
 
@@ -163,3 +165,23 @@ def test_a_run_folder_inside_the_dataset_folder_is_refused(tmp_path: Path) -> No
     with pytest.raises(ClipauditError, match="inside the dataset folder"):
         curate(CurateConfig(dataset=str(data), out=str(data / "run"), stages=["quality"]))
     assert not (data / "run").exists()
+
+
+def test_a_different_run_names_what_differs() -> None:
+    from clipaudit.curate.rundir import what_differs
+
+    base = {
+        "settings": {"stages": ["quality"], "batch_size": 64, "model": None},
+        "dataset": {"resolved": "/data/a", "shards": ["0.parquet"]},
+    }
+    moved = {**base, "dataset": {"resolved": "/data/b", "shards": ["0.parquet"]}}
+    assert what_differs(base, moved) == "input: '/data/a' there"
+    # A setting recorded only when not its default compares against that default.
+    budget = {**base, "settings": {**base["settings"], "batch_megapixels": 32}}
+    assert what_differs(base, budget) == "--batch-megapixels: 128 there, 32 now"
+    more = {**base, "dataset": {"resolved": "/data/a", "shards": ["0.parquet", "1.parquet"]}}
+    assert what_differs(base, more) == "the input's files are not the same list"
+    assert what_differs(base, base) == "the input's files changed size or time since"
+    assert (
+        what_differs(["not", "a", "run"], base) == "its run.json is unreadable or from another tool"
+    )

@@ -51,6 +51,53 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+# How each recorded setting is given on the command line, for saying which one differs.
+SETTING_FLAGS = {
+    "stages": "--stages",
+    "model": "--model",
+    "batch_size": "--batch-size",
+    "batch_megapixels": "--batch-megapixels",
+    "model_threads": "--model-threads",
+    "video_sampling": "--video-sampling",
+    "read": "the reading options (columns, split, shard size)",
+    "options": "the stage options",
+}
+# Settings recorded only when not their default (curate/scoring.py), with that default.
+SETTING_DEFAULTS: dict[str, Any] = {
+    "batch_megapixels": 128,
+    "model_threads": None,
+    "video_sampling": "uniform:8",
+}
+
+
+def what_differs(old: Any, new: dict[str, Any]) -> str:
+    """Which recorded settings or inputs of ``old`` (an existing run.json) and ``new``
+    differ, in words: "--batch-size 64 there, 32 now"."""
+    if not isinstance(old, dict) or "settings" not in old:
+        return "its run.json is unreadable or from another tool"
+    was, now = old.get("settings") or {}, new.get("settings") or {}
+    parts = []
+    for key in sorted(set(was) | set(now)):
+        a = was.get(key, SETTING_DEFAULTS.get(key))
+        b = now.get(key, SETTING_DEFAULTS.get(key))
+        if a != b:
+            name = SETTING_FLAGS.get(key, key)
+            parts.append(f"{name}: {_short(a)} there, {_short(b)} now")
+    old_data, new_data = old.get("dataset") or {}, new.get("dataset") or {}
+    if old_data.get("resolved") != new_data.get("resolved"):
+        parts.append(f"input: {_short(old_data.get('resolved'))} there")
+    elif old_data.get("shards") != new_data.get("shards"):
+        parts.append("the input's files are not the same list")
+    if not parts:
+        parts.append("the input's files changed size or time since")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -71,8 +118,9 @@ class RunDir:
                 return False
             if not same:
                 raise ClipauditError(
-                    f"{str(self.path)!r} holds a different run (other input, stages, model or "
-                    "settings); choose a new --out folder or delete that one."
+                    f"{str(self.path)!r} holds a different run ({what_differs(old, record)}); "
+                    "run the same command as before to resume it, or choose a new --out "
+                    "folder or delete that one."
                 )
             with output_errors(self.path):
                 self.remove_leftovers()
