@@ -412,3 +412,43 @@ def test_a_look_alike_family_stops_at_the_coarse_crop_pass() -> None:
         pairs[:, 0], pairs[:, 1], d.min_crop_value_corr, d.min_crop_corr
     )
     assert n_fine == 0 and not ok.any()
+
+
+def test_a_dense_family_narrows_the_radius_for_itself_not_for_the_rest_of_the_run() -> None:
+    """One family of look-alike copy hashes passes the crop budget, so the radius narrows;
+    pairs of other images between the narrowed and the full radius are still found."""
+    from types import SimpleNamespace
+
+    from clipaudit.curate.decide.keeper import CROPPED, _key_pair_chunks
+
+    rng = np.random.default_rng(8)
+    bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+
+    def flip(code: np.uint64, k: int) -> np.uint64:
+        return code ^ np.bitwise_or.reduce(bits[rng.choice(64, k, replace=False)])
+
+    centre = rng.integers(0, 2**63, dtype=np.uint64)
+    family = [flip(centre, int(rng.integers(0, 6))) for _ in range(600)]  # ~180k pairs
+    others = list(rng.integers(0, 2**63, 2000, dtype=np.uint64))
+    planted = [(len(family) + i, len(family) + 2000 + i) for i in range(100)]
+    copies = [flip(others[i], 9 + i % 4) for i in range(100)]  # 9-12 bits from the original
+    codes = np.array(family + others + copies, np.uint64).view(np.int64)
+    d = SimpleNamespace(near_radius=12, search="auto", hashes=["phash"], match="any")
+    stats: dict[str, Any] = {}
+    # Only the crop search matters: random plain hashes, 64 bits apart on average.
+    plain = rng.integers(0, 2**63, len(codes), dtype=np.uint64).view(np.int64)
+    found = set()
+    for a, b, kind in _key_pair_chunks(
+        {"phash": plain, "chash": codes}, d, None, stats, crops=True
+    ):
+        if kind == CROPPED:
+            found.update(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))
+    assert stats["radius_searched"]["chash"] < 9  # the family narrowed the first search
+    assert stats["radius_searched_outside_dense"]["chash"] == 12
+    assert all(p in found for p in planted)  # every planted copy at 9-12 bits
+    # Both searches stay within the crop budget: the second one only adds the keys outside
+    # the family's dense core (its fringe among them), not the family's own pairs again.
+    from clipaudit.curate.decide.neardup import CROP_PAIR_BUDGET
+
+    assert stats["keys_outside_dense"]["chash"] < len(codes) - 400
+    assert len(found) <= 2 * CROP_PAIR_BUDGET
