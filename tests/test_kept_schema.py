@@ -14,6 +14,7 @@ from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.decide import decide_run
 from clipaudit.curate.decide import writer as kept_writer
 from clipaudit.curate.pipeline import curate
+from clipaudit.data import ReadOptions
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:
@@ -278,3 +279,37 @@ def test_hf_nested_images_and_the_dataset_info_are_kept(tmp_path: Path) -> None:
     raw = kept.cast_column("extra", datasets.Sequence(datasets.Image(decode=False)))
     keep = [i for i in range(N) if i != BROKEN]
     assert [[c["bytes"] for c in r] for r in raw["extra"]] == [[_png((i, 1, 2))] * 2 for i in keep]
+
+
+def test_empty_ids_in_the_input_are_the_run_ids_in_the_kept_rows(tmp_path: Path) -> None:
+    """A null id got a generated id in the decisions, but its kept row kept the null: it
+    could not be joined back. Text id columns now hold the run's ids (parquet, hf)."""
+    datasets = pytest.importorskip("datasets")
+    keys = ["k0", None, "  ", "k3", None, " k5 "]
+    src = _table().append_column("key", pa.array(keys, pa.string()))
+    pq.write_table(src, tmp_path / "in.parquet")
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "key": datasets.Value("string"),
+        }
+    )
+    rows = {
+        "image": [{"bytes": b, "path": None} for b in _images()],
+        "caption": [f"a photo {i}" for i in range(N)],
+        "key": keys,
+    }
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
+    for name in ("in.parquet", "hf"):
+        run = tmp_path / f"run-{name}"
+        _curate(tmp_path / name, run, read=ReadOptions(id_column="key"))
+        decisions = pq.read_table(run / "decisions.parquet").to_pylist()
+        kept_ids = [d["id"] for d in decisions if d["decision"] in ("keep", "flag")]
+        if name == "hf":
+            got = datasets.load_from_disk(str(run / "kept"))["key"]
+        else:
+            [out] = sorted((run / "kept").glob("*.parquet"))
+            got = pq.read_table(out).column("key").to_pylist()
+        assert got == kept_ids, name
+        assert got[0] == "k0" and got[-1] == " k5 " and None not in got, name

@@ -194,4 +194,12 @@ def _as_stored(batch: list[Sample]) -> pa.Table | None:
         table = table.add_column(
             0, pa.field(first.id_column, pa.string()), pa.array([s.id for s in batch], pa.string())
         )
+    own = first.own_id_column
+    if own is not None:
+        field = schema.field(own)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            # The id the run used, which decisions join on: the stored one cleaned, or a
+            # generated one where it was empty (a null id stayed null before).
+            ids = pa.array([s.id for s in batch], field.type)
+            table = table.set_column(schema.get_field_index(own), field, ids)
     return table.combine_chunks()

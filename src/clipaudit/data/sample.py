@@ -48,6 +48,10 @@ class SourceRow:
     id_column: str | None = None
     # Format-specific: an hf dataset's DatasetInfo (description, licence, citation).
     extra: Any = None
+    # The input's own id column, whose cells the writer sets to the run's ids where they are
+    # text: an empty or blank id was replaced by a generated one, and kept rows must join
+    # the decisions.
+    own_id_column: str | None = None
 
 
 @dataclass

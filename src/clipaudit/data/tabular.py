@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from clipaudit.data.formats import (
     CAPTION_CANDIDATES,
     ID_CANDIDATES,
@@ -117,7 +119,8 @@ def source_row(
     """``row`` as stored, for a kept dataset in the input's schema; an input without an id
     column gets the run's ids in an added ``id`` column, so kept rows join the decisions."""
     assert cols.image is not None
-    return SourceRow(fmt, schema, row, cols.image, ADDED_ID if cols.id is None else None, extra)
+    added = ADDED_ID if cols.id is None else None
+    return SourceRow(fmt, schema, row, cols.image, added, extra, own_id_column=cols.id)
 
 
 def stored_row(sample: Sample) -> dict[str, Any]:
@@ -134,4 +137,16 @@ def stored_row(sample: Sample) -> dict[str, Any]:
         row[src.image_column] = sample.image
     if src.id_column is not None:
         row = {src.id_column: sample.id, **row}
+    own = src.own_id_column
+    if own is not None and _text_column(src.schema, own):
+        row[own] = sample.id  # the id the run used: stored (cleaned) or generated if empty
     return row
+
+
+def _text_column(schema: Any, name: str) -> bool:
+    """Whether column ``name`` of an arrow schema or ``datasets.Features`` holds text."""
+    if isinstance(schema, pa.Schema):
+        kind = schema.field(name).type
+        return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+    feature = schema.get(name) if hasattr(schema, "get") else None
+    return getattr(feature, "dtype", None) in ("string", "large_string")
