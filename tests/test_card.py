@@ -324,3 +324,29 @@ def test_codes_outside_the_pack_vocabulary_have_their_meaning(
     card = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "c")}["README.md"]
     assert "| `duplicate_of_reference` | a copy of a sample of a reference set given with" in card
     assert "| `route:people` | routed to 'people' by the pack's routes |" in card
+
+
+def test_cards_name_the_detectors_and_versions_the_run_scored_with(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A card a reader can reproduce from: each stage's weights hashes and detector
+    versions, from run.json, escaped like any text of the run."""
+    run, docs = cards
+    record = json.loads((run / "run.json").read_text())
+    prov = record["stage_provenance"]
+    for name in ("README.md", "DATASHEET.md"):
+        text = docs[name]
+        assert "Detectors and versions" in text
+        assert f"imagehash `{prov['hashes']['imagehash']}`" in text, name
+        assert f"chash\\_weights\\_sha256 `{prov['hashes']['chash_weights_sha256']}`" in text
+        for lib, version in record["versions"].items():
+            assert f"{lib.replace('_', chr(92) + '_')} `{version}`" in text, (name, lib)
+    # Text from run.json is data: a hostile value stays inside a code span.
+    import shutil
+
+    hostile = tmp_path / "run"
+    shutil.copytree(run, hostile)
+    record["stage_provenance"]["hashes"]["imagehash"] = "<script>x</script>`|"
+    (hostile / "run.json").write_text(json.dumps(record))
+    [card] = [p for p in write_cards(hostile, tmp_path / "out") if p.name == "README.md"]
+    assert "imagehash `<script>x</script>'|`" in card.read_text()

@@ -220,6 +220,42 @@ def _clip_model(ev: Evidence) -> str:
     return code(model) if model else "none (no stage of this run used one)"
 
 
+# What identifies a stage's detector in run.json's stage_provenance: weights hashes, library
+# and model versions, the detector's own description. Thresholds and held-out figures stay in
+# run.json (they are not what a reader needs to reproduce the run).
+_DETECTOR_KEYS = re.compile(
+    r"(sha256|^spec$|^detector$|^decoder$|^invisible$|^xmp_parser$|^suffix_list$|"
+    r"^(imagehash|tldextract|nudenet|onnxruntime|invisible_watermark|c2pa)$)"
+)
+
+
+def _detector_items(prov: Any, prefix: str = "") -> list[str]:
+    if not isinstance(prov, dict):
+        return []
+    out = []
+    for key, value in prov.items():
+        if isinstance(value, dict) and key != "versions":
+            out += _detector_items(value, f"{prefix}{key}.")
+        elif _DETECTOR_KEYS.search(str(key)) and value is not None and not isinstance(value, list):
+            out.append(f"{md(prefix + str(key))} {code(value)}")
+    return out
+
+
+def _detector_lines(ev: Evidence) -> list[str]:
+    """The detectors this run scored with and the library versions, from run.json."""
+    prov = ev.record.get("stage_provenance") or {}
+    lines = [
+        f"- {md(stage)}: " + "; ".join(items)
+        for stage in sorted(prov)
+        if (items := _detector_items(prov[stage]))
+    ]
+    versions = ev.record.get("versions") or {}
+    if isinstance(versions, dict) and versions:
+        libs = ", ".join(f"{md(k)} {code(v)}" for k, v in sorted(versions.items()))
+        lines.append(f"- Libraries: {libs}")
+    return lines or [f"- *{NOT_AVAILABLE}* (run.json records no stage provenance)"]
+
+
 def _removal_table(ev: Evidence) -> list[str]:
     by = ev.get("by_reason", default={}) or {}
     actions = (ev.get("pack_dump", default={}) or {}).get("actions") or {}
@@ -535,6 +571,10 @@ def dataset_card(ev: Evidence) -> str:
         "",
         *_removal_table(ev),
         "",
+        "Detectors and versions this run scored with (run.json → `stage_provenance`):",
+        "",
+        *_detector_lines(ev),
+        "",
         "### Source Data",
         "",
         f"- Source: {code(ds.get('source'))} ({md(ds.get('format'))}, "
@@ -618,6 +658,10 @@ def datasheet(ev: Evidence) -> str:
         _alignment_line(ev),
         "",
         *_removal_table(ev),
+        "",
+        "Detectors and versions (run.json → `stage_provenance`):",
+        "",
+        *_detector_lines(ev),
         "",
         "## Uses",
         "",

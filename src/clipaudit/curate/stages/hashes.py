@@ -22,6 +22,7 @@ from PIL import Image
 
 from clipaudit.curate.stages import Batch, Stage, register_stage
 from clipaudit.curate.stages.borders import border_box
+from clipaudit.curate.stages.copyhash import WEIGHTS as COPYHASH_WEIGHTS
 from clipaudit.curate.stages.copyhash import copy_hashes
 from clipaudit.data.decode import Decoded
 from clipaudit.data.sample import Sample
@@ -640,4 +641,11 @@ class HashStage(Stage):
             "phash": "imagehash.phash on the decoded RGB image",
             "dhash": "imagehash.dhash on the decoded RGB image",
             "phash_inner": "pHash and thumbnail inside black/white borders (stages/borders.py)",
+            "chash": "learned copy hash for crops (stages/copyhash.py), NumPy",
+            "chash_weights_sha256": _file_sha256(COPYHASH_WEIGHTS),
         }
+
+
+@lru_cache(maxsize=4)
+def _file_sha256(path: Any) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
