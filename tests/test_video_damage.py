@@ -206,3 +206,23 @@ def test_an_audio_track_outlasting_the_video_is_no_cut() -> None:
     # The frame at or after each target while the video lasts (frames 0.1 s apart to 2 s).
     assert v.times == [math.ceil(t * 10 - 1e-9) / 10 for t in targets if t < 2.0]
     assert len(v.times) < 8
+
+
+def test_a_damaged_clip_is_flagged_by_the_default_pack_and_dropped_by_strict() -> None:
+    """Skipped packets were counted but no rule read them: a damaged clip was kept silently."""
+    from clipaudit.curate.stages.video import video_rule
+    from clipaudit.rules.schema import load_pack
+
+    cols = {
+        "id": ["clean", "damaged", "image"],
+        "media": ["video", "video", "image"],
+        "video_motion": [5.0, 5.0, None],
+        "video_black_share": [0.0, 0.0, None],
+        "video_duration": [3.0, 3.0, None],
+        "video_bad_packets": [0, 4, None],
+    }
+    sig = {k: np.array(v, dtype=object) for k, v in cols.items()}
+    for pack, action in (("default", "flag"), ("strict", "drop")):
+        p = load_pack(pack)
+        assert video_rule(sig, p) == [[], ["video_damaged"], []]
+        assert p.actions["video_damaged"] == action

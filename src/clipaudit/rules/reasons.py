@@ -20,6 +20,8 @@ REASONS: dict[str, str] = {
     "still_video": "nothing moves between the sampled frames of a video",
     "black_video": "most sampled frames of a video are black",
     "video_too_long": "the video is longer than the pack's maximum duration",
+    "video_damaged": "packets of the video failed to decode and were skipped, as a player "
+    "skips them (frames there are missing or smeared)",
     # quality
     "too_small": "the shorter side is below the minimum",
     "bad_aspect": "the aspect ratio is beyond the maximum",

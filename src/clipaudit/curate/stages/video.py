@@ -27,7 +27,9 @@ stage records, per sample:
 
 Rules (pack ``quality``): ``still_video`` below ``min_video_motion`` (never on a null
 motion), ``black_video`` at
-``max_black_frame_share`` or more, ``video_too_long`` over ``max_video_duration``.
+``max_black_frame_share`` or more, ``video_too_long`` over ``max_video_duration``;
+``video_damaged`` where packets failed to decode (flagged by the default pack, dropped by
+``strict``: the sampled frames skip the damage, training on the whole clip may not).
 """
 
 from __future__ import annotations
@@ -148,9 +150,12 @@ def video_rule(sig: Signals, pack: Pack) -> list[list[str]]:
     motion = floats(column(sig, "video_motion"))
     black = floats(column(sig, "video_black_share"))
     duration = floats(column(sig, "video_duration"))
+    bad = floats(column(sig, "video_bad_packets")) if "video_bad_packets" in sig else None
     for i in range(n):
         if media[i] != "video":
             continue
+        if bad is not None and bad[i] > 0:
+            out[i].append("video_damaged")
         if black[i] >= q.max_black_frame_share:
             out[i].append("black_video")
         elif (
@@ -177,4 +182,5 @@ def video_stats(sig: Signals, pack: Pack, reasons: list[list[str]]) -> dict[str,
         "video_seconds": round(float(np.nansum(dur[vid])), 1) if vid.any() else 0.0,
         "still": sum("still_video" in r for r in reasons),
         "black": sum("black_video" in r for r in reasons),
+        "damaged": sum("video_damaged" in r for r in reasons),
     }
