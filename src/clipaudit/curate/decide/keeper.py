@@ -253,6 +253,8 @@ def _tiered_pairs(
         counts[keys] += n.astype(np.int32)
         yield a, b
     sparse = np.flatnonzero(counts < DENSE_KEY_PAIRS)
+    if len(sparse) == len(h):
+        return  # no dense family: the budgets narrowed the radius for every key alike
     sub = h[sparse]
     r2 = search_radius(len(sub), d, sub, crops=crops)
     tier = stats.setdefault("radius_searched_outside_dense", {})
