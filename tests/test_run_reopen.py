@@ -185,3 +185,18 @@ def test_a_different_run_names_what_differs() -> None:
     assert (
         what_differs(["not", "a", "run"], base) == "its run.json is unreadable or from another tool"
     )
+
+
+def test_a_model_no_stage_uses_is_named_not_silently_ignored(tmp_path: Path) -> None:
+    from clipaudit.data.example import example_samples
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4, seed=2), data, "parquet")
+    said: list[str] = []
+    cfg = dict(dataset=str(data), stages=["quality", "hashes"])
+    curate(CurateConfig(**cfg, out=str(tmp_path / "a"), model="bundled:nosuch"), warn=said.append)  # type: ignore[arg-type]
+    assert any("--model 'bundled:nosuch' is not used" in m and "quality, hashes" in m for m in said)
+    said.clear()
+    curate(CurateConfig(**cfg, out=str(tmp_path / "b")), warn=said.append)  # type: ignore[arg-type]
+    assert not any("is not used" in m for m in said)  # the default model: nothing to say

@@ -114,9 +114,17 @@ def score(
             "model_fits": None if fit is None else fit["fits_data"],
         },
     )
+    uses_model = any(s.needs_model for s in stages)
+    if warn and not uses_model and cfg.model != portable_spec(CurateConfig.model):
+        # Not loaded, so not checked: a mistyped spec would otherwise pass unnoticed.
+        warn(
+            f"--model {cfg.model!r} is not used: none of the stages "
+            f"({', '.join(cfg.stages)}) scores with a model, so it is neither loaded nor "
+            "checked nor recorded."
+        )
     settings = {
         "stages": cfg.stages,
-        "model": cfg.model if any(s.needs_model for s in stages) else None,
+        "model": cfg.model if uses_model else None,
         "batch_size": cfg.batch_size,
         "read": asdict(cfg.read),
         "options": cfg.options,
