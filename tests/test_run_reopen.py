@@ -175,13 +175,18 @@ def test_a_different_run_names_what_differs() -> None:
         "dataset": {"resolved": "/data/a", "shards": ["0.parquet"]},
     }
     moved = {**base, "dataset": {"resolved": "/data/b", "shards": ["0.parquet"]}}
-    assert what_differs(base, moved) == "input: '/data/a' there"
+    assert what_differs(base, moved) == "input: '/data/a' there, '/data/b' now"
     # A setting recorded only when not its default compares against that default.
     budget = {**base, "settings": {**base["settings"], "batch_megapixels": 32}}
     assert what_differs(base, budget) == "--batch-megapixels: 128 there, 32 now"
     more = {**base, "dataset": {"resolved": "/data/a", "shards": ["0.parquet", "1.parquet"]}}
     assert what_differs(base, more) == "the input's files are not the same list"
-    assert what_differs(base, base) == "the input's files changed size or time since"
+    assert what_differs(base, base) == (
+        "the input's files changed (added, removed, rewritten or touched) since"
+    )
+    reading = {**base, "settings": {**base["settings"], "read": {"url_column": None, "a": 1}}}
+    other = {**base, "settings": {**base["settings"], "read": {"url_column": "url", "a": 1}}}
+    assert what_differs(reading, other) == "--url-column: null there, 'url' now"
     assert (
         what_differs(["not", "a", "run"], base) == "its run.json is unreadable or from another tool"
     )
@@ -200,3 +205,47 @@ def test_a_model_no_stage_uses_is_named_not_silently_ignored(tmp_path: Path) -> 
     said.clear()
     curate(CurateConfig(**cfg, out=str(tmp_path / "b")), warn=said.append)  # type: ignore[arg-type]
     assert not any("is not used" in m for m in said)  # the default model: nothing to say
+
+
+def test_the_same_input_by_another_path_resumes_and_a_changed_image_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint held the path as typed (`wds` and `/abs/wds` were "different runs")
+    and none of an image folder's files (a file added since was silently left out)."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 64), (60 * i, 90, 40)).save(folder / f"p{i}.jpg")
+        (folder / f"p{i}.txt").write_text(f"a coloured square number {i}")
+    monkeypatch.chdir(tmp_path)
+    cfg = dict(stages=["quality"], out=str(tmp_path / "run"))
+    first = curate(CurateConfig(dataset="imgs", **cfg))  # type: ignore[arg-type]
+    again = curate(CurateConfig(dataset=str(folder), **cfg))  # type: ignore[arg-type]
+    assert first["input"] == again["input"] == 3
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(folder / "p3.jpg")
+    (folder / "p3.txt").write_text("one more square")
+    with pytest.raises(ClipauditError, match=r"changed \(added.*to curate the input as it is now"):
+        curate(CurateConfig(dataset="imgs", **cfg))  # type: ignore[arg-type]
+
+
+def test_a_run_an_earlier_version_fingerprinted_still_resumes(tmp_path: Path) -> None:
+    from clipaudit.curate.scoring import input_fingerprint
+
+    data = tmp_path / "data"
+    from clipaudit.data.formats import write_dataset
+
+    write_dataset(example_samples(4, seed=3), data, "parquet")
+    cfg = CurateConfig(dataset=str(data), out=str(tmp_path / "run"), stages=["quality"])
+    curate(cfg)
+    run_json = tmp_path / "run" / "run.json"
+    record = json.loads(run_json.read_text())
+    ds = open_dataset(str(data))
+    settings = json.dumps(record["settings"], sort_keys=True)
+    import hashlib
+
+    old = hashlib.sha256((input_fingerprint(ds, legacy=True) + settings).encode()).hexdigest()
+    run_json.write_text(json.dumps({**record, "fingerprint": old}))
+    assert curate(cfg)["input"] == 4  # recognised, not "a different run"
+    assert json.loads(run_json.read_text())["fingerprint"] == record["fingerprint"]

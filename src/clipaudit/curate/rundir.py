@@ -80,17 +80,37 @@ def what_differs(old: Any, new: dict[str, Any]) -> str:
     for key in sorted(set(was) | set(now)):
         a = was.get(key, SETTING_DEFAULTS.get(key))
         b = now.get(key, SETTING_DEFAULTS.get(key))
-        if a != b:
-            name = SETTING_FLAGS.get(key, key)
-            parts.append(f"{name}: {_short(a)} there, {_short(b)} now")
+        if a == b:
+            continue
+        if key in ("read", "options") and isinstance(a, dict) and isinstance(b, dict):
+            # One line per option, as typed: a whole dict cut at 80 characters hid it.
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    flag = "--" + str(sub).replace("_", "-")
+                    parts.append(f"{flag}: {_short(a.get(sub))} there, {_short(b.get(sub))} now")
+            continue
+        name = SETTING_FLAGS.get(key, key)
+        parts.append(f"{name}: {_short(a)} there, {_short(b)} now")
     old_data, new_data = old.get("dataset") or {}, new.get("dataset") or {}
     if old_data.get("resolved") != new_data.get("resolved"):
-        parts.append(f"input: {_short(old_data.get('resolved'))} there")
+        there, here = _short(old_data.get("resolved")), _short(new_data.get("resolved"))
+        parts.append(f"input: {there} there, {here} now")
     elif old_data.get("shards") != new_data.get("shards"):
         parts.append("the input's files are not the same list")
     if not parts:
-        parts.append("the input's files changed size or time since")
+        parts.append("the input's files changed (added, removed, rewritten or touched) since")
     return "; ".join(parts)
+
+
+def input_changed(old: Any, new: dict[str, Any]) -> bool:
+    """Whether the settings agree, so the input itself is what changed."""
+    if not isinstance(old, dict):
+        return False
+    was, now = old.get("settings") or {}, new.get("settings") or {}
+    keys = set(was) | set(now)
+    return all(
+        was.get(k, SETTING_DEFAULTS.get(k)) == now.get(k, SETTING_DEFAULTS.get(k)) for k in keys
+    )
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -102,25 +122,37 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def prepare(self, record: dict[str, Any]) -> bool:
-        """Create the run or check that an existing one is the same run; True when resuming."""
+    def prepare(self, record: dict[str, Any], legacy_fingerprint: str | None = None) -> bool:
+        """Create the run or check that an existing one is the same run; True when resuming.
+        ``legacy_fingerprint``: the same input and settings as an earlier version computed
+        them, so a run it started still resumes (its run.json then takes the new one)."""
         run_json = self.path / "run.json"
         if run_json.is_file():
             try:
                 old = json.loads(run_json.read_text())
             except (OSError, ValueError):
                 old = {}
-            same = isinstance(old, dict) and old.get("fingerprint") == record.get("fingerprint")
+            was = old.get("fingerprint") if isinstance(old, dict) else None
+            same = was == record.get("fingerprint")
+            if not same and legacy_fingerprint is not None and was == legacy_fingerprint:
+                same = True
+                self.write_json("run.json", {**old, "fingerprint": record.get("fingerprint")})
             if not same and self._scored_nothing():
                 # A start that failed before its first shard (a mistyped --model): the
                 # corrected command starts the run afresh instead of being refused.
                 self.write_json("run.json", record)
                 return False
             if not same:
+                advice = (
+                    "choose a new --out folder, or delete that one, to curate the input as it "
+                    "is now"
+                    if input_changed(old, record)
+                    else "run the command that made it to resume it, or choose a new --out "
+                    "folder or delete that one"
+                )
                 raise ClipauditError(
                     f"{str(self.path)!r} holds a different run ({what_differs(old, record)}); "
-                    "run the same command as before to resume it, or choose a new --out "
-                    "folder or delete that one."
+                    f"{advice}."
                 )
             with output_errors(self.path):
                 self.remove_leftovers()

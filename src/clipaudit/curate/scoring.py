@@ -9,6 +9,7 @@ a reference set be hashed for ``--against`` without a decision.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -46,15 +47,35 @@ class Scored:
     wall: float
 
 
-def input_fingerprint(ds: Dataset) -> str:
-    """Shard names with their sizes and times: enough to refuse resuming onto other data."""
-    h = hashlib.sha256(f"{ds.format}|{ds.describe()}".encode())
+def input_fingerprint(ds: Dataset, legacy: bool = False) -> str:
+    """The input's identity: its resolved path, shard names with their sizes and times, and
+    for an image folder every file under it (name, size, time), which its row shards do not
+    show: enough to refuse resuming onto other data.
+
+    ``legacy``: the fingerprint as runs before 2026-12-06 computed it (the path as typed, an
+    image folder's files left out), so their resumes are still recognised. The same folder
+    given by another path was then "a different run", and an image folder with files added
+    resumed silently without them."""
+    where = ds.describe()
+    if not legacy and isinstance(getattr(ds, "source", None), (str, Path)):
+        with contextlib.suppress(OSError):
+            where = str(Path(ds.source).resolve())
+    h = hashlib.sha256(f"{ds.format}|{where}".encode())
     for shard in ds.shards():
         h.update(shard.encode())
         path = getattr(ds, "_files", {}).get(shard)
         if path is not None and Path(path).exists():
             st = Path(path).stat()
             h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    if not legacy and ds.format == "imagefolder":
+        root = Path(ds.source)
+        for f in sorted(root.rglob("*")):
+            with contextlib.suppress(OSError):
+                if f.is_file():
+                    st = f.stat()
+                    h.update(
+                        f"{f.relative_to(root).as_posix()}|{st.st_size}:{st.st_mtime_ns}".encode()
+                    )
     return h.hexdigest()
 
 
@@ -138,6 +159,9 @@ def score(
     fingerprint = hashlib.sha256(
         (input_fingerprint(ds) + json.dumps(settings, sort_keys=True)).encode()
     ).hexdigest()
+    legacy = hashlib.sha256(
+        (input_fingerprint(ds, legacy=True) + json.dumps(settings, sort_keys=True)).encode()
+    ).hexdigest()
     record = {
         "clipaudit": __version__,
         "dataset": {
@@ -155,7 +179,7 @@ def score(
     if fit is not None:  # decide leaves alignment out where the model does not know the data
         record["model_fit"] = fit
     run = RunDir(cfg.out)
-    resumed = run.prepare(record)
+    resumed = run.prepare(record, legacy_fingerprint=legacy)
     shards = ds.shards()
     todo = [k for k in range(len(shards)) if not run.shard_done(k)]
     if resumed and not todo:
