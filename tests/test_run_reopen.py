@@ -249,3 +249,43 @@ def test_a_run_an_earlier_version_fingerprinted_still_resumes(tmp_path: Path) ->
     run_json.write_text(json.dumps({**record, "fingerprint": old}))
     assert curate(cfg)["input"] == 4  # recognised, not "a different run"
     assert json.loads(run_json.read_text())["fingerprint"] == record["fingerprint"]
+
+
+def test_a_second_command_on_a_run_folder_in_use_is_one_sentence(tmp_path: Path) -> None:
+    """Two decides on one folder read and replaced each other's files (one exited 0 with
+    the other's kept set); a decide during a curate died on a missing scratch file."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    from clipaudit.data.formats import write_dataset
+
+    write_dataset(example_samples(4, seed=4), data, "parquet")
+    run = tmp_path / "run"
+    curate(CurateConfig(dataset=str(data), out=str(run), stages=["quality"]))
+    hold = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from clipaudit.curate.rundir import acquire_run_lock\n"
+        "acquire_run_lock(Path(sys.argv[1]))\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    import os
+
+    import clipaudit
+
+    env = {**os.environ, "PYTHONPATH": str(Path(clipaudit.__file__).parents[1])}
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        with pytest.raises(ClipauditError, match="is in use by another clipaudit curate or decide"):
+            decide_run(run, "default")
+        with pytest.raises(ClipauditError, match="is in use"):
+            curate(CurateConfig(dataset=str(data), out=str(run), stages=["quality"]))
+    finally:
+        other.kill()
+        other.wait()
+    assert decide_run(run, "default")["input"] == 4  # free again once the holder is gone

@@ -14,7 +14,8 @@ from typing import Any
 
 from clipaudit.curate.config import DEFAULT_STAGES, CurateConfig
 from clipaudit.curate.decide.run import decide_run
-from clipaudit.curate.scoring import input_fingerprint, score
+from clipaudit.curate.rundir import release_run_lock
+from clipaudit.curate.scoring import Scored, input_fingerprint, score
 
 __all__ = ["DEFAULT_STAGES", "CurateConfig", "curate", "input_fingerprint"]
 
@@ -26,7 +27,16 @@ def curate(
     decide_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score (or resume scoring) ``cfg.dataset`` into ``cfg.out``, then decide; return stats."""
-    done = score(cfg, progress, warn)
+    done = score(cfg, progress, warn)  # takes the run folder's lock
+    try:
+        return _decide(cfg, done, decide_progress)
+    finally:
+        release_run_lock(done.run.path)
+
+
+def _decide(
+    cfg: CurateConfig, done: Scored, decide_progress: Callable[[str, int, int], None] | None
+) -> dict[str, Any]:
     if not cfg.decide:
         return {"scored": done.scored, "resumed": done.resumed, "shards": done.shards}
     t_decide = time.perf_counter()

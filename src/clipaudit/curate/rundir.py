@@ -16,10 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,56 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+LOCK = ".lock"
+# Run folders this process holds the lock of, with how many holders (curate's own decide
+# takes it again): path -> [file descriptor, depth].
+_HELD: dict[str, list[int]] = {}
+
+
+def acquire_run_lock(folder: Path) -> None:
+    """Hold ``folder``'s lock (an exclusive flock on ``folder/.lock``) until
+    ``release_run_lock``, or fail with one sentence when another process holds it: two
+    decides on one folder read and replaced each other's files (one exited 0 with a kept set
+    of the other's pack), and a decide during a curate died on a missing scratch file."""
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    import fcntl
+
+    with output_errors(folder):
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ClipauditError(
+            f"{str(folder)!r} is in use by another clipaudit curate or decide; wait for it to "
+            "finish (or stop it), then run this command again."
+        ) from None
+    _HELD[key] = [fd, 1]
+
+
+def release_run_lock(folder: Path) -> None:
+    key = str(folder.resolve())
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock; the file stays
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    acquire_run_lock(folder)
+    try:
+        yield
+    finally:
+        release_run_lock(folder)
 
 
 # How each recorded setting is given on the command line, for saying which one differs.
@@ -157,7 +210,7 @@ class RunDir:
             with output_errors(self.path):
                 self.remove_leftovers()
             return True
-        if self.path.is_dir() and any(self.path.iterdir()):
+        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
             raise ClipauditError(
                 f"The output folder {str(self.path)!r} is not empty and is not a clipaudit run; "
                 "choose a new folder."
@@ -173,7 +226,7 @@ class RunDir:
     def _scored_nothing(self) -> bool:
         """Only run.json and empty subfolders (temporary files aside): nothing to resume."""
         for p in self.path.iterdir():
-            if p.name == "run.json" or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            if p.name in ("run.json", LOCK) or (p.name.startswith(".") and p.name.endswith(".tmp")):
                 continue
             if p.name not in SUBFOLDERS or not p.is_dir() or p.is_symlink():
                 return False

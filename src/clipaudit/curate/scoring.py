@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from clipaudit import __version__
 from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.engines import Engine, EngineJob, get_engine
-from clipaudit.curate.rundir import RunDir
+from clipaudit.curate.rundir import RunDir, acquire_run_lock, release_run_lock
 from clipaudit.curate.stages import StageContext, make_stages, plan_stages
 from clipaudit.data.formats import Dataset, get_format, open_dataset
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
@@ -180,21 +180,27 @@ def score(
         record["model_fit"] = fit
     run = RunDir(cfg.out)
     resumed = run.prepare(record, legacy_fingerprint=legacy)
-    shards = ds.shards()
-    todo = [k for k in range(len(shards)) if not run.shard_done(k)]
-    if resumed and not todo:
-        # The kept format is not part of the run's identity: the latest command's holds.
-        old = run.read_json("run.json")
-        if old.get("out_format") != record["out_format"]:
-            run.write_json("run.json", {**old, "out_format": record["out_format"]})
-    if todo:
-        for stage in stages:
-            stage.setup(ctx)
-        prov = {s.name: s.provenance() for s in stages}
-        run.write_json("run.json", {**record, "stage_provenance": prov})
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    job = EngineJob(cfg, ds, shards, todo, stages, ctx, run, progress, timings)
-    scored = engine.score(job) if todo else 0
-    wall = time.perf_counter() - t_start
+    # Held through curate's decide too (pipeline.curate releases it).
+    acquire_run_lock(run.path)
+    try:
+        shards = ds.shards()
+        todo = [k for k in range(len(shards)) if not run.shard_done(k)]
+        if resumed and not todo:
+            # The kept format is not part of the run's identity: the latest command's holds.
+            old = run.read_json("run.json")
+            if old.get("out_format") != record["out_format"]:
+                run.write_json("run.json", {**old, "out_format": record["out_format"]})
+        if todo:
+            for stage in stages:
+                stage.setup(ctx)
+            prov = {s.name: s.provenance() for s in stages}
+            run.write_json("run.json", {**record, "stage_provenance": prov})
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        job = EngineJob(cfg, ds, shards, todo, stages, ctx, run, progress, timings)
+        scored = engine.score(job) if todo else 0
+        wall = time.perf_counter() - t_start
+    except BaseException:
+        release_run_lock(run.path)
+        raise
     return Scored(ds, run, engine, scored, resumed, len(shards), timings, wall)

@@ -58,7 +58,13 @@ from clipaudit.curate.decide.rules import (
 )
 from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.memory import release_memory, use_system_arrow_pool
-from clipaudit.curate.rundir import RunDir, open_run_dataset, recorded_source, table_bytes
+from clipaudit.curate.rundir import (
+    RunDir,
+    open_run_dataset,
+    recorded_source,
+    run_lock,
+    table_bytes,
+)
 from clipaudit.curate.signal_shards import SignalShards, floats, table_signals
 from clipaudit.curate.stages.hashes import THUMB
 from clipaudit.curate.stages.reasons import SIGNAL_STATS
@@ -707,6 +713,28 @@ def decide_run(
     ``split_by_route``: also one kept dataset per route under ``kept_routes/NAME``."""
     run = RunDir(run_path)
     record = run.read_json("run.json")
+    with run_lock(run.path):  # one curate or decide at a time on a run folder
+        return _decide_locked(
+            run, record, rules, dataset, out_format, gates, workers, mapper, write_kept,
+            progress, against_paths, against_cache, split_by_route,
+        )  # fmt: skip
+
+
+def _decide_locked(
+    run: RunDir,
+    record: dict[str, Any],
+    rules: str,
+    dataset: Dataset | None,
+    out_format: str | None,
+    gates: bool,
+    workers: int | None,
+    mapper: Mapper | None,
+    write_kept: bool,
+    progress: Progress | None,
+    against_paths: list[str] | None,
+    against_cache: Path | None,
+    split_by_route: bool,
+) -> dict[str, Any]:
     reused = against_paths is None
     if reused:
         # A re-decide with another pack silently undid the decontamination it did not repeat.
