@@ -289,3 +289,16 @@ def test_a_second_command_on_a_run_folder_in_use_is_one_sentence(tmp_path: Path)
         other.kill()
         other.wait()
     assert decide_run(run, "default")["input"] == 4  # free again once the holder is gone
+
+
+def test_a_reference_set_hashed_for_against_is_not_left_locked(tmp_path: Path) -> None:
+    """Hashing a dataset given to --against scores it into a cache run folder; its lock
+    must not stay held by this process for the rest of its life."""
+    from clipaudit.curate.decide.against import load_reference
+    from clipaudit.curate.rundir import _HELD
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "ref"
+    write_dataset(example_samples(3, seed=5), data, "parquet")
+    load_reference(data, tmp_path / "cache")
+    assert not any(k.startswith(str((tmp_path / "cache").resolve())) for k in _HELD)

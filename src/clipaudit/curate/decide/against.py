@@ -33,7 +33,7 @@ from clipaudit.curate.decide.keeper import (
     search_radius,
 )
 from clipaudit.curate.decide.neardup import near_pairs, popcount64
-from clipaudit.curate.rundir import RunDir
+from clipaudit.curate.rundir import RunDir, release_run_lock
 from clipaudit.curate.signal_shards import SignalShards
 from clipaudit.curate.stages.hashes import ThumbCorrelation
 from clipaudit.errors import ClipauditError
@@ -96,6 +96,7 @@ def _hash_dataset(path: Path, cache_root: Path) -> tuple[RunDir, int]:
             dataset=str(path), out=str(out), stages=["quality", "hashes"], decide=False, gates=False
         )
     )
+    release_run_lock(done.run.path)  # scored: the cache is only read from here on
     return done.run, done.scored
 
 
