@@ -93,6 +93,7 @@ class ThumbCorrelation:
         self.chunk = chunk
         self._mirrored: np.ndarray | None = None
         self._edges: tuple[np.ndarray, ...] | None = None
+        self._edges_mirrored: np.ndarray | None = None
         self.sums, self.var = self.moments(self.px, chunk)
 
     @classmethod
@@ -118,6 +119,7 @@ class ThumbCorrelation:
         self.chunk = 1024
         self._mirrored = None
         self._edges = None
+        self._edges_mirrored = None
         return self
 
     def _mirror_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -224,11 +226,13 @@ class ThumbCorrelation:
         if m <= self.EDGE_CACHE_MAX:
             if self._edges is None:
                 self._edges = _edges9(self.px)
-            if mirror and len(self._edges) == 4:
-                flip = self._edges[0].reshape(m, THUMB, THUMB, 3)[:, :, ::-1]
-                self._edges += (np.ascontiguousarray(flip).reshape(m, -1),)
-            e, sums, var, spread = (part[rows] for part in self._edges[:4])
-            return (self._edges[4][rows] if mirror else e), sums, var, spread
+            edges, sums, var, spread = self._edges
+            if mirror:
+                if self._edges_mirrored is None:
+                    flip = edges.reshape(m, THUMB, THUMB, 3)[:, :, ::-1]
+                    self._edges_mirrored = np.ascontiguousarray(flip).reshape(m, -1)
+                edges = self._edges_mirrored
+            return edges[rows], sums[rows], var[rows], spread[rows]
         unique, at = np.unique(rows, return_inverse=True)
         px = self._mirror_rows(unique) if mirror else self.px[unique]
         return tuple(part[at] for part in _edges9(px))
