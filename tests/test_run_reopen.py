@@ -186,7 +186,7 @@ def test_a_different_run_names_what_differs() -> None:
     )
     reading = {**base, "settings": {**base["settings"], "read": {"url_column": None, "a": 1}}}
     other = {**base, "settings": {**base["settings"], "read": {"url_column": "url", "a": 1}}}
-    assert what_differs(reading, other) == "--url-column: null there, 'url' now"
+    assert what_differs(reading, other) == "--url-column: not given there, 'url' now"
     assert (
         what_differs(["not", "a", "run"], base) == "its run.json is unreadable or from another tool"
     )
@@ -302,3 +302,111 @@ def test_a_reference_set_hashed_for_against_is_not_left_locked(tmp_path: Path) -
     write_dataset(example_samples(3, seed=5), data, "parquet")
     load_reference(data, tmp_path / "cache")
     assert not any(k.startswith(str((tmp_path / "cache").resolve())) for k in _HELD)
+
+
+def test_a_run_whose_curate_stopped_part_way_is_refused_then_decided_with_partial(
+    tmp_path: Path,
+) -> None:
+    """A decide on a run with unscored shards wrote a decision table without their samples
+    and said "adds up"; it is refused with the command that finishes the run, and
+    ``--partial`` decides the scored shards saying so in the stats, report and cards."""
+    import subprocess
+    import sys
+
+    from clipaudit.reports.cards import write_cards
+    from clipaudit.reports.render import write_report
+
+    path, _ = _curated(tmp_path)
+    # What a curate killed after two of its three shards leaves: no marker, no signals.
+    (path / "markers" / "shard-00002.done").unlink()
+    (path / "signals" / "shard-00002.parquet").unlink()
+    with pytest.raises(ClipauditError) as err:
+        decide_run(path, "keep-all")
+    msg = str(err.value)
+    assert "has 2 of its input's 3 shards scored (shard 2 not)" in msg
+    assert "--stages quality" in msg and "--caption-column descr" in msg
+    assert "--partial" in msg
+
+    r = subprocess.run(
+        [sys.executable, "-m", "clipaudit", "decide", str(path), "--rules", "keep-all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "2 of its input's 3 shards" in " ".join((r.stderr + r.stdout).split())
+
+    stats = decide_run(path, "keep-all", partial=True)
+    assert stats["partial"] == {"input_shards": 3, "scored_shards": 2, "unscored_shards": [2]}
+    assert stats["input"] == 10 and stats["adds_up"]
+    html = write_report([path]).html.read_text(encoding="utf-8")
+    assert "Partial run: only 2 of the input's 3 shards" in html and "unscored shards (1)" in html
+    cards = write_cards(path)
+    assert len(cards) == 3
+    for doc in cards:  # the card, the datasheet and the EU summary
+        assert "**Partial run**: only [2](" in doc.read_text(encoding="utf-8"), doc.name
+
+    # Resumed with the same settings: the missing shard is scored, the run is whole again.
+    said: list[str] = []
+    opts = ReadOptions(caption_column="descr", shard_size=5)
+    stats = curate(
+        CurateConfig(str(tmp_path / "data"), str(path), stages=["quality"], rules="keep-all",
+                     read=opts),
+        warn=said.append,
+    )  # fmt: skip
+    assert stats["input"] == 12 and "partial" not in stats
+    assert any("2 of 3 shards were already scored" in m for m in said)
+
+
+def test_the_stages_in_any_order_are_one_run_and_an_earlier_typed_order_resumes(
+    tmp_path: Path,
+) -> None:
+    """`--stages hashes,quality` and `quality,hashes` were two runs: the second was refused."""
+    import hashlib
+
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4, seed=5), data, "parquet")
+    out = str(tmp_path / "run")
+    curate(CurateConfig(dataset=str(data), out=out, stages=["hashes", "quality"]))
+    run_json = tmp_path / "run" / "run.json"
+    record = json.loads(run_json.read_text())
+    assert record["settings"]["stages"] == ["quality", "hashes"]
+    said: list[str] = []
+    stats = curate(
+        CurateConfig(dataset=str(data), out=out, stages=["quality", "hashes"]), warn=said.append
+    )
+    assert stats["input"] == 4 and any("resuming" in m for m in said)
+
+    # A run an earlier version fingerprinted with the stages as typed (hashes first) resumes
+    # when the same command is typed again.
+    from clipaudit.curate.scoring import input_fingerprint
+
+    typed = json.dumps({**record["settings"], "stages": ["hashes", "quality"]}, sort_keys=True)
+    ds = open_dataset(str(data))
+    old = hashlib.sha256((input_fingerprint(ds) + typed).encode()).hexdigest()
+    run_json.write_text(json.dumps({**record, "fingerprint": old}))
+    assert (
+        curate(CurateConfig(dataset=str(data), out=out, stages=["hashes", "quality"]))["input"] == 4
+    )
+    assert json.loads(run_json.read_text())["fingerprint"] == record["fingerprint"]
+
+
+def test_an_option_of_a_stage_not_run_is_said_and_not_part_of_the_run(tmp_path: Path) -> None:
+    """--optout-cache without the optout stage was recorded: the same run without it was
+    refused as a different run, and nothing said the cache went unread."""
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4, seed=6), data, "parquet")
+    out = str(tmp_path / "run")
+    said: list[str] = []
+    cfg = CurateConfig(
+        dataset=str(data), out=out, stages=["quality"], options={"optout_cache": "/nowhere"}
+    )
+    curate(cfg, warn=said.append)
+    assert any(m.startswith("--optout-cache is not used: the optout stage") for m in said)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["options"] == {}
+    assert curate(CurateConfig(dataset=str(data), out=out, stages=["quality"]))["input"] == 4

@@ -245,6 +245,15 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
         f"dropped {stats['dropped']}  errored {stats['errored']}  "
         f"{'(adds up)' if stats['adds_up'] else '(DOES NOT ADD UP)'}"
     )
+    part = stats.get("partial")
+    if part:
+        c.print(
+            f"PARTIAL: {part['scored_shards']} of the input's {part['input_shards']} shards "
+            f"decided; the samples of the unscored shards ({len(part['unscored_shards'])}) are "
+            "in no table yet (decided with --partial)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for code, n in stats["by_reason"].items():
         c.print(f"  {code:<22} {n:>6}  (dropping {stats['by_reason_dropping'].get(code, 0)})")
     for name, r in stats.get("routes", {}).items():
@@ -487,6 +496,13 @@ def decide(
             "run's signals alone, without the source dataset.",
         ),
     ] = True,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            help="Decide a run whose curate stopped part-way on the shards it scored (refused "
+            "otherwise); the stats, report and cards say how many shards that leaves out.",
+        ),
+    ] = False,
 ) -> None:
     """Re-apply a rules pack to a run's stored signals, without loading any model (routes
     with a phrase the run has not embedded yet load its text tower once)."""
@@ -513,6 +529,7 @@ def decide(
             against_cache=against_cache,
             split_by_route=split_by_route,
             write_kept=kept,
+            partial=partial,
         )
     _print_stats(stats, run)
     notes = []

@@ -22,7 +22,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,8 @@ def input_changed(old: Any, new: dict[str, Any]) -> bool:
 
 
 def _short(value: Any, limit: int = 80) -> str:
+    if value is None:  # JSON's null read as jargon in a sentence
+        return "not given"
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -175,10 +177,10 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def prepare(self, record: dict[str, Any], legacy_fingerprint: str | None = None) -> bool:
+    def prepare(self, record: dict[str, Any], legacy_fingerprints: Sequence[str] = ()) -> bool:
         """Create the run or check that an existing one is the same run; True when resuming.
-        ``legacy_fingerprint``: the same input and settings as an earlier version computed
-        them, so a run it started still resumes (its run.json then takes the new one)."""
+        ``legacy_fingerprints``: the same input and settings as earlier versions computed
+        them, so a run they started still resumes (its run.json then takes the new one)."""
         run_json = self.path / "run.json"
         if run_json.is_file():
             try:
@@ -187,7 +189,7 @@ class RunDir:
                 old = {}
             was = old.get("fingerprint") if isinstance(old, dict) else None
             same = was == record.get("fingerprint")
-            if not same and legacy_fingerprint is not None and was == legacy_fingerprint:
+            if not same and was in legacy_fingerprints:
                 same = True
                 self.write_json("run.json", {**old, "fingerprint": record.get("fingerprint")})
             if not same and self._scored_nothing():
@@ -314,3 +316,43 @@ def recorded_source(record: dict[str, Any]) -> str:
     if resolved and not Path(source).exists() and Path(resolved).exists():
         return str(resolved)
     return source
+
+
+# Curate's flags for the run.json settings that take one (read options by their own name).
+_SETTING_FLAGS = {
+    "batch_size": ("--batch-size", 64),
+    "batch_megapixels": ("--batch-megapixels", None),
+    "model_threads": ("--model-threads", None),
+    "video_sampling": ("--video-sampling", None),
+}
+
+
+_READ_FLAGS = ("caption_column", "image_column", "path_column", "id_column", "url_column", "split")
+
+
+def resume_command(record: dict[str, Any], run: Path) -> str:
+    """The curate command that resumes this run as run.json records it: the same input, stages
+    and settings, so it is not refused as "a different run" (a bare `curate SOURCE --out RUN`
+    was, for any run scored with --stages or a column option)."""
+    import shlex
+
+    from clipaudit.curate.config import DEFAULT_STAGES
+
+    settings = record.get("settings") or {}
+    words = ["clipaudit", "curate", recorded_source(record), "--out", str(run)]
+    stages = settings.get("stages")
+    if stages and list(stages) != DEFAULT_STAGES:
+        words += ["--stages", ",".join(stages)]
+    if settings.get("model") and settings["model"] != "bundled:world-clip":
+        words += ["--model", str(settings["model"])]
+    for key, (flag, default) in _SETTING_FLAGS.items():
+        if settings.get(key) is not None and settings[key] != default:
+            words += [flag, str(settings[key])]
+    read = settings.get("read") or {}
+    for key in _READ_FLAGS:
+        if read.get(key) is not None:
+            words += ["--" + key.replace("_", "-"), str(read[key])]
+    for key, value in sorted((settings.get("options") or {}).items()):
+        if key in ("optout_cache", "c2pa_trust_anchors") and value:
+            words += ["--" + key.replace("_", "-"), str(value)]
+    return " ".join(shlex.quote(w) for w in words)

@@ -47,6 +47,10 @@ class Scored:
     wall: float
 
 
+# The stage that reads each stage option: the option means nothing without it.
+OPTION_STAGES = {"optout_cache": "optout", "c2pa_trust_anchors": "c2pa"}
+
+
 def input_fingerprint(ds: Dataset, legacy: bool = False) -> str:
     """The input's identity: its resolved path, shard names with their sizes and times, and
     for an image folder every file under it (name, size, time), which its row shards do not
@@ -98,6 +102,7 @@ def score(
 
     # A relative model folder is recorded as an absolute path: `local-dir:m` stored as typed
     # made search and routes fail from any other folder ("'m' has no open_clip_config.json").
+    typed = cfg.stages if "quality" in cfg.stages else ["quality", *cfg.stages]
     cfg = replace(cfg, stages=plan_stages(cfg.stages), model=portable_spec(cfg.model))
     engine = get_engine(cfg.engine)  # an unknown or uninstalled engine fails before any work
     policy = SamplingPolicy.parse(cfg.video_sampling)  # so does a bad sampling policy
@@ -143,12 +148,21 @@ def score(
             f"({', '.join(cfg.stages)}) scores with a model, so it is neither loaded nor "
             "checked nor recorded."
         )
+    # An option for a stage the run does not score: said, and not recorded (it made the run
+    # "a different run" from the same run without it).
+    unused = [k for k in cfg.options if k in OPTION_STAGES and OPTION_STAGES[k] not in cfg.stages]
+    for key in unused:
+        if warn:
+            warn(
+                f"--{key.replace('_', '-')} is not used: the {OPTION_STAGES[key]} stage is not "
+                f"among the stages ({', '.join(cfg.stages)}), so it is neither read nor recorded."
+            )
     settings = {
         "stages": cfg.stages,
         "model": cfg.model if uses_model else None,
         "batch_size": cfg.batch_size,
         "read": asdict(cfg.read),
-        "options": cfg.options,
+        "options": {k: v for k, v in cfg.options.items() if k not in unused},
     }
     if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
         settings["model_threads"] = cfg.model_threads
@@ -156,12 +170,24 @@ def score(
         settings["batch_megapixels"] = cfg.batch_megapixels
     if str(policy) != str(DEFAULT_POLICY):  # absent by default, as model_threads
         settings["video_sampling"] = str(policy)
-    fingerprint = hashlib.sha256(
-        (input_fingerprint(ds) + json.dumps(settings, sort_keys=True)).encode()
-    ).hexdigest()
-    legacy = hashlib.sha256(
-        (input_fingerprint(ds, legacy=True) + json.dumps(settings, sort_keys=True)).encode()
-    ).hexdigest()
+
+    def fingerprint_of(legacy_input: bool, stage_list: list[str], options: object) -> str:
+        said = json.dumps({**settings, "stages": stage_list, "options": options}, sort_keys=True)
+        return hashlib.sha256((input_fingerprint(ds, legacy_input) + said).encode()).hexdigest()
+
+    fingerprint = fingerprint_of(False, cfg.stages, settings["options"])
+    # Fingerprints earlier versions gave the same run, so the runs they started resume: the
+    # input's path as typed (before 2026-12-06), the stages in the order typed and the
+    # options of stages not run (before both were made one run).
+    legacy = sorted(
+        {
+            fingerprint_of(old_input, stage_list, options)
+            for old_input in (False, True)
+            for stage_list in (cfg.stages, typed)
+            for options in (settings["options"], cfg.options)
+        }
+        - {fingerprint}
+    )
     record = {
         "clipaudit": __version__,
         "dataset": {
@@ -179,12 +205,18 @@ def score(
     if fit is not None:  # decide leaves alignment out where the model does not know the data
         record["model_fit"] = fit
     run = RunDir(cfg.out)
-    resumed = run.prepare(record, legacy_fingerprint=legacy)
+    resumed = run.prepare(record, legacy_fingerprints=legacy)
     # Held through curate's decide too (pipeline.curate releases it).
     acquire_run_lock(run.path)
     try:
         shards = ds.shards()
         todo = [k for k in range(len(shards)) if not run.shard_done(k)]
+        if resumed and warn:  # said: a resumed run looked like a fresh one, or like a no-op
+            left = f"scoring the other {len(todo)}" if todo else "nothing is left to score"
+            warn(
+                f"resuming {cfg.out}: {len(shards) - len(todo)} of {len(shards)} shards were "
+                f"already scored with these settings; {left}."
+            )
         if resumed and not todo:
             # The kept format is not part of the run's identity: the latest command's holds.
             old = run.read_json("run.json")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clipaudit.curate.rundir import RunDir
+from clipaudit.curate.rundir import RunDir, resume_command
 from clipaudit.errors import ClipauditError, DuplicateIdError
 
 
@@ -32,14 +32,23 @@ def table_signals(table: pa.Table) -> dict[str, np.ndarray]:
 class SignalShards:
     """``signals/shard-K.parquet`` of a run, each checked readable before any work starts."""
 
-    def __init__(self, run: RunDir, source: str | None = None) -> None:
+    def __init__(
+        self,
+        run: RunDir,
+        resume: str | None = None,
+        expected: int | None = None,
+        partial: bool = False,
+    ) -> None:
+        """``resume``: the curate command that resumes the run (``rundir.resume_command``).
+        ``expected``: the input's shard count (run.json); a shard of it left unscored is
+        refused unless ``partial`` (then listed in ``unscored``)."""
         self.run = run
         self.files: list[tuple[int, Path]] = sorted(
             (int(f.stem.split("-")[1]), f) for f in (run.path / "signals").glob("shard-*.parquet")
         )
         if not self.files:
             raise ClipauditError(f"{str(run.path)!r} has no scored shards; run curate first.")
-        self.source = source
+        self.resume = resume
         self.rows: dict[int, int] = {}
         self.schemas: dict[int, pa.Schema] = {}
         for k, f in self.files:
@@ -52,6 +61,37 @@ class SignalShards:
             if "id" not in self.schemas[k].names:
                 raise self.damaged(k, f, "it has no id column")
         self._check_complete()
+        self.unscored: list[int] = []
+        if expected is not None:
+            self.unscored = sorted(set(range(expected)) - set(self.rows))
+            if self.unscored and not partial:
+                raise self.unfinished(expected)
+
+    def unfinished(self, expected: int) -> ClipauditError:
+        """Deciding a run whose curate stopped part-way gave a decision table without the
+        unscored shards' samples, and said nothing (11 of 60 shards: "adds up")."""
+        first = self.unscored[0]
+        more = len(self.unscored) - 1
+        which = f"shard {first}" + (f" and {more} other{'s' * (more > 1)}" if more else "")
+        return ClipauditError(
+            f"{str(self.run.path)!r} has {len(self.rows)} of its input's {expected} shards "
+            f"scored ({which} not): its curate stopped before it finished. Run "
+            f"`{self.resume_command()}` to score the rest (it resumes from the scored shards), "
+            "or pass --partial to decide on the scored shards alone."
+        )
+
+    @classmethod
+    def of_run(cls, run: RunDir, partial: bool = False) -> SignalShards:
+        """The shards of a run checked against what its run.json says the input holds."""
+        record = run.read_json("run.json") if (run.path / "run.json").is_file() else {}
+        if not record.get("dataset"):
+            return cls(run)
+        return cls(
+            run,
+            resume_command(record, run.path),
+            expected=len(record["dataset"].get("shards") or []),
+            partial=partial,
+        )
 
     @classmethod
     def read_one(cls, run: RunDir, k: int) -> pa.Table:
@@ -63,14 +103,16 @@ class SignalShards:
             return pq.read_table(f)
         except (OSError, pa.ArrowException) as exc:
             bare = cls.__new__(cls)
-            bare.run, bare.source = run, None
+            bare.run, bare.resume = run, None
             raise bare.damaged(k, f, exc) from None
 
+    def resume_command(self) -> str:
+        return self.resume or f"clipaudit curate DATASET --out {self.run.path}"
+
     def rescore_hint(self, k: int) -> str:
-        source = self.source or "DATASET"
         return (
             f"delete it and {str(self.run.marker(k))!r}, then run "
-            f"`clipaudit curate {source} --out {self.run.path}` to score that shard again"
+            f"`{self.resume_command()}` to score that shard again"
         )
 
     def damaged(self, k: int, f: Path, why: object) -> ClipauditError:

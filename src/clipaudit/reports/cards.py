@@ -282,6 +282,20 @@ def _domain_lines(ev: Evidence, limit: int = 20) -> list[str]:
     return [f"- {code(d)}: {ev.fig('signals', 'sources', 'domains', d)} samples" for d in top]
 
 
+def _partial_lines(ev: Evidence) -> list[str]:
+    """A run decided with --partial: its figures cover the scored shards only, and every
+    document built on them must say so before any figure is read as the dataset's."""
+    if not ev.has("partial"):
+        return []
+    return [
+        f"**Partial run**: only {ev.fig('partial', 'scored_shards')} of the input's "
+        f"{ev.fig('partial', 'input_shards')} shards were scored and decided (curate stopped "
+        "part-way; decided with `--partial`). Every figure here leaves out the samples of the "
+        "other shards.",
+        "",
+    ]
+
+
 def _alignment_line(ev: Evidence) -> str:
     """Whether the image-caption alignment cut was applied: a pack described as dropping
     "weak alignment" said nothing when the run's model could not check it."""
@@ -565,6 +579,7 @@ def dataset_card(ev: Evidence) -> str:
         "Rules pack description: "
         + md((ev.get("pack_dump", default={}) or {}).get("description") or NOT_AVAILABLE),
         "",
+        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         "Samples per reason code (a sample can carry several):",
@@ -655,6 +670,7 @@ def datasheet(ev: Evidence) -> str:
         f"CLIP model: {_clip_model(ev)}. The raw data stays at "
         "the source; every decision and signal is in `decisions.parquet`.",
         "",
+        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         *_removal_table(ev),
@@ -760,6 +776,7 @@ def ai_act_summary(ev: Evidence) -> str:
         "",
         "### 3.3 Other information",
         "",
+        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         "Samples per reason code and how many each rule removed:",

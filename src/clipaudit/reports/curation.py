@@ -346,6 +346,7 @@ def curation_section(
         "signals": _signals(stats),
         "gates": _gates(run),
         "thresholds": stats.get("thresholds", {}),
+        "partial": stats.get("partial"),
         # Rules beside alignment left out as the run's model does not know the data.
         "not_applied": [k for k in stats.get("model_scores_not_applied", []) if k != "alignment"],
         "truth_scores": stats.get("truth_scores"),

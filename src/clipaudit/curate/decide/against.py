@@ -113,7 +113,9 @@ def load_reference(path: str | Path, cache_root: Path | None = None) -> Referenc
     else:
         run, hashed_now = _hash_dataset(p, cache_root or default_cache())
         kind = "dataset"
-    shards = SignalShards(run)
+    # A run stopped part-way would match against part of its samples; a decided one was
+    # decided that way (--partial) and its kept set is what it is.
+    shards = SignalShards.of_run(run, partial=(p / "decisions.parquet").is_file())
     if not shards.has("phash") and not shards.has("pixel_hash"):
         raise ClipauditError(
             f"The reference run {str(p)!r} has no hashes; curate it with the hashes stage, or "

@@ -58,10 +58,10 @@ from clipaudit.curate.decide.rules import (
 )
 from clipaudit.curate.decide.semdedup import load_image_embeddings
 from clipaudit.curate.memory import release_memory, use_system_arrow_pool
+from clipaudit.curate.orphans import exit_with_parent
 from clipaudit.curate.rundir import (
     RunDir,
     open_run_dataset,
-    recorded_source,
     run_lock,
     table_bytes,
 )
@@ -478,7 +478,12 @@ def local_mapper(workers: int) -> Mapper:
                 tick(len(out))
             return out
         # spawn: a forked copy of a process that loaded torch or started threads can hang.
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(jobs)),
+            mp_context=get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [pool.submit(fn, j) for j in jobs]
             for k, _ in enumerate(as_completed(futures), 1):
                 tick(k)
@@ -706,8 +711,11 @@ def decide_run(
     against_paths: list[str] | None = None,
     against_cache: Path | None = None,
     split_by_route: bool = False,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """(Re)decide a scored run with ``rules``; writes decisions, stats and the kept dataset.
+    ``partial``: decide a run whose curate stopped part-way on its scored shards (refused
+    otherwise); stats["partial"] says how many of the input's shards that left out.
     ``against_paths``: reference sets whose copies are dropped (see ``curate/decide/against.py``);
     None: the ones the run's last decide used (``against.json``; [] decides without any).
     ``split_by_route``: also one kept dataset per route under ``kept_routes/NAME``."""
@@ -716,7 +724,7 @@ def decide_run(
     with run_lock(run.path):  # one curate or decide at a time on a run folder
         return _decide_locked(
             run, record, rules, dataset, out_format, gates, workers, mapper, write_kept,
-            progress, against_paths, against_cache, split_by_route,
+            progress, against_paths, against_cache, split_by_route, partial,
         )  # fmt: skip
 
 
@@ -734,6 +742,7 @@ def _decide_locked(
     against_paths: list[str] | None,
     against_cache: Path | None,
     split_by_route: bool,
+    partial: bool,
 ) -> dict[str, Any]:
     reused = against_paths is None
     if reused:
@@ -754,8 +763,7 @@ def _decide_locked(
                 f"--split-by-route has no route to split by: every route of pack {pack.name!r} "
                 f"scores phrases with the run's model, whose scores are {skip}."
             )
-    source = recorded_source(record) if record.get("dataset") else None
-    shards = SignalShards(run, source)
+    shards = SignalShards.of_run(run, partial)
     model_spec = record.get("settings", {}).get("model")
     phases = _Phases(progress)
     shards.check_unique_ids()
@@ -783,6 +791,12 @@ def _decide_locked(
             phases.done("against_load")
         against.record(run.path, against_paths or [], against_cache)
         stats = _decide_sharded(run, shards, pack, model_spec, mapper, phases, refs)
+        if shards.unscored:
+            stats["partial"] = {
+                "input_shards": len(record["dataset"]["shards"]),
+                "scored_shards": len(shards.rows),
+                "unscored_shards": shards.unscored,
+            }
         if reused and refs:
             stats["against_reused"] = [r.label for r in refs]
         if skip:

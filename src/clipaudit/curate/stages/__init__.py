@@ -120,14 +120,21 @@ def load_stage_modules(scoring: bool = True) -> None:
 
 
 def plan_stages(names: list[str]) -> list[str]:
-    """The stages a run scores: each named once, and ``quality`` always, first where it was
-    not named. It alone records the reader's and decoder's reason code (``error``) and the
-    caption counts the input gate reads: without it a corrupt file was decided ``keep`` and
-    written to ``kept/``, and the gate read every caption as missing."""
+    """The stages a run scores, in the default stages' order: each named once, and
+    ``quality`` always. It alone records the reader's and decoder's reason code (``error``)
+    and the caption counts the input gate reads: without it a corrupt file was decided
+    ``keep`` and written to ``kept/``, and the gate read every caption as missing."""
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ClipauditError(f"--stages lists {twice[0]!r} twice; name each stage once.")
-    return names if "quality" in names else ["quality", *names]
+    names = names if "quality" in names else ["quality", *names]
+    # One order, whatever order they were typed in: `hashes,quality` and `quality,hashes`
+    # were two different runs (a refused resume) for the same signals. The default order
+    # puts the model stages first, whose embeddings the phrase scores after them reuse.
+    from clipaudit.curate.config import DEFAULT_STAGES
+
+    rank = {n: i for i, n in enumerate(DEFAULT_STAGES)}
+    return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
 
 def make_stages(names: list[str]) -> list[Stage]:
