@@ -147,6 +147,19 @@ def test_iptc_byline_credit_copyright_in_jpeg_app13() -> None:
     assert got.error is None
 
 
+@pytest.mark.parametrize("declared", [0x7FFFFFFF, 0xFFFFFFFF, 40])
+def test_an_iptc_resource_longer_than_its_segment_is_malformed(declared: int) -> None:
+    """Pillow cuts an 8BIM resource at its segment's end and reads the rest as if whole: a
+    declared length of 0x7FFFFFFF was accepted silently."""
+    jpeg = encode("JPEG")
+    app13 = iptc_app13({80: b"Jane Doe"})  # 12 bytes of IIM: 40 runs past the segment too
+    at = app13.index(b"8BIM") + 8
+    app13 = app13[:at] + struct.pack(">I", declared) + app13[at + 4 :]
+    got = read_embedded(jpeg[:2] + app13 + jpeg[2:])
+    assert got.errors == ["iptc_malformed"]
+    assert got.creator == "Jane Doe"  # what could be read is still reported
+
+
 @pytest.mark.parametrize("value", ALL_DMI)
 def test_every_data_mining_value(value: str) -> None:
     got = read_embedded(encode("JPEG", xmp=dmi_xmp(value)))

@@ -212,7 +212,11 @@ def score(
         shards = ds.shards()
         todo = [k for k in range(len(shards)) if not run.shard_done(k)]
         if resumed and warn:  # said: a resumed run looked like a fresh one, or like a no-op
-            left = f"scoring the other {len(todo)}" if todo else "nothing is left to score"
+            left = (
+                f"scoring the other {len(todo)}"
+                if todo
+                else "nothing is left to score" + (", deciding again" if cfg.decide else "")
+            )
             warn(
                 f"resuming {cfg.out}: {len(shards) - len(todo)} of {len(shards)} shards were "
                 f"already scored with these settings; {left}."

@@ -123,6 +123,28 @@ def _iptc_value(v: Any) -> str | None:
     return clean_text(v)
 
 
+def _resource_overruns(segment: bytes) -> bool:
+    """Whether a Photoshop APP13 segment holds an image resource (``8BIM``) whose declared
+    length runs past the segment: truncated or hostile (a length of 0x7FFFFFFF)."""
+    if not segment.startswith(b"Photoshop 3.0\x00"):
+        return False
+    offset = 14
+    while segment[offset : offset + 4] == b"8BIM":
+        offset += 6  # signature, resource id
+        if offset >= len(segment):
+            return True
+        offset += 1 + segment[offset]  # Pascal name, padded to an even length
+        offset += offset & 1
+        if offset + 4 > len(segment):
+            return True
+        (size,) = struct.unpack(">I", segment[offset : offset + 4])
+        offset += 4 + size
+        if offset > len(segment):
+            return True
+        offset += offset & 1
+    return False
+
+
 def _iptc(im: Any, out: EmbeddedRights) -> dict[tuple[int, int], str | None]:
     from PIL import IptcImagePlugin
 
@@ -131,6 +153,9 @@ def _iptc(im: Any, out: EmbeddedRights) -> dict[tuple[int, int], str | None]:
     except Exception:
         out.errors.append("iptc_malformed")
         return {}
+    if any(_resource_overruns(seg) for name, seg in getattr(im, "applist", []) if name == "APP13"):
+        # Pillow cuts such a resource at the segment's end and reads what is left as if whole.
+        out.errors.append("iptc_malformed")
     got = {k: _iptc_value(info.get(k)) for k in (IPTC_BYLINE, IPTC_CREDIT, IPTC_COPYRIGHT)}
     names = {IPTC_BYLINE: "By-line", IPTC_CREDIT: "Credit", IPTC_COPYRIGHT: "CopyrightNotice"}
     out.found.extend(f"iptc:{names[k]}" for k, v in got.items() if v)
