@@ -101,3 +101,35 @@ def test_a_framed_copy_is_a_near_duplicate_and_the_unframed_original_is_kept() -
     # The keeper ranks by the area inside the border: the original is kept, not the frame.
     kept, _ = dedup(sig, np.ones(3, np.bool_), load_pack("default"))
     assert kept == {1: (0, "near_duplicate")}
+
+
+def _on_white(box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> Image.Image:
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", (256, 256), (250, 250, 250))
+    ImageDraw.Draw(im).ellipse(box, fill=colour)
+    return _jpeg(im)
+
+
+def test_shapes_on_white_of_other_proportions_are_not_copies_inside_their_borders() -> None:
+    """Trimmed to its object, every product shot on white became a square thumbnail: a tall
+    and a wide ellipse matched inside their borders. Their contents' aspects now must agree
+    (keeper.MAX_INNER_ASPECT); a framed copy's content keeps the original's aspect."""
+    from clipaudit.curate.decide import near_duplicate_pairs
+    from clipaudit.curate.decide.keeper import MAX_INNER_ASPECT
+    from clipaudit.rules.schema import load_pack
+
+    tall = _on_white((78, 28, 178, 228), (200, 40, 60))  # 100 x 200
+    wide = _on_white((28, 78, 228, 178), (190, 50, 70))  # 200 x 100
+    photo = _photo(5)
+    framed = _jpeg(ImageOps.expand(photo, border=int(0.08 * photo.width), fill=(255, 255, 255)))
+    sig = _hash_rows([tall, wide, photo, framed])
+    assert sig["content_aspect"][0] == pytest.approx(0.5, rel=0.1)
+    assert sig["content_aspect"][1] == pytest.approx(2.0, rel=0.1)
+    assert sig["content_aspect"][3] == pytest.approx(320 / 240, rel=0.05)
+    d = load_pack("default").dedup
+    assert near_duplicate_pairs(sig, np.arange(4), d) == [(2, 3)]
+    # Before the aspects were compared (a run scored without them), the two shapes matched.
+    before = {k: v for k, v in sig.items() if k != "content_aspect"}
+    assert near_duplicate_pairs(before, np.arange(4), d) == [(0, 1), (2, 3)]
+    assert MAX_INNER_ASPECT < 2.0 / 0.5

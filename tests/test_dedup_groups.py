@@ -191,3 +191,46 @@ def test_identical_near_copies_under_a_pack_that_flags_near_keep_one(tmp_path: P
     flagging = load_pack(str(pack_file))
     got, _ = dedup(sig, np.ones(3, bool), flagging)
     assert got == {1: (0, "near_duplicate"), 2: (1, "exact_duplicate")}
+
+
+def _long_chain(n: int) -> dict[str, np.ndarray]:
+    """``n`` images in a chain, each 8 bits from the one before and with one thumbnail: only
+    neighbours are pairs (look-alikes drifting from one end to the other)."""
+    rng = np.random.default_rng(4)
+    ph = [int(rng.integers(0, 2**62))]
+    for k in range(1, n):
+        ph.append(ph[-1] ^ (0xFF << (8 * (k % 7))))
+    thumb = rng.integers(0, 256, 3072, dtype=np.uint8).tobytes()
+    obj = lambda xs: np.array(list(xs), dtype=object)  # noqa: E731
+    return {
+        "id": obj(f"c{k}" for k in range(n)),
+        "pixel_hash": obj(range(n)),
+        "phash": obj(ph),
+        "dhash": obj(ph),
+        "thumb": obj([thumb] * n),
+        "alignment": np.linspace(0.9, 0.1, n),  # the first ranks first
+        "width": np.full(n, 64),
+        "height": np.full(n, 64),
+    }
+
+
+def test_a_chain_of_look_alikes_is_groups_of_two_hops_not_one_group() -> None:
+    """Components make any chain of confirmed look-alikes one group with one keeper (1,084
+    distinct product shots on white in one group); balls drop two hops from each keeper."""
+    sig = _long_chain(7)
+    assert near_duplicate_pairs(sig, np.arange(7), load_pack("default").dedup) == [
+        (k, k + 1) for k in range(6)
+    ]
+    pack = load_pack("default")
+    pack.dedup.groups = "ball"
+    got, n_groups = dedup(sig, np.ones(7, bool), pack)
+    assert got == {
+        1: (0, "near_duplicate"),
+        2: (0, "near_duplicate"),
+        4: (3, "near_duplicate"),
+        5: (3, "near_duplicate"),
+    }
+    assert n_groups == 2  # 6 is kept: its only pair, 5, went with keeper 3
+    pack.dedup.groups = "component"
+    got, n_groups = dedup(sig, np.ones(7, bool), pack)
+    assert got == {k: (0, "near_duplicate") for k in range(1, 7)} and n_groups == 1

@@ -178,6 +178,32 @@ def _sig_thumbs(
     return lambda pos: [sig["thumb"][rows[p]] for p in pos]
 
 
+def _inner_aspect(
+    width: np.ndarray, height: np.ndarray, framed: np.ndarray, content: np.ndarray | None
+) -> np.ndarray:
+    """Width over height of what each inner thumbnail shows: inside the border where one was
+    trimmed (``content``, NaN where a run before it kept none), else the whole image."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        whole = width / np.where(height > 0, height, np.nan)
+    inside = np.full(len(whole), np.nan) if content is None else content
+    return np.where(framed, inside, whole)
+
+
+def _sig_aspects(
+    sig: dict[str, np.ndarray], rows: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    if "width" not in sig or "height" not in sig or "phash_inner" not in sig:
+        return None
+
+    def read(pos: np.ndarray) -> np.ndarray:
+        r = rows[pos]
+        framed = np.array([v is not None for v in sig["phash_inner"][r]], np.bool_)
+        content = floats(sig["content_aspect"][r]) if "content_aspect" in sig else None
+        return _inner_aspect(floats(sig["width"][r]), floats(sig["height"][r]), framed, content)
+
+    return read
+
+
 def _sig_frame_thumbs(
     sig: dict[str, np.ndarray], rows: np.ndarray
 ) -> Callable[[np.ndarray], list[Any]] | None:
@@ -198,6 +224,7 @@ def near_duplicate_pairs(
         d,
         _sig_thumbs(sig, rows),
         inner_thumbs=_sig_thumbs(sig, rows, True),
+        inner_aspects=_sig_aspects(sig, rows),
     )
     return sorted((int(rows[x]), int(rows[y])) for x, y in zip(a, b, strict=True))
 
@@ -231,6 +258,7 @@ def dedup(
         inner_thumbs=_sig_thumbs(sig, rows, True),
         frame_thumbs=_sig_frame_thumbs(sig, rows),
         kept_kinds=kept_duplicate_kinds(pack),
+        inner_aspects=_sig_aspects(sig, rows),
     )
     dropped = {
         int(rows[p]): (int(rows[out.keeper[p]]), DUPLICATE_KINDS[out.kind[p]])
@@ -549,6 +577,38 @@ def _thumb_reader(
                 px[at[good_np]] = _rows_of(col.filter(good))
                 valid[at[good_np]] = True
         return px, valid
+
+    return read
+
+
+def _aspect_reader(
+    shards: SignalShards, shard_of: np.ndarray, row_of: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``_inner_aspect`` of the given positions, read a shard at a time (for the rows a
+    pair checked inside borders touches: the compact columns leave the sizes out)."""
+    if not all(shards.has(c) for c in ("width", "height", "phash_inner")):
+        return None
+
+    def read(pos: np.ndarray) -> np.ndarray:
+        out = np.full(len(pos), np.nan)
+        for k in np.unique(shard_of[pos]).tolist():
+            at = np.flatnonzero(shard_of[pos] == k)
+            t = shards.read(k, ["width", "height", "phash_inner", "content_aspect"])
+            if not {"width", "height", "phash_inner"} <= set(t.column_names):
+                continue
+            t = t.take(pa.array(row_of[pos[at]]))
+            content = (
+                floats(t.column("content_aspect").to_numpy(zero_copy_only=False))
+                if "content_aspect" in t.column_names
+                else None
+            )
+            out[at] = _inner_aspect(
+                floats(t.column("width").to_numpy(zero_copy_only=False)),
+                floats(t.column("height").to_numpy(zero_copy_only=False)),
+                t.column("phash_inner").is_valid().to_numpy(zero_copy_only=False),
+                content,
+            )
+        return out
 
     return read
 
@@ -964,6 +1024,7 @@ def _decide_sharded(
         del emb
     thumbs = _thumb_reader(shards, shard_of, row_of)
     inner_thumbs = _thumb_reader(shards, shard_of, row_of, inner=True)
+    inner_aspects = _aspect_reader(shards, shard_of, row_of)
     frame_thumbs = _frame_thumb_reader(shards, shard_of, row_of)
     # Copies of a reference sample are dropped first and join no group of the run's own.
     in_play = np.arange(len(c))
@@ -996,6 +1057,9 @@ def _decide_sharded(
     sub_frames = (
         frame_thumbs if frame_thumbs is None or whole else (lambda p: frame_thumbs(in_play[p]))
     )
+    sub_aspects = (
+        inner_aspects if inner_aspects is None or whole else (lambda p: inner_aspects(in_play[p]))
+    )
     with output_errors(run.path / WORK):  # a large thumbnail check spills to the scratch folder
         out = resolve(
             sub,
@@ -1006,6 +1070,7 @@ def _decide_sharded(
             inner_thumbs=sub_inner,
             frame_thumbs=sub_frames,
             kept_kinds=kept_duplicate_kinds(pack),
+            inner_aspects=sub_aspects,
         )
     sub_hit = np.flatnonzero(out.keeper >= 0)
     hit = np.concatenate([in_play[sub_hit], *ref_pos]).astype(np.int64)

@@ -581,6 +581,7 @@ class HashStage(Stage):
         "thumb_inner",
         "content_area",
         "chash",
+        "content_aspect",
     )
 
     def prepare(self, sample: Sample, decoded: Decoded) -> tuple[Any, ...]:
@@ -617,6 +618,10 @@ class HashStage(Stage):
             # A border adds pixels, not resolution: the keeper ranks a framed copy by the
             # area inside its border, so the unframed original is the one kept.
             area = None if box is None else (box[2] - box[0]) * (box[3] - box[1])
+            # Width over height inside the border: the inner thumbnail is squeezed square, so
+            # a tall and a wide shape on white trimmed to the same thumbnail (decide compares
+            # these aspects for pairs checked inside borders, keeper.MAX_INNER_ASPECT).
+            aspect = None if box is None else (box[2] - box[0]) / (box[3] - box[1])
             out.append(
                 (
                     phash[k],
@@ -629,6 +634,7 @@ class HashStage(Stage):
                     None if inner[1] is None else inner[1].tobytes(),
                     area,
                     chash[k],
+                    aspect,
                 )
             )
             k += 1
