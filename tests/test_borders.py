@@ -133,3 +133,44 @@ def test_shapes_on_white_of_other_proportions_are_not_copies_inside_their_border
     before = {k: v for k, v in sig.items() if k != "content_aspect"}
     assert near_duplicate_pairs(before, np.arange(4), d) == [(0, 1), (2, 3)]
     assert MAX_INNER_ASPECT < 2.0 / 0.5
+
+
+def test_a_copy_resized_to_another_shape_is_still_a_copy_inside_its_borders() -> None:
+    """Resizing to a square is ordinary preprocessing: a photo with its own white margin
+    squashed to a square was lost to the aspect check (its content's aspect changes by the
+    squash, but its border's shares of the image do not), and so was a letterboxed copy
+    squashed beside its unframed original (one side unframed: not judged by aspect)."""
+    from clipaudit.curate.decide import near_duplicate_pairs
+    from clipaudit.rules.schema import load_pack
+
+    photo = _photo(6)  # 320 x 240
+    page = ImageOps.expand(photo, border=(32, 24), fill=(255, 255, 255))  # its own margin
+    squashed = _jpeg(page.resize((288, 288), Image.Resampling.LANCZOS))
+    other = _photo(7)
+    letterboxed = _jpeg(ImageOps.expand(other, border=(0, 60), fill=(0, 0, 0)).resize((256, 256)))
+    sig = _hash_rows([_jpeg(page), squashed, other, letterboxed])
+    assert sig["content_aspect"][0] == pytest.approx(320 / 240, rel=0.05)
+    assert sig["content_aspect"][1] == pytest.approx(1.0, rel=0.05)  # 1.33x apart
+    assert sig["phash_inner"][2] is None and sig["phash_inner"][3] is not None
+    assert near_duplicate_pairs(sig, np.arange(4), load_pack("default").dedup) == [
+        (0, 1),
+        (2, 3),
+    ]
+
+
+def test_a_letterboxed_copy_cropped_is_checked_inside_its_bars() -> None:
+    """A 16:9-letterboxed copy cropped 90% was compared with its unframed original on the
+    whole thumbnails, bars included, and never confirmed: the crop check now also reads the
+    framed side inside its border."""
+    from clipaudit.curate.decide import near_duplicate_pairs
+    from clipaudit.rules.schema import load_pack
+
+    found = 0
+    for seed in range(8, 14):
+        photo = _photo(seed)  # 320 x 240
+        boxed = ImageOps.pad(photo, (427, 240), color=(0, 0, 0))
+        copy = _jpeg(boxed.crop((0, 0, int(427 * 0.9), int(240 * 0.9))))
+        sig = _hash_rows([_jpeg(photo), copy, _photo(seed + 100)])
+        assert sig["phash_inner"][0] is None and sig["phash_inner"][1] is not None
+        found += near_duplicate_pairs(sig, np.arange(3), load_pack("default").dedup) == [(0, 1)]
+    assert found >= 5

@@ -285,10 +285,19 @@ def test_a_second_command_on_a_run_folder_in_use_is_one_sentence(tmp_path: Path)
             decide_run(run, "default")
         with pytest.raises(ClipauditError, match="is in use"):
             curate(CurateConfig(dataset=str(data), out=str(run), stages=["quality"]))
+        # A refused curate changes nothing: it rewrote run.json (other settings) and removed
+        # the running command's temporary files before it met the lock.
+        before = (run / "run.json").read_bytes()
+        in_flight = run / "signals" / ".shard-00000.parquet.tmp"
+        in_flight.write_bytes(b"being written")
+        with pytest.raises(ClipauditError, match="is in use"):
+            curate(CurateConfig(dataset=str(data), out=str(run), stages=["quality", "hashes"]))
+        assert (run / "run.json").read_bytes() == before and in_flight.is_file()
     finally:
         other.kill()
         other.wait()
-    assert decide_run(run, "default")["input"] == 4  # free again once the holder is gone
+    # Free again once the holder is gone; the decide removes the temporary file it left.
+    assert decide_run(run, "default")["input"] == 4 and not in_flight.exists()
 
 
 def test_a_reference_set_hashed_for_against_is_not_left_locked(tmp_path: Path) -> None:
@@ -317,14 +326,18 @@ def test_a_run_whose_curate_stopped_part_way_is_refused_then_decided_with_partia
     from clipaudit.reports.render import write_report
 
     path, _ = _curated(tmp_path)
-    # What a curate killed after two of its three shards leaves: no marker, no signals.
+    # A curate killed between shard 2's signals and its marker (written last): not scored.
     (path / "markers" / "shard-00002.done").unlink()
+    with pytest.raises(ClipauditError, match="has 2 of its input's 3 shards scored"):
+        decide_run(path, "keep-all")
+    # What a curate killed after two of its three shards leaves: no marker, no signals.
     (path / "signals" / "shard-00002.parquet").unlink()
     with pytest.raises(ClipauditError) as err:
         decide_run(path, "keep-all")
     msg = str(err.value)
     assert "has 2 of its input's 3 shards scored (shard 2 not)" in msg
     assert "--stages quality" in msg and "--caption-column descr" in msg
+    assert "--format imagefolder" in msg and "--rules and --against" in msg
     assert "--partial" in msg
 
     r = subprocess.run(
@@ -341,11 +354,16 @@ def test_a_run_whose_curate_stopped_part_way_is_refused_then_decided_with_partia
     assert stats["partial"] == {"input_shards": 3, "scored_shards": 2, "unscored_shards": [2]}
     assert stats["input"] == 10 and stats["adds_up"]
     html = write_report([path]).html.read_text(encoding="utf-8")
-    assert "Partial run: only 2 of the input's 3 shards" in html and "unscored shards (1)" in html
+    assert (
+        "Partial run: only 2 of the input's 3 shards" in html
+        and "other 1 shards (not scored)" in html
+    )
     cards = write_cards(path)
     assert len(cards) == 3
-    for doc in cards:  # the card, the datasheet and the EU summary
-        assert "**Partial run**: only [2](" in doc.read_text(encoding="utf-8"), doc.name
+    for doc in cards:  # the card, the datasheet and the EU summary: before any figure
+        text = doc.read_text(encoding="utf-8")
+        assert "**Partial run**: only [2](" in text, doc.name
+        assert text.index("**Partial run**") < text.index("\n## "), doc.name
 
     # Resumed with the same settings: the missing shard is scored, the run is whole again.
     said: list[str] = []
@@ -410,3 +428,38 @@ def test_an_option_of_a_stage_not_run_is_said_and_not_part_of_the_run(tmp_path: 
     assert any(m.startswith("--optout-cache is not used: the optout stage") for m in said)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["options"] == {}
     assert curate(CurateConfig(dataset=str(data), out=out, stages=["quality"]))["input"] == 4
+
+
+def test_model_and_video_settings_of_a_run_without_them_are_said_and_not_recorded(
+    tmp_path: Path,
+) -> None:
+    """--model-threads without a model stage made a different run from the same run without
+    it (as --video-sampling did without the video stage)."""
+    from clipaudit.data.formats import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(example_samples(4, seed=8), data, "parquet")
+    out = str(tmp_path / "run")
+    said: list[str] = []
+    cfg = CurateConfig(
+        dataset=str(data), out=out, stages=["quality"], model_threads=1, video_sampling="fps:2"
+    )
+    curate(cfg, warn=said.append)
+    assert any(m.startswith("--model-threads is not used") for m in said)
+    assert any(m.startswith("--video-sampling is not used") for m in said)
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())["settings"]
+    assert "model_threads" not in settings and "video_sampling" not in settings
+    assert curate(CurateConfig(dataset=str(data), out=out, stages=["quality"]))["input"] == 4
+
+
+def test_an_unfinished_reference_run_is_named_as_the_reference(tmp_path: Path) -> None:
+    from clipaudit.curate.decide.against import load_reference
+
+    path, _ = _curated(tmp_path)
+    (path / "decisions.parquet").unlink()  # a reference run stopped before its decide
+    (path / "markers" / "shard-00001.done").unlink()
+    with pytest.raises(ClipauditError) as err:
+        load_reference(path)
+    msg = str(err.value)
+    assert msg.startswith(f"The reference run {str(path)!r} (--against) has 2 of its input's 3")
+    assert "--partial" not in msg and "give its dataset to --against" in msg

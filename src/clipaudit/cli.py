@@ -249,8 +249,8 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
     if part:
         c.print(
             f"PARTIAL: {part['scored_shards']} of the input's {part['input_shards']} shards "
-            f"decided; the samples of the unscored shards ({len(part['unscored_shards'])}) are "
-            "in no table yet (decided with --partial)",
+            f"decided; the samples of the other {len(part['unscored_shards'])} shards (not "
+            "scored) are in no table yet (decided with --partial)",
             highlight=False,
             soft_wrap=True,
         )
@@ -385,7 +385,8 @@ def curate(
         raise ClipauditError(
             f"--ray-address {ray_address!r} is for the ray engine; add --engine ray."
         )
-    if c2pa_trust_anchors:
+    chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else DEFAULT_STAGES
+    if c2pa_trust_anchors and "c2pa" in chosen:  # else said unused (curate/scoring.py)
         from clipaudit.rights.provenance import load_trust_anchors
 
         load_trust_anchors(c2pa_trust_anchors)  # a bad file fails here, not in a worker
@@ -397,9 +398,7 @@ def curate(
         model=model,
         format=data.format,
         read=data.read_options(),
-        stages=[s.strip() for s in stages.split(",") if s.strip()]
-        if stages
-        else list(DEFAULT_STAGES),
+        stages=list(chosen),
         batch_size=batch_size,
         batch_megapixels=batch_megapixels,
         device=device,

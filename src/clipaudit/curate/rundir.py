@@ -212,11 +212,7 @@ class RunDir:
             with output_errors(self.path):
                 self.remove_leftovers()
             return True
-        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
-            raise ClipauditError(
-                f"The output folder {str(self.path)!r} is not empty and is not a clipaudit run; "
-                "choose a new folder."
-            )
+        self.refuse_foreign()
         # run.json first: a run killed at any later point is recognised and resumed (its
         # folders are made on demand by the atomic writes).
         self.write_json("run.json", record)
@@ -235,6 +231,16 @@ class RunDir:
             if any(not (q.name.startswith(".") and q.name.endswith(".tmp")) for q in p.iterdir()):
                 return False
         return True
+
+    def refuse_foreign(self) -> None:
+        """Fail unless the folder is absent, empty or a run (it holds run.json)."""
+        if (self.path / "run.json").is_file():
+            return
+        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+            raise ClipauditError(
+                f"The output folder {str(self.path)!r} is not empty and is not a clipaudit run; "
+                "choose a new folder."
+            )
 
     def remove_leftovers(self) -> None:
         """Temp files and folders a killed run left (``.name.XXXX.tmp``, ``.kept-XXXX``):
@@ -340,6 +346,11 @@ def resume_command(record: dict[str, Any], run: Path) -> str:
 
     settings = record.get("settings") or {}
     words = ["clipaudit", "curate", recorded_source(record), "--out", str(run)]
+    fmt = (record.get("dataset") or {}).get("format")
+    if fmt:  # detection may pick another (a parquet folder with a stray .tar in it)
+        words += ["--format", str(fmt)]
+    if record.get("out_format") and record["out_format"] != fmt:
+        words += ["--out-format", str(record["out_format"])]
     stages = settings.get("stages")
     if stages and list(stages) != DEFAULT_STAGES:
         words += ["--stages", ",".join(stages)]

@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clipaudit import __version__
 from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.engines import Engine, EngineJob, get_engine
 from clipaudit.curate.rundir import RunDir, acquire_run_lock, release_run_lock
 from clipaudit.curate.stages import StageContext, make_stages, plan_stages
-from clipaudit.data.formats import Dataset, get_format, open_dataset
+from clipaudit.data.formats import Dataset, get_format, open_dataset, output_errors
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
 from clipaudit.errors import ClipauditError
 from clipaudit.models.provenance import library_versions
@@ -157,34 +157,50 @@ def score(
                 f"--{key.replace('_', '-')} is not used: the {OPTION_STAGES[key]} stage is not "
                 f"among the stages ({', '.join(cfg.stages)}), so it is neither read nor recorded."
             )
-    settings = {
+    settings: dict[str, Any] = {
         "stages": cfg.stages,
         "model": cfg.model if uses_model else None,
         "batch_size": cfg.batch_size,
         "read": asdict(cfg.read),
         "options": {k: v for k, v in cfg.options.items() if k not in unused},
     }
-    if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
-        settings["model_threads"] = cfg.model_threads
     if cfg.batch_megapixels != CurateConfig.batch_megapixels:  # absent by default, as above
         settings["batch_megapixels"] = cfg.batch_megapixels
+    # Settings of what the run does not do: earlier versions recorded them (a different run).
+    as_before = dict(settings)
+    if cfg.model_threads is not None:  # absent by default: earlier runs keep their fingerprint
+        as_before["model_threads"] = cfg.model_threads
+        if uses_model:
+            settings["model_threads"] = cfg.model_threads
+        elif warn:
+            warn("--model-threads is not used: no stage scores with a model; not recorded.")
     if str(policy) != str(DEFAULT_POLICY):  # absent by default, as model_threads
-        settings["video_sampling"] = str(policy)
+        as_before["video_sampling"] = str(policy)
+        if "video" in cfg.stages:
+            settings["video_sampling"] = str(policy)
+        elif warn:
+            warn("--video-sampling is not used: the video stage is not run; not recorded.")
 
-    def fingerprint_of(legacy_input: bool, stage_list: list[str], options: object) -> str:
-        said = json.dumps({**settings, "stages": stage_list, "options": options}, sort_keys=True)
-        return hashlib.sha256((input_fingerprint(ds, legacy_input) + said).encode()).hexdigest()
+    inputs = {old: input_fingerprint(ds, old) for old in (False, True)}  # walked once each
 
-    fingerprint = fingerprint_of(False, cfg.stages, settings["options"])
+    def fingerprint_of(
+        legacy_input: bool, stage_list: list[str], options: object, base: dict[str, Any]
+    ) -> str:
+        said = json.dumps({**base, "stages": stage_list, "options": options}, sort_keys=True)
+        return hashlib.sha256((inputs[legacy_input] + said).encode()).hexdigest()
+
+    fingerprint = fingerprint_of(False, cfg.stages, settings["options"], settings)
     # Fingerprints earlier versions gave the same run, so the runs they started resume: the
-    # input's path as typed (before 2026-12-06), the stages in the order typed and the
-    # options of stages not run (before both were made one run).
+    # input's path as typed (before 2026-12-06), the stages in the order typed, the options
+    # of stages not run and the model and video settings of a run without them (before
+    # these were made one run).
     legacy = sorted(
         {
-            fingerprint_of(old_input, stage_list, options)
+            fingerprint_of(old_input, stage_list, options, base)
             for old_input in (False, True)
             for stage_list in (cfg.stages, typed)
             for options in (settings["options"], cfg.options)
+            for base in (settings, as_before)
         }
         - {fingerprint}
     )
@@ -205,10 +221,15 @@ def score(
     if fit is not None:  # decide leaves alignment out where the model does not know the data
         record["model_fit"] = fit
     run = RunDir(cfg.out)
-    resumed = run.prepare(record, legacy_fingerprints=legacy)
-    # Held through curate's decide too (pipeline.curate releases it).
+    # The lock first: a curate refused as "in use" had already rewritten run.json and
+    # removed the running command's temporary files. Held through curate's decide too
+    # (pipeline.curate releases it).
+    run.refuse_foreign()  # no lock file left in a folder that is not a run
+    with output_errors(run.path):
+        run.path.mkdir(parents=True, exist_ok=True)
     acquire_run_lock(run.path)
     try:
+        resumed = run.prepare(record, legacy_fingerprints=legacy)
         shards = ds.shards()
         todo = [k for k in range(len(shards)) if not run.shard_done(k)]
         if resumed and warn:  # said: a resumed run looked like a fresh one, or like a no-op

@@ -43,12 +43,18 @@ class SignalShards:
         ``expected``: the input's shard count (run.json); a shard of it left unscored is
         refused unless ``partial`` (then listed in ``unscored``)."""
         self.run = run
+        self.resume = resume
         self.files: list[tuple[int, Path]] = sorted(
             (int(f.stem.split("-")[1]), f) for f in (run.path / "signals").glob("shard-*.parquet")
         )
+        if (run.path / "markers").is_dir():
+            # A shard is scored when its marker, written last, is there: a curate killed
+            # between a shard's signals and its marker left a shard that decide counted as
+            # scored (its embeddings missing) and curate scores again.
+            self.files = [(k, f) for k, f in self.files if run.marker(k).is_file()]
         if not self.files:
-            raise ClipauditError(f"{str(run.path)!r} has no scored shards; run curate first.")
-        self.resume = resume
+            command = f": run `{resume}`" if resume else "; run curate first"
+            raise ClipauditError(f"{str(run.path)!r} has no scored shards{command}.")
         self.rows: dict[int, int] = {}
         self.schemas: dict[int, pa.Schema] = {}
         for k, f in self.files:
@@ -76,22 +82,33 @@ class SignalShards:
         return ClipauditError(
             f"{str(self.run.path)!r} has {len(self.rows)} of its input's {expected} shards "
             f"scored ({which} not): its curate stopped before it finished. Run "
-            f"`{self.resume_command()}` to score the rest (it resumes from the scored shards), "
-            "or pass --partial to decide on the scored shards alone."
+            f"`{self.resume_command()}` to score the rest (it resumes from the scored shards; "
+            "add the --rules and --against it was given, which are not part of the run), or "
+            "pass --partial to decide on the scored shards alone."
         )
 
     @classmethod
-    def of_run(cls, run: RunDir, partial: bool = False) -> SignalShards:
-        """The shards of a run checked against what its run.json says the input holds."""
+    def of_run(cls, run: RunDir, partial: bool = False, reference: bool = False) -> SignalShards:
+        """The shards of a run checked against what its run.json says the input holds.
+        ``reference``: the run is an --against reference set (said so if unfinished)."""
         record = run.read_json("run.json") if (run.path / "run.json").is_file() else {}
         if not record.get("dataset"):
             return cls(run)
-        return cls(
-            run,
-            resume_command(record, run.path),
-            expected=len(record["dataset"].get("shards") or []),
-            partial=partial,
-        )
+        expected = len(record["dataset"].get("shards") or [])
+        try:
+            return cls(run, resume_command(record, run.path), expected, partial)
+        except ClipauditError as err:
+            if not reference:
+                raise
+            shards = cls(run, resume_command(record, run.path), expected, partial=True)
+            if not shards.unscored:
+                raise
+            # --partial is the decide's option, not the reference's: name the reference.
+            raise ClipauditError(
+                f"The reference run {str(run.path)!r} (--against) has {len(shards.rows)} of "
+                f"its input's {expected} shards scored: finish it with "
+                f"`{shards.resume_command()}`, or give its dataset to --against instead."
+            ) from err
 
     @classmethod
     def read_one(cls, run: RunDir, k: int) -> pa.Table:

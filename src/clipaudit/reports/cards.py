@@ -296,6 +296,16 @@ def _partial_lines(ev: Evidence) -> list[str]:
     ]
 
 
+def _under_title(text: str, lines: list[str]) -> str:
+    """``lines`` right under the document's first heading (after any front matter), where
+    a reader meets them before any figure."""
+    if not lines:
+        return text
+    rows = text.split("\n")
+    at = next((i + 1 for i, r in enumerate(rows) if r.startswith("# ")), 0)
+    return "\n".join([*rows[:at], "", *lines, *rows[at:]])
+
+
 def _alignment_line(ev: Evidence) -> str:
     """Whether the image-caption alignment cut was applied: a pack described as dropping
     "weak alignment" said nothing when the run's model could not check it."""
@@ -579,7 +589,6 @@ def dataset_card(ev: Evidence) -> str:
         "Rules pack description: "
         + md((ev.get("pack_dump", default={}) or {}).get("description") or NOT_AVAILABLE),
         "",
-        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         "Samples per reason code (a sample can carry several):",
@@ -670,7 +679,6 @@ def datasheet(ev: Evidence) -> str:
         f"CLIP model: {_clip_model(ev)}. The raw data stays at "
         "the source; every decision and signal is in `decisions.parquet`.",
         "",
-        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         *_removal_table(ev),
@@ -776,7 +784,6 @@ def ai_act_summary(ev: Evidence) -> str:
         "",
         "### 3.3 Other information",
         "",
-        *_partial_lines(ev),
         _alignment_line(ev),
         "",
         "Samples per reason code and how many each rule removed:",
@@ -826,7 +833,7 @@ def write_cards(run: str | Path, out: str | Path | None = None) -> list[Path]:
     ev = load_evidence(run, out)
     paths = []
     for name, build in CARDS.items():
-        atomic_write_bytes(out / name, build(ev).encode("utf-8"))
+        atomic_write_bytes(out / name, _under_title(build(ev), _partial_lines(ev)).encode("utf-8"))
         paths.append(out / name)
     if ev.kept_domains:
         atomic_write_bytes(out / DOMAINS_CSV, domains_csv(ev).encode("utf-8"))

@@ -115,7 +115,7 @@ def load_reference(path: str | Path, cache_root: Path | None = None) -> Referenc
         kind = "dataset"
     # A run stopped part-way would match against part of its samples; a decided one was
     # decided that way (--partial) and its kept set is what it is.
-    shards = SignalShards.of_run(run, partial=(p / "decisions.parquet").is_file())
+    shards = SignalShards.of_run(run, (p / "decisions.parquet").is_file(), reference=True)
     if not shards.has("phash") and not shards.has("pixel_hash"):
         raise ClipauditError(
             f"The reference run {str(p)!r} has no hashes; curate it with the hashes stage, or "

@@ -179,14 +179,28 @@ def _sig_thumbs(
 
 
 def _inner_aspect(
-    width: np.ndarray, height: np.ndarray, framed: np.ndarray, content: np.ndarray | None
+    width: np.ndarray,
+    height: np.ndarray,
+    framed: np.ndarray,
+    content: np.ndarray | None,
+    area: np.ndarray | None,
 ) -> np.ndarray:
-    """Width over height of what each inner thumbnail shows: inside the border where one was
-    trimmed (``content``, NaN where a run before it kept none), else the whole image."""
+    """(rows, 3) for keeper.AspectReader: width over height of what each inner thumbnail
+    shows (inside the border where one was trimmed, ``content``; else the whole image), and
+    the shares of the width and height inside the border (from ``area``, the box's pixels;
+    NaN without a border). NaN where a run before content_aspect kept none."""
+    n = len(width)
     with np.errstate(invalid="ignore", divide="ignore"):
         whole = width / np.where(height > 0, height, np.nan)
-    inside = np.full(len(whole), np.nan) if content is None else content
-    return np.where(framed, inside, whole)
+        inside = np.full(n, np.nan) if content is None else content
+        box = np.full(n, np.nan) if area is None else area
+        share_w = np.sqrt(box * inside) / width
+        share_h = np.sqrt(box / inside) / height
+    out = np.full((n, 3), np.nan)
+    out[:, 0] = np.where(framed, inside, whole)
+    out[:, 1] = np.where(framed, share_w, np.nan)
+    out[:, 2] = np.where(framed, share_h, np.nan)
+    return out
 
 
 def _sig_aspects(
@@ -199,7 +213,9 @@ def _sig_aspects(
         r = rows[pos]
         framed = np.array([v is not None for v in sig["phash_inner"][r]], np.bool_)
         content = floats(sig["content_aspect"][r]) if "content_aspect" in sig else None
-        return _inner_aspect(floats(sig["width"][r]), floats(sig["height"][r]), framed, content)
+        area = floats(sig["content_area"][r]) if "content_area" in sig else None
+        w, h = floats(sig["width"][r]), floats(sig["height"][r])
+        return _inner_aspect(w, h, framed, content, area)
 
     return read
 
@@ -590,23 +606,26 @@ def _aspect_reader(
         return None
 
     def read(pos: np.ndarray) -> np.ndarray:
-        out = np.full(len(pos), np.nan)
+        out = np.full((len(pos), 3), np.nan)
         for k in np.unique(shard_of[pos]).tolist():
             at = np.flatnonzero(shard_of[pos] == k)
-            t = shards.read(k, ["width", "height", "phash_inner", "content_aspect"])
+            names = ["width", "height", "phash_inner", "content_aspect", "content_area"]
+            t = shards.read(k, names)
             if not {"width", "height", "phash_inner"} <= set(t.column_names):
                 continue
             t = t.take(pa.array(row_of[pos[at]]))
-            content = (
-                floats(t.column("content_aspect").to_numpy(zero_copy_only=False))
-                if "content_aspect" in t.column_names
-                else None
-            )
+            cols = {
+                name: floats(t.column(name).to_numpy(zero_copy_only=False))
+                for name in ("width", "height", "content_aspect", "content_area")
+                if name in t.column_names
+            }
+            framed = t.column("phash_inner").is_valid().to_numpy(zero_copy_only=False)
             out[at] = _inner_aspect(
-                floats(t.column("width").to_numpy(zero_copy_only=False)),
-                floats(t.column("height").to_numpy(zero_copy_only=False)),
-                t.column("phash_inner").is_valid().to_numpy(zero_copy_only=False),
-                content,
+                cols["width"],
+                cols["height"],
+                framed,
+                cols.get("content_aspect"),
+                cols.get("content_area"),
             )
         return out
 
@@ -811,6 +830,8 @@ def _decide_locked(
         against_paths = recorded["references"]
         if against_cache is None and recorded.get("cache"):
             against_cache = Path(recorded["cache"])
+    with output_errors(run.path):  # a decide killed while writing kept/ left .kept-XXXX
+        run.remove_leftovers()
     pack = load_pack(rules)
     if write_kept:  # a format nobody can write fails before deciding, not after
         _check_out_format(out_format, record)
