@@ -430,11 +430,12 @@ def test_an_option_of_a_stage_not_run_is_said_and_not_part_of_the_run(tmp_path: 
     assert curate(CurateConfig(dataset=str(data), out=out, stages=["quality"]))["input"] == 4
 
 
-def test_model_and_video_settings_of_a_run_without_them_are_said_and_not_recorded(
+def test_model_threads_of_a_run_without_a_model_are_said_and_not_recorded(
     tmp_path: Path,
 ) -> None:
     """--model-threads without a model stage made a different run from the same run without
-    it (as --video-sampling did without the video stage)."""
+    it. --video-sampling stays recorded without the video stage: every stage reads a clip's
+    frames as sampled, and the judge sends them."""
     from clipaudit.data.formats import write_dataset
 
     data = tmp_path / "data"
@@ -446,10 +447,10 @@ def test_model_and_video_settings_of_a_run_without_them_are_said_and_not_recorde
     )
     curate(cfg, warn=said.append)
     assert any(m.startswith("--model-threads is not used") for m in said)
-    assert any(m.startswith("--video-sampling is not used") for m in said)
     settings = json.loads((tmp_path / "run" / "run.json").read_text())["settings"]
-    assert "model_threads" not in settings and "video_sampling" not in settings
-    assert curate(CurateConfig(dataset=str(data), out=out, stages=["quality"]))["input"] == 4
+    assert "model_threads" not in settings and settings["video_sampling"] == "fps:2"
+    again = CurateConfig(dataset=str(data), out=out, stages=["quality"], video_sampling="fps:2")
+    assert curate(again)["input"] == 4
 
 
 def test_an_unfinished_reference_run_is_named_as_the_reference(tmp_path: Path) -> None:

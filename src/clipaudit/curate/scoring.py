@@ -175,11 +175,9 @@ def score(
         elif warn:
             warn("--model-threads is not used: no stage scores with a model; not recorded.")
     if str(policy) != str(DEFAULT_POLICY):  # absent by default, as model_threads
-        as_before["video_sampling"] = str(policy)
-        if "video" in cfg.stages:
-            settings["video_sampling"] = str(policy)
-        elif warn:
-            warn("--video-sampling is not used: the video stage is not run; not recorded.")
+        # Recorded with or without the video stage: every stage reads a clip's frames as
+        # sampled, and the judge sends the run's samples.
+        settings["video_sampling"] = as_before["video_sampling"] = str(policy)
 
     inputs = {old: input_fingerprint(ds, old) for old in (False, True)}  # walked once each
 
@@ -192,8 +190,8 @@ def score(
     fingerprint = fingerprint_of(False, cfg.stages, settings["options"], settings)
     # Fingerprints earlier versions gave the same run, so the runs they started resume: the
     # input's path as typed (before 2026-12-06), the stages in the order typed, the options
-    # of stages not run and the model and video settings of a run without them (before
-    # these were made one run).
+    # of stages not run and --model-threads of a run without a model (before these were
+    # made one run).
     legacy = sorted(
         {
             fingerprint_of(old_input, stage_list, options, base)
