@@ -844,7 +844,8 @@ def _ball_keepers(
     edges: _Edges, pos_rank: np.ndarray, keeper: np.ndarray, kind: np.ndarray, hops: int = 2
 ) -> None:
     """Greedy balls: in rank order, a member still in play is kept and drops every member
-    still in play within ``hops`` confirmed pairs of it (through members it drops). A copy
+    still in play within ``hops`` confirmed pairs of it (through members it drops); members
+    ``keeper`` already marks dropped stay out of play. A copy
     of a copy is a copy (an original's framed copy's mirror image goes with it), but a
     chain of look-alikes is not one group: among 3,000 product shots on white, components
     joined 1,084 distinct products into one group with one keeper."""
@@ -884,25 +885,7 @@ def _star_keepers(
     """Greedy stars: in rank order, a member still in play is kept and drops its direct
     neighbours still in play (a neighbour's neighbour may stay). Members ``keeper``
     already marks dropped stay out of play."""
-    ea, eb, ek = edges
-    src, dst, knd = np.concatenate([ea, eb]), np.concatenate([eb, ea]), np.concatenate([ek, ek])
-    o = np.argsort(src, kind="stable")
-    src, dst, knd = src[o], dst[o], knd[o]
-    nodes = np.unique(src)
-    nodes = nodes[np.argsort(pos_rank[nodes], kind="stable")]
-    starts = np.searchsorted(src, nodes)
-    ends = np.searchsorted(src, nodes, side="right")
-    state = bytearray((keeper >= 0).astype(np.uint8) * 2)  # 0 in play, 1 kept, 2 dropped
-    dst_l, knd_l = dst.tolist(), knd.tolist()
-    for top, s, e in zip(nodes.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        if state[top] == 2:
-            continue
-        state[top] = 1
-        for j, k in zip(dst_l[s:e], knd_l[s:e], strict=True):
-            if state[j] == 0:
-                state[j] = 2
-                keeper[j] = top
-                kind[j] = k
+    _ball_keepers(edges, pos_rank, keeper, kind, hops=1)
 
 
 def video_pairs(
