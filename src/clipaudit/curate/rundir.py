@@ -324,15 +324,8 @@ def recorded_source(record: dict[str, Any]) -> str:
     return source
 
 
-# Curate's flags for the run.json settings that take one (read options by their own name).
-_SETTING_FLAGS = {
-    "batch_size": ("--batch-size", 64),
-    "batch_megapixels": ("--batch-megapixels", None),
-    "model_threads": ("--model-threads", None),
-    "video_sampling": ("--video-sampling", None),
-}
-
-
+# The settings resume_command gives as `FLAG VALUE` where not their default (SETTING_FLAGS).
+_VALUE_SETTINGS = {"batch_size": 64, **SETTING_DEFAULTS}
 _READ_FLAGS = ("caption_column", "image_column", "path_column", "id_column", "url_column", "split")
 
 
@@ -356,9 +349,9 @@ def resume_command(record: dict[str, Any], run: Path) -> str:
         words += ["--stages", ",".join(stages)]
     if settings.get("model") and settings["model"] != "bundled:world-clip":
         words += ["--model", str(settings["model"])]
-    for key, (flag, default) in _SETTING_FLAGS.items():
+    for key, default in _VALUE_SETTINGS.items():
         if settings.get(key) is not None and settings[key] != default:
-            words += [flag, str(settings[key])]
+            words += [SETTING_FLAGS[key], str(settings[key])]
     read = settings.get("read") or {}
     for key in _READ_FLAGS:
         if read.get(key) is not None:
