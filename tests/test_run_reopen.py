@@ -356,7 +356,7 @@ def test_a_run_whose_curate_stopped_part_way_is_refused_then_decided_with_partia
     html = write_report([path]).html.read_text(encoding="utf-8")
     assert (
         "Partial run: only 2 of the input's 3 shards" in html
-        and "other 1 shards (not scored)" in html
+        and "the other shard (not scored)" in html
     )
     cards = write_cards(path)
     assert len(cards) == 3
@@ -464,3 +464,85 @@ def test_an_unfinished_reference_run_is_named_as_the_reference(tmp_path: Path) -
     msg = str(err.value)
     assert msg.startswith(f"The reference run {str(path)!r} (--against) has 2 of its input's 3")
     assert "--partial" not in msg and "give its dataset to --against" in msg
+
+
+def test_a_relative_shard_pattern_and_optout_cache_resume_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative brace pattern was recorded without its folder and --optout-cache as typed,
+    so the resume command printed for a decide run from another folder named shards and a
+    cache that were not there. Both are recorded absolute; a run an earlier version started
+    with the cache as typed still resumes."""
+    import hashlib
+    import shlex
+
+    from clipaudit.curate.rundir import resume_command
+    from clipaudit.data.formats import write_dataset
+
+    work = tmp_path / "work"
+    write_dataset(example_samples(6, seed=9), work / "wds", "webdataset", shard_size=3)
+    (work / "cache").mkdir()
+    monkeypatch.chdir(work)
+    shards = sorted(p.name for p in (work / "wds").iterdir())
+    assert len(shards) == 2
+    pattern = "wds/" + shards[0].replace("00000", "{00000..00001}")
+    cfg = CurateConfig(
+        dataset=pattern, out="run", stages=["quality", "optout"], rules="keep-all",
+        options={"optout_cache": "cache"},
+    )  # fmt: skip
+    curate(cfg)
+    record = json.loads((work / "run" / "run.json").read_text())
+    assert record["dataset"]["resolved"] == str((work / "wds").resolve() / Path(pattern).name)
+    assert record["settings"]["options"] == {"optout_cache": str((work / "cache").resolve())}
+
+    (work / "run" / "markers" / "shard-00001.done").unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ClipauditError) as err:
+        decide_run(work / "run", "keep-all")
+    words = shlex.split(str(err.value).split("Run `", 1)[1].split("`", 1)[0])
+    assert words[2] == record["dataset"]["resolved"]
+    assert words[words.index("--optout-cache") + 1] == str((work / "cache").resolve())
+    assert words == shlex.split(resume_command(record, work / "run"))
+    said: list[str] = []
+    again = CurateConfig(
+        dataset=words[2], out=str(work / "run"), stages=["quality", "optout"], rules="keep-all",
+        options={"optout_cache": words[words.index("--optout-cache") + 1]},
+    )  # fmt: skip
+    assert curate(again, warn=said.append)["input"] == 6
+    assert any("1 of 2 shards were already scored" in m and "the other shard." in m for m in said)
+
+    # A run an earlier version started: the cache as typed in its settings and fingerprint.
+    from clipaudit.curate.scoring import input_fingerprint
+
+    monkeypatch.chdir(work)
+    old = json.loads((work / "run" / "run.json").read_text())
+    old["settings"]["options"] = {"optout_cache": "cache"}
+    ds = open_dataset(pattern, format="webdataset")
+    said_then = json.dumps(old["settings"], sort_keys=True)
+    old["fingerprint"] = hashlib.sha256((input_fingerprint(ds) + said_then).encode()).hexdigest()
+    (work / "run" / "run.json").write_text(json.dumps(old))
+    (work / "run" / "markers" / "shard-00001.done").unlink()
+    said.clear()
+    assert curate(cfg, warn=said.append)["input"] == 6
+    assert any("1 of 2 shards were already scored" in m for m in said)
+
+
+def test_a_resumed_curate_says_it_removed_the_runs_report(tmp_path: Path) -> None:
+    """A curate that resumes a run decides it again, which removes the report and cards made
+    from the decisions it replaces; `decide` said so, `curate` removed them silently."""
+    from clipaudit.data.formats import write_dataset
+    from clipaudit.reports.render import write_report
+    from tests.conftest import cli_batch
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_dataset(example_samples(4, seed=10), data, "parquet")
+    curate(CurateConfig(str(data), str(run), stages=["quality"], rules="keep-all"))
+    write_report([run])
+    ((code, stdout, stderr),) = cli_batch(
+        [("curate", str(data), "--out", str(run), "--stages", "quality", "--rules", "keep-all")]
+    )
+    assert code == 0, stderr
+    said = " ".join((stdout + stderr).split())
+    assert "nothing is left to score, deciding again" in said
+    assert f"note: removed report.html, report.json, report.csv from {run}: they described" in said
+    assert not (run / "report.html").exists()

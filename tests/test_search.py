@@ -455,3 +455,31 @@ def test_a_search_with_a_model_that_does_not_fit_the_data_says_so(tmp_path: Path
     assert len(stdout.strip().splitlines()) == 2
     assert "warning: the run's model bundled:world-clip was trained only on" in stderr
     assert "rank these samples near chance" in page.read_text()
+
+
+def test_an_index_of_a_partial_run_says_so(tmp_path: Path) -> None:
+    """A run decided with --partial: index.json records the shard counts and `clipaudit
+    index` says the index holds the scored shards only (it said nothing), as the report's
+    CSV does."""
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from clipaudit.data import write_dataset
+    from clipaudit.data.example import example_samples
+    from clipaudit.reports.render import write_report
+
+    write_dataset(iter(example_samples(12)), str(tmp_path / "data"), "parquet", shard_size=4)
+    run = tmp_path / "run"
+    curate(CurateConfig(str(tmp_path / "data"), str(run), stages=["quality", "alignment"]))
+    (run / "markers" / "shard-00001.done").unlink()  # curate stopped before its marker
+    decide_run(run, "default", partial=True, gates=False)
+    info = build_index(run)
+    assert info["partial"] == {"input_shards": 3, "scored_shards": 2, "unscored_shards": [1]}
+    assert info["selected"] == 8
+    ((code, stdout, stderr),) = cli_batch([("index", str(run))])
+    assert code == 0, stderr
+    assert (
+        "PARTIAL: the run was decided with --partial; the index holds the samples of 2 of the "
+        "input's 3 shards, none of the other shard (not scored)" in " ".join(stdout.split())
+    )
+    rows = write_report([run]).csv.read_text(encoding="utf-8").splitlines()
+    assert "0,curation,partial.scored_shards,2" in rows
+    assert "0,curation,partial.input_shards,3" in rows

@@ -247,9 +247,11 @@ def _print_stats(stats: dict[str, Any], out: Path) -> None:
     )
     part = stats.get("partial")
     if part:
+        from clipaudit.curate.rundir import other_shards
+
         c.print(
             f"PARTIAL: {part['scored_shards']} of the input's {part['input_shards']} shards "
-            f"decided; the samples of the other {len(part['unscored_shards'])} shards (not "
+            f"decided; the samples of {other_shards(len(part['unscored_shards']))} (not "
             "scored) are in no table yet (decided with --partial)",
             highlight=False,
             soft_wrap=True,
@@ -429,7 +431,20 @@ def curate(
             decide_progress=decide_progress,
         )
     _print_stats(stats, out)
+    for note in _stale_notes(stats, out):  # a resumed curate decides again too
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     _gate_exit(stats, allow_gate_failure)
+
+
+def _stale_notes(stats: dict[str, Any], run: Path) -> list[str]:
+    """Said where a decide removed the run's report or cards: they described the decisions
+    it replaced."""
+    if not stats.get("stale_documents_removed"):
+        return []
+    return [
+        f"removed {', '.join(stats['stale_documents_removed'])} from {run}: they described "
+        "the previous decisions; run `clipaudit report` / `clipaudit card` again."
+    ]
 
 
 @contextlib.contextmanager
@@ -537,11 +552,7 @@ def decide(
             f"copies of {', '.join(stats['against_reused'])} dropped as the run's last decide "
             "did (RUN/against.json); --no-against decides without them."
         )
-    if stats.get("stale_documents_removed"):
-        notes.append(
-            f"removed {', '.join(stats['stale_documents_removed'])} from {run}: they described "
-            "the previous decisions; run `clipaudit report` / `clipaudit card` again."
-        )
+    notes += _stale_notes(stats, run)
     if not kept and (run / "kept").exists():
         notes.append(
             f"{run / 'kept'} was not rewritten: it still holds an earlier decision's kept samples."

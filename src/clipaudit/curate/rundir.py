@@ -313,13 +313,38 @@ def open_run_dataset(record: dict[str, Any]) -> Dataset:
     )
 
 
+def other_shards(n: int) -> str:
+    """ "the other shard" / "the other 3 shards" ("the other 1 shards" read as a slip)."""
+    return "the other shard" if n == 1 else f"the other {n} shards"
+
+
+def _source_present(source: str) -> bool:
+    """Whether a dataset path resolves from here; a shard pattern (``shard-{000..009}.tar``)
+    by its first shard, which is the only part that is a file."""
+    from clipaudit.data.webdataset import expand_braces
+
+    return Path(expand_braces(source)[0] if "{" in source else source).exists()
+
+
+def resolved_source(source: str) -> str | None:
+    """The absolute form of a dataset path to record beside the path as typed; a shard pattern
+    by its folder (a relative pattern was recorded without one, so the resume command printed
+    from another folder named shards that were not there)."""
+    if not _source_present(source):
+        return None
+    if "{" in source:
+        path = Path(source)
+        return str(path.parent.resolve() / path.name)
+    return str(Path(source).resolve())
+
+
 def recorded_source(record: dict[str, Any]) -> str:
     """The dataset a run was scored from, as ``run.json`` records it: the path as typed, or
     its absolute form when the typed one was relative and does not resolve from here (a
     decide run from another folder)."""
     ds = record["dataset"]
     source, resolved = str(ds["source"]), ds.get("resolved")
-    if resolved and not Path(source).exists() and Path(resolved).exists():
+    if resolved and not _source_present(source) and _source_present(str(resolved)):
         return str(resolved)
     return source
 

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 from clipaudit import __version__
 from clipaudit.curate.config import CurateConfig
 from clipaudit.curate.engines import Engine, EngineJob, get_engine
-from clipaudit.curate.rundir import RunDir, acquire_run_lock, release_run_lock
+from clipaudit.curate.rundir import (
+    RunDir,
+    acquire_run_lock,
+    other_shards,
+    release_run_lock,
+    resolved_source,
+)
 from clipaudit.curate.stages import StageContext, make_stages, plan_stages
 from clipaudit.data.formats import Dataset, get_format, open_dataset, output_errors
 from clipaudit.data.video import DEFAULT_POLICY, SamplingPolicy
@@ -129,12 +135,18 @@ def score(
         if warn and fit and fit["note"] and "nsfw" in cfg.stages and pack.nsfw.cascade.enabled:
             warn("the NSFW cascade's phrase bars rest on it, so the detector reads every image.")
     stages = make_stages(cfg.stages)
+    # File options as absolute paths: recorded as typed, a relative --optout-cache made the
+    # printed resume command fail from another folder (--c2pa-trust-anchors already was).
+    options = {
+        k: str(Path(v).resolve()) if k in OPTION_STAGES and Path(v).exists() else v
+        for k, v in cfg.options.items()
+    }
     ctx = StageContext(
         model_spec=cfg.model,
         device=cfg.device,
         batch_size=cfg.batch_size,
         options={
-            **cfg.options,
+            **options,
             "rules": cfg.rules,
             "video_sampling": cfg.video_sampling,
             "model_fits": None if fit is None else fit["fits_data"],
@@ -162,7 +174,7 @@ def score(
         "model": cfg.model if uses_model else None,
         "batch_size": cfg.batch_size,
         "read": asdict(cfg.read),
-        "options": {k: v for k, v in cfg.options.items() if k not in unused},
+        "options": {k: v for k, v in options.items() if k not in unused},
     }
     if cfg.batch_megapixels != CurateConfig.batch_megapixels:  # absent by default, as above
         settings["batch_megapixels"] = cfg.batch_megapixels
@@ -191,13 +203,14 @@ def score(
     # Fingerprints earlier versions gave the same run, so the runs they started resume: the
     # input's path as typed (before 2026-12-06), the stages in the order typed, the options
     # of stages not run and --model-threads of a run without a model (before these were
-    # made one run).
+    # made one run), file options as typed (before 2026-12-07).
+    typed_options = {k: v for k, v in cfg.options.items() if k not in unused}
     legacy = sorted(
         {
             fingerprint_of(old_input, stage_list, options, base)
             for old_input in (False, True)
             for stage_list in (cfg.stages, typed)
-            for options in (settings["options"], cfg.options)
+            for options in (settings["options"], cfg.options, typed_options)
             for base in (settings, as_before)
         }
         - {fingerprint}
@@ -207,7 +220,7 @@ def score(
         "dataset": {
             "source": str(cfg.dataset),
             # The absolute path too, so decide and report work from any folder.
-            "resolved": str(Path(cfg.dataset).resolve()) if Path(cfg.dataset).exists() else None,
+            "resolved": resolved_source(str(cfg.dataset)),
             "format": ds.format,
             "shards": ds.shards(),
         },
@@ -232,7 +245,7 @@ def score(
         todo = [k for k in range(len(shards)) if not run.shard_done(k)]
         if resumed and warn:  # said: a resumed run looked like a fresh one, or like a no-op
             left = (
-                f"scoring the other {len(todo)}"
+                f"scoring {other_shards(len(todo))}"
                 if todo
                 else "nothing is left to score" + (", deciding again" if cfg.decide else "")
             )

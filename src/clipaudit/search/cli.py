@@ -49,6 +49,17 @@ def index_command(
         highlight=False,
         soft_wrap=True,
     )
+    part = info.get("partial")
+    if part:
+        from clipaudit.curate.rundir import other_shards
+
+        Console().print(
+            f"PARTIAL: the run was decided with --partial; the index holds the samples of "
+            f"{part['scored_shards']} of the input's {part['input_shards']} shards, none of "
+            f"{other_shards(len(part['unscored_shards']))} (not scored)",
+            highlight=False,
+            soft_wrap=True,
+        )
     left = []
     if info["without_image"]:
         left.append(f"{info['without_image']} without an image embedding (image not decoded)")

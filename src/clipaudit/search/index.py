@@ -3,7 +3,8 @@
 An index folder (default ``RUN/index``) holds:
 
 * ``index.json``: what was indexed (the run, as a path relative to the index folder, so a
-  run moved or copied with its index still finds itself; model, filter, counts), the faiss
+  run moved or copied with its index still finds itself; model, filter, counts, and
+  ``partial``, the shard counts of a run decided with ``--partial``, else null), the faiss
   kind and its parameters, a stamp of the decision table and the build's time;
 * ``rows.parquet``: one row per sample with an image or a caption embedding: ``id`` and every
   scalar column of the decision table (caption, url, decision, reasons, route, signals),
@@ -90,7 +91,10 @@ def run_model(run: RunDir) -> str:
 
 def _shard_numbers(run: RunDir) -> list[int]:
     files = sorted((run.path / "img_emb").glob("img_emb_*.npy"))
-    ks = sorted(int(f.stem.rsplit("_", 1)[1]) for f in files)
+    # Scored shards only (their marker is written last): a curate killed after a shard's
+    # embeddings but before its marker left a shard the decide did not count, and indexing
+    # a run decided with --partial stopped at its first sample without a decision row.
+    ks = sorted(k for f in files if run.shard_done(k := int(f.stem.rsplit("_", 1)[1])))
     if not ks:
         raise ClipauditError(
             f"{str(run.path)!r} holds no image embeddings (img_emb/); curate it with the "
@@ -221,6 +225,17 @@ def decisions_stamp(run: RunDir) -> str:
     return f"{size}:{hashlib.sha256(tail).hexdigest()[:16]}"
 
 
+def _partial(run: RunDir) -> dict[str, Any] | None:
+    stats = run.path / "stats.json"
+    if not stats.is_file():
+        return None
+    try:
+        part = json.loads(stats.read_text(encoding="utf-8")).get("partial")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return part if isinstance(part, dict) else None
+
+
 def build_index(
     run_path: str | Path,
     out: str | Path | None = None,
@@ -274,6 +289,8 @@ def build_index(
                 "run": os.path.relpath(run.path.resolve(), target.resolve()),
                 "run_fingerprint": run.read_json("run.json").get("fingerprint"),
                 "decisions": decisions_stamp(run),
+                # A run decided with --partial: the index holds its scored shards only.
+                "partial": _partial(run),
                 "model": model,
                 "dim": dim,
                 "selected": count,
