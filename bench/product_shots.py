@@ -11,8 +11,10 @@ confirmed as copies. Beside them: ``--photos`` Caltech-101 photos from shared/ph
 The pool is curated once (``--stages quality,hashes``); the decide is run three times on
 the same signals, with the run's own confirmed pairs counted in process:
 
-- ``no_aspect_check``: ``keeper.MAX_INNER_ASPECT`` = inf (what decide did before it);
-- ``component`` and ``ball``: the aspect check, and the two ``dedup.groups`` modes.
+- ``no_aspect_check``: ``keeper.MAX_INNER_ASPECT`` = inf and no hue check (what decide did
+  before either);
+- ``no_hue_check``: the aspect check, ``dedup.min_hue_overlap: null`` (before 2026-12-06);
+- ``component`` and ``ball``: both checks, and the two ``dedup.groups`` modes.
 
 Each row: confirmed pairs between distinct shots, crops found (crop in its photo's group),
 shots dropped, the largest group, the decide's wall. Writes
@@ -113,37 +115,41 @@ def score(run: Path) -> dict[str, Any]:
     }
 
 
-def confirmed_shot_pairs(run: Path, groups: str) -> int:
+def confirmed_shot_pairs(run: Path, groups: str, hue: bool) -> int:
     from clipaudit.curate.decide.run import load_signals, near_duplicate_pairs
     from clipaudit.curate.rundir import RunDir
     from clipaudit.rules.schema import load_pack
 
     sig = load_signals(RunDir(run))
-    d = load_pack("default").dedup.model_copy(update={"groups": groups})
+    d = load_pack("default").dedup
+    hue_overlap = d.min_hue_overlap if hue else None
+    d = d.model_copy(update={"groups": groups, "min_hue_overlap": hue_overlap})
     ids = sig["id"]
     pairs = near_duplicate_pairs(sig, np.arange(len(ids)), d)
     return sum(1 for a, b in pairs if ids[a][0] == "p" and ids[b][0] == "p")
 
 
-def decide(run: Path, groups: str, aspect: bool) -> dict[str, Any]:
+def decide(run: Path, groups: str, aspect: bool, hue: bool = True) -> dict[str, Any]:
     from clipaudit.curate.decide import decide_run
     from clipaudit.curate.decide import keeper as kp
 
     pack = run.parent / f"{groups}.yaml"
-    pack.write_text(f"name: {groups}\nextends: default\ndedup:\n  groups: {groups}\n")
+    no_hue = "" if hue else "  min_hue_overlap: null\n"
+    pack.write_text(f"name: {groups}\nextends: default\ndedup:\n  groups: {groups}\n{no_hue}")
     before = kp.MAX_INNER_ASPECT
     kp.MAX_INNER_ASPECT = before if aspect else float("inf")
     try:
         t = time.perf_counter()
         stats = decide_run(run, str(pack), write_kept=False, gates=False)
         wall = time.perf_counter() - t
-        pairs = confirmed_shot_pairs(run, groups)
+        pairs = confirmed_shot_pairs(run, groups, hue)
     finally:
         kp.MAX_INNER_ASPECT = before
     return {
         **score(run),
         "confirmed_pairs_between_shots": pairs,
         "aspect_rejected": stats["duplicate_search"].get("aspect_rejected", 0),
+        "hue_rejected": stats["duplicate_search"].get("hue_rejected", 0),
         "decide_wall_s": round(wall, 1),
     }
 
@@ -166,7 +172,8 @@ def main() -> None:
         curate(CurateConfig(**{**cfg.__dict__, "decide": False}))
         out: dict[str, Any] = {
             "pool": {"shots": args.shots, "photos": args.photos, "crops": args.crops},
-            "no_aspect_check": decide(run, "component", aspect=False),
+            "no_aspect_check": decide(run, "component", aspect=False, hue=False),
+            "no_hue_check": decide(run, "component", aspect=True, hue=False),
             "component": decide(run, "component", aspect=True),
             "ball": decide(run, "ball", aspect=True),
             "machine": (

@@ -155,3 +155,110 @@ def test_different_garments_on_one_cloth_are_not_copies(tmp_path: Path) -> None:
     assert all(group[k] == k.split("_")[0] for k in rows), group  # every copy with its own
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
     assert stats["duplicate_search"]["edge_rejected"] >= 2, stats["duplicate_search"]
+
+
+def _shirt(colour: tuple[int, int, int], seed: int = 3) -> Image.Image:
+    """A product shot: one shirt-like outline filled with ``colour`` and a little shading
+    and grain, on white."""
+    import numpy as np
+    from PIL import ImageDraw, ImageFilter
+
+    im = Image.new("RGB", (240, 300), (255, 255, 255))
+    outline = [(60, 40), (100, 30), (140, 30), (180, 40), (225, 95), (190, 120), (175, 100),
+               (175, 270), (65, 270), (65, 100), (50, 120), (15, 95)]  # fmt: skip
+    ImageDraw.Draw(im).polygon(outline, fill=colour)
+    im = im.filter(ImageFilter.GaussianBlur(1))
+    rng = np.random.default_rng(seed)
+    x = np.asarray(im, np.float32)
+    shade = np.linspace(0.85, 1.1, x.shape[0])[:, None, None]
+    inside = x.min(axis=2, keepdims=True) < 250
+    x = np.where(inside, x * shade + rng.normal(0, 4, x.shape), x)
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+def test_one_product_in_several_colours_is_not_one_group(tmp_path: Path) -> None:
+    """The thumbnail correlations are centred per channel: they see the outline, more than
+    its colour, and one shirt shot alike in red and in brown was one group (its
+    thumbnails correlate at 0.96). The hue check (dedup.min_hue_overlap) keeps both, while
+    each colour's re-encoded, brightened and flipped copies still go with their own colour
+    (and blue, which the correlation already told apart, stays apart)."""
+    import yaml
+
+    colours = {"red": (200, 30, 30), "brown": (120, 80, 40), "blue": (30, 60, 200)}
+    tar = TarBuilder(tmp_path / "data.tar")
+    for name, rgb in colours.items():
+        im = _shirt(rgb)
+        items = [(name, _jpeg(im))]
+        items += [(f"{name}_{k}", _jpeg(COPIES[k](im))) for k in ("reencode", "brightness", "flip")]
+        for key, data in items:
+            tar.file(f"{key}.jpg", data).file(f"{key}.txt", f"a {name} shirt".encode())
+    tar.close()
+    curate(
+        CurateConfig(
+            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
+            stages=["quality", "hashes"], gates=False,
+        )
+    )  # fmt: skip
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    group = {k: (r["duplicate_of"] or k).split("_")[0] for k, r in rows.items()}
+    assert {k: group[k] for k in colours} == {k: k for k in colours}, group
+    assert all(group[k] == k.split("_")[0] for k in rows), group
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["duplicate_search"]["hue_rejected"] >= 1, stats["duplicate_search"]
+
+    # The control: the same run decided without the hue check joins red and brown.
+    from clipaudit.curate.decide import decide_run
+    from clipaudit.rules.schema import PACK_DIR
+
+    pack = yaml.safe_load((PACK_DIR / "default.yaml").read_text())
+    pack["dedup"]["min_hue_overlap"] = None
+    (tmp_path / "nohue.yaml").write_text(yaml.safe_dump(pack))
+    decide_run(tmp_path / "run", str(tmp_path / "nohue.yaml"), write_kept=False, gates=False)
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    joined = {k: (r["duplicate_of"] or k).split("_")[0] for k, r in rows.items()}
+    assert joined["red"] == joined["brown"] and joined["blue"] == "blue", joined
+
+
+def test_hue_histograms_are_blind_to_grey_and_mirrors() -> None:
+    import numpy as np
+
+    from clipaudit.curate.stages.hashes import THUMB, ThumbCorrelation, hue_histograms
+
+    rng = np.random.default_rng(0)
+    red = np.zeros((THUMB, THUMB, 3), np.uint8) + 255
+    red[8:24, 4:20] = (200, 30, 30)
+    blue = red.copy()
+    blue[8:24, 4:20] = (30, 60, 200)
+    grey = np.repeat(rng.integers(0, 255, (THUMB, THUMB, 1), dtype=np.uint8), 3, axis=2)
+    px = np.stack([red, blue, grey, red[:, ::-1]]).reshape(4, -1)
+    h = hue_histograms(px)
+    assert np.allclose(h[[0, 1, 3]].sum(axis=1), 1.0) and np.isnan(h[2]).all()
+    corr = ThumbCorrelation((px, np.ones(4, np.bool_)))
+    overlap = corr.hue_overlap(np.array([0, 0, 0]), np.array([1, 2, 3]))
+    assert overlap[0] < 0.01 and np.isnan(overlap[1]) and overlap[2] > 0.999
+
+
+def test_a_reference_set_in_another_colour_is_not_a_copy(tmp_path: Path) -> None:
+    """--against compares colours as the run's own search does: a brown shirt is not a copy
+    of the reference set's red one, the red one's re-encoded copy is."""
+    ref = TarBuilder(tmp_path / "ref.tar")
+    ref.file("red.jpg", _jpeg(_shirt((200, 30, 30)))).file("red.txt", b"a red shirt")
+    ref.close()
+    tar = TarBuilder(tmp_path / "data.tar")
+    tar.file("brown.jpg", _jpeg(_shirt((120, 80, 40)))).file("brown.txt", b"a brown shirt")
+    copy = _jpeg(COPIES["reencode"](_shirt((200, 30, 30))))
+    tar.file("red_copy.jpg", copy).file("red_copy.txt", b"a red shirt")
+    tar.close()
+    curate(
+        CurateConfig(
+            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
+            stages=["quality", "hashes"], gates=False, against=[str(tmp_path / "ref.tar")],
+            against_cache=str(tmp_path / "cache"),
+        )
+    )  # fmt: skip
+    cols = ["id", "decision", "duplicate_of_reference"]
+    table = pq.read_table(tmp_path / "run" / "decisions.parquet", columns=cols)
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rows["brown"]["decision"] == "keep" and rows["brown"]["duplicate_of_reference"] is None
+    assert rows["red_copy"]["decision"] == "drop"
+    assert rows["red_copy"]["duplicate_of_reference"] == "red"

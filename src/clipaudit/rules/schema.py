@@ -117,6 +117,10 @@ class Dedup(Strict):
     # its 3x3 mean) this correlated, unshifted (None: values alone). Values alone pass
     # different garments laid on one cloth (ThumbCorrelation.edge_corr).
     min_edge_corr: Cosine | None = None
+    # ... and, where both have coloured pixels, hue histograms that overlap this much
+    # (ThumbCorrelation.hue_overlap; None: colours not compared). The correlations see
+    # shapes, not colours: one product shot in ten colours was one group.
+    min_hue_overlap: Float | None = Field(default=None, ge=0, le=1)
     # Also pair images whose crop-robust copy hashes (the hashes stage's ``chash``) are
     # within the radius, confirmed when their thumbnails correlate at min_thumb_corr or
     # when, one thumbnail cropped by 10% at the best of 9 x 9 offsets and resized, their

@@ -256,6 +256,10 @@ def matches(
             for ok, (x, y), flip in ((ok_p, at_p, False), (ok_m, at_m, True)):
                 judged = np.flatnonzero(ok)
                 ok[judged] = corr.edge_corr(x[judged], y[judged], flip) >= d.min_edge_corr
+        if d.min_hue_overlap is not None:  # and their colours (keeper._confirmed)
+            for ok, (x, y) in ((ok_p, at_p), (ok_m, at_m)):
+                judged = np.flatnonzero(ok)
+                ok[judged] = ~(corr.hue_overlap(x[judged], y[judged]) < d.min_hue_overlap)
     cand_i = np.concatenate([pi[ok_p], mi[ok_m]])
     cand_j = np.concatenate([pj[ok_p], mj[ok_m]])
     o = np.lexsort((cand_j, cand_i))

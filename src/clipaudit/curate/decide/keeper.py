@@ -450,6 +450,13 @@ class ThumbStore:
         where mirror_b[k]."""
         return self._by_flag(a, b, mirror_b, lambda part, x, y, f, k: part.edge_corr(x, y, f))
 
+    def hue_overlap(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``ThumbCorrelation.hue_overlap`` of each pair (a[k], b[k])."""
+        out = np.full(len(a), np.nan)
+        for at, part, la, lb in self._parts(a, b):
+            out[at] = part.hue_overlap(la, lb)
+        return out
+
     def crop_confirmed(
         self, a: np.ndarray, b: np.ndarray, min_values: float, min_edges: float
     ) -> tuple[np.ndarray, int]:
@@ -794,6 +801,13 @@ def _confirmed(
             )
             st["crop_checks_inside_borders"] = st.get("crop_checks_inside_borders", 0) + len(mixed)
             st["crop_fine_checks"] = st.get("crop_fine_checks", 0) + fine
+    if d.min_hue_overlap is not None:  # last: only the pairs confirmed so far are read
+        for inner, store in stores.items():
+            sel = np.flatnonzero(ok & (np.isin(kinds, INNER_KINDS) == inner))
+            if len(sel):
+                apart = store.hue_overlap(a[sel], b[sel]) < d.min_hue_overlap  # NaN: judged alike
+                ok[sel[apart]] = False
+                st["hue_rejected"] = st.get("hue_rejected", 0) + int(apart.sum())
     return a[ok], b[ok]
 
 

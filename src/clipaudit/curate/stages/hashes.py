@@ -51,6 +51,18 @@ COARSE_MARGIN = 0.15
 # 0.19 at the 99th percentile (0.25 at most), where values alone sent every pair on.
 COARSE_EDGE_MARGIN = 0.4
 
+# Hue histograms of a thumbnail's coloured pixels (ThumbCorrelation.hue_overlap). The
+# correlation is centred and scaled per channel, so it sees shapes, not colours: one outline
+# filled red, blue or green correlated at 1.0, and product shots photographed alike in ten
+# colours were one duplicate group. A pixel's chroma is (R - G, (R + G) / 2 - B); below
+# HUE_FLOOR (0-255 scale) it is grey and has no hue. Histograms of HUE_BINS bins, each
+# pixel's chroma split between its two nearest bins; a thumbnail with fewer than
+# HUE_MIN_SHARE of its pixels coloured is not judged (black, white and grey images: no hue
+# to compare, whatever their copies).
+HUE_BINS = 12
+HUE_FLOOR = 12.0
+HUE_MIN_SHARE = 0.02
+
 
 class ThumbCorrelation:
     """Pearson correlation of 32x32 colour thumbnails (centred per colour channel), for any
@@ -186,6 +198,16 @@ class ThumbCorrelation:
                 corr[redo] = np.maximum(corr[redo], self.unclipped(pa, pb[redo]))
             out[s : s + self.chunk] = np.where(self.valid[ia] & other.valid[ib], corr, -np.inf)
         return out
+
+    def hue_overlap(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """How much the hues of rows ``a[k]`` and ``b[k]`` agree: the intersection of their
+        chroma-weighted hue histograms (1: the same colours, 0: none in common; see
+        HUE_BINS). NaN where either has too few coloured pixels to judge. Mirror images and
+        black or white borders leave it as it is."""
+        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        h = hue_histograms(self.px[rows])
+        ha, hb = h[inv[: len(a)]], h[inv[len(a) :]]
+        return np.minimum(ha, hb).sum(axis=1)
 
     def edge_corr(
         self, a: np.ndarray, b: np.ndarray, mirror_b: bool = False, chunk: int = 2048
@@ -486,6 +508,32 @@ def _corr_grid(crops: np.ndarray, whole: np.ndarray) -> np.ndarray:
     var = (np.einsum("kcpi,kcpi->kcp", flat, flat) - s1 * s1 / flat.shape[3]).sum(1)
     den = np.sqrt(np.maximum(var, 0) * (ref * ref).sum(axis=(1, 2))[:, None])
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float64)
+
+
+def hue_histograms(px: np.ndarray) -> np.ndarray:
+    """(rows, HUE_BINS) chroma-weighted hue histograms of (rows, THUMB_BYTES) RGB
+    thumbnails, each summing to 1; NaN rows where under HUE_MIN_SHARE of the pixels have a
+    hue (chroma at least HUE_FLOOR)."""
+    n = len(px)
+    x = px.reshape(n, THUMB * THUMB, 3).astype(np.float32)
+    c1 = x[..., 0] - x[..., 1]
+    c2 = (x[..., 0] + x[..., 1]) / 2 - x[..., 2]
+    chroma = np.hypot(c1, c2)
+    coloured = chroma >= HUE_FLOOR
+    pos = (np.arctan2(c2, c1) % (2 * np.pi)) * (HUE_BINS / (2 * np.pi))
+    lo = np.floor(pos)
+    frac = pos - lo
+    weight = np.where(coloured, chroma, 0.0)
+    base = np.arange(n)[:, None] * HUE_BINS
+    first = (base + lo.astype(np.int64) % HUE_BINS).ravel()
+    second = (base + (lo.astype(np.int64) + 1) % HUE_BINS).ravel()
+    hist = np.bincount(first, (weight * (1 - frac)).ravel(), minlength=n * HUE_BINS)
+    hist += np.bincount(second, (weight * frac).ravel(), minlength=n * HUE_BINS)
+    hist = hist.reshape(n, HUE_BINS)
+    total = hist.sum(axis=1, keepdims=True)
+    judged = coloured.mean(axis=1) >= HUE_MIN_SHARE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(judged[:, None], hist / total, np.nan)
 
 
 def thumb_array(values: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
