@@ -207,6 +207,17 @@ def test_large_frames_are_kept_small_and_the_clip_keeps_its_size() -> None:
     assert frame[..., 0].max() > 200 and frame[..., 2].min() < 40
 
 
+def test_dci_and_camera_4k_pass_the_frame_size_cap_and_8k_does_not() -> None:
+    """The cap was UHD's 3840 x 2160 pixels: DCI 4K (4096 x 2160) and the 4:3 4K of drones
+    and action cameras were refused as video_too_large."""
+    cases = (((4096, 2160), None), ((4096, 3072), None), ((7680, 4320), "video_too_large"))
+    for size, error in cases:
+        data = encode_video([Image.new("RGB", size, (30, 90, 160))] * 2, fps=2)
+        v = decode_video(data, SamplingPolicy.parse("uniform:2"))
+        assert v.error == error, (size, v.error, v.detail)
+        assert (v.info["width"], v.info["height"]) == size
+
+
 def test_decoding_is_bounded_and_never_raises() -> None:
     data = encode_video(_moving(24), fps=8)
     assert decode_video(data, deadline_s=0.0).error == "video_timeout"
@@ -719,3 +730,90 @@ def test_an_anamorphic_clip_is_shown_at_its_display_aspect() -> None:
     width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     assert abs(width / height - 1.0) < 0.05  # round again, not 0.70 wide
     assert v.info["hdr"] is None and v.info["interlaced"] == 0.0
+
+
+def _contained(fmt: str, codec: str, frames: list[Image.Image]) -> bytes:
+    """The frames in another container (PyAV's own muxers and encoders)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as out:
+        stream: Any = out.add_stream(codec, rate=25)  # MPEG-1 knows only the standard rates
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for im in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(im)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def test_broadcast_and_older_web_containers_are_clips(tmp_path: Path) -> None:
+    """An image folder of .ts, .mpg, .flv and .3gp clips was read as empty ("samples 1" of
+    five, no word); they are clips, told by their own magic in a column with no names, and
+    sampled over their whole length."""
+    containers = {
+        "ts": ("mpegts", "mpeg2video"),
+        "mpg": ("mpeg", "mpeg1video"),
+        "flv": ("flv", "flv"),
+        "3gp": ("3gp", "mpeg4"),
+    }
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for ext, (fmt, codec) in containers.items():
+        data = _contained(fmt, codec, _moving(48))  # 1.92 s
+        assert sniff_image_ext(data) == ("mp4" if ext == "3gp" else ext), ext
+        (folder / f"clip_{ext}.{ext}").write_bytes(data)
+        (folder / f"clip_{ext}.txt").write_text(f"a red ball, {ext}")
+    ds = open_dataset(folder)
+    samples = [s for shard in ds.shards() for s in ds.read_shard(shard)]
+    assert sorted(s.image_ext or "" for s in samples) == sorted(containers)
+    for s in samples:
+        d = decode_sample(s, SamplingPolicy.parse("uniform:4"))
+        assert s.media == "video" and d.error is None, (s.image_ext, d.error, d.detail)
+        assert d.video is not None and len(d.frames or []) == 4, (s.image_ext, d.video)
+        # MPEG program streams declare a bit-rate guess (0.02 s for a 0.64 s clip, which
+        # sampled its first frame only): the packets' own end stands instead.
+        assert abs(d.video["duration"] - 1.92) < 0.1, (s.image_ext, d.video)
+
+
+def test_a_clip_with_a_poster_frame_is_curated_as_the_clip(tmp_path: Path) -> None:
+    """Video corpora keep a poster .jpg beside each .mp4 under one key: the poster was
+    taken for the sample and the clip never decoded."""
+    import io
+    import tarfile
+
+    black = encode_video(_moving(8) + [Image.new("RGB", (64, 64))] * 40, fps=8)
+    poster = io.BytesIO()
+    _moving(1)[0].save(poster, "JPEG")
+    with tarfile.open(tmp_path / "clips.tar", "w") as tar:
+        for name, data in (("a.mp4", black), ("a.jpg", poster.getvalue()), ("a.txt", b"a ball")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (sample,) = [s for s in open_dataset(tmp_path / "clips.tar").read_shard("clips.tar")]
+    assert sample.image_ext == "mp4" and sample.media == "video"
+
+
+def test_two_clips_sharing_a_black_middle_frame_are_not_exact_copies() -> None:
+    """A clip's pixel hash was its middle sampled frame's: two different clips with a black
+    transition there were exact duplicates. It covers every sampled frame now."""
+    from clipaudit.curate.stages.hashes import HashStage, pixel_hash
+
+    black = [Image.new("RGB", (64, 64))] * 10
+    a = _moving(20) + black + _moving(18)
+    b = _moving(20, color=(0, 160, 0), ground=(250, 250, 250)) + black
+    b += _moving(18, color=(0, 0, 200))
+    policy = SamplingPolicy.parse("uniform:8")
+    da, db = (
+        decode_sample(Sample(k, encode_video(f, fps=8), image_ext="mp4"), policy)
+        for k, f in (("a", a), ("b", b))
+    )
+    assert da.image is not None and db.image is not None
+    assert pixel_hash(da.image) == pixel_hash(db.image)  # the middle frames: both black
+    rows = HashStage().prepare_batch([Sample("a", None), Sample("b", None)], [da, db])
+    assert rows[0][2] != rows[1][2]
+    again = decode_sample(Sample("a2", encode_video(a, fps=8), image_ext="mp4"), policy)
+    assert HashStage().prepare_batch([Sample("a2", None)], [again])[0][2] == rows[0][2]

@@ -40,7 +40,7 @@ DECODE_ERRORS: dict[str, str] = {
     # Video samples (data/video.py).
     "video_decode_error": "the bytes are not a decodable video (corrupt or truncated container)",
     "no_video_stream": "the file holds no video stream (audio only, or no streams)",
-    "video_too_large": "the video's frames exceed the frame-size cap (4K)",
+    "video_too_large": "the video's frames exceed the frame-size cap (4096 x 3072 pixels)",
     "video_timeout": "decoding the video did not finish within the time limit",
 }
 

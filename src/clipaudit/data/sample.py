@@ -23,9 +23,31 @@ IMAGE_EXTS: tuple[str, ...] = (
     "heif",
     "jp2",
 )
-# Video members (as video2dataset writes them); a sample's media is one or the other.
-VIDEO_EXTS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "m4v", "avi")
+# Video members (as video2dataset writes them, and the broadcast, camera and older web
+# containers PyAV reads: an image folder of .ts or .3gp clips was read as empty, with no
+# word); a sample's media is one or the other.
+VIDEO_EXTS: tuple[str, ...] = (
+    "mp4",
+    "webm",
+    "mkv",
+    "mov",
+    "m4v",
+    "avi",
+    "ts",
+    "mts",
+    "m2ts",
+    "mpg",
+    "mpeg",
+    "flv",
+    "3gp",
+    "3g2",
+    "ogv",
+    "wmv",
+)
 MEDIA_EXTS: tuple[str, ...] = IMAGE_EXTS + VIDEO_EXTS
+# Where one sample has members of both kinds, the clip is the sample: video corpora put a
+# poster frame (.jpg) beside each .mp4, which was curated instead of the clip.
+SAMPLE_MEDIA_ORDER: tuple[str, ...] = VIDEO_EXTS + IMAGE_EXTS
 
 # Reader codes that leave the image whole: the sample is still decoded and scored by every
 # stage, so a broken ``.json`` cannot carry an image past the NSFW or duplicate checks.
@@ -121,6 +143,23 @@ def sniff_image_ext(data: bytes | None) -> str:
         return "webm" if b"webm" in data[:64] else "mkv"
     if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
         return "avi"
+    return _stream_media_ext(data)
+
+
+def _stream_media_ext(data: bytes) -> str:
+    """Containers of the broadcast and older web kinds, by their own magic; ``bin`` if none."""
+    if data.startswith(b"FLV\x01"):
+        return "flv"
+    if data.startswith(b"\x00\x00\x01\xba"):  # an MPEG program stream pack header
+        return "mpg"
+    if data.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):  # the ASF header object
+        return "wmv"
+    if data.startswith(b"OggS") and b"theora" in data[:256]:
+        return "ogv"
+    # MPEG transport stream: a sync byte every 188 bytes (192 in Blu-ray's m2ts).
+    for size, start in ((188, 0), (192, 4)):
+        if len(data) >= start + 3 * size and all(data[start + k * size] == 0x47 for k in range(3)):
+            return "ts"
     return "bin"
 
 

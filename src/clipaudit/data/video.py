@@ -41,7 +41,10 @@ from clipaudit.data.sample import VIDEO_EXTS
 
 __all__ = ["VIDEO_EXTS", "SamplingPolicy", "VideoDecoded", "decode_video", "encode_video"]
 
-MAX_FRAME_PIXELS = 3840 * 2160  # 4K: an 8K frame is 100 MB of RGB and is refused
+# 4K in any shape: DCI 4K (4096 x 2160) and 4:3 camera 4K (4096 x 3072, drones and action
+# cameras) pass; an 8K frame, 100 MB of RGB, is refused. At 3840 x 2160 DCI footage was
+# refused though frames are scaled to 512 px as they are decoded.
+MAX_FRAME_PIXELS = 4096 * 3072
 # Sampled frames are kept at most this long on their longer side (scaled in FFmpeg's scaler
 # as they are converted): every model reads 320 px or less, and a batch of 64 clips of
 # 8 full-HD frames held 3.2 GB of RGB (4K: 12.7 GB), a few such batches in flight.
@@ -147,6 +150,7 @@ def decode_video(
                 return VideoDecoded(error="video_too_large", detail=f"{w}x{h}", info=info)
             reader = _Reader(data, container, stream, t_end)
             try:
+                info = _true_duration(reader, info)
                 out = _SAMPLERS[policy.kind](reader, info, policy)
                 cut = _cut_short(reader, info)
             finally:
@@ -179,6 +183,45 @@ def decode_video(
 
 class _Timeout(Exception):
     pass
+
+
+# A packet starting this far past a stream's declared duration (or a share of it) makes the
+# declaration an estimate: an index-backed container (mp4) has none after its last frame.
+OUTRUN_S = 0.25
+
+
+def _true_duration(reader: _Reader, info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with the clip's duration as its video packets show it, where the declared one
+    is the container's (a stream's own is kept) and the packets say it is wrong:
+
+    - none declared (a browser's MediaRecorder, a live recorder, WebM or Matroska streamed to
+      a pipe, a raw H.264 stream): every policy but fps sampled a 6 s clip's first 0.3 s and
+      called it still;
+    - an estimate the packets outrun (MPEG program streams: FFmpeg guesses from the bit rate,
+      0.02 s for a 0.64 s clip);
+    - an end time, not a length (Matroska whose timestamps start late: ffmpeg's segment
+      muxer keeps them): a 4 s segment starting at 4 s "ended at 4.00 s of a declared
+      8.08 s" and was errored as truncated.
+
+    The packets are read through without decoding (``duration_from``: ``packets``). A clip
+    whose packets stop short of a declared length is left to _cut_short (a partial file)."""
+    duration: float = info.get("duration") or 0.0
+    own = duration > 0 and not reader.whole_file
+    if own and not reader.runs_past(duration + max(OUTRUN_S, TRUNCATED_SHARE * duration)):
+        return info  # the stream's own duration, and no packet beyond it
+    end = reader.measured_end()
+    if end is None or end <= 0:
+        return info
+    measured = {**info, "duration": round(end, 3), "duration_from": "packets"}
+    if duration <= 0:
+        return measured
+    if end > duration + max(OUTRUN_S, TRUNCATED_SHARE * duration):  # an estimate outrun
+        return measured
+    slack = max(TRUNCATED_S, TRUNCATED_SHARE * duration)
+    late = duration - reader.base
+    if end < duration - slack and reader.base > 0 and abs(end - late) <= slack:
+        return measured  # the declared end less the start: its length
+    return info
 
 
 def _cut_short(reader: _Reader, info: dict[str, Any]) -> str | None:
@@ -591,13 +634,51 @@ class _Reader:
             reached, end = self._scan(fresh, t)
         return (reached if reached or end is not None else None), end
 
-    def _scan(self, container: Any, t: float) -> tuple[bool, float | None]:
+    def runs_past(self, t: float) -> bool:
+        """Whether a video packet starts after ``t``: a seek of a second demuxer there, no
+        decoding (False where it cannot be told)."""
+        try:
+            probe = self._second()
+            ps = probe.streams[self.stream.index]
+            tb = ps.time_base
+            if not tb:
+                return False
+            probe.seek(max(int((self.base + t) / tb), 0), stream=ps, backward=False)
+            for packet in probe.demux(ps):
+                _check(self.t_end)
+                at = _packet_time(packet, tb) if packet.size else None
+                if at is not None and at - self.base > t:
+                    return True
+        except _Timeout:
+            raise
+        except Exception:  # a demuxer that cannot seek: the declared duration stands
+            return False
+        return False
+
+    def measured_end(self) -> float | None:
+        """Where the clip's video packets end, read through from the start on a fresh demuxer
+        without decoding; None where none is timed."""
+        import av
+
+        try:
+            with av.open(io.BytesIO(self.data), mode="r", metadata_errors="ignore") as fresh:
+                return self._scan(fresh, math.inf, every_stream=False)[1]
+        except _Timeout:
+            raise
+        except Exception:  # unreadable from the start: no duration, as before
+            return None
+
+    def _scan(
+        self, container: Any, t: float, every_stream: bool = True
+    ) -> tuple[bool, float | None]:
         """Whether a packet from where ``container`` stands reaches ``t`` (of the clip's
-        stream, or of any where the duration is the file's), and where those read end."""
+        stream, or of any where the duration is the file's and ``every_stream``), and where
+        those read end."""
         import av
 
         index = self.stream.index
-        streams = list(container.streams) if self.whole_file else [container.streams[index]]
+        every = self.whole_file and every_stream
+        streams = list(container.streams) if every else [container.streams[index]]
         end = None
         try:
             for packet in container.demux(streams):
@@ -773,7 +854,11 @@ def _spread(reader: _Reader, info: dict[str, Any], n: int) -> VideoDecoded:
     """The frames at the centres of ``n`` equal spans of the clip's declared duration."""
     duration = info["duration"]
     targets = [(i + 0.5) * duration / n for i in range(n)]
-    declared = info.get("declared_frames")
+    # Frames the clip holds: declared, or from its duration and rate where the container
+    # counts none (MPEG transport and program streams, whose seeks land a group of pictures
+    # off: a 2 s .ts clip gave 3 of 4 targets).
+    fps = info.get("fps")
+    declared = info.get("declared_frames") or (math.ceil(duration * fps) if fps else None)
     pixels = (info.get("width") or 0) * (info.get("height") or 0)
     if (
         declared is not None

@@ -23,7 +23,13 @@ from clipaudit.data.formats import (
     shard_batches,
     text_of,
 )
-from clipaudit.data.sample import MEDIA_EXTS, Sample, SourceRow, sniff_image_ext
+from clipaudit.data.sample import (
+    MEDIA_EXTS,
+    SAMPLE_MEDIA_ORDER,
+    Sample,
+    SourceRow,
+    sniff_image_ext,
+)
 from clipaudit.errors import DatasetError, DuplicateIdError
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -286,12 +292,15 @@ class WebDataset(Dataset):
                 caption = text_of(parts["txt"])
             elif isinstance(json_caption, str):
                 caption = json_caption
-        image_ext = next((e for e in MEDIA_EXTS if e in parts), None)
+        image_ext = next((e for e in SAMPLE_MEDIA_ORDER if e in parts), None)
         image = parts.get(image_ext) if image_ext else None
         if image is None:
             # A multi-dot member ("a.b.c.jpg": key "a", extension "b.c.jpg") is an image by its
             # last component, as WebDataset's own decoders read it; it was a missing_image.
-            dotted = sorted(e for e in parts if e.rpartition(".")[2] in MEDIA_EXTS and "." in e)
+            dotted = sorted(
+                (e for e in parts if e.rpartition(".")[2] in MEDIA_EXTS and "." in e),
+                key=lambda e: (SAMPLE_MEDIA_ORDER.index(e.rpartition(".")[2]), e),
+            )
             if dotted:
                 image, image_ext = parts[dotted[0]], dotted[0].rpartition(".")[2]
         if unsafe:

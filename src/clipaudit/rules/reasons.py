@@ -14,7 +14,7 @@ REASONS: dict[str, str] = {
     "remote_path": "the image is a remote url, never fetched while reading",
     "video_decode_error": "the bytes are not a decodable video (corrupt or truncated container)",
     "no_video_stream": "the video file holds no video stream (audio only, or no streams)",
-    "video_too_large": "the video's frames exceed the frame-size cap (4K)",
+    "video_too_large": "the video's frames exceed the frame-size cap (4096 x 3072 pixels)",
     "video_timeout": "decoding the video did not finish within the time limit",
     # video quality
     "still_video": "nothing moves between the sampled frames of a video",

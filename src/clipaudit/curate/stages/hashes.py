@@ -609,10 +609,14 @@ def pixel_std(thumb: Image.Image) -> float:
     return round(float(np.sqrt(px.var(axis=0).mean())), 3)
 
 
-def pixel_hash(im: Image.Image) -> int:
-    """First 8 bytes of the SHA-256 of the decoded pixels and the size, as a signed int64."""
-    digest = hashlib.sha256(im.tobytes())
-    digest.update(f"{im.size}".encode())
+def pixel_hash(im: Image.Image, frames: Sequence[Image.Image] = ()) -> int:
+    """First 8 bytes of the SHA-256 of the decoded pixels and the size, as a signed int64;
+    of every sampled frame of a clip (``frames``): its middle frame alone made two different
+    clips that share a black transition there exact duplicates."""
+    digest = hashlib.sha256()
+    for frame in frames if len(frames) > 1 else (im,):
+        digest.update(frame.tobytes())
+        digest.update(f"{frame.size}".encode())
     return int.from_bytes(digest.digest()[:8], "little", signed=True)
 
 
@@ -674,7 +678,7 @@ class HashStage(Stage):
                 (
                     phash[k],
                     dhash[k],
-                    pixel_hash(im),
+                    pixel_hash(im, d.frames or ()),
                     thumb.tobytes(),
                     pixel_std(thumb),
                     mirror[k],
