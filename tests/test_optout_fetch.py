@@ -157,6 +157,32 @@ def test_a_relative_redirect_to_another_origin_is_followed() -> None:
     assert got.outcome == "fetched" and got.final_url == other + "/robots.txt"
 
 
+def test_a_public_origins_redirect_to_an_internal_address_is_not_followed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dataset urls are untrusted: a public origin's redirect reached an internal service
+    (a metadata endpoint, a secrets page) and its reply was stored in the cache. Here the
+    first server stands for a public origin (its port is told to count as public); a
+    redirect between internal addresses, as in every other test here, is followed."""
+    import importlib
+
+    hg = importlib.import_module("clipaudit.optout.http_get")  # the module, not the function
+    secret = {"/latest/meta-data": (200, "AWS_SECRET_ACCESS_KEY=wJalr", {})}
+    with serve(secret) as (internal, inner_log):
+        hop = {"/robots.txt": (302, "", {"Location": internal + "/latest/meta-data"})}
+        with serve(hop) as (public, _):
+            public_port = int(public.rsplit(":", 1)[1])
+            inside = hg._internal
+            monkeypatch.setattr(hg, "_internal", lambda p: p[1] != public_port and inside(p))
+            got = http_get(public + "/robots.txt", FAST)
+            assert got.outcome == "unreachable" and got.body == b""
+            said = "redirect from a public origin to the internal address 127.0.0.1"
+            assert said in (got.error or "")
+            assert inner_log.requests == []  # connected, never asked
+            monkeypatch.setattr(hg, "_internal", inside)
+            assert http_get(public + "/robots.txt", FAST).outcome == "fetched"
+
+
 def test_an_endless_fast_body_is_cut_at_the_size_cap(tmp_path: Path) -> None:
     # RFC 9309: parse at least 500 KiB; a body that never ends is read that far, no further.
     head = b"User-agent: GPTBot\nDisallow: /\n"
@@ -272,8 +298,12 @@ def test_a_gzip_bomb_is_cut_at_the_size_cap(tmp_path: Path) -> None:
     ("coding", "body", "said"),
     [("br", b"\x1b\x00\x00", "content-encoding 'br' is not one we can read"),
      ("gzip, br", gzip.compress(b"x"), "content-encoding 'gzip, br'"),
-     ("gzip", b"User-agent: *\nDisallow:\n", "the gzip body does not decode")],
-    ids=["brotli", "two-codings", "not-gzip"],
+     ("gzip", b"User-agent: *\nDisallow:\n", "the gzip body does not decode"),
+     # A whole reply whose gzip stream stops before its end: it read as a complete file
+     # that allowed the crawlers its missing last group disallows.
+     ("gzip", gzip.compress(b"User-agent: *\nAllow: /\n\nUser-agent: GPTBot\n"
+                            b"User-agent: CCBot\nDisallow: /\n")[:50], "cut short")],
+    ids=["brotli", "two-codings", "not-gzip", "cut-short"],
 )  # fmt: skip
 def test_a_body_we_cannot_decode_is_unreachable(tmp_path: Path, coding: str, body: bytes,
                                                 said: str) -> None:  # fmt: skip
@@ -423,3 +453,59 @@ def test_a_proxy_we_cannot_speak_is_one_clear_error(
         fetch_origins(["https://example.org"], tmp_path, FetchConfig())
     got = http_get("https://example.org/robots.txt", FAST)
     assert got.outcome == "unreachable" and "socks5://" in (got.error or "")
+
+
+def test_a_proxy_trickling_its_connect_reply_is_cut_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CONNECT reply is read inside ``connect()``, before the watchdog knew the socket:
+    a proxy that answered "200 Connection established" and then one header line every half
+    second outlived --deadline for good."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+                stop.wait(0.5)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    t0 = time.monotonic()
+    try:
+        settings = HttpSettings(timeout=3.0, deadline=1.5)
+        got = http_get("https://robots.example.invalid/robots.txt", settings)
+    finally:
+        stop.set()
+        listener.close()
+    assert got.outcome == "unreachable"
+    assert time.monotonic() - t0 < 6.0, got.error
+
+
+def test_two_content_lengths_that_disagree_are_unreachable() -> None:
+    """RFC 9112 makes such a reply invalid; the first length was believed, and 19 bytes of
+    a 31-byte robots.txt allowed the crawler its last line disallows."""
+    body = b"User-agent: GPTBot\nDisallow: /\n"
+
+    def two_lengths(h: object) -> None:
+        h.send_response(200)  # type: ignore[attr-defined]
+        h.send_header("Content-Length", "19")  # type: ignore[attr-defined]
+        h.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+        h.end_headers()  # type: ignore[attr-defined]
+        h.wfile.write(body)  # type: ignore[attr-defined]
+
+    with serve({"/robots.txt": two_lengths}) as (origin, _):
+        got = http_get(origin + "/robots.txt", FAST)
+    assert got.outcome == "unreachable" and got.body == b""
+    assert "conflicting Content-Length headers: 19, 31" in (got.error or "")

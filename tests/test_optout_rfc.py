@@ -190,3 +190,29 @@ def test_tdmrep_locations_match_percent_normalised(
 ) -> None:
     entries = parse_tdmrep(json.dumps([{"location": location, "tdm-reservation": 1}]))
     assert resolve(entries, path).reservation == reserved
+
+
+def test_tdmrep_wildcards_match_as_a_regex_would_in_linear_time() -> None:
+    """Locations were matched as ``.*``-joined regular expressions, which backtrack
+    exponentially: a server's ``/*a*a*…*b`` held curate for minutes on one path. The
+    matcher gives the regular expression's answers (checked on random patterns) and
+    answers the hostile pattern at once."""
+    import random
+    import re
+    import time
+
+    from clipaudit.optout.tdmrep import _matches, _pattern
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        loc = "/" + "".join(rng.choice("ab*/") for _ in range(rng.randint(0, 8)))
+        loc += "$" if rng.random() < 0.3 else ""
+        path = "/" + "".join(rng.choice("ab/") for _ in range(rng.randint(0, 10)))
+        anchored = loc.endswith("$")
+        body = loc[:-1] if anchored else loc
+        regex = ".*".join(re.escape(p) for p in body.split("*")) + ("$" if anchored else "")
+        assert _matches(*_pattern(loc), path) == bool(re.match(regex, path, re.S)), (loc, path)
+    hostile = json.dumps([{"location": "/" + "*a" * 30 + "*b", "tdm-reservation": 1}])
+    start = time.perf_counter()
+    assert resolve(parse_tdmrep(hostile), "/" + "a" * 5000).reservation is None
+    assert time.perf_counter() - start < 5.0  # the regex: hours

@@ -26,6 +26,7 @@ import urllib.request
 import zlib
 from base64 import b64encode
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from clipaudit.optout.agents import USER_AGENT
@@ -126,13 +127,28 @@ def _classify(status: int) -> str:
     return "unreachable"
 
 
-def _abort(socks: list[socket.socket], fired: threading.Event) -> None:
+def _abort(socks: list[socket.socket], fired: threading.Event, conn: Any = None) -> None:
     """Watchdog: shut the socket so a blocked read returns at once. (http.client hands the
-    socket to the response and drops its own reference, so we keep ours.)"""
+    socket to the response and drops its own reference, so we keep ours.) The connection's
+    own socket too: a proxy's CONNECT reply is read inside ``connect()``, before ours is
+    known, and one trickling a header line at a time outlived every deadline."""
     fired.set()
-    for sock in socks:
+    own = getattr(conn, "sock", None)
+    for sock in [*socks, *([own] if own is not None else [])]:
         with contextlib.suppress(OSError):  # already closed: nothing left to stop
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def _internal(peer: Any) -> bool:
+    """Whether a connected peer's address is not on the public internet (loopback, private,
+    link-local, reserved). Dataset urls are untrusted: a public origin's redirect to such an
+    address reached an internal service and its reply was stored in the cache."""
+    import ipaddress
+
+    try:
+        return not ipaddress.ip_address(str(peer[0]).split("%")[0]).is_global
+    except (ValueError, IndexError, TypeError):
+        return False
 
 
 def _read_capped(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]:
@@ -149,30 +165,35 @@ def _read_capped(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]
     return bytes(buf[:cap]), True
 
 
-def decode_body(raw: bytes, coding: str | None, cap: int) -> tuple[bytes, bool]:
+def decode_body(raw: bytes, coding: str | None, cap: int, whole: bool = True) -> tuple[bytes, bool]:
     """``raw`` with its Content-Encoding undone: at most ``cap`` bytes, and whether there was
-    more. Raises ValueError for a coding we cannot read or a body that does not decode."""
+    more. Raises ValueError for a coding we cannot read or a body that does not decode: a
+    compressed stream that stops before its end marker although ``raw`` is the whole body
+    (not cut at the read cap) was read as a complete robots.txt without its last groups."""
     name = (coding or "identity").strip().lower()
     if name in ("", "identity"):
         return raw, False
     wbits = _CODINGS.get(name)
     if wbits is None:
         raise ValueError(f"content-encoding {name[:40]!r} is not one we can read")
-    got = _inflate(raw, wbits, cap)
+    got = _inflate(raw, wbits, cap, whole)
     if got is None and name == "deflate":  # raw deflate, no zlib header: some servers send it
-        got = _inflate(raw, -15, cap)
+        got = _inflate(raw, -15, cap, whole)
     if got is None:
-        raise ValueError(f"the {name} body does not decode")
+        raise ValueError(f"the {name} body does not decode (damaged or cut short)")
     return got
 
 
-def _inflate(raw: bytes, wbits: int, cap: int) -> tuple[bytes, bool] | None:
+def _inflate(raw: bytes, wbits: int, cap: int, whole: bool) -> tuple[bytes, bool] | None:
     dec = zlib.decompressobj(wbits)
     try:
         out = dec.decompress(raw, cap + 1)
     except zlib.error:
         return None
-    return out[:cap], len(out) > cap or bool(dec.unconsumed_tail)
+    more = len(out) > cap or bool(dec.unconsumed_tail)
+    if whole and not more and not dec.eof:
+        return None  # the stream ends before its end marker: a cut transfer
+    return out[:cap], more
 
 
 def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None = None) -> Fetched:
@@ -181,6 +202,7 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
     result = Fetched(url=url, final_url=url, outcome="unreachable")
     end: float | None = None
     current = url
+    starts_inside: bool | None = None  # whether the first hop's address is internal
     while True:
         parts = urlsplit(current)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -236,18 +258,33 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
             headers.update(proxy.headers)
         fired = threading.Event()
         socks: list[socket.socket] = []
-        watchdog = threading.Timer(remaining, _abort, (socks, fired))
+        watchdog = threading.Timer(remaining, _abort, (socks, fired, conn))
         watchdog.daemon = True
         watchdog.start()
         try:
             conn.connect()  # bounded by the connect timeout, itself within the deadline
             if conn.sock is not None:
                 socks.append(conn.sock)
+                if proxy is None:  # through a proxy the peer is the proxy: not told here
+                    inside = _internal(conn.sock.getpeername())
+                    if starts_inside is None:
+                        starts_inside = inside
+                    elif inside and not starts_inside:
+                        result.error = (
+                            f"a redirect from a public origin to the internal address "
+                            f"{conn.sock.getpeername()[0]} ({current[:200]!r}): not followed"
+                        )
+                        break
             if fired.is_set():
                 raise TimeoutError("deadline reached while connecting")
             conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
             result.status = resp.status
+            lengths = {v.strip() for v in resp.headers.get_all("Content-Length") or []}
+            if len(lengths) > 1:  # RFC 9112 6.3: an invalid message, whichever is believed
+                said = ", ".join(sorted(lengths))[:100]
+                result.error = f"conflicting Content-Length headers: {said}"
+                break
             location = resp.getheader("Location")
             if resp.status in _REDIRECTS and location:
                 result.redirects.append(current)
@@ -260,7 +297,7 @@ def http_get(url: str, settings: HttpSettings, limiter: HostRateLimiter | None =
             if result.outcome == "fetched":
                 raw, cut = _read_capped(resp, settings.max_bytes)
                 coding = resp.getheader("Content-Encoding")
-                result.body, more = decode_body(raw, coding, settings.max_bytes)
+                result.body, more = decode_body(raw, coding, settings.max_bytes, whole=not cut)
                 result.truncated = cut or more
             if fired.is_set():  # the read "ended" only because the watchdog cut it
                 result.outcome, result.body = "unreachable", b""
