@@ -125,14 +125,15 @@ def test_failures_end_as_the_rubric_says_and_the_run_resumes(run: Path) -> None:
         assert [a["attempts"] for a in got[:4]] == [2, 2, 2, 2]
         hostile = got[5]
         assert hostile["verdict"] is None and "<script>" in hostile["raw"]  # kept as text only
-        assert got[8]["problem"] == "HTTP 401" and got[8]["attempts"] == 1
+        # Not retried, with the server's own words (the last sample: the run stops there).
+        assert got[8]["problem"] == "HTTP 401: scripted 401" and got[8]["attempts"] == 1
         # Every selected sample has a row, the failed ones too, each saying what went wrong.
         verdicts = {
             v["id"]: v for v in pq.read_table(run / "judge" / "verdicts.parquet").to_pylist()
         }
         assert [verdicts[a["id"]]["status"] for a in got] == statuses
         assert [verdicts[a["id"]]["problem"] for a in got[4:]] == [a["problem"] for a in got[4:]]
-        assert verdicts[got[8]["id"]]["problem"] == "HTTP 401"
+        assert verdicts[got[8]["id"]]["problem"] == "HTTP 401: scripted 401"
         # A re-run (same server, model, rubric) asks only what has no answer: the failures.
         asked_before = len(srv.requests)
         srv.script.extend([("ok", YES)] * 3)
@@ -195,6 +196,9 @@ def test_answers_are_parsed_strictly() -> None:
     for bad in ("yes", '{"answer": "maybe"}', "[1]", '{"answer": 1}', "x" * 5000, None):
         verdict, problem = parse_answer(bad, ["yes", "no"])
         assert verdict is None and problem
+    # Two answers in one object: JSON readers keep the last; no verdict to trust ("no" was).
+    twice = parse_answer('{"answer": "yes", "answer": "no"}', ["yes", "no"])
+    assert twice == (None, "the field 'answer' given twice")
 
 
 def test_bad_input_is_one_line(run: Path) -> None:

@@ -210,7 +210,7 @@ def test_retry_after_values() -> None:
             self.response = httpx2.Response(429, headers={"retry-after": value})
 
     assert judge_client.retry_after(Exc("2.5")) == 2.5
-    assert judge_client.retry_after(Exc("-5")) == 0.0
+    assert judge_client.retry_after(Exc("-5")) is None  # not a delay: the backoff, not "now"
     assert judge_client.retry_after(Exc("soon")) is None
     assert judge_client.retry_after(Exc("nan")) is None
     past = email.utils.formatdate(time.time() - 100, usegmt=True)
@@ -367,3 +367,139 @@ def test_the_budget_counts_every_request_sent(
     assert info["selected"] == 2 and info["answered"] == 0
     rows = _verdicts(run)
     assert [rows[i]["problem"] for i in ids[:2]] == [p.format(url=srv.url) for p in problems]
+
+
+# --- replies that are not what they claim ---------------------------------------------
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def test_a_gzip_reply_is_read_and_a_gzip_bomb_is_cut_after_inflating() -> None:
+    """The 1 MiB reply cap counted bytes on the wire: a 100 KB gzip reply inflated to
+    100 MB in the HTTP library (1 GB of memory at four in flight). A gzip or deflate reply
+    is inflated inside the cap now; a coding not read here is an error, not a bypass."""
+    answer = json.dumps(completion(YES)).encode()
+    replies = {
+        "gzip": (200, {"content-encoding": "gzip"}, _gzip(answer)),
+        "bomb": (200, {"content-encoding": "gzip"}, _gzip(b" " * (64 << 20))),
+        "brotli": (200, {"content-encoding": "br"}, b"\x1b\x00"),
+    }
+    got = {}
+    for name, reply in replies.items():
+        with Server(lambda body, k, reply=reply: reply) as srv:  # type: ignore[misc]
+            s = settings(srv.url, max_attempts=1)
+            got[name] = ask(make_client(s), s, MSGS, CHOICES, time.monotonic() + 30)
+    assert got["gzip"].text == YES and got["gzip"].error is None
+    assert len(_gzip(b" " * (64 << 20))) < 100_000
+    assert got["bomb"].text is None and "reply over 1048576 bytes" in (got["bomb"].error or "")
+    assert "content-encoding 'br' is not one decoded here" in (got["brotli"].error or "")
+
+
+@pytest.mark.parametrize(
+    ("reply", "shape"),
+    [
+        ((200, {"content-type": "text/html"}, b"<html>sign in</html>"), "text '<html>sign in"),
+        ((200, {}, b'{"error": {"message": "quota exceeded"}}'), "an error object"),
+        ((200, {}, b'{"id": "x", "object": "chat.completion"}'), "no choices"),
+    ],
+    ids=["login-page", "error-object", "no-choices"],
+)
+def test_a_200_that_is_not_a_completion_is_failed_and_asked_again(
+    run: Path, quick: None, reply: Reply, shape: str
+) -> None:
+    """An auth proxy's login page or an error object under 200 was stored as the model's
+    empty answer, final: the next run against a healthy server asked nothing."""
+    ids = _ids(run, 2)
+    kw: dict[str, Any] = {"select_expr": _select(ids), "concurrency": 1, "api_key_env": ""}
+    with Server(lambda body, k: reply) as srv:
+        info = run_judge(run, srv.url, "vlm", **kw)
+    assert info["answered"] == 0 and info["failed"] == 2
+    (problem,) = info["failures"]
+    assert problem.startswith("HTTP 200 that is not a chat completion: " + shape), problem
+    with Server(lambda body, k: ok()) as srv:
+        again = run_judge(run, srv.url, "vlm", **kw)
+        assert again["asked"] == 2 and again["ok"] == 2 and len(srv.seen) == 2
+
+
+def test_token_counts_that_are_not_counts_keep_the_answer() -> None:
+    """``usage.prompt_tokens`` of 1e999 raised OverflowError out of the run (its answers
+    unsaved); a negative count made a negative cost; a word failed a good answer."""
+    for usage in ('{"prompt_tokens": 1e999, "completion_tokens": 3}',
+                  '{"prompt_tokens": -3000000000, "completion_tokens": "lots"}'):  # fmt: skip
+        body = json.dumps(completion(YES))[:-1] + f', "usage": {usage}}}'
+        with Server(lambda b, k, body=body: (200, {}, body.encode())) as srv:  # type: ignore[misc]
+            s = settings(srv.url, max_attempts=1)
+            r = ask(make_client(s), s, MSGS, CHOICES, time.monotonic() + 30)
+        assert r.text == YES and r.error is None, usage
+        assert r.prompt_tokens == 0 and r.completion_tokens in (0, 3)
+
+
+def test_a_refused_key_stops_the_run_after_one_request(run: Path, quick: None) -> None:
+    """A wrong key sent every selected sample (32 requests, 32 x HTTP 401) and never named
+    the key's variable. The first refusal stops the run; the rest are not sent."""
+    from clipaudit.cli import app
+
+    ids = _ids(run, 6)
+    refusal = b'{"error": {"message": "Incorrect API key provided: sk-...", "type": "auth"}}'
+    with Server(lambda body, k: (401, {}, refusal)) as srv:
+        args = ["judge", str(run), "--model", "vlm", "--select", _select(ids),
+                "--concurrency", "1", "--endpoint", srv.url]  # fmt: skip
+        done = CliRunner().invoke(app, args)
+        assert len(srv.seen) == 1
+    line = " ".join(done.output.split())
+    assert done.exit_code == 1, done.output
+    assert "asked 1 (cached 0, not sent 5)" in line
+    assert "error: the server refused the request (HTTP 401: Incorrect API key provided" in line
+    assert "check the key in $OPENAI_API_KEY (--api-key-env), --model and --endpoint" in line
+    rows = _verdicts(run)
+    assert sorted(rows) == sorted(ids)
+    problems = sorted(r["problem"] for r in rows.values())
+    assert problems[0].startswith("HTTP 401: Incorrect API key provided")
+    assert all(p.startswith("not asked (the server refused: HTTP 401") for p in problems[1:])
+
+
+def test_ctrl_c_sends_nothing_more_and_ends_the_requests_in_flight(run: Path) -> None:
+    """Against a server that never answers, Ctrl-C left the pool's threads to run every
+    request's remaining attempts: 12 requests after it, 58 s to exit at a 10 s read
+    timeout. Now nothing more is sent, the requests in flight end at once, and their
+    samples are recorded as interrupted (asked again on the next run)."""
+    import signal
+    import subprocess
+    import sys
+
+    ids = _ids(run, 6)
+    release = threading.Event()
+
+    def never(body: dict[str, Any], k: int) -> Reply:
+        release.wait(120)
+        return ok()
+
+    with Server(never) as srv:
+        cmd = [sys.executable, "-m", "clipaudit", "judge", str(run), "--model", "vlm",
+               "--select", _select(ids), "--concurrency", "2", "--endpoint", srv.url,
+               "--read-timeout", "30"]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            t_end = time.monotonic() + 120
+            while len(srv.seen) < 2 and time.monotonic() < t_end and proc.poll() is None:
+                time.sleep(0.05)
+            assert len(srv.seen) == 2, "the judge never asked"
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+            took = time.monotonic() - t0
+            sent = len(srv.seen)
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130 and "aborted" in out, out
+    assert sent == 2, sent  # nothing sent after Ctrl-C
+    assert took < 15, took
+    rows = _verdicts(run)  # written for an interrupted run too
+    assert len(rows) == 2
+    assert all(r["status"] == "failed" and "interrupted" in r["problem"] for r in rows.values())

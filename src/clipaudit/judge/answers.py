@@ -28,6 +28,17 @@ def answer_key(image: bytes, rubric_text: str, model: str, endpoint: str) -> str
     return h.hexdigest()
 
 
+class _Repeated(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    if "answer" in keys and keys.count("answer") > 1:
+        raise _Repeated
+    return dict(pairs)
+
+
 def parse_answer(text: str | None, choices: list[str]) -> tuple[str | None, str | None]:
     """(verdict, problem): the answer when ``text`` is exactly a JSON object whose ``answer``
     is one of ``choices`` (case-insensitive; optionally inside one ```json fence), else
@@ -41,7 +52,10 @@ def parse_answer(text: str | None, choices: list[str]) -> tuple[str | None, str 
     if fenced:
         body = fenced.group(1)
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, object_pairs_hook=_no_repeats)
+    except _Repeated:
+        # {"answer": "yes", "answer": "no"}: JSON readers keep either; no verdict to trust.
+        return None, "the field 'answer' given twice"
     except ValueError:
         return None, "not JSON"
     if not isinstance(obj, dict) or not isinstance(obj.get("answer"), str):

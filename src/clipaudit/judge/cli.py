@@ -67,7 +67,9 @@ def judge_command(
     why = "; ".join(f"{problem}: {n}" for problem, n in info["failures"].items())
     Console().print(
         f"{escape(str(run))}/judge: selected {info['selected']}, asked {info['asked']} "
-        f"(cached {info['cached']}): ok {info['ok']}, unparseable {info['unparseable']}, "
+        f"(cached {info['cached']}"
+        + (f", not sent {info['not_sent']}" if info.get("not_sent") else "")
+        + f"): ok {info['ok']}, unparseable {info['unparseable']}, "
         f"failed {info['failed']}"
         + (f" ({escape(why)})" if why else "")
         + (f", no picture {info['no_image']}" if info["no_image"] else "")
@@ -77,6 +79,14 @@ def judge_command(
     )
     if info.get("note"):
         Console().print(escape(str(info["note"])), highlight=False, soft_wrap=True)
+    if info.get("refused"):
+        key = f"the key in ${api_key_env} (--api-key-env)" if api_key_env else "the key"
+        Console().print(
+            f"error: the server refused the request ({escape(str(info['refused']))}); "
+            f"check {key}, --model and --endpoint. The samples after it were not sent.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if info["selected"] and not info["answered"]:
         # Exit 1, as a failed gate does: `judge && decide` must not go on as if judged.
         Console().print(

@@ -104,9 +104,10 @@ def response_format(choices: list[str]) -> dict[str, Any]:
     }
 
 
-def make_client(s: Settings, deadline: float | None = None) -> Any:
+def make_client(s: Settings, deadline: float | None = None, interrupt: Any = None) -> Any:
     """The SDK client, its retries off (``ask`` retries) and every reply bounded in time
-    (``s.max_seconds``, and the run's ``deadline``) and size."""
+    (``s.max_seconds``, and the run's ``deadline``) and size; ``interrupt`` (a
+    ``bounded.Interrupt``) ends its requests."""
     import openai
 
     from clipaudit.judge.bounded import bounded_http_client
@@ -117,7 +118,7 @@ def make_client(s: Settings, deadline: float | None = None) -> Any:
         api_key=s.api_key,
         max_retries=0,
         timeout=timeout,
-        http_client=bounded_http_client(s.max_seconds, deadline=deadline),
+        http_client=bounded_http_client(s.max_seconds, deadline=deadline, interrupt=interrupt),
     )
 
 
@@ -157,8 +158,10 @@ def ask(
     choices: list[str],
     deadline: float,
     budget: RequestBudget | None = None,
+    interrupt: Any = None,
 ) -> Reply:
-    """Ask once, retrying what is worth retrying; never raises for the server's behaviour."""
+    """Ask once, retrying what is worth retrying; never raises for the server's behaviour.
+    Once ``interrupt`` (a ``bounded.Interrupt``) is set, nothing more is sent."""
     import openai
 
     t0 = time.monotonic()
@@ -172,6 +175,9 @@ def ask(
         return Reply(None, error, sent, time.monotonic() - t0)
 
     while attempt < s.max_attempts:
+        if interrupt is not None and interrupt.is_set():
+            said = f"interrupted after {tally(errors)}" if errors else "interrupted (not asked)"
+            return failed(said)
         if time.monotonic() >= deadline:
             return failed(f"deadline after {tally(errors)}" if errors else "deadline (not asked)")
         if budget is not None and not budget.take():
@@ -193,16 +199,22 @@ def ask(
             resp = client.chat.completions.create(**kwargs)
             if fell_back:
                 s.response_format = False  # the server takes the plain request: keep to it
-            choice = resp.choices[0] if getattr(resp, "choices", None) else None
-            text = choice.message.content if choice is not None else None
+            found = getattr(resp, "choices", None)
+            if not isinstance(found, list) or not found:
+                # A login page from an auth proxy, an error object, a stream not asked for:
+                # no answer, so asked again on the next run (it was stored as the model's
+                # empty answer, final, and a healthy server was never asked again).
+                return failed(f"HTTP 200 that is not a chat completion: {_shape(resp)}")
+            message = getattr(found[0], "message", None)
+            text = _text(getattr(message, "content", None))
             usage = getattr(resp, "usage", None)
             return Reply(
-                text if isinstance(text, str) else None,
+                text,
                 None,
                 sent,
                 time.monotonic() - t0,
-                int(getattr(usage, "prompt_tokens", 0) or 0),
-                int(getattr(usage, "completion_tokens", 0) or 0),
+                _count(getattr(usage, "prompt_tokens", 0)),
+                _count(getattr(usage, "completion_tokens", 0)),
                 structured,
             )
         except openai.BadRequestError as exc:
@@ -226,6 +238,9 @@ def ask(
                     else f"HTTP {code} (redirects are not followed)"
                 )
             errors.append(f"HTTP {code}")
+            if code in REFUSALS:  # the key, the model or the endpoint: the server's words
+                said = _server_said(exc)
+                return failed(f"HTTP {code}" + (f": {said}" if said else ""))
             if code != 429 and code < 500 and code not in (408, 409):
                 return failed(errors[-1])
             after = retry_after(exc)
@@ -245,7 +260,7 @@ def ask(
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             err = f"connection: {type(cause).__name__}"
-            if "bytes" in str(cause):  # the size cap (judge/bounded.py): say which
+            if "bytes" in str(cause) or "decode" in str(cause):  # judge/bounded.py: say which
                 err += f" ({cause})"
             errors.append(err)
         except (ValueError, TypeError, AttributeError) as exc:  # a body the client cannot read
@@ -253,8 +268,60 @@ def ask(
         if attempt < s.max_attempts:
             if wait >= deadline - time.monotonic():
                 return failed(f"deadline after {tally(errors)}")  # no time for another try
-            time.sleep(max(0.0, wait))
+            if interrupt is not None:
+                interrupt.event.wait(max(0.0, wait))
+            else:
+                time.sleep(max(0.0, wait))
     return failed(errors[-1] if errors else "not asked")
+
+
+# Replies that refuse every request alike (a wrong key, no access, no such model or
+# endpoint): the run stops asking after the first (run.run_judge).
+REFUSALS = (401, 403, 404)
+
+
+def _server_said(exc: Any) -> str:
+    """The server's own error message of a refused request, short and on one line."""
+    body = getattr(exc, "body", None)
+    said = body.get("message") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        said = body["error"].get("message")
+    text = str(said if isinstance(said, str) else "")
+    return " ".join(text.split())[:160]
+
+
+def _text(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of a list of content parts (some
+    servers answer in the request's parts form)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else getattr(p, "text", None)
+                 for p in content]  # fmt: skip
+        texts = [p for p in parts if isinstance(p, str)]
+        return "".join(texts) if texts else None
+    return None
+
+
+def _count(value: Any) -> int:
+    """A token count from the server's ``usage``: 0 where it is not a finite count (an
+    infinite one raised OverflowError and ended the run with its answers unsaved; a
+    negative one made a negative cost)."""
+    try:
+        n = float(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return int(n) if math.isfinite(n) and 0 <= n < 1e12 else 0
+
+
+def _shape(resp: Any) -> str:
+    """What a 200 reply held instead of a completion, in a few words."""
+    if isinstance(resp, str):
+        return f"text {resp[:60]!r}"
+    extra = getattr(resp, "model_extra", None) or {}
+    if isinstance(extra, dict) and "error" in extra:
+        return f"an error object {str(extra['error'])[:80]!r}"
+    return "no choices"
 
 
 def tally(errors: list[str]) -> str:
@@ -271,6 +338,8 @@ def retry_after(exc: Any) -> float | None:
         return None
     try:
         seconds = float(value)
+        if seconds < 0:  # delay-seconds is a non-negative integer: the backoff applies
+            return None
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)

@@ -39,7 +39,10 @@ import pyarrow.parquet as pq
 from clipaudit.curate.rundir import RunDir
 from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
+from clipaudit.judge.bounded import Interrupt
 from clipaudit.judge.client import (
+    REFUSALS,
+    Reply,
     RequestBudget,
     Settings,
     ask,
@@ -247,12 +250,22 @@ def run_judge(
         log.close()
         raise
     deadline = time.monotonic() + deadline_s
-    client = make_client(settings, deadline)
+    interrupt = Interrupt()
+    client = make_client(settings, deadline, interrupt)
     requests = RequestBudget(budget)
     lock = threading.Lock()
-    counts = {"asked": 0, "cached": 0, "ok": 0, "unparseable": 0, "failed": 0, "no_image": 0}
+    counts = {
+        "asked": 0,  # sent to the server (at least one request)
+        "not_sent": 0,  # selected, not cached, no request sent (budget, deadline, refusal)
+        "cached": 0,
+        "ok": 0,
+        "unparseable": 0,
+        "failed": 0,
+        "no_image": 0,
+    }
     failures: Counter[str] = Counter()  # problem → samples
     tokens = {"prompt": 0, "completion": 0}
+    refused: list[str] = []  # the first reply refusing the key, model or endpoint
 
     def one(job: Job) -> None:
         r = rubric_for(pack, job.rubric)
@@ -275,7 +288,13 @@ def run_judge(
                 counts["cached"] += 1
             return
         msgs = messages(question, url, r.choices)
-        reply = ask(client, settings, msgs, r.choices, deadline, requests)
+        if refused:  # every other request would be refused alike: not sent
+            reply = Reply(None, f"not asked (the server refused: {refused[0]})", 0, 0.0)
+        else:
+            reply = ask(client, settings, msgs, r.choices, deadline, requests, interrupt)
+            if reply.error and reply.error.startswith(tuple(f"HTTP {c}" for c in REFUSALS)):
+                with lock:
+                    refused.append(reply.error)
         verdict: str | None = None
         problem: str | None = reply.error
         status = "failed"
@@ -301,7 +320,7 @@ def run_judge(
         )
         with lock:
             log.add(ans)
-            counts["asked"] += 1
+            counts["asked" if reply.attempts else "not_sent"] += 1
             counts[status] += 1
             if status == "failed":
                 failures[str(problem)] += 1
@@ -309,14 +328,25 @@ def run_judge(
             tokens["completion"] += reply.completion_tokens
 
     t0 = time.monotonic()
+    interrupted = False
+    pool = ThreadPoolExecutor(concurrency)
     try:
-        with ThreadPoolExecutor(concurrency) as pool:
+        try:
             list(pool.map(one, jobs))
+        except KeyboardInterrupt:
+            # Nothing more is sent and the requests in flight end now; their samples are
+            # recorded as failed ("interrupted"), asked again on the next run.
+            interrupted = True
+            interrupt.set()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         log.close()
         spill.cleanup()
     wall = time.monotonic() - t0
-    _write_verdicts(folder, log)
+    _write_verdicts(folder, log)  # an interrupted run's answers too
+    if interrupted:
+        raise KeyboardInterrupt
     cost = None
     if price_in is not None or price_out is not None:
         cost = round(
@@ -334,6 +364,8 @@ def run_judge(
         "concurrency": concurrency,
         "selected": len(jobs),
         "note": why_none(run, pack) if not jobs and select_expr is None else None,
+        # The reply that refused the key, model or endpoint; the samples after it not sent.
+        "refused": refused[0] if refused else None,
         **counts,
         # Selected samples with an answer (parsed or not; now or from an earlier run): none
         # of a non-empty selection makes the command exit 1.
