@@ -262,3 +262,22 @@ def test_a_reference_set_in_another_colour_is_not_a_copy(tmp_path: Path) -> None
     assert rows["brown"]["decision"] == "keep" and rows["brown"]["duplicate_of_reference"] is None
     assert rows["red_copy"]["decision"] == "drop"
     assert rows["red_copy"]["duplicate_of_reference"] == "red"
+
+
+def test_of_copies_of_one_size_the_least_compressed_is_kept(tmp_path: Path) -> None:
+    """The resolution key tied on copies of one size and the id decided: a JPEG q30 copy
+    named before its original was kept. More bytes (less compression) breaks the tie."""
+    im = Image.open(PHOTOS[1]).convert("RGB")
+    tar = TarBuilder(tmp_path / "data.tar")
+    for key, quality in (("a_q30", 30), ("m_q60", 60), ("z_original", 95)):
+        tar.file(f"{key}.jpg", _jpeg(im, quality)).file(f"{key}.txt", b"a temple in china")
+    tar.close()
+    curate(
+        CurateConfig(
+            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
+            stages=["quality", "hashes"], gates=False,
+        )
+    )  # fmt: skip
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    assert rows["z_original"]["decision"] == "keep"
+    assert rows["a_q30"]["duplicate_of"] == rows["m_q60"]["duplicate_of"] == "z_original"

@@ -817,3 +817,29 @@ def test_two_clips_sharing_a_black_middle_frame_are_not_exact_copies() -> None:
     assert rows[0][2] != rows[1][2]
     again = decode_sample(Sample("a2", encode_video(a, fps=8), image_ext="mp4"), policy)
     assert HashStage().prepare_batch([Sample("a2", None)], [again])[0][2] == rows[0][2]
+
+
+def test_the_longer_and_less_compressed_clip_is_the_one_kept(tmp_path: Path) -> None:
+    """The keeper ranked clips by frame size alone: a 6 s original was dropped for its 5 s
+    trim, and an original for its CRF 45 re-encode, by id order. A clip's size is its
+    pixels times its seconds, and of one size the one with more bytes is kept."""
+    from clipaudit.curate.pipeline import CurateConfig, curate
+
+    frames = _moving(48, size=96)
+    clips = {
+        "a_trim": encode_video(frames[:40], fps=8),
+        "b_crf45": encode_video(frames, fps=8, crf=45),
+        "z_original": encode_video(frames, fps=8, crf=18),
+    }
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name, data in clips.items():
+        (folder / f"{name}.mp4").write_bytes(data)
+        (folder / f"{name}.txt").write_text("a red ball rolls by")
+    assert len(clips["b_crf45"]) < len(clips["z_original"])
+    stages = ["quality", "hashes", "video"]
+    curate(CurateConfig(str(folder), str(tmp_path / "run"), stages=stages, gates=False))
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    assert rows["z_original.mp4"]["decision"] == "keep", rows["z_original.mp4"]["reasons"]
+    assert rows["a_trim.mp4"]["duplicate_of"] == "z_original.mp4"
+    assert rows["b_crf45.mp4"]["duplicate_of"] == "z_original.mp4"

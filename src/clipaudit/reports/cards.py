@@ -656,10 +656,13 @@ def datasheet(ev: Evidence) -> str:
         + (ev.fig("by_reason", "no_caption") if ev.has("by_reason", "no_caption") else "0")
         + ".",
         f"- Redundancies: {ev.fig('duplicate_groups')} duplicate groups; duplicates dropped: "
-        + ", ".join(
-            f"{c} {ev.fig('by_reason_dropping', c)}"
-            for c in ("exact_duplicate", "near_duplicate", "semantic_duplicate")
-            if ev.has("by_reason_dropping", c)
+        + (
+            ", ".join(
+                f"{c} {ev.fig('by_reason_dropping', c)}"
+                for c in ("exact_duplicate", "near_duplicate", "semantic_duplicate")
+                if ev.has("by_reason_dropping", c)
+            )
+            or "none"  # it read "duplicates dropped: ."
         )
         + ".",
         f"- Confidential data, data about people: {na} (not checked).",
@@ -728,6 +731,14 @@ def _modalities(ev: Evidence) -> str:
     return "video and image" if images else "video"
 
 
+def _content_types(ev: Evidence) -> str:
+    """What the run held, in the summary's words: a run of clips was called "photographs or
+    rendered images"."""
+    kinds = {"video": "video clips", "video and image": "video clips and photographs or "
+             "rendered images", "image": "photographs or rendered images"}  # fmt: skip
+    return kinds[_modalities(ev)]
+
+
 def _pairs(ev: Evidence) -> str:
     return "sample-caption pairs (images or video clips)" if _videos(ev) else "image-caption pairs"
 
@@ -753,7 +764,7 @@ def ai_act_summary(ev: Evidence) -> str:
         f"- 1.1 Provider, model name and version: {na}",
         f"- 1.2 Modalities: {_modalities(ev)} and text (captions).",
         f"- Size: {ev.fig('kept')} {_pairs(ev)} kept ({size_category(kept)}).",
-        "- Content types: photographs or rendered images with natural-language captions; "
+        f"- Content types: {_content_types(ev)} with natural-language captions; "
         f"anything more specific: {na}",
         "",
         "## 2. List of data sources",
@@ -764,7 +775,8 @@ def ai_act_summary(ev: Evidence) -> str:
         f"- 2.2 Licensed or private third-party data: {na}",
         "- 2.3 Data crawled and scraped from online sources:",
         f"  - Crawler, purpose, collection period: {na}",
-        "  - Content types: images with captions and source urls.",
+        f"  - Content types: {'clips or images' if _videos(ev) else 'images'} with captions "
+        "and source urls.",
         "  - Most relevant domain names (of the kept content):",
         *["    " + line for line in _kept_domain_lines(ev)],
         f"- 2.4 User data: {na}",

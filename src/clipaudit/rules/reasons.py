@@ -18,7 +18,7 @@ REASONS: dict[str, str] = {
     "video_timeout": "decoding the video did not finish within the time limit",
     # video quality
     "still_video": "nothing moves between the sampled frames of a video",
-    "black_video": "most sampled frames of a video are black",
+    "black_video": "at least the pack's share (half in default) of a clip's frames are black",
     "video_too_long": "the video is longer than the pack's maximum duration",
     "video_damaged": "packets of the video failed to decode and were skipped, as a player "
     "skips them (frames there are missing or smeared)",

@@ -111,6 +111,8 @@ class Compact:
     frames_valid: np.ndarray | None = None
     # How many codes the pack flags each row for (the ``flags`` keeper key); None: none.
     flags: np.ndarray | None = None
+    # Each row's stored size in bytes (the ``resolution`` key's tie-break); None: unknown.
+    bytes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.alignment)
@@ -129,6 +131,7 @@ class Compact:
             frames=None if self.frames is None else self.frames[pos],
             frames_valid=None if self.frames_valid is None else self.frames_valid[pos],
             flags=None if self.flags is None else self.flags[pos],
+            bytes=None if self.bytes is None else self.bytes[pos],
         )
 
 
@@ -152,6 +155,8 @@ def rank_order(c: Compact, keeper: Sequence[str]) -> np.ndarray:
             keys.append(np.where(np.isnan(c.alignment), np.inf, -c.alignment))
         elif k == "resolution":  # larger first, unknown after every known size
             keys.append(np.where(np.isnan(c.area), 1.0, -c.area))
+            if c.bytes is not None:  # of one size, the less compressed (more bytes) first
+                keys.append(np.where(np.isnan(c.bytes), 1.0, -c.bytes.astype(np.float64)))
         else:  # the id, in code-point order (UTF-8 byte order is the same order)
             rank = np.empty(len(c), np.int64)
             rank[pc.sort_indices(c.ids).to_numpy()] = np.arange(len(c))

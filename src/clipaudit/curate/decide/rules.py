@@ -207,13 +207,6 @@ def compact_columns(
         return floats(sig[name][rows]) if name in sig else np.full(n, np.nan)
 
     ids = sig["id"][rows] if "id" in sig else rows
-    cols: dict[str, Any] = {
-        "row": pa.array(rows.astype(np.int64)),
-        "id": pa.array([str(v) for v in ids], pa.string()),
-        "alignment": pa.array(num("alignment")),
-        "area": pa.array(_content_area(sig, rows, num("width") * num("height"))),
-        "flags": pa.array(flags[rows] if flags is not None else np.zeros(n, np.int16), pa.int16()),
-    }
     # A video with frame hashes is paired through its frames alone (keeper.video_pairs): its
     # middle frame's image hashes would pair two distinct clips that share one look (a red
     # circle on a plain ground) and confirm them on that one frame. Exact copies still meet
@@ -223,6 +216,21 @@ def compact_columns(
         if "media" in sig and "frame_phash" in sig
         else np.zeros(n, bool)
     )
+    area = _content_area(sig, rows, num("width") * num("height"))
+    # A clip's size is its pixels times its seconds: a 6 s original was dropped for its 5 s
+    # trim (same frame size, the id decided). Clips pair only with clips.
+    seconds = num("video_duration")
+    area = np.where(video & (seconds > 0), area * seconds, area)
+    cols: dict[str, Any] = {
+        "row": pa.array(rows.astype(np.int64)),
+        "id": pa.array([str(v) for v in ids], pa.string()),
+        "alignment": pa.array(num("alignment")),
+        "area": pa.array(area),
+        # The resolution key's tie-break: of two copies of one size, the one with more
+        # bytes is the less compressed (a JPEG q30 or CRF 45 copy was kept by id order).
+        "bytes": pa.array(num("file_bytes").astype(np.float32)),
+        "flags": pa.array(flags[rows] if flags is not None else np.zeros(n, np.int16), pa.int16()),
+    }
     for name in ("pixel_hash", "phash", "dhash", "phash_mirror", "phash_inner", "chash"):
         if name in sig:
             v = sig[name][rows]

@@ -141,6 +141,9 @@ def _as_compact(table: pa.Table) -> Compact:
         ids=table.column("id").combine_chunks(),
         alignment=floats(table.column("alignment").to_numpy(zero_copy_only=False)),
         area=floats(table.column("area").to_numpy(zero_copy_only=False)),
+        bytes=floats(table.column("bytes").to_numpy(zero_copy_only=False)).astype(np.float32)
+        if "bytes" in table.column_names
+        else None,
         pixel_hash=hash_col("pixel_hash").view(np.int64)
         if "pixel_hash" in table.column_names
         else np.zeros(table.num_rows, np.int64),
