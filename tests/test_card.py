@@ -177,6 +177,28 @@ def test_checks_that_did_not_run_are_not_reported_as_zero(
     assert f"Samples marked AI-generated (XMP / C2PA): *{NOT_AVAILABLE}*" in docs["README.md"]
 
 
+def test_a_run_without_duplicates_or_of_clips_says_so_in_words(
+    cards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The datasheet read "duplicates dropped: ." where none were, and the EU summary called
+    a run of video clips "photographs or rendered images"."""
+    import shutil
+
+    run, _ = cards
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    for code in ("exact_duplicate", "near_duplicate", "semantic_duplicate"):
+        stats["by_reason_dropping"].pop(code, None)
+    stats["signals"]["video"] = {"videos": 27, "images": 0}
+    (copy / "stats.json").write_text(json.dumps(stats))
+    docs = {p.name: p.read_text() for p in write_cards(copy, tmp_path / "cards")}
+    assert "duplicates dropped: none." in docs["DATASHEET.md"]
+    ai = docs["EU_AI_ACT_SUMMARY.md"]
+    assert "- Content types: video clips with natural-language captions" in ai
+    assert "photographs" not in ai
+
+
 def test_a_redecide_removes_the_cards_and_report_it_makes_stale(
     cards: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
