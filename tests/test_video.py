@@ -843,3 +843,32 @@ def test_the_longer_and_less_compressed_clip_is_the_one_kept(tmp_path: Path) -> 
     assert rows["z_original.mp4"]["decision"] == "keep", rows["z_original.mp4"]["reasons"]
     assert rows["a_trim.mp4"]["duplicate_of"] == "z_original.mp4"
     assert rows["b_crf45.mp4"]["duplicate_of"] == "z_original.mp4"
+
+
+def test_a_clip_fading_in_from_black_is_not_black_under_keyframes_or_scenes() -> None:
+    """keyframes and scenes always took the first frame; with one key frame that black frame
+    was the whole sample, under scenes the first shot's, and a clip that fades in was
+    dropped as black_video while uniform:8 kept it. keyframes now also reads frames at a
+    third and two thirds of a clip with fewer than three key frames, and scenes lets a shot
+    that opens black stand for its first frame with content."""
+    import io
+
+    import av
+
+    fade = [Image.new("RGB", (64, 64), (k * 12, k * 12, k * 12)) for k in range(8)]
+    frames = fade + _moving(40, color=(250, 0, 0), ground=(90, 160, 220))
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream: Any = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.options = {"g": "1000", "preset": "veryfast"}  # one key frame: the first
+        for im in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(im)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for policy in ("keyframes", "scenes", "uniform:8"):
+        v = decode_video(buf.getvalue(), SamplingPolicy.parse(policy))
+        stats = frame_stats(v.frames)
+        assert v.error is None and len(v.frames) >= 2, (policy, v.times)
+        assert stats["black_share"] < 0.5, (policy, v.times, stats)

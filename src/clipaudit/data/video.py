@@ -929,6 +929,12 @@ def _keyframes(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) ->
         return out
     n = policy.max_frames
     picked = keys if len(keys) <= n else [keys[int((i + 0.5) * len(keys) / n)] for i in range(n)]
+    duration = info.get("duration") or 0.0
+    if len(picked) < 3 and duration > 0:
+        # One or two key frames, the first among them: a clip fading in from black was that
+        # black frame alone or half its sample, and dropped as black_video (uniform:8 kept
+        # it). Frames at a third and two thirds of it are read too.
+        picked = sorted({*picked, round(duration / 3, 6), round(2 * duration / 3, 6)})
     out = _at_times(reader, picked)
     out.info["capped"] = len(keys) > n
     return out
@@ -939,14 +945,23 @@ def _scenes(reader: _Reader, info: dict[str, Any], policy: SamplingPolicy) -> Vi
     frames, times = _sequential(reader, info, 1 / SCAN_FPS, scan)
     out = VideoDecoded()
     prev = None
+    dark_start = False  # the current shot's frame taken so far is black
     for f, t in zip(frames, times, strict=True):
         im = _rgb(f, reader.stream)
         g = np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BOX), np.float32)
+        black = bool(g.mean() < 16 and g.std() < 8)  # as frame_stats counts black
         if prev is None or float(np.abs(g - prev).mean()) > SCENE_CUT:
-            out.frames.append(im)
-            out.times.append(t)
             if len(out.frames) >= policy.max_frames:
                 break
+            out.frames.append(im)
+            out.times.append(t)
+            dark_start = black
+        elif dark_start and not black:
+            # A shot that opens black (a fade-in) stands for its first frame with content:
+            # its black opening frame alone was the sample of a clip that fades in, dropped
+            # as black_video while uniform:8 kept it. A shot black throughout stays black.
+            out.frames[-1], out.times[-1] = im, t
+            dark_start = False
         prev = g
     # The scan stops at its cap (32 s at 4 fps) or at max_frames shots: later shots unseen.
     out.info["capped"] = len(frames) >= scan or len(out.frames) >= policy.max_frames
