@@ -185,6 +185,47 @@ def test_imagefolder_refuses_paths_outside_the_folder(tmp_path: Path, zoo: dict)
     assert len(got) == 4
 
 
+def test_a_hub_snapshot_of_links_reads_with_follow_symlinks(tmp_path: Path, zoo: dict) -> None:
+    """snapshot_download links every file of a snapshot to ../../blobs/<sha>: all its samples
+    were unsafe_path, with no way to read them. --follow-symlinks reads the links (off by
+    default: a folder unpacked from an untrusted archive can link to any file); a link whose
+    target is gone is missing_image (it was left out of the run without a reason), and
+    names in the metadata still may not leave the folder."""
+    import json
+
+    from clipaudit.cli_options import DatasetArgs
+    from clipaudit.data import ReadOptions
+
+    blobs = tmp_path / "hub" / "blobs"
+    snap = tmp_path / "hub" / "snapshots" / "rev1"
+    (snap / "train").mkdir(parents=True)
+    blobs.mkdir()
+    for name, data in (("a.jpg", zoo["jpeg"][0]), ("b.png", zoo["gray"][0])):
+        (blobs / f"sha-{name}").write_bytes(data)
+        (snap / "train" / name).symlink_to(Path("../../../blobs") / f"sha-{name}")
+    rows = [{"file_name": "a.jpg", "text": "a"}, {"file_name": "b.png", "text": "b"},
+            {"file_name": "../../../blobs/sha-a.jpg", "text": "escape"}]  # fmt: skip
+    (blobs / "sha-meta").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (snap / "train" / "metadata.jsonl").symlink_to(Path("../../../blobs/sha-meta"))
+    safe = {s.id: s.error for s in open_dataset(snap / "train")}
+    assert set(safe) == {"a.jpg", "b.png", "../../../blobs/sha-a.jpg"}
+    assert set(safe.values()) == {"unsafe_path"}
+    follow = ReadOptions(extra={"follow_symlinks": True})
+    got = {s.id: s for s in open_dataset(snap / "train", options=follow)}
+    assert got["a.jpg"].image == zoo["jpeg"][0] and got["b.png"].image == zoo["gray"][0]
+    assert got["../../../blobs/sha-a.jpg"].error == "unsafe_path"
+    assert DatasetArgs(follow_symlinks=True).read_options().extra == {"follow_symlinks": True}
+    assert DatasetArgs().read_options().extra == {}  # runs read without it keep their id
+    # Without metadata: a link whose target is gone is a sample with a reason.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "ok.jpg").write_bytes(zoo["jpeg"][0])
+    (plain / "gone.jpg").symlink_to(plain / "deleted.jpg")
+    (plain / "out.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    got_plain = {s.id: s.error for s in open_dataset(plain)}
+    assert got_plain == {"gone.jpg": "missing_image", "ok.jpg": None, "out.jpg": "unsafe_path"}
+
+
 def test_parquet_with_path_column_and_custom_names(tmp_path: Path, zoo: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -461,3 +502,37 @@ def test_an_empty_hf_dataset_is_written_and_reads_back(tmp_path: Path) -> None:
     assert list(open_dataset(tmp_path / "empty")) == []
     loaded = datasets.load_from_disk(str(tmp_path / "empty"))
     assert loaded.num_rows == 0 and "image" in loaded.features and "caption" in loaded.features
+
+
+def test_a_tar_made_on_a_mac_and_a_hard_link_read_as_their_samples(
+    tmp_path: Path, zoo: dict
+) -> None:
+    """bsdtar on macOS puts an AppleDouble ``._name`` before each file (and Finder a
+    ``.DS_Store``): the run stopped with "Duplicate sample ids … ''". A hard link repeating a
+    member of its own sample made that whole sample unsafe_path."""
+    import io
+    import tarfile
+
+    jpeg = zoo["jpeg"][0]
+    with tarfile.open(tmp_path / "mac.tar", "w") as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for k in range(2):
+            add(f"./._{k}.jpg", b"\x00\x05\x16\x07 AppleDouble")
+            add(f"./{k}.jpg", jpeg)
+            add(f"./{k}.txt", f"photo {k}".encode())
+        add(".DS_Store", b"\x00\x00\x00\x01Bud1")
+        add("__MACOSX/._s2.jpg", b"\x00\x05\x16\x07")
+        add("s2.jpg", jpeg)
+        add("s2.txt", b"a linked photo")
+        link = tarfile.TarInfo("s2.png")
+        link.type, link.linkname = tarfile.LNKTYPE, "s2.jpg"
+        tar.addfile(link)
+    got = {s.id: s for s in open_dataset(tmp_path / "mac.tar")}
+    assert sorted(got) == ["0", "1", "s2"]
+    assert all(s.error is None and s.image == jpeg for s in got.values())
+    assert got["s2"].caption == "a linked photo" and got["1"].caption == "photo 1"

@@ -31,6 +31,7 @@ class DatasetArgs:
     id_column: str | None = None
     url_column: str | None = None
     split: str | None = None
+    follow_symlinks: bool = False
 
     def read_options(self) -> ReadOptions:
         from clipaudit.data import ReadOptions
@@ -42,6 +43,8 @@ class DatasetArgs:
             caption_column=self.caption_column,
             url_column=self.url_column,
             split=self.split,
+            # In ``extra`` only when given: runs read without it keep their fingerprint.
+            extra={"follow_symlinks": True} if self.follow_symlinks else {},
         )
 
     def open(self, path: str) -> Dataset:
@@ -66,10 +69,21 @@ COLUMNS: dict[str, str] = {
     "split": "Split of a saved DatasetDict.",
 }
 
+# Reading switches, off unless given.
+FLAGS: dict[str, str] = {
+    "follow_symlinks": "Read an image folder's symbolic links that point out of it (a Hugging "
+    "Face hub snapshot, a DVC or git-annex checkout); without it they are unsafe_path.",
+}
+
 Command = Callable[..., None]
 
 
 def _parameter(name: str, described: bool) -> inspect.Parameter:
+    if name in FLAGS:
+        flag = Annotated[bool, typer.Option(help=FLAGS[name] if described else None)]
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=flag
+        )
     annotation: Any = (
         FormatOpt
         if name == "format"
@@ -85,8 +99,8 @@ def dataset_options(*columns: str, described: bool = True) -> Callable[[Command]
     that order) into the command's signature where its keyword-only ``data`` parameter
     stands, and call the command with them as ``data=DatasetArgs(...)``. ``described=False``
     leaves the column options without help text."""
-    names = ("format", *(columns or COLUMNS))
-    unknown = set(names) - {"format", *COLUMNS}
+    names = ("format", *(columns or (*COLUMNS, *FLAGS)))
+    unknown = set(names) - {"format", *COLUMNS, *FLAGS}
     if unknown:
         raise TypeError(f"dataset_options: unknown options {sorted(unknown)}")
 

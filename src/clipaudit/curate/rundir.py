@@ -381,6 +381,8 @@ def resume_command(record: dict[str, Any], run: Path) -> str:
     for key in _READ_FLAGS:
         if read.get(key) is not None:
             words += ["--" + key.replace("_", "-"), str(read[key])]
+    if (read.get("extra") or {}).get("follow_symlinks"):
+        words.append("--follow-symlinks")
     for key, value in sorted((settings.get("options") or {}).items()):
         if key in ("optout_cache", "c2pa_trust_anchors") and value:
             words += ["--" + key.replace("_", "-"), str(value)]

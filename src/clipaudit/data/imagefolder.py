@@ -56,9 +56,18 @@ def _load_rows(meta_file: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def inside(root: Path, rel: str) -> Path | None:
-    """Resolve ``rel`` under ``root``; None when it would leave the folder."""
-    candidate = (root / rel).resolve()
+def inside(root: Path, rel: str, follow_symlinks: bool = False) -> Path | None:
+    """``rel`` under ``root``; None when it would leave the folder: by its name (``..``,
+    absolute), or through a symbolic link pointing out of it unless ``follow_symlinks``
+    (``--follow-symlinks``): a Hugging Face hub snapshot (``snapshot_download``), a DVC or
+    git-annex checkout link every file to a blob store beside the folder, while a link in
+    a folder unpacked from an untrusted archive can point at any file of the machine."""
+    norm = posixpath.normpath(rel)
+    if norm.startswith(("/", "../")) or norm in ("..", "."):
+        return None
+    if follow_symlinks:
+        return root / norm
+    candidate = (root / norm).resolve()
     try:
         candidate.relative_to(root.resolve())
     except ValueError:
@@ -74,6 +83,7 @@ class ImageFolderDataset(Dataset):
         if not source.is_dir():
             raise DatasetError(f"The image folder {str(source)!r} is not a folder.")
         self.root = source
+        self.follow_symlinks = bool(options.extra.get("follow_symlinks"))
         metas = sorted(p for n in METADATA_NAMES for p in source.rglob(n))
         self._has_metadata = bool(metas)
         self._rows: list[tuple[Path, dict[str, Any]]] = []
@@ -87,7 +97,10 @@ class ImageFolderDataset(Dataset):
                 )
         else:
             for p in sorted(source.rglob("*")):
-                if p.is_file() and p.suffix.lower().lstrip(".") in MEDIA_EXTS:
+                # A link whose target is gone is listed too (missing_image): left out, its
+                # sample vanished from the decisions without a reason.
+                media = p.suffix.lower().lstrip(".") in MEDIA_EXTS
+                if media and (p.is_file() or (p.is_symlink() and not p.exists())):
                     self._rows.append((source, {"file_name": p.relative_to(source).as_posix()}))
             self._fields = ["file_name"]
         size = max(1, options.shard_size)
@@ -147,7 +160,7 @@ class ImageFolderDataset(Dataset):
             elif k not in used:
                 meta[k] = v
         caption = clean_text(row.get(self.caption_field)) if self.caption_field else None
-        path = inside(self.root, rel) if file_name else None
+        path = inside(self.root, rel, self.follow_symlinks) if file_name else None
         image: bytes | None = None
         error: str | None = None
         if path is None:

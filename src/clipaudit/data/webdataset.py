@@ -64,9 +64,26 @@ def split_member(name: str) -> tuple[str, str]:
     return key, ext.lower() if dot else ""
 
 
+def os_litter(name: str) -> bool:
+    """Members a desktop's archiver adds that are no part of any sample: macOS's AppleDouble
+    ``._name`` files and ``__MACOSX/`` folder, Finder's ``.DS_Store``. A tar made on a Mac
+    stopped the run ("Duplicate sample ids … ''"); WebDataset's reader skips them too."""
+    p = PurePosixPath(name)
+    return p.name.startswith("._") or p.name == ".DS_Store" or "__MACOSX" in p.parts
+
+
 def unsafe_member(name: str) -> bool:
     p = PurePosixPath(name)
     return p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]
+
+
+def _same_sample_link(member: tarfile.TarInfo, names: dict[str, str]) -> str | None:
+    """The extension of the sample's member a hard link ``member`` repeats, if it repeats
+    one already read; None for anything else."""
+    if not member.islnk():
+        return None
+    target = text_name(member.linkname)
+    return next((ext for ext, name in names.items() if name == target), None)
 
 
 def _data_after_end(tar: tarfile.TarFile) -> int | None:
@@ -206,8 +223,8 @@ class WebDataset(Dataset):
         with tar:
             try:
                 for member in tar:
-                    if member.isdir():
-                        continue  # a folder is not a sample; its files are
+                    if member.isdir() or os_litter(text_name(member.name)):
+                        continue  # a folder is not a sample (its files are), nor OS litter
                     mkey, ext = split_member(text_name(member.name))
                     if mkey != key:
                         if key is not None:
@@ -219,6 +236,14 @@ class WebDataset(Dataset):
                         seen.add(mkey)
                         key, parts, unsafe, names = mkey, {}, False, {}
                         too_large = set()
+                    linked = _same_sample_link(member, names)
+                    if linked is not None and not unsafe_member(member.name):
+                        # A hard link to a member of this sample read earlier (tar stores a
+                        # repeated file so): its bytes, not the whole sample unsafe_path.
+                        if ext in parts:
+                            raise DuplicateIdError([mkey], f"shard {str(path)!r}")
+                        parts[ext], names[ext] = parts[linked], text_name(member.name)
+                        continue
                     # Links and devices are never followed or opened: a link could point
                     # anywhere on the reader's disk, a device could block forever.
                     if unsafe_member(member.name) or not member.isfile():

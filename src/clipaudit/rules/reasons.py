@@ -8,7 +8,8 @@ REASONS: dict[str, str] = {
     "empty_image": "the image file is zero bytes",
     "decode_error": "the image bytes cannot be decoded",
     "image_too_large": "the image is larger than the decompression-bomb limit",
-    "unsafe_path": "the sample's file name points outside its dataset",
+    "unsafe_path": "the sample's file name, or a link it is, points outside its dataset "
+    "(--follow-symlinks reads an image folder's links)",
     "bad_metadata": "the sample's metadata is not valid JSON",
     "truncated_shard": "the shard ended in the middle of this sample",
     "remote_path": "the image is a remote url, never fetched while reading",
