@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clipaudit.cli_options import (
     BatchMegapixelsOpt,
@@ -58,8 +59,8 @@ def info(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    out = Console()
-    out.print(f"[bold]{result.source}[/bold]")
+    out = Console(markup=False)  # paths, columns and captions are the data's text
+    out.print(str(result.source), style="bold")
     out.print(f"format   {result.format}")
     out.print(f"shards   {result.shards}")
     out.print(f"samples  {result.samples}")
@@ -128,7 +129,7 @@ def example(
 
     files = write_dataset(example_samples(n, seed), out, format, shard_size=shard_size)
     files_word = "file" if len(files) == 1 else "files"
-    Console().print(f"wrote {n} samples in {len(files)} {files_word} → {out}")
+    Console().print(f"wrote {n} samples in {len(files)} {files_word} → {out}", markup=False)
 
 
 @app.command()
@@ -239,7 +240,10 @@ def train(
 
 def _print_stats(stats: dict[str, Any], out: Path) -> None:
     c = Console()
-    c.print(f"[bold]{out}[/bold]  pack {stats['pack']['name']} v{stats['pack']['version']}")
+    # The path and the pack's name are the user's text: a "[/x]" in either was read as
+    # markup, and a closing tag with no opening one crashed the command after its work.
+    pack = f"pack {stats['pack']['name']} v{stats['pack']['version']}"
+    c.print(f"[bold]{escape(str(out))}[/bold]  {escape(pack)}")
     c.print(
         f"input {stats['input']}  →  kept {stats['kept']} (flagged {stats['flagged']})  "
         f"dropped {stats['dropped']}  errored {stats['errored']}  "
@@ -388,6 +392,11 @@ def curate(
             f"--ray-address {ray_address!r} is for the ray engine; add --engine ray."
         )
     chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else DEFAULT_STAGES
+    if stages is not None and not chosen:  # "," ran no stage and passed every gate
+        raise ClipauditError(
+            f"--stages {stages!r} names no stage; name one or more of: {', '.join(DEFAULT_STAGES)}"
+            " (or leave --stages out for all of them)."
+        )
     if c2pa_trust_anchors and "c2pa" in chosen:  # else said unused (curate/scoring.py)
         from clipaudit.rights.provenance import load_trust_anchors
 
@@ -605,7 +614,7 @@ def demo(
         )
     from clipaudit.reports import write_report
 
-    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")
+    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}", markup=False)
 
 
 def _video_demo(out: Path, n: int, rules: str, seed: int) -> None:
@@ -634,7 +643,7 @@ def _video_demo(out: Path, n: int, rules: str, seed: int) -> None:
         )
     from clipaudit.reports import write_report
 
-    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}")
+    c.print(f"report: {write_report([out / 'run'], out / 'report.html').html}", markup=False)
 
 
 @app.command()
@@ -652,7 +661,9 @@ def report(
     from clipaudit.reports import write_report
 
     files = write_report(dirs, out, show_nsfw=show_nsfw, title=title)
-    Console().print(f"report: {files.html} (numbers: {files.json.name}, {files.csv.name})")
+    Console().print(
+        f"report: {files.html} (numbers: {files.json.name}, {files.csv.name})", markup=False
+    )
 
 
 @app.command()
@@ -769,7 +780,11 @@ def main() -> None:
         if isinstance(returned, int) and not isinstance(returned, bool) and returned:
             sys.exit(returned)
     except ClipauditError as err:
-        console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
+        # The message quotes the user's paths, pack names and values: escaped, so "[/x]" in
+        # one is printed as typed (it crashed the handler with a MarkupError traceback).
+        console.print(
+            f"[red]error:[/red] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except _ABORTS:
         console.print("aborted")

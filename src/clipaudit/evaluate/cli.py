@@ -384,8 +384,11 @@ def bias(
     v = result["verdicts"]
     for item in v["items"]:
         if item["verdict"] != "pass":
-            console.print(f"{item['verdict']:<5} {item['probe']:<12} {item['item']}: {item['why']}")
-    console.print(f"verdict: {v['overall']}; results: {path}")
+            console.print(
+                f"{item['verdict']:<5} {item['probe']:<12} {item['item']}: {item['why']}",
+                markup=False,
+            )
+    console.print(f"verdict: {v['overall']}; results: {path}", markup=False)
     if fail_on != "never" and (
         v["overall"] == "fail" or (fail_on == "warn" and v["overall"] == "warn")
     ):

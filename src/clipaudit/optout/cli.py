@@ -87,5 +87,5 @@ def fetch(
     )
     for name, counts in summary["outcomes"].items():
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
-        out.print(f"  {name:<7} {shown}")
-    out.print(f"cache: {summary['cache']}  ({summary['seconds']} s)")
+        out.print(f"  {name:<7} {shown}", markup=False)
+    out.print(f"cache: {summary['cache']}  ({summary['seconds']} s)", markup=False)

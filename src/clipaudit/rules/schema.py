@@ -402,6 +402,16 @@ def _read(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
 
 def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
     """Load a shipped pack by name or a pack file by path, following ``extends``."""
+    try:
+        return _load_pack(ref, _seen)
+    except RecursionError:  # YAML nested a thousand deep: a 3,000-line traceback before
+        raise ClipauditError(
+            f"{ref}: nested too deeply to be a rules pack (a pack is a few levels deep); "
+            "flatten it."
+        ) from None
+
+
+def _load_pack(ref: str, _seen: tuple[Path, ...]) -> Pack:
     path = _resolve(ref, _seen[-1].parent if _seen else None)
     data, node = _read(path)
     merged = data
@@ -412,6 +422,12 @@ def load_pack(ref: str, _seen: tuple[Path, ...] = ()) -> Pack:
     if parent is not None:
         if not isinstance(parent, str):
             raise ClipauditError(f"{where}: 'extends' names one pack, got {parent!r}.")
+        if "name" not in data:
+            # Inherited, the parent's name and version were recorded for another policy.
+            raise ClipauditError(
+                f"{where}: a pack that extends {parent!r} needs its own 'name' (and "
+                f"'version'): without one its decisions would be recorded as {parent!r}'s."
+            )
         try:
             base = load_pack(parent, (*_seen, path.resolve()))
         except ClipauditError as exc:
@@ -476,7 +492,15 @@ def _explain(err: Any) -> str:
         # YAML 1.1 reads an unquoted yes, no, on, off, true or false as a switch.
         msg += " (YAML reads an unquoted yes, no, on, off, true or false as a switch; quote it)"
     elif isinstance(got, str) and kind in ("int_type", "float_type") and _is_number(got):
-        msg += " (a quoted string; write the number without quotes)"
+        if "e" in got.lower():
+            # YAML 1.1 reads 1e-3 or 1.0e308 unquoted as text: a float there needs a dot and
+            # a signed exponent. "Write it without quotes" could not be followed.
+            msg += (
+                f" (YAML reads {got} as text even unquoted: write {float(got)!r}, or a dot "
+                "and a signed exponent such as 1.0e-3)"
+            )
+        else:
+            msg += " (a quoted string; write the number without quotes)"
     elif isinstance(got, int | float) and kind == "string_type":
         msg += f' (quote it: "{got}")'
     elif kind == "finite_number":

@@ -859,6 +859,14 @@ def _decide_locked(
     with output_errors(run.path / WORK):
         _fresh_work_folder(run.path / WORK)
     arrow_pool = use_system_arrow_pool()
+    for ref_path in against_paths or []:
+        inside = Path(ref_path).resolve()
+        if inside == run.path.resolve() or run.path.resolve() in inside.parents:
+            # Its own kept set changes with every decide: kept 0, then 36, then 0 again.
+            raise ClipauditError(
+                f"--against {str(ref_path)!r} is this run or a folder inside it; give another "
+                "run, its kept/ folder or a dataset."
+            )
     try:
         try:
             refs = [against.load_reference(p, against_cache) for p in against_paths or []]
