@@ -536,3 +536,53 @@ def test_a_tar_made_on_a_mac_and_a_hard_link_read_as_their_samples(
     assert sorted(got) == ["0", "1", "s2"]
     assert all(s.error is None and s.image == jpeg for s in got.values())
     assert got["s2"].caption == "a linked photo" and got["1"].caption == "photo 1"
+
+
+def test_a_text_column_named_image_is_not_taken_for_image_bytes(tmp_path: Path, zoo: dict) -> None:
+    """A parquet whose ``image`` column holds file paths (LLaVA-style exports), or urls
+    beside a ``jpg`` bytes column, had every sample missing_image: the guess took the
+    name, whatever it held. A guessed image column holds bytes; a text one is paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a" / "imgs").mkdir(parents=True)
+    (tmp_path / "a" / "imgs" / "0.jpg").write_bytes(zoo["jpeg"][0])
+    pq.write_table(
+        pa.table({"image": ["imgs/0.jpg"], "caption": ["a photo"]}), tmp_path / "a" / "x.parquet"
+    )
+    (s,) = list(open_dataset(tmp_path / "a"))
+    assert s.error is None and s.image == zoo["jpeg"][0] and s.caption == "a photo"
+    (tmp_path / "b").mkdir()
+    table = pa.table({"image": ["https://example.org/0.jpg"], "jpg": [zoo["jpeg"][0]]})
+    pq.write_table(table, tmp_path / "b" / "x.parquet")
+    (s,) = list(open_dataset(tmp_path / "b"))
+    assert s.error is None and s.image == zoo["jpeg"][0]
+
+
+def test_a_caption_that_is_a_struct_or_an_unlabelled_class_is_no_caption(
+    tmp_path: Path, zoo: dict
+) -> None:
+    """{"en": "..."} became the caption "{'en': '...'}", and datasets' unlabelled class -1
+    the caption '-1'."""
+    import json
+
+    import datasets
+
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "a.jpg").write_bytes(zoo["jpeg"][0])
+    row = {"file_name": "a.jpg", "caption": {"en": "a dict caption"}}
+    (tmp_path / "f" / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    (s,) = list(open_dataset(tmp_path / "f"))
+    assert s.caption is None
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])}
+    )
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": zoo["jpeg"][0], "path": None}] * 2, "label": [1, -1]},
+        features=features,
+    )
+    ds.save_to_disk(str(tmp_path / "hf"))
+    from clipaudit.data import ReadOptions
+
+    got = list(open_dataset(tmp_path / "hf", options=ReadOptions(caption_column="label")))
+    assert [s.caption for s in got] == ["dog", None]

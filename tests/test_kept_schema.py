@@ -313,3 +313,30 @@ def test_empty_ids_in_the_input_are_the_run_ids_in_the_kept_rows(tmp_path: Path)
             got = pq.read_table(out).column("key").to_pylist()
         assert got == kept_ids, name
         assert got[0] == "k0" and got[-1] == " k5 " and None not in got, name
+
+
+def test_a_folder_of_pandas_parquet_files_keeps_its_own_schema(tmp_path: Path) -> None:
+    """pandas records each file's own RangeIndex bounds in its schema metadata, so a folder
+    of ``df.to_parquet`` files never had one schema: the kept set fell back to the canonical
+    columns and its timestamps and categories became JSON text in ``meta``."""
+    import pandas as pd
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), (200, 40, 40)).save(buf, "PNG")
+    (tmp_path / "ds").mkdir()
+    for k, n in ((0, 5), (1, 3)):
+        pd.DataFrame(
+            {
+                "id": [f"{k}-{i}" for i in range(n)],
+                "image": [buf.getvalue()] * n,
+                "ts": pd.Timestamp("2021-01-01", tz="UTC"),
+                "label": pd.Categorical(["cat"] * n),
+                "caption": [f"a red square number {i}" for i in range(n)],
+            }
+        ).to_parquet(tmp_path / "ds" / f"{k}.parquet")
+    curate(CurateConfig(str(tmp_path / "ds"), str(tmp_path / "run"), rules="keep-all",
+                        stages=["quality"], gates=False))  # fmt: skip
+    kept = pd.read_parquet(tmp_path / "run" / "kept")
+    assert len(kept) == 8 and "meta" not in kept.columns
+    assert "UTC" in str(kept["ts"].dtype)
+    assert isinstance(kept["label"].dtype, pd.CategoricalDtype)

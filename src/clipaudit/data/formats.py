@@ -123,6 +123,10 @@ def clean_text(value: Any) -> str | None:
             if text and text.strip():
                 return text
         return None
+    if isinstance(value, dict):
+        # A struct ({"en": ..., "de": ...}) is no one caption: its str() ("{'en': ...}")
+        # was taken for one. None: the sample gets no_caption, the struct stays in meta.
+        return None
     return value if isinstance(value, str) else str(value)
 
 

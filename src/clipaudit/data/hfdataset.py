@@ -99,9 +99,11 @@ class HFDataset(Dataset):
                 row = {k: batch[k][i] for k in names}
                 stored = dict(row)
                 cap = self.cols.caption
-                if cap in self._labels and isinstance(row.get(cap), int) and row[cap] >= 0:
-                    # A label used as the caption is its class name, not its index ('46').
-                    row[cap] = self._labels[cap].int2str(row[cap])
+                if cap in self._labels and isinstance(row.get(cap), int):
+                    # A label used as the caption is its class name, not its index ('46');
+                    # -1 is "unlabelled" in datasets, not a caption '-1'.
+                    value = row[cap]
+                    row[cap] = self._labels[cap].int2str(value) if value >= 0 else None
                 sample = row_to_sample(row, self.cols, self.base_dir, ids)
                 # ClassLabel ints are kept, with their names beside them for readability.
                 for col, feature in self._labels.items():

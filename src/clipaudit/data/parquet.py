@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,28 @@ SCHEMA = pa.schema(
 )
 
 
+def _comparable(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without the bounds of a pandas RangeIndex in its metadata: every file
+    pandas writes records its own row range (``"stop": 10`` in one, ``7`` in the next), so a
+    folder of ``df.to_parquet`` files never had one schema and its kept set lost its types
+    to the canonical columns. The kept file's index reads from 0 either way."""
+    meta = schema.metadata or {}
+    raw = meta.get(b"pandas")
+    if raw is None:
+        return schema
+    try:
+        pandas = json.loads(raw)
+    except ValueError:
+        return schema
+    index = pandas.get("index_columns") if isinstance(pandas, dict) else None
+    if not isinstance(index, list):
+        return schema
+    for entry in index:
+        if isinstance(entry, dict) and entry.get("kind") == "range":
+            entry.update({"start": 0, "stop": 0, "step": 1})
+    return schema.with_metadata({**meta, b"pandas": json.dumps(pandas).encode()})
+
+
 class ParquetDataset(Dataset):
     format = "parquet"
 
@@ -46,10 +69,14 @@ class ParquetDataset(Dataset):
         self._files = {f.relative_to(self.root).as_posix(): f for f in files}
         first = next(iter(self._files.values()))
         try:
-            self._names = pq.read_schema(first).names
+            schema = pq.read_schema(first)
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(f"{str(first)!r} is not a readable parquet file ({exc}).") from exc
-        self.cols = ColumnMap.resolve(self._names, options, repr(str(first)))
+        self._names = schema.names
+        text = {
+            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        }
+        self.cols = ColumnMap.resolve(self._names, options, repr(str(first)), text_columns=text)
         self._row_schema: pa.Schema | bool | None = False  # False: not read yet
 
     def shards(self) -> list[str]:
@@ -64,7 +91,7 @@ class ParquetDataset(Dataset):
             # Images from a bytes column (a path column beside it is only a fallback for
             # rows without bytes; copied rows get their bytes set): rows can be copied.
             if self.cols.image is not None:
-                schemas = [pq.read_schema(f) for f in self._files.values()]
+                schemas = [_comparable(pq.read_schema(f)) for f in self._files.values()]
                 if all(s.equals(schemas[0], check_metadata=True) for s in schemas[1:]):
                     self._row_schema = schemas[0]
         return self._row_schema

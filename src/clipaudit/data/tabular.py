@@ -36,12 +36,22 @@ class ColumnMap:
 
     @classmethod
     def resolve(
-        cls, names: list[str], opts: ReadOptions, where: str, image_hint: str | None = None
+        cls,
+        names: list[str],
+        opts: ReadOptions,
+        where: str,
+        image_hint: str | None = None,
+        text_columns: set[str] | frozenset[str] = frozenset(),
     ) -> ColumnMap:
-        image = pick_column(
-            names, opts.image_column or image_hint, IMAGE_CANDIDATES, "image", where
-        )
+        wanted = opts.image_column or image_hint
+        # A guessed image column holds bytes: a text column named "image" (paths, as LLaVA
+        # exports write them, or urls beside a "jpg" bytes column) made every sample
+        # missing_image. Such a column is taken for paths where none is named.
+        guessable = names if wanted else [n for n in names if n not in text_columns]
+        image = pick_column(guessable, wanted, IMAGE_CANDIDATES, "image", where)
         path = pick_column(names, opts.path_column, PATH_CANDIDATES, "path", where)
+        if image is None and path is None and not wanted:
+            path = next((c for c in IMAGE_CANDIDATES if c in text_columns and c in names), None)
         if image is None and path is None:
             raise DatasetError(
                 f"No image column in {where}: pass --image-column (bytes) or --path-column "
