@@ -82,3 +82,20 @@ def test_stages_naming_no_stage_and_a_run_against_itself_are_refused(tmp_path: P
     for ref in (run, run / "kept"):
         with pytest.raises(ClipauditError, match="is this run or a folder inside it"):
             decide_run(run, "default", against_paths=[str(ref)])
+
+
+def test_phrase_routes_without_the_alignment_stage_are_refused_before_scoring(
+    tmp_path: Path,
+) -> None:
+    """curate scored every shard, then decide said the routes need a model; and curating
+    again with the alignment stage was refused as "a different run"."""
+    from clipaudit.curate.pipeline import CurateConfig, curate
+    from clipaudit.data import write_dataset
+    from clipaudit.data.example import example_samples
+
+    write_dataset(example_samples(4), tmp_path / "data", "parquet")
+    cfg = CurateConfig(str(tmp_path / "data"), str(tmp_path / "run"), rules="world-routes",
+                       stages=["quality", "hashes"])  # fmt: skip
+    with pytest.raises(ClipauditError, match=r"add the alignment stage \(--stages "):
+        curate(cfg)
+    assert not (tmp_path / "run" / "signals").exists()

@@ -125,6 +125,15 @@ def score(
         )
     ds = open_dataset(cfg.dataset, format=cfg.format, options=cfg.read)
     pack = load_pack(cfg.rules)  # fail on a bad pack before any scoring work
+    phrase_routes = [name for name, r in pack.routes.items() if r.phrases]
+    if cfg.decide and phrase_routes and "alignment" not in cfg.stages:
+        # Found at decide time, after every shard was scored, and the advice to add the
+        # stage was then refused as "a different run".
+        raise ClipauditError(
+            f"the pack {pack.name!r} routes by phrases ({', '.join(phrase_routes)}), which are "
+            "scored on the images' embeddings: add the alignment stage (--stages "
+            f"{','.join([*cfg.stages, 'alignment'])}) or choose a pack without phrase routes."
+        )
     fit = None
     if uses_clip(cfg.stages, pack):
         from clipaudit.models.domain import model_fit
