@@ -586,3 +586,20 @@ def test_a_caption_that_is_a_struct_or_an_unlabelled_class_is_no_caption(
 
     got = list(open_dataset(tmp_path / "hf", options=ReadOptions(caption_column="label")))
     assert [s.caption for s in got] == ["dog", None]
+
+
+def test_bytes_and_times_in_meta_are_written_so_they_read_back() -> None:
+    """A converted kept set wrote a binary column into ``meta`` as its Python repr
+    ("b'\\\\xff\\\\xd8…'"), which nothing reads back; bytes are base64 now, times ISO 8601."""
+    import base64
+    import datetime
+    import json
+
+    from clipaudit.data.formats import meta_json
+
+    mask = bytes(range(256))
+    meta = {"mask": mask, "ts": datetime.datetime(2024, 5, 1, 12), "parts": [{"bytes": b"ab"}]}
+    back = json.loads(meta_json(meta))
+    assert base64.b64decode(back["mask"]["base64"]) == mask
+    assert back["ts"] == "2024-05-01T12:00:00"
+    assert base64.b64decode(back["parts"][0]["bytes"]["base64"]) == b"ab"

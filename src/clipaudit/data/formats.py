@@ -151,8 +151,21 @@ def text_of(data: bytes) -> str:
 
 
 def meta_json(meta: dict[str, Any]) -> str:
-    # default=str keeps non-JSON values (dates, bytes) readable rather than failing the write.
-    return json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+    """``meta`` as JSON; values JSON has no form for are kept losslessly where they can be:
+    bytes as ``{"base64": ...}`` (their Python repr, ``"b'\\xff\\xd8…'"``, could not be
+    read back, and took four characters a byte), dates and times in ISO 8601."""
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    import base64
+    import datetime
+
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
 
 
 class Dataset(ABC):
