@@ -603,3 +603,40 @@ def test_bytes_and_times_in_meta_are_written_so_they_read_back() -> None:
     assert base64.b64decode(back["mask"]["base64"]) == mask
     assert back["ts"] == "2024-05-01T12:00:00"
     assert base64.b64decode(back["parts"][0]["bytes"]["base64"]) == b"ab"
+
+
+def test_a_hub_layout_with_its_parquet_under_data_is_detected(tmp_path: Path, zoo: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n")
+    table = pa.table({"image": [zoo["jpeg"][0]], "caption": ["a photo"]})
+    pq.write_table(table, tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
+    assert detect_format(tmp_path / "repo") == "parquet"
+    (s,) = list(open_dataset(tmp_path / "repo"))
+    assert s.image == zoo["jpeg"][0] and s.caption == "a photo"
+
+
+def test_a_tars_other_members_reach_meta(tmp_path: Path, zoo: dict) -> None:
+    """A sample's .cls member (and any other besides image, caption and json) was dropped
+    by an --out-format conversion without a word: short text members go into meta under
+    their extension, other ones are named."""
+    import io
+    import tarfile
+
+    members = {
+        "k.jpg": zoo["jpeg"][0],
+        "k.txt": b"a photo",
+        "k.cls": b"3\n",
+        "k.json": b'{"url": "http://x/k.jpg"}',
+        "k.mask.png": zoo["gray"][0],
+    }
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (s,) = list(open_dataset(tmp_path / "s.tar"))
+    assert s.meta == {"cls": "3", "members_not_in_meta": ["mask.png"]}
+    assert s.url == "http://x/k.jpg" and s.caption == "a photo"

@@ -154,7 +154,12 @@ class ParquetFormat(DatasetFormat):
     def detect(cls, path: Path) -> bool:
         if path.suffix == ".parquet":
             return True
-        return path.is_dir() and any(path.glob("*.parquet"))
+        if not path.is_dir():
+            return False
+        # The Hugging Face hub's layout keeps its files under data/ (README.md at the top):
+        # "Cannot tell the format", though the reader finds them.
+        hub = path / "data"
+        return any(path.glob("*.parquet")) or (hub.is_dir() and any(hub.rglob("*.parquet")))
 
     @classmethod
     def open(cls, path: Path, options: ReadOptions) -> Dataset:

@@ -77,6 +77,17 @@ def unsafe_member(name: str) -> bool:
     return p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]
 
 
+def _short_text(data: bytes, limit: int = 64 * 1024) -> str | None:
+    """A member's bytes as text where they are short UTF-8 without NUL (a class label, a
+    second caption); None for binary or long members."""
+    if len(data) > limit or b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+
+
 def _same_sample_link(member: tarfile.TarInfo, names: dict[str, str]) -> str | None:
     """The extension of the sample's member a hard link ``member`` repeats, if it repeats
     one already read; None for anything else."""
@@ -328,6 +339,21 @@ class WebDataset(Dataset):
             )
             if dotted:
                 image, image_ext = parts[dotted[0]], dotted[0].rpartition(".")[2]
+        # The sample's other members (.cls, .seg.txt, a second caption): short text ones go
+        # into meta under their extension (a --out-format conversion dropped them); others
+        # (a second image, a mask) are named, so the loss is visible.
+        taken = {image_ext, "json", "txt", self.caption_key}
+        skipped = []
+        for ext, data in parts.items():
+            if ext in taken or ext in meta:
+                continue
+            text = _short_text(data)
+            if text is not None:
+                meta[ext] = text
+            else:
+                skipped.append(ext)
+        if skipped:
+            meta.setdefault("members_not_in_meta", sorted(skipped))
         if unsafe:
             error, image = "unsafe_path", None
         elif image is None and too_large and any(e in MEDIA_EXTS for e in too_large):
