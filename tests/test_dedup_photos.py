@@ -143,18 +143,23 @@ def test_different_garments_on_one_cloth_are_not_copies(tmp_path: Path) -> None:
         for key, data in items:
             tar.file(f"{key}.jpg", data).file(f"{key}.txt", b"a shirt")
     tar.close()
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
-            stages=["quality", "hashes"], gates=False,
-        )
-    )  # fmt: skip
-    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    rows = _curated_rows(tmp_path)
     group = {k: (r["duplicate_of"] or k).split("_")[0] for k, r in rows.items()}
     assert {k: group[k] for k in ("g0", "g1", "g2", "g3")} == {f"g{i}": f"g{i}" for i in range(4)}
     assert all(group[k] == k.split("_")[0] for k in rows), group  # every copy with its own
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
     assert stats["duplicate_search"]["edge_rejected"] >= 2, stats["duplicate_search"]
+
+
+def _curated_rows(tmp_path: Path, **options: object) -> dict[str, dict]:
+    """``tmp_path/data.tar`` curated with the default pack (quality and hashes stages, no
+    gates) into ``tmp_path/run``: its decision rows by id."""
+    cfg = CurateConfig(
+        dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
+        stages=["quality", "hashes"], gates=False, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+    curate(cfg)
+    return {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
 
 
 def _shirt(colour: tuple[int, int, int], seed: int = 3) -> Image.Image:
@@ -193,13 +198,7 @@ def test_one_product_in_several_colours_is_not_one_group(tmp_path: Path) -> None
         for key, data in items:
             tar.file(f"{key}.jpg", data).file(f"{key}.txt", f"a {name} shirt".encode())
     tar.close()
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
-            stages=["quality", "hashes"], gates=False,
-        )
-    )  # fmt: skip
-    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    rows = _curated_rows(tmp_path)
     group = {k: (r["duplicate_of"] or k).split("_")[0] for k, r in rows.items()}
     assert {k: group[k] for k in colours} == {k: k for k in colours}, group
     assert all(group[k] == k.split("_")[0] for k in rows), group
@@ -249,16 +248,9 @@ def test_a_reference_set_in_another_colour_is_not_a_copy(tmp_path: Path) -> None
     copy = _jpeg(COPIES["reencode"](_shirt((200, 30, 30))))
     tar.file("red_copy.jpg", copy).file("red_copy.txt", b"a red shirt")
     tar.close()
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
-            stages=["quality", "hashes"], gates=False, against=[str(tmp_path / "ref.tar")],
-            against_cache=str(tmp_path / "cache"),
-        )
-    )  # fmt: skip
-    cols = ["id", "decision", "duplicate_of_reference"]
-    table = pq.read_table(tmp_path / "run" / "decisions.parquet", columns=cols)
-    rows = {r["id"]: r for r in table.to_pylist()}
+    rows = _curated_rows(
+        tmp_path, against=[str(tmp_path / "ref.tar")], against_cache=str(tmp_path / "cache")
+    )
     assert rows["brown"]["decision"] == "keep" and rows["brown"]["duplicate_of_reference"] is None
     assert rows["red_copy"]["decision"] == "drop"
     assert rows["red_copy"]["duplicate_of_reference"] == "red"
@@ -272,12 +264,6 @@ def test_of_copies_of_one_size_the_least_compressed_is_kept(tmp_path: Path) -> N
     for key, quality in (("a_q30", 30), ("m_q60", 60), ("z_original", 95)):
         tar.file(f"{key}.jpg", _jpeg(im, quality)).file(f"{key}.txt", b"a temple in china")
     tar.close()
-    curate(
-        CurateConfig(
-            dataset=str(tmp_path / "data.tar"), out=str(tmp_path / "run"),
-            stages=["quality", "hashes"], gates=False,
-        )
-    )  # fmt: skip
-    rows = {r["id"]: r for r in pq.read_table(tmp_path / "run" / "decisions.parquet").to_pylist()}
+    rows = _curated_rows(tmp_path)
     assert rows["z_original"]["decision"] == "keep"
     assert rows["a_q30"]["duplicate_of"] == rows["m_q60"]["duplicate_of"] == "z_original"
