@@ -175,9 +175,10 @@ def test_fps_on_a_variable_frame_rate_clip_takes_each_frame_once() -> None:
 
 
 def test_one_sampled_frame_gives_no_motion_verdict(tmp_path: Path) -> None:
-    """uniform:1 (or keyframes on a short clip with one key frame) samples one frame: motion
-    is null, not 0, and the clip is not dropped as a still video; with two or more frames
-    a still clip still is."""
+    """uniform:1 samples one frame: motion is null, not 0, and the clip is not dropped as a
+    still video; with two or more frames a still clip still is. keyframes on a short clip
+    with one key frame also reads frames at a third and two thirds of it (its first frame
+    alone made a fade-in from black a black_video), so it has a verdict."""
     from typer.testing import CliRunner
 
     from clipaudit.cli import app
@@ -191,8 +192,8 @@ def test_one_sampled_frame_gives_no_motion_verdict(tmp_path: Path) -> None:
             assert (d.video["motion"] is None) == (len(d.frames) == 1), policy
     one_key = encode_video([Image.new("RGB", (32, 32), (120, 60, 30))] * 6, fps=8)  # 0.75 s
     d = decode_sample(Sample("v", one_key, image_ext="mp4"), SamplingPolicy.parse("keyframes"))
-    assert d.frames is not None and len(d.frames) == 1 and d.video is not None
-    assert d.video["motion"] is None and d.video["black_share"] == 0.0
+    assert d.frames is not None and len(d.frames) == 3 and d.video is not None
+    assert d.video["motion"] == 0.0 and d.video["black_share"] == 0.0
     # The rule: null motion is no verdict; 0 (two frames or more alike) is a still video.
     from clipaudit.curate.stages.video import video_rule
     from clipaudit.rules.schema import load_pack
