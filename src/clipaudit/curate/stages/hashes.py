@@ -205,7 +205,10 @@ class ThumbCorrelation:
         HUE_BINS). NaN where either has too few coloured pixels to judge. Mirror images and
         black or white borders leave it as it is."""
         rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-        h = hue_histograms(self.px[rows])
+        # A chunk of rows at a time: the histograms' float temporaries are ~80 KB a row.
+        h = np.zeros((len(rows), HUE_BINS))
+        for s in range(0, len(rows), self.chunk):
+            h[s : s + self.chunk] = hue_histograms(self.px[rows[s : s + self.chunk]])
         ha, hb = h[inv[: len(a)]], h[inv[len(a) :]]
         return np.minimum(ha, hb).sum(axis=1)
 
