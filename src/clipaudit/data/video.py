@@ -206,9 +206,12 @@ def _true_duration(reader: _Reader, info: dict[str, Any]) -> dict[str, Any]:
     The packets are read through without decoding (``duration_from``: ``packets``). A clip
     whose packets stop short of a declared length is left to _cut_short (a partial file)."""
     duration: float = info.get("duration") or 0.0
-    own = duration > 0 and not reader.whole_file
-    if own and not reader.runs_past(duration + max(OUTRUN_S, TRUNCATED_SHARE * duration)):
-        return info  # the stream's own duration, and no packet beyond it
+    # Only a late start (an end time declared) needs the packets' end read through; else a
+    # seek past the declared duration tells whether any packet outruns it, without
+    # demuxing every Matroska and WebM clip whole.
+    plain = duration > 0 and (not reader.whole_file or reader.base <= 0)
+    if plain and not reader.runs_past(duration + max(OUTRUN_S, TRUNCATED_SHARE * duration)):
+        return info  # the declared duration, and no packet beyond it
     end = reader.measured_end()
     if end is None or end <= 0:
         return info
