@@ -149,6 +149,8 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     structured: bool = False
+    # The server refused the request as it would refuse every other (REFUSALS).
+    refused: bool = False
 
 
 def ask(
@@ -240,7 +242,9 @@ def ask(
             errors.append(f"HTTP {code}")
             if code in REFUSALS:  # the key, the model or the endpoint: the server's words
                 said = _server_said(exc)
-                return failed(f"HTTP {code}" + (f": {said}" if said else ""))
+                reply = failed(f"HTTP {code}" + (f": {said}" if said else ""))
+                reply.refused = True
+                return reply
             if code != 429 and code < 500 and code not in (408, 409):
                 return failed(errors[-1])
             after = retry_after(exc)

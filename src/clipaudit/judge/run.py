@@ -41,7 +41,6 @@ from clipaudit.errors import ClipauditError
 from clipaudit.judge.answers import Answer, AnswerLog, answer_key, parse_answer
 from clipaudit.judge.bounded import Interrupt
 from clipaudit.judge.client import (
-    REFUSALS,
     Reply,
     RequestBudget,
     Settings,
@@ -292,9 +291,9 @@ def run_judge(
             reply = Reply(None, f"not asked (the server refused: {refused[0]})", 0, 0.0)
         else:
             reply = ask(client, settings, msgs, r.choices, deadline, requests, interrupt)
-            if reply.error and reply.error.startswith(tuple(f"HTTP {c}" for c in REFUSALS)):
+            if reply.refused:
                 with lock:
-                    refused.append(reply.error)
+                    refused.append(str(reply.error))
         verdict: str | None = None
         problem: str | None = reply.error
         status = "failed"
